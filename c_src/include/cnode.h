@@ -1,0 +1,10 @@
+/* cnode: the umbrella header.  Include this one. */
+#ifndef CNODE_H
+#define CNODE_H
+
+#include "cnode/common.h"
+#include "cnode/term.h"
+#include "cnode/runtime.h"
+#include "cnode/supervisor.h"
+
+#endif /* CNODE_H */

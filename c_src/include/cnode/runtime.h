@@ -1,0 +1,342 @@
+/* cnode: the runtime.  Erlang's process model for C.
+ *
+ * A runtime owns N scheduler threads, each running a libuv loop.
+ * Processes have real Erlang pids, a mailbox, links, monitors and an
+ * optional registered name.  Every process is a gen_server: a table of
+ * callbacks (cn_server_ops) and a state pointer.
+ *
+ * Threads.  Functions that take a cn_runtime are thread-safe unless they
+ * say otherwise; call them from scheduler threads (inside callbacks) and
+ * from plain C threads alike.  Functions that take a cn_proc act on a
+ * process and may be called only from inside that process's own callbacks,
+ * where the runtime hands the cn_proc in.
+ *
+ * The caller.  Some functions act for "the caller": inside a callback that
+ * is the process running the callback; on a plain thread it is the
+ * thread's own pid, which the runtime mints the first time the thread
+ * needs one (cn_self).  A thread traps exits: exit signals reach its
+ * mailbox as {'EXIT', Pid, Reason} messages, read with cn_receive.
+ *
+ * Memory.  Pids are the handles to processes: a pid never dangles, and a
+ * message to a dead pid is dropped, as in Erlang.  The runtime owns process
+ * memory.  Terms passed in are copied before the call returns; terms handed
+ * to callbacks are valid until the callback returns.
+ */
+#ifndef CNODE_RUNTIME_H
+#define CNODE_RUNTIME_H
+
+#include "common.h"
+#include "term.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cn_runtime cn_runtime; /* opaque */
+typedef struct cn_proc cn_proc;       /* opaque; see the header comment */
+typedef struct cn_from cn_from;       /* opaque; a caller awaiting a reply */
+
+#define CN_INFINITY (-1) /* a timeout that never expires */
+
+/* ---- The runtime ------------------------------------------------------ */
+
+typedef struct cn_runtime_options {
+  unsigned schedulers;    /* scheduler threads; 0 = one per online core */
+  const char *node_name;  /* NULL = "nonode@nohost" (C-only mode) */
+  uint32_t creation;      /* the node's incarnation; ignored for nonode */
+  size_t max_processes;   /* 0 = CN_DEFAULT_MAX_PROCESSES */
+  size_t max_mailbox;     /* messages queued per process, 0 = unlimited */
+  cn_term_limits limits;  /* applied to terms that enter from outside */
+} cn_runtime_options;
+
+#define CN_DEFAULT_MAX_PROCESSES ((size_t)1 << 21)
+
+/* Creates a runtime and starts its scheduler threads.  opts may be NULL
+ * for the defaults.  On success *out owns the runtime; release it with
+ * cn_runtime_free().  Returns 0, CN_EINVAL (bad options, such as a node
+ * name without '@'), CN_ENOMEM or CN_ESYSTEM (a thread or loop could not be
+ * created). */
+CN_EXTERN int cn_runtime_new(const cn_runtime_options *opts,
+                             cn_runtime **out);
+
+/* Stops every process and then the schedulers.  Processes get an exit
+ * signal `shutdown` (so trapping servers and supervisors run terminate);
+ * those still alive after timeout_ms are killed.  Blocks until the
+ * scheduler threads have exited.  Must not be called from a scheduler
+ * thread (CN_EDEADLK).  Safe to call more than once. */
+CN_EXTERN int cn_runtime_shutdown(cn_runtime *rt, int timeout_ms);
+
+/* Shuts the runtime down (if it still runs, with a 5 s timeout) and frees
+ * it.  Not thread-safe: no other thread may use rt during or after it. */
+CN_EXTERN void cn_runtime_free(cn_runtime *rt);
+
+/* The runtime's node name as an interned index (0 for nonode@nohost) and
+ * its creation. */
+CN_EXTERN uint32_t cn_runtime_node(const cn_runtime *rt);
+CN_EXTERN uint32_t cn_runtime_creation(const cn_runtime *rt);
+
+/* The number of live processes (threads' own pids not included). */
+CN_EXTERN size_t cn_process_count(cn_runtime *rt);
+
+/* True if pid names a live process of this runtime. */
+CN_EXTERN bool cn_is_alive(cn_runtime *rt, cn_pid pid);
+
+/* ---- Destinations ----------------------------------------------------- */
+
+typedef enum cn_dest_kind {
+  CN_DEST_PID = 1,  /* a pid, local or remote */
+  CN_DEST_NAME,     /* a locally registered name */
+  CN_DEST_REMOTE    /* {Name, Node} */
+} cn_dest_kind;
+
+typedef struct cn_dest {
+  cn_dest_kind kind;
+  cn_pid pid;       /* CN_DEST_PID */
+  const char *name; /* CN_DEST_NAME, CN_DEST_REMOTE */
+  const char *node; /* CN_DEST_REMOTE */
+} cn_dest;
+
+static inline cn_dest cn_to_pid(cn_pid pid) {
+  cn_dest d = {CN_DEST_PID, pid, NULL, NULL};
+  return d;
+}
+static inline cn_dest cn_to_name(const char *name) {
+  cn_dest d = {CN_DEST_NAME, {0, 0, 0, 0}, name, NULL};
+  return d;
+}
+static inline cn_dest cn_to_remote(const char *name, const char *node) {
+  cn_dest d = {CN_DEST_REMOTE, {0, 0, 0, 0}, name, node};
+  return d;
+}
+
+/* ---- Servers ---------------------------------------------------------- */
+
+/* What callbacks return.  Any other value makes the process exit with
+ * reason {bad_return_value, Value}, as OTP's gen_server does. */
+enum cn_callback_result {
+  CN_NOREPLY = 0,    /* carry on (handle_call: reply later, cn_reply) */
+  CN_REPLY = 1,      /* handle_call: send the term in *reply */
+  CN_STOP = 2,       /* exit with the reason set by cn_set_reason
+                      * (normal when none was set) */
+  CN_STOP_REPLY = 3, /* handle_call: reply, then stop */
+  CN_IGNORE = 4      /* init only: start returns CN_EIGNORE */
+};
+
+typedef struct cn_server_ops {
+  /* The module name reported to supervisors and sys (an atom), or NULL
+   * for "cnode_server". */
+  const char *name;
+
+  /* Runs in the new process before cn_start returns, on the caller's
+   * thread.  Sets *state and returns 0 (CN_NOREPLY), CN_STOP or CN_IGNORE.
+   * Optional: NULL keeps the start argument as the state. */
+  int (*init)(cn_proc *self, void *arg, void **state);
+
+  /* A call.  Return CN_REPLY with the reply built into *reply (an empty
+   * buffer on entry), or CN_NOREPLY to answer later with cn_reply(from),
+   * in which case this callback owns from.  With CN_REPLY, CN_STOP and
+   * CN_STOP_REPLY the runtime keeps from.  Optional: when NULL, a call
+   * makes the server exit with {bad_call, Req}. */
+  int (*handle_call)(cn_proc *self, void *state, cn_term req, cn_from *from,
+                     cn_buf *reply);
+
+  /* A cast ('$gen_cast').  Returns CN_NOREPLY or CN_STOP. Optional. */
+  int (*handle_cast)(cn_proc *self, void *state, cn_term msg);
+
+  /* Any other message: plain sends, {'EXIT', Pid, Reason} when trapping
+   * exits, {'DOWN', Ref, process, Pid, Reason}, timer messages, and the
+   * atom timeout after cn_set_timeout.  Returns CN_NOREPLY or CN_STOP.
+   * Optional. */
+  int (*handle_info)(cn_proc *self, void *state, cn_term msg);
+
+  /* Runs when the process stops through a callback's CN_STOP, or through
+   * an exit signal while it traps exits (the gen_server rule: a process
+   * that does not trap exits dies at once, without terminate).  Frees the
+   * state.  Optional. */
+  void (*terminate)(cn_proc *self, void *state, cn_term reason);
+
+  /* An upgrade (cn_code_change).  Replaces *state; returns 0 or CN_STOP.
+   * Optional. */
+  int (*code_change)(cn_proc *self, void **state, cn_term old_vsn,
+                     cn_term extra);
+} cn_server_ops;
+
+typedef struct cn_start_options {
+  const char *name; /* register under this name, or NULL */
+  cn_buf *reason;   /* receives the exit reason when init stops, or NULL */
+} cn_start_options;
+
+/* Starts a server (gen_server:start).  Runs ops->init on the calling
+ * thread, inside the new process, and returns once init has returned:
+ * 0 with *pid set; CN_EEXIST when opts->name is taken (*pid is the holder,
+ * as in {already_started, Pid}); CN_EIGNORE; CN_EEXIT when init stopped
+ * (its reason goes to opts->reason); CN_ELIMIT at max_processes; CN_ENOMEM.
+ * The new process is not linked to anyone: its crash never touches the
+ * caller.  ops must outlive the process. */
+CN_EXTERN int cn_start(cn_runtime *rt, const cn_server_ops *ops, void *arg,
+                       const cn_start_options *opts, cn_pid *pid);
+
+/* gen_server:start_link: as cn_start, and the new process is linked to the
+ * caller (a process, or the calling thread) before init runs.  If init
+ * stops, the link delivers nothing: start returns the reason instead. */
+CN_EXTERN int cn_start_link(cn_runtime *rt, const cn_server_ops *ops,
+                            void *arg, const cn_start_options *opts,
+                            cn_pid *pid);
+
+/* gen_server:stop: asks the server to exit with reason (NULL: normal),
+ * runs its terminate, and waits up to timeout_ms for it to die.  Returns
+ * 0, CN_ENOPROC, CN_ETIMEDOUT (the server is then killed), or CN_EDEADLK
+ * when called from inside a callback.  Not for use from a callback; send an
+ * exit signal there instead. */
+CN_EXTERN int cn_stop(cn_runtime *rt, cn_dest server, const cn_term *reason,
+                      int timeout_ms);
+
+/* ---- Messages, calls and replies --------------------------------------
+ * Each thread-safe.  Terms are copied before these return. */
+
+/* Sends msg (Dest ! Msg).  Returns 0 whether or not a pid is alive,
+ * CN_ENOPROC for an unregistered local name (Erlang raises badarg), or
+ * CN_ENOMEM. */
+CN_EXTERN int cn_send(cn_runtime *rt, cn_dest to, cn_term msg);
+
+/* Casts ({'$gen_cast', Msg}).  Returns 0 whether or not the destination
+ * exists, as GenServer.cast does. */
+CN_EXTERN int cn_cast(cn_runtime *rt, cn_dest to, cn_term msg);
+
+/* A blocking call from a plain thread (gen_server:call).  On success
+ * returns 0 with the reply in *reply (replacing its contents).  Errors:
+ * CN_ENOPROC (no such process or name), CN_ETIMEDOUT, CN_EEXIT (the server
+ * exited during the call; its reason is in *reply), CN_ENOCONN, and
+ * CN_EDEADLK when called from inside a callback (use cn_call_async) or
+ * when a server calls itself.  A reply that arrives after a timeout is
+ * dropped.  An idle local server runs the call on the calling thread. */
+CN_EXTERN int cn_call(cn_runtime *rt, cn_dest to, cn_term req, int timeout_ms,
+                      cn_buf *reply);
+
+/* Receives a reply for an asynchronous call.  status is 0 with the reply,
+ * or CN_ETIMEDOUT, CN_ENOPROC, CN_ENOCONN (reply is empty), or CN_EEXIT
+ * with the server's exit reason in reply.  Runs in the calling process,
+ * with its state. */
+typedef void (*cn_reply_cb)(cn_proc *self, void *state, int status,
+                            cn_term reply, void *arg);
+
+/* A call from inside a callback that does not block the scheduler.  The
+ * callback runs exactly once, later, in self's context, unless self exits
+ * first.  Returns 0, or an error (then cb never runs). */
+CN_EXTERN int cn_call_async(cn_proc *self, cn_dest to, cn_term req,
+                            int timeout_ms, cn_reply_cb cb, void *arg);
+
+/* Answers a call taken with CN_NOREPLY.  Consumes from (do not use it
+ * again).  Thread-safe.  Returns 0 or CN_ENOMEM (from is still consumed). */
+CN_EXTERN int cn_reply(cn_from *from, cn_term reply);
+
+/* The same, with the reply built from a cn_build format. */
+CN_EXTERN int cn_replyf(cn_from *from, const char *fmt, ...);
+
+/* Drops a from without replying.  The caller will time out. */
+CN_EXTERN void cn_from_free(cn_from *from);
+
+/* The calling pid of a from. */
+CN_EXTERN cn_pid cn_from_pid(const cn_from *from);
+
+/* Receives the next message sent to the calling thread's own pid (see
+ * cn_self), waiting up to timeout_ms.  Returns 0 with the message in *msg,
+ * CN_ETIMEDOUT, or CN_EDEADLK inside a callback. */
+CN_EXTERN int cn_receive(cn_runtime *rt, int timeout_ms, cn_buf *msg);
+
+/* ---- Inside a process ------------------------------------------------- */
+
+/* The process's pid. */
+CN_EXTERN cn_pid cn_proc_pid(const cn_proc *self);
+
+/* The runtime the process runs in. */
+CN_EXTERN cn_runtime *cn_proc_runtime(const cn_proc *self);
+
+/* The process's state pointer (as set by init). */
+CN_EXTERN void *cn_proc_state(const cn_proc *self);
+
+/* Sets the idle timeout for the wait that follows the current callback:
+ * if no message arrives within ms, handle_info receives the atom timeout.
+ * Every callback starts with no timeout, as in gen_server. */
+CN_EXTERN void cn_set_timeout(cn_proc *self, int ms);
+
+/* Sets the exit reason used when the callback returns CN_STOP or
+ * CN_STOP_REPLY, from a cn_build format.  Returns 0, CN_EBADFMT or
+ * CN_ENOMEM. */
+CN_EXTERN int cn_set_reason(cn_proc *self, const char *fmt, ...);
+
+/* The same with an existing term. */
+CN_EXTERN int cn_set_reason_term(cn_proc *self, cn_term reason);
+
+/* ---- Signals: links, monitors, exits ---------------------------------- */
+
+/* The caller's pid: the current process inside a callback, otherwise the
+ * calling thread's own pid.  Returns 0 or CN_ENOMEM/CN_ELIMIT. */
+CN_EXTERN int cn_self(cn_runtime *rt, cn_pid *pid);
+
+/* process_flag(trap_exit, On) for the calling process.  Returns the old
+ * value (0 or 1), or CN_ENOTSELF on a plain thread (threads always trap). */
+CN_EXTERN int cn_trap_exit(cn_runtime *rt, bool on);
+
+/* link/1 for the caller.  Linking to a dead or missing pid delivers an
+ * exit signal noproc to the caller. */
+CN_EXTERN int cn_link(cn_runtime *rt, cn_pid pid);
+
+/* unlink/1 for the caller.  Idempotent. */
+CN_EXTERN int cn_unlink(cn_runtime *rt, cn_pid pid);
+
+/* erlang:monitor(process, Target) for the caller.  Sets *mref.  When the
+ * target dies (or does not exist), the caller gets
+ * {'DOWN', Ref, process, Object, Reason}, where Object is the pid, or
+ * {Name, Node} when monitored by name. */
+CN_EXTERN int cn_monitor(cn_runtime *rt, cn_dest target, cn_ref *mref);
+
+/* demonitor/2.  With flush, a DOWN already in the mailbox is removed.
+ * Returns 0, or CN_ENOENT when mref is not an active monitor. */
+CN_EXTERN int cn_demonitor(cn_runtime *rt, const cn_ref *mref, bool flush);
+
+/* exit/2: sends an exit signal with reason from the caller to pid.
+ * kill cannot be trapped and becomes killed; normal is ignored by a
+ * process that does not trap exits (unless it is the caller itself). */
+CN_EXTERN int cn_exit(cn_runtime *rt, cn_pid pid, cn_term reason);
+
+/* ---- Names ------------------------------------------------------------ */
+
+/* register/2.  Returns 0, CN_EEXIST (the name is taken or the process
+ * already has a name), CN_ENOPROC (pid is not alive), or CN_EINVAL (the
+ * name is empty, too long for an atom, or "undefined"). */
+CN_EXTERN int cn_register(cn_runtime *rt, const char *name, cn_pid pid);
+
+/* unregister/1.  Returns 0 or CN_ENOENT. */
+CN_EXTERN int cn_unregister(cn_runtime *rt, const char *name);
+
+/* whereis/1.  Returns 0 with *pid set, or CN_ENOENT. */
+CN_EXTERN int cn_whereis(cn_runtime *rt, const char *name, cn_pid *pid);
+
+/* ---- Timers ----------------------------------------------------------- */
+
+/* erlang:send_after/3: sends msg to `to` after ms milliseconds.  A name is
+ * resolved when the timer fires.  *tref identifies the timer.  Returns 0,
+ * CN_EINVAL or CN_ENOMEM. */
+CN_EXTERN int cn_send_after(cn_runtime *rt, unsigned ms, cn_dest to,
+                            cn_term msg, cn_ref *tref);
+
+/* erlang:cancel_timer/1.  Returns 0 and the milliseconds that were left
+ * (in *left_ms, if not NULL) when the timer was still pending, or
+ * CN_ENOENT when it had fired or was cancelled already. */
+CN_EXTERN int cn_cancel_timer(cn_runtime *rt, const cn_ref *tref,
+                              long *left_ms);
+
+/* ---- Upgrades --------------------------------------------------------- */
+
+/* Runs the server's code_change callback in its own context (as sys does
+ * through a suspended process) and waits for it.  Returns 0, CN_ENOPROC,
+ * CN_ETIMEDOUT, CN_EEXIT (code_change failed; the server keeps its old
+ * state), or CN_EDEADLK from inside a callback. */
+CN_EXTERN int cn_code_change(cn_runtime *rt, cn_dest server, cn_term old_vsn,
+                             cn_term extra, int timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CNODE_RUNTIME_H */

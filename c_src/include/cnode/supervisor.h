@@ -1,0 +1,63 @@
+/* cnode: supervisors.
+ *
+ * A supervisor is a process that starts, watches and restarts children, with
+ * OTP's strategies, restart types, intensity and shutdown rules.  Its
+ * specification is an Erlang term, exactly what supervisor:init/1 returns:
+ *
+ *   {#{strategy => one_for_one, intensity => 1, period => 5},
+ *    [#{id => kv, start => {kv_server, start_link, []},
+ *       restart => permanent, shutdown => 5000, type => worker,
+ *       modules => [kv_server]}]}
+ *
+ * The tuple forms ({one_for_one, 1, 5} and {Id, StartMFA, Restart,
+ * Shutdown, Type, Modules}) are accepted too.  The module of a start MFA
+ * names a C start function registered with cn_module_register; the
+ * function name is informational and the Args list is passed to it.
+ *
+ * Supervisors answer the same calls with the same terms as OTP's
+ * supervisor, so Erlang code and C code drive them alike:
+ *   which_children, count_children, {start_child, Spec | ExtraArgs},
+ *   {terminate_child, Id | Pid}, {restart_child, Id}, {delete_child, Id},
+ *   {get_childspec, Id}.
+ */
+#ifndef CNODE_SUPERVISOR_H
+#define CNODE_SUPERVISOR_H
+
+#include "runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Starts one child and links it to the caller (the supervisor): normally
+ * cn_start_link(rt, &ops, ...).  args is the Args list of the child's start
+ * MFA (for simple_one_for_one, with start_child's extra arguments appended).
+ * arg is the pointer given to cn_module_register.  Returns 0 with *pid set,
+ * CN_EIGNORE (the child is not started; OTP's ignore), or an error, with
+ * the error reason built into *reason when known. */
+typedef int (*cn_child_start_fn)(cn_runtime *rt, cn_term args, void *arg,
+                                 cn_pid *pid, cn_buf *reason);
+
+/* Registers module (an atom) so that child specs may name it in their start
+ * MFA.  Returns 0, CN_EEXIST, CN_EINVAL or CN_ENOMEM.  Thread-safe. */
+CN_EXTERN int cn_module_register(cn_runtime *rt, const char *module,
+                                 cn_child_start_fn start, void *arg);
+
+/* Starts a supervisor with spec (see above).  The children start in order
+ * before this returns; if one fails, those already started are shut down
+ * and CN_EEXIT is returned with {shutdown, {failed_to_start_child, Id,
+ * Reason}} in opts->reason.  An invalid spec gives CN_EINVAL with
+ * {bad_start_spec, ...} or similar in opts->reason.  Otherwise as
+ * cn_start. */
+CN_EXTERN int cn_supervisor_start(cn_runtime *rt, cn_term spec,
+                                  const cn_start_options *opts, cn_pid *pid);
+
+/* The same, linked to the caller (supervisor:start_link). */
+CN_EXTERN int cn_supervisor_start_link(cn_runtime *rt, cn_term spec,
+                                       const cn_start_options *opts,
+                                       cn_pid *pid);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CNODE_SUPERVISOR_H */

@@ -1,0 +1,306 @@
+/* cnode: the term layer.
+ *
+ * Messages are Erlang terms in the external term format (ETF): the same
+ * bytes a BEAM node puts on the wire.  A cn_term is a read-only view of one
+ * encoded term, without the leading version byte (131).  Terms that come
+ * from outside pass cn_term_validate() first; every other function in this
+ * header trusts that its cn_term arguments were validated (or built by
+ * cn_build / cn_put_*), and never reads outside [ptr, ptr + len).
+ *
+ * Building:  cn_build(&buf, "{ok, ~i}", 42)       appends one term.
+ * Matching:  cn_match(t, "{put, ~t, ~t}", &k, &v) destructures one term.
+ *
+ * Every function here is thread-safe in the usual sense: it may be called
+ * from any thread, as long as no two threads use the same cn_buf at once.
+ */
+#ifndef CNODE_TERM_H
+#define CNODE_TERM_H
+
+#include <stdarg.h>
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A view of one encoded term (no version byte).  It does not own memory. */
+typedef struct cn_term {
+  const char *ptr; /* first byte: the term's tag */
+  size_t len;      /* exactly the term's encoded length */
+} cn_term;
+
+/* A growable byte buffer that holds encoded terms.  Initialise with
+ * cn_buf_init() or CN_BUF_INIT; release with cn_buf_free().  A buffer built
+ * over caller storage (cn_buf_init_with) switches to the heap when it
+ * outgrows that storage, and never frees the caller's storage. */
+typedef struct cn_buf {
+  char *data;  /* the bytes; NULL while empty and unallocated */
+  size_t len;  /* bytes in use */
+  size_t cap;  /* bytes available at data */
+  int on_heap; /* non-zero when data was malloc'ed by the buffer */
+  int err;     /* first error from a builder call, sticky until reset */
+} cn_buf;
+
+#define CN_BUF_INIT {NULL, 0, 0, 0, 0}
+
+/* Pids, references and ports carry their node as an index into a
+ * process-wide table of interned node names (see cn_node_intern).  Index 0
+ * is always "nonode@nohost". */
+typedef struct cn_pid {
+  uint32_t node;     /* interned node name */
+  uint32_t id;       /* process number */
+  uint32_t serial;   /* serial, bumped when a number is reused */
+  uint32_t creation; /* node incarnation */
+} cn_pid;
+
+#define CN_REF_MAX_WORDS 5
+
+typedef struct cn_ref {
+  uint32_t node;                  /* interned node name */
+  uint32_t creation;              /* node incarnation */
+  uint32_t len;                   /* words used in n[], 1..5 */
+  uint32_t n[CN_REF_MAX_WORDS];   /* the reference's id words */
+} cn_ref;
+
+typedef struct cn_port {
+  uint32_t node;     /* interned node name */
+  uint32_t creation; /* node incarnation */
+  uint64_t id;       /* port number */
+} cn_port;
+
+/* The type of a term, as Erlang sees it (encodings are folded together:
+ * ATOM_EXT and SMALL_ATOM_UTF8_EXT are both CN_T_ATOM, STRING_EXT is a
+ * CN_T_LIST, and so on). */
+typedef enum cn_term_type {
+  CN_T_INVALID = 0,
+  CN_T_INTEGER,   /* any integer, including bignums */
+  CN_T_FLOAT,
+  CN_T_ATOM,
+  CN_T_REF,
+  CN_T_FUN,
+  CN_T_PORT,
+  CN_T_PID,
+  CN_T_TUPLE,
+  CN_T_MAP,
+  CN_T_NIL,       /* [] */
+  CN_T_LIST,      /* a non-empty list, proper or improper */
+  CN_T_BINARY,    /* a whole number of bytes */
+  CN_T_BITSTRING  /* a bitstring whose length is not a multiple of 8 */
+} cn_term_type;
+
+/* ---- Limits and validation -------------------------------------------- */
+
+/* Limits applied by the validator.  Zero in a field means "the default". */
+typedef struct cn_term_limits {
+  size_t max_depth; /* nesting of tuples, lists (heads), maps, funs */
+  size_t max_size;  /* bytes in one term */
+} cn_term_limits;
+
+#define CN_TERM_DEFAULT_MAX_DEPTH 1024
+#define CN_TERM_DEFAULT_MAX_SIZE ((size_t)64 << 20) /* 64 MiB */
+
+/* Checks that buf[*off .. len) starts with one well-formed term (no version
+ * byte) within the limits (NULL: defaults).  Accepts every term a BEAM 25+
+ * node can send: all atom, integer, float, pid, port, reference, fun,
+ * export, tuple, list, string, binary, bitstring and map encodings.  The
+ * check is iterative and never reads outside buf[0 .. len).
+ *
+ * Returns 0 and advances *off past the term, or CN_EBADTERM (malformed or
+ * truncated), CN_ETOODEEP or CN_ETOOBIG, leaving *off unchanged. */
+CN_EXTERN int cn_term_validate(const char *buf, size_t len, size_t *off,
+                               const cn_term_limits *lim);
+
+/* Validates a whole external-format buffer: the version byte 131 followed
+ * by exactly one term and nothing else.  On success *out views the term
+ * inside buf (no copy).  Compressed terms give CN_ENOTSUP. */
+CN_EXTERN int cn_term_from_etf(const char *buf, size_t len,
+                               const cn_term_limits *lim, cn_term *out);
+
+/* ---- Buffers ---------------------------------------------------------- */
+
+/* Initialises an empty buffer.  Allocates nothing. */
+CN_EXTERN void cn_buf_init(cn_buf *b);
+
+/* Initialises a buffer over caller storage of cap bytes, used until the
+ * buffer needs more. */
+CN_EXTERN void cn_buf_init_with(cn_buf *b, void *storage, size_t cap);
+
+/* Frees heap memory held by the buffer and leaves it empty and reusable. */
+CN_EXTERN void cn_buf_free(cn_buf *b);
+
+/* Empties the buffer and clears its sticky error, keeping its memory. */
+CN_EXTERN void cn_buf_reset(cn_buf *b);
+
+/* Makes room for n more bytes.  Returns 0 or CN_ENOMEM (the buffer is
+ * unchanged and its sticky error is set). */
+CN_EXTERN int cn_buf_reserve(cn_buf *b, size_t n);
+
+/* Appends raw bytes.  Returns 0 or CN_ENOMEM. */
+CN_EXTERN int cn_buf_append(cn_buf *b, const void *p, size_t n);
+
+/* Views the bytes of a buffer that holds exactly one term. */
+static inline cn_term cn_buf_term(const cn_buf *b) {
+  cn_term t;
+  t.ptr = b->data;
+  t.len = b->len;
+  return t;
+}
+
+/* ---- Building --------------------------------------------------------- */
+
+/* Appends one term described by fmt, in Erlang syntax with holes:
+ *
+ *   literals  atoms (ok, 'Quoted atom'), integers (-12), floats (1.5),
+ *             "text" (a binary, as in Elixir), [] , {..}, [..|..],
+ *             #{k => v}
+ *   ~a  const char *      an atom (UTF-8)
+ *   ~i  int64_t           an integer
+ *   ~u  uint64_t          an integer
+ *   ~f  double            a float
+ *   ~s  const char *      a binary holding the C string (an Elixir string)
+ *   ~b  const void *, size_t   a binary
+ *   ~c  const char *      a charlist (an Erlang string)
+ *   ~p  const cn_pid *    a pid
+ *   ~r  const cn_ref *    a reference
+ *   ~t  cn_term           an existing term, copied in
+ *   ~T  const cn_term *   the same, through a pointer
+ *
+ * Returns 0, CN_EBADFMT (the format is malformed; nothing is appended), or
+ * CN_ENOMEM.  On error the buffer is left as it was before the call. */
+CN_EXTERN int cn_build(cn_buf *b, const char *fmt, ...);
+CN_EXTERN int cn_vbuild(cn_buf *b, const char *fmt, va_list ap);
+
+/* Low-level encoders.  Each appends one item; containers take their arity
+ * first and then their elements (a list of n elements is followed by n
+ * elements and then its tail, normally cn_put_nil).  Each returns 0 or
+ * CN_ENOMEM and sets the buffer's sticky error, so a sequence of calls can
+ * be checked once at the end through b->err. */
+CN_EXTERN int cn_put_atom(cn_buf *b, const char *utf8);
+CN_EXTERN int cn_put_atom_len(cn_buf *b, const char *utf8, size_t len);
+CN_EXTERN int cn_put_int(cn_buf *b, int64_t v);
+CN_EXTERN int cn_put_uint(cn_buf *b, uint64_t v);
+CN_EXTERN int cn_put_double(cn_buf *b, double v);
+CN_EXTERN int cn_put_binary(cn_buf *b, const void *p, size_t n);
+CN_EXTERN int cn_put_charlist(cn_buf *b, const char *s, size_t n);
+CN_EXTERN int cn_put_tuple(cn_buf *b, uint32_t arity);
+CN_EXTERN int cn_put_list(cn_buf *b, uint32_t n);
+CN_EXTERN int cn_put_nil(cn_buf *b);
+CN_EXTERN int cn_put_map(cn_buf *b, uint32_t pairs);
+CN_EXTERN int cn_put_pid(cn_buf *b, const cn_pid *p);
+CN_EXTERN int cn_put_ref(cn_buf *b, const cn_ref *r);
+CN_EXTERN int cn_put_term(cn_buf *b, cn_term t);
+
+/* ---- Matching and reading --------------------------------------------- */
+
+/* Destructures t against pattern, which uses the syntax of cn_build with
+ * these holes (each takes a pointer that receives the value):
+ *
+ *   _   matches anything
+ *   ~a  char *buf, size_t cap   the atom's UTF-8 name, NUL-terminated
+ *   ~A  const char *name        matches only that atom (no output)
+ *   ~i  int64_t *               an integer that fits in 64 bits
+ *   ~u  uint64_t *              a non-negative integer that fits
+ *   ~f  double *                a float
+ *   ~b  const char **, size_t * a binary, viewed in place
+ *   ~p  cn_pid *                a pid
+ *   ~r  cn_ref *                a reference
+ *   ~t  cn_term *               any term, viewed in place
+ *
+ * Literals match terms that are exactly equal (=:=).  A map pattern
+ * matches a map that has at least the pattern's keys.  Outputs are written
+ * only when the whole pattern matches.
+ *
+ * Returns 0 on a match, CN_ENOMATCH, CN_ENOSPC (an atom did not fit its
+ * buffer), or CN_EBADFMT for a malformed pattern. */
+CN_EXTERN int cn_match(cn_term t, const char *pattern, ...);
+CN_EXTERN int cn_vmatch(cn_term t, const char *pattern, va_list ap);
+
+/* Returns the term's type, or CN_T_INVALID for an empty view. */
+CN_EXTERN cn_term_type cn_term_typeof(cn_term t);
+
+/* Readers.  Each returns 0, or CN_ENOMATCH when t is not of that type (or
+ * does not fit), and then leaves its outputs unchanged. */
+CN_EXTERN int cn_get_int64(cn_term t, int64_t *v);
+CN_EXTERN int cn_get_uint64(cn_term t, uint64_t *v);
+CN_EXTERN int cn_get_double(cn_term t, double *v);
+/* Copies the atom's UTF-8 name, NUL-terminated.  CN_ENOSPC if it does not
+ * fit in cap bytes. */
+CN_EXTERN int cn_get_atom(cn_term t, char *buf, size_t cap);
+/* Views a binary's bytes in place. */
+CN_EXTERN int cn_get_binary(cn_term t, const char **p, size_t *n);
+CN_EXTERN int cn_get_pid(cn_term t, cn_pid *p);
+CN_EXTERN int cn_get_ref(cn_term t, cn_ref *r);
+
+/* True when t is the atom whose UTF-8 name is name. */
+CN_EXTERN bool cn_is_atom(cn_term t, const char *name);
+
+/* Iterates the elements of a tuple, the elements of a list (then the tail
+ * of an improper list is not visited; see tail), or the keys and values of
+ * a map (key, value, key, value ...).  Typical use:
+ *
+ *   cn_iter it; cn_term e;
+ *   if (cn_iter_init(&it, t) == 0)
+ *     while (cn_iter_next(&it, &e)) ...
+ */
+typedef struct cn_iter {
+  const char *pos;  /* next element */
+  const char *end;  /* end of the container's bytes */
+  size_t left;      /* elements not yet visited */
+  int string;       /* iterating a STRING_EXT: each byte is a small int */
+  cn_term tail;     /* for lists: the tail once the elements are done */
+  char scratch[2];  /* a STRING_EXT element re-encoded as SMALL_INTEGER */
+} cn_iter;
+
+/* Returns 0 and starts iterating, or CN_ENOMATCH if t is not a tuple, list,
+ * nil or map.  *count (if not NULL) gets the number of elements that
+ * cn_iter_next will return. */
+CN_EXTERN int cn_iter_init(cn_iter *it, cn_term t, size_t *count);
+CN_EXTERN bool cn_iter_next(cn_iter *it, cn_term *elem);
+
+/* ---- Comparing -------------------------------------------------------- */
+
+/* Exact equality (=:=).  Two encodings of the same value compare equal:
+ * ATOM_UTF8_EXT and SMALL_ATOM_UTF8_EXT (and Latin-1 atoms), STRING_EXT and
+ * a LIST_EXT of small integers, INTEGER_EXT and SMALL_BIG_EXT, maps whose
+ * pairs arrive in different orders, and so on.  1 and 1.0 differ. */
+CN_EXTERN bool cn_term_equal(cn_term a, cn_term b);
+
+/* Erlang's standard term order (number < atom < reference < fun < port <
+ * pid < tuple < map < nil < list < bitstring), with the exact variant:
+ * an integer and a float that compare equal order by type.  Returns a
+ * negative, zero or positive number. */
+CN_EXTERN int cn_term_compare(cn_term a, cn_term b);
+
+/* A 64-bit hash consistent with cn_term_equal: equal terms hash equally
+ * whatever their encoding. */
+CN_EXTERN uint64_t cn_term_hash(cn_term t);
+
+/* Appends t in Erlang syntax (as io:format("~w") would print it) to out,
+ * followed by a NUL that is not counted in out->len.  Returns 0 or
+ * CN_ENOMEM. */
+CN_EXTERN int cn_term_print(cn_term t, cn_buf *out);
+
+/* ---- Nodes, pids, references ------------------------------------------ */
+
+#define CN_MAX_NODE_NAME 255
+
+/* Interns a node name and returns its index in *idx.  The table is
+ * process-wide, append-only and thread-safe; names are never removed.
+ * Returns 0, CN_EINVAL (empty or longer than CN_MAX_NODE_NAME), or
+ * CN_ELIMIT when the table is full (CN_MAX_NODES names). */
+#define CN_MAX_NODES 65536
+CN_EXTERN int cn_node_intern(const char *name, size_t len, uint32_t *idx);
+
+/* Returns the interned name at idx (NUL-terminated, valid for the life of
+ * the process), or NULL for an index never handed out.  Thread-safe. */
+CN_EXTERN const char *cn_node_name(uint32_t idx);
+
+/* Equality of pids and references (all fields). */
+CN_EXTERN bool cn_pid_equal(const cn_pid *a, const cn_pid *b);
+CN_EXTERN bool cn_ref_equal(const cn_ref *a, const cn_ref *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CNODE_TERM_H */
