@@ -6,12 +6,22 @@
 #   make run             install missing deps, build and start the node
 #   make bench           side-by-side benchmarks against the BEAM
 #   make install         PREFIX=/usr/local DESTDIR=
+#   make install-check   install into a scratch dir, build examples with it
+#   make deps            check the Debian packages (apt-get install as root)
+#   make format          clang-format every C file; format-check only checks
 #   make SANITIZER=address|undefined|thread ...   instrumented build
 #
 # Each configuration builds into its own directory under build/.
+#
+# EI_DIR and the libuv flags are computed when this file is read.  Targets
+# that may first install Erlang (test, run, bench) therefore run `deps` and
+# then call $(MAKE) again for the real work, so the second make sees erl.
 
 PREFIX ?= /usr/local
 DESTDIR ?=
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 SANITIZER ?=
 V ?= 0
 
@@ -20,8 +30,27 @@ EI_DIR := $(shell $(ERL) -noshell -eval 'io:format("~s",[code:lib_dir(erl_interf
 UV_CFLAGS := $(shell pkg-config --cflags libuv 2>/dev/null)
 UV_LIBS := $(shell pkg-config --libs libuv 2>/dev/null)
 
+# Without erl there is no ei to build against.  Say so up front, unless the
+# goals are ones that work without it (or install it first).
+NO_ERL_GOALS := deps clean format format-check test run bench
+ifeq ($(EI_DIR),)
+ifneq ($(filter-out $(NO_ERL_GOALS),$(or $(MAKECMDGOALS),all)),)
+$(warning erl was not found, so ei cannot be found either: run `make deps` \
+(or `make test` / `make run`, which run it first))
+endif
+endif
+
+# The version lives in one place: CN_VERSION_* in the public header.
+VERSION_H := c_src/include/cnode/common.h
+VERSION_MAJOR := $(shell sed -n 's/.*define CN_VERSION_MAJOR *//p' $(VERSION_H))
+VERSION_MINOR := $(shell sed -n 's/.*define CN_VERSION_MINOR *//p' $(VERSION_H))
+VERSION_PATCH := $(shell sed -n 's/.*define CN_VERSION_PATCH *//p' $(VERSION_H))
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+SONAME := libcnode.so.$(VERSION_MAJOR)
+
 CC ?= cc
 OPT ?= -O2
+JOBS ?= 2
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
         -Wno-unused-parameter -Werror
 BASE_CFLAGS := -std=c11 $(OPT) -g -fPIC -fvisibility=hidden -pthread \
@@ -48,6 +77,15 @@ endif
 CFLAGS += $(BASE_CFLAGS) $(SAN_FLAGS)
 LDFLAGS += $(SAN_FLAGS) -pthread
 LIBS := -L$(EI_DIR)/lib -lei $(UV_LIBS) -lcrypto -lm -lpthread
+
+# libei.a (static only, built PIC) goes inside libcnode.so.  Its symbols
+# stay hidden there: the public headers do not expose ei, and a program
+# that links its own libei must not pick up ours.  The release .so must
+# also resolve every symbol itself; sanitizer runtimes are left alone.
+SO_LDFLAGS := -Wl,--exclude-libs,libei.a
+ifeq ($(SANITIZER),)
+SO_LDFLAGS += -Wl,--no-undefined
+endif
 
 ifeq ($(V),0)
 Q := @
@@ -77,8 +115,25 @@ BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
 DEPFLAGS = -MMD -MP
 
-.PHONY: all lib tests examples check test run bench install uninstall \
-        clean deps format tsan-check
+# The runtime tests that also run under ThreadSanitizer in `make test`.
+TSAN_TEST_NAMES := test-runtime test-sched test-server test-supervisor \
+        test-stress
+TSAN_TEST_BINS := $(filter $(TSAN_TEST_NAMES:%=$(BUILD)/tests/%%),$(TEST_BINS))
+
+ERL_SUITES := $(wildcard test_erl/*_SUITE.erl)
+ERL_SCRIPTS := $(wildcard test_erl/*_test.exs)
+
+FORMAT_SRCS := $(sort $(wildcard c_src/include/*.h c_src/include/*/*.h \
+        c_src/*/*.[ch] cnode/*.[ch] examples/*.[ch] bench/*.[ch]))
+CLANG_FORMAT ?= clang-format
+
+# What `make deps` checks for (and installs when run as root).
+DEPS_PKGS := gcc make pkg-config erlang-nox erlang-dev elixir rebar3 \
+        erlang-common-test libuv1-dev libcmocka-dev libssl-dev
+
+.PHONY: all lib tests examples check check-tsan test test-erl run run-node \
+        bench bench-run install install-check uninstall pc clean deps \
+        format format-check
 .DEFAULT_GOAL := all
 
 all: lib tests examples $(if $(NODE_SRCS),$(NODE_BIN)) $(BENCH_BINS)
@@ -98,7 +153,8 @@ $(LIB_A): $(LIB_OBJS)
 
 $(LIB_SO): $(LIB_OBJS)
 	@echo "  LD      $@"
-	$(Q)$(CC) -shared -Wl,-soname,libcnode.so.0 $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) $(LDFLAGS) $(SO_LDFLAGS) -o $@ $^ \
+	        $(LIBS)
 
 $(BUILD)/tests/%: c_src/tests/%.c $(TEST_HELPERS) $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -120,12 +176,155 @@ $(NODE_BIN): $(NODE_SRCS:%.c=$(BUILD)/%.o) $(LIB_A)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(NODE_SRCS:%.c=$(BUILD)/%.o) $(LIB_A) $(LIBS)
 
+# ---- Tests ----------------------------------------------------------------
+
 # Per-test timeouts scale with CN_TEST_TIMEOUT_MULT (sanitizer runs are slow).
 check: all
 	$(Q)CN_BUILD=$(BUILD) sh c_src/tests/run.sh $(TEST_BINS) $(EXAMPLE_BINS)
 
--include $(LIB_OBJS:.o=.d) $(TEST_BINS:=.d) $(EXAMPLE_BINS:=.d) \
-        $(BENCH_BINS:=.d)
+# The threaded runtime tests only; `make test` runs this under TSan.
+check-tsan: $(TSAN_TEST_BINS)
+	$(Q)CN_BUILD=$(BUILD) sh c_src/tests/run.sh $(TSAN_TEST_BINS)
+
+# Everything, in every configuration.  Each run.sh appends its counts to
+# TEST_SUMMARY, and the last line is the total over all of them.
+TEST_SUMMARY := $(CURDIR)/build/test-summary
+SAN_MULT := CN_TEST_TIMEOUT_MULT=$${CN_TEST_TIMEOUT_MULT:-3}
+SUBMAKE := $(MAKE) --no-print-directory -j$(JOBS)
+
+test: deps
+	@mkdir -p build && rm -f $(TEST_SUMMARY)
+	@echo "==== make test: release build, C tests and examples"
+	$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(SUBMAKE) SANITIZER= check
+	@echo "==== make test: make install, then the examples built outside the tree"
+	$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(SUBMAKE) SANITIZER= install-check
+	@echo "==== make test: AddressSanitizer + UndefinedBehaviorSanitizer"
+	$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(SAN_MULT) \
+	        $(SUBMAKE) SANITIZER=address check
+	@echo "==== make test: ThreadSanitizer, runtime tests"
+	$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(SAN_MULT) \
+	        $(SUBMAKE) SANITIZER=thread check-tsan
+	@echo "==== make test: Erlang and Elixir tests against the node"
+	$(Q)$(MAKE) --no-print-directory SANITIZER= test-erl
+	@echo "==== make test: total over all configurations"
+	@awk '{ p += $$1; f += $$2 } END { printf "%d passed, %d failed\n", p, f; \
+	        exit f != 0 }' $(TEST_SUMMARY)
+
+# Common Test suites run through rebar3 (rebar.config points it at
+# test_erl/), ExUnit scripts with elixir.  The node is built first.  rebar3's
+# pre_hook calls make again, so this make's flags must not leak into it.
+test-erl: $(if $(ERL_SUITES)$(ERL_SCRIPTS),all)
+ifeq ($(ERL_SUITES)$(ERL_SCRIPTS),)
+	@echo "test-erl: test_erl/ has no *_SUITE.erl or *_test.exs yet; nothing to run"
+else
+ifneq ($(ERL_SUITES),)
+	env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL REBAR_COLOR=none rebar3 ct
+endif
+	$(Q)for t in $(ERL_SCRIPTS); do echo "==== $$t"; elixir "$$t" || exit 1; done
+endif
+
+# ---- Install --------------------------------------------------------------
+
+# In cnode.pc, paths under PREFIX are written relative to ${prefix}.
+PC_LIBDIR := $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
+PC_INCLUDEDIR := $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
+
+# Rewritten on every call: it depends on PREFIX, not on any file.
+pc:
+	@mkdir -p $(BUILD)
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(PC_LIBDIR)|' \
+	        -e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|' -e 's|@EI_DIR@|$(EI_DIR)|' \
+	        -e 's|@VERSION@|$(VERSION)|' cnode.pc.in >$(BUILD)/cnode.pc
+
+install: lib pc
+	install -d $(DESTDIR)$(INCLUDEDIR)/cnode $(DESTDIR)$(LIBDIR) \
+	        $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 c_src/include/cnode.h $(DESTDIR)$(INCLUDEDIR)/cnode.h
+	install -m 644 c_src/include/cnode/*.h $(DESTDIR)$(INCLUDEDIR)/cnode/
+	install -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/libcnode.a
+	install -m 755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/libcnode.so.$(VERSION)
+	ln -sf libcnode.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libcnode.so
+	install -m 644 $(BUILD)/cnode.pc $(DESTDIR)$(PKGCONFIGDIR)/cnode.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/cnode.h
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/cnode/, \
+	        $(notdir $(wildcard c_src/include/cnode/*.h)))
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/cnode 2>/dev/null
+	rm -f $(DESTDIR)$(LIBDIR)/libcnode.a $(DESTDIR)$(LIBDIR)/libcnode.so \
+	        $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	        $(DESTDIR)$(LIBDIR)/libcnode.so.$(VERSION)
+	rm -f $(DESTDIR)$(PKGCONFIGDIR)/cnode.pc
+
+# Installs into a scratch DESTDIR, then builds each example (and a smoke
+# program, so that the check has something to build before examples exist)
+# outside the tree with nothing but `pkg-config cnode`: once against
+# libcnode.so, once against libcnode.a with `pkg-config --static`.
+install-check: lib pc
+	$(Q)MAKE="$(MAKE)" CC="$(CC)" sh .ci/install-check.sh $(BUILD)
+
+# ---- Run, bench, format, clean ---------------------------------------------
+
+RUN_ARGS ?=
+
+run: deps
+	$(Q)$(MAKE) --no-print-directory -j$(JOBS) SANITIZER= run-node
+
+run-node: all
+ifeq ($(NODE_SRCS),)
+	@echo "make run: the node program (cnode/) is not there yet."
+	@echo "The node program arrives with the distribution layer (issue 3):" \
+	        "make run will start cnode@$$(hostname -s) with its built-in kv" \
+	        "and echo servers."
+	@echo "Until then, libcnode and its tests build; try make test."
+else
+	./$(NODE_BIN) $(RUN_ARGS)
+endif
+
+# Benchmarks run in the optimised release configuration.  bench/run.sh
+# measures each figure side by side with the BEAM in the same run.
+bench: deps
+	$(Q)$(MAKE) --no-print-directory -j$(JOBS) SANITIZER= OPT=-O2 bench-run
+
+bench-run: lib $(BENCH_BINS)
+	$(Q)if [ -f bench/run.sh ]; then sh bench/run.sh $(BUILD); \
+	else echo "make bench: bench/run.sh is not there yet; nothing to run"; fi
+
+format:
+	$(CLANG_FORMAT) -i $(FORMAT_SRCS)
+
+format-check:
+	$(CLANG_FORMAT) --dry-run -Werror $(FORMAT_SRCS)
+
+# Checks the Debian packages the build and the tests need.  As root it
+# installs what is missing; otherwise it prints the command and fails.
+deps:
+	@if ! command -v dpkg-query >/dev/null 2>&1; then \
+	  echo "deps: not a Debian system; make sure these (or their" \
+	       "equivalents) are installed: $(DEPS_PKGS)"; exit 0; \
+	fi; \
+	missing=""; \
+	for p in $(DEPS_PKGS); do \
+	  case "$$(dpkg-query -W -f='$${Status}' $$p 2>/dev/null)" in \
+	  *" ok installed") ;; \
+	  *) missing="$$missing $$p" ;; \
+	  esac; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" -eq 0 ]; then \
+	  echo "deps: installing$$missing"; \
+	  apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	else \
+	  echo "deps: missing Debian packages:$$missing"; \
+	  echo "Install them with:"; \
+	  echo "  sudo apt-get install -y$$missing"; \
+	  exit 1; \
+	fi
 
 clean:
 	rm -rf build _build
+
+-include $(LIB_OBJS:.o=.d) $(TEST_BINS:=.d) $(EXAMPLE_BINS:=.d) \
+        $(BENCH_BINS:=.d) $(NODE_SRCS:%.c=$(BUILD)/%.d)

@@ -1,0 +1,110 @@
+#!/bin/sh
+# make install-check: proves that an installed libcnode is usable with
+# nothing but pkg-config.
+#
+#   MAKE=make CC=cc sh .ci/install-check.sh BUILD
+#
+# 1. `make install DESTDIR=<scratch> PREFIX=/opt/cnode`, and checks the tree.
+# 2. Copies a smoke program and every examples/*.c to a scratch directory
+#    outside the source tree and builds each one twice from there:
+#      dynamic:  cc x.c $(pkg-config --cflags --libs cnode)
+#      static:   cc x.c $(pkg-config --cflags --static --libs cnode), with
+#                -lcnode pointed at libcnode.a (-l:libcnode.a).
+#    The DESTDIR tree is used through pkg-config's
+#    --define-variable=prefix=..., exactly as a relocated install would be.
+# 3. Runs every binary with c_src/tests/run.sh (so the counts add up in
+#    `make test`), then `make uninstall` and checks that nothing is left.
+set -eu
+
+build=${1:?usage: install-check.sh BUILD}
+MAKE=${MAKE:-make}
+CC=${CC:-cc}
+top=$(pwd)
+prefix=/opt/cnode
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/cnode-install-check.XXXXXX")
+trap 'rm -rf "$work"' EXIT INT TERM
+root=$work/root
+mkdir -p "$work/src" "$work/bin"
+
+fail() {
+  echo "install-check: $*" >&2
+  exit 1
+}
+
+echo "install-check: make install DESTDIR=$root PREFIX=$prefix"
+if ! $MAKE --no-print-directory install DESTDIR="$root" PREFIX="$prefix" \
+  >"$work/install.log" 2>&1; then
+  cat "$work/install.log"
+  fail "make install failed"
+fi
+
+for f in include/cnode.h include/cnode/common.h lib/libcnode.a \
+  lib/libcnode.so lib/libcnode.so.0 lib/pkgconfig/cnode.pc; do
+  [ -e "$root$prefix/$f" ] || fail "$prefix/$f was not installed"
+done
+find "$root$prefix" -name 'libcnode.so.*.*.*' -type f | grep -q . ||
+  fail "no versioned libcnode.so.X.Y.Z"
+
+export PKG_CONFIG_PATH="$root$prefix/lib/pkgconfig"
+got=$(pkg-config --variable=prefix cnode)
+[ "$got" = "$prefix" ] || fail "cnode.pc says prefix=$got, not $prefix"
+
+pc() {
+  pkg-config --define-variable=prefix="$root$prefix" "$@" cnode
+}
+cflags=$(pc --cflags)
+libs=$(pc --libs)
+slibs=$(echo " $(pc --static --libs) " | sed 's/ -lcnode / -l:libcnode.a /')
+echo "install-check: pkg-config --cflags --libs cnode: $cflags $libs"
+echo "install-check: pkg-config --static --libs cnode: $(pc --static --libs)"
+
+# A program that needs nothing but the installed headers and library, so
+# that this check has something to build before examples/ has programs.
+cat >"$work/src/install-smoke.c" <<'EOF'
+#include <cnode.h>
+#include <stdio.h>
+#include <string.h>
+
+int main(void) {
+  if (strcmp(cn_err_name(CN_ENOPROC), "CN_ENOPROC") != 0)
+    return 1;
+  printf("libcnode %d.%d.%d: %s\n", CN_VERSION_MAJOR, CN_VERSION_MINOR,
+         CN_VERSION_PATCH, cn_strerror(CN_ENOPROC));
+  return 0;
+}
+EOF
+for f in "$top"/examples/*.c "$top"/examples/*.h; do
+  if [ -e "$f" ]; then cp "$f" "$work/src/"; fi
+done
+
+cd "$work"
+for src in src/*.c; do
+  name=$(basename "$src" .c)
+  echo "  CC      $name (pkg-config, dynamic)"
+  # shellcheck disable=SC2086 # the flags are lists of words
+  $CC -O2 -Wall -o "bin/$name" "$src" $cflags $libs \
+    -Wl,-rpath,"$root$prefix/lib" || fail "$name: dynamic build failed"
+  readelf -d "bin/$name" | grep -q 'NEEDED.*libcnode\.so\.' ||
+    fail "$name: not linked against libcnode.so"
+  echo "  CC      $name-static (pkg-config --static)"
+  # shellcheck disable=SC2086
+  $CC -O2 -Wall -o "bin/$name-static" "$src" $cflags $slibs ||
+    fail "$name: static build failed"
+  if readelf -d "bin/$name-static" | grep -q 'NEEDED.*libcnode'; then
+    fail "$name-static: still needs libcnode.so"
+  fi
+done
+
+status=0
+sh "$top/c_src/tests/run.sh" bin/* || status=$?
+
+cd "$top"
+$MAKE --no-print-directory uninstall DESTDIR="$root" PREFIX="$prefix" \
+  >"$work/uninstall.log" 2>&1 || {
+  cat "$work/uninstall.log"
+  fail "make uninstall failed"
+}
+left=$(find "$root" -type f -o -type l)
+[ -z "$left" ] || fail "make uninstall left: $left"
+exit $status
