@@ -193,7 +193,7 @@ SAN_MULT := CN_TEST_TIMEOUT_MULT=$${CN_TEST_TIMEOUT_MULT:-3}
 SUBMAKE := $(MAKE) --no-print-directory -j$(JOBS)
 
 test: deps
-	@mkdir -p build && rm -f $(TEST_SUMMARY)
+	@mkdir -p build && rm -f $(TEST_SUMMARY) && date +%s >$(TEST_SUMMARY).start
 	@echo "==== make test: release build, C tests and examples"
 	$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(SUBMAKE) SANITIZER= check
 	@echo "==== make test: make install, then the examples built outside the tree"
@@ -205,22 +205,20 @@ test: deps
 	$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(SAN_MULT) \
 	        $(SUBMAKE) SANITIZER=thread check-tsan
 	@echo "==== make test: Erlang and Elixir tests against the node"
-	$(Q)$(MAKE) --no-print-directory SANITIZER= test-erl
-	@echo "==== make test: total over all configurations"
+	$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(MAKE) --no-print-directory SANITIZER= test-erl
+	@echo "==== make test: total over all configurations" \
+	        "($$(( $$(date +%s) - $$(cat $(TEST_SUMMARY).start) )) s)"
 	@awk '{ p += $$1; f += $$2 } END { printf "%d passed, %d failed\n", p, f; \
 	        exit f != 0 }' $(TEST_SUMMARY)
 
 # Common Test suites run through rebar3 (rebar.config points it at
-# test_erl/), ExUnit scripts with elixir.  The node is built first.  rebar3's
-# pre_hook calls make again, so this make's flags must not leak into it.
+# test_erl/), ExUnit scripts with elixir; see .ci/test-erl.sh.  The node is
+# built first.
 test-erl: $(if $(ERL_SUITES)$(ERL_SCRIPTS),all)
 ifeq ($(ERL_SUITES)$(ERL_SCRIPTS),)
 	@echo "test-erl: test_erl/ has no *_SUITE.erl or *_test.exs yet; nothing to run"
 else
-ifneq ($(ERL_SUITES),)
-	env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL REBAR_COLOR=none rebar3 ct
-endif
-	$(Q)for t in $(ERL_SCRIPTS); do echo "==== $$t"; elixir "$$t" || exit 1; done
+	$(Q)sh .ci/test-erl.sh $(BUILD)/test-erl
 endif
 
 # ---- Install --------------------------------------------------------------
