@@ -4,7 +4,8 @@
 #
 #   MAKE=make CC=cc sh .ci/install-check.sh BUILD
 #
-# 1. `make install DESTDIR=<scratch> PREFIX=/opt/cnode`, and checks the tree.
+# 1. `make install DESTDIR=<scratch> PREFIX=/opt/cnode`, and checks the tree
+#    and that libcnode.so exports only cn_* names.
 # 2. Copies a smoke program and every examples/*.c to a scratch directory
 #    outside the source tree and builds each one twice from there:
 #      dynamic:  cc x.c $(pkg-config --cflags --libs cnode)
@@ -45,6 +46,13 @@ for f in include/cnode.h include/cnode/common.h lib/libcnode.a \
 done
 find "$root$prefix" -name 'libcnode.so.*.*.*' -type f | grep -q . ||
   fail "no versioned libcnode.so.X.Y.Z"
+
+# The shared library exports the public API and nothing else: cn_ names
+# (STYLE.md: CN_EXTERN, -fvisibility=hidden), not cn__ internals nor ei.
+stray=$(nm -D --defined-only "$root$prefix/lib/libcnode.so" |
+  awk '{ print $NF }' | grep -v '^cn_[a-z0-9]' || true)
+[ -z "$stray" ] ||
+  fail "libcnode.so exports names outside the public API:" $stray
 
 export PKG_CONFIG_PATH="$root$prefix/lib/pkgconfig"
 got=$(pkg-config --variable=prefix cnode)
