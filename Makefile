@@ -218,7 +218,7 @@ test-erl: $(if $(ERL_SUITES)$(ERL_SCRIPTS),all)
 ifeq ($(ERL_SUITES)$(ERL_SCRIPTS),)
 	@echo "test-erl: test_erl/ has no *_SUITE.erl or *_test.exs yet; nothing to run"
 else
-	$(Q)sh .ci/test-erl.sh $(BUILD)/test-erl
+	$(Q)sh .ci/test-erl.sh $(BUILD)
 endif
 
 # ---- Install --------------------------------------------------------------

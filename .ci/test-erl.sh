@@ -1,15 +1,22 @@
 #!/bin/sh
 # make test-erl: runs the tests in test_erl/ against the built node.
 #
-#   sh .ci/test-erl.sh LOGDIR
+#   sh .ci/test-erl.sh BUILD
 #
 # Common Test suites (*_SUITE.erl) run through `rebar3 ct` from the top of
 # the tree; ExUnit scripts (*_test.exs, each calling ExUnit.start()) run
-# with `elixir`.  rebar3's pre_hook runs make again, so this make's flags
-# (MAKEFLAGS and friends) are dropped first.  When CN_TEST_SUMMARY names a
-# file, the counts read off each runner's closing line are appended to it,
-# as c_src/tests/run.sh does.
-logdir=${1:?usage: test-erl.sh LOGDIR}
+# with `elixir`.  They find what they test through two absolute paths in
+# the environment: CN_ROOT (the top of the tree) and CN_BUILD (the build
+# directory, holding the node program as $CN_BUILD/cnode).  rebar3's
+# pre_hook runs make again, so this make's flags (MAKEFLAGS and friends)
+# are dropped first.  When CN_TEST_SUMMARY names a file, the counts read
+# off each runner's closing line are appended to it, as
+# c_src/tests/run.sh does.  Logs go to BUILD/test-erl/.
+build=${1:?usage: test-erl.sh BUILD}
+CN_ROOT=$(pwd)
+CN_BUILD=$(cd "$build" && pwd)
+export CN_ROOT CN_BUILD
+logdir=$CN_BUILD/test-erl
 mkdir -p "$logdir"
 unset MAKEFLAGS MFLAGS MAKELEVEL
 REBAR_COLOR=none
