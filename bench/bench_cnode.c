@@ -192,8 +192,8 @@ static void client_on_reply(cn_proc *self, void *state, int status,
     cn_buf msg = CN_BUF_INIT;
     int err = cn_build(&msg, "{done, ~i}", c->n);
     if (err == 0)
-      err = cn_send(cn_proc_runtime(self), cn_to_pid(c->main),
-                    cn_buf_term(&msg));
+      err =
+          cn_send(cn_proc_runtime(self), cn_to_pid(c->main), cn_buf_term(&msg));
     cn_buf_free(&msg);
     if (err != 0)
       client_fail(self, c, err);
@@ -286,8 +286,8 @@ static double fig_idle_memory(long n) {
   for (long i = 0; i < n; i++)
     check(cn_start(rt, &srv_ops, NULL, NULL, &pids[i]), "cn_start");
   if (cn_process_count(rt) != (size_t)n)
-    die("idle_memory: %zu processes alive, expected %ld",
-        cn_process_count(rt), n);
+    die("idle_memory: %zu processes alive, expected %ld", cn_process_count(rt),
+        n);
   rss1 = rss_bytes();
 
   for (long i = 0; i < n; i++)
@@ -336,8 +336,7 @@ static double fig_million(long n) {
     check(cn_start(rt, &srv_ops, NULL, NULL, &pids[i]), "cn_start");
   t1 = now_ns();
   if (cn_process_count(rt) != (size_t)n)
-    die("million: %zu processes alive, expected %ld", cn_process_count(rt),
-        n);
+    die("million: %zu processes alive, expected %ld", cn_process_count(rt), n);
   for (long i = 0; i < n; i += n / 16 + 1)
     if (!cn_is_alive(rt, pids[i]))
       die("million: server %ld is not alive", i);
@@ -350,8 +349,8 @@ static double fig_million(long n) {
   if (left != 0)
     die("million: %zu processes left after shutdown", left);
   hwm = vm_hwm_kib();
-  fprintf(stderr, "# million: started %ld in %.2f s, shut down in %.2f s\n",
-          n, (double)(t1 - t0) / 1e9, (double)(t2 - t1) / 1e9);
+  fprintf(stderr, "# million: started %ld in %.2f s, shut down in %.2f s\n", n,
+          (double)(t1 - t0) / 1e9, (double)(t2 - t1) / 1e9);
   cn_runtime_free(rt);
   free(pids);
   return (double)hwm / 1024.0;
