@@ -1,0 +1,398 @@
+/* Small shared pieces of the term layer: atom names, UTF-8, skipping a
+ * trusted term, and reading numbers in any of their encodings.
+ */
+#include <locale.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "term_internal.h"
+
+#define S(v) {(char)ETF_SMALL_INTEGER, (char)(v)}
+#define S4(v) S(v), S((v) + 1), S((v) + 2), S((v) + 3)
+#define S16(v) S4(v), S4((v) + 4), S4((v) + 8), S4((v) + 12)
+#define S64(v) S16(v), S16((v) + 16), S16((v) + 32), S16((v) + 48)
+const char cn__small_ints[256][2] = {S64(0), S64(64), S64(128), S64(192)};
+#undef S64
+#undef S16
+#undef S4
+#undef S
+
+const char cn__nil[1] = {(char)ETF_NIL};
+
+long cn__utf8_count(const unsigned char *s, size_t n) {
+  size_t i = 0;
+  long count = 0;
+
+  while (i < n) {
+    unsigned c = s[i];
+    uint32_t cp;
+    size_t k, len;
+
+    if (c < 0x80) {
+      i++;
+      count++;
+      continue;
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return -1; /* continuation byte, C0/C1 overlong lead, or > F4 */
+    }
+    if (n - i < len)
+      return -1;
+    for (k = 1; k < len; k++) {
+      unsigned cc = s[i + k];
+      if ((cc & 0xC0) != 0x80)
+        return -1;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+      return -1;
+    i += len;
+    count++;
+  }
+  return count;
+}
+
+/* Next code point of an atom name; *i advances.  The name was validated,
+ * so UTF-8 decoding needs no checks. */
+static uint32_t next_cp(const cn__atom *a, size_t *i) {
+  const unsigned char *s = a->s;
+  uint32_t c = s[(*i)++];
+  if (a->latin1 || c < 0x80)
+    return c;
+  if (c < 0xE0) {
+    c = ((c & 0x1F) << 6) | (s[*i] & 0x3F);
+    *i += 1;
+  } else if (c < 0xF0) {
+    c = ((c & 0x0F) << 12) | ((uint32_t)(s[*i] & 0x3F) << 6) |
+        (s[*i + 1] & 0x3F);
+    *i += 2;
+  } else {
+    c = ((c & 0x07) << 18) | ((uint32_t)(s[*i] & 0x3F) << 12) |
+        ((uint32_t)(s[*i + 1] & 0x3F) << 6) | (s[*i + 2] & 0x3F);
+    *i += 3;
+  }
+  return c;
+}
+
+/* True when a Latin-1 name is plain ASCII, so its bytes are also UTF-8. */
+static int ascii_only(const unsigned char *s, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++)
+    if (s[i] & 0x80)
+      return 0;
+  return 1;
+}
+
+int cn__atom_cmp(const cn__atom *a, const cn__atom *b) {
+  size_t i = 0, j = 0;
+
+  if (a->latin1 == b->latin1 ||
+      (a->latin1 ? ascii_only(a->s, a->n) : ascii_only(b->s, b->n))) {
+    size_t m = a->n < b->n ? a->n : b->n;
+    int r = m ? memcmp(a->s, b->s, m) : 0;
+    if (r != 0)
+      return r;
+    return a->n < b->n ? -1 : a->n > b->n;
+  }
+  while (i < a->n && j < b->n) {
+    uint32_t x = next_cp(a, &i), y = next_cp(b, &j);
+    if (x != y)
+      return x < y ? -1 : 1;
+  }
+  if (i < a->n)
+    return 1;
+  return j < b->n ? -1 : 0;
+}
+
+bool cn__atom_eq(const cn__atom *a, const char *s, size_t n) {
+  cn__atom b;
+  if (!a->latin1 || ascii_only(a->s, a->n))
+    return a->n == n && memcmp(a->s, s, n) == 0;
+  b.s = (const unsigned char *)s;
+  b.n = n;
+  b.latin1 = 0;
+  return cn__atom_cmp(a, &b) == 0;
+}
+
+size_t cn__atom_utf8_len(const cn__atom *a) {
+  size_t i, n = a->n;
+  if (!a->latin1)
+    return n;
+  for (i = 0; i < a->n; i++)
+    n += a->s[i] >> 7; /* bytes >= 128 take two UTF-8 bytes */
+  return n;
+}
+
+void cn__atom_utf8(const cn__atom *a, char *out) {
+  size_t i;
+  if (!a->latin1) {
+    if (a->n)
+      memcpy(out, a->s, a->n);
+    return;
+  }
+  for (i = 0; i < a->n; i++) {
+    unsigned c = a->s[i];
+    if (c < 0x80) {
+      *out++ = (char)c;
+    } else {
+      *out++ = (char)(0xC0 | (c >> 6));
+      *out++ = (char)(0x80 | (c & 0x3F));
+    }
+  }
+}
+
+/* One counter of terms still to skip replaces a stack: a container only
+ * adds its element count. */
+const char *cn__skip(const char *p) {
+  uint64_t todo = 1; /* terms still to skip */
+
+  while (todo != 0) {
+    unsigned char tag = (unsigned char)*p;
+    todo--;
+    switch (tag) {
+    case ETF_SMALL_INTEGER:
+      p += 2;
+      break;
+    case ETF_INTEGER:
+      p += 5;
+      break;
+    case ETF_FLOAT:
+      p += 1 + ETF_FLOAT_TEXT;
+      break;
+    case ETF_NEW_FLOAT:
+      p += 9;
+      break;
+    case ETF_ATOM:
+    case ETF_ATOM_UTF8:
+    case ETF_SMALL_ATOM:
+    case ETF_SMALL_ATOM_UTF8:
+      p += cn__atom_size(p);
+      break;
+    case ETF_PID:
+      p += 1;
+      p += cn__atom_size(p) + 9;
+      break;
+    case ETF_NEW_PID:
+      p += 1;
+      p += cn__atom_size(p) + 12;
+      break;
+    case ETF_PORT:
+      p += 1;
+      p += cn__atom_size(p) + 5;
+      break;
+    case ETF_NEW_PORT:
+      p += 1;
+      p += cn__atom_size(p) + 8;
+      break;
+    case ETF_V4_PORT:
+      p += 1;
+      p += cn__atom_size(p) + 12;
+      break;
+    case ETF_REFERENCE:
+      p += 1;
+      p += cn__atom_size(p) + 5;
+      break;
+    case ETF_NEW_REFERENCE: {
+      size_t words = cn__get16(p + 1);
+      p += 3;
+      p += cn__atom_size(p) + 1 + 4 * words;
+      break;
+    }
+    case ETF_NEWER_REFERENCE: {
+      size_t words = cn__get16(p + 1);
+      p += 3;
+      p += cn__atom_size(p) + 4 + 4 * words;
+      break;
+    }
+    case ETF_SMALL_TUPLE:
+      todo += (unsigned char)p[1];
+      p += 2;
+      break;
+    case ETF_LARGE_TUPLE:
+      todo += cn__get32(p + 1);
+      p += 5;
+      break;
+    case ETF_MAP:
+      todo += 2 * (uint64_t)cn__get32(p + 1);
+      p += 5;
+      break;
+    case ETF_NIL:
+      p += 1;
+      break;
+    case ETF_STRING:
+      p += 3 + (size_t)cn__get16(p + 1);
+      break;
+    case ETF_LIST:
+      todo += (uint64_t)cn__get32(p + 1) + 1; /* elements and tail */
+      p += 5;
+      break;
+    case ETF_BINARY:
+      p += 5 + (size_t)cn__get32(p + 1);
+      break;
+    case ETF_BIT_BINARY:
+      p += 6 + (size_t)cn__get32(p + 1);
+      break;
+    case ETF_SMALL_BIG:
+      p += 3 + (size_t)(unsigned char)p[1];
+      break;
+    case ETF_LARGE_BIG:
+      p += 6 + (size_t)cn__get32(p + 1);
+      break;
+    case ETF_NEW_FUN:
+      /* Size counts itself and everything after it, free vars too. */
+      p += 1 + (size_t)cn__get32(p + 1);
+      break;
+    case ETF_EXPORT:
+      todo += 3;
+      p += 1;
+      break;
+    default:
+      /* Unreachable for validated terms; stop rather than loop. */
+      return p + 1;
+    }
+  }
+  return p;
+}
+
+int cn__parse_float_text(const char *p, double *out) {
+  char text[ETF_FLOAT_TEXT + 1];
+  char *end;
+  const char *dp;
+  size_t n, i;
+  double d;
+
+  memcpy(text, p, ETF_FLOAT_TEXT);
+  text[ETF_FLOAT_TEXT] = '\0';
+  n = strlen(text);
+  if (n == 0)
+    return -1;
+  /* The text always uses '.', but strtod follows the C locale's decimal
+   * point, which a program may have changed. */
+  dp = localeconv()->decimal_point;
+  if (dp != NULL && dp[0] != '.' && dp[0] != '\0' && dp[1] == '\0') {
+    for (i = 0; i < n; i++)
+      if (text[i] == '.')
+        text[i] = dp[0];
+  }
+  d = strtod(text, &end);
+  if (end != text + n || !isfinite(d))
+    return -1;
+  *out = d;
+  return 0;
+}
+
+int cn__float_value(const char *p, double *out) {
+  if ((unsigned char)p[0] == ETF_NEW_FLOAT) {
+    uint64_t bits = cn__get64(p + 1);
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    *out = d;
+    return 0;
+  }
+  return cn__parse_float_text(p + 1, out);
+}
+
+const char *cn__int_view(const char *p, cn__int *v) {
+  unsigned char tag = (unsigned char)p[0];
+  uint32_t m;
+  size_t n;
+
+  v->neg = 0;
+  if (tag == ETF_SMALL_INTEGER) {
+    v->buf[0] = (unsigned char)p[1];
+    v->mag = v->buf;
+    v->n = v->buf[0] != 0;
+    return p + 2;
+  }
+  if (tag == ETF_INTEGER) {
+    int32_t s = (int32_t)cn__get32(p + 1);
+    m = s < 0 ? (uint32_t)0 - (uint32_t)s : (uint32_t)s;
+    v->neg = s < 0;
+    v->buf[0] = (unsigned char)m;
+    v->buf[1] = (unsigned char)(m >> 8);
+    v->buf[2] = (unsigned char)(m >> 16);
+    v->buf[3] = (unsigned char)(m >> 24);
+    v->mag = v->buf;
+    n = 4;
+    while (n > 0 && v->buf[n - 1] == 0)
+      n--;
+    v->n = n;
+    return p + 5;
+  }
+  if (tag == ETF_SMALL_BIG) {
+    n = (unsigned char)p[1];
+    v->neg = p[2] != 0;
+    v->mag = (const unsigned char *)p + 3;
+    p += 3 + n;
+  } else {
+    n = cn__get32(p + 1);
+    v->neg = p[5] != 0;
+    v->mag = (const unsigned char *)p + 6;
+    p += 6 + n;
+  }
+  /* Bignums from foreign encoders may carry high zero bytes. */
+  while (n > 0 && v->mag[n - 1] == 0)
+    n--;
+  v->n = n;
+  if (n == 0)
+    v->neg = 0;
+  return p;
+}
+
+int cn__class(const char *p) {
+  switch ((unsigned char)p[0]) {
+  case ETF_SMALL_INTEGER:
+  case ETF_INTEGER:
+  case ETF_SMALL_BIG:
+  case ETF_LARGE_BIG:
+  case ETF_FLOAT:
+  case ETF_NEW_FLOAT:
+    return CLS_NUMBER;
+  case ETF_ATOM:
+  case ETF_ATOM_UTF8:
+  case ETF_SMALL_ATOM:
+  case ETF_SMALL_ATOM_UTF8:
+    return CLS_ATOM;
+  case ETF_REFERENCE:
+  case ETF_NEW_REFERENCE:
+  case ETF_NEWER_REFERENCE:
+    return CLS_REF;
+  case ETF_NEW_FUN:
+  case ETF_EXPORT:
+    return CLS_FUN;
+  case ETF_PORT:
+  case ETF_NEW_PORT:
+  case ETF_V4_PORT:
+    return CLS_PORT;
+  case ETF_PID:
+  case ETF_NEW_PID:
+    return CLS_PID;
+  case ETF_SMALL_TUPLE:
+  case ETF_LARGE_TUPLE:
+    return CLS_TUPLE;
+  case ETF_MAP:
+    return CLS_MAP;
+  case ETF_NIL:
+    return CLS_NIL;
+  case ETF_STRING:
+    return cn__get16(p + 1) == 0 ? CLS_NIL : CLS_LIST;
+  case ETF_LIST:
+    return CLS_LIST;
+  case ETF_BINARY:
+  case ETF_BIT_BINARY:
+    return CLS_BITS;
+  default:
+    return 0;
+  }
+}

@@ -1,0 +1,361 @@
+/* Readers: the type of a term, its scalar values, and iteration over the
+ * elements of tuples, lists and maps.
+ */
+#include <string.h>
+
+#include "term_internal.h"
+
+/* Values of cn_iter.string. */
+enum { IT_FLAT = 0, IT_STRING = 1, IT_LIST = 2 };
+
+cn_term_type cn_term_typeof(cn_term t) {
+  if (t.len == 0 || t.ptr == NULL)
+    return CN_T_INVALID;
+  switch (cn__class(t.ptr)) {
+  case CLS_NUMBER: {
+    unsigned char tag = (unsigned char)t.ptr[0];
+    return tag == ETF_NEW_FLOAT || tag == ETF_FLOAT ? CN_T_FLOAT
+                                                    : CN_T_INTEGER;
+  }
+  case CLS_ATOM:
+    return CN_T_ATOM;
+  case CLS_REF:
+    return CN_T_REF;
+  case CLS_FUN:
+    return CN_T_FUN;
+  case CLS_PORT:
+    return CN_T_PORT;
+  case CLS_PID:
+    return CN_T_PID;
+  case CLS_TUPLE:
+    return CN_T_TUPLE;
+  case CLS_MAP:
+    return CN_T_MAP;
+  case CLS_NIL:
+    return CN_T_NIL;
+  case CLS_LIST:
+    return CN_T_LIST;
+  case CLS_BITS:
+    if ((unsigned char)t.ptr[0] == ETF_BINARY ||
+        (unsigned char)t.ptr[5] == 8 || cn__get32(t.ptr + 1) == 0)
+      return CN_T_BINARY;
+    return CN_T_BITSTRING;
+  default:
+    return CN_T_INVALID;
+  }
+}
+
+static int is_int_tag(unsigned char tag) {
+  return tag == ETF_SMALL_INTEGER || tag == ETF_INTEGER ||
+         tag == ETF_SMALL_BIG || tag == ETF_LARGE_BIG;
+}
+
+/* The integer's magnitude, when it fits in 64 bits. */
+static int int_mag(cn_term t, uint64_t *m, int *neg) {
+  cn__int v;
+  size_t i;
+
+  if (t.len == 0 || !is_int_tag((unsigned char)t.ptr[0]))
+    return CN_ENOMATCH;
+  cn__int_view(t.ptr, &v);
+  if (v.n > 8)
+    return CN_ENOMATCH;
+  *m = 0;
+  for (i = v.n; i-- > 0;)
+    *m = (*m << 8) | v.mag[i];
+  *neg = v.neg;
+  return 0;
+}
+
+int cn_get_int64(cn_term t, int64_t *v) {
+  uint64_t m;
+  int neg;
+
+  if (int_mag(t, &m, &neg) != 0)
+    return CN_ENOMATCH;
+  if (neg) {
+    if (m > (uint64_t)INT64_MAX + 1)
+      return CN_ENOMATCH;
+    *v = m == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)m;
+  } else {
+    if (m > (uint64_t)INT64_MAX)
+      return CN_ENOMATCH;
+    *v = (int64_t)m;
+  }
+  return 0;
+}
+
+int cn_get_uint64(cn_term t, uint64_t *v) {
+  uint64_t m;
+  int neg;
+
+  if (int_mag(t, &m, &neg) != 0 || neg)
+    return CN_ENOMATCH;
+  *v = m;
+  return 0;
+}
+
+int cn_get_double(cn_term t, double *v) {
+  unsigned char tag;
+  double d;
+
+  if (t.len == 0)
+    return CN_ENOMATCH;
+  tag = (unsigned char)t.ptr[0];
+  if (tag != ETF_NEW_FLOAT && tag != ETF_FLOAT)
+    return CN_ENOMATCH;
+  if (cn__float_value(t.ptr, &d) != 0)
+    return CN_ENOMATCH;
+  *v = d;
+  return 0;
+}
+
+int cn_get_atom(cn_term t, char *buf, size_t cap) {
+  cn__atom a;
+  size_t n;
+
+  if (t.len == 0 || !cn__is_atom_tag((unsigned char)t.ptr[0]))
+    return CN_ENOMATCH;
+  cn__atom_view(t.ptr, &a);
+  n = cn__atom_utf8_len(&a);
+  if (buf == NULL || n >= cap)
+    return CN_ENOSPC;
+  cn__atom_utf8(&a, buf);
+  buf[n] = '\0';
+  return 0;
+}
+
+int cn_get_binary(cn_term t, const char **p, size_t *n) {
+  if (cn_term_typeof(t) != CN_T_BINARY)
+    return CN_ENOMATCH;
+  *n = cn__get32(t.ptr + 1);
+  *p = t.ptr + ((unsigned char)t.ptr[0] == ETF_BINARY ? 5 : 6);
+  return 0;
+}
+
+bool cn_is_atom(cn_term t, const char *name) {
+  cn__atom a;
+  if (t.len == 0 || name == NULL || !cn__is_atom_tag((unsigned char)t.ptr[0]))
+    return false;
+  cn__atom_view(t.ptr, &a);
+  return cn__atom_eq(&a, name, strlen(name));
+}
+
+int cn__decode_pid(const char *p, cn_pid *out) {
+  unsigned char tag = (unsigned char)p[0];
+  cn__atom node;
+  const char *q;
+  uint32_t idx;
+  int rc;
+
+  if (tag != ETF_PID && tag != ETF_NEW_PID)
+    return CN_ENOMATCH;
+  q = cn__atom_view(p + 1, &node);
+  if ((rc = cn__intern_atom(&node, &idx)) != 0)
+    return rc;
+  out->node = idx;
+  out->id = cn__get32(q);
+  out->serial = cn__get32(q + 4);
+  out->creation = tag == ETF_PID ? (unsigned char)q[8] : cn__get32(q + 8);
+  return 0;
+}
+
+int cn__decode_ref(const char *p, cn_ref *out) {
+  unsigned char tag = (unsigned char)p[0];
+  cn__atom node;
+  const char *q;
+  uint32_t idx, i, len;
+  int rc;
+
+  if (tag == ETF_REFERENCE) {
+    q = cn__atom_view(p + 1, &node);
+    if ((rc = cn__intern_atom(&node, &idx)) != 0)
+      return rc;
+    out->node = idx;
+    out->len = 1;
+    out->n[0] = cn__get32(q);
+    out->creation = (unsigned char)q[4];
+    return 0;
+  }
+  if (tag != ETF_NEW_REFERENCE && tag != ETF_NEWER_REFERENCE)
+    return CN_ENOMATCH;
+  len = cn__get16(p + 1);
+  q = cn__atom_view(p + 3, &node);
+  if ((rc = cn__intern_atom(&node, &idx)) != 0)
+    return rc;
+  out->node = idx;
+  if (tag == ETF_NEW_REFERENCE) {
+    out->creation = (unsigned char)q[0];
+    q += 1;
+  } else {
+    out->creation = cn__get32(q);
+    q += 4;
+  }
+  out->len = len;
+  for (i = 0; i < CN_REF_MAX_WORDS; i++)
+    out->n[i] = i < len ? cn__get32(q + 4 * i) : 0;
+  return 0;
+}
+
+int cn__decode_port(const char *p, cn_port *out) {
+  unsigned char tag = (unsigned char)p[0];
+  cn__atom node;
+  const char *q;
+  uint32_t idx;
+  int rc;
+
+  if (tag != ETF_PORT && tag != ETF_NEW_PORT && tag != ETF_V4_PORT)
+    return CN_ENOMATCH;
+  q = cn__atom_view(p + 1, &node);
+  if ((rc = cn__intern_atom(&node, &idx)) != 0)
+    return rc;
+  out->node = idx;
+  if (tag == ETF_V4_PORT) {
+    out->id = cn__get64(q);
+    out->creation = cn__get32(q + 8);
+  } else {
+    out->id = cn__get32(q);
+    out->creation = tag == ETF_PORT ? (unsigned char)q[4] : cn__get32(q + 4);
+  }
+  return 0;
+}
+
+int cn_get_pid(cn_term t, cn_pid *p) {
+  cn_pid tmp;
+  int rc;
+  if (t.len == 0)
+    return CN_ENOMATCH;
+  if ((rc = cn__decode_pid(t.ptr, &tmp)) == 0)
+    *p = tmp;
+  return rc;
+}
+
+int cn_get_ref(cn_term t, cn_ref *r) {
+  cn_ref tmp;
+  int rc;
+  if (t.len == 0)
+    return CN_ENOMATCH;
+  if ((rc = cn__decode_ref(t.ptr, &tmp)) == 0)
+    *r = tmp;
+  return rc;
+}
+
+/* ---- Iteration ---------------------------------------------------------- */
+
+/* Elements of the list that starts at p, across all its segments. */
+static size_t list_count(const char *p) {
+  size_t total = 0;
+  for (;;) {
+    unsigned char tag = (unsigned char)p[0];
+    if (tag == ETF_STRING)
+      return total + cn__get16(p + 1);
+    if (tag != ETF_LIST)
+      return total;
+    {
+      uint32_t n = cn__get32(p + 1), i;
+      total += n;
+      p += 5;
+      for (i = 0; i < n; i++)
+        p = cn__skip(p);
+    }
+  }
+}
+
+int cn_iter_init(cn_iter *it, cn_term t, size_t *count) {
+  const char *p = t.ptr;
+  size_t n;
+
+  if (t.len == 0 || p == NULL)
+    return CN_ENOMATCH;
+  it->end = p + t.len;
+  it->tail.ptr = NULL;
+  it->tail.len = 0;
+  it->string = IT_FLAT;
+  it->scratch[0] = it->scratch[1] = 0;
+  switch ((unsigned char)p[0]) {
+  case ETF_SMALL_TUPLE:
+    n = (unsigned char)p[1];
+    it->pos = p + 2;
+    break;
+  case ETF_LARGE_TUPLE:
+    n = cn__get32(p + 1);
+    it->pos = p + 5;
+    break;
+  case ETF_MAP:
+    n = 2 * (size_t)cn__get32(p + 1);
+    it->pos = p + 5;
+    break;
+  case ETF_NIL:
+    n = 0;
+    it->pos = p + 1;
+    it->tail = t;
+    break;
+  case ETF_STRING:
+    n = cn__get16(p + 1);
+    it->pos = p + 3;
+    it->string = IT_STRING;
+    if (n == 0) {
+      it->string = IT_FLAT;
+      it->tail = t;
+    }
+    break;
+  case ETF_LIST:
+    n = cn__get32(p + 1);
+    it->pos = p + 5;
+    it->string = IT_LIST;
+    if (count != NULL)
+      *count = list_count(p);
+    it->left = n;
+    return 0;
+  default:
+    return CN_ENOMATCH;
+  }
+  it->left = n;
+  if (count != NULL)
+    *count = n;
+  return 0;
+}
+
+bool cn_iter_next(cn_iter *it, cn_term *elem) {
+  for (;;) {
+    if (it->left > 0) {
+      if (it->pos >= it->end)
+        return false; /* only for a view that lies about its length */
+      it->left--;
+      if (it->string == IT_STRING) {
+        /* The static table outlives the iterator, unlike a scratch copy. */
+        elem->ptr = cn__small_ints[(unsigned char)*it->pos++];
+        elem->len = 2;
+      } else {
+        const char *next = cn__skip(it->pos);
+        elem->ptr = it->pos;
+        elem->len = (size_t)(next - it->pos);
+        it->pos = next;
+      }
+      return true;
+    }
+    if (it->string == IT_STRING) {
+      it->tail.ptr = cn__nil;
+      it->tail.len = 1;
+    } else if (it->string == IT_LIST) {
+      const char *p = it->pos;
+      unsigned char tag = (unsigned char)p[0];
+      /* A tail that is itself a list continues this one: [1|[2]]. */
+      if (tag == ETF_LIST) {
+        it->left = cn__get32(p + 1);
+        it->pos = p + 5;
+        continue;
+      }
+      if (tag == ETF_STRING && cn__get16(p + 1) != 0) {
+        it->left = cn__get16(p + 1);
+        it->pos = p + 3;
+        it->string = IT_STRING;
+        continue;
+      }
+      it->tail.ptr = p;
+      it->tail.len = (size_t)(cn__skip(p) - p);
+    }
+    it->string = IT_FLAT;
+    return false;
+  }
+}

@@ -1,0 +1,238 @@
+/* Private helpers shared by the files of the term layer.
+ *
+ * Everything here works on encoded terms (ETF without the version byte).
+ * Functions that take a bare `const char *p` trust that p starts a term the
+ * validator accepted (or that cn_build / cn_put_* produced), so they do no
+ * bounds checks of their own.
+ */
+#ifndef CN_TERM_INTERNAL_H
+#define CN_TERM_INTERNAL_H
+
+#include <string.h>
+
+#include <cnode/term.h>
+
+/* External term format tags (erl_ext_dist). */
+enum {
+  ETF_VERSION = 131,
+  ETF_NEW_FLOAT = 70,
+  ETF_BIT_BINARY = 77,
+  ETF_COMPRESSED = 80,
+  ETF_ATOM_CACHE_REF = 82,
+  ETF_NEW_PID = 88,
+  ETF_NEW_PORT = 89,
+  ETF_NEWER_REFERENCE = 90,
+  ETF_SMALL_INTEGER = 97,
+  ETF_INTEGER = 98,
+  ETF_FLOAT = 99,
+  ETF_ATOM = 100,
+  ETF_REFERENCE = 101,
+  ETF_PORT = 102,
+  ETF_PID = 103,
+  ETF_SMALL_TUPLE = 104,
+  ETF_LARGE_TUPLE = 105,
+  ETF_NIL = 106,
+  ETF_STRING = 107,
+  ETF_LIST = 108,
+  ETF_BINARY = 109,
+  ETF_SMALL_BIG = 110,
+  ETF_LARGE_BIG = 111,
+  ETF_NEW_FUN = 112,
+  ETF_EXPORT = 113,
+  ETF_NEW_REFERENCE = 114,
+  ETF_SMALL_ATOM = 115,
+  ETF_MAP = 116,
+  ETF_ATOM_UTF8 = 118,
+  ETF_SMALL_ATOM_UTF8 = 119,
+  ETF_V4_PORT = 120
+};
+
+/* Byte size of a FLOAT_EXT payload ("%.20e" text, NUL padded). */
+#define ETF_FLOAT_TEXT 31
+
+/* Erlang's term order, one class per type.  A non-empty list sits after
+ * nil, and binaries and bitstrings share one class. */
+enum {
+  CLS_NUMBER = 1,
+  CLS_ATOM,
+  CLS_REF,
+  CLS_FUN,
+  CLS_PORT,
+  CLS_PID,
+  CLS_TUPLE,
+  CLS_MAP,
+  CLS_NIL,
+  CLS_LIST,
+  CLS_BITS
+};
+
+/* How deep maps may nest inside map keys before the comparison of those
+ * keys falls back to a byte order (see compare.c).  The validator's
+ * default depth limit keeps validated terms below it. */
+#define CN__MAX_KEY_NESTING CN_TERM_DEFAULT_MAX_DEPTH
+
+static inline uint16_t cn__get16(const char *p) {
+  const unsigned char *u = (const unsigned char *)p;
+  return (uint16_t)((u[0] << 8) | u[1]);
+}
+
+static inline uint32_t cn__get32(const char *p) {
+  const unsigned char *u = (const unsigned char *)p;
+  return ((uint32_t)u[0] << 24) | ((uint32_t)u[1] << 16) |
+         ((uint32_t)u[2] << 8) | (uint32_t)u[3];
+}
+
+static inline uint64_t cn__get64(const char *p) {
+  return ((uint64_t)cn__get32(p) << 32) | cn__get32(p + 4);
+}
+
+static inline void cn__put16(char *p, uint32_t v) {
+  p[0] = (char)(v >> 8);
+  p[1] = (char)v;
+}
+
+static inline void cn__put32(char *p, uint32_t v) {
+  p[0] = (char)(v >> 24);
+  p[1] = (char)(v >> 16);
+  p[2] = (char)(v >> 8);
+  p[3] = (char)v;
+}
+
+static inline int cn__is_atom_tag(unsigned char tag) {
+  return tag == ETF_SMALL_ATOM_UTF8 || tag == ETF_ATOM_UTF8 ||
+         tag == ETF_ATOM || tag == ETF_SMALL_ATOM;
+}
+
+/* A view of an atom's name in whatever encoding the term used. */
+typedef struct cn__atom {
+  const unsigned char *s; /* the name's bytes */
+  size_t n;               /* byte count */
+  int latin1;             /* 1: one byte per character (ATOM_EXT etc.) */
+} cn__atom;
+
+/* Views the atom at p (any of the four atom tags) and returns the first
+ * byte after it. */
+static inline const char *cn__atom_view(const char *p, cn__atom *a) {
+  unsigned char tag = (unsigned char)p[0];
+  size_t n, hdr;
+  if (tag == ETF_SMALL_ATOM_UTF8 || tag == ETF_SMALL_ATOM) {
+    n = (unsigned char)p[1];
+    hdr = 2;
+  } else {
+    n = cn__get16(p + 1);
+    hdr = 3;
+  }
+  a->s = (const unsigned char *)p + hdr;
+  a->n = n;
+  a->latin1 = tag == ETF_ATOM || tag == ETF_SMALL_ATOM;
+  return p + hdr + n;
+}
+
+/* Byte size of the atom at p. */
+static inline size_t cn__atom_size(const char *p) {
+  unsigned char tag = (unsigned char)p[0];
+  if (tag == ETF_SMALL_ATOM_UTF8 || tag == ETF_SMALL_ATOM)
+    return 2 + (unsigned char)p[1];
+  return 3 + (size_t)cn__get16(p + 1);
+}
+
+/* Atom comparison by code point (UTF-8 byte order equals code point
+ * order, so two UTF-8 names compare with memcmp). */
+int cn__atom_cmp(const cn__atom *a, const cn__atom *b);
+
+/* True when the atom's name is the UTF-8 string s[0 .. n). */
+bool cn__atom_eq(const cn__atom *a, const char *s, size_t n);
+
+/* Bytes of the atom's name in UTF-8. */
+size_t cn__atom_utf8_len(const cn__atom *a);
+
+/* Writes the UTF-8 name to out (cn__atom_utf8_len bytes, no NUL). */
+void cn__atom_utf8(const cn__atom *a, char *out);
+
+/* Counts the characters of a UTF-8 string, or returns -1 when it is not
+ * valid UTF-8 (overlong forms, surrogates and code points above U+10FFFF
+ * are rejected, as erts does). */
+long cn__utf8_count(const unsigned char *s, size_t n);
+
+/* Returns the first byte after the trusted term at p.  Iterative. */
+const char *cn__skip(const char *p);
+
+/* Reads a float term (NEW_FLOAT_EXT or FLOAT_EXT).  Returns 0, or -1 when
+ * a FLOAT_EXT's text is not a finite number. */
+int cn__float_value(const char *p, double *out);
+
+/* Parses the 31 bytes of a FLOAT_EXT.  Returns 0 or -1. */
+int cn__parse_float_text(const char *p, double *out);
+
+/* An integer of any encoding as sign and little-endian magnitude with no
+ * high zero bytes (n == 0 is zero). */
+typedef struct cn__int {
+  const unsigned char *mag; /* little-endian magnitude */
+  size_t n;                 /* bytes in mag; 0 for zero */
+  int neg;                  /* 1 when negative (never for zero) */
+  unsigned char buf[8];     /* storage for small encodings */
+} cn__int;
+
+/* Fills *v from the integer term at p and returns the first byte after
+ * it.  v->mag may point into v->buf, so do not copy *v. */
+const char *cn__int_view(const char *p, cn__int *v);
+
+/* Erlang term order of the trusted terms a and b, exact variant.  level
+ * counts how deep map keys are being sorted (0 at the top). */
+int cn__compare(const char *a, const char *b, int level);
+
+/* The class (CLS_*) of the term at p. */
+int cn__class(const char *p);
+
+/* Sorts the n pairs of the map whose first key is at p into keys[] and
+ * vals[] (arrays of n pointers), in Erlang's key order, and returns the
+ * first byte after the map. */
+const char *cn__map_sorted(const char *p, uint64_t n, const char **keys,
+                           const char **vals, int level);
+
+/* Each of these is a SMALL_INTEGER_EXT term for one byte value, so that a
+ * STRING_EXT element can be handed out as a term of its own. */
+extern const char cn__small_ints[256][2];
+
+/* A NIL_EXT term, for the implicit tail of a STRING_EXT. */
+extern const char cn__nil[1];
+
+/* Grows b so that it can hold n more bytes.  Slow path of cn__room. */
+int cn__buf_grow(cn_buf *b, size_t n);
+
+/* Returns a pointer to n writable bytes at the end of b (len is not
+ * advanced), or NULL when memory runs out (b->err is then set). */
+static inline char *cn__room(cn_buf *b, size_t n) {
+  if (b->cap - b->len < n && cn__buf_grow(b, n) != 0)
+    return NULL;
+  return b->data + b->len;
+}
+
+/* Encoders shared by build.c and encode.c.  They do not touch b->err;
+ * callers do.  Return 0, CN_ENOMEM or CN_EINVAL. */
+int cn__enc_atom(cn_buf *b, const char *s, size_t n);
+int cn__enc_int(cn_buf *b, int64_t v);
+int cn__enc_uint(cn_buf *b, uint64_t v);
+int cn__enc_double(cn_buf *b, double v);
+int cn__enc_binary(cn_buf *b, const void *p, size_t n);
+int cn__enc_charlist(cn_buf *b, const char *s, size_t n);
+int cn__enc_pid(cn_buf *b, const cn_pid *p);
+int cn__enc_ref(cn_buf *b, const cn_ref *r);
+/* Encodes an integer from a big-endian magnitude of n bytes. */
+int cn__enc_bigmag(cn_buf *b, int neg, const unsigned char *be, size_t n);
+
+/* Builds one term from the format at *fmt, consuming arguments from *ap
+ * and advancing *fmt past it.  In key mode (used by the matcher for map
+ * keys) the hole ~A stands for an atom and output holes are errors. */
+int cn__build_one(cn_buf *b, const char **fmt, va_list *ap, int key_mode);
+
+/* Node table lookups used by the readers: interns a node atom. */
+int cn__intern_atom(const cn__atom *a, uint32_t *idx);
+
+/* Decoders for pid, reference and port terms (any encoding).  They intern
+ * the node name, so they can fail with CN_ELIMIT or CN_ENOMEM. */
+int cn__decode_pid(const char *p, cn_pid *out);
+int cn__decode_ref(const char *p, cn_ref *out);
+int cn__decode_port(const char *p, cn_port *out);
+
+#endif /* CN_TERM_INTERNAL_H */

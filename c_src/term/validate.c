@@ -1,0 +1,469 @@
+/* The validator: the gate every byte from outside passes before any other
+ * code of the term layer (or ei) reads it.
+ *
+ * It walks the term once, with an explicit stack of open containers, so a
+ * hostile term cannot overflow the C stack however deep it nests.  Every
+ * length or count is checked against the bytes that remain before it is
+ * used: each element takes at least one byte, so a list that claims 2^32
+ * elements in a short buffer fails at once, and the walk costs time linear
+ * in the bytes it reads.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "term_internal.h"
+
+/* Frames live on the C stack up to this depth, on the heap beyond. */
+#define INLINE_FRAMES 32
+
+typedef struct vframe {
+  uint64_t left;        /* elements of this container still to come */
+  const char *fun_end;  /* for a fun: where its free variables must end */
+  int list;             /* a list: its tail follows the elements */
+} vframe;
+
+typedef struct vstack {
+  vframe *f;    /* INLINE_FRAMES inline frames, or a heap copy */
+  size_t n;     /* frames in use: the current depth */
+  size_t cap;   /* frames available at f */
+  size_t max;   /* the depth limit */
+  vframe inl[INLINE_FRAMES];
+} vstack;
+
+/* Bytes [p, p + k) must lie inside the term's allowance.  Past the size
+ * limit but inside the buffer is CN_ETOOBIG; past the buffer, the term is
+ * truncated or lies about a length: CN_EBADTERM. */
+static inline int need(const char *p, const char *lim, const char *end,
+                       uint64_t k) {
+  if ((uint64_t)(lim - p) >= k)
+    return 0;
+  return (uint64_t)(end - p) >= k ? CN_ETOOBIG : CN_EBADTERM;
+}
+
+static int push(vstack *s, uint64_t left, int list, const char *fun_end) {
+  vframe *f;
+
+  if (s->n >= s->max)
+    return CN_ETOODEEP;
+  if (s->n == s->cap) {
+    size_t cap = s->cap * 2;
+    if (cap > s->max)
+      cap = s->max;
+    if (s->f == s->inl) {
+      f = malloc(cap * sizeof *f);
+      if (f != NULL)
+        memcpy(f, s->inl, sizeof s->inl);
+    } else {
+      f = realloc(s->f, cap * sizeof *f);
+    }
+    if (f == NULL)
+      return CN_ENOMEM;
+    s->f = f;
+    s->cap = cap;
+  }
+  f = &s->f[s->n++];
+  f->left = left;
+  f->list = list;
+  f->fun_end = fun_end;
+  return 0;
+}
+
+/* Validates the atom at *pp and advances *pp past it.  Latin-1 names hold
+ * at most 255 bytes; UTF-8 names must be valid UTF-8 of at most 255
+ * characters, as erts demands. */
+static int atom(const char **pp, const char *lim, const char *end) {
+  const char *p = *pp;
+  unsigned char tag;
+  size_t n, hdr;
+  int rc;
+
+  if ((rc = need(p, lim, end, 2)) != 0)
+    return rc;
+  tag = (unsigned char)p[0];
+  switch (tag) {
+  case ETF_SMALL_ATOM:
+  case ETF_SMALL_ATOM_UTF8:
+    n = (unsigned char)p[1];
+    hdr = 2;
+    break;
+  case ETF_ATOM:
+  case ETF_ATOM_UTF8:
+    if ((rc = need(p, lim, end, 3)) != 0)
+      return rc;
+    n = cn__get16(p + 1);
+    hdr = 3;
+    break;
+  default:
+    return CN_EBADTERM;
+  }
+  if ((rc = need(p, lim, end, hdr + n)) != 0)
+    return rc;
+  if (tag == ETF_ATOM || tag == ETF_SMALL_ATOM) {
+    if (n > 255)
+      return CN_EBADTERM;
+  } else {
+    long chars;
+    if (n > 4 * 255)
+      return CN_EBADTERM;
+    chars = cn__utf8_count((const unsigned char *)p + hdr, n);
+    if (chars < 0 || chars > 255)
+      return CN_EBADTERM;
+  }
+  *pp = p + hdr + n;
+  return 0;
+}
+
+/* An integer that must be SMALL_INTEGER_EXT or INTEGER_EXT (fun fields). */
+static int small_int(const char **pp, const char *end) {
+  const char *p = *pp;
+  if (p >= end)
+    return CN_EBADTERM;
+  if ((unsigned char)p[0] == ETF_SMALL_INTEGER && end - p >= 2) {
+    *pp = p + 2;
+    return 0;
+  }
+  if ((unsigned char)p[0] == ETF_INTEGER && end - p >= 5) {
+    *pp = p + 5;
+    return 0;
+  }
+  return CN_EBADTERM;
+}
+
+/* PID_EXT or NEW_PID_EXT. */
+static int pid(const char **pp, const char *lim, const char *end) {
+  const char *p = *pp;
+  unsigned char tag;
+  size_t tail;
+  int rc;
+
+  if ((rc = need(p, lim, end, 1)) != 0)
+    return rc;
+  tag = (unsigned char)p[0];
+  if (tag == ETF_PID)
+    tail = 9;
+  else if (tag == ETF_NEW_PID)
+    tail = 12;
+  else
+    return CN_EBADTERM;
+  p++;
+  if ((rc = atom(&p, lim, end)) != 0)
+    return rc;
+  if ((rc = need(p, lim, end, tail)) != 0)
+    return rc;
+  *pp = p + tail;
+  return 0;
+}
+
+/* NEW_FUN_EXT up to its free variables.  Size bounds every field, so the
+ * fields are checked against the fun's own end.  On success *pp is at the
+ * first free variable and *numfree holds their count. */
+static int fun_header(const char **pp, const char *lim, const char *end,
+                      const char **fun_end, uint64_t *numfree) {
+  const char *p = *pp, *fend;
+  uint32_t size;
+  int rc;
+
+  if ((rc = need(p, lim, end, 5)) != 0)
+    return rc;
+  size = cn__get32(p + 1);
+  /* Size, arity, uniq, index, numfree: 29 bytes before the module. */
+  if (size < 29)
+    return CN_EBADTERM;
+  if ((rc = need(p, lim, end, 1 + (uint64_t)size)) != 0)
+    return rc;
+  fend = p + 1 + size;
+  *numfree = cn__get32(p + 1 + 25);
+  p += 1 + 29;
+  if ((rc = atom(&p, fend, fend)) != 0)
+    return rc;
+  if ((rc = small_int(&p, fend)) != 0) /* OldIndex */
+    return rc;
+  if ((rc = small_int(&p, fend)) != 0) /* OldUniq */
+    return rc;
+  if ((rc = pid(&p, fend, fend)) != 0)
+    return rc;
+  if (*numfree > (uint64_t)(fend - p))
+    return CN_EBADTERM;
+  *pp = p;
+  *fun_end = fend;
+  return 0;
+}
+
+static int validate(const char *start, const char *lim, const char *end,
+                    size_t max_depth, const char **out) {
+  vstack s;
+  const char *p = start;
+  int rc = 0;
+
+  s.f = s.inl;
+  s.n = 0;
+  s.cap = INLINE_FRAMES;
+  s.max = max_depth;
+
+  for (;;) {
+    unsigned char tag;
+    uint64_t n;
+
+    /* A term starts at p. */
+    if ((rc = need(p, lim, end, 1)) != 0)
+      goto out;
+    tag = (unsigned char)p[0];
+    switch (tag) {
+    case ETF_SMALL_INTEGER:
+      if ((rc = need(p, lim, end, 2)) != 0)
+        goto out;
+      p += 2;
+      break;
+    case ETF_INTEGER:
+      if ((rc = need(p, lim, end, 5)) != 0)
+        goto out;
+      p += 5;
+      break;
+    case ETF_FLOAT: {
+      double d;
+      if ((rc = need(p, lim, end, 1 + ETF_FLOAT_TEXT)) != 0)
+        goto out;
+      if (cn__parse_float_text(p + 1, &d) != 0)
+        goto bad;
+      p += 1 + ETF_FLOAT_TEXT;
+      break;
+    }
+    case ETF_NEW_FLOAT: {
+      double d;
+      if ((rc = need(p, lim, end, 9)) != 0)
+        goto out;
+      cn__float_value(p, &d);
+      if (!isfinite(d)) /* the BEAM has no inf or NaN */
+        goto bad;
+      p += 9;
+      break;
+    }
+    case ETF_ATOM:
+    case ETF_SMALL_ATOM:
+    case ETF_ATOM_UTF8:
+    case ETF_SMALL_ATOM_UTF8:
+      if ((rc = atom(&p, lim, end)) != 0)
+        goto out;
+      break;
+    case ETF_PID:
+    case ETF_NEW_PID:
+      if ((rc = pid(&p, lim, end)) != 0)
+        goto out;
+      break;
+    case ETF_PORT:
+    case ETF_NEW_PORT:
+    case ETF_V4_PORT:
+    case ETF_REFERENCE: {
+      size_t tail = tag == ETF_NEW_PORT ? 8 : tag == ETF_V4_PORT ? 12 : 5;
+      p++;
+      if ((rc = atom(&p, lim, end)) != 0 ||
+          (rc = need(p, lim, end, tail)) != 0)
+        goto out;
+      p += tail;
+      break;
+    }
+    case ETF_NEW_REFERENCE:
+    case ETF_NEWER_REFERENCE: {
+      size_t words;
+      if ((rc = need(p, lim, end, 3)) != 0)
+        goto out;
+      words = cn__get16(p + 1);
+      if (words == 0 || words > CN_REF_MAX_WORDS)
+        goto bad;
+      p += 3;
+      if ((rc = atom(&p, lim, end)) != 0)
+        goto out;
+      n = (tag == ETF_NEW_REFERENCE ? 1 : 4) + 4 * words;
+      if ((rc = need(p, lim, end, n)) != 0)
+        goto out;
+      p += n;
+      break;
+    }
+    case ETF_SMALL_TUPLE:
+      if ((rc = need(p, lim, end, 2)) != 0)
+        goto out;
+      n = (unsigned char)p[1];
+      p += 2;
+      if (n != 0) {
+        if ((rc = need(p, lim, end, n)) != 0 || (rc = push(&s, n, 0, NULL)))
+          goto out;
+        continue;
+      }
+      break;
+    case ETF_LARGE_TUPLE:
+    case ETF_MAP:
+      if ((rc = need(p, lim, end, 5)) != 0)
+        goto out;
+      n = cn__get32(p + 1);
+      if (tag == ETF_MAP)
+        n *= 2;
+      p += 5;
+      if (n != 0) {
+        if ((rc = need(p, lim, end, n)) != 0 || (rc = push(&s, n, 0, NULL)))
+          goto out;
+        continue;
+      }
+      break;
+    case ETF_NIL:
+      p++;
+      break;
+    case ETF_STRING:
+      if ((rc = need(p, lim, end, 3)) != 0)
+        goto out;
+      n = cn__get16(p + 1);
+      if ((rc = need(p, lim, end, 3 + n)) != 0)
+        goto out;
+      p += 3 + n;
+      break;
+    case ETF_LIST:
+      if ((rc = need(p, lim, end, 5)) != 0)
+        goto out;
+      n = cn__get32(p + 1);
+      /* erts never emits an empty LIST_EXT, and rejecting it keeps every
+       * LIST_EXT a non-empty list for the readers. */
+      if (n == 0)
+        goto bad;
+      p += 5;
+      if ((rc = need(p, lim, end, n + 1)) != 0 || (rc = push(&s, n, 1, NULL)))
+        goto out;
+      continue;
+    case ETF_BINARY:
+      if ((rc = need(p, lim, end, 5)) != 0)
+        goto out;
+      n = cn__get32(p + 1);
+      if ((rc = need(p, lim, end, 5 + n)) != 0)
+        goto out;
+      p += 5 + n;
+      break;
+    case ETF_BIT_BINARY: {
+      unsigned bits;
+      if ((rc = need(p, lim, end, 6)) != 0)
+        goto out;
+      n = cn__get32(p + 1);
+      bits = (unsigned char)p[5];
+      /* erts: 1..8 bits in the last byte, and 0 only when empty. */
+      if ((bits == 0) != (n == 0) || bits > 8)
+        goto bad;
+      if ((rc = need(p, lim, end, 6 + n)) != 0)
+        goto out;
+      p += 6 + n;
+      break;
+    }
+    case ETF_SMALL_BIG:
+      if ((rc = need(p, lim, end, 3)) != 0)
+        goto out;
+      n = (unsigned char)p[1];
+      if ((rc = need(p, lim, end, 3 + n)) != 0)
+        goto out;
+      p += 3 + n;
+      break;
+    case ETF_LARGE_BIG:
+      if ((rc = need(p, lim, end, 6)) != 0)
+        goto out;
+      n = cn__get32(p + 1);
+      if ((rc = need(p, lim, end, 6 + n)) != 0)
+        goto out;
+      p += 6 + n;
+      break;
+    case ETF_NEW_FUN: {
+      const char *fend;
+      if ((rc = fun_header(&p, lim, end, &fend, &n)) != 0)
+        goto out;
+      if (n != 0) {
+        if ((rc = push(&s, n, 0, fend)) != 0)
+          goto out;
+        continue;
+      }
+      if (p != fend)
+        goto bad;
+      break;
+    }
+    case ETF_EXPORT:
+      p++;
+      if ((rc = atom(&p, lim, end)) != 0 || (rc = atom(&p, lim, end)) != 0 ||
+          (rc = need(p, lim, end, 2)) != 0)
+        goto out;
+      if ((unsigned char)p[0] != ETF_SMALL_INTEGER)
+        goto bad;
+      p += 2;
+      break;
+    default:
+      /* ATOM_CACHE_REF only means something after a distribution header,
+       * COMPRESSED only at the top (cn_term_from_etf), FUN_EXT is gone
+       * since OTP 23; anything else is not a tag. */
+      goto bad;
+    }
+
+    /* A term is complete: close every container it completes. */
+    for (;;) {
+      vframe *f;
+      if (s.n == 0)
+        goto out;
+      f = &s.f[s.n - 1];
+      if (--f->left != 0)
+        break;
+      s.n--;
+      if (f->list)
+        break; /* the tail comes next, at the list's own depth */
+      if (f->fun_end != NULL && p != f->fun_end)
+        goto bad;
+    }
+  }
+
+bad:
+  rc = CN_EBADTERM;
+out:
+  if (s.f != s.inl)
+    free(s.f);
+  if (rc == 0)
+    *out = p;
+  return rc;
+}
+
+int cn_term_validate(const char *buf, size_t len, size_t *off,
+                     const cn_term_limits *lim) {
+  size_t max_depth = CN_TERM_DEFAULT_MAX_DEPTH;
+  size_t max_size = CN_TERM_DEFAULT_MAX_SIZE;
+  const char *start, *end, *stop, *after;
+  int rc;
+
+  if (off == NULL || (buf == NULL && len != 0))
+    return CN_EINVAL;
+  if (*off >= len)
+    return CN_EBADTERM;
+  if (lim != NULL) {
+    if (lim->max_depth != 0)
+      max_depth = lim->max_depth;
+    if (lim->max_size != 0)
+      max_size = lim->max_size;
+  }
+  start = buf + *off;
+  end = buf + len;
+  stop = (size_t)(end - start) > max_size ? start + max_size : end;
+  rc = validate(start, stop, end, max_depth, &after);
+  if (rc == 0)
+    *off = (size_t)(after - buf);
+  return rc;
+}
+
+int cn_term_from_etf(const char *buf, size_t len, const cn_term_limits *lim,
+                     cn_term *out) {
+  size_t off = 1;
+  int rc;
+
+  if (out == NULL || (buf == NULL && len != 0))
+    return CN_EINVAL;
+  if (len < 2 || (unsigned char)buf[0] != ETF_VERSION)
+    return CN_EBADTERM;
+  if ((unsigned char)buf[1] == ETF_COMPRESSED)
+    return CN_ENOTSUP;
+  rc = cn_term_validate(buf, len, &off, lim);
+  if (rc != 0)
+    return rc;
+  if (off != len)
+    return CN_EBADTERM; /* bytes after the term */
+  out->ptr = buf + 1;
+  out->len = len - 1;
+  return 0;
+}
