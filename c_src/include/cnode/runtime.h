@@ -149,16 +149,22 @@ typedef struct cn_server_ops {
    * Optional. */
   int (*handle_info)(cn_proc *self, void *state, cn_term msg);
 
-  /* Runs when the process stops through a callback's CN_STOP, or through
-   * an exit signal while it traps exits (the gen_server rule: a process
-   * that does not trap exits dies at once, without terminate).  Frees the
-   * state.  Optional. */
+  /* Runs when the process stops through a callback's CN_STOP, through
+   * cn_stop, or through an exit signal while it traps exits (the
+   * gen_server rule: a process that does not trap exits dies at once,
+   * without terminate).  For cleanup with effects (flush, notify); free
+   * memory in free_state, which runs on every exit.  Optional. */
   void (*terminate)(cn_proc *self, void *state, cn_term reason);
 
   /* An upgrade (cn_code_change).  Replaces *state; returns 0 or CN_STOP.
    * Optional. */
   int (*code_change)(cn_proc *self, void **state, cn_term old_vsn,
                      cn_term extra);
+
+  /* Frees the state once the process is gone, on every exit path (after
+   * terminate when that runs, and also when an exit signal kills the
+   * process).  Not called when init fails.  Optional. */
+  void (*free_state)(void *state);
 } cn_server_ops;
 
 typedef struct cn_start_options {

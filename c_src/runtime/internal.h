@@ -1,0 +1,350 @@
+/* libcnode runtime internals.  Not installed.
+ *
+ * The concurrency design, in one place:
+ *
+ * Mailboxes.  A process's inbox is a lock-free LIFO stack of messages
+ * (one CAS per push).  Only the process's runner takes from it, all at
+ * once (xchg), reversing the batch into a private FIFO.  Pushes by one
+ * sender keep their order, so mailboxes are FIFO per sender.  On exit the
+ * inbox is swapped for MBOX_CLOSED; a push that meets it fails, so the
+ * sender learns at once that the target is dead (noproc without a round
+ * trip).
+ *
+ * Running.  The SCHED bit of a process's state says that some thread is
+ * responsible for draining its inbox: the process is in a run queue, is
+ * running on a scheduler, or is borrowed by a plain thread for an inline
+ * call.  A sender that pushes and then wins the CAS 0 -> SCHED enqueues the
+ * process.  A runner that finds the inbox empty clears SCHED, then looks
+ * again and re-takes the bit if a message slipped in.  Exactly one thread
+ * runs a process at a time, and that thread owns all its private fields.
+ *
+ * Placement.  A process made runnable by a process running on scheduler S
+ * goes on S's run queue, so a caller and its server end up sharing a
+ * scheduler (no cross-core wake-ups: fact 8 in DESIGN.md).  Plain threads
+ * inject into the process's last scheduler.  A scheduler with surplus work
+ * wakes a sleeping one, which steals half of its queue.
+ *
+ * Lifetime.  Process structs are type-stable: they are recycled through a
+ * free list, never returned to malloc while the runtime lives.  A lookup
+ * takes a reference with increment-if-not-zero and then checks the pid, so
+ * a lookup that races with exit and reuse sees a mismatch, never freed
+ * memory.
+ */
+#ifndef CN_RUNTIME_INTERNAL_H
+#define CN_RUNTIME_INTERNAL_H
+
+#include <cnode.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+#define CN__CACHELINE 64
+
+/* ---- Messages and signals --------------------------------------------- */
+
+typedef enum cn__kind {
+  CN__M_MSG = 1,     /* a plain message: data is the term */
+  CN__M_CALL,        /* '$gen_call': cfrom + data (request) */
+  CN__M_CAST,        /* '$gen_cast': data */
+  CN__M_REPLY,       /* a reply to this process's call ref: data */
+  CN__S_EXIT,        /* exit signal from `from`, reason in data */
+  CN__S_LINK,        /* link request from `from` */
+  CN__S_UNLINK,      /* unlink request from `from` */
+  CN__S_MONITOR,     /* `from` monitors this process with ref */
+  CN__S_DEMONITOR,   /* `from` drops monitor ref */
+  CN__S_DOWN,        /* a monitor held by this process fired */
+  CN__S_TIMEOUT,     /* the gen_server idle timeout, generation in aux */
+  CN__S_CALL_TMO,    /* an async call's timer expired, ref */
+  CN__S_STOP,        /* cn_stop: exit with reason after terminate */
+  CN__S_CODE_CHANGE, /* cn_code_change: data is {OldVsn, Extra}, cfrom */
+  CN__S_SHUTDOWN     /* runtime shutdown: exit as if from the parent */
+} cn__kind;
+
+/* Message flags. */
+#define CN__F_LINKED 0x1    /* S_EXIT: the signal comes from a link */
+#define CN__F_CALLMON 0x2   /* M_CALL: the call monitors the server */
+#define CN__F_DEMONDONE 0x4 /* M_REPLY: the server already dropped the
+                             * call monitor; no DEMONITOR is needed */
+#define CN__F_BYNAME 0x8    /* S_MONITOR/S_DOWN: monitored by name */
+#define CN__F_NOPROC 0x10   /* S_DOWN: the target never existed */
+
+typedef struct cn__msg {
+  struct cn__msg *next;
+  uint8_t kind;     /* cn__kind */
+  uint8_t flags;    /* CN__F_* */
+  uint32_t aux;     /* kind-specific (timeout generation) */
+  cn_pid from;      /* the sender, for signals */
+  cn_ref ref;       /* monitor ref or call tag */
+  cn_from *cfrom;   /* M_CALL / S_CODE_CHANGE: the caller */
+  const char *name; /* S_MONITOR/S_DOWN by name: interned name, or NULL */
+  size_t len;       /* bytes in data */
+  char data[];      /* the term, when there is one */
+} cn__msg;
+
+cn__msg *cn__msg_new(int kind, const char *data, size_t len);
+void cn__msg_free(cn__msg *m);
+
+/* ---- Calls ------------------------------------------------------------ */
+
+/* A caller awaiting a reply.  Local callers have a ref tag; remote callers
+ * (distribution) carry their tag as opaque term bytes in tag. */
+struct cn_from {
+  cn_runtime *rt;
+  cn_pid pid;       /* who gets the reply */
+  cn_ref ref;       /* the call tag, for local callers */
+  cn_pid server;    /* the server's pid, to drop the call monitor */
+  uint32_t flags;   /* CN__FROM_* */
+  struct cn_from *next_free;
+};
+
+#define CN__FROM_MON 0x1 /* the server holds a monitor for this call */
+
+cn_from *cn__from_new(cn_runtime *rt);
+
+/* An asynchronous call a process is waiting on. */
+typedef struct cn__pending {
+  struct cn__pending *next;
+  cn_ref ref;        /* tag and monitor ref */
+  cn_pid server;     /* whom to demonitor */
+  cn_reply_cb cb;
+  void *arg;
+  cn_ref tref;       /* timeout timer, when has_timer */
+  int has_timer;
+} cn__pending;
+
+/* ---- Links and monitors (owned by the process) ------------------------ */
+
+typedef struct cn__link {
+  struct cn__link *next;
+  cn_pid pid;
+} cn__link;
+
+typedef struct cn__mon {
+  struct cn__mon *next;
+  cn_ref ref;
+  cn_pid pid;        /* the other side: watcher (on me) or target (mine) */
+  const char *name;  /* monitored by name: the interned name */
+} cn__mon;
+
+/* ---- Processes -------------------------------------------------------- */
+
+#define CN__P_SCHED 0x1u   /* someone is responsible for running it */
+#define CN__P_EXITING 0x2u /* exit has begun; inbox closed */
+
+#define CN__PF_TRAP 0x1u    /* trap_exit */
+#define CN__PF_THREAD 0x2u  /* a plain thread's own pid, not scheduled */
+#define CN__PF_INIT 0x4u    /* init is running (start not yet returned) */
+#define CN__PF_DEAD 0x8u    /* exit finished */
+#define CN__PF_OWN_EXIT 0x10u /* parent exits and stop requests arrive as
+                               * {'EXIT', Parent, Reason} (supervisors) */
+
+struct cn_proc {
+  /* Shared, atomic. */
+  _Atomic uint32_t state;          /* CN__P_* */
+  _Atomic uint32_t refs;           /* 0 = free */
+  _Atomic(cn__msg *) inbox;        /* LIFO of pushed messages */
+
+  /* Fixed while the process lives. */
+  cn_pid pid;
+  cn_runtime *rt;
+  const cn_server_ops *ops;
+  struct cn_proc *rq_next;         /* run queue link (queue lock) */
+  _Atomic unsigned home;           /* scheduler it last ran on */
+
+  /* Owned by whoever holds SCHED. */
+  uint32_t flags;                  /* CN__PF_* */
+  cn__msg *q_head, *q_tail;        /* private FIFO */
+  void *state_ptr;
+  cn_pid parent;                   /* start_link parent, or self */
+  cn__link *links;
+  cn__mon *mon_on_me;              /* monitors others hold on me */
+  cn__mon *mon_mine;               /* monitors I hold */
+  cn__pending *calls;              /* my async calls in flight */
+  const char *reg_name;            /* registered name (registry lock) */
+  int timeout_ms;                  /* set by the current callback */
+  uint32_t timeout_gen;            /* bumped by every message */
+  cn_ref timeout_tref;             /* armed idle timeout */
+  int timeout_armed;
+  cn_buf reason;                   /* set by cn_set_reason */
+  struct cn_proc *next_free;       /* free list link */
+  struct cn__thread *thread;       /* CN__PF_THREAD: the waiter */
+};
+
+/* A plain thread's own pid and wait state. */
+typedef struct cn__thread {
+  cn_proc *proc;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  _Atomic int waiting;
+  cn_ref call_ref;     /* the call this thread is blocked in */
+  int in_call;
+  struct cn__msg *result; /* its reply or DOWN, once it arrives */
+} cn__thread;
+
+/* ---- Schedulers ------------------------------------------------------- */
+
+typedef struct cn__heap {
+  struct cn__timer **v;
+  size_t n, cap;
+} cn__heap;
+
+typedef struct cn__sched {
+  cn_runtime *rt;
+  unsigned idx;
+  uv_loop_t loop;
+  uv_async_t wake;       /* cross-thread wake-up */
+  uv_idle_t runner;      /* active while the run queue has work */
+  uv_prepare_t prepare;  /* before blocking: steal, or mark sleeping */
+  uv_check_t check;      /* after polling: clear sleeping */
+  uv_timer_t timer;      /* the earliest timer of this scheduler */
+  uv_thread_t thread;
+  int running_flag;      /* runner handle active (loop thread only) */
+
+  pthread_mutex_t rq_mu;
+  cn_proc *rq_head, *rq_tail;
+  _Atomic size_t rq_len;
+  _Atomic int sleeping;
+  _Atomic int stopping;
+
+  /* Timers: heap and index, shared under timer_mu. */
+  pthread_mutex_t timer_mu;
+  cn__heap heap;
+  struct cn__timer **tindex; /* hash buckets by id */
+  size_t tindex_cap, tindex_n;
+  uint64_t armed_at;     /* deadline the uv timer is armed for, or 0 */
+  _Atomic int timer_dirty;
+} __attribute__((aligned(CN__CACHELINE))) cn__sched;
+
+/* ---- The runtime ------------------------------------------------------ */
+
+#define CN__CHUNK_BITS 12
+#define CN__CHUNK (1u << CN__CHUNK_BITS)
+
+struct cn_runtime {
+  unsigned nsched;
+  cn__sched *sched;
+  uint32_t node;      /* interned node name */
+  uint32_t creation;
+  cn_term_limits limits;
+  _Atomic int shutting_down;
+  _Atomic int stopped;
+
+  /* Process table: chunks of CN__CHUNK slots, allocated on demand. */
+  size_t max_procs;
+  _Atomic(cn_proc *) *_Atomic *chunks;
+  uint32_t *serials;          /* per slot, under table_mu */
+  pthread_mutex_t table_mu;
+  uint32_t *free_slots;       /* stack of free slot numbers */
+  size_t nfree_slots;
+  size_t next_slot;           /* slots never used start here */
+  cn_proc *free_procs;        /* recycled process structs */
+  _Atomic size_t nprocs;      /* live processes (not threads) */
+  _Atomic size_t nthreads;    /* live thread pids */
+  pthread_mutex_t exit_mu;    /* signalled when a process exits */
+  pthread_cond_t exit_cv;
+
+  _Atomic uint64_t ref_counter;
+  _Atomic unsigned rr;        /* round-robin placement */
+
+  /* Registered names. */
+  pthread_rwlock_t names_mu;
+  struct cn__name **names;
+  size_t names_cap, names_n;
+
+  /* Modules for supervisors (cn_module_register). */
+  pthread_mutex_t modules_mu;
+  struct cn__module *modules;
+
+  pthread_key_t thread_key;   /* the calling thread's cn__thread */
+  int key_ok;                 /* thread_key was created */
+  pthread_mutex_t from_mu;
+  cn_from *free_froms;
+  pthread_mutex_t threads_mu;
+  cn__thread **threads;       /* every thread context, to free at the end */
+  size_t nthreads_ctx, threads_cap;
+};
+
+typedef struct cn__module {
+  struct cn__module *next;
+  char *name;
+  cn_child_start_fn start;
+  void *arg;
+} cn__module;
+
+/* ---- Internal API ----------------------------------------------------- */
+
+/* The process running on this thread, or NULL. */
+cn_proc *cn__current(void);
+cn_proc *cn__set_current(cn_proc *p);
+/* The scheduler this thread runs, or NULL on a plain thread. */
+cn__sched *cn__current_sched(void);
+
+/* Process table. */
+int cn__proc_alloc(cn_runtime *rt, const cn_server_ops *ops, uint32_t flags,
+                   cn__thread *thread, const cn_pid *parent, cn_proc **out);
+/* The caller's own process: the running one, or the calling thread's. */
+int cn__caller_proc_for(cn_runtime *rt, cn_proc **out);
+cn_proc *cn__lookup(cn_runtime *rt, cn_pid pid); /* +1 ref, or NULL */
+void cn__proc_unref(cn_proc *p);
+bool cn__is_local(cn_runtime *rt, cn_pid pid);
+
+/* Delivery.  Pushes m to pid's inbox and schedules it.  Returns 0, or
+ * CN_ENOPROC (m is freed) when the process does not exist or has exited. */
+int cn__deliver(cn_runtime *rt, cn_pid pid, cn__msg *m);
+int cn__deliver_to(cn_proc *p, cn__msg *m); /* same, to a held proc */
+/* Delivers a signal that needs an answer when the target is dead:
+ * LINK -> exit noproc to sender, MONITOR -> DOWN noproc to sender. */
+int cn__signal(cn_runtime *rt, cn_pid to, cn__msg *m);
+
+/* Scheduling. */
+void cn__schedule(cn_proc *p); /* p has SCHED set by the caller */
+/* Drops SCHED after running.  If a message slipped in, p is requeued with
+ * the caller's reference and true is returned; otherwise the caller still
+ * holds its reference. */
+bool cn__release(cn_proc *p);
+void cn__run_proc(cn_proc *p, int budget);
+
+/* Processes. */
+void cn__proc_exit(cn_proc *p, cn_term reason, bool run_terminate);
+void cn__handle_msg(cn_proc *p, cn__msg *m);
+int cn__server_call_inline(cn_proc *p, cn_from *from, cn_term req,
+                           cn_buf *reply);
+void cn__drop_pending(cn_proc *p);
+
+/* Pids and refs. */
+void cn__make_ref(cn_runtime *rt, cn_ref *r);
+cn_pid cn__caller_pid(cn_runtime *rt, int *err);
+
+/* Threads. */
+cn__thread *cn__thread_ctx(cn_runtime *rt, int *err);
+void cn__thread_wake(cn__thread *t);
+void cn__threads_free(cn_runtime *rt);
+
+/* Names. */
+int cn__name_lookup(cn_runtime *rt, const char *name, cn_pid *pid);
+/* Registers p (owned by the caller, not yet visible) under name.  On
+ * CN_EEXIST *holder is the current holder. */
+int cn__name_register_locked(cn_runtime *rt, const char *name, cn_proc *p,
+                             cn_pid *holder);
+void cn__name_drop_proc(cn_runtime *rt, cn_proc *p);
+void cn__names_free(cn_runtime *rt);
+
+/* Timers. */
+int cn__timer_start(cn_runtime *rt, uint64_t ms, cn_pid pid, cn_dest *dest,
+                    int kind, uint32_t aux, const cn_ref *ref,
+                    cn_term msg, cn_ref *tref);
+int cn__timer_cancel(cn_runtime *rt, const cn_ref *tref, long *left_ms);
+void cn__timers_init(cn__sched *s);
+void cn__timers_run(cn__sched *s);
+void cn__timers_rearm(cn__sched *s);
+void cn__timers_free(cn__sched *s);
+
+/* Terms the runtime builds. */
+int cn__build_exit_msg(cn_buf *b, cn_pid from, cn_term reason);
+int cn__build_down_msg(cn_buf *b, const cn_ref *ref, const cn__msg *m,
+                       cn_runtime *rt);
+
+/* The atoms the runtime uses as reasons, as ready terms. */
+cn_term cn__atom_term(const char *name); /* static storage for known ones */
+
+#endif /* CN_RUNTIME_INTERNAL_H */

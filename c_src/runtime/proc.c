@@ -1,0 +1,738 @@
+/* Processes: the table, mailboxes, delivery, links, monitors and exit. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MBOX_CLOSED ((cn__msg *)(uintptr_t)1)
+
+/* ---- Messages --------------------------------------------------------- */
+
+cn__msg *cn__msg_new(int kind, const char *data, size_t len) {
+  cn__msg *m = malloc(sizeof(*m) + len);
+  if (!m)
+    return NULL;
+  memset(m, 0, sizeof(*m));
+  m->kind = (uint8_t)kind;
+  m->len = len;
+  if (len)
+    memcpy(m->data, data, len);
+  return m;
+}
+
+void cn__msg_free(cn__msg *m) {
+  if (!m)
+    return;
+  if (m->cfrom)
+    cn_from_free(m->cfrom);
+  free((void *)m->name);
+  free(m);
+}
+
+/* ---- The process table ------------------------------------------------ */
+
+bool cn__is_local(cn_runtime *rt, cn_pid pid) {
+  return pid.node == rt->node && pid.creation == rt->creation;
+}
+
+int cn__proc_alloc(cn_runtime *rt, const cn_server_ops *ops, uint32_t flags,
+                   cn__thread *thread, const cn_pid *parent, cn_proc **out) {
+  _Atomic(cn_proc *) *chunk;
+  cn_proc *p;
+  uint32_t slot;
+
+  if (atomic_load(&rt->shutting_down))
+    return CN_ESHUTDOWN;
+  pthread_mutex_lock(&rt->table_mu);
+  if (rt->nfree_slots > 0) {
+    slot = rt->free_slots[--rt->nfree_slots];
+  } else if (rt->next_slot < rt->max_procs) {
+    slot = (uint32_t)rt->next_slot++;
+  } else {
+    pthread_mutex_unlock(&rt->table_mu);
+    return CN_ELIMIT;
+  }
+  chunk = atomic_load(&rt->chunks[slot >> CN__CHUNK_BITS]);
+  if (!chunk) {
+    chunk = calloc(CN__CHUNK, sizeof(*chunk));
+    if (!chunk) {
+      rt->free_slots[rt->nfree_slots++] = slot;
+      pthread_mutex_unlock(&rt->table_mu);
+      return CN_ENOMEM;
+    }
+    atomic_store(&rt->chunks[slot >> CN__CHUNK_BITS], chunk);
+  }
+  p = rt->free_procs;
+  if (p)
+    rt->free_procs = p->next_free;
+  rt->serials[slot]++;
+  if (rt->serials[slot] == 0)
+    rt->serials[slot] = 1;
+  pthread_mutex_unlock(&rt->table_mu);
+
+  if (!p) {
+    p = malloc(sizeof(*p));
+    if (!p) {
+      pthread_mutex_lock(&rt->table_mu);
+      rt->free_slots[rt->nfree_slots++] = slot;
+      pthread_mutex_unlock(&rt->table_mu);
+      return CN_ENOMEM;
+    }
+    atomic_init(&p->refs, 0);
+  }
+  /* Every field is written before refs becomes non-zero (release): a
+   * racing lookup that wins increment-if-not-zero sees them. */
+  atomic_store_explicit(&p->state, CN__P_SCHED, memory_order_relaxed);
+  atomic_store_explicit(&p->inbox, NULL, memory_order_relaxed);
+  p->pid.node = rt->node;
+  p->pid.id = slot;
+  p->pid.serial = rt->serials[slot];
+  p->pid.creation = rt->creation;
+  p->rt = rt;
+  p->ops = ops;
+  p->rq_next = NULL;
+  atomic_store_explicit(&p->home,
+                        atomic_fetch_add(&rt->rr, 1) % rt->nsched,
+                        memory_order_relaxed);
+  p->flags = flags;
+  p->q_head = p->q_tail = NULL;
+  p->state_ptr = NULL;
+  p->parent = parent ? *parent : p->pid;
+  p->links = NULL;
+  p->mon_on_me = NULL;
+  p->mon_mine = NULL;
+  p->calls = NULL;
+  p->reg_name = NULL;
+  p->timeout_ms = CN_INFINITY;
+  p->timeout_gen = 0;
+  p->timeout_armed = 0;
+  cn_buf_init(&p->reason);
+  p->next_free = NULL;
+  p->thread = thread;
+  /* One reference for the table, one for the SCHED holder (the caller). */
+  atomic_store_explicit(&p->refs, 2, memory_order_release);
+  atomic_store_explicit(&chunk[slot & (CN__CHUNK - 1)], p,
+                        memory_order_release);
+  if (flags & CN__PF_THREAD)
+    atomic_fetch_add(&rt->nthreads, 1);
+  else
+    atomic_fetch_add(&rt->nprocs, 1);
+  *out = p;
+  return 0;
+}
+
+cn_proc *cn__lookup(cn_runtime *rt, cn_pid pid) {
+  _Atomic(cn_proc *) *chunk;
+  cn_proc *p;
+  uint32_t r;
+
+  if (!cn__is_local(rt, pid) || pid.id >= rt->max_procs)
+    return NULL;
+  chunk = atomic_load_explicit(&rt->chunks[pid.id >> CN__CHUNK_BITS],
+                               memory_order_acquire);
+  if (!chunk)
+    return NULL;
+  p = atomic_load_explicit(&chunk[pid.id & (CN__CHUNK - 1)],
+                           memory_order_acquire);
+  if (!p)
+    return NULL;
+  r = atomic_load_explicit(&p->refs, memory_order_relaxed);
+  do {
+    if (r == 0)
+      return NULL;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &p->refs, &r, r + 1, memory_order_acquire, memory_order_relaxed));
+  if (p->pid.id != pid.id || p->pid.serial != pid.serial) {
+    cn__proc_unref(p);
+    return NULL;
+  }
+  return p;
+}
+
+static void free_queue(cn__msg *m) {
+  while (m) {
+    cn__msg *next = m->next;
+    cn__msg_free(m);
+    m = next;
+  }
+}
+
+void cn__proc_unref(cn_proc *p) {
+  cn_runtime *rt = p->rt;
+  cn__msg *in;
+  if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  in = atomic_exchange(&p->inbox, NULL);
+  if (in != MBOX_CLOSED)
+    free_queue(in);
+  free_queue(p->q_head);
+  p->q_head = p->q_tail = NULL;
+  cn_buf_free(&p->reason);
+  pthread_mutex_lock(&rt->table_mu);
+  p->next_free = rt->free_procs;
+  rt->free_procs = p;
+  pthread_mutex_unlock(&rt->table_mu);
+}
+
+/* ---- Delivery --------------------------------------------------------- */
+
+int cn__deliver_to(cn_proc *p, cn__msg *m) {
+  cn__msg *h = atomic_load_explicit(&p->inbox, memory_order_relaxed);
+  uint32_t st;
+
+  do {
+    if (h == MBOX_CLOSED) {
+      cn__msg_free(m);
+      return CN_ENOPROC;
+    }
+    m->next = h;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &p->inbox, &h, m, memory_order_acq_rel, memory_order_relaxed));
+
+  if (p->thread) {
+    cn__thread_wake(p->thread);
+    return 0;
+  }
+  /* See "Running" in internal.h. */
+  atomic_thread_fence(memory_order_seq_cst);
+  st = atomic_load_explicit(&p->state, memory_order_relaxed);
+  while (!(st & (CN__P_SCHED | CN__P_EXITING))) {
+    if (atomic_compare_exchange_weak(&p->state, &st, st | CN__P_SCHED)) {
+      atomic_fetch_add(&p->refs, 1); /* for the run queue */
+      cn__schedule(p);
+      break;
+    }
+  }
+  return 0;
+}
+
+int cn__deliver(cn_runtime *rt, cn_pid pid, cn__msg *m) {
+  cn_proc *p = cn__lookup(rt, pid);
+  int rc;
+  if (!p) {
+    cn__msg_free(m);
+    return CN_ENOPROC;
+  }
+  rc = cn__deliver_to(p, m);
+  cn__proc_unref(p);
+  return rc;
+}
+
+static cn__msg *exit_signal_new(cn_pid from, cn_term reason, int flags) {
+  cn__msg *m = cn__msg_new(CN__S_EXIT, reason.ptr, reason.len);
+  if (m) {
+    m->from = from;
+    m->flags = (uint8_t)flags;
+  }
+  return m;
+}
+
+static cn__msg *down_new(cn_pid from, const cn_ref *ref, const char *name,
+                         cn_term reason, int flags) {
+  cn__msg *m = cn__msg_new(CN__S_DOWN, reason.ptr, reason.len);
+  if (!m)
+    return NULL;
+  m->from = from;
+  m->ref = *ref;
+  m->flags = (uint8_t)flags;
+  if (name && !(m->name = strdup(name))) {
+    cn__msg_free(m);
+    return NULL;
+  }
+  return m;
+}
+
+int cn__signal(cn_runtime *rt, cn_pid to, cn__msg *m) {
+  int kind = m->kind, flags = m->flags;
+  cn_pid from = m->from;
+  cn_ref ref = m->ref;
+  char *name = NULL;
+  int rc;
+
+  if ((kind == CN__S_MONITOR) && m->name)
+    name = strdup(m->name);
+  rc = cn__deliver(rt, to, m);
+  if (rc == CN_ENOPROC) {
+    /* The target is gone: answer for it, as erts does. */
+    cn__msg *ans = NULL;
+    if (kind == CN__S_LINK)
+      ans = exit_signal_new(to, cn__atom_term("noproc"), CN__F_LINKED);
+    else if (kind == CN__S_MONITOR)
+      ans = down_new(to, &ref, name, cn__atom_term("noproc"),
+                     (flags & CN__F_BYNAME) | CN__F_NOPROC);
+    if (ans)
+      cn__deliver(rt, from, ans);
+  }
+  free(name);
+  return rc;
+}
+
+/* ---- Links and monitors ----------------------------------------------- */
+
+static bool has_link(cn_proc *p, cn_pid pid) {
+  cn__link *l;
+  for (l = p->links; l; l = l->next)
+    if (cn_pid_equal(&l->pid, &pid))
+      return true;
+  return false;
+}
+
+int cn__add_link(cn_proc *p, cn_pid pid);
+int cn__add_link(cn_proc *p, cn_pid pid) {
+  cn__link *l;
+  if (has_link(p, pid))
+    return 0;
+  l = malloc(sizeof(*l));
+  if (!l)
+    return CN_ENOMEM;
+  l->pid = pid;
+  l->next = p->links;
+  p->links = l;
+  return 0;
+}
+
+bool cn__remove_link(cn_proc *p, cn_pid pid);
+bool cn__remove_link(cn_proc *p, cn_pid pid) {
+  cn__link **lp;
+  for (lp = &p->links; *lp; lp = &(*lp)->next) {
+    if (cn_pid_equal(&(*lp)->pid, &pid)) {
+      cn__link *l = *lp;
+      *lp = l->next;
+      free(l);
+      return true;
+    }
+  }
+  return false;
+}
+
+int cn__add_mon(cn__mon **list, const cn_ref *ref, cn_pid pid,
+                const char *name);
+int cn__add_mon(cn__mon **list, const cn_ref *ref, cn_pid pid,
+                const char *name) {
+  cn__mon *mo = malloc(sizeof(*mo));
+  if (!mo)
+    return CN_ENOMEM;
+  mo->ref = *ref;
+  mo->pid = pid;
+  mo->name = NULL;
+  if (name && !(mo->name = strdup(name))) {
+    free(mo);
+    return CN_ENOMEM;
+  }
+  mo->next = *list;
+  *list = mo;
+  return 0;
+}
+
+/* Unlinks and returns the monitor with ref, or NULL. */
+cn__mon *cn__take_mon(cn__mon **list, const cn_ref *ref);
+cn__mon *cn__take_mon(cn__mon **list, const cn_ref *ref) {
+  cn__mon **mp;
+  for (mp = list; *mp; mp = &(*mp)->next) {
+    if (cn_ref_equal(&(*mp)->ref, ref)) {
+      cn__mon *mo = *mp;
+      *mp = mo->next;
+      return mo;
+    }
+  }
+  return NULL;
+}
+
+void cn__mon_free(cn__mon *mo);
+void cn__mon_free(cn__mon *mo) {
+  if (mo) {
+    free((void *)mo->name);
+    free(mo);
+  }
+}
+
+/* ---- Exit ------------------------------------------------------------- */
+
+static void answer_dead(cn_proc *p, cn__msg *m, cn_term reason) {
+  cn_runtime *rt = p->rt;
+  cn__msg *ans = NULL;
+
+  switch (m->kind) {
+  case CN__S_LINK:
+    /* It arrived before we died: the link existed, so the linker gets our
+     * real reason. */
+    ans = exit_signal_new(p->pid, reason, CN__F_LINKED);
+    if (ans)
+      cn__deliver(rt, m->from, ans);
+    break;
+  case CN__S_MONITOR:
+    ans = down_new(p->pid, &m->ref, m->name, reason,
+                   m->flags & CN__F_BYNAME);
+    if (ans)
+      cn__deliver(rt, m->from, ans);
+    break;
+  case CN__M_CALL:
+  case CN__S_CODE_CHANGE:
+  case CN__S_STOP:
+    /* A call that monitors us: the monitor was set when the call arrived,
+     * so the caller learns our reason. */
+    if (m->cfrom && (m->flags & CN__F_CALLMON)) {
+      ans = down_new(p->pid, &m->cfrom->ref, NULL, reason, 0);
+      if (ans)
+        cn__deliver(rt, m->cfrom->pid, ans);
+    }
+    break;
+  default:
+    break;
+  }
+}
+
+void cn__proc_exit(cn_proc *p, cn_term reason_in, bool run_terminate) {
+  cn_runtime *rt = p->rt;
+  cn__msg *batch, *m;
+  cn__link *l;
+  cn__mon *mo;
+  cn_buf rb = CN_BUF_INIT;
+  cn_term reason;
+  _Atomic(cn_proc *) *chunk;
+
+  /* The reason may live in a message or in p->reason; keep a copy. */
+  if (cn_buf_append(&rb, reason_in.ptr, reason_in.len) != 0) {
+    cn_buf_reset(&rb);
+    cn_put_atom(&rb, "killed");
+  }
+  reason = cn_buf_term(&rb);
+
+  if (run_terminate && p->ops && p->ops->terminate &&
+      !(p->flags & CN__PF_THREAD))
+    p->ops->terminate(p, p->state_ptr, reason);
+
+  if (p->ops && p->ops->free_state && !(p->flags & CN__PF_INIT))
+    p->ops->free_state(p->state_ptr);
+  p->state_ptr = NULL;
+
+  atomic_fetch_or(&p->state, CN__P_EXITING);
+  batch = atomic_exchange(&p->inbox, MBOX_CLOSED);
+  /* Append the closed inbox (LIFO) to the private queue in order. */
+  {
+    cn__msg *rev = NULL, *tail = batch;
+    while (batch) {
+      cn__msg *next = batch->next;
+      batch->next = rev;
+      rev = batch;
+      batch = next;
+    }
+    if (rev) {
+      if (p->q_tail)
+        p->q_tail->next = rev;
+      else
+        p->q_head = rev;
+      p->q_tail = tail;
+    }
+  }
+
+  cn__name_drop_proc(rt, p);
+  /* Leave the table before anyone hears of the exit, so that whoever
+   * gets our DOWN or EXIT sees us dead.  The slot may be reused at once:
+   * lookups check the serial. */
+  chunk = atomic_load(&rt->chunks[p->pid.id >> CN__CHUNK_BITS]);
+  atomic_store(&chunk[p->pid.id & (CN__CHUNK - 1)], NULL);
+  pthread_mutex_lock(&rt->table_mu);
+  rt->free_slots[rt->nfree_slots++] = p->pid.id;
+  pthread_mutex_unlock(&rt->table_mu);
+  if (p->thread)
+    atomic_fetch_sub(&rt->nthreads, 1);
+  else
+    atomic_fetch_sub(&rt->nprocs, 1);
+
+  if (p->timeout_armed) {
+    cn__timer_cancel(rt, &p->timeout_tref, NULL);
+    p->timeout_armed = 0;
+  }
+  cn__drop_pending(p);
+
+  while ((l = p->links)) {
+    cn__msg *sig = exit_signal_new(p->pid, reason, CN__F_LINKED);
+    p->links = l->next;
+    if (sig)
+      cn__deliver(rt, l->pid, sig);
+    free(l);
+  }
+  while ((mo = p->mon_on_me)) {
+    cn__msg *down = down_new(p->pid, &mo->ref, mo->name, reason,
+                             mo->name ? CN__F_BYNAME : 0);
+    p->mon_on_me = mo->next;
+    if (down)
+      cn__deliver(rt, mo->pid, down);
+    cn__mon_free(mo);
+  }
+  while ((mo = p->mon_mine)) {
+    cn__msg *dm = cn__msg_new(CN__S_DEMONITOR, NULL, 0);
+    p->mon_mine = mo->next;
+    if (dm) {
+      dm->from = p->pid;
+      dm->ref = mo->ref;
+      cn__deliver(rt, mo->pid, dm);
+    }
+    cn__mon_free(mo);
+  }
+  while ((m = p->q_head)) {
+    p->q_head = m->next;
+    answer_dead(p, m, reason);
+    cn__msg_free(m);
+  }
+  p->q_tail = NULL;
+  cn_buf_free(&rb);
+
+  p->flags |= CN__PF_DEAD;
+  if (atomic_load_explicit(&rt->shutting_down, memory_order_relaxed)) {
+    pthread_mutex_lock(&rt->exit_mu);
+    pthread_cond_broadcast(&rt->exit_cv);
+    pthread_mutex_unlock(&rt->exit_mu);
+  }
+  cn__proc_unref(p); /* the table's reference */
+}
+
+/* ---- Pids and refs ---------------------------------------------------- */
+
+void cn__make_ref(cn_runtime *rt, cn_ref *r) {
+  uint64_t n = atomic_fetch_add_explicit(&rt->ref_counter, 1,
+                                         memory_order_relaxed);
+  r->node = rt->node;
+  r->creation = rt->creation;
+  r->len = 3;
+  r->n[0] = (uint32_t)(n & 0x3ffff); /* 18 bits, as erts' first word */
+  r->n[1] = (uint32_t)(n >> 18);
+  r->n[2] = (uint32_t)(n >> 50);
+  r->n[3] = r->n[4] = 0;
+}
+
+cn_pid cn__caller_pid(cn_runtime *rt, int *err) {
+  cn_proc *cur = cn__current();
+  cn__thread *t;
+  cn_pid none = {0, 0, 0, 0};
+  *err = 0;
+  if (cur && cur->rt == rt)
+    return cur->pid;
+  t = cn__thread_ctx(rt, err);
+  return t ? t->proc->pid : none;
+}
+
+/* ---- Public: signals -------------------------------------------------- */
+
+size_t cn_process_count(cn_runtime *rt) { return atomic_load(&rt->nprocs); }
+
+bool cn_is_alive(cn_runtime *rt, cn_pid pid) {
+  cn_proc *p = cn__lookup(rt, pid);
+  bool alive;
+  if (!p)
+    return false;
+  alive = !(atomic_load(&p->state) & CN__P_EXITING) && !p->thread;
+  cn__proc_unref(p);
+  return alive;
+}
+
+int cn_self(cn_runtime *rt, cn_pid *pid) {
+  int err;
+  cn_pid me = cn__caller_pid(rt, &err);
+  if (err)
+    return err;
+  *pid = me;
+  return 0;
+}
+
+int cn_trap_exit(cn_runtime *rt, bool on) {
+  cn_proc *cur = cn__current();
+  int old;
+  if (!cur || cur->rt != rt || cur->thread)
+    return CN_ENOTSELF;
+  old = (cur->flags & CN__PF_TRAP) != 0;
+  if (on)
+    cur->flags |= CN__PF_TRAP;
+  else
+    cur->flags &= ~CN__PF_TRAP;
+  return old;
+}
+
+/* The caller's process struct: the running process, or the calling
+ * thread's.  Only its owner may touch its private fields, and the caller
+ * is that owner. */
+static cn_proc *caller_proc(cn_runtime *rt, int *err) {
+  cn_proc *cur = cn__current();
+  cn__thread *t;
+  if (cur && cur->rt == rt) {
+    *err = 0;
+    return cur;
+  }
+  t = cn__thread_ctx(rt, err);
+  return t ? t->proc : NULL;
+}
+
+int cn__caller_proc_for(cn_runtime *rt, cn_proc **out) {
+  int err;
+  *out = caller_proc(rt, &err);
+  return *out ? 0 : err;
+}
+
+int cn_link(cn_runtime *rt, cn_pid pid) {
+  int err;
+  cn_proc *me = caller_proc(rt, &err);
+  cn__msg *m;
+  if (!me)
+    return err;
+  if (cn_pid_equal(&pid, &me->pid) || has_link(me, pid))
+    return 0;
+  if (!cn__is_local(rt, pid))
+    return CN_ENOCONN; /* remote links arrive with distribution */
+  if ((err = cn__add_link(me, pid)))
+    return err;
+  m = cn__msg_new(CN__S_LINK, NULL, 0);
+  if (!m) {
+    cn__remove_link(me, pid);
+    return CN_ENOMEM;
+  }
+  m->from = me->pid;
+  cn__signal(rt, pid, m);
+  return 0;
+}
+
+int cn_unlink(cn_runtime *rt, cn_pid pid) {
+  int err;
+  cn_proc *me = caller_proc(rt, &err);
+  cn__msg *m;
+  if (!me)
+    return err;
+  if (!cn__remove_link(me, pid))
+    return 0;
+  m = cn__msg_new(CN__S_UNLINK, NULL, 0);
+  if (!m)
+    return CN_ENOMEM;
+  m->from = me->pid;
+  cn__deliver(rt, pid, m);
+  return 0;
+}
+
+int cn_monitor(cn_runtime *rt, cn_dest target, cn_ref *mref) {
+  int err;
+  cn_proc *me = caller_proc(rt, &err);
+  cn_pid pid;
+  const char *name = NULL;
+  cn__msg *m;
+
+  if (!me)
+    return err;
+  if (target.kind == CN_DEST_PID) {
+    pid = target.pid;
+    if (!cn__is_local(rt, pid))
+      return CN_ENOCONN;
+  } else if (target.kind == CN_DEST_NAME ||
+             (target.kind == CN_DEST_REMOTE && target.node &&
+              strcmp(target.node, cn_node_name(rt->node)) == 0)) {
+    if (!target.name)
+      return CN_EINVAL;
+    name = target.name;
+    if (cn__name_lookup(rt, name, &pid) != 0) {
+      /* No such name: DOWN noproc at once. */
+      cn_pid none = {rt->node, 0, 0, rt->creation};
+      cn__make_ref(rt, mref);
+      m = down_new(none, mref, name, cn__atom_term("noproc"),
+                   CN__F_BYNAME | CN__F_NOPROC);
+      if (!m)
+        return CN_ENOMEM;
+      if ((err = cn__add_mon(&me->mon_mine, mref, none, name))) {
+        cn__msg_free(m);
+        return err;
+      }
+      cn__deliver_to(me, m);
+      return 0;
+    }
+  } else if (target.kind == CN_DEST_REMOTE) {
+    return CN_ENOCONN;
+  } else {
+    return CN_EINVAL;
+  }
+  cn__make_ref(rt, mref);
+  if ((err = cn__add_mon(&me->mon_mine, mref, pid, name)))
+    return err;
+  m = cn__msg_new(CN__S_MONITOR, NULL, 0);
+  if (!m || (name && !(m->name = strdup(name)))) {
+    cn__msg_free(m);
+    cn__mon_free(cn__take_mon(&me->mon_mine, mref));
+    return CN_ENOMEM;
+  }
+  m->from = me->pid;
+  m->ref = *mref;
+  if (name)
+    m->flags |= CN__F_BYNAME;
+  cn__signal(rt, pid, m);
+  return 0;
+}
+
+/* Removes queued DOWN messages for ref from p's private queue and inbox.
+ * Only p's owner calls this. */
+static void flush_down(cn_proc *p, const cn_ref *ref) {
+  cn__msg *batch = atomic_exchange(&p->inbox, NULL), *rev = NULL, *tail;
+  cn__msg **mp;
+  if (batch == MBOX_CLOSED) {
+    atomic_store(&p->inbox, MBOX_CLOSED);
+    batch = NULL;
+  }
+  tail = batch;
+  while (batch) {
+    cn__msg *next = batch->next;
+    batch->next = rev;
+    rev = batch;
+    batch = next;
+  }
+  if (rev) {
+    if (p->q_tail)
+      p->q_tail->next = rev;
+    else
+      p->q_head = rev;
+    p->q_tail = tail;
+  }
+  for (mp = &p->q_head; *mp;) {
+    cn__msg *m = *mp;
+    if (m->kind == CN__S_DOWN && cn_ref_equal(&m->ref, ref)) {
+      *mp = m->next;
+      cn__msg_free(m);
+    } else {
+      mp = &m->next;
+    }
+  }
+  p->q_tail = NULL;
+  for (cn__msg *m = p->q_head; m; m = m->next)
+    p->q_tail = m;
+}
+
+int cn_demonitor(cn_runtime *rt, const cn_ref *mref, bool flush) {
+  int err;
+  cn_proc *me = caller_proc(rt, &err);
+  cn__mon *mo;
+  cn__msg *m;
+  if (!me)
+    return err;
+  mo = cn__take_mon(&me->mon_mine, mref);
+  if (flush)
+    flush_down(me, mref);
+  if (!mo)
+    return CN_ENOENT;
+  m = cn__msg_new(CN__S_DEMONITOR, NULL, 0);
+  if (m) {
+    m->from = me->pid;
+    m->ref = *mref;
+    cn__deliver(rt, mo->pid, m);
+  }
+  cn__mon_free(mo);
+  return 0;
+}
+
+int cn_exit(cn_runtime *rt, cn_pid pid, cn_term reason) {
+  int err;
+  cn_pid me = cn__caller_pid(rt, &err);
+  cn__msg *m;
+  if (err)
+    return err;
+  if (!cn__is_local(rt, pid))
+    return CN_ENOCONN;
+  m = exit_signal_new(me, reason, 0);
+  if (!m)
+    return CN_ENOMEM;
+  cn__deliver(rt, pid, m);
+  return 0;
+}

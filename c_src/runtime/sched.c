@@ -1,0 +1,352 @@
+/* Schedulers: one thread and one libuv loop each, a run queue, wake-ups
+ * and work stealing.  See internal.h for the design. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Messages a process handles per turn before it yields its scheduler. */
+#define CN__BUDGET 64
+/* Processes a scheduler runs per loop iteration before polling I/O. */
+#define CN__BATCH 256
+
+static _Thread_local cn__sched *tls_sched;
+static _Thread_local cn_proc *tls_current;
+
+cn_proc *cn__current(void) { return tls_current; }
+
+cn_proc *cn__set_current(cn_proc *p) {
+  cn_proc *old = tls_current;
+  tls_current = p;
+  return old;
+}
+
+cn__sched *cn__current_sched(void) { return tls_sched; }
+
+static void rq_push(cn__sched *s, cn_proc *p) {
+  pthread_mutex_lock(&s->rq_mu);
+  p->rq_next = NULL;
+  if (s->rq_tail)
+    s->rq_tail->rq_next = p;
+  else
+    s->rq_head = p;
+  s->rq_tail = p;
+  atomic_fetch_add(&s->rq_len, 1);
+  pthread_mutex_unlock(&s->rq_mu);
+}
+
+static cn_proc *rq_pop(cn__sched *s) {
+  cn_proc *p;
+  if (atomic_load_explicit(&s->rq_len, memory_order_relaxed) == 0)
+    return NULL;
+  pthread_mutex_lock(&s->rq_mu);
+  p = s->rq_head;
+  if (p) {
+    s->rq_head = p->rq_next;
+    if (!s->rq_head)
+      s->rq_tail = NULL;
+    atomic_fetch_sub(&s->rq_len, 1);
+  }
+  pthread_mutex_unlock(&s->rq_mu);
+  return p;
+}
+
+/* Moves half of victim's queue (from the front) to s.  Returns the count. */
+static size_t steal(cn__sched *s, cn__sched *victim) {
+  cn_proc *first, *last, *p;
+  size_t n, take, i;
+
+  n = atomic_load_explicit(&victim->rq_len, memory_order_relaxed);
+  if (n < 2)
+    return 0;
+  pthread_mutex_lock(&victim->rq_mu);
+  n = atomic_load(&victim->rq_len);
+  take = n / 2;
+  if (take == 0) {
+    pthread_mutex_unlock(&victim->rq_mu);
+    return 0;
+  }
+  first = victim->rq_head;
+  last = first;
+  for (i = 1; i < take; i++)
+    last = last->rq_next;
+  victim->rq_head = last->rq_next;
+  if (!victim->rq_head)
+    victim->rq_tail = NULL;
+  last->rq_next = NULL;
+  atomic_fetch_sub(&victim->rq_len, take);
+  pthread_mutex_unlock(&victim->rq_mu);
+
+  /* The chain is ours alone until it is linked into s's queue. */
+  for (p = first; p; p = p->rq_next)
+    atomic_store_explicit(&p->home, s->idx, memory_order_relaxed);
+  pthread_mutex_lock(&s->rq_mu);
+  if (s->rq_tail)
+    s->rq_tail->rq_next = first;
+  else
+    s->rq_head = first;
+  s->rq_tail = last;
+  atomic_fetch_add(&s->rq_len, take);
+  pthread_mutex_unlock(&s->rq_mu);
+  return take;
+}
+
+static void start_runner(cn__sched *s);
+
+/* Wakes one sleeping scheduler other than s, so that it steals. */
+static void wake_helper(cn__sched *s) {
+  cn_runtime *rt = s->rt;
+  unsigned i;
+  for (i = 1; i < rt->nsched; i++) {
+    cn__sched *o = &rt->sched[(s->idx + i) % rt->nsched];
+    if (atomic_load(&o->sleeping)) {
+      atomic_store(&o->sleeping, 0);
+      uv_async_send(&o->wake);
+      return;
+    }
+  }
+}
+
+void cn__schedule(cn_proc *p) {
+  cn__sched *cur = tls_sched;
+  cn_runtime *rt = p->rt;
+  cn__sched *s;
+
+  if (cur && cur->rt == rt) {
+    /* Made runnable here: run it here (see Placement in internal.h). */
+    atomic_store_explicit(&p->home, cur->idx, memory_order_relaxed);
+    rq_push(cur, p);
+    start_runner(cur);
+    if (rt->nsched > 1 && atomic_load_explicit(&cur->rq_len,
+                                               memory_order_relaxed) > 1)
+      wake_helper(cur);
+    return;
+  }
+  s = &rt->sched[atomic_load_explicit(&p->home, memory_order_relaxed) %
+                 rt->nsched];
+  rq_push(s, p);
+  /* Pairs with the store to sleeping in on_prepare: either we see it set
+   * and wake s, or s sees our push when it re-checks its queue. */
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load(&s->sleeping))
+    uv_async_send(&s->wake);
+}
+
+bool cn__release(cn_proc *p) {
+  atomic_fetch_and(&p->state, ~CN__P_SCHED);
+  /* A push that lost the race for SCHED before we cleared it is visible
+   * now; take the bit back and requeue. */
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load(&p->inbox) != NULL) {
+    uint32_t st = atomic_load(&p->state);
+    while (!(st & (CN__P_SCHED | CN__P_EXITING))) {
+      if (atomic_compare_exchange_weak(&p->state, &st, st | CN__P_SCHED)) {
+        cn__schedule(p);
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+/* Runs one process: up to budget messages.  Called with SCHED held; hands
+ * SCHED back (or requeues) before returning. */
+void cn__run_proc(cn_proc *p, int budget) {
+  cn_proc *prev = cn__set_current(p);
+  int i;
+
+  for (i = 0; i < budget; i++) {
+    cn__msg *m = p->q_head;
+    if (!m) {
+      cn__msg *batch = atomic_exchange(&p->inbox, NULL);
+      cn__msg *rev = NULL, *tail;
+      if (!batch)
+        break;
+      tail = batch;
+      while (batch) {
+        cn__msg *next = batch->next;
+        batch->next = rev;
+        rev = batch;
+        batch = next;
+      }
+      p->q_head = rev;
+      p->q_tail = tail;
+      m = rev;
+    }
+    p->q_head = m->next;
+    if (!p->q_head)
+      p->q_tail = NULL;
+    cn__handle_msg(p, m);
+    if (p->flags & CN__PF_DEAD)
+      break;
+  }
+  cn__set_current(prev);
+  if (p->flags & CN__PF_DEAD) {
+    cn__proc_unref(p); /* the run queue's reference */
+    return;
+  }
+  if (p->q_head) {
+    /* Out of budget with work left: back of the queue, keeping SCHED. */
+    cn__schedule(p);
+    return;
+  }
+  if (!cn__release(p))
+    cn__proc_unref(p);
+}
+
+static void on_runner(uv_idle_t *h) {
+  cn__sched *s = h->data;
+  int n;
+  for (n = 0; n < CN__BATCH; n++) {
+    cn_proc *p = rq_pop(s);
+    if (!p)
+      break;
+    /* The queue's reference is handed to run_proc, which drops it. */
+    cn__run_proc(p, CN__BUDGET);
+  }
+  if (atomic_load_explicit(&s->rq_len, memory_order_relaxed) == 0) {
+    uv_idle_stop(&s->runner);
+    s->running_flag = 0;
+  }
+}
+
+static void start_runner(cn__sched *s) {
+  if (!s->running_flag) {
+    s->running_flag = 1;
+    uv_idle_start(&s->runner, on_runner);
+  }
+}
+
+static void close_all(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+static void on_wake(uv_async_t *h) {
+  cn__sched *s = h->data;
+  if (atomic_load(&s->stopping)) {
+    uv_walk(&s->loop, close_all, NULL);
+    return;
+  }
+  if (atomic_exchange(&s->timer_dirty, 0))
+    cn__timers_rearm(s);
+  if (atomic_load(&s->rq_len) > 0) {
+    start_runner(s);
+    return;
+  }
+  /* Woken to help: steal from the busiest peer. */
+  for (unsigned i = 1; i < s->rt->nsched; i++) {
+    if (steal(s, &s->rt->sched[(s->idx + i) % s->rt->nsched])) {
+      start_runner(s);
+      return;
+    }
+  }
+}
+
+static void on_prepare(uv_prepare_t *h) {
+  cn__sched *s = h->data;
+  if (s->running_flag)
+    return;
+  /* About to block.  Try to steal first. */
+  for (unsigned i = 1; i < s->rt->nsched; i++) {
+    if (steal(s, &s->rt->sched[(s->idx + i) % s->rt->nsched])) {
+      start_runner(s);
+      return;
+    }
+  }
+  atomic_store(&s->sleeping, 1);
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load(&s->rq_len) > 0) {
+    atomic_store(&s->sleeping, 0);
+    start_runner(s);
+  }
+}
+
+static void on_check(uv_check_t *h) {
+  cn__sched *s = h->data;
+  atomic_store(&s->sleeping, 0);
+}
+
+static void sched_main(void *arg) {
+  cn__sched *s = arg;
+  tls_sched = s;
+  uv_run(&s->loop, UV_RUN_DEFAULT);
+  tls_sched = NULL;
+}
+
+static int sched_init(cn_runtime *rt, cn__sched *s, unsigned idx) {
+  memset(s, 0, sizeof(*s));
+  s->rt = rt;
+  s->idx = idx;
+  if (uv_loop_init(&s->loop))
+    return CN_ESYSTEM;
+  pthread_mutex_init(&s->rq_mu, NULL);
+  pthread_mutex_init(&s->timer_mu, NULL);
+  uv_async_init(&s->loop, &s->wake, on_wake);
+  uv_idle_init(&s->loop, &s->runner);
+  uv_prepare_init(&s->loop, &s->prepare);
+  uv_check_init(&s->loop, &s->check);
+  s->wake.data = s->runner.data = s->prepare.data = s->check.data = s;
+  uv_prepare_start(&s->prepare, on_prepare);
+  uv_check_start(&s->check, on_check);
+  /* The prepare and check handles must not keep the loop alive on their
+   * own; the async handle does until stop. */
+  uv_unref((uv_handle_t *)&s->prepare);
+  uv_unref((uv_handle_t *)&s->check);
+  cn__timers_init(s);
+  return 0;
+}
+
+static void sched_destroy(cn__sched *s) {
+  cn__timers_free(s);
+  uv_loop_close(&s->loop);
+  pthread_mutex_destroy(&s->rq_mu);
+  pthread_mutex_destroy(&s->timer_mu);
+}
+
+int cn__sched_start(cn_runtime *rt);
+void cn__sched_stop(cn_runtime *rt);
+
+int cn__sched_start(cn_runtime *rt) {
+  unsigned i;
+  rt->sched = aligned_alloc(CN__CACHELINE, sizeof(cn__sched) * rt->nsched);
+  if (!rt->sched)
+    return CN_ENOMEM;
+  for (i = 0; i < rt->nsched; i++) {
+    if (sched_init(rt, &rt->sched[i], i)) {
+      while (i-- > 0)
+        sched_destroy(&rt->sched[i]);
+      free(rt->sched);
+      rt->sched = NULL;
+      return CN_ESYSTEM;
+    }
+  }
+  for (i = 0; i < rt->nsched; i++) {
+    if (uv_thread_create(&rt->sched[i].thread, sched_main, &rt->sched[i])) {
+      rt->nsched = i; /* stop only those that run */
+      cn__sched_stop(rt);
+      return CN_ESYSTEM;
+    }
+  }
+  return 0;
+}
+
+void cn__sched_stop(cn_runtime *rt) {
+  unsigned i;
+  if (!rt->sched)
+    return;
+  for (i = 0; i < rt->nsched; i++) {
+    atomic_store(&rt->sched[i].stopping, 1);
+    uv_async_send(&rt->sched[i].wake);
+  }
+  for (i = 0; i < rt->nsched; i++)
+    uv_thread_join(&rt->sched[i].thread);
+  for (i = 0; i < rt->nsched; i++) {
+    /* Run the close callbacks, then release the loop. */
+    uv_run(&rt->sched[i].loop, UV_RUN_DEFAULT);
+    sched_destroy(&rt->sched[i]);
+  }
+  free(rt->sched);
+  rt->sched = NULL;
+}

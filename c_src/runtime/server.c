@@ -1,0 +1,941 @@
+/* gen_server: dispatch, calls and replies, start and stop. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int cn__add_link(cn_proc *p, cn_pid pid);
+bool cn__remove_link(cn_proc *p, cn_pid pid);
+int cn__add_mon(cn__mon **list, const cn_ref *ref, cn_pid pid,
+                const char *name);
+cn__mon *cn__take_mon(cn__mon **list, const cn_ref *ref);
+void cn__mon_free(cn__mon *mo);
+void cn__thread_handle(cn_proc *p, cn__msg *m);
+
+static cn_term msg_term(const cn__msg *m) {
+  cn_term t = {m->data, m->len};
+  return t;
+}
+
+/* ---- Froms ------------------------------------------------------------ */
+
+cn_from *cn__from_new(cn_runtime *rt) {
+  cn_from *f;
+  pthread_mutex_lock(&rt->from_mu);
+  f = rt->free_froms;
+  if (f)
+    rt->free_froms = f->next_free;
+  pthread_mutex_unlock(&rt->from_mu);
+  if (!f && !(f = malloc(sizeof(*f))))
+    return NULL;
+  memset(f, 0, sizeof(*f));
+  f->rt = rt;
+  return f;
+}
+
+void cn_from_free(cn_from *from) {
+  cn_runtime *rt;
+  if (!from)
+    return;
+  rt = from->rt;
+  pthread_mutex_lock(&rt->from_mu);
+  from->next_free = rt->free_froms;
+  rt->free_froms = from;
+  pthread_mutex_unlock(&rt->from_mu);
+}
+
+cn_pid cn_from_pid(const cn_from *from) { return from->pid; }
+
+static int send_reply(cn_from *from, cn_term reply, int flags) {
+  cn__msg *m = cn__msg_new(CN__M_REPLY, reply.ptr, reply.len);
+  if (!m)
+    return CN_ENOMEM;
+  m->ref = from->ref;
+  m->from = from->server;
+  m->flags = (uint8_t)flags;
+  cn__deliver(from->rt, from->pid, m);
+  return 0;
+}
+
+int cn_reply(cn_from *from, cn_term reply) {
+  int rc;
+  if (!from)
+    return CN_EINVAL;
+  rc = send_reply(from, reply, 0);
+  cn_from_free(from);
+  return rc;
+}
+
+int cn_replyf(cn_from *from, const char *fmt, ...) {
+  char store[256];
+  cn_buf b;
+  va_list ap;
+  int rc;
+  cn_buf_init_with(&b, store, sizeof(store));
+  va_start(ap, fmt);
+  rc = cn_vbuild(&b, fmt, ap);
+  va_end(ap);
+  if (rc) {
+    cn_from_free(from);
+    cn_buf_free(&b);
+    return rc;
+  }
+  rc = cn_reply(from, cn_buf_term(&b));
+  cn_buf_free(&b);
+  return rc;
+}
+
+/* ---- Inside a process ------------------------------------------------- */
+
+cn_pid cn_proc_pid(const cn_proc *self) { return self->pid; }
+cn_runtime *cn_proc_runtime(const cn_proc *self) { return self->rt; }
+void *cn_proc_state(const cn_proc *self) { return self->state_ptr; }
+
+void cn_set_timeout(cn_proc *self, int ms) {
+  self->timeout_ms = ms < 0 ? CN_INFINITY : ms;
+}
+
+int cn_set_reason(cn_proc *self, const char *fmt, ...) {
+  va_list ap;
+  int rc;
+  cn_buf_reset(&self->reason);
+  va_start(ap, fmt);
+  rc = cn_vbuild(&self->reason, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+int cn_set_reason_term(cn_proc *self, cn_term reason) {
+  cn_buf_reset(&self->reason);
+  return cn_put_term(&self->reason, reason);
+}
+
+/* ---- Callback plumbing ------------------------------------------------ */
+
+/* A callback is about to handle a message: the idle timeout is over. */
+static void begin_cb(cn_proc *p) {
+  if (p->timeout_armed) {
+    cn__timer_cancel(p->rt, &p->timeout_tref, NULL);
+    p->timeout_armed = 0;
+  }
+  p->timeout_gen++;
+  p->timeout_ms = CN_INFINITY;
+  cn_buf_reset(&p->reason);
+}
+
+static void arm_timeout(cn_proc *p) {
+  if (p->timeout_ms < 0)
+    return;
+  if (cn__timer_start(p->rt, (uint64_t)p->timeout_ms, p->pid, NULL,
+                      CN__S_TIMEOUT, p->timeout_gen, NULL, cn__atom_term(
+                          "timeout"), &p->timeout_tref) == 0)
+    p->timeout_armed = 1;
+}
+
+static cn_term stop_reason(cn_proc *p) {
+  if (p->reason.len == 0 || p->reason.err)
+    return cn__atom_term("normal");
+  return cn_buf_term(&p->reason);
+}
+
+static void bad_return(cn_proc *p, int rc) {
+  char store[64];
+  cn_buf b;
+  cn_buf_init_with(&b, store, sizeof(store));
+  cn_build(&b, "{bad_return_value, ~i}", (int64_t)rc);
+  cn__proc_exit(p, cn_buf_term(&b), true);
+  cn_buf_free(&b);
+}
+
+/* Finishes a non-call callback. */
+static void end_cb(cn_proc *p, int rc) {
+  switch (rc) {
+  case CN_NOREPLY:
+    arm_timeout(p);
+    break;
+  case CN_STOP:
+    cn__proc_exit(p, stop_reason(p), true);
+    break;
+  default:
+    bad_return(p, rc);
+    break;
+  }
+}
+
+static void invoke_info(cn_proc *p, cn_term msg) {
+  int rc = CN_NOREPLY;
+  begin_cb(p);
+  if (p->ops->handle_info)
+    rc = p->ops->handle_info(p, p->state_ptr, msg);
+  end_cb(p, rc);
+}
+
+/* ---- Calls (server side) ---------------------------------------------- */
+
+/* Handles a call.  direct is the caller's buffer on the inline path (the
+ * reply is left there and 1 returned), or NULL to reply by message.  A
+ * call that monitors the server (callmon) gets its monitor installed only
+ * when the handler does not answer at once: a server that replies in the
+ * handler cannot die in between, so the monitor would be set and cleared
+ * unseen. */
+static int handle_call(cn_proc *p, cn_from *from, cn_term req, bool callmon,
+                       cn_buf *direct) {
+  char store[256];
+  cn_buf local;
+  cn_buf *rb = direct;
+  cn_pid caller = from->pid;
+  cn_ref tag = from->ref;
+  int rc, replied = 0;
+
+  if (!rb) {
+    cn_buf_init_with(&local, store, sizeof(store));
+    rb = &local;
+  }
+  begin_cb(p);
+  if (!p->ops->handle_call) {
+    cn_buf_free(&p->reason);
+    cn_build(&p->reason, "{bad_call, ~t}", req);
+    rc = CN_STOP;
+  } else {
+    rc = p->ops->handle_call(p, p->state_ptr, req, from, rb);
+  }
+  if (rc == CN_REPLY || rc == CN_STOP_REPLY) {
+    if (rb->err) {
+      /* The reply could not be built: fail as a crash would. */
+      cn_from_free(from);
+      if (!direct)
+        cn_buf_free(rb);
+      cn_buf_reset(&p->reason);
+      cn_put_atom(&p->reason, "reply_encoding_failed");
+      if (callmon)
+        cn__add_mon(&p->mon_on_me, &tag, caller, NULL);
+      cn__proc_exit(p, stop_reason(p), true);
+      return 0;
+    }
+    if (direct) {
+      replied = 1;
+    } else {
+      from->server = p->pid;
+      send_reply(from, cn_buf_term(rb), callmon ? CN__F_DEMONDONE : 0);
+    }
+    cn_from_free(from);
+    end_cb(p, rc == CN_REPLY ? CN_NOREPLY : CN_STOP);
+  } else {
+    /* No reply now: from belongs to the handler (CN_NOREPLY) or is
+     * dropped (anything else); either way the caller must learn if we
+     * die. */
+    if (rc != CN_NOREPLY)
+      cn_from_free(from);
+    if (callmon)
+      cn__add_mon(&p->mon_on_me, &tag, caller, NULL);
+    end_cb(p, rc);
+  }
+  if (!direct)
+    cn_buf_free(rb);
+  return replied;
+}
+
+int cn__server_call_inline(cn_proc *p, cn_from *from, cn_term req,
+                           cn_buf *reply) {
+  return handle_call(p, from, req, true, reply);
+}
+
+/* ---- Calls (client side, asynchronous) -------------------------------- */
+
+static cn__pending *take_pending(cn_proc *p, const cn_ref *ref) {
+  cn__pending **pp;
+  for (pp = &p->calls; *pp; pp = &(*pp)->next) {
+    if (cn_ref_equal(&(*pp)->ref, ref)) {
+      cn__pending *c = *pp;
+      *pp = c->next;
+      return c;
+    }
+  }
+  return NULL;
+}
+
+static void send_demonitor(cn_runtime *rt, cn_pid from, cn_pid to,
+                           const cn_ref *ref) {
+  cn__msg *m = cn__msg_new(CN__S_DEMONITOR, NULL, 0);
+  if (m) {
+    m->from = from;
+    m->ref = *ref;
+    cn__deliver(rt, to, m);
+  }
+}
+
+static void finish_pending(cn_proc *p, cn__pending *c, int status,
+                           cn_term reply) {
+  if (c->has_timer)
+    cn__timer_cancel(p->rt, &c->tref, NULL);
+  begin_cb(p);
+  c->cb(p, p->state_ptr, status, reply, c->arg);
+  free(c);
+  if (!(p->flags & CN__PF_DEAD))
+    end_cb(p, CN_NOREPLY);
+}
+
+static int down_status(cn_term reason, int flags) {
+  if ((flags & CN__F_NOPROC) || cn_is_atom(reason, "noproc"))
+    return CN_ENOPROC;
+  if (cn_is_atom(reason, "noconnection"))
+    return CN_ENOCONN;
+  return CN_EEXIT;
+}
+
+void cn__drop_pending(cn_proc *p) {
+  cn__pending *c;
+  while ((c = p->calls)) {
+    p->calls = c->next;
+    if (c->has_timer)
+      cn__timer_cancel(p->rt, &c->tref, NULL);
+    free(c);
+  }
+}
+
+int cn_call_async(cn_proc *self, cn_dest to, cn_term req, int timeout_ms,
+                  cn_reply_cb cb, void *arg) {
+  cn_runtime *rt = self->rt;
+  cn__pending *c;
+  cn__msg *m;
+  cn_pid pid;
+
+  if (!cb)
+    return CN_EINVAL;
+  if (to.kind == CN_DEST_PID) {
+    pid = to.pid;
+  } else if (to.kind == CN_DEST_NAME ||
+             (to.kind == CN_DEST_REMOTE && to.node &&
+              strcmp(to.node, cn_node_name(rt->node)) == 0)) {
+    if (!to.name)
+      return CN_EINVAL;
+    if (cn__name_lookup(rt, to.name, &pid) != 0)
+      pid.id = UINT32_MAX, pid.node = rt->node, pid.serial = 0,
+      pid.creation = rt->creation; /* answered below with noproc */
+  } else if (to.kind == CN_DEST_REMOTE) {
+    pid.node = UINT32_MAX; /* not local: noconnection until dist */
+    pid.id = pid.serial = pid.creation = 0;
+  } else {
+    return CN_EINVAL;
+  }
+  if (cn_pid_equal(&pid, &self->pid))
+    return CN_EDEADLK;
+
+  c = calloc(1, sizeof(*c));
+  m = cn__msg_new(CN__M_CALL, req.ptr, req.len);
+  if (!c || !m || !(m->cfrom = cn__from_new(rt))) {
+    free(c);
+    cn__msg_free(m);
+    return CN_ENOMEM;
+  }
+  cn__make_ref(rt, &c->ref);
+  c->server = pid;
+  c->cb = cb;
+  c->arg = arg;
+  if (timeout_ms >= 0) {
+    if (cn__timer_start(rt, (uint64_t)timeout_ms, self->pid, NULL,
+                        CN__S_CALL_TMO, 0, &c->ref, cn__atom_term("timeout"),
+                        &c->tref) != 0) {
+      free(c);
+      cn__msg_free(m);
+      return CN_ENOMEM;
+    }
+    c->has_timer = 1;
+  }
+  m->flags = CN__F_CALLMON;
+  m->cfrom->pid = self->pid;
+  m->cfrom->ref = c->ref;
+  m->cfrom->server = pid;
+  c->next = self->calls;
+  self->calls = c;
+  if (!cn__is_local(rt, pid)) {
+    /* Remote destinations arrive with the distribution layer. */
+    cn__msg *down;
+    cn__msg_free(m);
+    down = cn__msg_new(CN__S_DOWN, NULL, 0);
+    if (down) {
+      cn_buf b = CN_BUF_INIT;
+      cn_put_atom(&b, "noconnection");
+      cn__msg_free(down);
+      down = cn__msg_new(CN__S_DOWN, b.data, b.len);
+      cn_buf_free(&b);
+    }
+    if (down) {
+      down->ref = c->ref;
+      down->from = pid;
+      cn__deliver_to(self, down);
+    }
+    return 0;
+  }
+  if (cn__deliver(rt, pid, m) == CN_ENOPROC) {
+    /* Answer with noproc, later, as a DOWN would. */
+    cn__msg *down = cn__msg_new(CN__S_DOWN, NULL, 0);
+    if (down) {
+      down->ref = c->ref;
+      down->from = pid;
+      down->flags = CN__F_NOPROC;
+      cn__deliver_to(self, down);
+    }
+  }
+  return 0;
+}
+
+/* ---- Exit signals ----------------------------------------------------- */
+
+static void exit_signal(cn_proc *p, cn__msg *m) {
+  cn_term reason = msg_term(m);
+  bool linked = (m->flags & CN__F_LINKED) != 0;
+  bool from_self = cn_pid_equal(&m->from, &p->pid);
+
+  if (linked && !cn__remove_link(p, m->from))
+    return; /* unlinked since: the signal is stale */
+  if (!linked && cn_is_atom(reason, "kill")) {
+    cn__proc_exit(p, cn__atom_term("killed"), false);
+    return;
+  }
+  if (p->flags & CN__PF_TRAP) {
+    if (!from_self && cn_pid_equal(&m->from, &p->parent) &&
+        !(p->flags & CN__PF_OWN_EXIT)) {
+      /* gen_server: an exit from the parent terminates the server. */
+      cn__proc_exit(p, reason, true);
+      return;
+    }
+    {
+      char store[256];
+      cn_buf b;
+      cn_buf_init_with(&b, store, sizeof(store));
+      if (cn__build_exit_msg(&b, m->from, reason) == 0)
+        invoke_info(p, cn_buf_term(&b));
+      cn_buf_free(&b);
+    }
+    return;
+  }
+  if (cn_is_atom(reason, "normal")) {
+    if (!linked && from_self)
+      cn__proc_exit(p, reason, false);
+    return;
+  }
+  cn__proc_exit(p, reason, false);
+}
+
+/* ---- Dispatch --------------------------------------------------------- */
+
+static void on_down(cn_proc *p, cn__msg *m) {
+  cn__pending *c = take_pending(p, &m->ref);
+  cn__mon *mo;
+  if (c) {
+    int st = down_status(msg_term(m), m->flags);
+    cn_term empty = {NULL, 0};
+    finish_pending(p, c, st, st == CN_EEXIT ? msg_term(m) : empty);
+    return;
+  }
+  mo = cn__take_mon(&p->mon_mine, &m->ref);
+  if (mo) {
+    char store[256];
+    cn_buf b;
+    cn_buf_init_with(&b, store, sizeof(store));
+    if (cn__build_down_msg(&b, &m->ref, m, p->rt) == 0)
+      invoke_info(p, cn_buf_term(&b));
+    cn_buf_free(&b);
+    cn__mon_free(mo);
+  }
+  /* Otherwise demonitored since: drop. */
+}
+
+static void on_reply(cn_proc *p, cn__msg *m) {
+  cn__pending *c = take_pending(p, &m->ref);
+  if (!c)
+    return; /* late: the call timed out */
+  if (!(m->flags & CN__F_DEMONDONE))
+    send_demonitor(p->rt, p->pid, c->server, &c->ref);
+  finish_pending(p, c, 0, msg_term(m));
+}
+
+static void on_call_timeout(cn_proc *p, cn__msg *m) {
+  cn__pending *c = take_pending(p, &m->ref);
+  cn_term empty = {NULL, 0};
+  if (!c)
+    return;
+  c->has_timer = 0; /* it just fired */
+  send_demonitor(p->rt, p->pid, c->server, &c->ref);
+  finish_pending(p, c, CN_ETIMEDOUT, empty);
+}
+
+static void on_code_change(cn_proc *p, cn__msg *m) {
+  cn_term vsn, extra;
+  cn_from *from = m->cfrom;
+  void *st = p->state_ptr;
+  int rc = 0;
+
+  m->cfrom = NULL;
+  if (cn_match(msg_term(m), "{~t, ~t}", &vsn, &extra) != 0) {
+    cn_replyf(from, "{error, badarg}");
+    return;
+  }
+  if (p->ops->code_change)
+    rc = p->ops->code_change(p, &st, vsn, extra);
+  if (rc == 0) {
+    /* sys:change_code answers ok; the old state is kept on failure. */
+    p->state_ptr = st;
+    send_reply(from, cn__atom_term("ok"), CN__F_DEMONDONE);
+    cn_from_free(from);
+  } else {
+    char store[64];
+    cn_buf b;
+    cn_buf_init_with(&b, store, sizeof(store));
+    cn_build(&b, "{error, ~i}", (int64_t)rc);
+    send_reply(from, cn_buf_term(&b), CN__F_DEMONDONE);
+    cn_from_free(from);
+    cn_buf_free(&b);
+  }
+}
+
+void cn__handle_msg(cn_proc *p, cn__msg *m) {
+  if (p->thread) {
+    cn__thread_handle(p, m);
+    return;
+  }
+  switch (m->kind) {
+  case CN__S_LINK:
+    cn__add_link(p, m->from);
+    break;
+  case CN__S_UNLINK:
+    cn__remove_link(p, m->from);
+    break;
+  case CN__S_MONITOR:
+    cn__add_mon(&p->mon_on_me, &m->ref, m->from, m->name);
+    break;
+  case CN__S_DEMONITOR:
+    cn__mon_free(cn__take_mon(&p->mon_on_me, &m->ref));
+    break;
+  case CN__S_EXIT:
+    exit_signal(p, m);
+    break;
+  case CN__S_DOWN:
+    on_down(p, m);
+    break;
+  case CN__M_REPLY:
+    on_reply(p, m);
+    break;
+  case CN__S_CALL_TMO:
+    on_call_timeout(p, m);
+    break;
+  case CN__S_TIMEOUT:
+    if (p->timeout_armed && m->aux == p->timeout_gen) {
+      p->timeout_armed = 0;
+      invoke_info(p, cn__atom_term("timeout"));
+    }
+    break;
+  case CN__M_MSG:
+    invoke_info(p, msg_term(m));
+    break;
+  case CN__M_CALL: {
+    cn_from *from = m->cfrom;
+    m->cfrom = NULL;
+    handle_call(p, from, msg_term(m), (m->flags & CN__F_CALLMON) != 0,
+                NULL);
+    break;
+  }
+  case CN__M_CAST: {
+    int rc = CN_NOREPLY;
+    begin_cb(p);
+    if (p->ops->handle_cast)
+      rc = p->ops->handle_cast(p, p->state_ptr, msg_term(m));
+    end_cb(p, rc);
+    break;
+  }
+  case CN__S_STOP:
+    if (m->cfrom) {
+      cn__add_mon(&p->mon_on_me, &m->cfrom->ref, m->cfrom->pid, NULL);
+      cn_from_free(m->cfrom);
+      m->cfrom = NULL;
+    }
+    if (p->flags & CN__PF_OWN_EXIT) {
+      char store[256];
+      cn_buf b;
+      cn_buf_init_with(&b, store, sizeof(store));
+      if (cn__build_exit_msg(&b, p->parent, msg_term(m)) == 0)
+        invoke_info(p, cn_buf_term(&b));
+      cn_buf_free(&b);
+    } else {
+      cn__proc_exit(p, msg_term(m), true);
+    }
+    break;
+  case CN__S_SHUTDOWN:
+    if (p->flags & CN__PF_OWN_EXIT) {
+      char store[64];
+      cn_buf b;
+      cn_buf_init_with(&b, store, sizeof(store));
+      if (cn__build_exit_msg(&b, p->parent, cn__atom_term("shutdown")) == 0)
+        invoke_info(p, cn_buf_term(&b));
+      cn_buf_free(&b);
+    } else {
+      cn__proc_exit(p, cn__atom_term("shutdown"),
+                    (p->flags & CN__PF_TRAP) != 0);
+    }
+    break;
+  case CN__S_CODE_CHANGE:
+    on_code_change(p, m);
+    break;
+  default:
+    break;
+  }
+  cn__msg_free(m);
+}
+
+/* ---- Start ------------------------------------------------------------ */
+
+int cn__caller_proc_for(cn_runtime *rt, cn_proc **out);
+
+static int start(cn_runtime *rt, const cn_server_ops *ops, void *arg,
+                 const cn_start_options *opts, cn_pid *pid, bool link) {
+  cn_proc *p, *me = NULL, *prev;
+  const char *name = opts ? opts->name : NULL;
+  void *state = arg;
+  int rc;
+
+  if (!rt || !ops)
+    return CN_EINVAL;
+  if (link && (rc = cn__caller_proc_for(rt, &me)) != 0)
+    return rc;
+  if ((rc = cn__proc_alloc(rt, ops, CN__PF_INIT, NULL,
+                           me ? &me->pid : NULL, &p)) != 0)
+    return rc;
+  if (name) {
+    cn_pid holder;
+    rc = cn__name_register_locked(rt, name, p, &holder);
+    if (rc != 0) {
+      if (rc == CN_EEXIST && pid)
+        *pid = holder;
+      cn__proc_exit(p, cn__atom_term("normal"), false);
+      cn__proc_unref(p);
+      return rc;
+    }
+  }
+  if (me) {
+    /* Both sides are owned here: the new process by us, the caller by
+     * being the caller.  No signals needed. */
+    if (cn__add_link(p, me->pid) || cn__add_link(me, p->pid)) {
+      cn__remove_link(me, p->pid);
+      cn__proc_exit(p, cn__atom_term("normal"), false);
+      cn__proc_unref(p);
+      return CN_ENOMEM;
+    }
+  }
+  prev = cn__set_current(p);
+  rc = ops->init ? ops->init(p, arg, &state) : 0;
+  cn__set_current(prev);
+
+  if (rc == CN_NOREPLY && !(p->flags & CN__PF_DEAD)) {
+    p->state_ptr = state;
+    p->flags &= ~CN__PF_INIT;
+    arm_timeout(p);
+    if (pid)
+      *pid = p->pid;
+    if (!cn__release(p))
+      cn__proc_unref(p);
+    return 0;
+  }
+  /* init failed: the caller hears it through the return value, not
+   * through the link. */
+  if (me)
+    cn__remove_link(me, p->pid);
+  if (!(p->flags & CN__PF_DEAD)) {
+    cn__remove_link(p, me ? me->pid : p->pid);
+    if (rc == CN_STOP) {
+      if (opts && opts->reason) {
+        cn_buf_reset(opts->reason);
+        cn_put_term(opts->reason, stop_reason(p));
+      }
+      cn__proc_exit(p, stop_reason(p), false);
+    } else if (rc == CN_IGNORE) {
+      cn__proc_exit(p, cn__atom_term("normal"), false);
+    } else {
+      char store[64];
+      cn_buf b;
+      cn_buf_init_with(&b, store, sizeof(store));
+      cn_build(&b, "{bad_return_value, ~i}", (int64_t)rc);
+      if (opts && opts->reason) {
+        cn_buf_reset(opts->reason);
+        cn_put_term(opts->reason, cn_buf_term(&b));
+      }
+      cn__proc_exit(p, cn_buf_term(&b), false);
+      cn_buf_free(&b);
+    }
+  }
+  cn__proc_unref(p);
+  return rc == CN_IGNORE ? CN_EIGNORE : CN_EEXIT;
+}
+
+int cn_start(cn_runtime *rt, const cn_server_ops *ops, void *arg,
+             const cn_start_options *opts, cn_pid *pid) {
+  return start(rt, ops, arg, opts, pid, false);
+}
+
+int cn_start_link(cn_runtime *rt, const cn_server_ops *ops, void *arg,
+                  const cn_start_options *opts, cn_pid *pid) {
+  return start(rt, ops, arg, opts, pid, true);
+}
+
+/* ---- Blocking calls from plain threads -------------------------------- */
+
+int cn__thread_wait_ref(cn__thread *t, const cn_ref *ref, int timeout_ms,
+                        cn__msg **out);
+
+static int resolve(cn_runtime *rt, cn_dest to, cn_pid *pid) {
+  switch (to.kind) {
+  case CN_DEST_PID:
+    *pid = to.pid;
+    return cn__is_local(rt, to.pid) ? 0 : CN_ENOCONN;
+  case CN_DEST_NAME:
+    if (!to.name)
+      return CN_EINVAL;
+    return cn__name_lookup(rt, to.name, pid) == 0 ? 0 : CN_ENOPROC;
+  case CN_DEST_REMOTE:
+    if (!to.name || !to.node)
+      return CN_EINVAL;
+    if (strcmp(to.node, cn_node_name(rt->node)) == 0)
+      return cn__name_lookup(rt, to.name, pid) == 0 ? 0 : CN_ENOPROC;
+    return CN_ENOCONN;
+  }
+  return CN_EINVAL;
+}
+
+/* Waits for the answer to a call or stop made with ref, and turns it into
+ * a status.  On a timeout the caller drops its monitor, so a late reply
+ * or DOWN finds nothing and is dropped. */
+static int await(cn_runtime *rt, cn__thread *t, cn_pid server,
+                 const cn_ref *ref, int timeout_ms, cn_buf *reply) {
+  cn__msg *m = NULL;
+  int rc = cn__thread_wait_ref(t, ref, timeout_ms, &m);
+  if (rc == CN_ETIMEDOUT) {
+    send_demonitor(rt, t->proc->pid, server, ref);
+    return rc;
+  }
+  if (m->kind == CN__M_REPLY) {
+    if (!(m->flags & CN__F_DEMONDONE))
+      send_demonitor(rt, t->proc->pid, server, ref);
+    rc = 0;
+  } else {
+    rc = down_status(msg_term(m), m->flags);
+  }
+  if (reply) {
+    cn_buf_reset(reply);
+    if (rc == 0 || rc == CN_EEXIT)
+      cn_buf_append(reply, m->data, m->len);
+  }
+  cn__msg_free(m);
+  return rc;
+}
+
+int cn_call(cn_runtime *rt, cn_dest to, cn_term req, int timeout_ms,
+            cn_buf *reply) {
+  cn__thread *t;
+  cn_proc *p;
+  cn_pid pid;
+  cn_ref ref;
+  cn__msg *m;
+  int rc;
+
+  if (!rt || !reply)
+    return CN_EINVAL;
+  if (cn__current())
+    return CN_EDEADLK;
+  if ((rc = resolve(rt, to, &pid)) != 0)
+    return rc;
+  if (!(t = cn__thread_ctx(rt, &rc)))
+    return rc;
+  if (cn_pid_equal(&pid, &t->proc->pid))
+    return CN_EDEADLK;
+  if (!(p = cn__lookup(rt, pid)))
+    return CN_ENOPROC;
+  cn__make_ref(rt, &ref);
+
+  {
+    uint32_t st = 0;
+    if (!p->thread && atomic_compare_exchange_strong(&p->state, &st,
+                                                     CN__P_SCHED)) {
+      /* The server is idle: run the call here (see cn_call's doc).  Our
+       * lookup reference is the SCHED holder's. */
+      cn_from *from = cn__from_new(rt);
+      int replied = 0;
+      if (from) {
+        cn_proc *prev = cn__set_current(p);
+        from->pid = t->proc->pid;
+        from->ref = ref;
+        from->server = pid;
+        cn_buf_reset(reply);
+        replied = cn__server_call_inline(p, from, req, reply);
+        cn__set_current(prev);
+      }
+      if (p->flags & CN__PF_DEAD)
+        cn__proc_unref(p);
+      else if (!cn__release(p))
+        cn__proc_unref(p);
+      if (!from)
+        return CN_ENOMEM;
+      if (replied)
+        return 0;
+      return await(rt, t, pid, &ref, timeout_ms, reply);
+    }
+  }
+  m = cn__msg_new(CN__M_CALL, req.ptr, req.len);
+  if (!m || !(m->cfrom = cn__from_new(rt))) {
+    cn__msg_free(m);
+    cn__proc_unref(p);
+    return CN_ENOMEM;
+  }
+  m->flags = CN__F_CALLMON;
+  m->cfrom->pid = t->proc->pid;
+  m->cfrom->ref = ref;
+  m->cfrom->server = pid;
+  rc = cn__deliver_to(p, m);
+  cn__proc_unref(p);
+  if (rc)
+    return rc;
+  return await(rt, t, pid, &ref, timeout_ms, reply);
+}
+
+int cn_stop(cn_runtime *rt, cn_dest server, const cn_term *reason,
+            int timeout_ms) {
+  cn_term why = reason ? *reason : cn__atom_term("normal");
+  cn__thread *t;
+  cn_proc *p;
+  cn_pid pid;
+  cn_ref ref;
+  cn__msg *m;
+  int rc;
+
+  if (!rt)
+    return CN_EINVAL;
+  if (cn__current())
+    return CN_EDEADLK;
+  if ((rc = resolve(rt, server, &pid)) != 0)
+    return rc;
+  if (!(p = cn__lookup(rt, pid)) || p->thread) {
+    if (p)
+      cn__proc_unref(p);
+    return CN_ENOPROC;
+  }
+  {
+    uint32_t st = 0;
+    if (atomic_compare_exchange_strong(&p->state, &st, CN__P_SCHED)) {
+      if (!(p->flags & CN__PF_OWN_EXIT)) {
+        cn_proc *prev = cn__set_current(p);
+        cn__proc_exit(p, why, true);
+        cn__set_current(prev);
+        cn__proc_unref(p);
+        return 0;
+      }
+      if (!cn__release(p))
+        cn__proc_unref(p);
+      p = cn__lookup(rt, pid);
+      if (!p)
+        return 0;
+    }
+  }
+  if (!(t = cn__thread_ctx(rt, &rc))) {
+    cn__proc_unref(p);
+    return rc;
+  }
+  cn__make_ref(rt, &ref);
+  m = cn__msg_new(CN__S_STOP, why.ptr, why.len);
+  if (!m || !(m->cfrom = cn__from_new(rt))) {
+    cn__msg_free(m);
+    cn__proc_unref(p);
+    return CN_ENOMEM;
+  }
+  m->flags = CN__F_CALLMON;
+  m->cfrom->pid = t->proc->pid;
+  m->cfrom->ref = ref;
+  m->cfrom->server = pid;
+  rc = cn__deliver_to(p, m);
+  cn__proc_unref(p);
+  if (rc)
+    return rc;
+  rc = await(rt, t, pid, &ref, timeout_ms, NULL);
+  if (rc == CN_ETIMEDOUT) {
+    cn_exit(rt, pid, cn__atom_term("kill"));
+    /* Wait for the kill to land, so the server is gone on return. */
+    while (cn_is_alive(rt, pid))
+      uv_sleep(1);
+    return CN_ETIMEDOUT;
+  }
+  return rc == CN_ENOPROC ? CN_ENOPROC : 0;
+}
+
+int cn_code_change(cn_runtime *rt, cn_dest server, cn_term old_vsn,
+                   cn_term extra, int timeout_ms) {
+  char store[256];
+  cn_buf b, reply = CN_BUF_INIT;
+  cn__thread *t;
+  cn_pid pid;
+  cn_ref ref;
+  cn__msg *m;
+  int rc;
+
+  if (!rt)
+    return CN_EINVAL;
+  if (cn__current())
+    return CN_EDEADLK;
+  if ((rc = resolve(rt, server, &pid)) != 0)
+    return rc;
+  if (!(t = cn__thread_ctx(rt, &rc)))
+    return rc;
+  cn_buf_init_with(&b, store, sizeof(store));
+  if ((rc = cn_build(&b, "{~t, ~t}", old_vsn, extra)) != 0) {
+    cn_buf_free(&b);
+    return rc;
+  }
+  m = cn__msg_new(CN__S_CODE_CHANGE, b.data, b.len);
+  cn_buf_free(&b);
+  if (!m || !(m->cfrom = cn__from_new(rt))) {
+    cn__msg_free(m);
+    return CN_ENOMEM;
+  }
+  cn__make_ref(rt, &ref);
+  m->flags = CN__F_CALLMON;
+  m->cfrom->pid = t->proc->pid;
+  m->cfrom->ref = ref;
+  m->cfrom->server = pid;
+  if ((rc = cn__deliver(rt, pid, m)) != 0)
+    return rc;
+  rc = await(rt, t, pid, &ref, timeout_ms, &reply);
+  if (rc == 0 && !cn_is_atom(cn_buf_term(&reply), "ok"))
+    rc = CN_EEXIT;
+  cn_buf_free(&reply);
+  return rc;
+}
+
+/* ---- Sends and casts -------------------------------------------------- */
+
+static int send_kind(cn_runtime *rt, cn_dest to, cn_term msg, int kind,
+                     bool quiet) {
+  cn__msg *m;
+  cn_pid pid;
+  int rc;
+
+  if (!rt)
+    return CN_EINVAL;
+  if ((rc = resolve(rt, to, &pid)) != 0) {
+    /* A cast never fails for a missing destination (GenServer.cast);
+     * a send to an unregistered name is Erlang's badarg. */
+    if (quiet && (rc == CN_ENOPROC || rc == CN_ENOCONN))
+      return 0;
+    return rc;
+  }
+  if (!(m = cn__msg_new(kind, msg.ptr, msg.len)))
+    return CN_ENOMEM;
+  if (cn__current())
+    m->from = cn__current()->pid;
+  cn__deliver(rt, pid, m); /* a dead pid drops the message, as in Erlang */
+  return 0;
+}
+
+int cn_send(cn_runtime *rt, cn_dest to, cn_term msg) {
+  return send_kind(rt, to, msg, CN__M_MSG, false);
+}
+
+int cn_cast(cn_runtime *rt, cn_dest to, cn_term msg) {
+  return send_kind(rt, to, msg, CN__M_CAST, true);
+}

@@ -1,0 +1,302 @@
+/* Plain threads: each thread that calls, receives or links gets its own
+ * pid, a mailbox, and a condition variable to block on.  The thread is the
+ * owner of that process struct, and processes its signals itself whenever
+ * it waits. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int cn__add_link(cn_proc *p, cn_pid pid);
+bool cn__remove_link(cn_proc *p, cn_pid pid);
+int cn__add_mon(cn__mon **list, const cn_ref *ref, cn_pid pid,
+                const char *name);
+cn__mon *cn__take_mon(cn__mon **list, const cn_ref *ref);
+void cn__mon_free(cn__mon *mo);
+
+#define MBOX_CLOSED ((cn__msg *)(uintptr_t)1)
+
+static void thread_release(cn_runtime *rt, cn__thread *t) {
+  cn__proc_exit(t->proc, cn__atom_term("normal"), false);
+  cn__proc_unref(t->proc); /* the thread's own reference */
+  pthread_mutex_destroy(&t->mu);
+  pthread_cond_destroy(&t->cv);
+  free(t);
+}
+
+/* pthread key destructor: the thread is exiting. */
+void cn__thread_dtor(void *arg);
+void cn__thread_dtor(void *arg) {
+  cn__thread *t = arg;
+  cn_runtime *rt = t->proc->rt;
+  size_t i;
+  pthread_mutex_lock(&rt->threads_mu);
+  for (i = 0; i < rt->nthreads_ctx; i++) {
+    if (rt->threads[i] == t) {
+      rt->threads[i] = rt->threads[--rt->nthreads_ctx];
+      break;
+    }
+  }
+  pthread_mutex_unlock(&rt->threads_mu);
+  thread_release(rt, t);
+}
+
+cn__thread *cn__thread_ctx(cn_runtime *rt, int *err) {
+  cn__thread *t = pthread_getspecific(rt->thread_key);
+  int rc;
+  *err = 0;
+  if (t)
+    return t;
+  if (atomic_load(&rt->stopped)) {
+    *err = CN_ESHUTDOWN;
+    return NULL;
+  }
+  t = calloc(1, sizeof(*t));
+  if (!t) {
+    *err = CN_ENOMEM;
+    return NULL;
+  }
+  pthread_mutex_init(&t->mu, NULL);
+  {
+    /* Deadlines are on the monotonic clock, immune to clock changes. */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&t->cv, &ca);
+    pthread_condattr_destroy(&ca);
+  }
+  pthread_mutex_lock(&rt->threads_mu);
+  if (rt->nthreads_ctx == rt->threads_cap) {
+    size_t cap = rt->threads_cap ? rt->threads_cap * 2 : 16;
+    cn__thread **v = realloc(rt->threads, cap * sizeof(*v));
+    if (!v) {
+      pthread_mutex_unlock(&rt->threads_mu);
+      free(t);
+      *err = CN_ENOMEM;
+      return NULL;
+    }
+    rt->threads = v;
+    rt->threads_cap = cap;
+  }
+  pthread_mutex_unlock(&rt->threads_mu);
+  rc = cn__proc_alloc(rt, NULL, CN__PF_THREAD | CN__PF_TRAP, t, NULL,
+                      &t->proc);
+  if (rc) {
+    free(t);
+    *err = rc;
+    return NULL;
+  }
+  pthread_mutex_lock(&rt->threads_mu);
+  rt->threads[rt->nthreads_ctx++] = t;
+  pthread_mutex_unlock(&rt->threads_mu);
+  pthread_setspecific(rt->thread_key, t);
+  return t;
+}
+
+void cn__threads_free(cn_runtime *rt) {
+  size_t i;
+  pthread_mutex_lock(&rt->threads_mu);
+  for (i = 0; i < rt->nthreads_ctx; i++)
+    thread_release(rt, rt->threads[i]);
+  rt->nthreads_ctx = 0;
+  free(rt->threads);
+  rt->threads = NULL;
+  pthread_mutex_unlock(&rt->threads_mu);
+}
+
+void cn__thread_wake(cn__thread *t) {
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load(&t->waiting)) {
+    pthread_mutex_lock(&t->mu);
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+  }
+}
+
+/* Appends m to the thread's received-message queue (for cn_receive). */
+static void keep(cn_proc *p, cn__msg *m) {
+  m->next = NULL;
+  if (p->q_tail)
+    p->q_tail->next = m;
+  else
+    p->q_head = m;
+  p->q_tail = m;
+}
+
+static void keep_term(cn_proc *p, const cn_buf *b) {
+  cn__msg *m;
+  if (b->err)
+    return;
+  m = cn__msg_new(CN__M_MSG, b->data, b->len);
+  if (m)
+    keep(p, m);
+}
+
+/* The thread's share of cn__handle_msg: signals are processed, messages
+ * are kept for cn_receive, and the answer to the current call is parked in
+ * t->result. */
+void cn__thread_handle(cn_proc *p, cn__msg *m);
+void cn__thread_handle(cn_proc *p, cn__msg *m) {
+  cn__thread *t = p->thread;
+  cn_term body = {m->data, m->len};
+  char store[256];
+  cn_buf b;
+
+  cn_buf_init_with(&b, store, sizeof(store));
+  switch (m->kind) {
+  case CN__S_LINK:
+    cn__add_link(p, m->from);
+    break;
+  case CN__S_UNLINK:
+    cn__remove_link(p, m->from);
+    break;
+  case CN__S_MONITOR:
+    cn__add_mon(&p->mon_on_me, &m->ref, m->from, m->name);
+    break;
+  case CN__S_DEMONITOR:
+    cn__mon_free(cn__take_mon(&p->mon_on_me, &m->ref));
+    break;
+  case CN__S_EXIT:
+    /* Threads trap exits: every exit signal becomes a message. */
+    if ((m->flags & CN__F_LINKED) && !cn__remove_link(p, m->from))
+      break;
+    if (cn__build_exit_msg(&b, m->from, body) == 0)
+      keep_term(p, &b);
+    break;
+  case CN__M_REPLY:
+  case CN__S_DOWN:
+    if (t->in_call && !t->result && cn_ref_equal(&m->ref, &t->call_ref)) {
+      t->result = m;
+      cn_buf_free(&b);
+      return; /* kept */
+    }
+    if (m->kind == CN__S_DOWN) {
+      cn__mon *mo = cn__take_mon(&p->mon_mine, &m->ref);
+      if (mo) {
+        if (cn__build_down_msg(&b, &m->ref, m, p->rt) == 0)
+          keep_term(p, &b);
+        cn__mon_free(mo);
+      }
+    }
+    break; /* a late reply or stale DOWN: dropped */
+  case CN__M_MSG:
+    keep(p, m);
+    cn_buf_free(&b);
+    return;
+  case CN__M_CAST:
+    if (cn_build(&b, "{'$gen_cast', ~t}", body) == 0)
+      keep_term(p, &b);
+    break;
+  case CN__M_CALL:
+    if (m->cfrom &&
+        cn_build(&b, "{'$gen_call', {~p, ~r}, ~t}", &m->cfrom->pid,
+                 &m->cfrom->ref, body) == 0)
+      keep_term(p, &b);
+    break;
+  default:
+    break;
+  }
+  cn_buf_free(&b);
+  cn__msg_free(m);
+}
+
+/* Processes everything in the thread's inbox. */
+static void drain(cn__thread *t) {
+  cn_proc *p = t->proc;
+  cn__msg *batch = atomic_exchange(&p->inbox, NULL), *rev = NULL;
+  if (batch == MBOX_CLOSED) {
+    atomic_store(&p->inbox, MBOX_CLOSED);
+    return;
+  }
+  while (batch) {
+    cn__msg *next = batch->next;
+    batch->next = rev;
+    rev = batch;
+    batch = next;
+  }
+  while (rev) {
+    cn__msg *next = rev->next;
+    cn__thread_handle(p, rev);
+    rev = next;
+  }
+}
+
+static void deadline_after(struct timespec *ts, int ms) {
+  clock_gettime(CLOCK_MONOTONIC, ts);
+  ts->tv_sec += ms / 1000;
+  ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
+}
+
+/* Blocks until done(t) or the deadline.  Returns 0 or CN_ETIMEDOUT. */
+static int wait_until(cn__thread *t, int timeout_ms,
+                      bool (*done)(cn__thread *)) {
+  struct timespec dl;
+  int timed_out = 0;
+  if (timeout_ms >= 0)
+    deadline_after(&dl, timeout_ms);
+  for (;;) {
+    drain(t);
+    if (done(t))
+      return 0;
+    if (timed_out)
+      return CN_ETIMEDOUT;
+    pthread_mutex_lock(&t->mu);
+    atomic_store(&t->waiting, 1);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load(&t->proc->inbox) == NULL) {
+      int rc = timeout_ms >= 0
+                   ? pthread_cond_timedwait(&t->cv, &t->mu, &dl)
+                   : pthread_cond_wait(&t->cv, &t->mu);
+      if (rc == ETIMEDOUT)
+        timed_out = 1;
+    }
+    atomic_store(&t->waiting, 0);
+    pthread_mutex_unlock(&t->mu);
+  }
+}
+
+static bool has_result(cn__thread *t) { return t->result != NULL; }
+static bool has_message(cn__thread *t) { return t->proc->q_head != NULL; }
+
+int cn__thread_wait_ref(cn__thread *t, const cn_ref *ref, int timeout_ms,
+                        cn__msg **out);
+int cn__thread_wait_ref(cn__thread *t, const cn_ref *ref, int timeout_ms,
+                        cn__msg **out) {
+  int rc;
+  t->call_ref = *ref;
+  t->in_call = 1;
+  t->result = NULL;
+  rc = wait_until(t, timeout_ms, has_result);
+  t->in_call = 0;
+  *out = t->result;
+  t->result = NULL;
+  return *out ? 0 : rc;
+}
+
+int cn_receive(cn_runtime *rt, int timeout_ms, cn_buf *msg) {
+  cn__thread *t;
+  cn__msg *m;
+  int rc;
+  if (!rt || !msg)
+    return CN_EINVAL;
+  if (cn__current())
+    return CN_EDEADLK;
+  if (!(t = cn__thread_ctx(rt, &rc)))
+    return rc;
+  if ((rc = wait_until(t, timeout_ms, has_message)) != 0)
+    return rc;
+  m = t->proc->q_head;
+  t->proc->q_head = m->next;
+  if (!t->proc->q_head)
+    t->proc->q_tail = NULL;
+  cn_buf_reset(msg);
+  rc = cn_buf_append(msg, m->data, m->len);
+  cn__msg_free(m);
+  return rc;
+}

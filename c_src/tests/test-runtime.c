@@ -1,0 +1,815 @@
+/* Runtime tests: processes, calls, casts, names, timers, links, monitors,
+ * exits, timeouts and deadlock detection. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <cnode.h>
+#include <uv.h>
+
+static int tmo(int ms) {
+  const char *m = getenv("CN_TEST_TIMEOUT_MULT");
+  int k = m ? atoi(m) : 1;
+  return ms * (k > 0 ? k : 1);
+}
+
+static cn_runtime *rt_new(unsigned nsched) {
+  cn_runtime_options o;
+  cn_runtime *rt = NULL;
+  memset(&o, 0, sizeof(o));
+  o.schedulers = nsched;
+  assert_int_equal(cn_runtime_new(&o, &rt), 0);
+  return rt;
+}
+
+static cn_term T(cn_buf *b, const char *fmt, ...) {
+  va_list ap;
+  cn_buf_reset(b);
+  va_start(ap, fmt);
+  assert_int_equal(cn_vbuild(b, fmt, ap), 0);
+  va_end(ap);
+  return cn_buf_term(b);
+}
+
+/* ---- A test server ---------------------------------------------------
+ * State: a counter.  Calls:
+ *   get -> {ok, N}; {add, K} -> {ok, N+K}; {defer, Ms} -> ok after Ms
+ *   {stop, Reason} -> stop without reply; {stop_reply, R} -> reply ok, stop
+ *   {call, Pid} -> calls Pid with get asynchronously, replies its answer
+ *   sync_self -> cn_call from inside a handler (must be CN_EDEADLK)
+ *   bad -> returns 42 (bad return value)
+ *   {timeout, Ms} -> ok, and sets the idle timeout
+ *   trap -> ok, traps exits; {link, Pid} -> ok
+ *   infos -> {ok, [Info...]} the messages seen by handle_info (newest first)
+ * Casts: {add, K}; stop.
+ */
+typedef struct srv {
+  int64_t n;
+  cn_buf infos; /* list cells accumulated as a term */
+  int ninfos;
+  int *terminated; /* set to 1 + order when terminate runs */
+} srv;
+
+static int term_order;
+
+static int srv_init(cn_proc *self, void *arg, void **state) {
+  srv *s = calloc(1, sizeof(*s));
+  s->terminated = arg;
+  cn_buf_init(&s->infos);
+  *state = s;
+  return 0;
+}
+
+typedef struct deferred {
+  cn_from *from;
+} deferred;
+
+static void reply_cb(cn_proc *self, void *state, int status, cn_term reply,
+                     void *arg) {
+  cn_from *from = arg;
+  if (status == 0)
+    cn_replyf(from, "{ok, ~t}", reply);
+  else if (status == CN_EEXIT)
+    cn_replyf(from, "{error, {exit, ~t}}", reply);
+  else
+    cn_replyf(from, "{error, ~a}", cn_err_name(status));
+}
+
+static int srv_call(cn_proc *self, void *state, cn_term req, cn_from *from,
+                    cn_buf *reply) {
+  srv *s = state;
+  int64_t k;
+  cn_term t;
+  cn_pid pid;
+  char store[64];
+  cn_buf b;
+
+  if (cn_match(req, "get") == 0)
+    return cn_build(reply, "{ok, ~i}", s->n), CN_REPLY;
+  if (cn_match(req, "{add, ~i}", &k) == 0) {
+    s->n += k;
+    return cn_build(reply, "{ok, ~i}", s->n), CN_REPLY;
+  }
+  if (cn_match(req, "{defer, ~i}", &k) == 0) {
+    cn_buf_init_with(&b, store, sizeof(store));
+    cn_build(&b, "{deferred_reply, ~i}", (int64_t)(uintptr_t)from);
+    /* Reply later through a timer message to ourselves. */
+    cn_send_after(cn_proc_runtime(self), (unsigned)k,
+                  cn_to_pid(cn_proc_pid(self)), cn_buf_term(&b), NULL);
+    cn_buf_free(&b);
+    return CN_NOREPLY;
+  }
+  if (cn_match(req, "{stop, ~t}", &t) == 0) {
+    cn_set_reason_term(self, t);
+    return CN_STOP;
+  }
+  if (cn_match(req, "{stop_reply, ~t}", &t) == 0) {
+    cn_set_reason_term(self, t);
+    cn_build(reply, "ok");
+    return CN_STOP_REPLY;
+  }
+  if (cn_match(req, "{call, ~p}", &pid) == 0) {
+    cn_buf_init_with(&b, store, sizeof(store));
+    cn_build(&b, "get");
+    cn_call_async(self, cn_to_pid(pid), cn_buf_term(&b), tmo(2000), reply_cb,
+                  from);
+    cn_buf_free(&b);
+    return CN_NOREPLY;
+  }
+  if (cn_match(req, "{call_name, ~t}", &t) == 0) {
+    char name[64];
+    cn_get_atom(t, name, sizeof(name));
+    cn_buf_init_with(&b, store, sizeof(store));
+    cn_build(&b, "get");
+    cn_call_async(self, cn_to_name(name), cn_buf_term(&b), tmo(2000),
+                  reply_cb, from);
+    cn_buf_free(&b);
+    return CN_NOREPLY;
+  }
+  if (cn_match(req, "{call_req, ~p, ~t, ~i}", &pid, &t, &k) == 0) {
+    cn_call_async(self, cn_to_pid(pid), t, (int)k, reply_cb, from);
+    return CN_NOREPLY;
+  }
+  if (cn_match(req, "sync_self") == 0) {
+    cn_buf r = CN_BUF_INIT;
+    cn_buf_init_with(&b, store, sizeof(store));
+    cn_build(&b, "get");
+    int rc = cn_call(cn_proc_runtime(self), cn_to_pid(cn_proc_pid(self)),
+                     cn_buf_term(&b), 100, &r);
+    cn_buf_free(&b);
+    cn_buf_free(&r);
+    return cn_build(reply, "~a", cn_err_name(rc)), CN_REPLY;
+  }
+  if (cn_match(req, "bad") == 0)
+    return 42;
+  if (cn_match(req, "{timeout, ~i}", &k) == 0) {
+    cn_set_timeout(self, (int)k);
+    return cn_build(reply, "ok"), CN_REPLY;
+  }
+  if (cn_match(req, "trap") == 0) {
+    cn_trap_exit(cn_proc_runtime(self), true);
+    return cn_build(reply, "ok"), CN_REPLY;
+  }
+  if (cn_match(req, "{link, ~p}", &pid) == 0) {
+    cn_link(cn_proc_runtime(self), pid);
+    return cn_build(reply, "ok"), CN_REPLY;
+  }
+  if (cn_match(req, "{monitor, ~p}", &pid) == 0) {
+    cn_ref r;
+    cn_monitor(cn_proc_runtime(self), cn_to_pid(pid), &r);
+    return cn_build(reply, "ok"), CN_REPLY;
+  }
+  if (cn_match(req, "infos") == 0) {
+    cn_put_tuple(reply, 2);
+    cn_put_atom(reply, "ok");
+    cn_put_list(reply, (uint32_t)s->ninfos);
+    cn_buf_append(reply, s->infos.data, s->infos.len);
+    cn_put_nil(reply);
+    return CN_REPLY;
+  }
+  return cn_build(reply, "{error, unknown}"), CN_REPLY;
+}
+
+static int srv_cast(cn_proc *self, void *state, cn_term msg) {
+  srv *s = state;
+  int64_t k;
+  if (cn_match(msg, "{add, ~i}", &k) == 0) {
+    s->n += k;
+    return CN_NOREPLY;
+  }
+  if (cn_match(msg, "stop") == 0)
+    return CN_STOP;
+  return CN_NOREPLY;
+}
+
+static int srv_info(cn_proc *self, void *state, cn_term msg) {
+  srv *s = state;
+  int64_t k;
+  if (cn_match(msg, "{deferred_reply, ~i}", &k) == 0) {
+    cn_replyf((cn_from *)(uintptr_t)k, "deferred_ok");
+    return CN_NOREPLY;
+  }
+  /* Keep a copy of every other message, newest first. */
+  {
+    cn_buf nb = CN_BUF_INIT;
+    cn_put_term(&nb, msg);
+    cn_buf_append(&nb, s->infos.data, s->infos.len);
+    cn_buf_free(&s->infos);
+    s->infos = nb;
+    s->ninfos++;
+  }
+  return CN_NOREPLY;
+}
+
+static void srv_terminate(cn_proc *self, void *state, cn_term reason) {
+  srv *s = state;
+  if (s->terminated)
+    *s->terminated = ++term_order;
+}
+
+static void srv_free(void *state) {
+  srv *s = state;
+  cn_buf_free(&s->infos);
+  free(s);
+}
+
+static const cn_server_ops srv_ops = {
+    .name = "test_srv",
+    .init = srv_init,
+    .handle_call = srv_call,
+    .handle_cast = srv_cast,
+    .handle_info = srv_info,
+    .terminate = srv_terminate,
+    .free_state = srv_free,
+};
+
+static cn_pid start_srv(cn_runtime *rt, int *terminated) {
+  cn_pid pid;
+  assert_int_equal(cn_start(rt, &srv_ops, terminated, NULL, &pid), 0);
+  return pid;
+}
+
+/* Calls and checks the reply against an expected term written as text. */
+static int call_expect(cn_runtime *rt, cn_dest to, const char *req,
+                       const char *expect) {
+  cn_buf rq = CN_BUF_INIT, rep = CN_BUF_INIT, ex = CN_BUF_INIT;
+  int rc;
+  assert_int_equal(cn_build(&rq, req), 0);
+  rc = cn_call(rt, to, cn_buf_term(&rq), tmo(2000), &rep);
+  if (rc == 0 && expect) {
+    assert_int_equal(cn_build(&ex, expect), 0);
+    if (!cn_term_equal(cn_buf_term(&rep), cn_buf_term(&ex))) {
+      cn_buf txt = CN_BUF_INIT;
+      cn_term_print(cn_buf_term(&rep), &txt);
+      fail_msg("reply %s, expected %s", txt.data, expect);
+    }
+  }
+  cn_buf_free(&rq);
+  cn_buf_free(&rep);
+  cn_buf_free(&ex);
+  return rc;
+}
+
+static void wait_dead(cn_runtime *rt, cn_pid pid) {
+  int i;
+  for (i = 0; i < tmo(2000) && cn_is_alive(rt, pid); i++)
+    uv_sleep(1);
+  assert_false(cn_is_alive(rt, pid));
+}
+
+/* Receives one message on this thread and matches it against pattern. */
+static cn_buf rx;
+static cn_term receive(cn_runtime *rt) {
+  assert_int_equal(cn_receive(rt, tmo(2000), &rx), 0);
+  return cn_buf_term(&rx);
+}
+
+/* ---- Tests ------------------------------------------------------------ */
+
+static void test_call_cast_info(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_pid pid = start_srv(rt, NULL);
+  cn_buf b = CN_BUF_INIT;
+  int i;
+
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "get", "{ok, 0}"), 0);
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "{add, 5}", "{ok, 5}"), 0);
+  for (i = 0; i < 100; i++)
+    assert_int_equal(cn_cast(rt, cn_to_pid(pid), T(&b, "{add, 1}")), 0);
+  /* FIFO per sender: the call comes after the casts. */
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "get", "{ok, 105}"), 0);
+  assert_int_equal(cn_send(rt, cn_to_pid(pid), T(&b, "{hello, 1}")), 0);
+  assert_int_equal(
+      call_expect(rt, cn_to_pid(pid), "infos", "{ok, [{hello, 1}]}"), 0);
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "nope",
+                               "{error, unknown}"), 0);
+  assert_int_equal(cn_process_count(rt), 1);
+  assert_int_equal(cn_stop(rt, cn_to_pid(pid), NULL, tmo(1000)), 0);
+  assert_false(cn_is_alive(rt, pid));
+  assert_int_equal(cn_process_count(rt), 0);
+  cn_buf_free(&b);
+  cn_runtime_free(rt);
+}
+
+static void test_deferred_reply(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_pid pid = start_srv(rt, NULL);
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "{defer, 20}",
+                               "deferred_ok"), 0);
+  cn_runtime_free(rt);
+}
+
+static void test_call_noproc(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_pid pid = start_srv(rt, NULL);
+  uint64_t t0;
+  assert_int_equal(cn_stop(rt, cn_to_pid(pid), NULL, tmo(1000)), 0);
+  t0 = uv_hrtime();
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "get", NULL), CN_ENOPROC);
+  assert_int_equal(call_expect(rt, cn_to_name("nobody"), "get", NULL),
+                   CN_ENOPROC);
+  /* At once, not after the timeout. */
+  assert_true(uv_hrtime() - t0 < 500000000ULL);
+  assert_int_equal(cn_stop(rt, cn_to_pid(pid), NULL, 100), CN_ENOPROC);
+  cn_runtime_free(rt);
+}
+
+static void test_call_timeout_late_reply(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_pid pid = start_srv(rt, NULL);
+  cn_buf rq = CN_BUF_INIT, rep = CN_BUF_INIT;
+  assert_int_equal(cn_build(&rq, "{defer, 100}"), 0);
+  assert_int_equal(cn_call(rt, cn_to_pid(pid), cn_buf_term(&rq), 10, &rep),
+                   CN_ETIMEDOUT);
+  /* The late reply must not reach this thread's mailbox. */
+  uv_sleep(200);
+  assert_int_equal(cn_receive(rt, 50, &rep), CN_ETIMEDOUT);
+  /* And the next call gets its own reply. */
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "get", "{ok, 0}"), 0);
+  cn_buf_free(&rq);
+  cn_buf_free(&rep);
+  cn_runtime_free(rt);
+}
+
+static void test_exit_reason_reaches_caller(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_pid pid = start_srv(rt, NULL);
+  cn_buf rq = CN_BUF_INIT, rep = CN_BUF_INIT, ex = CN_BUF_INIT;
+  int term = 0;
+
+  assert_int_equal(cn_build(&rq, "{stop, {shutdown, boom}}"), 0);
+  assert_int_equal(cn_call(rt, cn_to_pid(pid), cn_buf_term(&rq), tmo(1000),
+                           &rep),
+                   CN_EEXIT);
+  cn_build(&ex, "{shutdown, boom}");
+  assert_true(cn_term_equal(cn_buf_term(&rep), cn_buf_term(&ex)));
+  assert_false(cn_is_alive(rt, pid));
+
+  /* stop_reply: the caller gets the reply, then the server is gone. */
+  pid = start_srv(rt, &term);
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "{stop_reply, normal}",
+                               "ok"), 0);
+  wait_dead(rt, pid);
+  assert_true(term > 0);
+
+  /* A bad return value crashes the server with {bad_return_value, 42}. */
+  pid = start_srv(rt, NULL);
+  cn_buf_reset(&rq);
+  cn_build(&rq, "bad");
+  assert_int_equal(cn_call(rt, cn_to_pid(pid), cn_buf_term(&rq), tmo(1000),
+                           &rep),
+                   CN_EEXIT);
+  cn_buf_reset(&ex);
+  cn_build(&ex, "{bad_return_value, 42}");
+  assert_true(cn_term_equal(cn_buf_term(&rep), cn_buf_term(&ex)));
+  cn_buf_free(&rq);
+  cn_buf_free(&rep);
+  cn_buf_free(&ex);
+  cn_runtime_free(rt);
+}
+
+static void test_deadlock_detected(void **st) {
+  cn_runtime *rt = rt_new(1);
+  cn_pid pid = start_srv(rt, NULL);
+  cn_pid me;
+  cn_buf b = CN_BUF_INIT, r = CN_BUF_INIT;
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "sync_self",
+                               "'CN_EDEADLK'"), 0);
+  /* A thread calling its own pid. */
+  assert_int_equal(cn_self(rt, &me), 0);
+  assert_int_equal(cn_call(rt, cn_to_pid(me), T(&b, "x"), 100, &r),
+                   CN_EDEADLK);
+  cn_buf_free(&b);
+  cn_buf_free(&r);
+  cn_runtime_free(rt);
+}
+
+static void test_names(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_pid a = start_srv(rt, NULL), b = start_srv(rt, NULL), w;
+  cn_start_options o = {"kv", NULL};
+  cn_buf t = CN_BUF_INIT;
+
+  assert_int_equal(cn_register(rt, "a", a), 0);
+  assert_int_equal(cn_register(rt, "a", b), CN_EEXIST);
+  assert_int_equal(cn_register(rt, "a2", a), CN_EEXIST); /* one name each */
+  assert_int_equal(cn_register(rt, "undefined", b), CN_EINVAL);
+  assert_int_equal(cn_whereis(rt, "a", &w), 0);
+  assert_true(cn_pid_equal(&w, &a));
+  assert_int_equal(call_expect(rt, cn_to_name("a"), "get", "{ok, 0}"), 0);
+  assert_int_equal(cn_send(rt, cn_to_name("zzz"), T(&t, "x")), CN_ENOPROC);
+  assert_int_equal(cn_cast(rt, cn_to_name("zzz"), T(&t, "x")), 0);
+  assert_int_equal(cn_unregister(rt, "a"), 0);
+  assert_int_equal(cn_unregister(rt, "a"), CN_ENOENT);
+  assert_int_equal(cn_whereis(rt, "a", &w), CN_ENOENT);
+
+  /* Start with a name; a second start gets EEXIST and the holder. */
+  assert_int_equal(cn_start(rt, &srv_ops, NULL, &o, &a), 0);
+  assert_int_equal(cn_start(rt, &srv_ops, NULL, &o, &w), CN_EEXIST);
+  assert_true(cn_pid_equal(&w, &a));
+  /* The name goes with the process. */
+  assert_int_equal(cn_stop(rt, cn_to_name("kv"), NULL, tmo(1000)), 0);
+  assert_int_equal(cn_whereis(rt, "kv", &w), CN_ENOENT);
+  assert_int_equal(cn_start(rt, &srv_ops, NULL, &o, &a), 0);
+  cn_buf_free(&t);
+  cn_runtime_free(rt);
+}
+
+static void test_monitors(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_pid pid = start_srv(rt, NULL), got;
+  cn_ref ref, r2;
+  cn_buf b = CN_BUF_INIT;
+  cn_term reason;
+
+  assert_int_equal(cn_monitor(rt, cn_to_pid(pid), &ref), 0);
+  assert_int_equal(cn_exit(rt, pid, T(&b, "{custom, 1}")), 0);
+  assert_int_equal(cn_match(receive(rt), "{'DOWN', ~r, process, ~p, ~t}",
+                            &r2, &got, &reason),
+                   0);
+  assert_true(cn_ref_equal(&ref, &r2));
+  assert_true(cn_pid_equal(&got, &pid));
+  assert_int_equal(cn_match(reason, "{custom, 1}"), 0);
+
+  /* A dead pid: DOWN noproc at once. */
+  assert_int_equal(cn_monitor(rt, cn_to_pid(pid), &ref), 0);
+  assert_int_equal(cn_match(receive(rt), "{'DOWN', ~r, process, _, noproc}",
+                            &r2),
+                   0);
+  assert_true(cn_ref_equal(&ref, &r2));
+
+  /* By name: the object is {Name, Node}. */
+  assert_int_equal(cn_monitor(rt, cn_to_name("ghost"), &ref), 0);
+  assert_int_equal(cn_match(receive(rt),
+                            "{'DOWN', _, process, {ghost, 'nonode@nohost'}, "
+                            "noproc}"),
+                   0);
+
+  /* Demonitor: no DOWN afterwards. */
+  pid = start_srv(rt, NULL);
+  assert_int_equal(cn_monitor(rt, cn_to_pid(pid), &ref), 0);
+  assert_int_equal(cn_demonitor(rt, &ref, true), 0);
+  assert_int_equal(cn_demonitor(rt, &ref, false), CN_ENOENT);
+  assert_int_equal(cn_stop(rt, cn_to_pid(pid), NULL, tmo(1000)), 0);
+  assert_int_equal(cn_receive(rt, 100, &rx), CN_ETIMEDOUT);
+  cn_buf_free(&b);
+  cn_runtime_free(rt);
+}
+
+static void test_links_and_exits(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_pid a = start_srv(rt, NULL), b = start_srv(rt, NULL), from;
+  cn_buf t = CN_BUF_INIT;
+  cn_ref ref;
+  cn_term reason;
+  int i;
+
+  /* a links to b; b dies with an abnormal reason; a (not trapping) dies
+   * too, and its monitor says why. */
+  assert_int_equal(cn_build(&t, "{link, ~p}", &b), 0);
+  assert_int_equal(cn_call(rt, cn_to_pid(a), cn_buf_term(&t), tmo(1000), &rx),
+                   0);
+  assert_int_equal(cn_monitor(rt, cn_to_pid(a), &ref), 0);
+  assert_int_equal(cn_exit(rt, b, T(&t, "boom")), 0);
+  assert_int_equal(cn_match(receive(rt), "{'DOWN', _, process, _, boom}"), 0);
+
+  /* exit(normal) is ignored by a process that does not trap exits. */
+  a = start_srv(rt, NULL);
+  assert_int_equal(cn_exit(rt, a, T(&t, "normal")), 0);
+  assert_int_equal(call_expect(rt, cn_to_pid(a), "get", "{ok, 0}"), 0);
+
+  /* Trapping: exits become messages; kill cannot be trapped. */
+  assert_int_equal(call_expect(rt, cn_to_pid(a), "trap", "ok"), 0);
+  assert_int_equal(cn_exit(rt, a, T(&t, "normal")), 0);
+  assert_int_equal(cn_exit(rt, a, T(&t, "other")), 0);
+  assert_int_equal(cn_self(rt, &from), 0);
+  cn_buf_reset(&t);
+  cn_build(&t, "{ok, [{'EXIT', ~p, other}, {'EXIT', ~p, normal}]}", &from,
+           &from);
+  {
+    cn_buf rep = CN_BUF_INIT, rq = CN_BUF_INIT;
+    cn_build(&rq, "infos");
+    assert_int_equal(
+        cn_call(rt, cn_to_pid(a), cn_buf_term(&rq), tmo(1000), &rep), 0);
+    assert_true(cn_term_equal(cn_buf_term(&rep), cn_buf_term(&t)));
+    cn_buf_free(&rep);
+    cn_buf_free(&rq);
+  }
+  assert_int_equal(cn_monitor(rt, cn_to_pid(a), &ref), 0);
+  assert_int_equal(cn_exit(rt, a, T(&t, "kill")), 0);
+  assert_int_equal(cn_match(receive(rt), "{'DOWN', _, process, _, ~t}",
+                            &reason), 0);
+  assert_true(cn_is_atom(reason, "killed"));
+
+  /* A thread linked to a process gets {'EXIT', Pid, Reason}. */
+  a = start_srv(rt, NULL);
+  assert_int_equal(cn_link(rt, a), 0);
+  assert_int_equal(cn_exit(rt, a, T(&t, "bye")), 0);
+  assert_int_equal(cn_match(receive(rt), "{'EXIT', ~p, bye}", &from), 0);
+  assert_true(cn_pid_equal(&from, &a));
+  /* Linking to a dead pid: exit signal noproc. */
+  assert_int_equal(cn_link(rt, a), 0);
+  assert_int_equal(cn_match(receive(rt), "{'EXIT', _, noproc}"), 0);
+
+  /* unlink: the exit no longer arrives. */
+  a = start_srv(rt, NULL);
+  assert_int_equal(cn_link(rt, a), 0);
+  assert_int_equal(cn_unlink(rt, a), 0);
+  assert_int_equal(cn_exit(rt, a, T(&t, "bye")), 0);
+  wait_dead(rt, a);
+  assert_int_equal(cn_receive(rt, 100, &rx), CN_ETIMEDOUT);
+
+  /* A linked exit storm: a chain of 1000 linked servers dies from one
+   * end to the other. */
+  {
+    cn_pid first = start_srv(rt, NULL), prev = first, cur;
+    for (i = 0; i < 1000; i++) {
+      cur = start_srv(rt, NULL);
+      cn_buf_reset(&t);
+      cn_build(&t, "{link, ~p}", &prev);
+      assert_int_equal(
+          cn_call(rt, cn_to_pid(cur), cn_buf_term(&t), tmo(1000), &rx), 0);
+      prev = cur;
+    }
+    assert_int_equal(cn_monitor(rt, cn_to_pid(prev), &ref), 0);
+    assert_int_equal(cn_exit(rt, first, T(&t, "storm")), 0);
+    assert_int_equal(cn_match(receive(rt), "{'DOWN', _, process, _, storm}"),
+                     0);
+    for (i = 0; i < tmo(2000) && cn_process_count(rt) > 0; i++)
+      uv_sleep(1);
+    assert_int_equal(cn_process_count(rt), 0);
+  }
+  cn_buf_free(&t);
+  cn_runtime_free(rt);
+}
+
+static void test_start_link(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_pid pid, from;
+  cn_buf t = CN_BUF_INIT;
+  assert_int_equal(cn_start_link(rt, &srv_ops, NULL, NULL, &pid), 0);
+  assert_int_equal(cn_exit(rt, pid, T(&t, "crash")), 0);
+  assert_int_equal(cn_match(receive(rt), "{'EXIT', ~p, crash}", &from), 0);
+  assert_true(cn_pid_equal(&from, &pid));
+  cn_buf_free(&t);
+  cn_runtime_free(rt);
+}
+
+static int stop_init(cn_proc *self, void *arg, void **state) {
+  if (arg == NULL)
+    return CN_IGNORE;
+  cn_set_reason(self, "{init_failed, ~i}", (int64_t)7);
+  return CN_STOP;
+}
+static const cn_server_ops stop_ops = {.name = "stopper",
+                                       .init = stop_init};
+
+static void test_init_results(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_buf reason = CN_BUF_INIT;
+  cn_start_options o = {"s", &reason};
+  cn_pid pid;
+  assert_int_equal(cn_start(rt, &stop_ops, NULL, &o, &pid), CN_EIGNORE);
+  assert_int_equal(cn_start_link(rt, &stop_ops, &o, &o, &pid), CN_EEXIT);
+  assert_int_equal(cn_match(cn_buf_term(&reason), "{init_failed, 7}"), 0);
+  assert_int_equal(cn_whereis(rt, "s", &pid), CN_ENOENT);
+  assert_int_equal(cn_process_count(rt), 0);
+  /* The failed start_link delivered no exit to this thread. */
+  assert_int_equal(cn_receive(rt, 50, &rx), CN_ETIMEDOUT);
+  cn_buf_free(&reason);
+  cn_runtime_free(rt);
+}
+
+static void test_process_calls(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_pid a = start_srv(rt, NULL), b = start_srv(rt, NULL);
+  cn_buf t = CN_BUF_INIT, rep = CN_BUF_INIT;
+  cn_start_options o = {"bee", NULL};
+  cn_pid c;
+
+  assert_int_equal(call_expect(rt, cn_to_pid(b), "{add, 9}", "{ok, 9}"), 0);
+  cn_build(&t, "{call, ~p}", &b);
+  assert_int_equal(cn_call(rt, cn_to_pid(a), cn_buf_term(&t), tmo(2000),
+                           &rep), 0);
+  assert_int_equal(cn_match(cn_buf_term(&rep), "{ok, {ok, 9}}"), 0);
+
+  /* Async call to a missing name: noproc through the callback. */
+  assert_int_equal(call_expect(rt, cn_to_pid(a), "{call_name, bee}",
+                               "{error, 'CN_ENOPROC'}"), 0);
+  assert_int_equal(cn_start(rt, &srv_ops, NULL, &o, &c), 0);
+  assert_int_equal(call_expect(rt, cn_to_pid(a), "{call_name, bee}",
+                               "{ok, {ok, 0}}"), 0);
+  /* Async call timing out; the late reply is dropped. */
+  cn_buf_reset(&t);
+  cn_build(&t, "{call_req, ~p, {defer, 100}, 20}", &b);
+  assert_int_equal(cn_call(rt, cn_to_pid(a), cn_buf_term(&t), tmo(2000),
+                           &rep), 0);
+  assert_int_equal(cn_match(cn_buf_term(&rep), "{error, 'CN_ETIMEDOUT'}"), 0);
+  uv_sleep(150);
+  assert_int_equal(call_expect(rt, cn_to_pid(a), "infos", "{ok, []}"), 0);
+  /* The target dying mid-call: the caller gets its exit reason. */
+  cn_buf_reset(&t);
+  cn_build(&t, "{call_req, ~p, {stop, {shutdown, mid}}, 2000}", &b);
+  assert_int_equal(cn_call(rt, cn_to_pid(a), cn_buf_term(&t), tmo(2000),
+                           &rep), 0);
+  assert_int_equal(
+      cn_match(cn_buf_term(&rep), "{error, {exit, {shutdown, mid}}}"), 0);
+  assert_false(cn_is_alive(rt, b));
+  /* And a dead target: noproc. */
+  cn_buf_reset(&t);
+  cn_build(&t, "{call_req, ~p, get, 100}", &b);
+  assert_int_equal(cn_call(rt, cn_to_pid(a), cn_buf_term(&t), tmo(2000),
+                           &rep), 0);
+  assert_int_equal(cn_match(cn_buf_term(&rep), "{error, 'CN_ENOPROC'}"), 0);
+  cn_buf_free(&t);
+  cn_buf_free(&rep);
+  cn_runtime_free(rt);
+}
+
+static void test_timers(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_pid me;
+  cn_ref r1, r2;
+  cn_buf t = CN_BUF_INIT;
+  long left = -1;
+  uint64_t t0 = uv_hrtime();
+
+  assert_int_equal(cn_self(rt, &me), 0);
+  assert_int_equal(cn_send_after(rt, 30, cn_to_pid(me), T(&t, "tick"), &r1),
+                   0);
+  assert_int_equal(cn_send_after(rt, 5000, cn_to_pid(me), T(&t, "never"),
+                                 &r2), 0);
+  assert_true(cn_is_atom(receive(rt), "tick"));
+  assert_true(uv_hrtime() - t0 >= 29000000ULL);
+  assert_int_equal(cn_cancel_timer(rt, &r1, NULL), CN_ENOENT);
+  assert_int_equal(cn_cancel_timer(rt, &r2, &left), 0);
+  assert_true(left > 4000 && left <= 5000);
+  assert_int_equal(cn_cancel_timer(rt, &r2, NULL), CN_ENOENT);
+  /* Order: shorter first. */
+  cn_send_after(rt, 40, cn_to_pid(me), T(&t, "b"), NULL);
+  cn_send_after(rt, 10, cn_to_pid(me), T(&t, "a"), NULL);
+  assert_true(cn_is_atom(receive(rt), "a"));
+  assert_true(cn_is_atom(receive(rt), "b"));
+  cn_buf_free(&t);
+  cn_runtime_free(rt);
+}
+
+static void test_server_timeout(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_pid pid = start_srv(rt, NULL);
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "{timeout, 20}", "ok"), 0);
+  uv_sleep(100);
+  /* The call that reads infos itself comes after the timeout fired. */
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "infos",
+                               "{ok, [timeout]}"), 0);
+  /* A message before the timeout cancels it. */
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "{timeout, 100}", "ok"),
+                   0);
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "get", "{ok, 0}"), 0);
+  uv_sleep(200);
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "infos",
+                               "{ok, [timeout]}"), 0);
+  cn_runtime_free(rt);
+}
+
+static void test_shutdown_runs_terminate(void **st) {
+  cn_runtime *rt = rt_new(2);
+  int t1 = 0, t2 = 0;
+  cn_pid a = start_srv(rt, &t1), b = start_srv(rt, &t2);
+  assert_int_equal(call_expect(rt, cn_to_pid(a), "trap", "ok"), 0);
+  (void)b;
+  assert_int_equal(cn_runtime_shutdown(rt, tmo(2000)), 0);
+  /* A trapping server runs terminate; a non-trapping one just dies. */
+  assert_true(t1 > 0);
+  assert_int_equal(t2, 0);
+  cn_runtime_free(rt);
+}
+
+/* ---- Stress: many threads calling many servers ------------------------ */
+
+#define NSERVERS 16
+#define NTHREADS 8
+#define NCALLS 5000
+
+typedef struct stress_arg {
+  cn_runtime *rt;
+  cn_pid *servers;
+  int id;
+  int errors;
+} stress_arg;
+
+static void stress_thread(void *p) {
+  stress_arg *a = p;
+  cn_buf rq = CN_BUF_INIT, rep = CN_BUF_INIT;
+  int i;
+  for (i = 0; i < NCALLS; i++) {
+    int64_t got;
+    cn_pid who;
+    int s = (i * 7 + a->id) % NSERVERS;
+    cn_buf_reset(&rq);
+    /* echo-style request: the server's pid and our own tag come back. */
+    cn_build(&rq, "{add, ~i}", (int64_t)1);
+    if (cn_call(a->rt, cn_to_pid(a->servers[s]), cn_buf_term(&rq), tmo(5000),
+                &rep) != 0 ||
+        cn_match(cn_buf_term(&rep), "{ok, ~i}", &got) != 0)
+      a->errors++;
+    (void)who;
+    if (i % 50 == 0)
+      cn_cast(a->rt, cn_to_pid(a->servers[s]), cn_buf_term(&rq));
+  }
+  cn_buf_free(&rq);
+  cn_buf_free(&rep);
+}
+
+static void test_stress(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_pid servers[NSERVERS];
+  uv_thread_t th[NTHREADS];
+  stress_arg args[NTHREADS];
+  int64_t total = 0, n;
+  int i;
+  cn_buf rep = CN_BUF_INIT, rq = CN_BUF_INIT;
+
+  for (i = 0; i < NSERVERS; i++)
+    servers[i] = start_srv(rt, NULL);
+  for (i = 0; i < NTHREADS; i++) {
+    args[i] = (stress_arg){rt, servers, i, 0};
+    uv_thread_create(&th[i], stress_thread, &args[i]);
+  }
+  for (i = 0; i < NTHREADS; i++) {
+    uv_thread_join(&th[i]);
+    assert_int_equal(args[i].errors, 0);
+  }
+  cn_build(&rq, "get");
+  for (i = 0; i < NSERVERS; i++) {
+    assert_int_equal(
+        cn_call(rt, cn_to_pid(servers[i]), cn_buf_term(&rq), tmo(2000), &rep),
+        0);
+    assert_int_equal(cn_match(cn_buf_term(&rep), "{ok, ~i}", &n), 0);
+    total += n;
+  }
+  /* Every call and cast counted exactly once. */
+  assert_int_equal(total, (int64_t)NTHREADS * (NCALLS + NCALLS / 50));
+  cn_buf_free(&rep);
+  cn_buf_free(&rq);
+  cn_runtime_free(rt);
+}
+
+static void test_many_processes(void **st) {
+  cn_runtime *rt = rt_new(2);
+  enum { N = 20000 };
+  cn_pid *p = malloc(sizeof(*p) * N);
+  int i;
+  for (i = 0; i < N; i++)
+    p[i] = start_srv(rt, NULL);
+  assert_int_equal(cn_process_count(rt), N);
+  for (i = 0; i < N; i += 2)
+    assert_int_equal(cn_stop(rt, cn_to_pid(p[i]), NULL, tmo(1000)), 0);
+  assert_int_equal(cn_process_count(rt), N / 2);
+  /* Pids are not reused while a serial can tell them apart. */
+  {
+    cn_pid q = start_srv(rt, NULL);
+    assert_false(cn_pid_equal(&q, &p[0]));
+    assert_false(cn_is_alive(rt, p[0]));
+  }
+  free(p);
+  cn_runtime_free(rt);
+}
+
+static void test_strerror(void **st) {
+  assert_string_equal(cn_strerror(0), "ok");
+  assert_string_equal(cn_strerror(CN_ENOPROC), "no such process");
+  assert_string_equal(cn_err_name(CN_ETIMEDOUT), "CN_ETIMEDOUT");
+  assert_string_equal(cn_strerror(-9999), "unknown error");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_strerror),
+      cmocka_unit_test(test_call_cast_info),
+      cmocka_unit_test(test_deferred_reply),
+      cmocka_unit_test(test_call_noproc),
+      cmocka_unit_test(test_call_timeout_late_reply),
+      cmocka_unit_test(test_exit_reason_reaches_caller),
+      cmocka_unit_test(test_deadlock_detected),
+      cmocka_unit_test(test_names),
+      cmocka_unit_test(test_monitors),
+      cmocka_unit_test(test_links_and_exits),
+      cmocka_unit_test(test_start_link),
+      cmocka_unit_test(test_init_results),
+      cmocka_unit_test(test_process_calls),
+      cmocka_unit_test(test_timers),
+      cmocka_unit_test(test_server_timeout),
+      cmocka_unit_test(test_shutdown_runs_terminate),
+      cmocka_unit_test(test_stress),
+      cmocka_unit_test(test_many_processes),
+  };
+  int rc = cmocka_run_group_tests_name("runtime", tests, NULL, NULL);
+  cn_buf_free(&rx);
+  return rc;
+}
