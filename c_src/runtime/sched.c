@@ -56,12 +56,14 @@ static size_t steal(cn__sched *s, cn__sched *victim) {
   cn_proc *first, *last, *p;
   size_t n, take, i;
 
+  /* A queued process waits behind whatever the victim is running, so even
+   * one is worth taking; half (rounded up) leaves the victim its share. */
   n = atomic_load_explicit(&victim->rq_len, memory_order_relaxed);
-  if (n < 2)
+  if (n == 0)
     return 0;
   pthread_mutex_lock(&victim->rq_mu);
   n = atomic_load(&victim->rq_len);
-  take = n / 2;
+  take = (n + 1) / 2;
   if (take == 0) {
     pthread_mutex_unlock(&victim->rq_mu);
     return 0;
@@ -117,9 +119,6 @@ void cn__schedule(cn_proc *p) {
     atomic_store_explicit(&p->home, cur->idx, memory_order_relaxed);
     rq_push(cur, p);
     start_runner(cur);
-    if (rt->nsched > 1 && atomic_load_explicit(&cur->rq_len,
-                                               memory_order_relaxed) > 1)
-      wake_helper(cur);
     return;
   }
   s = &rt->sched[atomic_load_explicit(&p->home, memory_order_relaxed) %
@@ -201,6 +200,12 @@ static void on_runner(uv_idle_t *h) {
     cn_proc *p = rq_pop(s);
     if (!p)
       break;
+    /* Work waits behind the process we are about to run: let a sleeping
+     * scheduler steal it.  A caller and its server (ping-pong) never
+     * trigger this, since each finds the queue empty behind the other. */
+    if (s->rt->nsched > 1 &&
+        atomic_load_explicit(&s->rq_len, memory_order_relaxed) > 0)
+      wake_helper(s);
     /* The queue's reference is handed to run_proc, which drops it. */
     cn__run_proc(p, CN__BUDGET);
   }
