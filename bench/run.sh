@@ -115,16 +115,18 @@ figure() {
   if [ -s "$TMP/c.$name" ] && [ "$(wc -l <"$TMP/c.$name")" -eq "$rounds" ]
   then
     cm=$(median <"$TMP/c.$name")
+    # shellcheck disable=SC2059 # fmt is one of ours
     cs=$(printf "$fmt" "$cm")
   else
-    cm= cs=FAIL
+    cm='' cs=FAIL
   fi
   if [ -s "$TMP/b.$name" ] && [ "$(wc -l <"$TMP/b.$name")" -eq "$rounds" ]
   then
     bm=$(median <"$TMP/b.$name")
+    # shellcheck disable=SC2059
     bs=$(printf "$fmt" "$bm")
   else
-    bm= bs=FAIL
+    bm='' bs=FAIL
   fi
   if [ -n "$cm" ] && [ -n "$bm" ]; then
     ratio=$(awk -v c="$cm" -v b="$bm" -v k="$kind" 'BEGIN {
