@@ -6,7 +6,8 @@
 #
 # 1. `make install DESTDIR=<scratch> PREFIX=/opt/cnode`, and checks the tree
 #    and that libcnode.so exports only cn_* names.
-# 2. Copies a smoke program and every examples/*.c to a scratch directory
+# 2. Copies a smoke program, every examples/*.c and every complete C program
+#    in README.md (a ```c block with a main) to a scratch directory
 #    outside the source tree and builds each one twice from there:
 #      dynamic:  cc x.c $(pkg-config --cflags --libs cnode)
 #      static:   cc x.c $(pkg-config --cflags --static --libs cnode), with
@@ -82,6 +83,12 @@ int main(void) {
   return 0;
 }
 EOF
+# Every ```c block in README.md that has a main() is a program a reader
+# will copy, so it is built and run like an example.
+awk -v dir="$work/src" '
+  /^```c$/ { n++; f = dir "/readme-" n ".c"; body = ""; inblock = 1; next }
+  /^```$/ && inblock { inblock = 0; if (body ~ /main\(/) printf "%s", body > f; next }
+  inblock { body = body $0 "\n" }' "$top/README.md"
 for f in "$top"/examples/*.c "$top"/examples/*.h; do
   if [ -e "$f" ]; then cp "$f" "$work/src/"; fi
 done
