@@ -5,6 +5,8 @@
  * typically) and moves to the heap only when it outgrows it; that keeps
  * the common small message free of malloc.
  */
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,14 +53,16 @@ int cn__buf_grow(cn_buf *b, size_t n) {
   size_t need, cap;
   char *p;
 
-  if (n > SIZE_MAX - b->len)
+  /* No object may exceed PTRDIFF_MAX; asking for more is a certain
+   * failure, so it does not reach malloc. */
+  if (n > (size_t)PTRDIFF_MAX - b->len)
     goto nomem;
   need = b->len + n;
   if (need <= b->cap)
     return 0;
   cap = b->cap < MIN_HEAP_CAP ? MIN_HEAP_CAP : b->cap;
   while (cap < need) {
-    if (cap > SIZE_MAX / 2) {
+    if (cap > (size_t)PTRDIFF_MAX / 2) {
       cap = need;
       break;
     }

@@ -37,18 +37,14 @@ static inline const char *ws(const char *f) {
   return f;
 }
 
-static inline int is_lower(char c) {
-  return c >= 'a' && c <= 'z';
-}
+static inline int is_lower(char c) { return c >= 'a' && c <= 'z'; }
 
 static inline int is_name(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
          (c >= '0' && c <= '9') || c == '_' || c == '@';
 }
 
-static inline int is_digit(char c) {
-  return c >= '0' && c <= '9';
-}
+static inline int is_digit(char c) { return c >= '0' && c <= '9'; }
 
 /* ---- Literals ------------------------------------------------------------ */
 
@@ -74,15 +70,32 @@ static const char *quoted(const char *f, char q, char *tmp, size_t cap,
       return NULL;
     if (c == '\\') {
       switch (*++s) {
-      case '\\': c = '\\'; break;
-      case '\'': c = '\''; break;
-      case '"': c = '"'; break;
-      case 'n': c = '\n'; break;
-      case 'r': c = '\r'; break;
-      case 't': c = '\t'; break;
-      case 'e': c = 27; break;
-      case '0': c = '\0'; break;
-      default: return NULL;
+      case '\\':
+        c = '\\';
+        break;
+      case '\'':
+        c = '\'';
+        break;
+      case '"':
+        c = '"';
+        break;
+      case 'n':
+        c = '\n';
+        break;
+      case 'r':
+        c = '\r';
+        break;
+      case 't':
+        c = '\t';
+        break;
+      case 'e':
+        c = 27;
+        break;
+      case '0':
+        c = '\0';
+        break;
+      default:
+        return NULL;
       }
     }
     if (k == cap)
@@ -170,7 +183,7 @@ static int enc_int_literal(cn_buf *b, const char *f, const char *end) {
       return cn__enc_uint(b, v);
     if (v <= (uint64_t)INT64_MAX + 1)
       return cn__enc_int(b, v == (uint64_t)INT64_MAX + 1 ? INT64_MIN
-                                                          : -(int64_t)v);
+                                                         : -(int64_t)v);
   }
   /* A bignum: schoolbook decimal to base 256, big-endian. */
   mag = nd / 2 + 2 <= sizeof small ? small : malloc(nd / 2 + 2);
@@ -250,7 +263,8 @@ static int close_tail(cn_buf *b, bframe *fr) {
   unsigned char tag = (unsigned char)b->data[t];
   uint64_t count = fr->count;
 
-  if (tag == ETF_NIL || (tag == ETF_STRING && cn__get16(b->data + t + 1) == 0)) {
+  if (tag == ETF_NIL ||
+      (tag == ETF_STRING && cn__get16(b->data + t + 1) == 0)) {
     b->len = t;
     b->data[b->len++] = (char)ETF_NIL;
   } else if (tag == ETF_LIST) {
@@ -380,7 +394,8 @@ done:
   return 0;
 }
 
-/* ---- The parser ----------------------------------------------------------- */
+/* ---- The parser -----------------------------------------------------------
+ */
 
 static int hole(cn_buf *b, char h, va_list *ap, int key_mode) {
   if (key_mode) {

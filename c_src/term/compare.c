@@ -30,9 +30,7 @@
 
 /* ---- Scalars ------------------------------------------------------------ */
 
-static int sgn(const cn__int *v) {
-  return v->n == 0 ? 0 : v->neg ? -1 : 1;
-}
+static int sgn(const cn__int *v) { return v->n == 0 ? 0 : v->neg ? -1 : 1; }
 
 static int mag_cmp(const cn__int *x, const cn__int *y) {
   size_t i;
@@ -156,18 +154,16 @@ static int atom_term_cmp(const char *a, const char *b) {
   return cn__atom_cmp(&x, &y);
 }
 
-static int u64_cmp(uint64_t a, uint64_t b) {
-  return a < b ? -1 : a > b;
-}
+static int u64_cmp(uint64_t a, uint64_t b) { return a < b ? -1 : a > b; }
 
 /* Pids, ports and references, decoded without interning their node. */
 typedef struct ident {
   cn__atom node;
   uint32_t creation;
-  uint64_t id;         /* pid number, port number */
-  uint32_t serial;     /* pid serial */
-  uint32_t len;        /* reference words */
-  const char *words;   /* reference words, big-endian, lowest first */
+  uint64_t id;       /* pid number, port number */
+  uint32_t serial;   /* pid serial */
+  uint32_t len;      /* reference words */
+  const char *words; /* reference words, big-endian, lowest first */
 } ident;
 
 static void ident_view(const char *p, ident *d) {
@@ -464,8 +460,7 @@ static void sort_pairs(kv *v, kv *tmp, size_t n, int level) {
 
 /* Collects and sorts the pairs of a map whose first key is at p.  Returns
  * the first byte after the map, or NULL when memory runs out. */
-static const char *map_pairs(const char *p, uint64_t n, kv **out,
-                             int level) {
+static const char *map_pairs(const char *p, uint64_t n, kv **out, int level) {
   kv *v;
   uint64_t i;
 
@@ -512,10 +507,10 @@ enum { F_SEQ, F_LIST, F_MAP };
 
 typedef struct cframe {
   int kind;
-  uint64_t left;          /* F_SEQ: elements left; F_MAP: items left */
-  uint64_t n;             /* F_MAP: pairs */
-  lside a, b;             /* F_LIST: both cursors */
-  kv *ma, *mb;            /* F_MAP: sorted pairs */
+  uint64_t left;           /* F_SEQ: elements left; F_MAP: items left */
+  uint64_t n;              /* F_MAP: pairs */
+  lside a, b;              /* F_LIST: both cursors */
+  kv *ma, *mb;             /* F_MAP: sorted pairs */
   const char *enda, *endb; /* F_MAP: first byte after each map */
 } cframe;
 
@@ -845,8 +840,9 @@ static uint64_t hscalar(uint64_t h, int cls, const char *p) {
     ident d;
     uint32_t i, n;
     ident_view(p, &d);
-    h = hatom(hmix(h, cls == CLS_REF ? H_REF : cls == CLS_PORT ? H_PORT
-                                                                : H_PID),
+    h = hatom(hmix(h, cls == CLS_REF    ? H_REF
+                      : cls == CLS_PORT ? H_PORT
+                                        : H_PID),
               &d.node);
     h = hmix(hmix(hmix(h, d.creation), d.id), d.serial);
     n = d.len;

@@ -8,7 +8,8 @@
 
 #include "term_internal.h"
 
-#define S(v) {(char)ETF_SMALL_INTEGER, (char)(v)}
+#define S(v)                                                                   \
+  { (char)ETF_SMALL_INTEGER, (char)(v) }
 #define S4(v) S(v), S((v) + 1), S((v) + 2), S((v) + 3)
 #define S16(v) S4(v), S4((v) + 4), S4((v) + 8), S4((v) + 12)
 #define S64(v) S16(v), S16((v) + 16), S16((v) + 32), S16((v) + 48)

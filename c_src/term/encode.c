@@ -270,13 +270,9 @@ int cn_put_atom_len(cn_buf *b, const char *utf8, size_t len) {
   return sticky(b, cn__enc_atom(b, utf8, len));
 }
 
-int cn_put_int(cn_buf *b, int64_t v) {
-  return sticky(b, cn__enc_int(b, v));
-}
+int cn_put_int(cn_buf *b, int64_t v) { return sticky(b, cn__enc_int(b, v)); }
 
-int cn_put_uint(cn_buf *b, uint64_t v) {
-  return sticky(b, cn__enc_uint(b, v));
-}
+int cn_put_uint(cn_buf *b, uint64_t v) { return sticky(b, cn__enc_uint(b, v)); }
 
 int cn_put_double(cn_buf *b, double v) {
   return sticky(b, cn__enc_double(b, v));

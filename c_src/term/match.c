@@ -32,14 +32,14 @@ typedef struct mframe {
 } mframe;
 
 typedef struct pending {
-  char kind;      /* the hole's letter */
-  void *o1, *o2;  /* where the values go */
-  const char *x;  /* the subject term */
+  char kind;     /* the hole's letter */
+  void *o1, *o2; /* where the values go */
+  const char *x; /* the subject term */
   union {
     int64_t i;
     uint64_t u;
     double f;
-    size_t len;   /* ~t: the term's length */
+    size_t len; /* ~t: the term's length */
     cn_pid pid;
     cn_ref ref;
   } v;
@@ -147,8 +147,7 @@ static int int_value(const char *x, int64_t *v) {
 
 /* Matches the literal at *fp (a number, string, quoted atom or complex
  * literal) by building it and comparing; advances *fp. */
-static int match_built(const char **fp, va_list *ap, const char *x,
-                       int *rc) {
+static int match_built(const char **fp, va_list *ap, const char *x, int *rc) {
   char tmp[256];
   cn_buf kb;
   cn_term want, have;
@@ -362,9 +361,9 @@ static int match(cn_term t, const char *f, va_list *ap, outs *o) {
   int sp = 0, rc = 0;
 
   for (;;) {
-    const char *x; /* the subject of the next pattern term */
+    const char *x;          /* the subject of the next pattern term */
     const char *end = NULL; /* where the subject ends, when known */
-    int virt = 0;  /* x is not in the term's bytes (a string element) */
+    int virt = 0; /* x is not in the term's bytes (a string element) */
     mframe *fr = sp > 0 ? &st[sp - 1] : NULL;
     char c;
 
@@ -465,16 +464,14 @@ static int match(cn_term t, const char *f, va_list *ap, outs *o) {
           goto map_key;
         continue;
       }
-    } else if (c == '-' || (c >= '0' && c <= '9') || c == '\'' ||
-               c == '"') {
+    } else if (c == '-' || (c >= '0' && c <= '9') || c == '\'' || c == '"') {
       /* Small integers are the common literal; the rest is built. */
       const char *s = f;
       int64_t v = 0, want;
       int neg = *s == '-', digits = 0;
       for (s += neg; *s >= '0' && *s <= '9' && digits < 18; s++, digits++)
         v = v * 10 + (*s - '0');
-      if (digits > 0 && digits < 18 && *s != '.' &&
-          !(*s >= '0' && *s <= '9')) {
+      if (digits > 0 && digits < 18 && *s != '.' && !(*s >= '0' && *s <= '9')) {
         want = neg ? -v : v;
         if (int_value(x, &v) != 0 || v != want)
           return CN_ENOMATCH;

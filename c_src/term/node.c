@@ -56,21 +56,20 @@ static uint32_t hash_name(const char *s, size_t n) {
 }
 
 static node_entry *entry_at(uint32_t idx) {
-  node_entry **chunk = atomic_load_explicit(&chunks[idx >> CHUNK_BITS],
-                                            memory_order_acquire);
+  node_entry **chunk =
+      atomic_load_explicit(&chunks[idx >> CHUNK_BITS], memory_order_acquire);
   return chunk[idx & (CHUNK_SIZE - 1)];
 }
 
 static int is_nonode(const char *name, size_t len) {
-  return len == sizeof nonode_name - 1 &&
-         memcmp(name, nonode_name, len) == 0;
+  return len == sizeof nonode_name - 1 && memcmp(name, nonode_name, len) == 0;
 }
 
 /* Looks the name up without locking; 0 means "not found" (index 0 never
  * sits in a chain). */
 static uint32_t find(const char *name, size_t len, uint32_t h) {
-  uint32_t idx = atomic_load_explicit(&buckets[h % NBUCKETS],
-                                      memory_order_acquire);
+  uint32_t idx =
+      atomic_load_explicit(&buckets[h % NBUCKETS], memory_order_acquire);
   while (idx != 0) {
     node_entry *e = entry_at(idx);
     if (e->hash == h && e->len == len && memcmp(e->name, name, len) == 0)
@@ -124,9 +123,8 @@ int cn_node_intern(const char *name, size_t len, uint32_t *idx) {
   e->name[len] = '\0';
   e->len = len;
   e->hash = h;
-  atomic_init(&e->next,
-              atomic_load_explicit(&buckets[h % NBUCKETS],
-                                   memory_order_relaxed));
+  atomic_init(&e->next, atomic_load_explicit(&buckets[h % NBUCKETS],
+                                             memory_order_relaxed));
   atomic_load_explicit(&chunks[n >> CHUNK_BITS],
                        memory_order_relaxed)[n & (CHUNK_SIZE - 1)] = e;
   atomic_store_explicit(&count, n + 1, memory_order_release);

@@ -43,9 +43,7 @@ static void putch(out *o, char c) {
   o->b->len++;
 }
 
-static void puts_(out *o, const char *s) {
-  put(o, s, strlen(s));
-}
+static void puts_(out *o, const char *s) { put(o, s, strlen(s)); }
 
 static void put_u64(out *o, uint64_t v) {
   char tmp[24];
@@ -196,8 +194,7 @@ static void put_float(out *o, double d) {
     upper = 1;
   }
   if (e >= lower && e <= upper &&
-      !((D >= (1ull << 53) && e == 0) ||
-        (D > (1ull << 52) / 5 && e == 1) ||
+      !((D >= (1ull << 53) && e == 0) || (D > (1ull << 52) / 5 && e == 1) ||
         (D > (1ull << 51) / 25 && e == 2))) {
     int whole = olen + e;
     if (e >= 0) {
@@ -238,10 +235,10 @@ static void put_float(out *o, double d) {
 /* ---- Atoms -------------------------------------------------------------- */
 
 static const char *const reserved[] = {
-    "after", "and",  "andalso", "band", "begin", "bnot", "bor",
-    "bsl",   "bsr",  "bxor",    "case", "catch", "cond", "div",
-    "end",   "fun",  "if",      "let",  "not",   "of",   "or",
-    "orelse", "receive", "rem", "try",  "when",  "xor"};
+    "after",  "and",     "andalso", "band", "begin", "bnot", "bor",
+    "bsl",    "bsr",     "bxor",    "case", "catch", "cond", "div",
+    "end",    "fun",     "if",      "let",  "not",   "of",   "or",
+    "orelse", "receive", "rem",     "try",  "when",  "xor"};
 
 /* Decodes the atom into code points; returns the count. */
 static size_t atom_cps(const cn__atom *a, uint32_t *cp) {
@@ -317,16 +314,36 @@ static void put_atom(out *o, const cn__atom *a) {
     uint32_t c = cp[i];
     char esc[5];
     switch (c) {
-    case '\'': puts_(o, "\\'"); break;
-    case '\\': puts_(o, "\\\\"); break;
-    case '\n': puts_(o, "\\n"); break;
-    case '\r': puts_(o, "\\r"); break;
-    case '\t': puts_(o, "\\t"); break;
-    case '\v': puts_(o, "\\v"); break;
-    case '\b': puts_(o, "\\b"); break;
-    case '\f': puts_(o, "\\f"); break;
-    case 27: puts_(o, "\\e"); break;
-    case 127: puts_(o, "\\d"); break;
+    case '\'':
+      puts_(o, "\\'");
+      break;
+    case '\\':
+      puts_(o, "\\\\");
+      break;
+    case '\n':
+      puts_(o, "\\n");
+      break;
+    case '\r':
+      puts_(o, "\\r");
+      break;
+    case '\t':
+      puts_(o, "\\t");
+      break;
+    case '\v':
+      puts_(o, "\\v");
+      break;
+    case '\b':
+      puts_(o, "\\b");
+      break;
+    case '\f':
+      puts_(o, "\\f");
+      break;
+    case 27:
+      puts_(o, "\\e");
+      break;
+    case 127:
+      puts_(o, "\\d");
+      break;
     default:
       if ((c >= ' ' && c <= '~') || c >= 0xA0) {
         put_cp(o, c);
@@ -511,13 +528,13 @@ enum { P_TUPLE, P_LIST, P_TAIL, P_MAP };
 
 typedef struct pframe {
   int kind;
-  int first;          /* no element printed yet */
-  uint64_t left;      /* P_TUPLE: elements; P_MAP: items */
-  uint64_t n;         /* P_MAP: pairs */
-  uint64_t lleft;     /* P_LIST: elements left in this segment */
-  int lstr;           /* P_LIST: segment is a STRING_EXT */
-  const char **keys;  /* P_MAP: n keys then n values, in key order */
-  const char *end;    /* P_MAP: first byte after the map */
+  int first;         /* no element printed yet */
+  uint64_t left;     /* P_TUPLE: elements; P_MAP: items */
+  uint64_t n;        /* P_MAP: pairs */
+  uint64_t lleft;    /* P_LIST: elements left in this segment */
+  int lstr;          /* P_LIST: segment is a STRING_EXT */
+  const char **keys; /* P_MAP: n keys then n values, in key order */
+  const char *end;   /* P_MAP: first byte after the map */
 } pframe;
 
 /* The list cursor of compare.c, over a frame's fields. */

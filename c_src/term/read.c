@@ -14,8 +14,7 @@ cn_term_type cn_term_typeof(cn_term t) {
   switch (cn__class(t.ptr)) {
   case CLS_NUMBER: {
     unsigned char tag = (unsigned char)t.ptr[0];
-    return tag == ETF_NEW_FLOAT || tag == ETF_FLOAT ? CN_T_FLOAT
-                                                    : CN_T_INTEGER;
+    return tag == ETF_NEW_FLOAT || tag == ETF_FLOAT ? CN_T_FLOAT : CN_T_INTEGER;
   }
   case CLS_ATOM:
     return CN_T_ATOM;
@@ -36,8 +35,8 @@ cn_term_type cn_term_typeof(cn_term t) {
   case CLS_LIST:
     return CN_T_LIST;
   case CLS_BITS:
-    if ((unsigned char)t.ptr[0] == ETF_BINARY ||
-        (unsigned char)t.ptr[5] == 8 || cn__get32(t.ptr + 1) == 0)
+    if ((unsigned char)t.ptr[0] == ETF_BINARY || (unsigned char)t.ptr[5] == 8 ||
+        cn__get32(t.ptr + 1) == 0)
       return CN_T_BINARY;
     return CN_T_BITSTRING;
   default:

@@ -18,16 +18,16 @@
 #define INLINE_FRAMES 32
 
 typedef struct vframe {
-  uint64_t left;        /* elements of this container still to come */
-  const char *fun_end;  /* for a fun: where its free variables must end */
-  int list;             /* a list: its tail follows the elements */
+  uint64_t left;       /* elements of this container still to come */
+  const char *fun_end; /* for a fun: where its free variables must end */
+  int list;            /* a list: its tail follows the elements */
 } vframe;
 
 typedef struct vstack {
-  vframe *f;    /* INLINE_FRAMES inline frames, or a heap copy */
-  size_t n;     /* frames in use: the current depth */
-  size_t cap;   /* frames available at f */
-  size_t max;   /* the depth limit */
+  vframe *f;  /* INLINE_FRAMES inline frames, or a heap copy */
+  size_t n;   /* frames in use: the current depth */
+  size_t cap; /* frames available at f */
+  size_t max; /* the depth limit */
   vframe inl[INLINE_FRAMES];
 } vstack;
 
@@ -257,8 +257,7 @@ static int validate(const char *start, const char *lim, const char *end,
     case ETF_REFERENCE: {
       size_t tail = tag == ETF_NEW_PORT ? 8 : tag == ETF_V4_PORT ? 12 : 5;
       p++;
-      if ((rc = atom(&p, lim, end)) != 0 ||
-          (rc = need(p, lim, end, tail)) != 0)
+      if ((rc = atom(&p, lim, end)) != 0 || (rc = need(p, lim, end, tail)) != 0)
         goto out;
       p += tail;
       break;
