@@ -11,14 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* ---- The server: every callback runs inside the "counter" process ---- */
+/* ---- The server: every callback runs inside the "counter" process ----- */
 
 /* init runs in the new process before cn_start returns.  The state it
  * allocates belongs to the process until terminate frees it. */
 static int counter_init(cn_proc *self, void *arg, void **state) {
   int64_t *n = malloc(sizeof *n);
   if (n == NULL)
-    return CN_STOP; /* cn_start then fails with CN_EEXIT */
+    return CN_STOP;           /* cn_start then fails with CN_EEXIT */
   *n = *(const int64_t *)arg; /* arg is only lent to init: copy it */
   *state = n;
   return 0;
@@ -28,8 +28,8 @@ static int counter_init(cn_proc *self, void *arg, void **state) {
  * return; *reply is an empty buffer that the runtime sends for us when we
  * return CN_REPLY.  (CN_NOREPLY would mean "I keep from and answer later
  * with cn_reply", as gen_server's {noreply, State} does.) */
-static int counter_call(cn_proc *self, void *state, cn_term req,
-                        cn_from *from, cn_buf *reply) {
+static int counter_call(cn_proc *self, void *state, cn_term req, cn_from *from,
+                        cn_buf *reply) {
   int64_t *n = state, k;
 
   if (cn_match(req, "{add, ~i}", &k) == 0)
@@ -109,7 +109,9 @@ int main(void) {
     err = call(rt, &got, "get");
   if (err == 0)
     err = call(rt, &added, "{add, ~i}", (int64_t)10);
-  if (err == 0) /* runs terminate, which frees the state */
+  /* cn_stop runs terminate, which frees the state.  cn_runtime_free alone
+   * would kill the server (it does not trap exits) without terminate. */
+  if (err == 0)
     err = cn_stop(rt, cn_to_pid(pid), NULL, 5000);
   cn_buf_free(&msg);
   cn_runtime_free(rt);
