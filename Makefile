@@ -190,19 +190,21 @@ check-tsan: $(TSAN_TEST_BINS)
 # TEST_SUMMARY, and the last line is the total over all of them.
 TEST_SUMMARY := $(CURDIR)/build/test-summary
 SAN_MULT := CN_TEST_TIMEOUT_MULT=$${CN_TEST_TIMEOUT_MULT:-3}
-SUBMAKE := $(MAKE) --no-print-directory -j$(JOBS)
+# -j$(JOBS) unless make was already given -j (then the jobserver is shared).
+SUBMAKE = $(MAKE) --no-print-directory \
+        $(if $(findstring -j,$(MAKEFLAGS))$(findstring jobserver,$(MAKEFLAGS)),,-j$(JOBS))
 
 test: deps
 	@mkdir -p build && rm -f $(TEST_SUMMARY) && date +%s >$(TEST_SUMMARY).start
 	@echo "==== make test: release build, C tests and examples"
-	$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(SUBMAKE) SANITIZER= check
+	+$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(SUBMAKE) SANITIZER= check
 	@echo "==== make test: make install, then the examples built outside the tree"
-	$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(SUBMAKE) SANITIZER= install-check
+	+$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(SUBMAKE) SANITIZER= install-check
 	@echo "==== make test: AddressSanitizer + UndefinedBehaviorSanitizer"
-	$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(SAN_MULT) \
+	+$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(SAN_MULT) \
 	        $(SUBMAKE) SANITIZER=address check
 	@echo "==== make test: ThreadSanitizer, runtime tests"
-	$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(SAN_MULT) \
+	+$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(SAN_MULT) \
 	        $(SUBMAKE) SANITIZER=thread check-tsan
 	@echo "==== make test: Erlang and Elixir tests against the node"
 	$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(MAKE) --no-print-directory SANITIZER= test-erl
@@ -267,7 +269,7 @@ install-check: lib pc
 RUN_ARGS ?=
 
 run: deps
-	$(Q)$(MAKE) --no-print-directory -j$(JOBS) SANITIZER= run-node
+	+$(Q)$(SUBMAKE) SANITIZER= run-node
 
 run-node: all
 ifeq ($(NODE_SRCS),)
@@ -283,7 +285,7 @@ endif
 # Benchmarks run in the optimised release configuration.  bench/run.sh
 # measures each figure side by side with the BEAM in the same run.
 bench: deps
-	$(Q)$(MAKE) --no-print-directory -j$(JOBS) SANITIZER= OPT=-O2 bench-run
+	+$(Q)$(SUBMAKE) SANITIZER= OPT=-O2 bench-run
 
 bench-run: lib $(BENCH_BINS)
 	$(Q)if [ -f bench/run.sh ]; then sh bench/run.sh $(BUILD); \
