@@ -59,8 +59,8 @@ static int service_init(cn_proc *self, void *arg, void **state) {
 }
 
 /* get -> {ok, N};  {add, K} -> {ok, N + K}. */
-static int service_call(cn_proc *self, void *state, cn_term req,
-                        cn_from *from, cn_buf *reply) {
+static int service_call(cn_proc *self, void *state, cn_term req, cn_from *from,
+                        cn_buf *reply) {
   service *s = state;
   int64_t k;
   if (cn_match(req, "{add, ~i}", &k) == 0)
@@ -80,8 +80,8 @@ static int service_cast(cn_proc *self, void *state, cn_term msg) {
 static void service_terminate(cn_proc *self, void *state, cn_term reason) {
   service *s = state;
   pthread_mutex_lock(&log_mu);
-  snprintf(stopped + strlen(stopped), sizeof(stopped) - strlen(stopped),
-           "%s ", s->name);
+  snprintf(stopped + strlen(stopped), sizeof(stopped) - strlen(stopped), "%s ",
+           s->name);
   pthread_mutex_unlock(&log_mu);
 }
 
@@ -99,8 +99,8 @@ static const cn_server_ops service_ops = {
 
 /* The "service" module: {service, start_link, [Name]}.  It must link the
  * child to its caller, the supervisor: cn_start_link does that. */
-static int service_start(cn_runtime *rt, cn_term args, void *arg,
-                         cn_pid *pid, cn_buf *reason) {
+static int service_start(cn_runtime *rt, cn_term args, void *arg, cn_pid *pid,
+                         cn_buf *reason) {
   char name[32];
   cn_start_options opts = {.name = name, .reason = reason};
   int err;
@@ -131,13 +131,13 @@ static int supervisor_start(cn_runtime *rt, cn_term args, void *arg,
 
 /* ---- main(): a plain thread ------------------------------------------- */
 
-#define TREE                                                                 \
-  "{#{strategy => one_for_one, intensity => 5, period => 10},"               \
-  " [#{id => kv, start => {service, start_link, [kv]}},"                     \
-  "  #{id => store, type => supervisor,"                                     \
-  "    start => {supervisor, start_link, [store,"                            \
-  "      {#{strategy => rest_for_one, intensity => 5, period => 10},"        \
-  "       [#{id => db, start => {service, start_link, [db]}},"               \
+#define TREE                                                                   \
+  "{#{strategy => one_for_one, intensity => 5, period => 10},"                 \
+  " [#{id => kv, start => {service, start_link, [kv]}},"                       \
+  "  #{id => store, type => supervisor,"                                       \
+  "    start => {supervisor, start_link, [store,"                              \
+  "      {#{strategy => rest_for_one, intensity => 5, period => 10},"          \
+  "       [#{id => db, start => {service, start_link, [db]}},"                 \
   "        #{id => cache, start => {service, start_link, [cache]}}]}]}}]}"
 
 static int failures;
@@ -197,8 +197,7 @@ int main(void) {
   int err;
 
   if ((err = cn_runtime_new(NULL, &rt)) != 0) {
-    fprintf(stderr, "supervision_tree: cn_runtime_new: %s\n",
-            cn_strerror(err));
+    fprintf(stderr, "supervision_tree: cn_runtime_new: %s\n", cn_strerror(err));
     return 1;
   }
   if ((err = cn_module_register(rt, "service", service_start, NULL)) != 0 ||
@@ -259,8 +258,9 @@ int main(void) {
   call(rt, cn_to_name("store"), &reply, "which_children");
   {
     cn_buf want = CN_BUF_INIT;
-    cn_build(&want, "[{cache, ~p, worker, [service]}, {db, ~p, worker, "
-                    "[service]}]",
+    cn_build(&want,
+             "[{cache, ~p, worker, [service]}, {db, ~p, worker, "
+             "[service]}]",
              &cache2, &db2);
     check(cn_term_equal(cn_buf_term(&reply), cn_buf_term(&want)),
           "which_children of store");

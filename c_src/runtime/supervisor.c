@@ -48,9 +48,8 @@ enum { P_UNDEF, P_RUNNING, P_RESTARTING };
 #define SHUT_BRUTAL (-1)   /* brutal_kill */
 #define SHUT_INFINITY (-2) /* infinity */
 
-static const char *const strategy_names[] = {"one_for_one", "one_for_all",
-                                             "rest_for_one",
-                                             "simple_one_for_one"};
+static const char *const strategy_names[] = {
+    "one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one"};
 static const char *const restart_names[] = {"permanent", "transient",
                                             "temporary"};
 static const char *const type_names[] = {"worker", "supervisor"};
@@ -156,7 +155,8 @@ static int pm_grow(pidmap *m) {
   for (i = 0; i < m->cap; i++) {
     if (!m->v[i].val)
       continue;
-    for (j = pid_hash(m->v[i].key) & (cap - 1); v[j].val; j = (j + 1) & (cap - 1))
+    for (j = pid_hash(m->v[i].key) & (cap - 1); v[j].val;
+         j = (j + 1) & (cap - 1))
       ;
     v[j] = m->v[i];
   }
@@ -225,50 +225,50 @@ typedef struct spec {
 /* A child of a static supervisor, or the template of a simple one
  * (#child{}). */
 typedef struct child {
-  cn_buf terms;          /* id, mfa and modules, back to back */
+  cn_buf terms; /* id, mfa and modules, back to back */
   cn_term id, mfa, modules;
-  int restart;           /* R_* */
-  int type;              /* T_* */
-  int significant;       /* 0 or 1 */
-  int64_t shutdown;      /* milliseconds, SHUT_BRUTAL or SHUT_INFINITY */
-  int pst;               /* P_*: undefined, a pid, or {restarting, _} */
-  cn_pid pid;            /* P_RUNNING: the child */
+  int restart;      /* R_* */
+  int type;         /* T_* */
+  int significant;  /* 0 or 1 */
+  int64_t shutdown; /* milliseconds, SHUT_BRUTAL or SHUT_INFINITY */
+  int pst;          /* P_*: undefined, a pid, or {restarting, _} */
+  cn_pid pid;       /* P_RUNNING: the child */
 } child;
 
 /* A child of a simple_one_for_one supervisor (the dynamics map). */
 typedef struct dyn {
   struct dyn *prev, *next;
-  cn_pid pid;            /* the child; while restarting, the one that died */
-  int restarting;        /* the key is {restarting, pid} */
+  cn_pid pid;     /* the child; while restarting, the one that died */
+  int restarting; /* the key is {restarting, pid} */
   size_t args_len;
-  char *args;            /* start args, A ++ ExtraArgs; NULL if temporary */
+  char *args; /* start args, A ++ ExtraArgs; NULL if temporary */
 } dyn;
 
 /* One child a job shuts down. */
 typedef struct titem {
   cn_pid pid;
-  cn_ref mref;           /* our monitor, while waiting */
+  cn_ref mref; /* our monitor, while waiting */
   int64_t shutdown;
-  int st;                /* I_* */
+  int st; /* I_* */
 } titem;
 
 enum { I_PENDING, I_WAITING, I_DONE };
 enum { J_NONE, J_TERMINATE, J_RESTART, J_STOP, J_REAP };
 
 typedef struct job {
-  int kind;              /* J_*; what to do when every item is done */
-  titem *items;          /* in the order to terminate them */
-  size_t n, cur;         /* cur: the one being waited for (sequential) */
-  pidmap imap;           /* pid -> item */
-  int parallel;          /* all at once (simple_one_for_one's stop) */
+  int kind;      /* J_*; what to do when every item is done */
+  titem *items;  /* in the order to terminate them */
+  size_t n, cur; /* cur: the one being waited for (sequential) */
+  pidmap imap;   /* pid -> item */
+  int parallel;  /* all at once (simple_one_for_one's stop) */
   int started;
-  size_t waiting;        /* parallel: items still waited for */
-  cn_ref tkey, tref;     /* the kill timer: its message's ref, the timer */
+  size_t waiting;    /* parallel: items still waited for */
+  cn_ref tkey, tref; /* the kill timer: its message's ref, the timer */
   int timer_on;
-  cn_from *from;         /* J_TERMINATE: the terminate_child caller */
-  child *child;          /* J_TERMINATE: the static child */
-  dyn *dyn;              /* J_TERMINATE: the dynamic child */
-  size_t start_from;     /* J_RESTART: restart kids[start_from..] */
+  cn_from *from;     /* J_TERMINATE: the terminate_child caller */
+  child *child;      /* J_TERMINATE: the static child */
+  dyn *dyn;          /* J_TERMINATE: the dynamic child */
+  size_t start_from; /* J_RESTART: restart kids[start_from..] */
 } job;
 
 /* A message postponed while a job runs. */
@@ -276,8 +276,8 @@ enum { Q_CALL, Q_CAST, Q_INFO };
 
 typedef struct pmsg {
   struct pmsg *next;
-  int kind;              /* Q_* */
-  cn_from *from;         /* Q_CALL */
+  int kind;      /* Q_* */
+  cn_from *from; /* Q_CALL */
   size_t len;
   char data[];
 } pmsg;
@@ -287,19 +287,19 @@ typedef struct sup {
   cn_pid me;
   int strategy, auto_shutdown;
   int64_t intensity, period;
-  child **kids;          /* in start order; kids[0] is simple's template */
+  child **kids; /* in start order; kids[0] is simple's template */
   size_t nkids, capkids;
-  dyn *dhead, *dtail;    /* simple_one_for_one children, oldest first */
+  dyn *dhead, *dtail; /* simple_one_for_one children, oldest first */
   size_t ndyn, ndyn_restarting;
-  pidmap map;            /* running pid -> child (or dyn) */
-  int64_t *restarts;     /* restart times (s), oldest first */
+  pidmap map;        /* running pid -> child (or dyn) */
+  int64_t *restarts; /* restart times (s), oldest first */
   size_t nrest, caprest;
   job job;
-  int busy;              /* a job runs */
-  pmsg *qhead, *qtail;   /* postponed messages */
-  int stopped;           /* done: stop with reason */
+  int busy;            /* a job runs */
+  pmsg *qhead, *qtail; /* postponed messages */
+  int stopped;         /* done: stop with reason */
   cn_buf reason;
-  int forge;             /* a reaper: exits come from forge_from */
+  int forge; /* a reaper: exits come from forge_from */
   cn_pid forge_from;
 } sup;
 
@@ -623,8 +623,7 @@ static int check_childspec(cn_term cs, int auto_shutdown, cspec *o,
   o->mod = m;
   /* validRestartType/1 */
   o->restart = R_PERMANENT;
-  if (has_restart &&
-      (o->restart = atom_index(restart, restart_names, 3)) < 0)
+  if (has_restart && (o->restart = atom_index(restart, restart_names, 3)) < 0)
     return fail(err, "{invalid_restart_type, ~t}", restart);
   /* validSignificant/3 */
   if (has_sig) {
@@ -956,9 +955,7 @@ static bool job_event(sup *s, cn_term msg) {
 
 static void begin_stop(sup *s, cn_term reason);
 
-static void begin_shutdown(sup *s) {
-  begin_stop(s, cn__atom_term("shutdown"));
-}
+static void begin_shutdown(sup *s) { begin_stop(s, cn__atom_term("shutdown")); }
 
 /* add_restart/1.  False when the intensity is exceeded. */
 static bool add_restart(sup *s) {
@@ -1270,8 +1267,9 @@ static int count_children(sup *s, cn_buf *b) {
   if (s->strategy == S_SIMPLE) {
     int64_t sz = (int64_t)s->ndyn;
     bool is_sup = s->kids[0]->type == T_SUPERVISOR;
-    return cn_build(b, "[{specs, 1}, {active, ~i}, {supervisors, ~i}, "
-                       "{workers, ~i}]",
+    return cn_build(b,
+                    "[{specs, 1}, {active, ~i}, {supervisors, ~i}, "
+                    "{workers, ~i}]",
                     sz - (int64_t)s->ndyn_restarting, is_sup ? sz : 0,
                     is_sup ? 0 : sz);
   }
@@ -1285,8 +1283,9 @@ static int count_children(sup *s, cn_buf *b) {
     else
       workers++;
   }
-  return cn_build(b, "[{specs, ~i}, {active, ~i}, {supervisors, ~i}, "
-                     "{workers, ~i}]",
+  return cn_build(b,
+                  "[{specs, ~i}, {active, ~i}, {supervisors, ~i}, "
+                  "{workers, ~i}]",
                   specs, active, sups, workers);
 }
 
@@ -1532,8 +1531,9 @@ static int do_call(sup *s, cn_term req, cn_from *from, cn_buf *reply) {
     return call_get_childspec(s, x, reply);
   {
     cn_buf b = CN_BUF_INIT;
-    begin_stop(s, mk(&b, "{function_clause, [{supervisor, handle_call, "
-                         "[~t, '_', '_'], []}]}",
+    begin_stop(s, mk(&b,
+                     "{function_clause, [{supervisor, handle_call, "
+                     "[~t, '_', '_'], []}]}",
                      req));
     cn_buf_free(&b);
   }
@@ -1548,8 +1548,9 @@ static void do_cast(sup *s, cn_term msg) {
     on_try_again(s, id);
   } else {
     cn_buf b = CN_BUF_INIT;
-    begin_stop(s, mk(&b, "{function_clause, [{supervisor, handle_cast, "
-                         "[~t, '_'], []}]}",
+    begin_stop(s, mk(&b,
+                     "{function_clause, [{supervisor, handle_cast, "
+                     "[~t, '_'], []}]}",
                      msg));
     cn_buf_free(&b);
   }
@@ -1652,8 +1653,8 @@ static void sup_free(sup *s) {
 /* What cn_supervisor_start hands to init. */
 typedef struct start_arg {
   cn_term spec;
-  int invalid;     /* init stopped because the spec is invalid */
-  int has_reaper;  /* init failed and a reaper shuts its children down */
+  int invalid;    /* init stopped because the spec is invalid */
+  int has_reaper; /* init failed and a reaper shuts its children down */
   cn_pid reaper;
 } start_arg;
 
@@ -1735,8 +1736,7 @@ static int sup_init(cn_proc *self, void *arg, void **state) {
       }
       if (find_kid(s, sp.id)) {
         a->invalid = 1;
-        cn_set_reason(self, "{start_spec, {duplicate_child_name, ~t}}",
-                      sp.id);
+        cn_set_reason(self, "{start_spec, {duplicate_child_name, ~t}}", sp.id);
         goto out;
       }
       if (!(c = child_new(&sp, false)) || kid_append(s, c) != 0) {
@@ -1764,8 +1764,8 @@ static int sup_init(cn_proc *self, void *arg, void **state) {
     } else if (r == ST_IGNORE) {
       i++;
     } else {
-      cn_set_reason(self, "{shutdown, {failed_to_start_child, ~t, ~t}}",
-                    c->id, view(&err));
+      cn_set_reason(self, "{shutdown, {failed_to_start_child, ~t, ~t}}", c->id,
+                    view(&err));
       init_cleanup(s, a);
       goto out;
     }
@@ -1860,7 +1860,7 @@ static const cn_server_ops sup_ops = {
 /* ---- The reaper ------------------------------------------------------- */
 
 typedef struct reap_arg {
-  cn_pid from;   /* the supervisor that failed to start */
+  cn_pid from; /* the supervisor that failed to start */
   titem *items;
   size_t n;
 } reap_arg;
@@ -1932,8 +1932,8 @@ static int reaper_start(sup *s, titem *items, size_t n, cn_pid *pid) {
 
 /* ---- Public ----------------------------------------------------------- */
 
-static int sup_start(cn_runtime *rt, cn_term spec,
-                     const cn_start_options *opts, cn_pid *pid, bool link) {
+static int sup_start(cn_runtime *rt, cn_term spec, const cn_start_options *opts,
+                     cn_pid *pid, bool link) {
   start_arg a;
   bool plain = cn__current() == NULL && cn__current_sched() == NULL;
   int rc;

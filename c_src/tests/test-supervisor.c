@@ -124,8 +124,8 @@ static const cn_server_ops worker_ops = {
     .free_state = w_free,
 };
 
-static int worker_start(cn_runtime *rt, cn_term args, void *arg,
-                        cn_pid *pid, cn_buf *reason) {
+static int worker_start(cn_runtime *rt, cn_term args, void *arg, cn_pid *pid,
+                        cn_buf *reason) {
   char mode[32] = "", name[64] = "";
   cn_start_options o = {NULL, reason};
   wstart ws;
@@ -212,9 +212,7 @@ static cn_term T(cn_buf *b, const char *fmt, ...) {
   return t;
 }
 
-static bool same(cn_term got, cn_term want) {
-  return cn_term_equal(got, want);
-}
+static bool same(cn_term got, cn_term want) { return cn_term_equal(got, want); }
 
 static void expect_eq(cn_term got, cn_term want) {
   if (!same(got, want)) {
@@ -232,9 +230,8 @@ static void call_expect(cn_runtime *rt, cn_pid server, const char *req,
   cn_buf rq = CN_BUF_INIT, rep = CN_BUF_INIT, ex = CN_BUF_INIT;
   va_list ap;
   assert_int_equal(cn_build(&rq, req), 0);
-  assert_int_equal(cn_call(rt, cn_to_pid(server), cn_buf_term(&rq),
-                           tmo(5000), &rep),
-                   0);
+  assert_int_equal(
+      cn_call(rt, cn_to_pid(server), cn_buf_term(&rq), tmo(5000), &rep), 0);
   va_start(ap, want);
   expect_eq(cn_buf_term(&rep), vT(&ex, want, ap));
   va_end(ap);
@@ -244,8 +241,7 @@ static void call_expect(cn_runtime *rt, cn_pid server, const char *req,
 }
 
 /* Calls with the term req and returns the reply in rep. */
-static void call_term(cn_runtime *rt, cn_pid server, cn_term req,
-                      cn_buf *rep) {
+static void call_term(cn_runtime *rt, cn_pid server, cn_term req, cn_buf *rep) {
   assert_int_equal(cn_call(rt, cn_to_pid(server), req, tmo(5000), rep), 0);
 }
 
@@ -373,7 +369,7 @@ static void expect_down(cn_runtime *rt, const cn_ref *ref, const char *want) {
 
 #define FLAGS(s, i) "#{strategy => " s ", intensity => " i ", period => 5}"
 #define CH(id) "#{id => " id ", start => {worker, start_link, [trap, " id "]}}"
-#define CHM(id, mode, more)                                                  \
+#define CHM(id, mode, more)                                                    \
   "#{id => " id ", start => {worker, start_link, [" mode ", " id "]}" more "}"
 
 /* ---- Modules and specs ------------------------------------------------ */
@@ -384,13 +380,11 @@ static void test_module_register(void **st) {
   assert_int_equal(cn_module_register(rt, "worker", worker_start, NULL),
                    CN_EEXIST);
   assert_int_equal(cn_module_register(rt, "", worker_start, NULL), CN_EINVAL);
-  assert_int_equal(cn_module_register(rt, NULL, worker_start, NULL),
-                   CN_EINVAL);
+  assert_int_equal(cn_module_register(rt, NULL, worker_start, NULL), CN_EINVAL);
   assert_int_equal(cn_module_register(rt, "x", NULL, NULL), CN_EINVAL);
   memset(big, 'a', sizeof(big) - 1);
   big[sizeof(big) - 1] = 0;
-  assert_int_equal(cn_module_register(rt, big, worker_start, NULL),
-                   CN_EINVAL);
+  assert_int_equal(cn_module_register(rt, big, worker_start, NULL), CN_EINVAL);
   assert_int_equal(cn_module_register(rt, "other", worker_start, NULL), 0);
   cn_runtime_free(rt);
 }
@@ -399,8 +393,7 @@ static void bad_spec(cn_runtime *rt, const char *spec, const char *reason) {
   cn_buf b = CN_BUF_INIT, why = CN_BUF_INIT, ex = CN_BUF_INIT;
   cn_start_options o = {NULL, &why};
   cn_pid pid;
-  assert_int_equal(cn_supervisor_start(rt, T(&b, spec), &o, &pid),
-                   CN_EINVAL);
+  assert_int_equal(cn_supervisor_start(rt, T(&b, spec), &o, &pid), CN_EINVAL);
   expect_eq(cn_buf_term(&why), T(&ex, reason));
   cn_buf_free(&b);
   cn_buf_free(&why);
@@ -439,12 +432,14 @@ static void test_bad_specs(void **st) {
            "{start_spec, {invalid_module, 1}}");
   bad_spec(rt, "{#{}, [#{id => a, start => {w, f, []}, significant => 1}]}",
            "{start_spec, {invalid_significant, 1}}");
-  bad_spec(rt, "{#{}, [#{id => a, start => {w, f, []}, restart => transient,"
-               " significant => true}]}",
+  bad_spec(rt,
+           "{#{}, [#{id => a, start => {w, f, []}, restart => transient,"
+           " significant => true}]}",
            "{start_spec, {bad_combination, [{auto_shutdown, never}, "
            "{significant, true}]}}");
-  bad_spec(rt, "{#{auto_shutdown => any_significant}, [#{id => a, start => "
-               "{w, f, []}, significant => true}]}",
+  bad_spec(rt,
+           "{#{auto_shutdown => any_significant}, [#{id => a, start => "
+           "{w, f, []}, significant => true}]}",
            "{start_spec, {bad_combination, [{restart, permanent}, "
            "{significant, true}]}}");
   bad_spec(rt, "{#{}, [foo]}", "{start_spec, {invalid_child_spec, foo}}");
@@ -453,8 +448,8 @@ static void test_bad_specs(void **st) {
            "{a, {w, f, []}, permanent, 5000, worker}}}");
   bad_spec(rt, "{#{}, [" CH("a") ", " CH("a") "]}",
            "{start_spec, {duplicate_child_name, a}}");
-  bad_spec(rt, "{#{strategy => simple_one_for_one}, [" CH("a") ", " CH("b")
-               "]}",
+  bad_spec(rt,
+           "{#{strategy => simple_one_for_one}, [" CH("a") ", " CH("b") "]}",
            "{bad_start_spec, [" CH("a") ", " CH("b") "]}");
   bad_spec(rt, "{#{strategy => simple_one_for_one}, []}",
            "{bad_start_spec, []}");
@@ -493,9 +488,10 @@ static void test_start_failure(void **st) {
   assert_int_equal(
       cn_supervisor_start_link(
           rt,
-          T(&b, "{" FLAGS("one_for_one", "1") ", [" CH("a") ", "
-                CHM("s", "stubborn", ", shutdown => 50") ", "
-                CHM("b", "fail", "") ", " CH("c") "]}"),
+          T(&b, "{" FLAGS("one_for_one", "1") ", [" CH("a") ", " CHM(
+                    "s", "stubborn",
+                    ", shutdown => 50") ", " CHM("b", "fail",
+                                                 "") ", " CH("c") "]}"),
           &o, &pid),
       CN_EEXIT);
   assert_true(uv_hrtime() - t0 >= 40000000ULL);
@@ -510,8 +506,9 @@ static void test_start_failure(void **st) {
 
   /* A module nobody registered: apply/3's undef. */
   assert_int_equal(
-      cn_supervisor_start(rt, T(&b, "{#{}, [#{id => x, start => {nomod, go, "
-                                    "[1]}}]}"),
+      cn_supervisor_start(rt,
+                          T(&b, "{#{}, [#{id => x, start => {nomod, go, "
+                                "[1]}}]}"),
                           &o, &pid),
       CN_EEXIT);
   expect_eq(cn_buf_term(&why),
@@ -527,8 +524,8 @@ static void test_start_failure(void **st) {
 
 static void test_one_for_one(void **st) {
   cn_runtime *rt = rt_new();
-  cn_pid sup = start_sup(rt, "{" FLAGS("one_for_one", "10") ", [" CH("a")
-                             ", " CH("b") ", " CH("c") "]}");
+  cn_pid sup = start_sup(rt, "{" FLAGS("one_for_one", "10") ", [" CH(
+                                 "a") ", " CH("b") ", " CH("c") "]}");
   cn_pid a = whereis(rt, "a"), b = whereis(rt, "b"), c = whereis(rt, "c");
   cn_pid b2;
 
@@ -552,8 +549,8 @@ static void test_one_for_one(void **st) {
 
 static void test_one_for_all(void **st) {
   cn_runtime *rt = rt_new();
-  cn_pid sup = start_sup(rt, "{" FLAGS("one_for_all", "10") ", [" CH("a")
-                             ", " CH("b") ", " CH("c") "]}");
+  cn_pid sup = start_sup(rt, "{" FLAGS("one_for_all", "10") ", [" CH(
+                                 "a") ", " CH("b") ", " CH("c") "]}");
   cn_pid a = whereis(rt, "a"), b = whereis(rt, "b"), c = whereis(rt, "c");
   cn_pid a2, b2, c2;
 
@@ -574,8 +571,9 @@ static void test_one_for_all(void **st) {
 
 static void test_rest_for_one(void **st) {
   cn_runtime *rt = rt_new();
-  cn_pid sup = start_sup(rt, "{" FLAGS("rest_for_one", "10") ", [" CH("a")
-                             ", " CH("b") ", " CH("c") ", " CH("d") "]}");
+  cn_pid sup =
+      start_sup(rt, "{" FLAGS("rest_for_one", "10") ", [" CH("a") ", " CH(
+                        "b") ", " CH("c") ", " CH("d") "]}");
   cn_pid a = whereis(rt, "a"), b = whereis(rt, "b"), c = whereis(rt, "c");
   cn_pid d = whereis(rt, "d"), b2, c2, d2;
 
@@ -603,8 +601,9 @@ static void test_rest_for_one(void **st) {
  * count towards the intensity; one_for_all restarts everyone again. */
 static void test_restart_retries(void **st) {
   cn_runtime *rt = rt_new();
-  cn_pid sup = start_sup(rt, "{" FLAGS("one_for_all", "100") ", [" CH("a")
-                             ", " CHM("b", "flaky", "") ", " CH("c") "]}");
+  cn_pid sup =
+      start_sup(rt, "{" FLAGS("one_for_all", "100") ", [" CH("a") ", " CHM(
+                        "b", "flaky", "") ", " CH("c") "]}");
   cn_pid a = whereis(rt, "a"), b = whereis(rt, "b"), c = whereis(rt, "c");
   cn_pid a2, b2, c2;
 
@@ -625,14 +624,13 @@ static void test_restart_retries(void **st) {
 /* While a restart keeps failing the child is `restarting`. */
 static void test_restarting_state(void **st) {
   cn_runtime *rt = rt_new();
-  cn_pid sup = start_sup(rt, "{{one_for_one, 100000, 5}, ["
-                             CHM("x", "flaky", "") "]}");
+  cn_pid sup =
+      start_sup(rt, "{{one_for_one, 100000, 5}, [" CHM("x", "flaky", "") "]}");
   cn_pid x = whereis(rt, "x"), x2;
 
   atomic_store(&g_flaky, 1000000);
   kill_pid(rt, x);
-  call_until(rt, sup, "which_children",
-             "[{x, restarting, worker, [worker]}]");
+  call_until(rt, sup, "which_children", "[{x, restarting, worker, [worker]}]");
   call_expect(rt, sup, "{restart_child, x}", "{error, restarting}");
   call_expect(rt, sup, "{delete_child, x}", "{error, restarting}");
   call_expect(rt, sup, "count_children",
@@ -649,9 +647,11 @@ static void test_restarting_state(void **st) {
 static void test_restart_types(void **st) {
   cn_runtime *rt = rt_new();
   cn_pid sup = start_sup(
-      rt, "{" FLAGS("one_for_one", "100") ", [" CH("p") ", "
-          CHM("t", "trap", ", restart => transient") ", "
-          CHM("tmp", "trap", ", restart => temporary") "]}");
+      rt,
+      "{" FLAGS("one_for_one", "100") ", [" CH("p") ", " CHM(
+          "t", "trap",
+          ", restart => transient") ", " CHM("tmp", "trap",
+                                             ", restart => temporary") "]}");
   cn_pid p = whereis(rt, "p"), t = whereis(rt, "t"), tmp = whereis(rt, "tmp");
   cn_pid p2, t2, t3;
   cn_buf rep = CN_BUF_INIT;
@@ -701,8 +701,8 @@ static void test_restart_types(void **st) {
 
 static void test_intensity(void **st) {
   cn_runtime *rt = rt_new();
-  cn_pid sup = start_sup(rt, "{{one_for_one, 2, 10}, [" CH("a") ", "
-                             CH("b") "]}");
+  cn_pid sup =
+      start_sup(rt, "{{one_for_one, 2, 10}, [" CH("a") ", " CH("b") "]}");
   cn_pid a = whereis(rt, "a"), b = whereis(rt, "b");
   cn_ref ref;
   int i;
@@ -740,8 +740,8 @@ static void test_intensity_zero(void **st) {
 static void test_shutdown_order(void **st) {
   cn_runtime *rt = rt_new();
   cn_buf b = CN_BUF_INIT, m = CN_BUF_INIT, ex = CN_BUF_INIT;
-  cn_pid sup = start_sup(rt, "{#{}, [" CH("a") ", " CH("b") ", " CH("c")
-                             ", " CH("d") "]}");
+  cn_pid sup = start_sup(
+      rt, "{#{}, [" CH("a") ", " CH("b") ", " CH("c") ", " CH("d") "]}");
 
   assert_int_equal(cn_stop(rt, cn_to_pid(sup), NULL, tmo(5000)), 0);
   rec_expect("d/shutdown,c/shutdown,b/shutdown,a/shutdown,");
@@ -780,10 +780,12 @@ static void test_shutdown_order(void **st) {
 
 static void test_brutal_kill(void **st) {
   cn_runtime *rt = rt_new();
-  cn_pid sup = start_sup(rt, "{#{}, [" CHM("k", "trap", ", shutdown => "
-                                                         "brutal_kill") ", "
-                             CHM("j", "trap", ", shutdown => brutal_kill")
-                             "]}");
+  cn_pid sup = start_sup(
+      rt,
+      "{#{}, [" CHM("k", "trap",
+                    ", shutdown => "
+                    "brutal_kill") ", " CHM("j", "trap",
+                                            ", shutdown => brutal_kill") "]}");
   cn_pid k = whereis(rt, "k"), j = whereis(rt, "j");
 
   call_expect(rt, sup, "{terminate_child, k}", "ok");
@@ -799,9 +801,11 @@ static void test_brutal_kill(void **st) {
 
 static void test_shutdown_timeout(void **st) {
   cn_runtime *rt = rt_new();
-  cn_pid sup = start_sup(rt, "{#{}, [" CHM("i", "trap", ", shutdown => "
-                                                         "infinity") ", "
-                             CHM("s", "stubborn", ", shutdown => 100") "]}");
+  cn_pid sup = start_sup(
+      rt, "{#{}, [" CHM("i", "trap",
+                        ", shutdown => "
+                        "infinity") ", " CHM("s", "stubborn",
+                                             ", shutdown => 100") "]}");
   cn_pid s = whereis(rt, "s");
   uint64_t t0 = uv_hrtime(), dt;
 
@@ -842,16 +846,22 @@ static void *bg_terminate(void *arg) {
   bg_call *c = arg;
   cn_buf rq = CN_BUF_INIT;
   cn_build(&rq, "{terminate_child, s}");
-  c->rc = cn_call(c->rt, cn_to_pid(c->sup), cn_buf_term(&rq), tmo(5000),
-                  &c->reply);
+  c->rc =
+      cn_call(c->rt, cn_to_pid(c->sup), cn_buf_term(&rq), tmo(5000), &c->reply);
   cn_buf_free(&rq);
+  return NULL;
+}
+
+static void *bg_stop(void *arg) {
+  bg_call *c = arg;
+  c->rc = cn_stop(c->rt, cn_to_pid(c->sup), NULL, tmo(5000));
   return NULL;
 }
 
 static void test_calls_postponed(void **st) {
   cn_runtime *rt = rt_new();
-  cn_pid sup = start_sup(rt, "{#{}, [" CH("a") ", "
-                             CHM("s", "stubborn", ", shutdown => 300") "]}");
+  cn_pid sup = start_sup(rt, "{#{}, [" CH("a") ", " CHM(
+                                 "s", "stubborn", ", shutdown => 300") "]}");
   cn_pid a = whereis(rt, "a");
   bg_call c;
   pthread_t th;
@@ -869,6 +879,23 @@ static void test_calls_postponed(void **st) {
   pthread_join(th, NULL);
   assert_int_equal(c.rc, 0);
   expect_eq(cn_buf_term(&c.reply), T(&ex, "ok"));
+
+  /* A call that arrives while the supervisor stops learns its reason. */
+  {
+    cn_buf rq = CN_BUF_INIT, rep = CN_BUF_INIT;
+    call_term(rt, sup, T(&rq, "{restart_child, s}"), &rep);
+    assert_int_equal(pthread_create(&th, NULL, bg_stop, &c), 0);
+    uv_sleep(100);
+    assert_int_equal(
+        cn_call(rt, cn_to_pid(sup), T(&rq, "which_children"), tmo(5000), &rep),
+        CN_EEXIT);
+    expect_eq(cn_buf_term(&rep), T(&ex, "normal"));
+    pthread_join(th, NULL);
+    assert_int_equal(c.rc, 0);
+    rec_expect("a/shutdown,");
+    cn_buf_free(&rq);
+    cn_buf_free(&rep);
+  }
   cn_buf_free(&c.reply);
   cn_buf_free(&ex);
   cn_runtime_free(rt);
@@ -878,14 +905,13 @@ static void test_calls_postponed(void **st) {
 
 static void test_calls(void **st) {
   cn_runtime *rt = rt_new();
-  cn_pid sup = start_sup(rt, "{" FLAGS("one_for_one", "10") ", [" CH("a")
-                             ", " CH("b") "]}");
+  cn_pid sup = start_sup(
+      rt, "{" FLAGS("one_for_one", "10") ", [" CH("a") ", " CH("b") "]}");
   cn_pid a = whereis(rt, "a"), b = whereis(rt, "b"), c, b2;
   cn_buf rq = CN_BUF_INIT, rep = CN_BUF_INIT, ex = CN_BUF_INIT;
 
   call_expect(rt, sup, "which_children",
-              "[{b, ~p, worker, [worker]}, {a, ~p, worker, [worker]}]", &b,
-              &a);
+              "[{b, ~p, worker, [worker]}, {a, ~p, worker, [worker]}]", &b, &a);
   call_expect(rt, sup, "count_children",
               "[{specs, 2}, {active, 2}, {supervisors, 0}, {workers, 2}]");
   call_expect(rt, sup, "{get_childspec, a}",
@@ -895,10 +921,10 @@ static void test_calls(void **st) {
   call_expect(rt, sup, "{get_childspec, zz}", "{error, not_found}");
 
   /* start_child */
-  call_term(rt, sup,
-            T(&rq, "{start_child, " CHM("c", "trap",
-                                        ", restart => temporary") "}"),
-            &rep);
+  call_term(
+      rt, sup,
+      T(&rq, "{start_child, " CHM("c", "trap", ", restart => temporary") "}"),
+      &rep);
   c = whereis(rt, "c");
   expect_eq(cn_buf_term(&rep), T(&ex, "{ok, ~p}", &c));
   call_expect(rt, sup, "{get_childspec, c}",
@@ -925,8 +951,7 @@ static void test_calls(void **st) {
   call_expect(rt, sup, "{start_child, " CHM("g", "ignore", "") "}",
               "{error, already_present}");
   call_expect(rt, sup,
-              "{start_child, " CHM("h", "ignore", ", restart => temporary")
-              "}",
+              "{start_child, " CHM("h", "ignore", ", restart => temporary") "}",
               "{ok, undefined}");
   call_expect(rt, sup, "{get_childspec, h}", "{error, not_found}");
   call_expect(rt, sup, "which_children",
@@ -966,8 +991,7 @@ static void test_calls(void **st) {
   /* An unknown call is a function_clause crash, as in OTP: the caller
    * gets the reason once the children are down. */
   rec_reset();
-  assert_int_equal(cn_call(rt, cn_to_pid(sup), T(&rq, "foo"), tmo(5000),
-                           &rep),
+  assert_int_equal(cn_call(rt, cn_to_pid(sup), T(&rq, "foo"), tmo(5000), &rep),
                    CN_EEXIT);
   expect_eq(cn_buf_term(&rep),
             T(&ex, "{function_clause, [{supervisor, handle_call, "
@@ -980,13 +1004,40 @@ static void test_calls(void **st) {
   cn_runtime_free(rt);
 }
 
+/* Other messages are ignored; an unknown cast is a function_clause crash,
+ * as in OTP. */
+static void test_stray_messages(void **st) {
+  cn_runtime *rt = rt_new();
+  cn_buf b = CN_BUF_INIT;
+  cn_pid sup = start_sup(rt, "{#{}, [" CH("a") "]}");
+  cn_pid a = whereis(rt, "a");
+  cn_ref ref;
+
+  assert_int_equal(cn_send(rt, cn_to_pid(sup), T(&b, "{hello, 1}")), 0);
+  assert_int_equal(
+      cn_send(rt, cn_to_pid(sup), T(&b, "{'DOWN', 1, process, 2, 3}")), 0);
+  assert_int_equal(
+      cn_cast(rt, cn_to_pid(sup), T(&b, "{try_again_restart, nobody}")), 0);
+  call_expect(rt, sup, "which_children", "[{a, ~p, worker, [worker]}]", &a);
+  assert_int_equal(cn_monitor(rt, cn_to_pid(sup), &ref), 0);
+  assert_int_equal(cn_cast(rt, cn_to_pid(sup), T(&b, "what")), 0);
+  expect_down(rt, &ref,
+              "{function_clause, [{supervisor, handle_cast, "
+              "[what, '_'], []}]}");
+  rec_expect("a/shutdown,");
+  cn_buf_free(&b);
+  cn_runtime_free(rt);
+}
+
 /* ---- simple_one_for_one ----------------------------------------------- */
 
 static void test_simple_one_for_one(void **st) {
   cn_runtime *rt = rt_new();
-  cn_pid sup = start_sup(rt, "{" FLAGS("simple_one_for_one", "10") ", "
-                             "[#{id => w, start => {worker, start_link, "
-                             "[trap]}}]}");
+  cn_pid sup =
+      start_sup(rt, "{" FLAGS("simple_one_for_one",
+                              "10") ", "
+                                    "[#{id => w, start => {worker, start_link, "
+                                    "[trap]}}]}");
   cn_buf rq = CN_BUF_INIT, rep = CN_BUF_INIT, ex = CN_BUF_INIT;
   cn_pid p1, p2, p3;
   const char *spec = "{ok, #{id => w, start => {worker, start_link, [trap]}, "
@@ -1015,8 +1066,7 @@ static void test_simple_one_for_one(void **st) {
   call_expect(rt, sup, "{get_childspec, w}", spec);
   call_term(rt, sup, T(&rq, "{get_childspec, ~p}", &sup), &rep);
   expect_eq(cn_buf_term(&rep), T(&ex, "{error, not_found}"));
-  call_expect(rt, sup, "{terminate_child, w}",
-              "{error, simple_one_for_one}");
+  call_expect(rt, sup, "{terminate_child, w}", "{error, simple_one_for_one}");
   call_term(rt, sup, T(&rq, "{terminate_child, ~p}", &sup), &rep);
   expect_eq(cn_buf_term(&rep), T(&ex, "{error, not_found}"));
   call_expect(rt, sup, "{restart_child, w}", "{error, simple_one_for_one}");
@@ -1059,9 +1109,11 @@ static void test_simple_one_for_one(void **st) {
 
 static void test_simple_temporary_and_restarting(void **st) {
   cn_runtime *rt = rt_new();
-  cn_pid sup = start_sup(rt, "{" FLAGS("simple_one_for_one", "100000") ", "
-                             "[#{id => w, start => {worker, start_link, "
-                             "[flaky]}, shutdown => brutal_kill}]}");
+  cn_pid sup = start_sup(
+      rt, "{" FLAGS("simple_one_for_one",
+                    "100000") ", "
+                              "[#{id => w, start => {worker, start_link, "
+                              "[flaky]}, shutdown => brutal_kill}]}");
   cn_buf rq = CN_BUF_INIT, rep = CN_BUF_INIT;
   cn_pid p;
 
@@ -1095,15 +1147,68 @@ static void test_simple_temporary_and_restarting(void **st) {
   cn_runtime_free(rt);
 }
 
+/* Many children: started, crashed and restarted, then all stopped at
+ * once. */
+static void test_simple_many(void **st) {
+  enum { N = 2000 };
+  cn_runtime *rt = rt_new();
+  cn_pid sup = start_sup(rt, "{{simple_one_for_one, 1000, 5}, [#{id => w, "
+                             "start => {worker, start_link, [normal]}}]}");
+  cn_buf rq = CN_BUF_INIT, rep = CN_BUF_INIT, ex = CN_BUF_INIT;
+  cn_pid *p = calloc(N, sizeof(*p));
+  int i;
+
+  T(&rq, "{start_child, []}");
+  for (i = 0; i < N; i++) {
+    call_term(rt, sup, cn_buf_term(&rq), &rep);
+    assert_int_equal(cn_match(cn_buf_term(&rep), "{ok, ~p}", &p[i]), 0);
+  }
+  for (i = 0; i < N; i += 20)
+    kill_pid(rt, p[i]);
+  /* Every killed child is replaced by a new one. */
+  for (int tries = 0;; tries++) {
+    cn_iter it;
+    cn_term e;
+    cn_pid q;
+    size_t n = 0, stale = 0;
+    call_term(rt, sup, T(&rq, "which_children"), &rep);
+    assert_int_equal(cn_iter_init(&it, cn_buf_term(&rep), &n), 0);
+    assert_int_equal(n, N);
+    while (cn_iter_next(&it, &e)) {
+      if (cn_match(e, "{undefined, ~p, worker, [worker]}", &q) != 0)
+        stale++;
+      else
+        for (i = 0; i < N; i += 20)
+          stale += cn_pid_equal(&q, &p[i]);
+    }
+    if (stale == 0)
+      break;
+    assert_true(tries < tmo(2000));
+    uv_sleep(1);
+  }
+  call_expect(rt, sup, "count_children",
+              "[{specs, 1}, {active, 2000}, {supervisors, 0}, "
+              "{workers, 2000}]");
+  call_term(rt, sup, T(&rq, "{terminate_child, ~p}", &p[1]), &rep);
+  expect_eq(cn_buf_term(&rep), T(&ex, "ok"));
+  assert_int_equal(cn_stop(rt, cn_to_pid(sup), NULL, tmo(10000)), 0);
+  wait_count(rt, 0);
+  free(p);
+  cn_buf_free(&rq);
+  cn_buf_free(&rep);
+  cn_buf_free(&ex);
+  cn_runtime_free(rt);
+}
+
 /* ---- auto_shutdown ---------------------------------------------------- */
 
 static void test_auto_shutdown(void **st) {
   cn_runtime *rt = rt_new();
   cn_ref ref;
   cn_pid sup = start_sup(
-      rt, "{#{auto_shutdown => any_significant}, ["
-          CHM("s", "trap", ", restart => transient, significant => true") ", "
-          CH("o") "]}");
+      rt, "{#{auto_shutdown => any_significant}, [" CHM(
+              "s", "trap",
+              ", restart => transient, significant => true") ", " CH("o") "]}");
 
   assert_int_equal(cn_monitor(rt, cn_to_pid(sup), &ref), 0);
   cast(rt, whereis(rt, "s"), "{crash, normal}");
@@ -1112,10 +1217,17 @@ static void test_auto_shutdown(void **st) {
 
   rec_reset();
   sup = start_sup(
-      rt, "{#{auto_shutdown => all_significant}, ["
-          CHM("s1", "trap", ", restart => temporary, significant => true") ", "
-          CHM("s2", "trap", ", restart => transient, significant => true") ", "
-          CH("o") "]}");
+      rt,
+      "{#{auto_shutdown => all_significant}, [" CHM(
+          "s1", "trap",
+          ", restart => temporary, significant => true") ", " CHM("s2", "trap",
+                                                                  ", restart "
+                                                                  "=> "
+                                                                  "transient, "
+                                                                  "significant "
+                                                                  "=> true") ","
+                                                                             " " CH(
+                                                                                 "o") "]}");
   assert_int_equal(cn_monitor(rt, cn_to_pid(sup), &ref), 0);
   cast(rt, whereis(rt, "s1"), "{crash, boom}");
   call_until(rt, sup, "count_children",
@@ -1128,11 +1240,11 @@ static void test_auto_shutdown(void **st) {
 
 /* ---- Trees ------------------------------------------------------------ */
 
-#define INNER                                                                \
-  "{" FLAGS("one_for_all", "10") ", [" CH("x") ", " CH("y") "]}"
-#define TREE                                                                 \
-  "{" FLAGS("one_for_one", "10") ", [" CH("w0") ", #{id => inner, start => " \
-  "{sup, start_link, [" INNER ", inner]}, type => supervisor}]}"
+#define INNER "{" FLAGS("one_for_all", "10") ", [" CH("x") ", " CH("y") "]}"
+#define INNER_START "{sup, start_link, [" INNER ", inner]}"
+#define INNER_CHILD                                                            \
+  "#{id => inner, start => " INNER_START ", type => supervisor}"
+#define TREE "{" FLAGS("one_for_one", "10") ", [" CH("w0") ", " INNER_CHILD "]}"
 
 static void test_nested(void **st) {
   cn_runtime *rt = rt_new();
@@ -1168,8 +1280,7 @@ static void test_nested(void **st) {
              "[{inner, ~p, supervisor, [sup]}, {w0, ~p, worker, [worker]}]",
              &in2, &w0);
   call_expect(rt, in2, "which_children",
-              "[{y, ~p, worker, [worker]}, {x, ~p, worker, [worker]}]", &y,
-              &x);
+              "[{y, ~p, worker, [worker]}, {x, ~p, worker, [worker]}]", &y, &x);
 
   /* Stopping the root: the inner tree first (it started last), each in
    * reverse order. */
@@ -1192,8 +1303,9 @@ static void test_nested_start_failure(void **st) {
       cn_supervisor_start(
           rt,
           T(&b, "{#{}, [" CH("w0") ", #{id => inner, start => {sup, "
-                "start_link, [{#{}, [" CH("x") ", " CHM("f", "fail", "")
-                "]}]}, type => supervisor}]}"),
+                                   "start_link, [{#{}, [" CH("x") ", " CHM(
+                                       "f", "fail",
+                                       "") "]}]}, type => supervisor}]}"),
           &o, &pid),
       CN_EEXIT);
   expect_eq(cn_buf_term(&why),
@@ -1228,6 +1340,8 @@ static void test_runtime_shutdown(void **st) {
       0);
   call_term(rt, whereis(rt, "pool"), T(&b, "{start_child, [p1]}"), &b);
   (void)whereis(rt, "p1");
+  assert_int_equal(cn_runtime_shutdown(rt, tmo(5000)), 0);
+  assert_int_equal(cn_process_count(rt), 0);
   cn_runtime_free(rt);
   rec_order("y/shutdown,", "x/shutdown,", "w0/shutdown,", NULL);
   rec_order("p1/shutdown,", NULL);
@@ -1252,8 +1366,10 @@ int main(void) {
       cmocka_unit_test(test_shutdown_timeout),
       cmocka_unit_test(test_calls_postponed),
       cmocka_unit_test(test_calls),
+      cmocka_unit_test(test_stray_messages),
       cmocka_unit_test(test_simple_one_for_one),
       cmocka_unit_test(test_simple_temporary_and_restarting),
+      cmocka_unit_test(test_simple_many),
       cmocka_unit_test(test_auto_shutdown),
       cmocka_unit_test(test_nested),
       cmocka_unit_test(test_nested_start_failure),
