@@ -12,7 +12,7 @@
  * that steps from one segment into the next.
  *
  * Map keys are sorted with this same comparison, which is the one place
- * where it calls itself; see CN__MAX_KEY_NESTING.
+ * where it calls itself; see KEY_NESTING_CAP.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -278,7 +278,7 @@ static void fun_view(const char *p, funv *f) {
   q = cn__atom_view(p + 1 + 29, &f->module);
   small_int_value(q, &q); /* OldIndex */
   f->old_uniq = small_int_value(q, &q);
-  f->free = cn__skip(q); /* past the creator pid */
+  f->free = cn__skip_fast(q); /* past the creator pid */
 }
 
 /* Compares two funs up to their free variables.  Local funs order before
@@ -419,7 +419,7 @@ typedef struct kv {
 static int key_cmp(const char *a, const char *b, int level) {
   if (level > KEY_NESTING_CAP) {
     /* Too deep to recurse again: fall back to a plain byte order. */
-    const char *ea = cn__skip(a), *eb = cn__skip(b);
+    const char *ea = cn__skip_fast(a), *eb = cn__skip_fast(b);
     size_t la = (size_t)(ea - a), lb = (size_t)(eb - b);
     int r = memcmp(a, b, la < lb ? la : lb);
     return r != 0 ? r : u64_cmp(la, lb);
@@ -471,8 +471,8 @@ static const char *map_pairs(const char *p, uint64_t n, kv **out, int level) {
     return NULL;
   for (i = 0; i < n; i++) {
     v[i].k = p;
-    v[i].v = p = cn__skip(p);
-    p = cn__skip(p);
+    v[i].v = p = cn__skip_fast(p);
+    p = cn__skip_fast(p);
   }
   sort_pairs(v, v + n, (size_t)n, level + 1);
   *out = v;
@@ -488,8 +488,8 @@ const char *cn__map_sorted(const char *p, uint64_t n, const char **keys,
     /* Out of memory: hand the pairs out in encoded order. */
     for (i = 0; i < n; i++) {
       keys[i] = p;
-      vals[i] = p = cn__skip(p);
-      p = cn__skip(p);
+      vals[i] = p = cn__skip_fast(p);
+      p = cn__skip_fast(p);
     }
     return p;
   }
@@ -553,7 +553,7 @@ static void cpop(cstack *s) {
 /* Out of memory in the middle of a walk leaves no good answer; order by
  * bytes from the current positions so the result is at least stable. */
 static int oom_order(const char *pa, const char *pb) {
-  const char *ea = cn__skip(pa), *eb = cn__skip(pb);
+  const char *ea = cn__skip_fast(pa), *eb = cn__skip_fast(pb);
   size_t la = (size_t)(ea - pa), lb = (size_t)(eb - pb);
   int r = memcmp(pa, pb, la < lb ? la : lb);
   return r != 0 ? r : u64_cmp(la, lb);
@@ -662,9 +662,9 @@ int cn__compare(const char *a, const char *b, int level) {
       goto out;
     if (scalar) {
       if (!va)
-        pa = cn__skip(xa);
+        pa = cn__skip_fast(xa);
       if (!vb)
-        pb = cn__skip(xb);
+        pb = cn__skip_fast(xb);
     }
 
     /* Find the next pair to compare. */
@@ -939,7 +939,7 @@ uint64_t cn_term_hash(cn_term t) {
     default:
       h = hscalar(h, cls, x);
       if (!virt)
-        p = cn__skip(x);
+        p = cn__skip_fast(x);
       break;
     }
 

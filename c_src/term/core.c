@@ -24,7 +24,15 @@ const char cn__nil[1] = {(char)ETF_NIL};
 long cn__utf8_count(const unsigned char *s, size_t n) {
   size_t i = 0;
   long count = 0;
+  unsigned any = 0;
 
+  /* Most names are ASCII; one pass of ORs tells, without branches. */
+  for (i = 0; i < n; i++)
+    any |= s[i];
+  if (any < 0x80)
+    return (long)n;
+
+  i = 0;
   while (i < n) {
     unsigned c = s[i];
     uint32_t cp;
@@ -351,49 +359,33 @@ const char *cn__int_view(const char *p, cn__int *v) {
   return p;
 }
 
-int cn__class(const char *p) {
-  switch ((unsigned char)p[0]) {
-  case ETF_SMALL_INTEGER:
-  case ETF_INTEGER:
-  case ETF_SMALL_BIG:
-  case ETF_LARGE_BIG:
-  case ETF_FLOAT:
-  case ETF_NEW_FLOAT:
-    return CLS_NUMBER;
-  case ETF_ATOM:
-  case ETF_ATOM_UTF8:
-  case ETF_SMALL_ATOM:
-  case ETF_SMALL_ATOM_UTF8:
-    return CLS_ATOM;
-  case ETF_REFERENCE:
-  case ETF_NEW_REFERENCE:
-  case ETF_NEWER_REFERENCE:
-    return CLS_REF;
-  case ETF_NEW_FUN:
-  case ETF_EXPORT:
-    return CLS_FUN;
-  case ETF_PORT:
-  case ETF_NEW_PORT:
-  case ETF_V4_PORT:
-    return CLS_PORT;
-  case ETF_PID:
-  case ETF_NEW_PID:
-    return CLS_PID;
-  case ETF_SMALL_TUPLE:
-  case ETF_LARGE_TUPLE:
-    return CLS_TUPLE;
-  case ETF_MAP:
-    return CLS_MAP;
-  case ETF_NIL:
-    return CLS_NIL;
-  case ETF_STRING:
-    return cn__get16(p + 1) == 0 ? CLS_NIL : CLS_LIST;
-  case ETF_LIST:
-    return CLS_LIST;
-  case ETF_BINARY:
-  case ETF_BIT_BINARY:
-    return CLS_BITS;
-  default:
-    return 0;
-  }
-}
+const unsigned char cn__class_tab[256] = {
+    [ETF_SMALL_INTEGER] = CLS_NUMBER,
+    [ETF_INTEGER] = CLS_NUMBER,
+    [ETF_SMALL_BIG] = CLS_NUMBER,
+    [ETF_LARGE_BIG] = CLS_NUMBER,
+    [ETF_FLOAT] = CLS_NUMBER,
+    [ETF_NEW_FLOAT] = CLS_NUMBER,
+    [ETF_ATOM] = CLS_ATOM,
+    [ETF_ATOM_UTF8] = CLS_ATOM,
+    [ETF_SMALL_ATOM] = CLS_ATOM,
+    [ETF_SMALL_ATOM_UTF8] = CLS_ATOM,
+    [ETF_REFERENCE] = CLS_REF,
+    [ETF_NEW_REFERENCE] = CLS_REF,
+    [ETF_NEWER_REFERENCE] = CLS_REF,
+    [ETF_NEW_FUN] = CLS_FUN,
+    [ETF_EXPORT] = CLS_FUN,
+    [ETF_PORT] = CLS_PORT,
+    [ETF_NEW_PORT] = CLS_PORT,
+    [ETF_V4_PORT] = CLS_PORT,
+    [ETF_PID] = CLS_PID,
+    [ETF_NEW_PID] = CLS_PID,
+    [ETF_SMALL_TUPLE] = CLS_TUPLE,
+    [ETF_LARGE_TUPLE] = CLS_TUPLE,
+    [ETF_MAP] = CLS_MAP,
+    [ETF_NIL] = CLS_NIL,
+    [ETF_STRING] = CLS_LIST,
+    [ETF_LIST] = CLS_LIST,
+    [ETF_BINARY] = CLS_BITS,
+    [ETF_BIT_BINARY] = CLS_BITS,
+};

@@ -22,15 +22,18 @@
 enum { M_SEQ, M_LIST, M_TAIL, M_MAP_K, M_MAP_V };
 
 typedef struct mframe {
-  int kind;
-  const char *pos;  /* M_SEQ, M_LIST: the next element */
-  uint64_t left;    /* M_SEQ: elements left; M_LIST: left in the segment */
-  int str;          /* M_LIST: the segment is a STRING_EXT */
+  const char *pos;  /* M_SEQ, M_LIST: the next element; M_MAP_V: value */
   const char *term; /* M_MAP_*: the map term; M_TAIL: the tail */
-  int tail_virt;    /* M_TAIL: the tail is the implicit nil of a string */
   const char *end;  /* M_TAIL: the first byte after the tail */
+  const char *lim;  /* the container's end when known, else NULL */
+  uint32_t left;    /* M_SEQ: elements left; M_LIST: left in the segment */
+  unsigned char kind;
+  unsigned char str;       /* M_LIST: the segment is a STRING_EXT */
+  unsigned char tail_virt; /* M_TAIL: the implicit nil of a string */
 } mframe;
 
+/* An output waiting for the whole match to succeed.  Small on purpose:
+ * pids and references are filled in from the term at commit time. */
 typedef struct pending {
   char kind;     /* the hole's letter */
   void *o1, *o2; /* where the values go */
@@ -39,9 +42,8 @@ typedef struct pending {
     int64_t i;
     uint64_t u;
     double f;
-    size_t len; /* ~t: the term's length */
-    cn_pid pid;
-    cn_ref ref;
+    size_t len;    /* ~t: the term's length */
+    uint32_t node; /* ~p, ~r: the interned node */
   } v;
 } pending;
 
@@ -62,19 +64,31 @@ static inline int is_name(char c) {
          (c >= '0' && c <= '9') || c == '_' || c == '@';
 }
 
-static pending *add_out(outs *o) {
-  if (o->n == o->cap) {
-    size_t cap = o->cap * 2;
-    pending *p = o->p == o->inl ? malloc(cap * sizeof *p)
-                                : realloc(o->p, cap * sizeof *p);
-    if (p == NULL)
-      return NULL;
-    if (o->p == o->inl)
-      memcpy(p, o->inl, sizeof o->inl);
-    o->p = p;
-    o->cap = cap;
-  }
+static pending *grow_outs(outs *o) {
+  size_t cap = o->cap * 2;
+  pending *p =
+      o->p == o->inl ? malloc(cap * sizeof *p) : realloc(o->p, cap * sizeof *p);
+  if (p == NULL)
+    return NULL;
+  if (o->p == o->inl)
+    memcpy(p, o->inl, sizeof o->inl);
+  o->p = p;
+  o->cap = cap;
   return &o->p[o->n++];
+}
+
+static inline pending *add_out(outs *o) {
+  if (o->n < o->cap)
+    return &o->p[o->n++];
+  return grow_outs(o);
+}
+
+/* True when the quoted atom that starts at s (after its quote) ends
+ * before any backslash: its text is then the pattern's bytes. */
+static int quoted_plain(const char *s) {
+  while (*s != '\'' && *s != '\\' && *s != '\0')
+    s++;
+  return *s == '\'';
 }
 
 /* Normalises a list cursor: steps into a tail that continues the list.
@@ -108,7 +122,7 @@ static const char *map_find(const char *m, const char *name, size_t len,
   const char *p = m + 5;
 
   for (i = 0; i < n; i++) {
-    const char *v = cn__skip(p);
+    const char *v = cn__skip_fast(p);
     if (key == NULL) {
       if (cn__is_atom_tag((unsigned char)p[0])) {
         cn__atom a;
@@ -123,7 +137,7 @@ static const char *map_find(const char *m, const char *name, size_t len,
       if (cn_term_equal(k, *key))
         return v;
     }
-    p = cn__skip(v);
+    p = cn__skip_fast(v);
   }
   return NULL;
 }
@@ -160,7 +174,7 @@ static int match_built(const char **fp, va_list *ap, const char *x, int *rc) {
   }
   want = cn_buf_term(&kb);
   have.ptr = x;
-  have.len = (size_t)(cn__skip(x) - x);
+  have.len = (size_t)(cn__skip_fast(x) - x);
   *rc = cn_term_equal(want, have) ? 0 : CN_ENOMATCH;
   cn_buf_free(&kb);
   return *rc == 0;
@@ -248,33 +262,24 @@ static int match_hole(char h, va_list *ap, const char *x, outs *o,
     q->o2 = np;
     break;
   }
-  case 'p': {
-    cn_pid *out = va_arg(*ap, cn_pid *);
-    cn_pid v;
-    if ((rc = cn__decode_pid(x, &v)) != 0)
-      return rc;
-    if ((q = add_out(o)) == NULL)
-      return CN_ENOMEM;
-    q->o1 = out;
-    q->v.pid = v;
-    break;
-  }
+  case 'p':
   case 'r': {
-    cn_ref *out = va_arg(*ap, cn_ref *);
-    cn_ref v;
-    if ((rc = cn__decode_ref(x, &v)) != 0)
+    void *out = va_arg(*ap, void *);
+    uint32_t node;
+    if ((rc = cn__ident_node(x, h == 'p' ? CN_T_PID : CN_T_REF, &node)) != 0)
       return rc;
     if ((q = add_out(o)) == NULL)
       return CN_ENOMEM;
     q->o1 = out;
-    q->v.ref = v;
+    q->v.node = node;
     break;
   }
   case 't': {
     cn_term *out = va_arg(*ap, cn_term *);
     if ((q = add_out(o)) == NULL)
       return CN_ENOMEM;
-    *end = cn__skip(x);
+    if (*end == NULL)
+      *end = cn__skip_fast(x);
     q->o1 = out;
     q->v.len = (size_t)(*end - x);
     break;
@@ -321,11 +326,11 @@ static void commit(const outs *o) {
       break;
     case 'p':
       if (q->o1 != NULL)
-        *(cn_pid *)q->o1 = q->v.pid;
+        cn__pid_fill(q->x, q->v.node, q->o1);
       break;
     case 'r':
       if (q->o1 != NULL)
-        *(cn_ref *)q->o1 = q->v.ref;
+        cn__ref_fill(q->x, q->v.node, q->o1);
       break;
     case 't':
       if (q->o1 != NULL) {
@@ -348,11 +353,11 @@ static const char *list_rest_end(mframe *fr) {
       return fr->pos;
     }
     while (fr->left > 0) {
-      fr->pos = cn__skip(fr->pos);
+      fr->pos = cn__skip_fast(fr->pos);
       fr->left--;
     }
     if (!list_more(fr))
-      return cn__skip(fr->pos);
+      return cn__skip_fast(fr->pos);
   }
 }
 
@@ -367,13 +372,17 @@ static int match(cn_term t, const char *f, va_list *ap, outs *o) {
     mframe *fr = sp > 0 ? &st[sp - 1] : NULL;
     char c;
 
-    /* Pick the subject. */
+    /* Pick the subject.  Where its end is known for free (the whole term,
+     * the last element of a tuple whose end is known) it is kept, so that
+     * ~t at the end of a message costs no walk over its bytes. */
     if (fr == NULL) {
       x = t.ptr;
+      end = t.ptr + t.len;
     } else if (fr->kind == M_SEQ) {
       if (fr->left == 0)
         return CN_ENOMATCH; /* the tuple is shorter than the pattern */
-      fr->left--;
+      if (--fr->left == 0)
+        end = fr->lim;
       x = fr->pos;
     } else if (fr->kind == M_LIST) {
       if (!list_more(fr))
@@ -388,6 +397,8 @@ static int match(cn_term t, const char *f, va_list *ap, outs *o) {
     } else if (fr->kind == M_TAIL) {
       x = fr->term;
       virt = fr->tail_virt;
+      if (!virt)
+        end = fr->lim;
     } else { /* M_MAP_V: set when the key was found */
       x = fr->pos;
     }
@@ -396,15 +407,27 @@ static int match(cn_term t, const char *f, va_list *ap, outs *o) {
     c = *f;
     if (c >= 'a' && c <= 'z') {
       const char *s = f;
+      unsigned char tag = (unsigned char)x[0];
+      size_t n;
       while (is_name(*f))
         f++;
-      if (!cn__is_atom_tag((unsigned char)x[0]))
-        return CN_ENOMATCH;
-      {
+      n = (size_t)(f - s);
+      if (tag == ETF_SMALL_ATOM_UTF8 || tag == ETF_SMALL_ATOM) {
+        /* A bare name is ASCII, which reads the same in Latin-1. */
+        size_t k;
+        if ((unsigned char)x[1] != n)
+          return CN_ENOMATCH;
+        for (k = 0; k < n; k++) /* names are short: no memcmp call */
+          if (x[2 + k] != s[k])
+            return CN_ENOMATCH;
+        end = x + 2 + n;
+      } else if (tag == ETF_ATOM_UTF8 || tag == ETF_ATOM) {
         cn__atom a;
         end = cn__atom_view(x, &a);
-        if (!cn__atom_eq(&a, s, (size_t)(f - s)))
+        if (!cn__atom_eq(&a, s, n))
           return CN_ENOMATCH;
+      } else {
+        return CN_ENOMATCH;
       }
     } else if (c == '_' && !is_name(f[1])) {
       f++;
@@ -458,12 +481,23 @@ static int match(cn_term t, const char *f, va_list *ap, outs *o) {
           fr->term = x;
         }
         fr->end = NULL;
+        fr->lim = end;
         sp++;
         f = g;
         if (c == '#')
           goto map_key;
         continue;
       }
+    } else if (c == '\'' && quoted_plain(f + 1)) {
+      /* A quoted atom without escapes, such as '$gen_call'. */
+      const char *s = f + 1, *q = strchr(s, '\'');
+      cn__atom a;
+      if (!cn__is_atom_tag((unsigned char)x[0]))
+        return CN_ENOMATCH;
+      end = cn__atom_view(x, &a);
+      if (!cn__atom_eq(&a, s, (size_t)(q - s)))
+        return CN_ENOMATCH;
+      f = q + 1;
     } else if (c == '-' || (c >= '0' && c <= '9') || c == '\'' || c == '"') {
       /* Small integers are the common literal; the rest is built. */
       const char *s = f;
@@ -492,9 +526,9 @@ static int match(cn_term t, const char *f, va_list *ap, outs *o) {
       fr = &st[sp - 1];
       /* Advance past the subject just matched. */
       if (fr->kind == M_SEQ || (fr->kind == M_LIST && !virt)) {
-        fr->pos = end != NULL ? end : cn__skip(x);
+        fr->pos = end != NULL ? end : cn__skip_fast(x);
       } else if (fr->kind == M_TAIL) {
-        fr->end = virt ? NULL : end != NULL ? end : cn__skip(x);
+        fr->end = virt ? NULL : end != NULL ? end : cn__skip_fast(x);
       }
       virt = 0;
       end = NULL;
@@ -531,7 +565,7 @@ static int match(cn_term t, const char *f, va_list *ap, outs *o) {
         } else {
           if (cn__class(fr->pos) != CLS_NIL)
             return CN_ENOMATCH;
-          end = cn__skip(fr->pos);
+          end = cn__skip_fast(fr->pos);
         }
         x = NULL;
         sp--;

@@ -244,7 +244,7 @@ static const char *const reserved[] = {
 static size_t atom_cps(const cn__atom *a, uint32_t *cp) {
   size_t i = 0, n = 0;
   const unsigned char *s = a->s;
-  while (i < a->n) {
+  while (i < a->n && n < 255) {
     uint32_t c = s[i++];
     if (!a->latin1 && c >= 0x80) {
       int extra = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : 1;
@@ -287,7 +287,7 @@ static void put_cp(out *o, uint32_t c) {
 
 /* io_lib:write_atom/1: quoted unless it reads as a bare atom. */
 static void put_atom(out *o, const cn__atom *a) {
-  uint32_t cp[4 * 255];
+  uint32_t cp[255]; /* atoms hold at most 255 characters */
   size_t n = atom_cps(a, cp), i;
   int quote = 0;
 
@@ -625,7 +625,7 @@ int cn_term_print(cn_term t, cn_buf *b) {
     default:
       put_scalar(&o, cls, x);
       if (!virt)
-        p = cn__skip(x);
+        p = cn__skip_fast(x);
       break;
     }
     if (o.err != 0)
@@ -721,7 +721,7 @@ int cn_term_print(cn_term t, cn_buf *b) {
       if (cn__class(x) == CLS_NIL) {
         putch(&o, ']');
         if (!virt)
-          p = cn__skip(x);
+          p = cn__skip_fast(x);
         n--;
         continue;
       }

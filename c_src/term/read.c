@@ -140,49 +140,51 @@ bool cn_is_atom(cn_term t, const char *name) {
   return cn__atom_eq(&a, name, strlen(name));
 }
 
-int cn__decode_pid(const char *p, cn_pid *out) {
+int cn__ident_node(const char *p, cn_term_type type, uint32_t *node) {
   unsigned char tag = (unsigned char)p[0];
-  cn__atom node;
-  const char *q;
-  uint32_t idx;
-  int rc;
+  cn__atom a;
 
-  if (tag != ETF_PID && tag != ETF_NEW_PID)
+  if (type == CN_T_PID && (tag == ETF_PID || tag == ETF_NEW_PID))
+    cn__atom_view(p + 1, &a);
+  else if (type == CN_T_REF && tag == ETF_REFERENCE)
+    cn__atom_view(p + 1, &a);
+  else if (type == CN_T_REF &&
+           (tag == ETF_NEW_REFERENCE || tag == ETF_NEWER_REFERENCE))
+    cn__atom_view(p + 3, &a);
+  else
     return CN_ENOMATCH;
-  q = cn__atom_view(p + 1, &node);
-  if ((rc = cn__intern_atom(&node, &idx)) != 0)
-    return rc;
-  out->node = idx;
-  out->id = cn__get32(q);
-  out->serial = cn__get32(q + 4);
-  out->creation = tag == ETF_PID ? (unsigned char)q[8] : cn__get32(q + 8);
-  return 0;
+  return cn__intern_atom(&a, node);
 }
 
-int cn__decode_ref(const char *p, cn_ref *out) {
-  unsigned char tag = (unsigned char)p[0];
-  cn__atom node;
-  const char *q;
-  uint32_t idx, i, len;
-  int rc;
+void cn__pid_fill(const char *p, uint32_t node, cn_pid *out) {
+  const char *q = p + 1;
+  q += cn__atom_size(q);
+  out->node = node;
+  out->id = cn__get32(q);
+  out->serial = cn__get32(q + 4);
+  out->creation =
+      (unsigned char)p[0] == ETF_PID ? (unsigned char)q[8] : cn__get32(q + 8);
+}
 
+void cn__ref_fill(const char *p, uint32_t node, cn_ref *out) {
+  unsigned char tag = (unsigned char)p[0];
+  const char *q;
+  uint32_t i, len;
+
+  out->node = node;
   if (tag == ETF_REFERENCE) {
-    q = cn__atom_view(p + 1, &node);
-    if ((rc = cn__intern_atom(&node, &idx)) != 0)
-      return rc;
-    out->node = idx;
+    q = p + 1;
+    q += cn__atom_size(q);
     out->len = 1;
     out->n[0] = cn__get32(q);
+    for (i = 1; i < CN_REF_MAX_WORDS; i++)
+      out->n[i] = 0;
     out->creation = (unsigned char)q[4];
-    return 0;
+    return;
   }
-  if (tag != ETF_NEW_REFERENCE && tag != ETF_NEWER_REFERENCE)
-    return CN_ENOMATCH;
   len = cn__get16(p + 1);
-  q = cn__atom_view(p + 3, &node);
-  if ((rc = cn__intern_atom(&node, &idx)) != 0)
-    return rc;
-  out->node = idx;
+  q = p + 3;
+  q += cn__atom_size(q);
   if (tag == ETF_NEW_REFERENCE) {
     out->creation = (unsigned char)q[0];
     q += 1;
@@ -193,7 +195,22 @@ int cn__decode_ref(const char *p, cn_ref *out) {
   out->len = len;
   for (i = 0; i < CN_REF_MAX_WORDS; i++)
     out->n[i] = i < len ? cn__get32(q + 4 * i) : 0;
-  return 0;
+}
+
+int cn__decode_pid(const char *p, cn_pid *out) {
+  uint32_t node;
+  int rc = cn__ident_node(p, CN_T_PID, &node);
+  if (rc == 0)
+    cn__pid_fill(p, node, out);
+  return rc;
+}
+
+int cn__decode_ref(const char *p, cn_ref *out) {
+  uint32_t node;
+  int rc = cn__ident_node(p, CN_T_REF, &node);
+  if (rc == 0)
+    cn__ref_fill(p, node, out);
+  return rc;
 }
 
 int cn__decode_port(const char *p, cn_port *out) {
@@ -255,7 +272,7 @@ static size_t list_count(const char *p) {
       total += n;
       p += 5;
       for (i = 0; i < n; i++)
-        p = cn__skip(p);
+        p = cn__skip_fast(p);
     }
   }
 }
@@ -326,7 +343,7 @@ bool cn_iter_next(cn_iter *it, cn_term *elem) {
         elem->ptr = cn__small_ints[(unsigned char)*it->pos++];
         elem->len = 2;
       } else {
-        const char *next = cn__skip(it->pos);
+        const char *next = cn__skip_fast(it->pos);
         elem->ptr = it->pos;
         elem->len = (size_t)(next - it->pos);
         it->pos = next;
@@ -352,7 +369,7 @@ bool cn_iter_next(cn_iter *it, cn_term *elem) {
         continue;
       }
       it->tail.ptr = p;
-      it->tail.len = (size_t)(cn__skip(p) - p);
+      it->tail.len = (size_t)(cn__skip_fast(p) - p);
     }
     it->string = IT_FLAT;
     return false;

@@ -66,11 +66,6 @@ enum {
   CLS_BITS
 };
 
-/* How deep maps may nest inside map keys before the comparison of those
- * keys falls back to a byte order (see compare.c).  The validator's
- * default depth limit keeps validated terms below it. */
-#define CN__MAX_KEY_NESTING CN_TERM_DEFAULT_MAX_DEPTH
-
 static inline uint16_t cn__get16(const char *p) {
   const unsigned char *u = (const unsigned char *)p;
   return (uint16_t)((u[0] << 8) | u[1]);
@@ -157,6 +152,26 @@ long cn__utf8_count(const unsigned char *s, size_t n);
 /* Returns the first byte after the trusted term at p.  Iterative. */
 const char *cn__skip(const char *p);
 
+/* cn__skip with the common scalars inline. */
+static inline const char *cn__skip_fast(const char *p) {
+  switch ((unsigned char)p[0]) {
+  case ETF_SMALL_INTEGER:
+    return p + 2;
+  case ETF_INTEGER:
+    return p + 5;
+  case ETF_NEW_FLOAT:
+    return p + 9;
+  case ETF_NIL:
+    return p + 1;
+  case ETF_SMALL_ATOM_UTF8:
+    return p + 2 + (unsigned char)p[1];
+  case ETF_BINARY:
+    return p + 5 + (size_t)cn__get32(p + 1);
+  default:
+    return cn__skip(p);
+  }
+}
+
 /* Reads a float term (NEW_FLOAT_EXT or FLOAT_EXT).  Returns 0, or -1 when
  * a FLOAT_EXT's text is not a finite number. */
 int cn__float_value(const char *p, double *out);
@@ -181,8 +196,16 @@ const char *cn__int_view(const char *p, cn__int *v);
  * counts how deep map keys are being sorted (0 at the top). */
 int cn__compare(const char *a, const char *b, int level);
 
+/* The class (CLS_*) of each tag; 0 for bytes that are not tags. */
+extern const unsigned char cn__class_tab[256];
+
 /* The class (CLS_*) of the term at p. */
-int cn__class(const char *p);
+static inline int cn__class(const char *p) {
+  unsigned char tag = (unsigned char)p[0];
+  if (tag == ETF_STRING && p[1] == 0 && p[2] == 0)
+    return CLS_NIL; /* "" is [] */
+  return cn__class_tab[tag];
+}
 
 /* Sorts the n pairs of the map whose first key is at p into keys[] and
  * vals[] (arrays of n pointers), in Erlang's key order, and returns the
@@ -234,5 +257,13 @@ int cn__intern_atom(const cn__atom *a, uint32_t *idx);
 int cn__decode_pid(const char *p, cn_pid *out);
 int cn__decode_ref(const char *p, cn_ref *out);
 int cn__decode_port(const char *p, cn_port *out);
+
+/* The two halves of cn__decode_pid / cn__decode_ref, so that the matcher
+ * can intern early (the step that can fail) and fill outputs late.
+ * cn__ident_node checks that p is of the given type (CN_T_PID or
+ * CN_T_REF) and interns its node. */
+int cn__ident_node(const char *p, cn_term_type type, uint32_t *node);
+void cn__pid_fill(const char *p, uint32_t node, cn_pid *out);
+void cn__ref_fill(const char *p, uint32_t node, cn_ref *out);
 
 #endif /* CN_TERM_INTERNAL_H */

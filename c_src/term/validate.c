@@ -41,27 +41,36 @@ static inline int need(const char *p, const char *lim, const char *end,
   return (uint64_t)(end - p) >= k ? CN_ETOOBIG : CN_EBADTERM;
 }
 
-static int push(vstack *s, uint64_t left, int list, const char *fun_end) {
+/* Moves the frames to a bigger heap array. */
+static int grow(vstack *s) {
+  size_t cap = s->cap * 2;
   vframe *f;
+
+  if (cap > s->max)
+    cap = s->max;
+  if (s->f == s->inl) {
+    f = malloc(cap * sizeof *f);
+    if (f != NULL)
+      memcpy(f, s->inl, sizeof s->inl);
+  } else {
+    f = realloc(s->f, cap * sizeof *f);
+  }
+  if (f == NULL)
+    return CN_ENOMEM;
+  s->f = f;
+  s->cap = cap;
+  return 0;
+}
+
+static inline int push(vstack *s, uint64_t left, int list,
+                       const char *fun_end) {
+  vframe *f;
+  int rc;
 
   if (s->n >= s->max)
     return CN_ETOODEEP;
-  if (s->n == s->cap) {
-    size_t cap = s->cap * 2;
-    if (cap > s->max)
-      cap = s->max;
-    if (s->f == s->inl) {
-      f = malloc(cap * sizeof *f);
-      if (f != NULL)
-        memcpy(f, s->inl, sizeof s->inl);
-    } else {
-      f = realloc(s->f, cap * sizeof *f);
-    }
-    if (f == NULL)
-      return CN_ENOMEM;
-    s->f = f;
-    s->cap = cap;
-  }
+  if (s->n == s->cap && (rc = grow(s)) != 0)
+    return rc;
   f = &s->f[s->n++];
   f->left = left;
   f->list = list;
