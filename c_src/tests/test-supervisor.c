@@ -337,6 +337,20 @@ static cn_pid start_sup(cn_runtime *rt, const char *spec) {
   return pid;
 }
 
+/* {restart_child, Id} for a child registered under its id: checks the
+ * reply {ok, Pid} against the name, and returns Pid. */
+static cn_pid restart_child(cn_runtime *rt, cn_pid sup, const char *id) {
+  cn_buf rq = CN_BUF_INIT, rep = CN_BUF_INIT, ex = CN_BUF_INIT;
+  cn_pid pid;
+  call_term(rt, sup, T(&rq, "{restart_child, ~a}", id), &rep);
+  pid = whereis(rt, id);
+  expect_eq(cn_buf_term(&rep), T(&ex, "{ok, ~p}", &pid));
+  cn_buf_free(&rq);
+  cn_buf_free(&rep);
+  cn_buf_free(&ex);
+  return pid;
+}
+
 static void cast(cn_runtime *rt, cn_pid to, const char *fmt) {
   cn_buf b = CN_BUF_INIT;
   assert_int_equal(cn_cast(rt, cn_to_pid(to), T(&b, fmt)), 0);
@@ -654,7 +668,6 @@ static void test_restart_types(void **st) {
                                              ", restart => temporary") "]}");
   cn_pid p = whereis(rt, "p"), t = whereis(rt, "t"), tmp = whereis(rt, "tmp");
   cn_pid p2, t2, t3;
-  cn_buf rep = CN_BUF_INIT;
 
   /* permanent: restarted even after a normal exit. */
   cast(rt, p, "{crash, normal}");
@@ -665,8 +678,7 @@ static void test_restart_types(void **st) {
              "[{tmp, ~p, worker, [worker]}, {t, undefined, worker, [worker]}, "
              "{p, ~p, worker, [worker]}]",
              &tmp, &p2);
-  call_term(rt, sup, T(&rep, "{restart_child, t}"), &rep);
-  t2 = whereis(rt, "t");
+  t2 = restart_child(rt, sup, "t");
   call_expect(rt, sup, "{get_childspec, t}",
               "{ok, #{id => t, start => {worker, start_link, [trap, t]}, "
               "restart => transient, significant => false, shutdown => 5000, "
@@ -676,15 +688,13 @@ static void test_restart_types(void **st) {
              "[{tmp, ~p, worker, [worker]}, {t, undefined, worker, [worker]}, "
              "{p, ~p, worker, [worker]}]",
              &tmp, &p2);
-  call_term(rt, sup, T(&rep, "{restart_child, t}"), &rep);
-  t2 = whereis(rt, "t");
+  t2 = restart_child(rt, sup, "t");
   cast(rt, t2, "{crash, shutdown}");
   wait_unregistered(rt, "t");
   call_until(rt, sup, "count_children",
              "[{specs, 3}, {active, 2}, {supervisors, 0}, {workers, 3}]");
   /* ... but after a crash, yes. */
-  call_term(rt, sup, T(&rep, "{restart_child, t}"), &rep);
-  t2 = whereis(rt, "t");
+  t2 = restart_child(rt, sup, "t");
   cast(rt, t2, "{crash, boom}");
   t3 = whereis_new(rt, "t", t2);
   /* temporary: never; and it leaves the specs. */
@@ -693,7 +703,6 @@ static void test_restart_types(void **st) {
              "[{t, ~p, worker, [worker]}, {p, ~p, worker, [worker]}]", &t3,
              &p2);
   call_expect(rt, sup, "{get_childspec, tmp}", "{error, not_found}");
-  cn_buf_free(&rep);
   cn_runtime_free(rt);
 }
 
@@ -1008,7 +1017,7 @@ static void test_calls(void **st) {
  * as in OTP. */
 static void test_stray_messages(void **st) {
   cn_runtime *rt = rt_new();
-  cn_buf b = CN_BUF_INIT;
+  cn_buf b = CN_BUF_INIT, rq = CN_BUF_INIT;
   cn_pid sup = start_sup(rt, "{#{}, [" CH("a") "]}");
   cn_pid a = whereis(rt, "a");
   cn_ref ref;
@@ -1025,7 +1034,17 @@ static void test_stray_messages(void **st) {
               "{function_clause, [{supervisor, handle_cast, "
               "[what, '_'], []}]}");
   rec_expect("a/shutdown,");
+
+  /* With no child to wait for, the crash is immediate. */
+  sup = start_sup(rt, "{#{}, []}");
+  assert_int_equal(
+      cn_call(rt, cn_to_pid(sup), T(&rq, "{bad, 1}"), tmo(5000), &b), CN_EEXIT);
+  expect_eq(cn_buf_term(&b),
+            T(&rq, "{function_clause, [{supervisor, handle_call, "
+                   "[{bad, 1}, '_', '_'], []}]}"));
+  assert_false(cn_is_alive(rt, sup));
   cn_buf_free(&b);
+  cn_buf_free(&rq);
   cn_runtime_free(rt);
 }
 
@@ -1338,8 +1357,13 @@ static void test_runtime_shutdown(void **st) {
                 "start_link, [trap]}}]}, pool]}, type => supervisor}]}"),
           NULL, &root),
       0);
-  call_term(rt, whereis(rt, "pool"), T(&b, "{start_child, [p1]}"), &b);
-  (void)whereis(rt, "p1");
+  {
+    cn_buf rep = CN_BUF_INIT;
+    call_term(rt, whereis(rt, "pool"), T(&b, "{start_child, [p1]}"), &rep);
+    assert_int_equal(cn_match(cn_buf_term(&rep), "{ok, _}"), 0);
+    (void)whereis(rt, "p1");
+    cn_buf_free(&rep);
+  }
   assert_int_equal(cn_runtime_shutdown(rt, tmo(5000)), 0);
   assert_int_equal(cn_process_count(rt), 0);
   cn_runtime_free(rt);
