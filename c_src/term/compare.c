@@ -599,7 +599,7 @@ int cn__compare(const char *a, const char *b, int level) {
       break;
     case CLS_FUN: {
       uint32_t nfree;
-      const char *fa, *fb;
+      const char *fa = NULL, *fb = NULL;
       r = fun_cmp(xa, xb, &nfree, &fa, &fb);
       if (r == 0 && nfree != 0) {
         if ((f = cpush(&s, F_SEQ)) == NULL)

@@ -115,7 +115,8 @@ typedef struct cn_term_limits {
  * references of 0 or more than 5 words, a NEW_FUN_EXT whose Size does not
  * match its contents.  Also rejected: ATOM_CACHE_REF (it needs the
  * distribution header), FUN_EXT (gone since OTP 23), and a LIST_EXT of
- * zero elements (erts never writes one).  Depth counts tuple elements,
+ * zero elements (erts never writes one).  Repeated map keys are not
+ * looked for (erts never sends them).  Depth counts tuple elements,
  * list elements, map keys and values and fun free variables; a list's tail
  * sits at the list's own depth, so long lists are not deep.
  *
