@@ -758,7 +758,20 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, int timeout_ms,
       /* The server is idle: run the call here (see cn_call's doc).  Our
        * lookup reference is the SCHED holder's. */
       cn_from *from = cn__from_new(rt);
+      char store[256];
+      cn_buf copy;
       int replied = 0;
+      cn_buf_init_with(&copy, store, sizeof(store));
+      /* The handler writes the reply into *reply; if the request lives in
+       * the same buffer, it must be read from a copy. */
+      if (reply->data && req.ptr >= reply->data &&
+          req.ptr < reply->data + reply->cap) {
+        if (cn_buf_append(&copy, req.ptr, req.len) != 0) {
+          cn_from_free(from);
+          from = NULL;
+        }
+        req = cn_buf_term(&copy);
+      }
       if (from) {
         cn_proc *prev = cn__set_current(p);
         from->pid = t->proc->pid;
@@ -772,6 +785,7 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, int timeout_ms,
         cn__proc_unref(p);
       else if (!cn__release(p))
         cn__proc_unref(p);
+      cn_buf_free(&copy);
       if (!from)
         return CN_ENOMEM;
       if (replied)

@@ -288,6 +288,15 @@ static void test_call_cast_info(void **st) {
       call_expect(rt, cn_to_pid(pid), "infos", "{ok, [{hello, 1}]}"), 0);
   assert_int_equal(call_expect(rt, cn_to_pid(pid), "nope",
                                "{error, unknown}"), 0);
+  /* One buffer as request and reply, on the inline path (idle server). */
+  {
+    cn_buf one = CN_BUF_INIT;
+    cn_build(&one, "{add, 2}");
+    assert_int_equal(
+        cn_call(rt, cn_to_pid(pid), cn_buf_term(&one), tmo(1000), &one), 0);
+    assert_int_equal(cn_match(cn_buf_term(&one), "{ok, 107}"), 0);
+    cn_buf_free(&one);
+  }
   assert_int_equal(cn_process_count(rt), 1);
   assert_int_equal(cn_stop(rt, cn_to_pid(pid), NULL, tmo(1000)), 0);
   assert_false(cn_is_alive(rt, pid));
