@@ -790,6 +790,34 @@ static void test_many_processes(void **st) {
   cn_runtime_free(rt);
 }
 
+static void test_node_identity(void **st) {
+  cn_runtime_options o;
+  cn_runtime *rt = NULL;
+  cn_pid pid;
+  uint32_t idx;
+  memset(&o, 0, sizeof(o));
+  /* C-only mode: nonode@nohost, creation 0. */
+  rt = rt_new(1);
+  pid = start_srv(rt, NULL);
+  assert_string_equal(cn_node_name(pid.node), "nonode@nohost");
+  assert_int_equal(pid.creation, 0);
+  cn_runtime_free(rt);
+  /* A named node mints pids (and refs) for that node and creation. */
+  o.schedulers = 1;
+  o.node_name = "cnode_test@localhost";
+  o.creation = 1234567;
+  assert_int_equal(cn_runtime_new(&o, &rt), 0);
+  pid = start_srv(rt, NULL);
+  assert_int_equal(cn_node_intern("cnode_test@localhost", 20, &idx), 0);
+  assert_int_equal(pid.node, idx);
+  assert_int_equal(pid.creation, 1234567);
+  assert_int_equal(cn_runtime_node(rt), idx);
+  assert_true(cn_is_alive(rt, pid));
+  cn_runtime_free(rt);
+  o.node_name = "no_at_sign";
+  assert_int_equal(cn_runtime_new(&o, &rt), CN_EINVAL);
+}
+
 static void test_strerror(void **st) {
   assert_string_equal(cn_strerror(0), "ok");
   assert_string_equal(cn_strerror(CN_ENOPROC), "no such process");
@@ -800,6 +828,7 @@ static void test_strerror(void **st) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_strerror),
+      cmocka_unit_test(test_node_identity),
       cmocka_unit_test(test_call_cast_info),
       cmocka_unit_test(test_deferred_reply),
       cmocka_unit_test(test_call_noproc),
