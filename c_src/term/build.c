@@ -302,7 +302,7 @@ typedef struct pair {
 } pair;
 
 static int pair_cmp(const cn_buf *b, const pair *x, const pair *y) {
-  return cn__compare(b->data + x->k, b->data + y->k, 0);
+  return cn__compare(b->data + x->k, b->data + y->k, 0, 1);
 }
 
 /* Stable merge sort of pairs by key. */
@@ -394,8 +394,7 @@ done:
   return 0;
 }
 
-/* ---- The parser -----------------------------------------------------------
- */
+/* ---- The parser ---------------------------------------------------------- */
 
 static int hole(cn_buf *b, char h, va_list *ap, int key_mode) {
   if (key_mode) {

@@ -123,11 +123,14 @@ static double float_of(const char *p) {
 }
 
 /* Numbers: by value; an integer and a float of equal value order the
- * integer first (the exact order, which =:= agrees with). */
-static int num_cmp(const char *a, const char *b) {
+ * integer first (the exact order, which =:= agrees with).  In map key
+ * order (keys), erts puts every integer before every float. */
+static int num_cmp(const char *a, const char *b, int keys) {
   int fa = is_float_tag(a), fb = is_float_tag(b), r;
   cn__int x, y;
 
+  if (keys && fa != fb)
+    return fa ? 1 : -1;
   if (fa && fb) {
     double da = float_of(a), db = float_of(b);
     return da < db ? -1 : da > db; /* 0.0 and -0.0 are equal in OTP 25 */
@@ -424,7 +427,7 @@ static int key_cmp(const char *a, const char *b, int level) {
     int r = memcmp(a, b, la < lb ? la : lb);
     return r != 0 ? r : u64_cmp(la, lb);
   }
-  return cn__compare(a, b, level);
+  return cn__compare(a, b, level, 1);
 }
 
 static void sort_pairs(kv *v, kv *tmp, size_t n, int level) {
@@ -507,6 +510,7 @@ enum { F_SEQ, F_LIST, F_MAP };
 
 typedef struct cframe {
   int kind;
+  int keys;                /* items compare in map key order */
   uint64_t left;           /* F_SEQ: elements left; F_MAP: items left */
   uint64_t n;              /* F_MAP: pairs */
   lside a, b;              /* F_LIST: both cursors */
@@ -520,7 +524,7 @@ typedef struct cstack {
   cframe inl[INLINE_FRAMES];
 } cstack;
 
-static cframe *cpush(cstack *s, int kind) {
+static cframe *cpush(cstack *s, int kind, int keys) {
   cframe *f;
   if (s->n == s->cap) {
     size_t cap = s->cap * 2;
@@ -538,6 +542,7 @@ static cframe *cpush(cstack *s, int kind) {
   }
   f = &s->f[s->n++];
   f->kind = kind;
+  f->keys = keys;
   f->ma = f->mb = NULL;
   return f;
 }
@@ -559,9 +564,10 @@ static int oom_order(const char *pa, const char *pb) {
   return r != 0 ? r : u64_cmp(la, lb);
 }
 
-int cn__compare(const char *a, const char *b, int level) {
+int cn__compare(const char *a, const char *b, int level, int keys) {
   cstack s;
   cframe *f;
+  int km = keys;               /* the pair being compared is in map key order */
   const char *pa = a, *pb = b; /* stream positions */
   const char *xa = a, *xb = b; /* the pair being compared */
   int va = 0, vb = 0;          /* xa / xb are not at pa / pb */
@@ -581,7 +587,7 @@ int cn__compare(const char *a, const char *b, int level) {
     }
     switch (ca) {
     case CLS_NUMBER:
-      r = num_cmp(xa, xb);
+      r = num_cmp(xa, xb, km);
       break;
     case CLS_ATOM:
       r = atom_term_cmp(xa, xb);
@@ -602,7 +608,7 @@ int cn__compare(const char *a, const char *b, int level) {
       const char *fa = NULL, *fb = NULL;
       r = fun_cmp(xa, xb, &nfree, &fa, &fb);
       if (r == 0 && nfree != 0) {
-        if ((f = cpush(&s, F_SEQ)) == NULL)
+        if ((f = cpush(&s, F_SEQ, km)) == NULL)
           goto oom;
         f->left = nfree;
         pa = fa;
@@ -618,7 +624,7 @@ int cn__compare(const char *a, const char *b, int level) {
       uint64_t nb = sb ? (unsigned char)xb[1] : cn__get32(xb + 1);
       r = u64_cmp(na, nb);
       if (r == 0 && na != 0) {
-        if ((f = cpush(&s, F_SEQ)) == NULL)
+        if ((f = cpush(&s, F_SEQ, km)) == NULL)
           goto oom;
         f->left = na;
         pa = xa + (sa ? 2 : 5);
@@ -631,7 +637,7 @@ int cn__compare(const char *a, const char *b, int level) {
       uint64_t na = cn__get32(xa + 1), nb = cn__get32(xb + 1);
       r = u64_cmp(na, nb);
       if (r == 0 && na != 0) {
-        if ((f = cpush(&s, F_MAP)) == NULL)
+        if ((f = cpush(&s, F_MAP, km)) == NULL)
           goto oom;
         f->n = na;
         f->left = 2 * na;
@@ -646,7 +652,7 @@ int cn__compare(const char *a, const char *b, int level) {
       break;
     }
     case CLS_LIST:
-      if ((f = cpush(&s, F_LIST)) == NULL)
+      if ((f = cpush(&s, F_LIST, km)) == NULL)
         goto oom;
       pa = xa;
       pb = xb;
@@ -681,6 +687,7 @@ int cn__compare(const char *a, const char *b, int level) {
         xa = pa;
         xb = pb;
         va = vb = 0;
+        km = f->keys;
         break;
       }
       if (f->kind == F_MAP) {
@@ -696,9 +703,11 @@ int cn__compare(const char *a, const char *b, int level) {
         if (i < f->n) {
           xa = f->ma[i].k;
           xb = f->mb[i].k;
+          km = 1; /* keys compare in map key order */
         } else {
           xa = f->ma[i - f->n].v;
           xb = f->mb[i - f->n].v;
+          km = f->keys;
         }
         pa = xa;
         pb = xb;
@@ -707,6 +716,7 @@ int cn__compare(const char *a, const char *b, int level) {
       } else {
         int ea = list_next(&f->a, &pa, &xa, &va);
         int eb = list_next(&f->b, &pb, &xb, &vb);
+        km = f->keys;
         if (ea && eb)
           break;
         if (ea != eb) {
@@ -736,7 +746,7 @@ out:
 int cn_term_compare(cn_term a, cn_term b) {
   if (a.len == 0 || b.len == 0)
     return a.len != 0 ? 1 : b.len != 0 ? -1 : 0;
-  return cn__compare(a.ptr, b.ptr, 0);
+  return cn__compare(a.ptr, b.ptr, 0, 0);
 }
 
 bool cn_term_equal(cn_term a, cn_term b) {
@@ -745,7 +755,7 @@ bool cn_term_equal(cn_term a, cn_term b) {
   /* One encoding of one value is by far the common case. */
   if (a.len == b.len && memcmp(a.ptr, b.ptr, a.len) == 0)
     return true;
-  return cn__compare(a.ptr, b.ptr, 0) == 0;
+  return cn__compare(a.ptr, b.ptr, 0, 0) == 0;
 }
 
 /* ---- Hashing ------------------------------------------------------------ */
@@ -938,11 +948,12 @@ uint64_t cn_term_hash(cn_term t) {
       break;
     default:
       h = hscalar(h, cls, x);
-      if (!virt)
-        p = cn__skip_fast(x);
       break;
     }
 
+    /* An item with nothing inside to visit: step over it. */
+    if (kind < 0 && !virt)
+      p = cn__skip_fast(x);
     if (kind >= 0) {
       if (n == cap) {
         hframe *nf = fs == inl ? malloc(2 * cap * sizeof *nf)

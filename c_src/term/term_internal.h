@@ -193,8 +193,10 @@ typedef struct cn__int {
 const char *cn__int_view(const char *p, cn__int *v);
 
 /* Erlang term order of the trusted terms a and b, exact variant.  level
- * counts how deep map keys are being sorted (0 at the top). */
-int cn__compare(const char *a, const char *b, int level);
+ * counts how deep map keys are being sorted (0 at the top).  With keys
+ * set, the order is erts' map key order, in which every integer sorts
+ * before every float, at any depth: #{2 => b, 1.5 => a}. */
+int cn__compare(const char *a, const char *b, int level, int keys);
 
 /* The class (CLS_*) of each tag; 0 for bytes that are not tags. */
 extern const unsigned char cn__class_tab[256];
