@@ -419,15 +419,25 @@ typedef struct kv {
   const char *k, *v;
 } kv;
 
-static int key_cmp(const char *a, const char *b, int level) {
+static int bytes_cmp(const char *a, const char *b) {
+  const char *ea = cn__skip_fast(a), *eb = cn__skip_fast(b);
+  size_t la = (size_t)(ea - a), lb = (size_t)(eb - b);
+  int r = memcmp(a, b, la < lb ? la : lb);
+  return r != 0 ? r : u64_cmp(la, lb);
+}
+
+/* Pairs order by key; a key that repeats (erts never sends one, but the
+ * validator does not look) orders by value, so that the order of the
+ * pairs in the encoding never shows. */
+static int pair_cmp(const kv *x, const kv *y, int level) {
+  int r;
   if (level > KEY_NESTING_CAP) {
     /* Too deep to recurse again: fall back to a plain byte order. */
-    const char *ea = cn__skip_fast(a), *eb = cn__skip_fast(b);
-    size_t la = (size_t)(ea - a), lb = (size_t)(eb - b);
-    int r = memcmp(a, b, la < lb ? la : lb);
-    return r != 0 ? r : u64_cmp(la, lb);
+    r = bytes_cmp(x->k, y->k);
+    return r != 0 ? r : bytes_cmp(x->v, y->v);
   }
-  return cn__compare(a, b, level, 1);
+  r = cn__compare(x->k, y->k, level, 1);
+  return r != 0 ? r : cn__compare(x->v, y->v, level, 0);
 }
 
 static void sort_pairs(kv *v, kv *tmp, size_t n, int level) {
@@ -436,7 +446,7 @@ static void sort_pairs(kv *v, kv *tmp, size_t n, int level) {
   if (n <= 8) {
     for (i = 1; i < n; i++) {
       kv x = v[i];
-      for (j = i; j > 0 && key_cmp(v[j - 1].k, x.k, level) > 0; j--)
+      for (j = i; j > 0 && pair_cmp(&v[j - 1], &x, level) > 0; j--)
         v[j] = v[j - 1];
       v[j] = x;
     }
@@ -445,14 +455,14 @@ static void sort_pairs(kv *v, kv *tmp, size_t n, int level) {
   mid = n / 2;
   sort_pairs(v, tmp, mid, level);
   sort_pairs(v + mid, tmp, n - mid, level);
-  if (key_cmp(v[mid - 1].k, v[mid].k, level) <= 0)
+  if (pair_cmp(&v[mid - 1], &v[mid], level) <= 0)
     return; /* already in order, as term_to_binary writes small maps */
   memcpy(tmp, v, mid * sizeof *v);
   i = 0;
   j = mid;
   k = 0;
   while (i < mid && j < n) {
-    if (key_cmp(v[j].k, tmp[i].k, level) < 0)
+    if (pair_cmp(&v[j], &tmp[i], level) < 0)
       v[k++] = v[j++];
     else
       v[k++] = tmp[i++];
@@ -555,14 +565,9 @@ static void cpop(cstack *s) {
   }
 }
 
-/* Out of memory in the middle of a walk leaves no good answer; order by
- * bytes from the current positions so the result is at least stable. */
-static int oom_order(const char *pa, const char *pb) {
-  const char *ea = cn__skip_fast(pa), *eb = cn__skip_fast(pb);
-  size_t la = (size_t)(ea - pa), lb = (size_t)(eb - pb);
-  int r = memcmp(pa, pb, la < lb ? la : lb);
-  return r != 0 ? r : u64_cmp(la, lb);
-}
+/* Out of memory in the middle of a walk leaves no good answer; the bytes
+ * from the current positions at least give a stable one. */
+#define oom_order bytes_cmp
 
 int cn__compare(const char *a, const char *b, int level, int keys) {
   cstack s;
@@ -868,9 +873,9 @@ static uint64_t hscalar(uint64_t h, int cls, const char *p) {
     size_t n;
     unsigned last;
     const unsigned char *s = bits_view(p, &n, &last);
-    h = hmix(hmix(h, H_BITS), last);
     if (n == 0)
-      return hmix(h, 0);
+      return hmix(hmix(h, H_BITS), 0); /* <<>>, in either encoding */
+    h = hmix(hmix(h, H_BITS), last);
     h = hbytes(h, s, n - 1);
     return hmix(h, s[n - 1] & ((0xFFu << (8 - last)) & 0xFF));
   }

@@ -2084,6 +2084,8 @@ static void test_validate_deep(void **state) {
   cn_buf_free(&out);
 }
 
+static void reencode(cn_term t, cn_buf *out);
+
 /* Mutates corpus terms at random; whatever the validator accepts, every
  * reader must handle without crashing (ASan and UBSan watch). */
 static void exercise(cn_term t, cn_term other) {
@@ -2105,6 +2107,10 @@ static void exercise(cn_term t, cn_term other) {
   (void)cn_term_equal(t, other);
   if ((cn_term_compare(t, other) < 0) != (cn_term_compare(other, t) > 0))
     fail_msg("compare is not antisymmetric");
+  if ((cn_term_compare(t, other) == 0) != cn_term_equal(t, other))
+    fail_msg("compare and equal disagree");
+  if (cn_term_equal(t, other) && cn_term_hash(t) != cn_term_hash(other))
+    fail_msg("equal terms hash apart");
   (void)cn_term_hash(t);
   (void)cn_term_typeof(t);
   (void)cn_get_int64(t, &i64);
@@ -2139,9 +2145,11 @@ static void test_fuzz(void **state) {
   corpus c;
   size_t iter, accepted = 0;
   unsigned char buf[2048];
+  cn_buf re;
   (void)state;
 
   corpus_fill(&c);
+  cn_buf_init(&re);
   rng_state = 0x2545F4914F6CDD1DULL;
   for (iter = 0; iter < 50000; iter++) {
     size_t which = rng() % c.count, n = c.n[which], m, off = 0;
@@ -2185,11 +2193,21 @@ static void test_fuzz(void **state) {
       cn_term t = view(copy, off);
       accepted++;
       exercise(t, view(c.p[which], c.n[which]));
+      /* Any other encoding of it is the same term. */
+      cn_buf_reset(&re);
+      reencode(t, &re);
+      off = 0;
+      if (cn_term_validate(re.data, re.len, &off, NULL) != 0 || off != re.len)
+        fail_msg("fuzz %zu: re-encoding is not valid", iter);
+      if (!cn_term_equal(t, cn_buf_term(&re)) ||
+          cn_term_hash(t) != cn_term_hash(cn_buf_term(&re)))
+        fail_msg("fuzz %zu: %s changed when re-encoded", iter, text(t));
     }
     free(copy);
   }
   /* The mutations should leave a fair share of terms valid. */
   assert_true(accepted > 5000);
+  cn_buf_free(&re);
 }
 
 /* The nth term of a group of alt_terms. */
@@ -2317,6 +2335,158 @@ static void test_random_terms(void **state) {
         fail_msg("random %zu and %zu hash alike", i, j);
     }
   }
+}
+
+/* Writes t again in other encodings than erts picks: every atom in
+ * ATOM_UTF8_EXT (or Latin-1 ATOM_EXT), integers as LARGE_BIG_EXT, floats
+ * as FLOAT_EXT, tuples as LARGE_TUPLE_EXT, lists one segment per element,
+ * map pairs reversed, binaries as BIT_BINARY_EXT, pids, ports and
+ * references in their oldest encodings when they fit.  Test code: it
+ * recurses, which the library must not. */
+static void reencode(cn_term t, cn_buf *out) {
+  const unsigned char *p = (const unsigned char *)t.ptr;
+  cn_iter it;
+  cn_term e;
+  size_t n, i;
+  int64_t v;
+  double d;
+  char tmp[64];
+
+  switch (cn_term_typeof(t)) {
+  case CN_T_ATOM: {
+    /* UTF-8 names as ATOM_UTF8_EXT; Latin-1 ones converted to UTF-8. */
+    char name[1024];
+    size_t len = 0, k, hdr = p[0] == 115 || p[0] == 119 ? 2 : 3;
+    size_t raw = hdr == 2 ? p[1] : (size_t)p[1] << 8 | p[2];
+    for (k = 0; k < raw; k++) {
+      unsigned c = p[hdr + k];
+      if ((p[0] == 100 || p[0] == 115) && c >= 0x80) {
+        name[len++] = (char)(0xc0 | c >> 6);
+        name[len++] = (char)(0x80 | (c & 0x3f));
+      } else {
+        name[len++] = (char)c;
+      }
+    }
+    tmp[0] = 118;
+    tmp[1] = (char)(len >> 8);
+    tmp[2] = (char)len;
+    cn_buf_append(out, tmp, 3);
+    cn_buf_append(out, name, len);
+    return;
+  }
+  case CN_T_INTEGER:
+    if (cn_get_int64(t, &v) == 0) {
+      uint64_t m = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+      tmp[0] = 111;
+      tmp[1] = tmp[2] = tmp[3] = 0;
+      tmp[4] = 9; /* 9 digit bytes, the last one a needless zero */
+      tmp[5] = v < 0;
+      for (i = 0; i < 9; i++, m >>= 8)
+        tmp[6 + i] = (char)(m & 0xff);
+      cn_buf_append(out, tmp, 15);
+      return;
+    }
+    break;
+  case CN_T_FLOAT:
+    assert_int_equal(cn_get_double(t, &d), 0);
+    memset(tmp, 0, sizeof tmp);
+    tmp[0] = 99;
+    snprintf(tmp + 1, 32, "%.20e", d);
+    cn_buf_append(out, tmp, 32);
+    return;
+  case CN_T_TUPLE:
+  case CN_T_MAP: {
+    cn_term *kv;
+    int map = cn_term_typeof(t) == CN_T_MAP;
+    assert_int_equal(cn_iter_init(&it, t, &n), 0);
+    kv = malloc((n + 1) * sizeof *kv);
+    assert_non_null(kv);
+    for (i = 0; cn_iter_next(&it, &e); i++)
+      kv[i] = e;
+    tmp[0] = map ? 116 : 105;
+    tmp[1] = (char)(((map ? n / 2 : n) >> 24) & 0xff);
+    tmp[2] = (char)(((map ? n / 2 : n) >> 16) & 0xff);
+    tmp[3] = (char)(((map ? n / 2 : n) >> 8) & 0xff);
+    tmp[4] = (char)((map ? n / 2 : n) & 0xff);
+    cn_buf_append(out, tmp, 5);
+    for (i = 0; i < n; i += map ? 2 : 1) {
+      size_t k = map ? n - 2 - i : i;
+      reencode(kv[k], out);
+      if (map)
+        reencode(kv[k + 1], out);
+    }
+    free(kv);
+    return;
+  }
+  case CN_T_LIST:
+    /* [a, b | T] as [a | [b | T]]. */
+    assert_int_equal(cn_iter_init(&it, t, NULL), 0);
+    n = 0;
+    while (cn_iter_next(&it, &e)) {
+      cn_buf_append(out, "\x6c\0\0\0\x01", 5);
+      reencode(e, out);
+      n++;
+    }
+    reencode(it.tail, out);
+    return;
+  case CN_T_BINARY:
+    if (p[0] == 109) {
+      n = t.len - 5;
+      tmp[0] = 77;
+      memcpy(tmp + 1, p + 1, 4);
+      tmp[5] = n ? 8 : 0;
+      cn_buf_append(out, tmp, 6);
+      cn_buf_append(out, p + 5, n);
+      return;
+    }
+    break;
+  case CN_T_PID:
+    if (p[0] == 88 && p[t.len - 4] == 0 && p[t.len - 3] == 0 &&
+        p[t.len - 2] == 0) {
+      cn_buf_append(out, "g", 1);
+      cn_buf_append(out, p + 1, t.len - 5);
+      cn_buf_append(out, p + t.len - 1, 1);
+      return;
+    }
+    break;
+  default:
+    break;
+  }
+  cn_buf_append(out, t.ptr, t.len);
+}
+
+static void test_reencoded(void **state) {
+  const struct captured *sets[] = {random_sorted, printed};
+  size_t sizes[] = {COUNT(random_sorted), COUNT(printed)};
+  cn_buf b = CN_BUF_INIT, text1 = CN_BUF_INIT;
+  size_t s, i, j, changed = 0;
+  (void)state;
+
+  for (s = 0; s < COUNT(sets); s++) {
+    for (i = 0; i < sizes[s]; i++) {
+      cn_term a = view(sets[s][i].bytes, sets[s][i].len), r;
+      cn_buf_reset(&b);
+      reencode(a, &b);
+      r = valid(b.data, b.len);
+      changed += r.len != a.len || memcmp(r.ptr, a.ptr, a.len) != 0;
+      if (!cn_term_equal(a, r) || cn_term_hash(a) != cn_term_hash(r))
+        fail_msg("set %zu term %zu: %s", s, i, text(a));
+      assert_same(a, r);
+      cn_buf_reset(&text1);
+      assert_int_equal(cn_term_print(a, &text1), 0);
+      assert_string_equal(text(r), text1.data);
+      /* The order against every other term is the same. */
+      for (j = 0; s == 0 && j < sizes[s]; j++) {
+        cn_term o = view(sets[s][j].bytes, sets[s][j].len);
+        int c = cn_term_compare(r, o), want = i < j ? -1 : i > j;
+        if ((c < 0 ? -1 : c > 0) != want)
+          fail_msg("reencoded %zu vs %zu: %d", i, j, c);
+      }
+    }
+  }
+  assert_true(changed > 100);
+  cn_buf_free(&b);
+  cn_buf_free(&text1);
 }
 
 static void test_hash(void **state) {
@@ -2889,6 +3059,7 @@ int main(void) {
       cmocka_unit_test(test_equal_funs),
       cmocka_unit_test(test_compare_order),
       cmocka_unit_test(test_random_terms),
+      cmocka_unit_test(test_reencoded),
       cmocka_unit_test(test_hash),
       cmocka_unit_test(test_match_basic),
       cmocka_unit_test(test_match_containers),

@@ -344,8 +344,9 @@ CN_EXTERN bool cn_term_equal(cn_term a, cn_term b);
  * result is 0 exactly when cn_term_equal holds.  Within a type it follows
  * erts: integers and floats by exact value, atoms by their text, pids by
  * serial, number, then node, ports and references by node first, tuples
- * by size then elements, maps by size, then keys in key order, then
- * values, funs before exports.  Map keys nested inside map keys more than
+ * by size then elements, maps by size, then keys in map key order (where
+ * every integer sorts before every float, as in erts), then values, funs
+ * before exports.  Map keys nested inside map keys more than
  * 64 deep are ordered by bytes instead (beyond the default depth limit of
  * validated terms this is the only bound on the C stack).  Returns a
  * negative, zero or positive number; an empty view orders first. */
