@@ -84,6 +84,9 @@ typedef struct cn__msg {
 cn__msg *cn__msg_new(int kind, const char *data, size_t len);
 void cn__msg_free(cn__msg *m);
 
+/* The inbox of an exited process: pushes that meet it fail. */
+#define CN__MBOX_CLOSED ((cn__msg *)(uintptr_t)1)
+
 /* ---- Calls ------------------------------------------------------------ */
 
 /* A caller awaiting a reply.  Local callers have a ref tag; remote callers
@@ -304,12 +307,38 @@ void cn__schedule(cn_proc *p); /* p has SCHED set by the caller */
 bool cn__release(cn_proc *p);
 void cn__run_proc(cn_proc *p, int budget);
 
+/* Inbox.  Only p's owner calls these.  cn__inbox_take swaps the inbox for
+ * `with` (NULL, or CN__MBOX_CLOSED to close it) and returns what was
+ * there oldest first, with the newest in *tail.  cn__inbox_to_queue
+ * appends that to p's private queue. */
+cn__msg *cn__inbox_take(cn_proc *p, cn__msg *with, cn__msg **tail);
+void cn__inbox_to_queue(cn_proc *p, cn__msg *with);
+
+/* Links and monitors, owned by the process. */
+int cn__add_link(cn_proc *p, cn_pid pid);
+bool cn__remove_link(cn_proc *p, cn_pid pid);
+int cn__add_mon(cn__mon **list, const cn_ref *ref, cn_pid pid,
+                const char *name);
+cn__mon *cn__take_mon(cn__mon **list, const cn_ref *ref);
+void cn__mon_free(cn__mon *mo);
+bool cn__link_signal(cn_proc *p, const cn__msg *m);
+
 /* Processes. */
 void cn__proc_exit(cn_proc *p, cn_term reason, bool run_terminate);
+void cn__thread_handle(cn_proc *p, cn__msg *m);
 void cn__handle_msg(cn_proc *p, cn__msg *m);
 int cn__server_call_inline(cn_proc *p, cn_from *from, cn_term req,
                            cn_buf *reply);
 void cn__drop_pending(cn_proc *p);
+
+/* Checks a term that a caller hands the runtime: one whole, well-formed
+ * term within rt's limits.  Returns 0, CN_EBADTERM, CN_ETOODEEP or
+ * CN_ETOOBIG.  Nothing from outside reaches a process unchecked. */
+int cn__check_term(cn_runtime *rt, cn_term t);
+
+/* Waits on a plain thread for the REPLY or DOWN tagged ref. */
+int cn__thread_wait_ref(cn__thread *t, const cn_ref *ref, int timeout_ms,
+                        cn__msg **out);
 
 /* Pids and refs. */
 void cn__make_ref(cn_runtime *rt, cn_ref *r);

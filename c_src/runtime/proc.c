@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MBOX_CLOSED ((cn__msg *)(uintptr_t)1)
-
 /* ---- Messages --------------------------------------------------------- */
 
 cn__msg *cn__msg_new(int kind, const char *data, size_t len) {
@@ -163,7 +161,7 @@ void cn__proc_unref(cn_proc *p) {
   if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
     return;
   in = atomic_exchange(&p->inbox, NULL);
-  if (in != MBOX_CLOSED)
+  if (in != CN__MBOX_CLOSED)
     free_queue(in);
   free_queue(p->q_head);
   p->q_head = p->q_tail = NULL;
@@ -174,6 +172,36 @@ void cn__proc_unref(cn_proc *p) {
   pthread_mutex_unlock(&rt->table_mu);
 }
 
+/* ---- Inboxes ---------------------------------------------------------- */
+
+cn__msg *cn__inbox_take(cn_proc *p, cn__msg *with, cn__msg **tail) {
+  cn__msg *batch = atomic_exchange(&p->inbox, with), *rev = NULL;
+  if (batch == CN__MBOX_CLOSED) {
+    /* Already closed: nothing to take, and it must stay closed. */
+    atomic_store(&p->inbox, CN__MBOX_CLOSED);
+    batch = NULL;
+  }
+  *tail = batch;
+  while (batch) {
+    cn__msg *next = batch->next;
+    batch->next = rev;
+    rev = batch;
+    batch = next;
+  }
+  return rev;
+}
+
+void cn__inbox_to_queue(cn_proc *p, cn__msg *with) {
+  cn__msg *tail, *head = cn__inbox_take(p, with, &tail);
+  if (!head)
+    return;
+  if (p->q_tail)
+    p->q_tail->next = head;
+  else
+    p->q_head = head;
+  p->q_tail = tail;
+}
+
 /* ---- Delivery --------------------------------------------------------- */
 
 int cn__deliver_to(cn_proc *p, cn__msg *m) {
@@ -181,7 +209,7 @@ int cn__deliver_to(cn_proc *p, cn__msg *m) {
   uint32_t st;
 
   do {
-    if (h == MBOX_CLOSED) {
+    if (h == CN__MBOX_CLOSED) {
       cn__msg_free(m);
       return CN_ENOPROC;
     }
@@ -277,7 +305,6 @@ static bool has_link(cn_proc *p, cn_pid pid) {
   return false;
 }
 
-int cn__add_link(cn_proc *p, cn_pid pid);
 int cn__add_link(cn_proc *p, cn_pid pid) {
   cn__link *l;
   if (has_link(p, pid))
@@ -291,7 +318,6 @@ int cn__add_link(cn_proc *p, cn_pid pid) {
   return 0;
 }
 
-bool cn__remove_link(cn_proc *p, cn_pid pid);
 bool cn__remove_link(cn_proc *p, cn_pid pid) {
   cn__link **lp;
   for (lp = &p->links; *lp; lp = &(*lp)->next) {
@@ -305,8 +331,6 @@ bool cn__remove_link(cn_proc *p, cn_pid pid) {
   return false;
 }
 
-int cn__add_mon(cn__mon **list, const cn_ref *ref, cn_pid pid,
-                const char *name);
 int cn__add_mon(cn__mon **list, const cn_ref *ref, cn_pid pid,
                 const char *name) {
   cn__mon *mo = malloc(sizeof(*mo));
@@ -325,7 +349,6 @@ int cn__add_mon(cn__mon **list, const cn_ref *ref, cn_pid pid,
 }
 
 /* Unlinks and returns the monitor with ref, or NULL. */
-cn__mon *cn__take_mon(cn__mon **list, const cn_ref *ref);
 cn__mon *cn__take_mon(cn__mon **list, const cn_ref *ref) {
   cn__mon **mp;
   for (mp = list; *mp; mp = &(*mp)->next) {
@@ -338,7 +361,27 @@ cn__mon *cn__take_mon(cn__mon **list, const cn_ref *ref) {
   return NULL;
 }
 
-void cn__mon_free(cn__mon *mo);
+/* Applies a link or monitor signal to p, the same for processes and
+ * threads.  Returns false for any other kind. */
+bool cn__link_signal(cn_proc *p, const cn__msg *m) {
+  switch (m->kind) {
+  case CN__S_LINK:
+    cn__add_link(p, m->from);
+    return true;
+  case CN__S_UNLINK:
+    cn__remove_link(p, m->from);
+    return true;
+  case CN__S_MONITOR:
+    cn__add_mon(&p->mon_on_me, &m->ref, m->from, m->name);
+    return true;
+  case CN__S_DEMONITOR:
+    cn__mon_free(cn__take_mon(&p->mon_on_me, &m->ref));
+    return true;
+  default:
+    return false;
+  }
+}
+
 void cn__mon_free(cn__mon *mo) {
   if (mo) {
     free((void *)mo->name);
@@ -384,7 +427,7 @@ static void answer_dead(cn_proc *p, cn__msg *m, cn_term reason) {
 
 void cn__proc_exit(cn_proc *p, cn_term reason_in, bool run_terminate) {
   cn_runtime *rt = p->rt;
-  cn__msg *batch, *m;
+  cn__msg *m;
   cn__link *l;
   cn__mon *mo;
   cn_buf rb = CN_BUF_INIT;
@@ -407,24 +450,7 @@ void cn__proc_exit(cn_proc *p, cn_term reason_in, bool run_terminate) {
   p->state_ptr = NULL;
 
   atomic_fetch_or(&p->state, CN__P_EXITING);
-  batch = atomic_exchange(&p->inbox, MBOX_CLOSED);
-  /* Append the closed inbox (LIFO) to the private queue in order. */
-  {
-    cn__msg *rev = NULL, *tail = batch;
-    while (batch) {
-      cn__msg *next = batch->next;
-      batch->next = rev;
-      rev = batch;
-      batch = next;
-    }
-    if (rev) {
-      if (p->q_tail)
-        p->q_tail->next = rev;
-      else
-        p->q_head = rev;
-      p->q_tail = tail;
-    }
-  }
+  cn__inbox_to_queue(p, CN__MBOX_CLOSED);
 
   cn__name_drop_proc(rt, p);
   /* Leave the table before anyone hears of the exit, so that whoever
@@ -666,26 +692,8 @@ int cn_monitor(cn_runtime *rt, cn_dest target, cn_ref *mref) {
 /* Removes queued DOWN messages for ref from p's private queue and inbox.
  * Only p's owner calls this. */
 static void flush_down(cn_proc *p, const cn_ref *ref) {
-  cn__msg *batch = atomic_exchange(&p->inbox, NULL), *rev = NULL, *tail;
   cn__msg **mp;
-  if (batch == MBOX_CLOSED) {
-    atomic_store(&p->inbox, MBOX_CLOSED);
-    batch = NULL;
-  }
-  tail = batch;
-  while (batch) {
-    cn__msg *next = batch->next;
-    batch->next = rev;
-    rev = batch;
-    batch = next;
-  }
-  if (rev) {
-    if (p->q_tail)
-      p->q_tail->next = rev;
-    else
-      p->q_head = rev;
-    p->q_tail = tail;
-  }
+  cn__inbox_to_queue(p, NULL);
   for (mp = &p->q_head; *mp;) {
     cn__msg *m = *mp;
     if (m->kind == CN__S_DOWN && cn_ref_equal(&m->ref, ref)) {
@@ -727,6 +735,8 @@ int cn_exit(cn_runtime *rt, cn_pid pid, cn_term reason) {
   cn_pid me = cn__caller_pid(rt, &err);
   cn__msg *m;
   if (err)
+    return err;
+  if ((err = cn__check_term(rt, reason)) != 0)
     return err;
   if (!cn__is_local(rt, pid))
     return CN_ENOCONN;

@@ -56,6 +56,16 @@ int cn__build_down_msg(cn_buf *b, const cn_ref *ref, const cn__msg *m,
   return cn_build(b, "{'DOWN', ~r, process, ~p, ~t}", ref, &m->from, reason);
 }
 
+int cn__check_term(cn_runtime *rt, cn_term t) {
+  size_t off = 0;
+  int rc;
+  if (!t.ptr || t.len == 0)
+    return CN_EBADTERM;
+  if ((rc = cn_term_validate(t.ptr, t.len, &off, &rt->limits)) != 0)
+    return rc;
+  return off == t.len ? 0 : CN_EBADTERM;
+}
+
 /* ---- Create ----------------------------------------------------------- */
 
 uint32_t cn_runtime_node(const cn_runtime *rt) { return rt->node; }

@@ -155,23 +155,11 @@ void cn__run_proc(cn_proc *p, int budget) {
   int i;
 
   for (i = 0; i < budget; i++) {
-    cn__msg *m = p->q_head;
-    if (!m) {
-      cn__msg *batch = atomic_exchange(&p->inbox, NULL);
-      cn__msg *rev = NULL, *tail;
-      if (!batch)
-        break;
-      tail = batch;
-      while (batch) {
-        cn__msg *next = batch->next;
-        batch->next = rev;
-        rev = batch;
-        batch = next;
-      }
-      p->q_head = rev;
-      p->q_tail = tail;
-      m = rev;
-    }
+    cn__msg *m;
+    if (!p->q_head)
+      cn__inbox_to_queue(p, NULL);
+    if (!(m = p->q_head))
+      break;
     p->q_head = m->next;
     if (!p->q_head)
       p->q_tail = NULL;

@@ -4,14 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int cn__add_link(cn_proc *p, cn_pid pid);
-bool cn__remove_link(cn_proc *p, cn_pid pid);
-int cn__add_mon(cn__mon **list, const cn_ref *ref, cn_pid pid,
-                const char *name);
-cn__mon *cn__take_mon(cn__mon **list, const cn_ref *ref);
-void cn__mon_free(cn__mon *mo);
-void cn__thread_handle(cn_proc *p, cn__msg *m);
-
 static cn_term msg_term(const cn__msg *m) {
   cn_term t = {m->data, m->len};
   return t;
@@ -61,9 +53,11 @@ int cn_reply(cn_from *from, cn_term reply) {
   int rc;
   if (!from)
     return CN_EINVAL;
-  rc = send_reply(from, reply, 0);
+  if ((rc = cn__check_term(from->rt, reply)) != 0 ||
+      (rc = send_reply(from, reply, 0)) != 0)
+    return rc; /* from is still the caller's */
   cn_from_free(from);
-  return rc;
+  return 0;
 }
 
 int cn_replyf(cn_from *from, const char *fmt, ...) {
@@ -75,12 +69,8 @@ int cn_replyf(cn_from *from, const char *fmt, ...) {
   va_start(ap, fmt);
   rc = cn_vbuild(&b, fmt, ap);
   va_end(ap);
-  if (rc) {
-    cn_from_free(from);
-    cn_buf_free(&b);
-    return rc;
-  }
-  rc = cn_reply(from, cn_buf_term(&b));
+  if (rc == 0)
+    rc = cn_reply(from, cn_buf_term(&b));
   cn_buf_free(&b);
   return rc;
 }
@@ -106,6 +96,9 @@ int cn_set_reason(cn_proc *self, const char *fmt, ...) {
 }
 
 int cn_set_reason_term(cn_proc *self, cn_term reason) {
+  int rc = cn__check_term(self->rt, reason);
+  if (rc)
+    return rc;
   cn_buf_reset(&self->reason);
   return cn_put_term(&self->reason, reason);
 }
@@ -126,9 +119,10 @@ static void begin_cb(cn_proc *p) {
 static void arm_timeout(cn_proc *p) {
   if (p->timeout_ms < 0)
     return;
+  static const cn_term no_data = {NULL, 0};
   if (cn__timer_start(p->rt, (uint64_t)p->timeout_ms, p->pid, NULL,
-                      CN__S_TIMEOUT, p->timeout_gen, NULL, cn__atom_term(
-                          "timeout"), &p->timeout_tref) == 0)
+                      CN__S_TIMEOUT, p->timeout_gen, NULL, no_data,
+                      &p->timeout_tref) == 0)
     p->timeout_armed = 1;
 }
 
@@ -200,13 +194,16 @@ static int handle_call(cn_proc *p, cn_from *from, cn_term req, bool callmon,
     rc = p->ops->handle_call(p, p->state_ptr, req, from, rb);
   }
   if (rc == CN_REPLY || rc == CN_STOP_REPLY) {
-    if (rb->err) {
-      /* The reply could not be built: fail as a crash would. */
+    if (rb->err || cn__check_term(p->rt, cn_buf_term(rb)) != 0) {
+      /* The handler built no valid reply: the server fails, as a crash
+       * would, and its caller learns why through its monitor. */
       cn_from_free(from);
       if (!direct)
         cn_buf_free(rb);
+      else
+        cn_buf_reset(rb);
       cn_buf_reset(&p->reason);
-      cn_put_atom(&p->reason, "reply_encoding_failed");
+      cn_put_atom(&p->reason, "bad_reply");
       if (callmon)
         cn__add_mon(&p->mon_on_me, &tag, caller, NULL);
       cn__proc_exit(p, stop_reason(p), true);
@@ -240,7 +237,46 @@ int cn__server_call_inline(cn_proc *p, cn_from *from, cn_term req,
   return handle_call(p, from, req, true, reply);
 }
 
-/* ---- Calls (client side, asynchronous) -------------------------------- */
+/* ---- Calls (client side) ---------------------------------------------- */
+
+static int resolve(cn_runtime *rt, cn_dest to, cn_pid *pid) {
+  switch (to.kind) {
+  case CN_DEST_PID:
+    *pid = to.pid;
+    return cn__is_local(rt, to.pid) ? 0 : CN_ENOCONN;
+  case CN_DEST_NAME:
+    if (!to.name)
+      return CN_EINVAL;
+    return cn__name_lookup(rt, to.name, pid) == 0 ? 0 : CN_ENOPROC;
+  case CN_DEST_REMOTE:
+    if (!to.name || !to.node)
+      return CN_EINVAL;
+    if (strcmp(to.node, cn_node_name(rt->node)) == 0)
+      return cn__name_lookup(rt, to.name, pid) == 0 ? 0 : CN_ENOPROC;
+    return CN_ENOCONN;
+  }
+  return CN_EINVAL;
+}
+
+/* A request that monitors its target, as gen_server:call does: a call,
+ * stop or code change from caller, tagged ref. */
+static cn__msg *request_new(cn_runtime *rt, int kind, cn_term body,
+                            cn_pid caller, const cn_ref *ref,
+                            cn_pid server) {
+  cn__msg *m = cn__msg_new(kind, body.ptr, body.len);
+  if (!m)
+    return NULL;
+  if (!(m->cfrom = cn__from_new(rt))) {
+    cn__msg_free(m);
+    return NULL;
+  }
+  m->flags = CN__F_CALLMON;
+  m->cfrom->pid = caller;
+  m->cfrom->ref = *ref;
+  m->cfrom->server = server;
+  return m;
+}
+
 
 static cn__pending *take_pending(cn_proc *p, const cn_ref *ref) {
   cn__pending **pp;
@@ -295,46 +331,33 @@ void cn__drop_pending(cn_proc *p) {
 
 int cn_call_async(cn_proc *self, cn_dest to, cn_term req, int timeout_ms,
                   cn_reply_cb cb, void *arg) {
+  static const cn_term no_data = {NULL, 0};
   cn_runtime *rt = self->rt;
   cn__pending *c;
-  cn__msg *m;
-  cn_pid pid;
+  cn__msg *m = NULL;
+  cn_pid pid = {0, 0, 0, 0};
+  int rc;
 
   if (!cb)
     return CN_EINVAL;
-  if (to.kind == CN_DEST_PID) {
-    pid = to.pid;
-  } else if (to.kind == CN_DEST_NAME ||
-             (to.kind == CN_DEST_REMOTE && to.node &&
-              strcmp(to.node, cn_node_name(rt->node)) == 0)) {
-    if (!to.name)
-      return CN_EINVAL;
-    if (cn__name_lookup(rt, to.name, &pid) != 0)
-      pid.id = UINT32_MAX, pid.node = rt->node, pid.serial = 0,
-      pid.creation = rt->creation; /* answered below with noproc */
-  } else if (to.kind == CN_DEST_REMOTE) {
-    pid.node = UINT32_MAX; /* not local: noconnection until dist */
-    pid.id = pid.serial = pid.creation = 0;
-  } else {
-    return CN_EINVAL;
-  }
-  if (cn_pid_equal(&pid, &self->pid))
+  if ((rc = cn__check_term(rt, req)) != 0)
+    return rc;
+  rc = resolve(rt, to, &pid);
+  if (rc == CN_EINVAL)
+    return rc;
+  if (rc == 0 && cn_pid_equal(&pid, &self->pid))
     return CN_EDEADLK;
-
-  c = calloc(1, sizeof(*c));
-  m = cn__msg_new(CN__M_CALL, req.ptr, req.len);
-  if (!c || !m || !(m->cfrom = cn__from_new(rt))) {
+  if (!(c = calloc(1, sizeof(*c))))
+    return CN_ENOMEM;
+  cn__make_ref(rt, &c->ref);
+  if (rc == 0 &&
+      !(m = request_new(rt, CN__M_CALL, req, self->pid, &c->ref, pid))) {
     free(c);
-    cn__msg_free(m);
     return CN_ENOMEM;
   }
-  cn__make_ref(rt, &c->ref);
-  c->server = pid;
-  c->cb = cb;
-  c->arg = arg;
   if (timeout_ms >= 0) {
     if (cn__timer_start(rt, (uint64_t)timeout_ms, self->pid, NULL,
-                        CN__S_CALL_TMO, 0, &c->ref, cn__atom_term("timeout"),
+                        CN__S_CALL_TMO, 0, &c->ref, no_data,
                         &c->tref) != 0) {
       free(c);
       cn__msg_free(m);
@@ -342,38 +365,21 @@ int cn_call_async(cn_proc *self, cn_dest to, cn_term req, int timeout_ms,
     }
     c->has_timer = 1;
   }
-  m->flags = CN__F_CALLMON;
-  m->cfrom->pid = self->pid;
-  m->cfrom->ref = c->ref;
-  m->cfrom->server = pid;
+  c->server = pid;
+  c->cb = cb;
+  c->arg = arg;
   c->next = self->calls;
   self->calls = c;
-  if (!cn__is_local(rt, pid)) {
-    /* Remote destinations arrive with the distribution layer. */
-    cn__msg *down;
-    cn__msg_free(m);
-    down = cn__msg_new(CN__S_DOWN, NULL, 0);
-    if (down) {
-      cn_buf b = CN_BUF_INIT;
-      cn_put_atom(&b, "noconnection");
-      cn__msg_free(down);
-      down = cn__msg_new(CN__S_DOWN, b.data, b.len);
-      cn_buf_free(&b);
-    }
+  if (m)
+    rc = cn__deliver(rt, pid, m);
+  if (rc != 0) {
+    /* No such process (or node): answer later, as a DOWN would, so that
+     * the callback never runs inside this call. */
+    cn_term why = cn__atom_term(rc == CN_ENOCONN ? "noconnection" : "noproc");
+    cn__msg *down = cn__msg_new(CN__S_DOWN, why.ptr, why.len);
     if (down) {
       down->ref = c->ref;
       down->from = pid;
-      cn__deliver_to(self, down);
-    }
-    return 0;
-  }
-  if (cn__deliver(rt, pid, m) == CN_ENOPROC) {
-    /* Answer with noproc, later, as a DOWN would. */
-    cn__msg *down = cn__msg_new(CN__S_DOWN, NULL, 0);
-    if (down) {
-      down->ref = c->ref;
-      down->from = pid;
-      down->flags = CN__F_NOPROC;
       cn__deliver_to(self, down);
     }
   }
@@ -491,23 +497,15 @@ static void on_code_change(cn_proc *p, cn__msg *m) {
 }
 
 void cn__handle_msg(cn_proc *p, cn__msg *m) {
+  if (cn__link_signal(p, m)) {
+    cn__msg_free(m);
+    return;
+  }
   if (p->thread) {
     cn__thread_handle(p, m);
     return;
   }
   switch (m->kind) {
-  case CN__S_LINK:
-    cn__add_link(p, m->from);
-    break;
-  case CN__S_UNLINK:
-    cn__remove_link(p, m->from);
-    break;
-  case CN__S_MONITOR:
-    cn__add_mon(&p->mon_on_me, &m->ref, m->from, m->name);
-    break;
-  case CN__S_DEMONITOR:
-    cn__mon_free(cn__take_mon(&p->mon_on_me, &m->ref));
-    break;
   case CN__S_EXIT:
     exit_signal(p, m);
     break;
@@ -679,28 +677,6 @@ int cn_start_link(cn_runtime *rt, const cn_server_ops *ops, void *arg,
 
 /* ---- Blocking calls from plain threads -------------------------------- */
 
-int cn__thread_wait_ref(cn__thread *t, const cn_ref *ref, int timeout_ms,
-                        cn__msg **out);
-
-static int resolve(cn_runtime *rt, cn_dest to, cn_pid *pid) {
-  switch (to.kind) {
-  case CN_DEST_PID:
-    *pid = to.pid;
-    return cn__is_local(rt, to.pid) ? 0 : CN_ENOCONN;
-  case CN_DEST_NAME:
-    if (!to.name)
-      return CN_EINVAL;
-    return cn__name_lookup(rt, to.name, pid) == 0 ? 0 : CN_ENOPROC;
-  case CN_DEST_REMOTE:
-    if (!to.name || !to.node)
-      return CN_EINVAL;
-    if (strcmp(to.node, cn_node_name(rt->node)) == 0)
-      return cn__name_lookup(rt, to.name, pid) == 0 ? 0 : CN_ENOPROC;
-    return CN_ENOCONN;
-  }
-  return CN_EINVAL;
-}
-
 /* Waits for the answer to a call or stop made with ref, and turns it into
  * a status.  On a timeout the caller drops its monitor, so a late reply
  * or DOWN finds nothing and is dropped. */
@@ -741,6 +717,8 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, int timeout_ms,
     return CN_EINVAL;
   if (cn__current())
     return CN_EDEADLK;
+  if ((rc = cn__check_term(rt, req)) != 0)
+    return rc;
   if ((rc = resolve(rt, to, &pid)) != 0)
     return rc;
   if (!(t = cn__thread_ctx(rt, &rc)))
@@ -793,16 +771,10 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, int timeout_ms,
       return await(rt, t, pid, &ref, timeout_ms, reply);
     }
   }
-  m = cn__msg_new(CN__M_CALL, req.ptr, req.len);
-  if (!m || !(m->cfrom = cn__from_new(rt))) {
-    cn__msg_free(m);
+  if (!(m = request_new(rt, CN__M_CALL, req, t->proc->pid, &ref, pid))) {
     cn__proc_unref(p);
     return CN_ENOMEM;
   }
-  m->flags = CN__F_CALLMON;
-  m->cfrom->pid = t->proc->pid;
-  m->cfrom->ref = ref;
-  m->cfrom->server = pid;
   rc = cn__deliver_to(p, m);
   cn__proc_unref(p);
   if (rc)
@@ -824,7 +796,8 @@ int cn_stop(cn_runtime *rt, cn_dest server, const cn_term *reason,
     return CN_EINVAL;
   if (cn__current())
     return CN_EDEADLK;
-  if ((rc = resolve(rt, server, &pid)) != 0)
+  if ((rc = cn__check_term(rt, why)) != 0 ||
+      (rc = resolve(rt, server, &pid)) != 0)
     return rc;
   if (!(p = cn__lookup(rt, pid)) || p->thread) {
     if (p)
@@ -853,29 +826,23 @@ int cn_stop(cn_runtime *rt, cn_dest server, const cn_term *reason,
     return rc;
   }
   cn__make_ref(rt, &ref);
-  m = cn__msg_new(CN__S_STOP, why.ptr, why.len);
-  if (!m || !(m->cfrom = cn__from_new(rt))) {
-    cn__msg_free(m);
+  if (!(m = request_new(rt, CN__S_STOP, why, t->proc->pid, &ref, pid))) {
     cn__proc_unref(p);
     return CN_ENOMEM;
   }
-  m->flags = CN__F_CALLMON;
-  m->cfrom->pid = t->proc->pid;
-  m->cfrom->ref = ref;
-  m->cfrom->server = pid;
   rc = cn__deliver_to(p, m);
   cn__proc_unref(p);
   if (rc)
     return rc;
-  rc = await(rt, t, pid, &ref, timeout_ms, NULL);
+  rc = cn__thread_wait_ref(t, &ref, timeout_ms, &m);
   if (rc == CN_ETIMEDOUT) {
+    /* kill cannot be trapped: the DOWN we still monitor for will come,
+     * and the server is gone when we return. */
     cn_exit(rt, pid, cn__atom_term("kill"));
-    /* Wait for the kill to land, so the server is gone on return. */
-    while (cn_is_alive(rt, pid))
-      uv_sleep(1);
-    return CN_ETIMEDOUT;
+    cn__thread_wait_ref(t, &ref, CN_INFINITY, &m);
   }
-  return rc == CN_ENOPROC ? CN_ENOPROC : 0;
+  cn__msg_free(m);
+  return rc;
 }
 
 int cn_code_change(cn_runtime *rt, cn_dest server, cn_term old_vsn,
@@ -892,7 +859,9 @@ int cn_code_change(cn_runtime *rt, cn_dest server, cn_term old_vsn,
     return CN_EINVAL;
   if (cn__current())
     return CN_EDEADLK;
-  if ((rc = resolve(rt, server, &pid)) != 0)
+  if ((rc = cn__check_term(rt, old_vsn)) != 0 ||
+      (rc = cn__check_term(rt, extra)) != 0 ||
+      (rc = resolve(rt, server, &pid)) != 0)
     return rc;
   if (!(t = cn__thread_ctx(rt, &rc)))
     return rc;
@@ -901,17 +870,12 @@ int cn_code_change(cn_runtime *rt, cn_dest server, cn_term old_vsn,
     cn_buf_free(&b);
     return rc;
   }
-  m = cn__msg_new(CN__S_CODE_CHANGE, b.data, b.len);
-  cn_buf_free(&b);
-  if (!m || !(m->cfrom = cn__from_new(rt))) {
-    cn__msg_free(m);
-    return CN_ENOMEM;
-  }
   cn__make_ref(rt, &ref);
-  m->flags = CN__F_CALLMON;
-  m->cfrom->pid = t->proc->pid;
-  m->cfrom->ref = ref;
-  m->cfrom->server = pid;
+  m = request_new(rt, CN__S_CODE_CHANGE, cn_buf_term(&b), t->proc->pid, &ref,
+                  pid);
+  cn_buf_free(&b);
+  if (!m)
+    return CN_ENOMEM;
   if ((rc = cn__deliver(rt, pid, m)) != 0)
     return rc;
   rc = await(rt, t, pid, &ref, timeout_ms, &reply);
@@ -931,6 +895,8 @@ static int send_kind(cn_runtime *rt, cn_dest to, cn_term msg, int kind,
 
   if (!rt)
     return CN_EINVAL;
+  if ((rc = cn__check_term(rt, msg)) != 0)
+    return rc;
   if ((rc = resolve(rt, to, &pid)) != 0) {
     /* A cast never fails for a missing destination (GenServer.cast);
      * a send to an unregistered name is Erlang's badarg. */

@@ -9,15 +9,6 @@
 #include <string.h>
 #include <time.h>
 
-int cn__add_link(cn_proc *p, cn_pid pid);
-bool cn__remove_link(cn_proc *p, cn_pid pid);
-int cn__add_mon(cn__mon **list, const cn_ref *ref, cn_pid pid,
-                const char *name);
-cn__mon *cn__take_mon(cn__mon **list, const cn_ref *ref);
-void cn__mon_free(cn__mon *mo);
-
-#define MBOX_CLOSED ((cn__msg *)(uintptr_t)1)
-
 static void thread_release(cn_runtime *rt, cn__thread *t) {
   cn__proc_exit(t->proc, cn__atom_term("normal"), false);
   cn__proc_unref(t->proc); /* the thread's own reference */
@@ -134,10 +125,9 @@ static void keep_term(cn_proc *p, const cn_buf *b) {
     keep(p, m);
 }
 
-/* The thread's share of cn__handle_msg: signals are processed, messages
- * are kept for cn_receive, and the answer to the current call is parked in
- * t->result. */
-void cn__thread_handle(cn_proc *p, cn__msg *m);
+/* The thread's share of cn__handle_msg (after link and monitor signals):
+ * exit signals and messages are kept for cn_receive, and the answer to the
+ * current call is parked in t->result. */
 void cn__thread_handle(cn_proc *p, cn__msg *m) {
   cn__thread *t = p->thread;
   cn_term body = {m->data, m->len};
@@ -146,18 +136,6 @@ void cn__thread_handle(cn_proc *p, cn__msg *m) {
 
   cn_buf_init_with(&b, store, sizeof(store));
   switch (m->kind) {
-  case CN__S_LINK:
-    cn__add_link(p, m->from);
-    break;
-  case CN__S_UNLINK:
-    cn__remove_link(p, m->from);
-    break;
-  case CN__S_MONITOR:
-    cn__add_mon(&p->mon_on_me, &m->ref, m->from, m->name);
-    break;
-  case CN__S_DEMONITOR:
-    cn__mon_free(cn__take_mon(&p->mon_on_me, &m->ref));
-    break;
   case CN__S_EXIT:
     /* Threads trap exits: every exit signal becomes a message. */
     if ((m->flags & CN__F_LINKED) && !cn__remove_link(p, m->from))
@@ -204,22 +182,10 @@ void cn__thread_handle(cn_proc *p, cn__msg *m) {
 
 /* Processes everything in the thread's inbox. */
 static void drain(cn__thread *t) {
-  cn_proc *p = t->proc;
-  cn__msg *batch = atomic_exchange(&p->inbox, NULL), *rev = NULL;
-  if (batch == MBOX_CLOSED) {
-    atomic_store(&p->inbox, MBOX_CLOSED);
-    return;
-  }
-  while (batch) {
-    cn__msg *next = batch->next;
-    batch->next = rev;
-    rev = batch;
-    batch = next;
-  }
-  while (rev) {
-    cn__msg *next = rev->next;
-    cn__thread_handle(p, rev);
-    rev = next;
+  cn__msg *tail, *m = cn__inbox_take(t->proc, NULL, &tail), *next;
+  for (; m; m = next) {
+    next = m->next;
+    cn__handle_msg(t->proc, m);
   }
 }
 

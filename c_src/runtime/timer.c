@@ -173,7 +173,8 @@ int cn__timer_start(cn_runtime *rt, uint64_t ms, cn_pid pid, cn_dest *dest,
     t->ref = *ref;
   t->pid = pid;
   t->len = msg.len;
-  memcpy(t->data, msg.ptr, msg.len);
+  if (msg.len)
+    memcpy(t->data, msg.ptr, msg.len);
   if (dest && dest->kind == CN_DEST_NAME && !(t->name = strdup(dest->name))) {
     free(t);
     return CN_ENOMEM;
@@ -244,11 +245,12 @@ int cn__timer_cancel(cn_runtime *rt, const cn_ref *tref, long *left_ms) {
   if (!t)
     return CN_ENOENT;
   /* The uv timer may now fire early for nothing; it then re-arms. */
-  now = uv_hrtime();
-  if (left_ms)
+  if (left_ms) {
+    now = uv_hrtime();
     *left_ms = t->deadline > now
                    ? (long)((t->deadline - now + 999999) / 1000000)
                    : 0;
+  }
   timer_free(t);
   return 0;
 }
@@ -347,8 +349,11 @@ void cn__timers_free(cn__sched *s) {
 int cn_send_after(cn_runtime *rt, unsigned ms, cn_dest to, cn_term msg,
                   cn_ref *tref) {
   cn_pid pid = {0, 0, 0, 0};
+  int rc;
   if (!rt)
     return CN_EINVAL;
+  if ((rc = cn__check_term(rt, msg)) != 0)
+    return rc;
   if (to.kind == CN_DEST_PID) {
     pid = to.pid;
     if (!cn__is_local(rt, pid))

@@ -147,6 +147,12 @@ static int srv_call(cn_proc *self, void *state, cn_term req, cn_from *from,
   }
   if (cn_match(req, "bad") == 0)
     return 42;
+  if (cn_match(req, "garbage_reply") == 0) {
+    /* A tuple that claims two elements and holds one. */
+    static const char junk[] = {104, 2, 97, 1};
+    cn_buf_append(reply, junk, sizeof(junk));
+    return CN_REPLY;
+  }
   if (cn_match(req, "{timeout, ~i}", &k) == 0) {
     cn_set_timeout(self, (int)k);
     return cn_build(reply, "ok"), CN_REPLY;
@@ -178,6 +184,10 @@ static int srv_call(cn_proc *self, void *state, cn_term req, cn_from *from,
 static int srv_cast(cn_proc *self, void *state, cn_term msg) {
   srv *s = state;
   int64_t k;
+  if (cn_match(msg, "{busy, ~i}", &k) == 0) {
+    uv_sleep((unsigned)k); /* a handler stuck in C code for a while */
+    return CN_NOREPLY;
+  }
   if (cn_match(msg, "{add, ~i}", &k) == 0) {
     s->n += k;
     return CN_NOREPLY;
@@ -790,6 +800,63 @@ static void test_many_processes(void **st) {
   cn_runtime_free(rt);
 }
 
+static void test_bad_terms(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_pid pid = start_srv(rt, NULL), other = start_srv(rt, NULL), me;
+  static const char truncated[] = {104, 3, 100, 0, 2, 'o', 'k'};
+  static const char trailing[] = {97, 1, 97, 2};
+  cn_term bad = {truncated, sizeof(truncated)};
+  cn_term extra = {trailing, sizeof(trailing)};
+  cn_term empty = {NULL, 0};
+  cn_buf rep = CN_BUF_INIT, ex = CN_BUF_INIT;
+  cn_ref tref;
+
+  /* Every entry point refuses a malformed term, and nothing reaches the
+   * server. */
+  assert_int_equal(cn_send(rt, cn_to_pid(pid), bad), CN_EBADTERM);
+  assert_int_equal(cn_cast(rt, cn_to_pid(pid), bad), CN_EBADTERM);
+  assert_int_equal(cn_cast(rt, cn_to_pid(pid), extra), CN_EBADTERM);
+  assert_int_equal(cn_send(rt, cn_to_pid(pid), empty), CN_EBADTERM);
+  assert_int_equal(cn_call(rt, cn_to_pid(pid), bad, tmo(1000), &rep),
+                   CN_EBADTERM);
+  assert_int_equal(cn_self(rt, &me), 0);
+  assert_int_equal(cn_send_after(rt, 1, cn_to_pid(me), bad, &tref),
+                   CN_EBADTERM);
+  assert_int_equal(cn_exit(rt, pid, bad), CN_EBADTERM);
+  assert_int_equal(cn_stop(rt, cn_to_pid(pid), &bad, tmo(1000)),
+                   CN_EBADTERM);
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "infos", "{ok, []}"), 0);
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "get", "{ok, 0}"), 0);
+
+  /* A handler that builds a malformed reply fails with bad_reply; its
+   * caller hears why, and another server is untouched. */
+  cn_build(&ex, "garbage_reply");
+  assert_int_equal(
+      cn_call(rt, cn_to_pid(pid), cn_buf_term(&ex), tmo(1000), &rep),
+      CN_EEXIT);
+  assert_true(cn_is_atom(cn_buf_term(&rep), "bad_reply"));
+  assert_false(cn_is_alive(rt, pid));
+  assert_int_equal(call_expect(rt, cn_to_pid(other), "{add, 1}", "{ok, 1}"),
+                   0);
+  cn_buf_free(&rep);
+  cn_buf_free(&ex);
+  cn_runtime_free(rt);
+}
+
+static void test_stop_timeout_kills(void **st) {
+  cn_runtime *rt = rt_new(1);
+  cn_pid pid = start_srv(rt, NULL);
+  cn_buf b = CN_BUF_INIT;
+  /* The server is busy for 300 ms; a 30 ms stop times out and kills it,
+   * and the server is gone when cn_stop returns. */
+  assert_int_equal(cn_cast(rt, cn_to_pid(pid), T(&b, "{busy, 300}")), 0);
+  uv_sleep(20);
+  assert_int_equal(cn_stop(rt, cn_to_pid(pid), NULL, 30), CN_ETIMEDOUT);
+  assert_false(cn_is_alive(rt, pid));
+  cn_buf_free(&b);
+  cn_runtime_free(rt);
+}
+
 static void test_node_identity(void **st) {
   cn_runtime_options o;
   cn_runtime *rt = NULL;
@@ -829,6 +896,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_strerror),
       cmocka_unit_test(test_node_identity),
+      cmocka_unit_test(test_bad_terms),
+      cmocka_unit_test(test_stop_timeout_kills),
       cmocka_unit_test(test_call_cast_info),
       cmocka_unit_test(test_deferred_reply),
       cmocka_unit_test(test_call_noproc),

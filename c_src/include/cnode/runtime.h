@@ -19,8 +19,11 @@
  *
  * Memory.  Pids are the handles to processes: a pid never dangles, and a
  * message to a dead pid is dropped, as in Erlang.  The runtime owns process
- * memory.  Terms passed in are copied before the call returns; terms handed
- * to callbacks are valid until the callback returns.
+ * memory.  Terms passed in are checked by the bounded validator
+ * (cn_term_validate, with the runtime's limits) and copied before the call
+ * returns: a malformed term gives CN_EBADTERM (or CN_ETOODEEP, CN_ETOOBIG)
+ * and reaches no process.  Terms handed to callbacks are valid until the
+ * callback returns.
  */
 #ifndef CNODE_RUNTIME_H
 #define CNODE_RUNTIME_H
@@ -135,7 +138,8 @@ typedef struct cn_server_ops {
   /* A call.  Return CN_REPLY with the reply built into *reply (an empty
    * buffer on entry), or CN_NOREPLY to answer later with cn_reply(from),
    * in which case this callback owns from.  With CN_REPLY, CN_STOP and
-   * CN_STOP_REPLY the runtime keeps from.  Optional: when NULL, a call
+   * CN_STOP_REPLY the runtime keeps from.  A reply that is not one
+   * well-formed term makes the server exit with reason bad_reply.  Optional: when NULL, a call
    * makes the server exit with {bad_call, Req}. */
   int (*handle_call)(cn_proc *self, void *state, cn_term req, cn_from *from,
                      cn_buf *reply);
@@ -206,7 +210,7 @@ CN_EXTERN int cn_stop(cn_runtime *rt, cn_dest server, const cn_term *reason,
 CN_EXTERN int cn_send(cn_runtime *rt, cn_dest to, cn_term msg);
 
 /* Casts ({'$gen_cast', Msg}).  Returns 0 whether or not the destination
- * exists, as GenServer.cast does. */
+ * exists, as GenServer.cast does; only a malformed msg is an error. */
 CN_EXTERN int cn_cast(cn_runtime *rt, cn_dest to, cn_term msg);
 
 /* A blocking call from a plain thread (gen_server:call).  On success
@@ -232,11 +236,13 @@ typedef void (*cn_reply_cb)(cn_proc *self, void *state, int status,
 CN_EXTERN int cn_call_async(cn_proc *self, cn_dest to, cn_term req,
                             int timeout_ms, cn_reply_cb cb, void *arg);
 
-/* Answers a call taken with CN_NOREPLY.  Consumes from (do not use it
- * again).  Thread-safe.  Returns 0 or CN_ENOMEM (from is still consumed). */
+/* Answers a call taken with CN_NOREPLY.  Thread-safe.  Returns 0 and
+ * consumes from (do not use it again), or fails with CN_EBADTERM or
+ * CN_ENOMEM and leaves from as it was, to be answered or freed. */
 CN_EXTERN int cn_reply(cn_from *from, cn_term reply);
 
-/* The same, with the reply built from a cn_build format. */
+/* The same, with the reply built from a cn_build format (CN_EBADFMT
+ * also leaves from as it was). */
 CN_EXTERN int cn_replyf(cn_from *from, const char *fmt, ...);
 
 /* Drops a from without replying.  The caller will time out. */
