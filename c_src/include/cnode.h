@@ -6,5 +6,6 @@
 #include "cnode/term.h"
 #include "cnode/runtime.h"
 #include "cnode/supervisor.h"
+#include "cnode/dist.h"
 
 #endif /* CNODE_H */

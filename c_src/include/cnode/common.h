@@ -47,7 +47,9 @@ extern "C" {
   XX(ELIMIT, "resource limit reached")                                        \
   XX(EIGNORE, "init returned ignore")                                         \
   XX(ENOTSELF, "not called from inside a process")                            \
-  XX(ESYSTEM, "system call failed")
+  XX(ESYSTEM, "system call failed")                                           \
+  XX(EAUTH, "authentication failed (wrong cookie)")                           \
+  XX(EPROTO, "distribution protocol error")
 
 enum cn_errno_enum_ {
   CN_OK = 0,

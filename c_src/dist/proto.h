@@ -1,0 +1,234 @@
+/* The distribution protocol without I/O: flags, the version 6 handshake as
+ * a state machine, the epmd messages, and the control-message parser.
+ * Not installed.  The connection layer (conn.c) feeds these with bytes and
+ * writes out what they produce; nothing here touches a socket, so every
+ * piece is unit-tested in memory (tests/test-dist-proto.c).
+ *
+ * References: the ERTS "Distribution Protocol" chapter, kernel's
+ * dist.hrl (flag values), dist_util.erl (the handshake) and erts dist.h.
+ */
+#ifndef CN_DIST_PROTO_H
+#define CN_DIST_PROTO_H
+
+#include <cnode.h>
+
+/* ---- Capability flags (erts dist.h / kernel dist.hrl) ---------------- */
+
+#define CN__DFLAG_PUBLISHED 0x01ULL
+#define CN__DFLAG_ATOM_CACHE 0x02ULL
+#define CN__DFLAG_EXTENDED_REFERENCES 0x04ULL
+#define CN__DFLAG_DIST_MONITOR 0x08ULL
+#define CN__DFLAG_FUN_TAGS 0x10ULL
+#define CN__DFLAG_DIST_MONITOR_NAME 0x20ULL
+#define CN__DFLAG_HIDDEN_ATOM_CACHE 0x40ULL
+#define CN__DFLAG_NEW_FUN_TAGS 0x80ULL
+#define CN__DFLAG_EXTENDED_PIDS_PORTS 0x100ULL
+#define CN__DFLAG_EXPORT_PTR_TAG 0x200ULL
+#define CN__DFLAG_BIT_BINARIES 0x400ULL
+#define CN__DFLAG_NEW_FLOATS 0x800ULL
+#define CN__DFLAG_UNICODE_IO 0x1000ULL
+#define CN__DFLAG_DIST_HDR_ATOM_CACHE 0x2000ULL
+#define CN__DFLAG_SMALL_ATOM_TAGS 0x4000ULL
+#define CN__DFLAG_UTF8_ATOMS 0x10000ULL
+#define CN__DFLAG_MAP_TAG 0x20000ULL
+#define CN__DFLAG_BIG_CREATION 0x40000ULL
+#define CN__DFLAG_SEND_SENDER 0x80000ULL
+#define CN__DFLAG_BIG_SEQTRACE_LABELS 0x100000ULL
+#define CN__DFLAG_EXIT_PAYLOAD 0x400000ULL
+#define CN__DFLAG_FRAGMENTS 0x800000ULL
+#define CN__DFLAG_HANDSHAKE_23 0x1000000ULL
+#define CN__DFLAG_UNLINK_ID 0x2000000ULL
+#define CN__DFLAG_MANDATORY_25_DIGEST 0x4000000ULL
+#define CN__DFLAG_SPAWN (1ULL << 32)
+#define CN__DFLAG_NAME_ME (1ULL << 33)
+#define CN__DFLAG_V4_NC (1ULL << 34)
+#define CN__DFLAG_ALIAS (1ULL << 35)
+
+/* What OTP 25 requires of every peer (DFLAG_DIST_MANDATORY_25). */
+#define CN__DFLAGS_MANDATORY_25                                               \
+  (CN__DFLAG_EXTENDED_REFERENCES | CN__DFLAG_FUN_TAGS |                       \
+   CN__DFLAG_EXTENDED_PIDS_PORTS | CN__DFLAG_UTF8_ATOMS |                     \
+   CN__DFLAG_NEW_FUN_TAGS | CN__DFLAG_BIG_CREATION | CN__DFLAG_NEW_FLOATS |   \
+   CN__DFLAG_MAP_TAG | CN__DFLAG_EXPORT_PTR_TAG | CN__DFLAG_BIT_BINARIES |    \
+   CN__DFLAG_HANDSHAKE_23)
+
+/* What this node offers (a hidden node: PUBLISHED is added when the node
+ * is published).  No atom cache and no fragments: every frame we read is
+ * a pass-through ('p') frame with whole terms. */
+#define CN__DFLAGS_OURS                                                       \
+  (CN__DFLAGS_MANDATORY_25 | CN__DFLAG_DIST_MONITOR |                         \
+   CN__DFLAG_DIST_MONITOR_NAME | CN__DFLAG_SMALL_ATOM_TAGS |                  \
+   CN__DFLAG_UNICODE_IO | CN__DFLAG_EXIT_PAYLOAD | CN__DFLAG_UNLINK_ID |      \
+   CN__DFLAG_BIG_SEQTRACE_LABELS | CN__DFLAG_V4_NC | CN__DFLAG_ALIAS |        \
+   CN__DFLAG_SEND_SENDER)
+
+/* ---- Control message operations ------------------------------------- */
+
+enum cn__dop {
+  CN__DOP_LINK = 1,
+  CN__DOP_SEND = 2,
+  CN__DOP_EXIT = 3,
+  CN__DOP_UNLINK = 4, /* obsolete; not accepted */
+  CN__DOP_NODE_LINK = 5,
+  CN__DOP_REG_SEND = 6,
+  CN__DOP_GROUP_LEADER = 7,
+  CN__DOP_EXIT2 = 8,
+  CN__DOP_SEND_TT = 12,
+  CN__DOP_EXIT_TT = 13,
+  CN__DOP_REG_SEND_TT = 16,
+  CN__DOP_EXIT2_TT = 18,
+  CN__DOP_MONITOR_P = 19,
+  CN__DOP_DEMONITOR_P = 20,
+  CN__DOP_MONITOR_P_EXIT = 21,
+  CN__DOP_SEND_SENDER = 22,
+  CN__DOP_SEND_SENDER_TT = 23,
+  CN__DOP_PAYLOAD_EXIT = 24,
+  CN__DOP_PAYLOAD_EXIT_TT = 25,
+  CN__DOP_PAYLOAD_EXIT2 = 26,
+  CN__DOP_PAYLOAD_EXIT2_TT = 27,
+  CN__DOP_PAYLOAD_MONITOR_P_EXIT = 28,
+  CN__DOP_SPAWN_REQUEST = 29,
+  CN__DOP_SPAWN_REQUEST_TT = 30,
+  CN__DOP_SPAWN_REPLY = 31,
+  CN__DOP_SPAWN_REPLY_TT = 32,
+  CN__DOP_ALIAS_SEND = 33,
+  CN__DOP_ALIAS_SEND_TT = 34,
+  CN__DOP_UNLINK_ID = 35,
+  CN__DOP_UNLINK_ID_ACK = 36
+};
+
+/* ---- The handshake (version 6) --------------------------------------- */
+
+/* What the accepting side answers a peer's send_name with, decided by the
+ * node table (the arbitration of dist_util.erl). */
+typedef enum cn__hs_status {
+  CN__HS_ST_OK = 0,      /* "sok": go on */
+  CN__HS_ST_OK_SIMUL,    /* "sok_simultaneous": go on; the caller aborts
+                          * its own attempt to connect to the peer */
+  CN__HS_ST_NOK,         /* "snok": we keep our own attempt; stop */
+  CN__HS_ST_NOT_ALLOWED, /* "snot_allowed": stop */
+  CN__HS_ST_ALIVE        /* "salive": we have a connection to that name;
+                          * the peer answers true (replace it) or false */
+} cn__hs_status;
+
+/* Called on the accepting side once the peer's name is known.  name is
+ * not NUL-terminated. */
+typedef cn__hs_status (*cn__hs_arbitrate_fn)(void *arg, const char *name,
+                                             size_t len, uint32_t creation);
+
+typedef struct cn__hs {
+  int state;                 /* private */
+  int initiator;             /* 1: we connected; 0: we accepted */
+  const char *self_name;     /* our node name (NUL-terminated, kept) */
+  uint32_t self_creation;
+  uint64_t self_flags;
+  char cookie[256];          /* copied, NUL-terminated */
+  size_t cookie_len;
+  const char *expect_name;   /* initiator: the node we dialled (kept) */
+  cn__hs_arbitrate_fn arbitrate;
+  void *arbitrate_arg;
+  uint32_t my_challenge;     /* from RAND_bytes */
+  uint32_t peer_challenge;
+  /* Known once the handshake is done (peer_name as soon as it is read): */
+  char peer_name[CN_MAX_NODE_NAME + 1];
+  size_t peer_name_len;
+  uint64_t peer_flags;
+  uint32_t peer_creation;
+  int replaces;              /* accepting side: the peer said true to
+                              * "alive"; the old connection must go */
+  const char *error;         /* static text for the log when one failed */
+} cn__hs;
+
+/* Sets h up.  initiator: 1 when we dialled expect_name.  arbitrate is used
+ * only on the accepting side (NULL: always CN__HS_ST_OK).  Returns 0, or
+ * CN_EINVAL (cookie over 255 bytes) or CN_ESYSTEM (no random source). */
+int cn__hs_init(cn__hs *h, int initiator, const char *self_name,
+                uint32_t self_creation, uint64_t self_flags,
+                const char *cookie, const char *expect_name,
+                cn__hs_arbitrate_fn arbitrate, void *arg);
+
+/* The initiator's first message (send_name 'N', with its 2-byte length
+ * prefix), appended to out.  Returns 0 or CN_ENOMEM. */
+int cn__hs_begin(cn__hs *h, cn_buf *out);
+
+/* Feeds bytes read from the socket.  Consumes whole handshake messages
+ * (2-byte big-endian length prefix) from buf and sets *used to the bytes
+ * consumed; appends what must be sent to out.  Returns:
+ *   0           more bytes are needed;
+ *   1           the handshake is complete; bytes after *used are the
+ *               connection's first frames;
+ *   CN_EAUTH    a wrong digest (wrong cookie);
+ *   CN_EEXIST   refused by arbitration (nok, alive answered false);
+ *   CN_ENOTSUP  the peer lacks a mandatory flag or speaks an old version;
+ *   CN_EPROTO   anything malformed or out of order;
+ *   CN_ENOMEM.
+ * After an error h->error says why; out may hold a status to send
+ * before closing (for example "snot_allowed"). */
+int cn__hs_feed(cn__hs *h, const char *buf, size_t len, size_t *used,
+                cn_buf *out);
+
+/* The digest: MD5 of the cookie followed by the challenge as a decimal
+ * unsigned integer (dist_util:gen_digest/2). */
+void cn__hs_digest(const char *cookie, size_t cookie_len, uint32_t challenge,
+                   unsigned char out[16]);
+
+/* ---- epmd ------------------------------------------------------------ */
+
+/* ALIVE2_REQ (with its 2-byte length prefix) for alive (the part of the
+ * node name before '@'), appended to out.  hidden picks node type 72
+ * (hidden) over 77 (normal); versions are 6..6. */
+int cn__epmd_alive2_req(cn_buf *out, const char *alive, uint16_t port,
+                        int hidden);
+
+/* Parses ALIVE2_X_RESP (or ALIVE2_RESP).  Returns 0 with *creation set,
+ * 1 when more bytes are needed, CN_EEXIST when epmd refused (the name is
+ * taken), CN_EPROTO when malformed. */
+int cn__epmd_alive2_resp(const char *buf, size_t len, uint32_t *creation);
+
+/* PORT_PLEASE2_REQ for alive, appended to out. */
+int cn__epmd_port2_req(cn_buf *out, const char *alive);
+
+/* Parses PORT2_RESP.  Returns 0 with *port and *highest_version set,
+ * 1 when more bytes are needed, CN_ENOENT when epmd does not know the
+ * name, CN_EPROTO when malformed. */
+int cn__epmd_port2_resp(const char *buf, size_t len, uint16_t *port,
+                        uint16_t *highest_version);
+
+/* Runs `epmd -daemon` (found on PATH) and waits for it to return.  Blocks:
+ * call it from a thread that may block.  Returns 0, or CN_ESYSTEM. */
+int cn__epmd_spawn_daemon(void);
+
+/* ---- Frames and control messages ------------------------------------ */
+
+/* A parsed control message.  Terms point into the frame. */
+typedef struct cn__ctl {
+  int op;            /* CN__DOP_* */
+  cn_term from;      /* sender pid (or, in MONITOR_P_EXIT, pid or atom) */
+  cn_term to;        /* pid; atom for REG_SEND and by-name monitors;
+                      * ref for ALIAS_SEND */
+  cn_term ref;       /* MONITOR_P, DEMONITOR_P, MONITOR_P_EXIT */
+  cn_term reason;    /* EXIT, EXIT2, MONITOR_P_EXIT (inline or payload) */
+  cn_term token;     /* the _TT trace token, when present */
+  uint64_t id;       /* UNLINK_ID, UNLINK_ID_ACK */
+  cn_term msg;       /* the message of a send */
+  int has_payload;   /* the op carries a payload term */
+} cn__ctl;
+
+/* Parses one frame's content: the bytes after the 4-byte length, which
+ * must start with 'p' (112) and then hold the control term (with its
+ * version byte 131) and, for ops that have one, the payload term (also
+ * with 131).  Both are checked by the bounded validator with lim before
+ * anything reads them.  Returns:
+ *   0            ok;
+ *   CN_EPROTO    the frame or its control message is malformed, of an
+ *                unknown or unsupported op, or has trailing bytes: the
+ *                connection must close;
+ *   CN_EBADTERM, CN_ETOODEEP, CN_ETOOBIG
+ *                the control message is sound but the payload is
+ *                malformed or over a limit: drop the message, keep the
+ *                connection (out->op and the control fields are set).
+ * We do not offer DFLAG_SPAWN, so the SPAWN_* ops are CN_EPROTO too. */
+int cn__ctl_parse(const char *frame, size_t len, const cn_term_limits *lim,
+                  cn__ctl *out);
+
+#endif /* CN_DIST_PROTO_H */

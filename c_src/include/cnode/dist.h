@@ -1,0 +1,108 @@
+/* cnode: the distribution layer.  The runtime as an Erlang node.
+ *
+ * cn_dist_start() makes a named runtime (cn_runtime_options.node_name) a
+ * node of an Erlang cluster: it registers with epmd (starting
+ * `epmd -daemon` when none runs), listens for distribution connections,
+ * and connects to other nodes on the first send to them.  From then on,
+ * remote pids and {Name, Node} destinations work with the same calls as
+ * local ones: cn_send, cn_cast, cn_call, cn_call_async, cn_link,
+ * cn_monitor, cn_exit.  BEAM processes call the runtime's servers with
+ * plain gen_server:call/GenServer.call and get OTP's semantics: replies to
+ * alias tags, noproc at once for a missing name, the server's exit reason
+ * when it dies mid-call, DOWN and EXIT signals both ways, noconnection
+ * when a node goes down.
+ *
+ * The node speaks the distribution protocol itself (handshake version 6,
+ * the OTP 23+ handshake) on libuv; all its I/O runs on one scheduler
+ * thread of the runtime and never blocks.  Every frame that comes in is
+ * checked by the bounded term validator before anything decodes it.  A
+ * frame that breaks framing or its control message closes that one
+ * connection; a well-framed message with a malformed or oversized payload
+ * is dropped, counted (cn_dist_stats) and logged, and the connection stays
+ * up.
+ */
+#ifndef CNODE_DIST_H
+#define CNODE_DIST_H
+
+#include "runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CN_DIST_DEFAULT_TICKTIME 60            /* seconds, as net_ticktime */
+#define CN_DIST_DEFAULT_HANDSHAKE_MS 7000      /* as net_setuptime */
+#define CN_DIST_DEFAULT_MAX_HANDSHAKES 64      /* pending, accepted ones */
+#define CN_DIST_DEFAULT_MAX_FRAME ((size_t)128 << 20) /* bytes per frame */
+#define CN_DIST_DEFAULT_EPMD_PORT 4369
+
+typedef struct cn_dist_options {
+  /* The cookie, required.  At most 255 bytes. */
+  const char *cookie;
+  /* The address to listen on.  NULL: the first address the node's host
+   * name resolves to when that is a loopback address, else 127.0.0.1
+   * (never every interface unless told). */
+  const char *listen_addr;
+  uint16_t listen_port;    /* 0: any free port */
+  bool published;          /* false (default): a hidden node */
+  unsigned ticktime_s;     /* 0: CN_DIST_DEFAULT_TICKTIME */
+  unsigned handshake_ms;   /* 0: CN_DIST_DEFAULT_HANDSHAKE_MS */
+  unsigned max_handshakes; /* 0: CN_DIST_DEFAULT_MAX_HANDSHAKES */
+  size_t max_frame;        /* 0: CN_DIST_DEFAULT_MAX_FRAME */
+  uint16_t epmd_port;      /* 0: $ERL_EPMD_PORT, else 4369 */
+  bool no_epmd_daemon;     /* true: never start `epmd -daemon` */
+} cn_dist_options;
+
+/* Starts distribution for rt, which must have been created with a
+ * node_name.  Registers the node with epmd (the registration lives as long
+ * as distribution does), listens, and starts the built-in net_kernel
+ * process, which answers {is_auth, Node} so that net_adm:ping and
+ * Node.ping/1 give pong.  Blocks until the node is registered.
+ * Returns 0; CN_EINVAL (no node name, no cookie, bad options); CN_EEXIST
+ * (already started, or epmd has the name taken); CN_ENOCONN (epmd could
+ * not be reached or started); CN_ESYSTEM (listen failed); CN_ENOMEM.
+ * Distribution stops in cn_runtime_shutdown, before the processes do.
+ * Thread-safe; not from inside a callback (CN_EDEADLK). */
+CN_EXTERN int cn_dist_start(cn_runtime *rt, const cn_dist_options *opts);
+
+/* The TCP port the node listens on, or 0 when distribution is off. */
+CN_EXTERN uint16_t cn_dist_port(cn_runtime *rt);
+
+/* net_kernel:connect_node/1: connects to node (name@host) unless already
+ * connected, waiting up to timeout_ms.  Returns 0, CN_ENOCONN (epmd does
+ * not know the node, or the connection or handshake failed), CN_ETIMEDOUT,
+ * CN_EINVAL, CN_ENOTSUP (distribution is not started), or CN_EDEADLK from
+ * inside a callback.  Sends do not need it: they connect on demand. */
+CN_EXTERN int cn_dist_connect(cn_runtime *rt, const char *node,
+                              int timeout_ms);
+
+/* erlang:disconnect_node/1.  Links and monitors across the connection fire
+ * with noconnection.  Returns 0 or CN_ENOENT (not connected).
+ * Thread-safe. */
+CN_EXTERN int cn_dist_disconnect(cn_runtime *rt, const char *node);
+
+/* nodes(connected): fills names (static storage, valid as long as the
+ * process) with up to cap connected node names and returns how many
+ * nodes are connected (which may exceed cap).  Thread-safe. */
+CN_EXTERN size_t cn_dist_nodes(cn_runtime *rt, const char **names,
+                               size_t cap);
+
+/* Counters since cn_dist_start. */
+typedef struct cn_dist_stats {
+  uint64_t connections;       /* connections that completed a handshake */
+  uint64_t handshakes_failed; /* bad cookie, timeout, malformed, refused */
+  uint64_t frames_in, frames_out;
+  uint64_t bytes_in, bytes_out;
+  uint64_t dropped;           /* well-framed messages dropped (bad or
+                               * oversized payload, dead target name) */
+  uint64_t bad_frames;        /* frames that closed their connection */
+} cn_dist_stats;
+
+/* Copies the counters.  Returns 0, or CN_ENOTSUP when distribution was
+ * never started.  Thread-safe. */
+CN_EXTERN int cn_dist_get_stats(cn_runtime *rt, cn_dist_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CNODE_DIST_H */
