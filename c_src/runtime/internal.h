@@ -67,6 +67,10 @@ typedef enum cn__kind {
                              * call monitor; no DEMONITOR is needed */
 #define CN__F_BYNAME 0x8    /* S_MONITOR/S_DOWN: monitored by name */
 #define CN__F_NOPROC 0x10   /* S_DOWN: the target never existed */
+#define CN__F_TONAME 0x20   /* to a remote registered name: {name, node
+                             * of `to`} (distribution) */
+#define CN__F_ALIAS 0x40    /* M_REPLY to a remote caller: data is
+                             * {Tag, Reply}, ref the caller's alias */
 
 typedef struct cn__msg {
   struct cn__msg *next;
@@ -76,7 +80,9 @@ typedef struct cn__msg {
   cn_pid from;      /* the sender, for signals */
   cn_ref ref;       /* monitor ref or call tag */
   cn_from *cfrom;   /* M_CALL / S_CODE_CHANGE: the caller */
-  const char *name; /* S_MONITOR/S_DOWN by name: interned name, or NULL */
+  const char *name; /* by name (S_MONITOR, S_DOWN, CN__F_TONAME): a
+                     * malloc'ed copy, freed with the message */
+  cn_pid to;        /* remote messages: the destination (distribution) */
   size_t len;       /* bytes in data */
   char data[];      /* the term, when there is one */
 } cn__msg;
@@ -90,17 +96,27 @@ void cn__msg_free(cn__msg *m);
 /* ---- Calls ------------------------------------------------------------ */
 
 /* A caller awaiting a reply.  Local callers have a ref tag; remote callers
- * (distribution) carry their tag as opaque term bytes in tag. */
+ * (distribution) carry their tag as opaque term bytes in tag, answered
+ * with {Tag, Reply}, as DESIGN.md fact 1 says. */
 struct cn_from {
   cn_runtime *rt;
   cn_pid pid;       /* who gets the reply */
-  cn_ref ref;       /* the call tag, for local callers */
+  cn_ref ref;       /* the call tag (local), or the alias (CN__FROM_ALIAS) */
   cn_pid server;    /* the server's pid, to drop the call monitor */
   uint32_t flags;   /* CN__FROM_* */
   struct cn_from *next_free;
+  char *tag;        /* CN__FROM_REMOTE: the tag's bytes (tag_store or
+                     * malloc'ed) */
+  size_t tag_len;
+  char tag_store[64];
 };
 
-#define CN__FROM_MON 0x1 /* the server holds a monitor for this call */
+#define CN__FROM_MON 0x1    /* the server holds a monitor for this call */
+#define CN__FROM_REMOTE 0x2 /* a caller on another node: tag is set */
+#define CN__FROM_ALIAS 0x4  /* the tag carries the alias in ref */
+
+/* Sets a remote caller's tag (copied).  Returns 0 or CN_ENOMEM. */
+int cn__from_set_tag(cn_from *f, cn_term tag);
 
 cn_from *cn__from_new(cn_runtime *rt);
 
@@ -208,6 +224,7 @@ typedef struct cn__sched {
   _Atomic size_t rq_len;
   _Atomic int sleeping;
   _Atomic int stopping;
+  struct cn__task *tasks;  /* cn__sched_run requests (rq_mu) */
 
   /* Timers: heap and index, shared under timer_mu. */
   pthread_mutex_t timer_mu;
@@ -265,7 +282,27 @@ struct cn_runtime {
   pthread_mutex_t threads_mu;
   cn__thread **threads;       /* every thread context, to free at the end */
   size_t nthreads_ctx, threads_cap;
+
+  /* Distribution, once cn_dist_start has run (see the dist hooks). */
+  _Atomic(void *) dist;
+  const struct cn__dist_ops *dist_ops;
 };
+
+/* What the runtime asks of the distribution layer.  The runtime knows
+ * nothing else about it: layers depend downwards (DESIGN.md). */
+typedef struct cn__dist_ops {
+  /* Takes m in every case (sends or frees it).  to is a pid of another
+   * node, or, with CN__F_TONAME, stands for {m->name, node of to}.
+   * Failures that need an answer (a link, a monitor, a call) are answered
+   * later with an exit signal or DOWN noconnection, never inside this
+   * call.  Returns 0 or CN_ENOCONN.  Thread-safe. */
+  int (*deliver)(cn_runtime *rt, cn_pid to, cn__msg *m);
+  /* Closes every connection and unregisters; at the start of
+   * cn_runtime_shutdown, on a plain thread. */
+  void (*stop)(cn_runtime *rt);
+  /* Frees what stop left, after the schedulers have exited. */
+  void (*free)(cn_runtime *rt);
+} cn__dist_ops;
 
 typedef struct cn__module {
   struct cn__module *next;
@@ -295,9 +332,25 @@ bool cn__is_local(cn_runtime *rt, cn_pid pid);
  * CN_ENOPROC (m is freed) when the process does not exist or has exited. */
 int cn__deliver(cn_runtime *rt, cn_pid pid, cn__msg *m);
 int cn__deliver_to(cn_proc *p, cn__msg *m); /* same, to a held proc */
+/* The same for a destination on another node (see cn__dist_ops.deliver):
+ * CN_ENOCONN, with m freed, when distribution is not running. */
+int cn__deliver_remote(cn_runtime *rt, cn_pid to, cn__msg *m);
 /* Delivers a signal that needs an answer when the target is dead:
  * LINK -> exit noproc to sender, MONITOR -> DOWN noproc to sender. */
 int cn__signal(cn_runtime *rt, cn_pid to, cn__msg *m);
+
+/* Runs fn(arg) on scheduler idx's loop thread and waits until it has
+ * returned (directly, when called on that thread).  For setting up and
+ * tearing down handles that live on a scheduler's loop. */
+typedef struct cn__task {
+  struct cn__task *next;
+  void (*fn)(void *arg);
+  void *arg;
+  int done;
+} cn__task;
+void cn__sched_run(cn_runtime *rt, unsigned idx, void (*fn)(void *),
+                   void *arg);
+uv_loop_t *cn__sched_loop(cn_runtime *rt, unsigned idx);
 
 /* Scheduling. */
 void cn__schedule(cn_proc *p); /* p has SCHED set by the caller */

@@ -13,7 +13,7 @@ cn__msg *cn__msg_new(int kind, const char *data, size_t len) {
   memset(m, 0, sizeof(*m));
   m->kind = (uint8_t)kind;
   m->len = len;
-  if (len)
+  if (len && data) /* no data: the caller fills it in */
     memcpy(m->data, data, len);
   return m;
 }
@@ -234,9 +234,21 @@ int cn__deliver_to(cn_proc *p, cn__msg *m) {
   return 0;
 }
 
+int cn__deliver_remote(cn_runtime *rt, cn_pid to, cn__msg *m) {
+  void *dist = atomic_load_explicit(&rt->dist, memory_order_acquire);
+  if (!dist) {
+    cn__msg_free(m);
+    return CN_ENOCONN;
+  }
+  return rt->dist_ops->deliver(rt, to, m);
+}
+
 int cn__deliver(cn_runtime *rt, cn_pid pid, cn__msg *m) {
-  cn_proc *p = cn__lookup(rt, pid);
+  cn_proc *p;
   int rc;
+  if (pid.node != rt->node)
+    return cn__deliver_remote(rt, pid, m);
+  p = cn__lookup(rt, pid);
   if (!p) {
     cn__msg_free(m);
     return CN_ENOPROC;
@@ -280,14 +292,16 @@ int cn__signal(cn_runtime *rt, cn_pid to, cn__msg *m) {
   if ((kind == CN__S_MONITOR) && m->name)
     name = strdup(m->name);
   rc = cn__deliver(rt, to, m);
-  if (rc == CN_ENOPROC) {
-    /* The target is gone: answer for it, as erts does. */
+  if (rc == CN_ENOPROC || rc == CN_ENOCONN) {
+    /* The target is gone, or its node cannot be reached: answer for it,
+     * as erts does. */
+    cn_term why = cn__atom_term(rc == CN_ENOPROC ? "noproc" : "noconnection");
+    int nf = rc == CN_ENOPROC ? CN__F_NOPROC : 0;
     cn__msg *ans = NULL;
     if (kind == CN__S_LINK)
-      ans = exit_signal_new(to, cn__atom_term("noproc"), CN__F_LINKED);
+      ans = exit_signal_new(to, why, CN__F_LINKED);
     else if (kind == CN__S_MONITOR)
-      ans = down_new(to, &ref, name, cn__atom_term("noproc"),
-                     (flags & CN__F_BYNAME) | CN__F_NOPROC);
+      ans = down_new(to, &ref, name, why, (flags & CN__F_BYNAME) | nf);
     if (ans)
       cn__deliver(rt, from, ans);
   }
@@ -603,8 +617,8 @@ int cn_link(cn_runtime *rt, cn_pid pid) {
     return err;
   if (cn_pid_equal(&pid, &me->pid) || has_link(me, pid))
     return 0;
-  if (!cn__is_local(rt, pid))
-    return CN_ENOCONN; /* remote links arrive with distribution */
+  /* A remote link that cannot be made comes back as an exit signal
+   * noconnection, as in Erlang. */
   if ((err = cn__add_link(me, pid)))
     return err;
   m = cn__msg_new(CN__S_LINK, NULL, 0);
@@ -644,8 +658,6 @@ int cn_monitor(cn_runtime *rt, cn_dest target, cn_ref *mref) {
     return err;
   if (target.kind == CN_DEST_PID) {
     pid = target.pid;
-    if (!cn__is_local(rt, pid))
-      return CN_ENOCONN;
   } else if (target.kind == CN_DEST_NAME ||
              (target.kind == CN_DEST_REMOTE && target.node &&
               strcmp(target.node, cn_node_name(rt->node)) == 0)) {
@@ -668,7 +680,14 @@ int cn_monitor(cn_runtime *rt, cn_dest target, cn_ref *mref) {
       return 0;
     }
   } else if (target.kind == CN_DEST_REMOTE) {
-    return CN_ENOCONN;
+    /* {Name, Node} elsewhere: the pid stands for the node (id 0) and the
+     * distribution layer monitors the name there. */
+    if (!target.name || !target.node)
+      return CN_EINVAL;
+    memset(&pid, 0, sizeof(pid));
+    if ((err = cn_node_intern(target.node, strlen(target.node), &pid.node)))
+      return err;
+    name = target.name;
   } else {
     return CN_EINVAL;
   }
@@ -738,8 +757,6 @@ int cn_exit(cn_runtime *rt, cn_pid pid, cn_term reason) {
     return err;
   if ((err = cn__check_term(rt, reason)) != 0)
     return err;
-  if (!cn__is_local(rt, pid))
-    return CN_ENOCONN;
   m = exit_signal_new(me, reason, 0);
   if (!m)
     return CN_ENOMEM;

@@ -1,6 +1,7 @@
 /* The runtime: creation, shutdown, and the terms the runtime builds. */
 #include "internal.h"
 
+#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,7 +53,7 @@ int cn__build_down_msg(cn_buf *b, const cn_ref *ref, const cn__msg *m,
   cn_term reason = {m->data, m->len};
   if ((m->flags & CN__F_BYNAME) && m->name)
     return cn_build(b, "{'DOWN', ~r, process, {~a, ~a}, ~t}", ref, m->name,
-                    cn_node_name(rt->node), reason);
+                    cn_node_name(m->from.node), reason);
   return cn_build(b, "{'DOWN', ~r, process, ~p, ~t}", ref, &m->from, reason);
 }
 
@@ -98,6 +99,15 @@ int cn_runtime_new(const cn_runtime_options *opts, cn_runtime **out) {
       return rc;
     }
     rt->creation = opts->creation;
+    /* No creation given: pick one at random, so that pids of an earlier
+     * run of the same node never name this run's processes (the BEAM
+     * gets its creation from epmd for the same reason). */
+    while (rt->creation == 0) {
+      uint32_t r = 0;
+      if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+        r = (uint32_t)uv_hrtime() ^ (uint32_t)(uv_hrtime() >> 32);
+      rt->creation = r;
+    }
   }
   rt->nsched = opts->schedulers ? opts->schedulers
                                 : (unsigned)uv_available_parallelism();
@@ -230,6 +240,10 @@ int cn_runtime_shutdown(cn_runtime *rt, int timeout_ms) {
       uv_sleep(1);
     return 0;
   }
+  /* Distribution first: remote peers see the node go (noconnection),
+   * and no process's exit races with a connection closing. */
+  if (atomic_load(&rt->dist))
+    rt->dist_ops->stop(rt);
   each_proc(rt, send_shutdown);
   if (!wait_empty(rt, timeout_ms)) {
     each_proc(rt, send_kill);
@@ -266,6 +280,8 @@ void cn_runtime_free(cn_runtime *rt) {
     pthread_setspecific(rt->thread_key, NULL);
     pthread_key_delete(rt->thread_key);
   }
+  if (atomic_load(&rt->dist))
+    rt->dist_ops->free(rt);
   free_procs_in_table(rt);
   cn__names_free(rt);
   while ((f = rt->free_froms)) {

@@ -216,8 +216,58 @@ static void close_all(uv_handle_t *h, void *arg) {
     uv_close(h, NULL);
 }
 
+/* cn__sched_run: tasks are rare (setup and teardown), so one lock and
+ * condition serve every runtime. */
+static pthread_mutex_t task_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t task_cv = PTHREAD_COND_INITIALIZER;
+
+static void run_tasks(cn__sched *s) {
+  cn__task *t, *next, *rev = NULL;
+  pthread_mutex_lock(&s->rq_mu);
+  t = s->tasks;
+  s->tasks = NULL;
+  pthread_mutex_unlock(&s->rq_mu);
+  for (; t; t = next) { /* oldest first */
+    next = t->next;
+    t->next = rev;
+    rev = t;
+  }
+  for (t = rev; t; t = next) {
+    next = t->next;
+    t->fn(t->arg);
+    pthread_mutex_lock(&task_mu);
+    t->done = 1;
+    pthread_cond_broadcast(&task_cv);
+    pthread_mutex_unlock(&task_mu);
+  }
+}
+
+void cn__sched_run(cn_runtime *rt, unsigned idx, void (*fn)(void *),
+                   void *arg) {
+  cn__sched *s = &rt->sched[idx % rt->nsched];
+  cn__task t = {NULL, fn, arg, 0};
+  if (tls_sched == s) {
+    fn(arg);
+    return;
+  }
+  pthread_mutex_lock(&s->rq_mu);
+  t.next = s->tasks;
+  s->tasks = &t;
+  pthread_mutex_unlock(&s->rq_mu);
+  uv_async_send(&s->wake);
+  pthread_mutex_lock(&task_mu);
+  while (!t.done)
+    pthread_cond_wait(&task_cv, &task_mu);
+  pthread_mutex_unlock(&task_mu);
+}
+
+uv_loop_t *cn__sched_loop(cn_runtime *rt, unsigned idx) {
+  return &rt->sched[idx % rt->nsched].loop;
+}
+
 static void on_wake(uv_async_t *h) {
   cn__sched *s = h->data;
+  run_tasks(s);
   if (atomic_load(&s->stopping)) {
     uv_walk(&s->loop, close_all, NULL);
     return;

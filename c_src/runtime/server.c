@@ -25,11 +25,25 @@ cn_from *cn__from_new(cn_runtime *rt) {
   return f;
 }
 
+int cn__from_set_tag(cn_from *f, cn_term tag) {
+  char *p = f->tag_store;
+  if (tag.len > sizeof(f->tag_store) && !(p = malloc(tag.len)))
+    return CN_ENOMEM;
+  memcpy(p, tag.ptr, tag.len);
+  f->tag = p;
+  f->tag_len = tag.len;
+  f->flags |= CN__FROM_REMOTE;
+  return 0;
+}
+
 void cn_from_free(cn_from *from) {
   cn_runtime *rt;
   if (!from)
     return;
   rt = from->rt;
+  if (from->tag && from->tag != from->tag_store)
+    free(from->tag);
+  from->tag = NULL;
   pthread_mutex_lock(&rt->from_mu);
   from->next_free = rt->free_froms;
   rt->free_froms = from;
@@ -38,9 +52,29 @@ void cn_from_free(cn_from *from) {
 
 cn_pid cn_from_pid(const cn_from *from) { return from->pid; }
 
-static int send_reply(cn_from *from, cn_term reply, int flags) {
-  cn__msg *m = cn__msg_new(CN__M_REPLY, reply.ptr, reply.len);
+/* A reply to a caller on another node: {Tag, Reply}, sent to its alias
+ * when the tag has one (see DESIGN.md, fact 1). */
+static int send_remote_reply(cn_from *from, cn_term reply) {
+  size_t n = 2 + from->tag_len + reply.len;
+  cn__msg *m = cn__msg_new(CN__M_REPLY, NULL, n);
   if (!m)
+    return CN_ENOMEM;
+  m->data[0] = 104; /* SMALL_TUPLE_EXT */
+  m->data[1] = 2;
+  memcpy(m->data + 2, from->tag, from->tag_len);
+  memcpy(m->data + 2 + from->tag_len, reply.ptr, reply.len);
+  m->ref = from->ref;
+  m->from = from->server;
+  m->flags = (from->flags & CN__FROM_ALIAS) ? CN__F_ALIAS : 0;
+  cn__deliver(from->rt, from->pid, m);
+  return 0;
+}
+
+static int send_reply(cn_from *from, cn_term reply, int flags) {
+  cn__msg *m;
+  if (from->flags & CN__FROM_REMOTE)
+    return send_remote_reply(from, reply);
+  if (!(m = cn__msg_new(CN__M_REPLY, reply.ptr, reply.len)))
     return CN_ENOMEM;
   m->ref = from->ref;
   m->from = from->server;
@@ -239,11 +273,15 @@ int cn__server_call_inline(cn_proc *p, cn_from *from, cn_term req,
 
 /* ---- Calls (client side) ---------------------------------------------- */
 
+/* resolve() found a destination on another node: *pid is a remote pid,
+ * or, for {Name, Node}, a pid with only the node set (see TONAME). */
+#define REMOTE 1
+
 static int resolve(cn_runtime *rt, cn_dest to, cn_pid *pid) {
   switch (to.kind) {
   case CN_DEST_PID:
     *pid = to.pid;
-    return cn__is_local(rt, to.pid) ? 0 : CN_ENOCONN;
+    return to.pid.node == rt->node ? 0 : REMOTE;
   case CN_DEST_NAME:
     if (!to.name)
       return CN_EINVAL;
@@ -253,9 +291,31 @@ static int resolve(cn_runtime *rt, cn_dest to, cn_pid *pid) {
       return CN_EINVAL;
     if (strcmp(to.node, cn_node_name(rt->node)) == 0)
       return cn__name_lookup(rt, to.name, pid) == 0 ? 0 : CN_ENOPROC;
-    return CN_ENOCONN;
+    memset(pid, 0, sizeof(*pid));
+    if (cn_node_intern(to.node, strlen(to.node), &pid->node) != 0)
+      return CN_EINVAL;
+    return REMOTE;
   }
   return CN_EINVAL;
+}
+
+/* Only local servers can be stopped or upgraded from here. */
+static int resolve_local(cn_runtime *rt, cn_dest to, cn_pid *pid) {
+  int rc = resolve(rt, to, pid);
+  return rc == REMOTE ? CN_ENOTSUP : rc;
+}
+
+/* Sends m to a destination resolve() found remote.  Takes m. */
+static int deliver_remote(cn_runtime *rt, cn_dest to, cn_pid pid,
+                          cn__msg *m) {
+  if (to.kind == CN_DEST_REMOTE) {
+    m->flags |= CN__F_TONAME;
+    if (!(m->name = strdup(to.name))) {
+      cn__msg_free(m);
+      return CN_ENOMEM;
+    }
+  }
+  return cn__deliver_remote(rt, pid, m);
 }
 
 /* A request that monitors its target, as gen_server:call does: a call,
@@ -336,6 +396,7 @@ int cn_call_async(cn_proc *self, cn_dest to, cn_term req, int timeout_ms,
   cn__pending *c;
   cn__msg *m = NULL;
   cn_pid pid = {0, 0, 0, 0};
+  bool remote;
   int rc;
 
   if (!cb)
@@ -347,6 +408,9 @@ int cn_call_async(cn_proc *self, cn_dest to, cn_term req, int timeout_ms,
     return rc;
   if (rc == 0 && cn_pid_equal(&pid, &self->pid))
     return CN_EDEADLK;
+  remote = rc == REMOTE;
+  if (remote)
+    rc = 0;
   if (!(c = calloc(1, sizeof(*c))))
     return CN_ENOMEM;
   cn__make_ref(rt, &c->ref);
@@ -371,7 +435,7 @@ int cn_call_async(cn_proc *self, cn_dest to, cn_term req, int timeout_ms,
   c->next = self->calls;
   self->calls = c;
   if (m)
-    rc = cn__deliver(rt, pid, m);
+    rc = remote ? deliver_remote(rt, to, pid, m) : cn__deliver(rt, pid, m);
   if (rc != 0) {
     /* No such process (or node): answer later, as a DOWN would, so that
      * the callback never runs inside this call. */
@@ -719,10 +783,20 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, int timeout_ms,
     return CN_EDEADLK;
   if ((rc = cn__check_term(rt, req)) != 0)
     return rc;
-  if ((rc = resolve(rt, to, &pid)) != 0)
+  if ((rc = resolve(rt, to, &pid)) < 0)
     return rc;
   if (!(t = cn__thread_ctx(rt, &rc)))
     return rc;
+  if (rc == REMOTE) {
+    /* The distribution layer monitors the server for the call and sends
+     * it with our ref as the alias. */
+    cn__make_ref(rt, &ref);
+    if (!(m = request_new(rt, CN__M_CALL, req, t->proc->pid, &ref, pid)))
+      return CN_ENOMEM;
+    if ((rc = deliver_remote(rt, to, pid, m)) != 0)
+      return rc;
+    return await(rt, t, pid, &ref, timeout_ms, reply);
+  }
   if (cn_pid_equal(&pid, &t->proc->pid))
     return CN_EDEADLK;
   if (!(p = cn__lookup(rt, pid)))
@@ -797,7 +871,7 @@ int cn_stop(cn_runtime *rt, cn_dest server, const cn_term *reason,
   if (cn__current())
     return CN_EDEADLK;
   if ((rc = cn__check_term(rt, why)) != 0 ||
-      (rc = resolve(rt, server, &pid)) != 0)
+      (rc = resolve_local(rt, server, &pid)) != 0)
     return rc;
   if (!(p = cn__lookup(rt, pid)) || p->thread) {
     if (p)
@@ -861,7 +935,7 @@ int cn_code_change(cn_runtime *rt, cn_dest server, cn_term old_vsn,
     return CN_EDEADLK;
   if ((rc = cn__check_term(rt, old_vsn)) != 0 ||
       (rc = cn__check_term(rt, extra)) != 0 ||
-      (rc = resolve(rt, server, &pid)) != 0)
+      (rc = resolve_local(rt, server, &pid)) != 0)
     return rc;
   if (!(t = cn__thread_ctx(rt, &rc)))
     return rc;
@@ -897,7 +971,7 @@ static int send_kind(cn_runtime *rt, cn_dest to, cn_term msg, int kind,
     return CN_EINVAL;
   if ((rc = cn__check_term(rt, msg)) != 0)
     return rc;
-  if ((rc = resolve(rt, to, &pid)) != 0) {
+  if ((rc = resolve(rt, to, &pid)) < 0) {
     /* A cast never fails for a missing destination (GenServer.cast);
      * a send to an unregistered name is Erlang's badarg. */
     if (quiet && (rc == CN_ENOPROC || rc == CN_ENOCONN))
@@ -908,7 +982,12 @@ static int send_kind(cn_runtime *rt, cn_dest to, cn_term msg, int kind,
     return CN_ENOMEM;
   if (cn__current())
     m->from = cn__current()->pid;
-  cn__deliver(rt, pid, m); /* a dead pid drops the message, as in Erlang */
+  /* A dead pid drops the message, as in Erlang, and so does a node that
+   * cannot be reached. */
+  if (rc == REMOTE)
+    deliver_remote(rt, to, pid, m);
+  else
+    cn__deliver(rt, pid, m);
   return 0;
 }
 

@@ -46,7 +46,8 @@ typedef struct cn_from cn_from;       /* opaque; a caller awaiting a reply */
 typedef struct cn_runtime_options {
   unsigned schedulers;    /* scheduler threads; 0 = one per online core */
   const char *node_name;  /* NULL = "nonode@nohost" (C-only mode) */
-  uint32_t creation;      /* the node's incarnation; ignored for nonode */
+  uint32_t creation;      /* the node's incarnation (0: a random one);
+                          * ignored for nonode */
   size_t max_processes;   /* 0 = CN_DEFAULT_MAX_PROCESSES */
   size_t max_mailbox;     /* messages queued per process, 0 = unlimited */
   cn_term_limits limits;  /* applied to terms that enter from outside */
