@@ -45,21 +45,21 @@
 #define CN__DFLAG_ALIAS (1ULL << 35)
 
 /* What OTP 25 requires of every peer (DFLAG_DIST_MANDATORY_25). */
-#define CN__DFLAGS_MANDATORY_25                                               \
-  (CN__DFLAG_EXTENDED_REFERENCES | CN__DFLAG_FUN_TAGS |                       \
-   CN__DFLAG_EXTENDED_PIDS_PORTS | CN__DFLAG_UTF8_ATOMS |                     \
-   CN__DFLAG_NEW_FUN_TAGS | CN__DFLAG_BIG_CREATION | CN__DFLAG_NEW_FLOATS |   \
-   CN__DFLAG_MAP_TAG | CN__DFLAG_EXPORT_PTR_TAG | CN__DFLAG_BIT_BINARIES |    \
+#define CN__DFLAGS_MANDATORY_25                                                \
+  (CN__DFLAG_EXTENDED_REFERENCES | CN__DFLAG_FUN_TAGS |                        \
+   CN__DFLAG_EXTENDED_PIDS_PORTS | CN__DFLAG_UTF8_ATOMS |                      \
+   CN__DFLAG_NEW_FUN_TAGS | CN__DFLAG_BIG_CREATION | CN__DFLAG_NEW_FLOATS |    \
+   CN__DFLAG_MAP_TAG | CN__DFLAG_EXPORT_PTR_TAG | CN__DFLAG_BIT_BINARIES |     \
    CN__DFLAG_HANDSHAKE_23)
 
 /* What this node offers (a hidden node: PUBLISHED is added when the node
  * is published).  No atom cache and no fragments: every frame we read is
  * a pass-through ('p') frame with whole terms. */
-#define CN__DFLAGS_OURS                                                       \
-  (CN__DFLAGS_MANDATORY_25 | CN__DFLAG_DIST_MONITOR |                         \
-   CN__DFLAG_DIST_MONITOR_NAME | CN__DFLAG_SMALL_ATOM_TAGS |                  \
-   CN__DFLAG_UNICODE_IO | CN__DFLAG_EXIT_PAYLOAD | CN__DFLAG_UNLINK_ID |      \
-   CN__DFLAG_BIG_SEQTRACE_LABELS | CN__DFLAG_V4_NC | CN__DFLAG_ALIAS |        \
+#define CN__DFLAGS_OURS                                                        \
+  (CN__DFLAGS_MANDATORY_25 | CN__DFLAG_DIST_MONITOR |                          \
+   CN__DFLAG_DIST_MONITOR_NAME | CN__DFLAG_SMALL_ATOM_TAGS |                   \
+   CN__DFLAG_UNICODE_IO | CN__DFLAG_EXIT_PAYLOAD | CN__DFLAG_UNLINK_ID |       \
+   CN__DFLAG_BIG_SEQTRACE_LABELS | CN__DFLAG_V4_NC | CN__DFLAG_ALIAS |         \
    CN__DFLAG_SEND_SENDER)
 
 /* ---- Control message operations ------------------------------------- */
@@ -117,38 +117,46 @@ typedef cn__hs_status (*cn__hs_arbitrate_fn)(void *arg, const char *name,
                                              size_t len, uint32_t creation);
 
 typedef struct cn__hs {
-  int state;                 /* private */
-  int initiator;             /* 1: we connected; 0: we accepted */
-  const char *self_name;     /* our node name (NUL-terminated, kept) */
+  int state;             /* private */
+  int initiator;         /* 1: we connected; 0: we accepted */
+  const char *self_name; /* our node name (NUL-terminated, kept) */
   uint32_t self_creation;
   uint64_t self_flags;
-  char cookie[256];          /* copied, NUL-terminated */
+  char cookie[256]; /* copied, NUL-terminated */
   size_t cookie_len;
-  const char *expect_name;   /* initiator: the node we dialled (kept) */
+  const char *expect_name; /* initiator: the node we dialled (kept) */
   cn__hs_arbitrate_fn arbitrate;
   void *arbitrate_arg;
-  uint32_t my_challenge;     /* from RAND_bytes */
+  uint32_t my_challenge; /* from RAND_bytes (tests may set it) */
   uint32_t peer_challenge;
-  /* Known once the handshake is done (peer_name as soon as it is read): */
+  /* Known once the handshake is done (peer_name as soon as it is read).
+   * peer_name is name@host, printable ASCII, NUL-terminated.  peer_flags
+   * are the flags the peer sent, with MANDATORY_25_DIGEST expanded to the
+   * flags it stands for; what the connection may use is
+   * peer_flags & self_flags (dist_util's adjust_flags). */
   char peer_name[CN_MAX_NODE_NAME + 1];
   size_t peer_name_len;
   uint64_t peer_flags;
   uint32_t peer_creation;
-  int replaces;              /* accepting side: the peer said true to
-                              * "alive"; the old connection must go */
-  const char *error;         /* static text for the log when one failed */
+  int replaces;      /* accepting side: the peer said true to
+                      * "alive"; the old connection must go */
+  const char *error; /* static text for the log when one failed */
 } cn__hs;
 
 /* Sets h up.  initiator: 1 when we dialled expect_name.  arbitrate is used
  * only on the accepting side (NULL: always CN__HS_ST_OK).  Returns 0, or
- * CN_EINVAL (cookie over 255 bytes) or CN_ESYSTEM (no random source). */
+ * CN_EINVAL (cookie over 255 bytes; self_name NULL, empty or over
+ * CN_MAX_NODE_NAME; an initiator without expect_name) or CN_ESYSTEM (no
+ * random source). */
 int cn__hs_init(cn__hs *h, int initiator, const char *self_name,
-                uint32_t self_creation, uint64_t self_flags,
-                const char *cookie, const char *expect_name,
-                cn__hs_arbitrate_fn arbitrate, void *arg);
+                uint32_t self_creation, uint64_t self_flags, const char *cookie,
+                const char *expect_name, cn__hs_arbitrate_fn arbitrate,
+                void *arg);
 
 /* The initiator's first message (send_name 'N', with its 2-byte length
- * prefix), appended to out.  Returns 0 or CN_ENOMEM. */
+ * prefix), appended to out.  Returns 0, CN_ENOMEM (h is unchanged, so
+ * begin may be retried) or CN_EINVAL (not an initiator, or called
+ * twice). */
 int cn__hs_begin(cn__hs *h, cn_buf *out);
 
 /* Feeds bytes read from the socket.  Consumes whole handshake messages
@@ -160,15 +168,26 @@ int cn__hs_begin(cn__hs *h, cn_buf *out);
  *   CN_EAUTH    a wrong digest (wrong cookie);
  *   CN_EEXIST   refused by arbitration (nok, alive answered false);
  *   CN_ENOTSUP  the peer lacks a mandatory flag or speaks an old version;
- *   CN_EPROTO   anything malformed or out of order;
- *   CN_ENOMEM.
+ *   CN_EPROTO   anything malformed or out of order, an implausible
+ *               node name, or (initiator) a peer that is not
+ *               expect_name;
+ *   CN_ENOMEM;
+ *   CN_ESYSTEM  OpenSSL cannot compute MD5 (FIPS mode);
+ *   CN_EINVAL   an initiator fed before cn__hs_begin.
  * After an error h->error says why; out may hold a status to send
- * before closing (for example "snot_allowed"). */
+ * before closing ("snot_allowed" for a peer lacking mandatory flags or
+ * asking for a dynamic name, and when arbitration says not_allowed;
+ * "snok" for nok).  An acceptor's arbitration refusal (nok, not_allowed)
+ * and an initiator's receipt of "snok" or "snot_allowed" are CN_EEXIST.
+ * Once it has failed, h returns the same error from every later feed;
+ * once complete, it returns 1 and consumes nothing. */
 int cn__hs_feed(cn__hs *h, const char *buf, size_t len, size_t *used,
                 cn_buf *out);
 
 /* The digest: MD5 of the cookie followed by the challenge as a decimal
- * unsigned integer (dist_util:gen_digest/2). */
+ * unsigned integer (dist_util:gen_digest/2).  When MD5 is unavailable
+ * (OpenSSL in FIPS mode) out is zeroed; the handshake itself checks for
+ * that and fails with CN_ESYSTEM instead. */
 void cn__hs_digest(const char *cookie, size_t cookie_len, uint32_t challenge,
                    unsigned char out[16]);
 
@@ -176,21 +195,28 @@ void cn__hs_digest(const char *cookie, size_t cookie_len, uint32_t challenge,
 
 /* ALIVE2_REQ (with its 2-byte length prefix) for alive (the part of the
  * node name before '@'), appended to out.  hidden picks node type 72
- * (hidden) over 77 (normal); versions are 6..6. */
+ * (hidden) over 77 (normal); versions are 6..6, as OTP 25 registers.
+ * Returns 0, CN_ENOMEM, or CN_EINVAL (alive NULL, empty or over 255
+ * bytes). */
 int cn__epmd_alive2_req(cn_buf *out, const char *alive, uint16_t port,
                         int hidden);
 
-/* Parses ALIVE2_X_RESP (or ALIVE2_RESP).  Returns 0 with *creation set,
- * 1 when more bytes are needed, CN_EEXIST when epmd refused (the name is
- * taken), CN_EPROTO when malformed. */
+/* Parses ALIVE2_X_RESP (or ALIVE2_RESP).  buf holds every byte read from
+ * epmd so far.  Returns 0 with *creation set, 1 when more bytes are
+ * needed, CN_EEXIST when epmd refused (the name is taken; known from the
+ * first two bytes), CN_EPROTO when malformed or followed by more bytes. */
 int cn__epmd_alive2_resp(const char *buf, size_t len, uint32_t *creation);
 
-/* PORT_PLEASE2_REQ for alive, appended to out. */
+/* PORT_PLEASE2_REQ for alive, appended to out.  Returns as
+ * cn__epmd_alive2_req. */
 int cn__epmd_port2_req(cn_buf *out, const char *alive);
 
 /* Parses PORT2_RESP.  Returns 0 with *port and *highest_version set,
  * 1 when more bytes are needed, CN_ENOENT when epmd does not know the
- * name, CN_EPROTO when malformed. */
+ * name, CN_EPROTO when malformed.  As in erl_epmd, the answer is complete
+ * after its first 10 bytes (up to the lowest version); the name and
+ * Extra that follow are ignored.  The caller checks that the peer speaks
+ * version 6 (*highest_version >= 6). */
 int cn__epmd_port2_resp(const char *buf, size_t len, uint16_t *port,
                         uint16_t *highest_version);
 
@@ -202,16 +228,16 @@ int cn__epmd_spawn_daemon(void);
 
 /* A parsed control message.  Terms point into the frame. */
 typedef struct cn__ctl {
-  int op;            /* CN__DOP_* */
-  cn_term from;      /* sender pid (or, in MONITOR_P_EXIT, pid or atom) */
-  cn_term to;        /* pid; atom for REG_SEND and by-name monitors;
-                      * ref for ALIAS_SEND */
-  cn_term ref;       /* MONITOR_P, DEMONITOR_P, MONITOR_P_EXIT */
-  cn_term reason;    /* EXIT, EXIT2, MONITOR_P_EXIT (inline or payload) */
-  cn_term token;     /* the _TT trace token, when present */
-  uint64_t id;       /* UNLINK_ID, UNLINK_ID_ACK */
-  cn_term msg;       /* the message of a send */
-  int has_payload;   /* the op carries a payload term */
+  int op;          /* CN__DOP_* */
+  cn_term from;    /* sender pid (or, in MONITOR_P_EXIT, pid or atom) */
+  cn_term to;      /* pid; atom for REG_SEND and by-name monitors;
+                    * ref for ALIAS_SEND */
+  cn_term ref;     /* MONITOR_P, DEMONITOR_P, MONITOR_P_EXIT */
+  cn_term reason;  /* EXIT, EXIT2, MONITOR_P_EXIT (inline or payload) */
+  cn_term token;   /* the _TT trace token, when present */
+  uint64_t id;     /* UNLINK_ID, UNLINK_ID_ACK */
+  cn_term msg;     /* the message of a send */
+  int has_payload; /* the op carries a payload term */
 } cn__ctl;
 
 /* Parses one frame's content: the bytes after the 4-byte length, which
@@ -225,9 +251,18 @@ typedef struct cn__ctl {
  *                connection must close;
  *   CN_EBADTERM, CN_ETOODEEP, CN_ETOOBIG
  *                the control message is sound but the payload is
- *                malformed or over a limit: drop the message, keep the
- *                connection (out->op and the control fields are set).
- * We do not offer DFLAG_SPAWN, so the SPAWN_* ops are CN_EPROTO too. */
+ *                malformed (a missing version byte included) or over a
+ *                limit: drop the message, keep the connection (out->op,
+ *                the control fields and has_payload are set; msg and
+ *                reason are empty);
+ *   CN_ENOMEM    no memory for the validator's stack.
+ * The payload of a PAYLOAD_EXIT* or PAYLOAD_MONITOR_P_EXIT goes to
+ * out->reason, that of a send to out->msg.  The fields a tuple does not
+ * have stay empty (zero), such as from in SEND.  Pids, atoms and
+ * references are type-checked (which node a pid is of is the caller's
+ * business); Unused, Reason and Token may be any term.  We do not offer
+ * DFLAG_SPAWN, so the SPAWN_* ops are CN_EPROTO too, as are UNLINK,
+ * NODE_LINK and GROUP_LEADER. */
 int cn__ctl_parse(const char *frame, size_t len, const cn_term_limits *lim,
                   cn__ctl *out);
 
