@@ -24,6 +24,14 @@
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
+/* A small deterministic generator, so that failures reproduce. */
+static uint32_t rnd(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return (uint32_t)(*s >> 11);
+}
+
 /* A heap copy of exactly n bytes (ASan then sees any overread). */
 static char *exact(const void *p, size_t n) {
   char *c = malloc(n ? n : 1);
@@ -334,6 +342,946 @@ static void test_flags_match_dist_hrl(void **state) {
                           CN__DFLAG_SPAWN | CN__DFLAG_NAME_ME)) == 0);
 }
 
+/* ---- The digest against erlang:md5 ----------------------------------- */
+
+static void test_digest_matches_erl(void **state) {
+  static const struct {
+    const char *cookie;
+    uint32_t challenge;
+  } cases[] = {
+      {"secret", 0},
+      {"secret", 1},
+      {"secret", 4294967295u},
+      {"ABCDEFGHIJKLMNOP", 123456789},
+      {"", 42},
+      {NULL, 7}, /* NULL: 255 'x' */
+  };
+  char long_cookie[256];
+  char *got, *line, *save = NULL;
+  size_t i;
+
+  (void)state;
+  memset(long_cookie, 'x', 255);
+  long_cookie[255] = '\0';
+  got = run_erl("lists:foreach(fun({C,N}) -> io:format(\"~s~n\", "
+                "[[io_lib:format(\"~2.16.0b\",[B]) || "
+                "<<B>> <= erlang:md5([C|integer_to_list(N)])]]) end, "
+                "[{\"secret\",0},{\"secret\",1},{\"secret\",4294967295},"
+                "{\"ABCDEFGHIJKLMNOP\",123456789},{\"\",42},"
+                "{lists:duplicate(255,$x),7}]), halt().");
+  line = strtok_r(got, "\n", &save);
+  for (i = 0; i < COUNT(cases); i++) {
+    const char *c = cases[i].cookie ? cases[i].cookie : long_cookie;
+    unsigned char d[16];
+    char hex[33];
+
+    assert_non_null(line);
+    cn__hs_digest(c, strlen(c), cases[i].challenge, d);
+    for (int k = 0; k < 16; k++)
+      snprintf(hex + 2 * k, 3, "%02x", d[k]);
+    assert_string_equal(hex, line);
+    line = strtok_r(NULL, "\n", &save);
+  }
+  free(got);
+}
+
+/* ---- The handshake ----------------------------------------------------- */
+
+#define FLAGS_FULL (CN__DFLAGS_OURS | CN__DFLAG_PUBLISHED)
+
+/* One side of an in-memory connection. */
+typedef struct peer {
+  cn__hs h;
+  cn_buf in;  /* received and not yet consumed */
+  cn_buf out; /* produced and not yet delivered */
+  cn_buf log; /* everything ever received, for the fuzz tests */
+  int rc;     /* last result of cn__hs_feed */
+  int feeds;
+} peer;
+
+static void peer_free(peer *p) {
+  cn_buf_free(&p->in);
+  cn_buf_free(&p->out);
+  cn_buf_free(&p->log);
+}
+
+/* Feeds p everything it has received, from an exact-size copy. */
+static void peer_feed(peer *p) {
+  size_t used = (size_t)-1;
+  char *c = exact(p->in.data, p->in.len);
+
+  p->rc = cn__hs_feed(&p->h, c, p->in.len, &used, &p->out);
+  p->feeds++;
+  assert_true(used <= p->in.len);
+  if (p->rc < 0)
+    assert_non_null(p->h.error);
+  memmove(p->in.data, p->in.data + used, p->in.len - used);
+  p->in.len -= used;
+  free(c);
+}
+
+enum { SPLIT_WHOLE, SPLIT_BYTES, SPLIT_RANDOM };
+
+/* Moves what src produced to dst, in pieces, feeding dst after each. */
+static void deliver(peer *src, peer *dst, int split, uint64_t *seed) {
+  size_t pos = 0;
+
+  while (pos < src->out.len) {
+    size_t left = src->out.len - pos, n;
+    if (split == SPLIT_WHOLE)
+      n = left;
+    else if (split == SPLIT_BYTES)
+      n = 1;
+    else
+      n = 1 + rnd(seed) % left;
+    assert_int_equal(cn_buf_append(&dst->in, src->out.data + pos, n), 0);
+    assert_int_equal(cn_buf_append(&dst->log, src->out.data + pos, n), 0);
+    pos += n;
+    if (dst->rc == 0)
+      peer_feed(dst);
+  }
+  src->out.len = 0;
+}
+
+/* Sets up a as the initiator dialling b_name and b as the acceptor. */
+static void pair_init(peer *a, peer *b, const char *a_name, const char *b_name,
+                      const char *a_cookie, const char *b_cookie,
+                      uint64_t a_flags, uint64_t b_flags,
+                      cn__hs_arbitrate_fn arb, void *arg) {
+  memset(a, 0, sizeof *a);
+  memset(b, 0, sizeof *b);
+  assert_int_equal(cn__hs_init(&a->h, 1, a_name, 0x11223344, a_flags, a_cookie,
+                               b_name, NULL, NULL),
+                   0);
+  assert_int_equal(cn__hs_init(&b->h, 0, b_name, 0x55667788, b_flags, b_cookie,
+                               NULL, arb, arg),
+                   0);
+}
+
+/* Runs the handshake until nothing more is sent. */
+static void pair_run(peer *a, peer *b, int split, uint64_t seed) {
+  int rounds;
+
+  assert_int_equal(cn__hs_begin(&a->h, &a->out), 0);
+  for (rounds = 0; rounds < 10; rounds++) {
+    if (a->out.len == 0 && b->out.len == 0)
+      return;
+    deliver(a, b, split, &seed);
+    deliver(b, a, split, &seed);
+  }
+  fail_msg("the handshake did not settle");
+}
+
+static void check_done(peer *a, peer *b, const char *a_name, const char *b_name,
+                       uint64_t a_flags, uint64_t b_flags) {
+  assert_int_equal(a->rc, 1);
+  assert_int_equal(b->rc, 1);
+  assert_null(a->h.error);
+  assert_null(b->h.error);
+  assert_string_equal(a->h.peer_name, b_name);
+  assert_int_equal(a->h.peer_name_len, strlen(b_name));
+  assert_string_equal(b->h.peer_name, a_name);
+  assert_int_equal(b->h.peer_name_len, strlen(a_name));
+  assert_int_equal(a->h.peer_creation, 0x55667788);
+  assert_int_equal(b->h.peer_creation, 0x11223344);
+  assert_true(a->h.peer_flags == b_flags);
+  assert_true(b->h.peer_flags == a_flags);
+  assert_int_equal(a->h.peer_challenge, b->h.my_challenge);
+  assert_int_equal(b->h.peer_challenge, a->h.my_challenge);
+  assert_int_equal(a->in.len, 0);
+  assert_int_equal(b->in.len, 0);
+}
+
+static void test_handshake_ok(void **state) {
+  static const char *names[2] = {"alpha@host.example", "b@h"};
+  (void)state;
+
+  for (int dir = 0; dir < 2; dir++) {
+    const char *an = names[dir], *bn = names[1 - dir];
+    for (int split = SPLIT_WHOLE; split <= SPLIT_RANDOM; split++) {
+      int runs = split == SPLIT_RANDOM ? 200 : 1;
+      for (int r = 0; r < runs; r++) {
+        peer a, b;
+        pair_init(&a, &b, an, bn, "cookie", "cookie", FLAGS_FULL,
+                  CN__DFLAGS_OURS, NULL, NULL);
+        pair_run(&a, &b, split, 0x9e3779b97f4a7c15ULL + (uint64_t)r);
+        check_done(&a, &b, an, bn, FLAGS_FULL, CN__DFLAGS_OURS);
+        assert_int_equal(b.h.replaces, 0);
+        if (split == SPLIT_BYTES)
+          assert_true(a.feeds > 20 && b.feeds > 20);
+        peer_free(&a);
+        peer_free(&b);
+      }
+    }
+  }
+}
+
+/* Bytes after the last handshake message are the first frames: they are
+ * left unconsumed, and a finished machine consumes nothing more. */
+static void test_handshake_leaves_frames(void **state) {
+  static const char tick[4] = {0, 0, 0, 0};
+  peer a, b;
+  uint64_t seed = 1;
+  size_t used = 99;
+
+  (void)state;
+  pair_init(&a, &b, "a@h", "b@h", "c", "c", FLAGS_FULL, FLAGS_FULL, NULL, NULL);
+  assert_int_equal(cn__hs_begin(&a.h, &a.out), 0);
+  deliver(&a, &b, SPLIT_WHOLE, &seed); /* send_name */
+  deliver(&b, &a, SPLIT_WHOLE, &seed); /* status, challenge */
+  deliver(&a, &b, SPLIT_WHOLE, &seed); /* challenge_reply */
+  assert_int_equal(b.rc, 1);
+  assert_int_equal(cn_buf_append(&b.out, tick, 4), 0);
+  deliver(&b, &a, SPLIT_WHOLE, &seed); /* challenge_ack and a tick */
+  assert_int_equal(a.rc, 1);
+  assert_int_equal(a.in.len, 4);
+  assert_int_equal(cn__hs_feed(&a.h, tick, 4, &used, &a.out), 1);
+  assert_int_equal(used, 0);
+  assert_int_equal(a.out.len, 0);
+  peer_free(&a);
+  peer_free(&b);
+}
+
+static void test_handshake_wrong_cookie(void **state) {
+  for (int split = SPLIT_WHOLE; split <= SPLIT_BYTES; split++) {
+    peer a, b;
+    (void)state;
+    pair_init(&a, &b, "a@h", "b@h", "right", "wrong", FLAGS_FULL, FLAGS_FULL,
+              NULL, NULL);
+    pair_run(&a, &b, split, 7);
+    assert_int_equal(b.rc, CN_EAUTH);
+    assert_non_null(b.h.error);
+    assert_int_equal(a.rc, 0); /* still waiting for an ack */
+    /* A failed machine keeps failing the same way. */
+    size_t used;
+    assert_int_equal(cn__hs_feed(&b.h, "\0\1x", 3, &used, &b.out), CN_EAUTH);
+    assert_int_equal(used, 0);
+    peer_free(&a);
+    peer_free(&b);
+  }
+}
+
+/* An ack with a wrong digest (an acceptor with another cookie, or a
+ * tampered one) fails the initiator with CN_EAUTH. */
+static void test_handshake_bad_ack(void **state) {
+  peer a, b;
+  uint64_t seed = 1;
+
+  (void)state;
+  pair_init(&a, &b, "a@h", "b@h", "c", "c", FLAGS_FULL, FLAGS_FULL, NULL, NULL);
+  assert_int_equal(cn__hs_begin(&a.h, &a.out), 0);
+  deliver(&a, &b, SPLIT_WHOLE, &seed);
+  deliver(&b, &a, SPLIT_WHOLE, &seed);
+  deliver(&a, &b, SPLIT_WHOLE, &seed);
+  assert_int_equal(b.rc, 1);
+  assert_int_equal(b.out.len, 2 + 17);
+  assert_int_equal(b.out.data[2], 'a');
+  b.out.data[10] ^= 0x20;
+  deliver(&b, &a, SPLIT_WHOLE, &seed);
+  assert_int_equal(a.rc, CN_EAUTH);
+  peer_free(&a);
+  peer_free(&b);
+}
+
+typedef struct arb_state {
+  cn__hs_status answer;
+  int calls;
+  char name[256];
+  uint32_t creation;
+} arb_state;
+
+static cn__hs_status arbitrate(void *arg, const char *name, size_t len,
+                               uint32_t creation) {
+  arb_state *s = arg;
+  s->calls++;
+  assert_true(len < sizeof s->name);
+  memcpy(s->name, name, len);
+  s->name[len] = '\0';
+  s->creation = creation;
+  return s->answer;
+}
+
+/* Checks that out holds exactly one status message with text. */
+static void assert_status(const cn_buf *out, const char *text) {
+  size_t n = strlen(text);
+  assert_int_equal(out->len, 3 + n);
+  assert_int_equal((unsigned char)out->data[0], (1 + n) >> 8);
+  assert_int_equal((unsigned char)out->data[1], (1 + n) & 0xff);
+  assert_int_equal(out->data[2], 's');
+  assert_memory_equal(out->data + 3, text, n);
+}
+
+static void test_handshake_arbitration(void **state) {
+  static const struct {
+    cn__hs_status answer;
+    const char *text;
+    int a_rc, b_rc, replaces;
+  } cases[] = {
+      {CN__HS_ST_OK, "ok", 1, 1, 0},
+      {CN__HS_ST_OK_SIMUL, "ok_simultaneous", 1, 1, 0},
+      {CN__HS_ST_NOK, "nok", CN_EEXIST, CN_EEXIST, 0},
+      {CN__HS_ST_NOT_ALLOWED, "not_allowed", CN_EEXIST, CN_EEXIST, 0},
+      {CN__HS_ST_ALIVE, "alive", 1, 1, 1},
+  };
+  (void)state;
+
+  for (size_t i = 0; i < COUNT(cases); i++) {
+    for (int split = SPLIT_WHOLE; split <= SPLIT_BYTES; split++) {
+      arb_state s = {cases[i].answer, 0, "", 0};
+      peer a, b;
+      uint64_t seed = 3;
+
+      pair_init(&a, &b, "a@h", "b@h", "c", "c", FLAGS_FULL, FLAGS_FULL,
+                arbitrate, &s);
+      assert_int_equal(cn__hs_begin(&a.h, &a.out), 0);
+      deliver(&a, &b, split, &seed);
+      assert_int_equal(s.calls, 1);
+      assert_string_equal(s.name, "a@h");
+      assert_int_equal(s.creation, 0x11223344);
+      /* The status goes first (then, when the handshake goes on, the
+       * challenge follows except after "alive"). */
+      assert_true(b.out.len >= 3 + strlen(cases[i].text));
+      assert_int_equal(b.out.data[2], 's');
+      assert_memory_equal(b.out.data + 3, cases[i].text, strlen(cases[i].text));
+      if (cases[i].answer == CN__HS_ST_ALIVE ||
+          cases[i].b_rc != 1) /* nothing but the status */
+        assert_status(&b.out, cases[i].text);
+      for (int r = 0; r < 10 && (a.out.len || b.out.len); r++) {
+        deliver(&b, &a, split, &seed);
+        deliver(&a, &b, split, &seed);
+      }
+      assert_int_equal(a.rc, cases[i].a_rc);
+      assert_int_equal(b.rc, cases[i].b_rc);
+      assert_int_equal(b.h.replaces, cases[i].replaces);
+      if (a.rc == 1)
+        check_done(&a, &b, "a@h", "b@h", FLAGS_FULL, FLAGS_FULL);
+      peer_free(&a);
+      peer_free(&b);
+    }
+  }
+}
+
+/* ---- Hand-made handshake messages ------------------------------------ */
+
+static void put16(cn_buf *b, uint32_t v) {
+  unsigned char x[2] = {(unsigned char)(v >> 8), (unsigned char)v};
+  assert_int_equal(cn_buf_append(b, x, 2), 0);
+}
+
+static void put32(cn_buf *b, uint32_t v) {
+  put16(b, v >> 16);
+  put16(b, v & 0xffff);
+}
+
+/* One message: the 2-byte length, then body. */
+static void msg_raw(cn_buf *b, const void *body, size_t n) {
+  put16(b, (uint32_t)n);
+  assert_int_equal(cn_buf_append(b, body, n), 0);
+}
+
+static void msg_send_name(cn_buf *b, uint64_t flags, uint32_t creation,
+                          const char *name, size_t name_len, size_t extra) {
+  put16(b, (uint32_t)(15 + name_len + extra));
+  assert_int_equal(cn_buf_append(b, "N", 1), 0);
+  put32(b, (uint32_t)(flags >> 32));
+  put32(b, (uint32_t)flags);
+  put32(b, creation);
+  put16(b, (uint32_t)name_len);
+  assert_int_equal(cn_buf_append(b, name, name_len), 0);
+  for (size_t i = 0; i < extra; i++)
+    assert_int_equal(cn_buf_append(b, "z", 1), 0);
+}
+
+static void msg_challenge(cn_buf *b, uint64_t flags, uint32_t challenge,
+                          uint32_t creation, const char *name) {
+  size_t n = strlen(name);
+  put16(b, (uint32_t)(19 + n));
+  assert_int_equal(cn_buf_append(b, "N", 1), 0);
+  put32(b, (uint32_t)(flags >> 32));
+  put32(b, (uint32_t)flags);
+  put32(b, challenge);
+  put32(b, creation);
+  put16(b, (uint32_t)n);
+  assert_int_equal(cn_buf_append(b, name, n), 0);
+}
+
+/* Feeds h the whole of in (an exact-size copy). */
+static int feed_buf(cn__hs *h, const cn_buf *in, size_t *used, cn_buf *out) {
+  char *c = exact(in->data, in->len);
+  int rc = cn__hs_feed(h, c, in->len, used, out);
+  assert_true(*used <= in->len);
+  if (rc < 0)
+    assert_non_null(h->error);
+  free(c);
+  return rc;
+}
+
+static void acceptor(cn__hs *h, cn__hs_arbitrate_fn arb, void *arg) {
+  assert_int_equal(
+      cn__hs_init(h, 0, "me@here", 9, FLAGS_FULL, "c", NULL, arb, arg), 0);
+}
+
+static void test_handshake_alive_false(void **state) {
+  arb_state s = {CN__HS_ST_ALIVE, 0, "", 0};
+  cn__hs h;
+  cn_buf in = CN_BUF_INIT, out = CN_BUF_INIT;
+  size_t used;
+
+  (void)state;
+  /* "false": the peer keeps its old connection. */
+  acceptor(&h, arbitrate, &s);
+  msg_send_name(&in, FLAGS_FULL, 1, "a@h", 3, 0);
+  msg_raw(&in, "sfalse", 6);
+  assert_int_equal(feed_buf(&h, &in, &used, &out), CN_EEXIST);
+  assert_int_equal(used, in.len);
+  assert_status(&out, "alive");
+  assert_int_equal(h.replaces, 0);
+
+  /* Anything but true or false is a protocol error. */
+  static const char *bad[] = {"strue!", "sTrue", "s", "xtrue", "sok"};
+  for (size_t i = 0; i < COUNT(bad); i++) {
+    in.len = out.len = 0;
+    acceptor(&h, arbitrate, &s);
+    msg_send_name(&in, FLAGS_FULL, 1, "a@h", 3, 0);
+    msg_raw(&in, bad[i], strlen(bad[i]));
+    assert_int_equal(feed_buf(&h, &in, &used, &out), CN_EPROTO);
+  }
+
+  /* "true": the challenge follows and the old connection must go. */
+  in.len = out.len = 0;
+  acceptor(&h, arbitrate, &s);
+  msg_send_name(&in, FLAGS_FULL, 1, "a@h", 3, 0);
+  msg_raw(&in, "strue", 5);
+  assert_int_equal(feed_buf(&h, &in, &used, &out), 0);
+  assert_int_equal(h.replaces, 1);
+  assert_int_equal(out.len, 3 + 5 + 2 + 19 + 7);
+  assert_int_equal(out.data[2 + 6 + 2], 'N');
+  cn_buf_free(&in);
+  cn_buf_free(&out);
+}
+
+static void test_handshake_mandatory_flags(void **state) {
+  (void)state;
+
+  /* An initiator that lacks any one mandatory flag is refused with
+   * not_allowed, and learns it as CN_EEXIST. */
+  for (int bit = 0; bit < 64; bit++) {
+    uint64_t f = 1ULL << bit;
+    if (!(CN__DFLAGS_MANDATORY_25 & f))
+      continue;
+    peer a, b;
+    pair_init(&a, &b, "a@h", "b@h", "c", "c", FLAGS_FULL & ~f, FLAGS_FULL, NULL,
+              NULL);
+    assert_int_equal(cn__hs_begin(&a.h, &a.out), 0);
+    uint64_t seed = 1;
+    deliver(&a, &b, SPLIT_WHOLE, &seed);
+    assert_int_equal(b.rc, CN_ENOTSUP);
+    assert_status(&b.out, "not_allowed");
+    deliver(&b, &a, SPLIT_WHOLE, &seed);
+    assert_int_equal(a.rc, CN_EEXIST);
+    peer_free(&a);
+    peer_free(&b);
+
+    /* An acceptor that lacks it: the initiator gives up. */
+    pair_init(&a, &b, "a@h", "b@h", "c", "c", FLAGS_FULL, FLAGS_FULL & ~f, NULL,
+              NULL);
+    pair_run(&a, &b, SPLIT_WHOLE, 1);
+    assert_int_equal(a.rc, CN_ENOTSUP);
+    assert_int_equal(b.rc, 0);
+    peer_free(&a);
+    peer_free(&b);
+  }
+
+  /* Optional flags may all be missing, and MANDATORY_25_DIGEST stands
+   * for the whole mandatory set (OTP 25 may send it alone). */
+  static const uint64_t sets[] = {
+      CN__DFLAGS_MANDATORY_25,
+      CN__DFLAG_MANDATORY_25_DIGEST,
+      CN__DFLAG_MANDATORY_25_DIGEST | CN__DFLAG_ALIAS,
+      CN__DFLAGS_MANDATORY_25 | CN__DFLAG_PUBLISHED | CN__DFLAG_SPAWN |
+          CN__DFLAG_FRAGMENTS | CN__DFLAG_ATOM_CACHE |
+          CN__DFLAG_DIST_HDR_ATOM_CACHE | (1ULL << 40),
+  };
+  for (size_t i = 0; i < COUNT(sets); i++) {
+    uint64_t expanded = sets[i];
+    if (expanded & CN__DFLAG_MANDATORY_25_DIGEST)
+      expanded |= CN__DFLAGS_MANDATORY_25;
+    peer a, b;
+    pair_init(&a, &b, "a@h", "b@h", "c", "c", sets[i], sets[i], NULL, NULL);
+    pair_run(&a, &b, SPLIT_RANDOM, i);
+    check_done(&a, &b, "a@h", "b@h", expanded, expanded);
+    peer_free(&a);
+    peer_free(&b);
+  }
+}
+
+/* Messages an acceptor must refuse on arrival. */
+static void test_handshake_acceptor_refusals(void **state) {
+  char long_name[300];
+  static const struct {
+    const char *name;
+    int rc;
+  } names[] = {
+      {"nohost", CN_EPROTO},
+      {"@host", CN_EPROTO},
+      {"name@", CN_EPROTO},
+      {"a@b@c", CN_EPROTO},
+      {"a b@c", CN_EPROTO},
+      {"a\x01@b", CN_EPROTO},
+      {"a@b\x7f", CN_EPROTO},
+      {"\xc3\xa9@h", CN_EPROTO},
+      {"@", CN_EPROTO},
+      {"", CN_EPROTO},
+      {"x@y", 0},
+      {"n-1.x_y@h.c.d", 0},
+  };
+  cn__hs h;
+  cn_buf in = CN_BUF_INIT, out = CN_BUF_INIT;
+  size_t used;
+
+  (void)state;
+  for (size_t i = 0; i < COUNT(names); i++) {
+    in.len = out.len = 0;
+    acceptor(&h, NULL, NULL);
+    msg_send_name(&in, FLAGS_FULL, 1, names[i].name, strlen(names[i].name), 0);
+    assert_int_equal(feed_buf(&h, &in, &used, &out), names[i].rc);
+    if (names[i].rc == 0)
+      assert_string_equal(h.peer_name, names[i].name);
+    else
+      assert_int_equal(out.len, 0);
+  }
+
+  /* 255 bytes is the longest name; 256 is refused. */
+  memset(long_name, 'n', sizeof long_name);
+  long_name[100] = '@';
+  for (size_t n = 254; n <= 257; n++) {
+    in.len = out.len = 0;
+    acceptor(&h, NULL, NULL);
+    msg_send_name(&in, FLAGS_FULL, 1, long_name, n, 0);
+    assert_int_equal(feed_buf(&h, &in, &used, &out), n <= 255 ? 0 : CN_EPROTO);
+    if (n <= 255)
+      assert_int_equal(h.peer_name_len, n);
+  }
+
+  /* Bytes after the name are ignored, as dist_util ignores them. */
+  in.len = out.len = 0;
+  acceptor(&h, NULL, NULL);
+  msg_send_name(&in, FLAGS_FULL, 1, "a@h", 3, 9);
+  assert_int_equal(feed_buf(&h, &in, &used, &out), 0);
+  assert_string_equal(h.peer_name, "a@h");
+
+  /* A name that runs past its message. */
+  in.len = out.len = 0;
+  acceptor(&h, NULL, NULL);
+  put16(&in, 15 + 2);
+  assert_int_equal(cn_buf_append(&in, "N", 1), 0);
+  put32(&in, 0);
+  put32(&in, (uint32_t)FLAGS_FULL);
+  put32(&in, 1);
+  put16(&in, 3);
+  assert_int_equal(cn_buf_append(&in, "a@", 2), 0);
+  assert_int_equal(feed_buf(&h, &in, &used, &out), CN_EPROTO);
+
+  /* The old version 5 send_name. */
+  in.len = out.len = 0;
+  acceptor(&h, NULL, NULL);
+  msg_raw(&in,
+          "n\0\5\0\x0f\xff\xff"
+          "a@h",
+          10);
+  assert_int_equal(feed_buf(&h, &in, &used, &out), CN_ENOTSUP);
+  assert_int_equal(out.len, 0);
+
+  /* A dynamic name (NAME_ME, from a node started without a name). */
+  in.len = out.len = 0;
+  acceptor(&h, NULL, NULL);
+  msg_send_name(&in, FLAGS_FULL | CN__DFLAG_NAME_ME, 0, "host", 4, 0);
+  assert_int_equal(feed_buf(&h, &in, &used, &out), CN_ENOTSUP);
+  assert_status(&out, "not_allowed");
+
+  /* Wrong tags, empty and short messages. */
+  static const char *junk[] = {"X", "r", "a", "N", "s", "Nabc"};
+  for (size_t i = 0; i < COUNT(junk); i++) {
+    in.len = out.len = 0;
+    acceptor(&h, NULL, NULL);
+    msg_raw(&in, junk[i], strlen(junk[i]));
+    assert_int_equal(feed_buf(&h, &in, &used, &out), CN_EPROTO);
+  }
+  in.len = out.len = 0;
+  acceptor(&h, NULL, NULL);
+  put16(&in, 0);
+  assert_int_equal(feed_buf(&h, &in, &used, &out), CN_EPROTO);
+
+  /* A challenge_reply of the wrong size fails at once, before its bytes
+   * have arrived. */
+  in.len = out.len = 0;
+  acceptor(&h, NULL, NULL);
+  msg_send_name(&in, FLAGS_FULL, 1, "a@h", 3, 0);
+  put16(&in, 22);
+  assert_int_equal(feed_buf(&h, &in, &used, &out), CN_EPROTO);
+
+  cn_buf_free(&in);
+  cn_buf_free(&out);
+}
+
+static void initiator(cn__hs *h, cn_buf *out) {
+  assert_int_equal(cn__hs_init(h, 1, "me@here", 9, FLAGS_FULL, "c",
+                               "peer@there", NULL, NULL),
+                   0);
+  assert_int_equal(cn__hs_begin(h, out), 0);
+}
+
+/* Messages an initiator must refuse, and its answer to "alive". */
+static void test_handshake_initiator_refusals(void **state) {
+  static const struct {
+    const char *status;
+    int rc;
+  } statuses[] = {
+      {"sok", 0},          {"sok_simultaneous", 0},
+      {"snok", CN_EEXIST}, {"snot_allowed", CN_EEXIST},
+      {"sfoo", CN_EPROTO}, {"sOK", CN_EPROTO},
+      {"sok ", CN_EPROTO}, {"snamed:", CN_EPROTO},
+      {"N", CN_EPROTO},    {"a", CN_EPROTO},
+  };
+  cn__hs h;
+  cn_buf in = CN_BUF_INIT, out = CN_BUF_INIT;
+  size_t used;
+
+  (void)state;
+  for (size_t i = 0; i < COUNT(statuses); i++) {
+    in.len = out.len = 0;
+    initiator(&h, &out);
+    out.len = 0;
+    msg_raw(&in, statuses[i].status, strlen(statuses[i].status));
+    assert_int_equal(feed_buf(&h, &in, &used, &out), statuses[i].rc);
+    assert_int_equal(out.len, 0);
+  }
+
+  /* "alive": we answer true and wait for the challenge. */
+  in.len = out.len = 0;
+  initiator(&h, &out);
+  out.len = 0;
+  msg_raw(&in, "salive", 6);
+  assert_int_equal(feed_buf(&h, &in, &used, &out), 0);
+  assert_status(&out, "true");
+
+  /* The challenge must come from the node we dialled. */
+  static const struct {
+    const char *name;
+    int rc;
+  } names[] = {
+      {"peer@there", 0},        {"peer@there2", CN_EPROTO},
+      {"peer@ther", CN_EPROTO}, {"Peer@there", CN_EPROTO},
+      {"nohost", CN_EPROTO},
+  };
+  for (size_t i = 0; i < COUNT(names); i++) {
+    in.len = out.len = 0;
+    initiator(&h, &out);
+    out.len = 0;
+    msg_raw(&in, "sok", 3);
+    msg_challenge(&in, FLAGS_FULL, 77, 5, names[i].name);
+    assert_int_equal(feed_buf(&h, &in, &used, &out), names[i].rc);
+    if (names[i].rc == 0) {
+      unsigned char d[16];
+      assert_int_equal(h.peer_challenge, 77);
+      assert_int_equal(h.peer_creation, 5);
+      /* challenge_reply: our challenge, then the digest of theirs. */
+      assert_int_equal(out.len, 2 + 21);
+      assert_int_equal(out.data[2], 'r');
+      cn__hs_digest("c", 1, 77, d);
+      assert_memory_equal(out.data + 7, d, 16);
+    }
+  }
+
+  /* A challenge without a mandatory flag, or with NAME_ME. */
+  in.len = out.len = 0;
+  initiator(&h, &out);
+  msg_raw(&in, "sok", 3);
+  msg_challenge(&in, FLAGS_FULL & ~CN__DFLAG_BIG_CREATION, 1, 1, "peer@there");
+  assert_int_equal(feed_buf(&h, &in, &used, &out), CN_ENOTSUP);
+  in.len = out.len = 0;
+  initiator(&h, &out);
+  msg_raw(&in, "sok", 3);
+  msg_challenge(&in, FLAGS_FULL | CN__DFLAG_NAME_ME, 1, 1, "peer@there");
+  assert_int_equal(feed_buf(&h, &in, &used, &out), CN_EPROTO);
+
+  /* Out of order: an ack or a challenge in place of the status. */
+  in.len = out.len = 0;
+  initiator(&h, &out);
+  msg_challenge(&in, FLAGS_FULL, 1, 1, "peer@there");
+  assert_int_equal(feed_buf(&h, &in, &used, &out), CN_EPROTO);
+
+  cn_buf_free(&in);
+  cn_buf_free(&out);
+}
+
+static void test_handshake_api(void **state) {
+  char cookie[300];
+  cn__hs h;
+  cn_buf out = CN_BUF_INIT;
+  size_t used = 5;
+
+  (void)state;
+  memset(cookie, 'k', sizeof cookie);
+  cookie[255] = '\0';
+  assert_int_equal(
+      cn__hs_init(&h, 0, "a@b", 1, FLAGS_FULL, cookie, NULL, NULL, NULL), 0);
+  assert_int_equal(h.cookie_len, 255);
+  cookie[255] = 'k';
+  cookie[256] = '\0';
+  assert_int_equal(
+      cn__hs_init(&h, 0, "a@b", 1, FLAGS_FULL, cookie, NULL, NULL, NULL),
+      CN_EINVAL);
+  assert_int_equal(
+      cn__hs_init(&h, 0, NULL, 1, FLAGS_FULL, "c", NULL, NULL, NULL),
+      CN_EINVAL);
+  assert_int_equal(cn__hs_init(&h, 0, "", 1, FLAGS_FULL, "c", NULL, NULL, NULL),
+                   CN_EINVAL);
+  assert_int_equal(
+      cn__hs_init(&h, 0, "a@b", 1, FLAGS_FULL, NULL, NULL, NULL, NULL),
+      CN_EINVAL);
+  assert_int_equal(
+      cn__hs_init(&h, 1, "a@b", 1, FLAGS_FULL, "c", NULL, NULL, NULL),
+      CN_EINVAL);
+
+  /* begin only once, and only on the initiator; feed only after it. */
+  assert_int_equal(
+      cn__hs_init(&h, 0, "a@b", 1, FLAGS_FULL, "c", NULL, NULL, NULL), 0);
+  assert_int_equal(cn__hs_begin(&h, &out), CN_EINVAL);
+  assert_int_equal(
+      cn__hs_init(&h, 1, "a@b", 1, FLAGS_FULL, "c", "x@y", NULL, NULL), 0);
+  assert_int_equal(cn__hs_feed(&h, "", 0, &used, &out), CN_EINVAL);
+  assert_int_equal(used, 0);
+  assert_int_equal(cn__hs_begin(&h, &out), 0);
+  assert_int_equal(cn__hs_begin(&h, &out), CN_EINVAL);
+
+  /* send_name, byte for byte. */
+  static const unsigned char want[] = {0,    18,   'N',  0,    0,   0,  0x0c,
+                                       0x03, 0x5f, 0x5f, 0xbd, 0,   0,  0,
+                                       1,    0,    3,    'a',  '@', 'b'};
+  assert_true(FLAGS_FULL == 0xc035f5fbdULL);
+  assert_int_equal(out.len, sizeof want);
+  assert_memory_equal(out.data, want, sizeof want);
+
+  /* Two challenges from init differ (RAND_bytes), almost surely. */
+  cn__hs h2;
+  int same = 0;
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(
+        cn__hs_init(&h2, 0, "a@b", 1, FLAGS_FULL, "c", NULL, NULL, NULL), 0);
+    same += h2.my_challenge == h.my_challenge;
+  }
+  assert_true(same < 4);
+  cn_buf_free(&out);
+}
+
+/* ---- Handshake fuzzing ------------------------------------------------- */
+
+/* A transcript of a complete handshake with fixed challenges, so that a
+ * fresh machine fed the same bytes reaches the same states. */
+typedef struct transcript {
+  cn__hs_status answer; /* what the acceptor's arbitration says */
+  cn_buf to_init;       /* everything the initiator received */
+  cn_buf to_acc;        /* everything the acceptor received */
+} transcript;
+
+#define CH_A 0xa1a2a3a4u
+#define CH_B 0xb1b2b3b4u
+
+static cn__hs_status fixed_answer(void *arg, const char *name, size_t len,
+                                  uint32_t creation) {
+  (void)name;
+  (void)len;
+  (void)creation;
+  return *(cn__hs_status *)arg;
+}
+
+static void fresh(cn__hs *h, int init, transcript *t) {
+  cn_buf scratch = CN_BUF_INIT;
+  if (init) {
+    assert_int_equal(cn__hs_init(h, 1, "a@h", 0x11223344, FLAGS_FULL, "c",
+                                 "b@h", NULL, NULL),
+                     0);
+    h->my_challenge = CH_A;
+    assert_int_equal(cn__hs_begin(h, &scratch), 0);
+  } else {
+    assert_int_equal(cn__hs_init(h, 0, "b@h", 0x55667788, FLAGS_FULL, "c", NULL,
+                                 fixed_answer, &t->answer),
+                     0);
+    h->my_challenge = CH_B;
+  }
+  cn_buf_free(&scratch);
+}
+
+static void make_transcript(transcript *t, cn__hs_status answer) {
+  peer a, b;
+
+  memset(t, 0, sizeof *t);
+  t->answer = answer;
+  pair_init(&a, &b, "a@h", "b@h", "c", "c", FLAGS_FULL, FLAGS_FULL,
+            fixed_answer, &t->answer);
+  a.h.my_challenge = CH_A;
+  b.h.my_challenge = CH_B;
+  pair_run(&a, &b, SPLIT_WHOLE, 1);
+  assert_int_equal(a.rc, 1);
+  assert_int_equal(b.rc, 1);
+  t->to_init = a.log;
+  t->to_acc = b.log;
+  cn_buf_init(&a.log);
+  cn_buf_init(&b.log);
+  peer_free(&a);
+  peer_free(&b);
+}
+
+static void transcript_free(transcript *t) {
+  cn_buf_free(&t->to_init);
+  cn_buf_free(&t->to_acc);
+}
+
+static int allowed_hs_rc(int rc) {
+  return rc == 0 || rc == 1 || rc == CN_EPROTO || rc == CN_EAUTH ||
+         rc == CN_ENOTSUP || rc == CN_EEXIST;
+}
+
+/* Feeds a fresh machine bytes[0 .. n) in pieces (whole: one piece; else
+ * random pieces from seed, or single bytes when seed is 0), always
+ * keeping unconsumed bytes for the next call as a connection would, and
+ * returns the last result. */
+static int replay(transcript *t, int init, const unsigned char *bytes, size_t n,
+                  int whole, uint64_t seed) {
+  cn__hs h;
+  cn_buf in = CN_BUF_INIT, out = CN_BUF_INIT;
+  size_t pos = 0, used;
+  int rc = 0, last_rc = 0;
+
+  fresh(&h, init, t);
+  do {
+    size_t left = n - pos, k;
+    k = whole ? left : seed ? 1 + rnd(&seed) % (left ? left : 1) : 1;
+    if (k > left)
+      k = left;
+    /* (cn_buf_append refuses 0 bytes into an empty buffer.) */
+    if (k > 0)
+      assert_int_equal(cn_buf_append(&in, bytes + pos, k), 0);
+    pos += k;
+    rc = feed_buf(&h, &in, &used, &out);
+    assert_true(allowed_hs_rc(rc));
+    /* Once a result is final it stays. */
+    if (last_rc != 0)
+      assert_int_equal(rc, last_rc);
+    last_rc = rc;
+    if (used > 0)
+      memmove(in.data, in.data + used, in.len - used);
+    in.len -= used;
+  } while (pos < n);
+  cn_buf_free(&in);
+  cn_buf_free(&out);
+  return rc;
+}
+
+static void test_handshake_truncation(void **state) {
+  static const cn__hs_status answers[] = {CN__HS_ST_OK, CN__HS_ST_ALIVE};
+  (void)state;
+
+  for (size_t v = 0; v < COUNT(answers); v++) {
+    transcript t;
+    make_transcript(&t, answers[v]);
+    for (int init = 0; init < 2; init++) {
+      const cn_buf *s = init ? &t.to_init : &t.to_acc;
+      const unsigned char *u = (const unsigned char *)s->data;
+      for (size_t p = 0; p <= s->len; p++) {
+        int want = p == s->len ? 1 : 0;
+        assert_int_equal(replay(&t, init, u, p, 1, 0), want);
+        assert_int_equal(replay(&t, init, u, p, 0, 0), want);
+      }
+    }
+    transcript_free(&t);
+  }
+}
+
+/* Every byte of every message changed in a few ways, and random damage:
+ * never a crash, only 0, 1 or a handshake error, and the same result
+ * however the bytes are split. */
+static void test_handshake_mutation(void **state) {
+  static const cn__hs_status answers[] = {CN__HS_ST_OK, CN__HS_ST_ALIVE};
+  uint64_t seed = 0x1234567;
+  (void)state;
+
+  for (size_t v = 0; v < COUNT(answers); v++) {
+    transcript t;
+    make_transcript(&t, answers[v]);
+    for (int init = 0; init < 2; init++) {
+      const cn_buf *s = init ? &t.to_init : &t.to_acc;
+      unsigned char *m = malloc(s->len + 64);
+      assert_non_null(m);
+      for (size_t i = 0; i < s->len; i++) {
+        unsigned char x = (unsigned char)s->data[i];
+        const unsigned char alt[] = {x ^ 0x01, x ^ 0x80, 0, 0xff,
+                                     (unsigned char)(x + 1)};
+        for (size_t k = 0; k < sizeof alt; k++) {
+          if (alt[k] == x)
+            continue;
+          memcpy(m, s->data, s->len);
+          m[i] = alt[k];
+          int rc = replay(&t, init, m, s->len, 1, 0);
+          assert_int_equal(replay(&t, init, m, s->len, 0, 0), rc);
+        }
+      }
+      for (int r = 0; r < 3000; r++) {
+        size_t n = s->len;
+        memcpy(m, s->data, n);
+        int hits = 1 + (int)(rnd(&seed) % 4);
+        for (int k = 0; k < hits; k++)
+          m[rnd(&seed) % n] = (unsigned char)rnd(&seed);
+        if (rnd(&seed) % 4 == 0)
+          n = rnd(&seed) % (s->len + 1);
+        else if (rnd(&seed) % 4 == 0)
+          for (size_t e = rnd(&seed) % 64; e > 0; e--)
+            m[n++] = (unsigned char)rnd(&seed);
+        int rc = replay(&t, init, m, n, 1, 0);
+        assert_int_equal(replay(&t, init, m, n, 0, rnd(&seed) | 1), rc);
+      }
+      free(m);
+    }
+    transcript_free(&t);
+  }
+}
+
+/* Well-framed messages of random content in every state. */
+static void test_handshake_garbage(void **state) {
+  static const char tags[] = "NnsraXc";
+  uint64_t seed = 99;
+  unsigned char buf[600];
+  transcript t;
+  (void)state;
+
+  make_transcript(&t, CN__HS_ST_OK);
+  for (int r = 0; r < 20000; r++) {
+    int init = r & 1;
+    const cn_buf *s = init ? &t.to_init : &t.to_acc;
+    /* A valid prefix of 0 to 2 messages, then one random message. */
+    size_t n = 0, keep = rnd(&seed) % 3, off = 0;
+    for (size_t k = 0; k < keep && off + 2 <= s->len; k++)
+      off += 2 + (((unsigned char)s->data[off] << 8) |
+                  (unsigned char)s->data[off + 1]);
+    if (off > s->len)
+      off = s->len;
+    memcpy(buf, s->data, off);
+    n = off;
+    size_t len = rnd(&seed) % 300;
+    buf[n++] = (unsigned char)(len >> 8);
+    buf[n++] = (unsigned char)len;
+    for (size_t i = 0; i < len; i++)
+      buf[n + i] = (unsigned char)rnd(&seed);
+    if (len > 0)
+      buf[n] = (unsigned char)tags[rnd(&seed) % (sizeof tags - 1)];
+    n += len;
+    int rc = replay(&t, init, buf, n, 1, 0);
+    assert_int_equal(replay(&t, init, buf, n, 0, rnd(&seed) | 1), rc);
+  }
+  transcript_free(&t);
+}
+
 /* ---- epmd ------------------------------------------------------------- */
 
 static void test_epmd_alive2_req(void **state) {
@@ -507,6 +1455,20 @@ static void test_epmd_spawn_daemon(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_flags_match_dist_hrl),
+      cmocka_unit_test(test_digest_matches_erl),
+      cmocka_unit_test(test_handshake_ok),
+      cmocka_unit_test(test_handshake_leaves_frames),
+      cmocka_unit_test(test_handshake_wrong_cookie),
+      cmocka_unit_test(test_handshake_bad_ack),
+      cmocka_unit_test(test_handshake_arbitration),
+      cmocka_unit_test(test_handshake_alive_false),
+      cmocka_unit_test(test_handshake_mandatory_flags),
+      cmocka_unit_test(test_handshake_acceptor_refusals),
+      cmocka_unit_test(test_handshake_initiator_refusals),
+      cmocka_unit_test(test_handshake_api),
+      cmocka_unit_test(test_handshake_truncation),
+      cmocka_unit_test(test_handshake_mutation),
+      cmocka_unit_test(test_handshake_garbage),
       cmocka_unit_test(test_epmd_alive2_req),
       cmocka_unit_test(test_epmd_alive2_resp),
       cmocka_unit_test(test_epmd_port2),
