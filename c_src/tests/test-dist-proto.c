@@ -1452,6 +1452,498 @@ static void test_epmd_spawn_daemon(void **state) {
   assert_int_equal(rmdir(dir), 0);
 }
 
+/* ---- Control messages -------------------------------------------------- */
+
+/* The terms the control tuples below are made of, one letter each:
+ *   P, Q  pids (from, to)       A  an atom (a registered name)
+ *   R     a reference           T  a trace token (a 5-tuple)
+ *   X     an exit reason        U  '' (the Unused field)
+ *   I     an UNLINK_ID id (over 32 bits)
+ *   M     a message (a payload) F  1.5, of no type any field wants */
+static cn_buf terms[128];
+
+static void terms_init(void) {
+  uint32_t node;
+  cn_pid p = {0, 41, 0, 7}, q = {0, 42, 1, 7};
+  cn_ref r = {0, 7, 3, {1, 2, 3}};
+
+  if (terms['P'].len)
+    return;
+  assert_int_equal(cn_node_intern("peer@host", 9, &node), 0);
+  p.node = node;
+  r.node = node;
+  assert_int_equal(cn_put_pid(&terms['P'], &p), 0);
+  assert_int_equal(cn_put_pid(&terms['Q'], &q), 0);
+  assert_int_equal(cn_put_ref(&terms['R'], &r), 0);
+  assert_int_equal(cn_build(&terms['A'], "kv"), 0);
+  assert_int_equal(cn_build(&terms['T'], "{0, 1, 2, ~p, 5}", &p), 0);
+  assert_int_equal(cn_build(&terms['X'], "{shutdown, \"bye\"}"), 0);
+  assert_int_equal(cn_build(&terms['U'], "''"), 0);
+  assert_int_equal(cn_build(&terms['I'], "123456789012"), 0);
+  assert_int_equal(
+      cn_build(&terms['M'], "{'$gen_call', {~p, [alias | ~r]}, get}", &p, &r),
+      0);
+  assert_int_equal(cn_build(&terms['F'], "1.5"), 0);
+}
+
+static cn_term term_of(char c) { return cn_buf_term(&terms[(int)c]); }
+
+/* Appends 'p', 131 and the control tuple {op, elems...}, then, when
+ * payload is not 0, 131 and that term. */
+static void ctl_frame(cn_buf *f, int64_t op, const char *elems, char payload) {
+  size_t n = strlen(elems);
+  assert_int_equal(cn_buf_append(f, "p\x83", 2), 0);
+  assert_int_equal(cn_put_tuple(f, (uint32_t)(n + 1)), 0);
+  assert_int_equal(cn_put_int(f, op), 0);
+  for (size_t i = 0; i < n; i++)
+    assert_int_equal(cn_put_term(f, term_of(elems[i])), 0);
+  if (payload) {
+    assert_int_equal(cn_buf_append(f, "\x83", 1), 0);
+    assert_int_equal(cn_put_term(f, term_of(payload)), 0);
+  }
+}
+
+/* The copy the last parse read, kept so that out's views stay valid
+ * until the next parse. */
+static char *last_copy;
+
+/* Parses an exact-size copy of f. */
+static int parse(const cn_buf *f, const cn_term_limits *lim, cn__ctl *out) {
+  free(last_copy);
+  last_copy = exact(f->data, f->len);
+  return cn__ctl_parse(last_copy, f->len, lim, out);
+}
+
+static const struct ctl_case {
+  int op;
+  const char *elems;                 /* after the op */
+  char payload;                      /* 0, 'M' or 'X' */
+  char from, to, ref, reason, token; /* the letters expected; 0: empty */
+  int has_id;
+} ctl_cases[] = {
+    {CN__DOP_LINK, "PQ", 0, 'P', 'Q', 0, 0, 0, 0},
+    {CN__DOP_SEND, "UQ", 'M', 0, 'Q', 0, 0, 0, 0},
+    {CN__DOP_EXIT, "PQX", 0, 'P', 'Q', 0, 'X', 0, 0},
+    {CN__DOP_REG_SEND, "PUA", 'M', 'P', 'A', 0, 0, 0, 0},
+    {CN__DOP_EXIT2, "PQX", 0, 'P', 'Q', 0, 'X', 0, 0},
+    {CN__DOP_SEND_TT, "UQT", 'M', 0, 'Q', 0, 0, 'T', 0},
+    {CN__DOP_EXIT_TT, "PQTX", 0, 'P', 'Q', 0, 'X', 'T', 0},
+    {CN__DOP_REG_SEND_TT, "PUAT", 'M', 'P', 'A', 0, 0, 'T', 0},
+    {CN__DOP_EXIT2_TT, "PQTX", 0, 'P', 'Q', 0, 'X', 'T', 0},
+    {CN__DOP_MONITOR_P, "PQR", 0, 'P', 'Q', 'R', 0, 0, 0},
+    {CN__DOP_MONITOR_P, "PAR", 0, 'P', 'A', 'R', 0, 0, 0},
+    {CN__DOP_DEMONITOR_P, "PQR", 0, 'P', 'Q', 'R', 0, 0, 0},
+    {CN__DOP_DEMONITOR_P, "PAR", 0, 'P', 'A', 'R', 0, 0, 0},
+    {CN__DOP_MONITOR_P_EXIT, "PQRX", 0, 'P', 'Q', 'R', 'X', 0, 0},
+    {CN__DOP_MONITOR_P_EXIT, "AQRX", 0, 'A', 'Q', 'R', 'X', 0, 0},
+    {CN__DOP_SEND_SENDER, "PQ", 'M', 'P', 'Q', 0, 0, 0, 0},
+    {CN__DOP_SEND_SENDER_TT, "PQT", 'M', 'P', 'Q', 0, 0, 'T', 0},
+    {CN__DOP_PAYLOAD_EXIT, "PQ", 'X', 'P', 'Q', 0, 'X', 0, 0},
+    {CN__DOP_PAYLOAD_EXIT_TT, "PQT", 'X', 'P', 'Q', 0, 'X', 'T', 0},
+    {CN__DOP_PAYLOAD_EXIT2, "PQ", 'X', 'P', 'Q', 0, 'X', 0, 0},
+    {CN__DOP_PAYLOAD_EXIT2_TT, "PQT", 'X', 'P', 'Q', 0, 'X', 'T', 0},
+    {CN__DOP_PAYLOAD_MONITOR_P_EXIT, "PQR", 'X', 'P', 'Q', 'R', 'X', 0, 0},
+    {CN__DOP_PAYLOAD_MONITOR_P_EXIT, "AQR", 'X', 'A', 'Q', 'R', 'X', 0, 0},
+    {CN__DOP_ALIAS_SEND, "PR", 'M', 'P', 'R', 0, 0, 0, 0},
+    {CN__DOP_ALIAS_SEND_TT, "PRT", 'M', 'P', 'R', 0, 0, 'T', 0},
+    {CN__DOP_UNLINK_ID, "IPQ", 0, 'P', 'Q', 0, 0, 0, 1},
+    {CN__DOP_UNLINK_ID_ACK, "IPQ", 0, 'P', 'Q', 0, 0, 0, 1},
+};
+
+static void check_field(cn_term got, char letter) {
+  if (letter == 0) {
+    assert_null(got.ptr);
+    assert_int_equal(got.len, 0);
+  } else {
+    assert_true(cn_term_equal(got, term_of(letter)));
+  }
+}
+
+/* The control fields of a parse of case c (the payload aside). */
+static void check_ctl(const cn__ctl *out, const struct ctl_case *c) {
+  assert_int_equal(out->op, c->op);
+  check_field(out->from, c->from);
+  check_field(out->to, c->to);
+  check_field(out->ref, c->ref);
+  check_field(out->token, c->token);
+  assert_true(out->id == (c->has_id ? 123456789012ULL : 0));
+  assert_int_equal(out->has_payload, c->payload != 0);
+  if (c->payload == 0) {
+    check_field(out->reason, c->reason);
+    check_field(out->msg, 0);
+  }
+}
+
+static void test_ctl_every_op(void **state) {
+  (void)state;
+  terms_init();
+
+  for (size_t i = 0; i < COUNT(ctl_cases); i++) {
+    const struct ctl_case *c = &ctl_cases[i];
+    cn_buf f = CN_BUF_INIT;
+    cn__ctl out;
+    const char *keep;
+
+    ctl_frame(&f, c->op, c->elems, c->payload);
+    assert_int_equal(parse(&f, NULL, &out), 0);
+    keep = last_copy;
+    check_ctl(&out, c);
+    /* The views point into the frame. */
+    assert_true(out.to.ptr > keep && out.to.ptr < keep + f.len);
+    if (c->payload == 'M') {
+      check_field(out.msg, 'M');
+      check_field(out.reason, 0);
+      assert_true(out.msg.ptr + out.msg.len == keep + f.len);
+    } else if (c->payload == 'X') {
+      check_field(out.reason, 'X');
+      check_field(out.msg, 0);
+      assert_true(out.reason.ptr + out.reason.len == keep + f.len);
+    }
+    cn_buf_free(&f);
+  }
+}
+
+static void test_ctl_arity_and_types(void **state) {
+  (void)state;
+  terms_init();
+
+  for (size_t i = 0; i < COUNT(ctl_cases); i++) {
+    const struct ctl_case *c = &ctl_cases[i];
+    size_t n = strlen(c->elems);
+    char elems[16];
+    cn_buf f = CN_BUF_INIT;
+    cn__ctl out;
+
+    /* One element short, one too many. */
+    memcpy(elems, c->elems, n - 1);
+    elems[n - 1] = '\0';
+    ctl_frame(&f, c->op, elems, c->payload);
+    assert_int_equal(parse(&f, NULL, &out), CN_EPROTO);
+    assert_int_equal(out.op, 0);
+    f.len = 0;
+    memcpy(elems, c->elems, n);
+    elems[n] = 'U';
+    elems[n + 1] = '\0';
+    ctl_frame(&f, c->op, elems, c->payload);
+    assert_int_equal(parse(&f, NULL, &out), CN_EPROTO);
+
+    /* Each element replaced by a float: an error exactly where the
+     * element has a type to check. */
+    for (size_t k = 0; k < n; k++) {
+      memcpy(elems, c->elems, n + 1);
+      elems[k] = 'F';
+      f.len = 0;
+      ctl_frame(&f, c->op, elems, c->payload);
+      int typed = strchr("PQARI", c->elems[k]) != NULL;
+      assert_int_equal(parse(&f, NULL, &out), typed ? CN_EPROTO : 0);
+    }
+
+    /* Each typed element replaced by a term of another kind that no
+     * field of that place accepts: a ref for a pid or an atom (even where
+     * either may come), a pid for a ref or an id. */
+    for (size_t k = 0; k < n; k++) {
+      char e = c->elems[k], swap;
+      if (e == 'P' || e == 'Q' || e == 'A')
+        swap = 'R';
+      else if (e == 'R' || e == 'I')
+        swap = 'P';
+      else
+        continue;
+      memcpy(elems, c->elems, n + 1);
+      elems[k] = swap;
+      f.len = 0;
+      ctl_frame(&f, c->op, elems, c->payload);
+      assert_int_equal(parse(&f, NULL, &out), CN_EPROTO);
+    }
+
+    /* A payload missing, or one where the op has none. */
+    f.len = 0;
+    ctl_frame(&f, c->op, c->elems, c->payload ? 0 : 'M');
+    assert_int_equal(parse(&f, NULL, &out), CN_EPROTO);
+
+    /* A byte after the end. */
+    f.len = 0;
+    ctl_frame(&f, c->op, c->elems, c->payload);
+    assert_int_equal(cn_buf_append(&f, "\x6a", 1), 0);
+    assert_int_equal(parse(&f, NULL, &out), CN_EPROTO);
+    cn_buf_free(&f);
+  }
+}
+
+static void test_ctl_unlink_id(void **state) {
+  cn_buf f = CN_BUF_INIT;
+  cn__ctl out;
+  static const struct {
+    const char *id;
+    int rc;
+    uint64_t want;
+  } ids[] = {
+      {"0", 0, 0},
+      {"1", 0, 1},
+      {"18446744073709551615", 0, UINT64_MAX},
+      {"18446744073709551616", CN_EPROTO, 0},
+      {"-1", CN_EPROTO, 0},
+      {"one", CN_EPROTO, 0},
+  };
+  (void)state;
+  terms_init();
+
+  for (size_t i = 0; i < COUNT(ids); i++) {
+    f.len = 0;
+    assert_int_equal(cn_buf_append(&f, "p\x83", 2), 0);
+    assert_int_equal(cn_put_tuple(&f, 4), 0);
+    assert_int_equal(cn_put_int(&f, CN__DOP_UNLINK_ID), 0);
+    assert_int_equal(cn_build(&f, ids[i].id), 0);
+    assert_int_equal(cn_put_term(&f, term_of('P')), 0);
+    assert_int_equal(cn_put_term(&f, term_of('Q')), 0);
+    assert_int_equal(parse(&f, NULL, &out), ids[i].rc);
+    if (ids[i].rc == 0)
+      assert_true(out.id == ids[i].want);
+  }
+  cn_buf_free(&f);
+}
+
+static void test_ctl_refused_ops(void **state) {
+  static const struct {
+    const char *ctl; /* cn_build format, with ~t for P and ~T for R */
+  } refused[] = {
+      {"{4, ~t, ~t}"}, /* UNLINK */
+      {"{5}"},         /* NODE_LINK */
+      {"{7, ~t, ~t}"}, /* GROUP_LEADER */
+      {"{0, ~t, ~t}"},
+      {"{9, ~t, ~t}"},
+      {"{10, ~t, ~t}"},
+      {"{11, ~t, ~t}"},
+      {"{14, ~t, ~t}"},
+      {"{15, ~t, ~t}"},
+      {"{17, ~t, ~t}"},
+      {"{37, ~t, ~t}"},
+      {"{100, ~t, ~t}"},
+      {"{-1, ~t, ~t}"},
+      {"{256, ~t, ~t}"},
+      {"{18446744073709551618, ~t, ~t}"},
+      {"{link, ~t, ~t}"},
+      {"{1.0, ~t, ~t}"},
+      {"{29, ~T, ~t, ~t, {m, f, 1}, []}"},      /* SPAWN_REQUEST */
+      {"{30, ~T, ~t, ~t, {m, f, 1}, [], tok}"}, /* SPAWN_REQUEST_TT */
+      {"{31, ~T, ~t, 0, ~t}"},                  /* SPAWN_REPLY */
+      {"{32, ~T, ~t, 0, ~t, tok}"},             /* SPAWN_REPLY_TT */
+      {"{}"},
+      {"[1, ~t, ~t]"},
+      {"link"},
+      {"[]"},
+      {"1"},
+      {"\"bin\""},
+      {"#{1 => ~t}"},
+  };
+  cn_buf f = CN_BUF_INIT;
+  cn__ctl out;
+  (void)state;
+  terms_init();
+
+  for (size_t i = 0; i < COUNT(refused); i++) {
+    cn_term r = term_of('R');
+    f.len = 0;
+    assert_int_equal(cn_buf_append(&f, "p\x83", 2), 0);
+    if (strstr(refused[i].ctl, "~T"))
+      assert_int_equal(cn_build(&f, refused[i].ctl, &r, term_of('P'),
+                                term_of('Q'), term_of('P')),
+                       0);
+    else
+      assert_int_equal(cn_build(&f, refused[i].ctl, term_of('P'), term_of('Q')),
+                       0);
+    assert_int_equal(parse(&f, NULL, &out), CN_EPROTO);
+    /* With a payload after it, too. */
+    assert_int_equal(cn_buf_append(&f, "\x83", 1), 0);
+    assert_int_equal(cn_put_term(&f, term_of('M')), 0);
+    assert_int_equal(parse(&f, NULL, &out), CN_EPROTO);
+  }
+  cn_buf_free(&f);
+}
+
+/* Frames that are not pass-through frames with one sound control term. */
+static void test_ctl_bad_frames(void **state) {
+  cn_buf f = CN_BUF_INIT, good = CN_BUF_INIT;
+  cn__ctl out;
+  (void)state;
+  terms_init();
+
+  ctl_frame(&good, CN__DOP_SEND_SENDER, "PQ", 'M');
+  assert_int_equal(parse(&good, NULL, &out), 0);
+
+  /* Empty, too short, no 'p', a distribution header instead ('D' for
+   * the atom cache, 'E' for fragments), the wrong version byte. */
+  static const char *heads[] = {"",         "p",        "\x83",  "q\x83",
+                                "\x83\x44", "\x83\x45", "p\x82", "pp"};
+  for (size_t i = 0; i < COUNT(heads); i++) {
+    size_t hn = strlen(heads[i]);
+    f.len = 0;
+    if (hn > 0)
+      assert_int_equal(cn_buf_append(&f, heads[i], hn), 0);
+    if (hn >= 2)
+      assert_int_equal(cn_buf_append(&f, good.data + 2, good.len - 2), 0);
+    assert_int_equal(parse(&f, NULL, &out), CN_EPROTO);
+  }
+  /* A 'D' header where the control term should be. */
+  f.len = 0;
+  assert_int_equal(cn_buf_append(&f, "p\x83\x44\0", 4), 0);
+  assert_int_equal(parse(&f, NULL, &out), CN_EPROTO);
+
+  /* A control term over the limits (then the connection must go, even
+   * though the framing would allow dropping just this message). */
+  cn_term_limits small = {4, 0};
+  f.len = 0;
+  assert_int_equal(cn_buf_append(&f, "p\x83", 2), 0);
+  assert_int_equal(cn_build(&f, "{23, ~t, ~t, {{{{{{deep}}}}}}}", term_of('P'),
+                            term_of('Q')),
+                   0);
+  assert_int_equal(cn_buf_append(&f, "\x83", 1), 0);
+  assert_int_equal(cn_put_term(&f, term_of('U')), 0);
+  assert_int_equal(parse(&f, &small, &out), CN_EPROTO);
+  assert_int_equal(parse(&f, NULL, &out), 0);
+  cn_term_limits tiny = {0, 20};
+  assert_int_equal(parse(&good, &tiny, &out), CN_EPROTO);
+
+  cn_buf_free(&f);
+  cn_buf_free(&good);
+}
+
+/* A sound control message with a bad payload: the payload's error, and
+ * the control fields set so that the caller can log and count it. */
+static void test_ctl_bad_payload(void **state) {
+  (void)state;
+  terms_init();
+
+  for (size_t i = 0; i < COUNT(ctl_cases); i++) {
+    const struct ctl_case *c = &ctl_cases[i];
+    cn_buf f = CN_BUF_INIT;
+    cn__ctl out;
+    size_t ctl_len;
+
+    if (c->payload == 0)
+      continue;
+    ctl_frame(&f, c->op, c->elems, 0);
+    ctl_len = f.len;
+
+    /* A binary that claims 1 MiB and holds 1 byte. */
+    assert_int_equal(cn_buf_append(&f, "\x83\x6d\0\x10\0\0x", 7), 0);
+    assert_int_equal(parse(&f, NULL, &out), CN_EBADTERM);
+    check_ctl(&out, c);
+    check_field(out.msg, 0);
+    check_field(out.reason, 0);
+
+    /* No version byte. */
+    f.len = ctl_len;
+    assert_int_equal(cn_put_term(&f, term_of('M')), 0);
+    assert_int_equal(parse(&f, NULL, &out), CN_EBADTERM);
+    check_ctl(&out, c);
+
+    /* A compressed term (erts never sends one on a connection). */
+    f.len = ctl_len;
+    assert_int_equal(cn_buf_append(&f, "\x83\x50\0\0\0\1x", 7), 0);
+    assert_int_equal(parse(&f, NULL, &out), CN_EBADTERM);
+
+    /* Over the size limit (the control term is within it). */
+    cn_term_limits lim = {0, 200};
+    static char big[1000];
+    f.len = ctl_len;
+    assert_int_equal(cn_buf_append(&f, "\x83", 1), 0);
+    assert_int_equal(cn_put_binary(&f, big, sizeof big), 0);
+    assert_int_equal(parse(&f, &lim, &out), CN_ETOOBIG);
+    check_ctl(&out, c);
+    assert_int_equal(parse(&f, NULL, &out), 0);
+
+    /* Over the depth limit. */
+    cn_term_limits shallow = {8, 0};
+    f.len = ctl_len;
+    assert_int_equal(cn_buf_append(&f, "\x83", 1), 0);
+    assert_int_equal(cn_build(&f, "[[[[[[[[[[[[x]]]]]]]]]]]]"), 0);
+    assert_int_equal(parse(&f, &shallow, &out), CN_ETOODEEP);
+    check_ctl(&out, c);
+    cn_buf_free(&f);
+  }
+}
+
+/* A payload nested a million deep: CN_ETOODEEP under the default limit,
+ * and no stack overflow even when the limit allows it all. */
+static void test_ctl_deep_payload(void **state) {
+  const size_t depth = 1000000;
+  cn_buf f = CN_BUF_INIT;
+  cn__ctl out;
+  (void)state;
+  terms_init();
+
+  ctl_frame(&f, CN__DOP_SEND_SENDER, "PQ", 0);
+  assert_int_equal(cn_buf_append(&f, "\x83", 1), 0);
+  assert_int_equal(cn_buf_reserve(&f, 2 * depth + 1), 0);
+  for (size_t i = 0; i < depth; i++) {
+    f.data[f.len++] = 104; /* SMALL_TUPLE_EXT */
+    f.data[f.len++] = 1;
+  }
+  f.data[f.len++] = 106; /* [] */
+  assert_int_equal(parse(&f, NULL, &out), CN_ETOODEEP);
+  assert_int_equal(out.op, CN__DOP_SEND_SENDER);
+  check_field(out.from, 'P');
+  check_field(out.to, 'Q');
+  assert_int_equal(out.has_payload, 1);
+
+  cn_term_limits all = {2 * depth, 0};
+  assert_int_equal(parse(&f, &all, &out), 0);
+  assert_int_equal(out.msg.len, 2 * depth + 1);
+  cn_buf_free(&f);
+}
+
+static int allowed_ctl_rc(int rc) {
+  return rc == 0 || rc == CN_EPROTO || rc == CN_EBADTERM || rc == CN_ETOODEEP ||
+         rc == CN_ETOOBIG;
+}
+
+/* Every proper prefix of every frame is an error (the frame length is
+ * the only framing), and random damage never crashes. */
+static void test_ctl_truncation_and_mutation(void **state) {
+  uint64_t seed = 5;
+  (void)state;
+  terms_init();
+
+  for (size_t i = 0; i < COUNT(ctl_cases); i++) {
+    const struct ctl_case *c = &ctl_cases[i];
+    cn_buf f = CN_BUF_INIT, m = CN_BUF_INIT;
+    cn__ctl out;
+
+    ctl_frame(&f, c->op, c->elems, c->payload);
+    for (size_t p = 0; p < f.len; p++) {
+      cn_buf t = f;
+      t.len = p;
+      int rc = parse(&t, NULL, &out);
+      assert_true(rc == CN_EPROTO || rc == CN_EBADTERM);
+    }
+    for (int r = 0; r < 2000; r++) {
+      m.len = 0;
+      assert_int_equal(cn_buf_append(&m, f.data, f.len), 0);
+      int hits = 1 + (int)(rnd(&seed) % 3);
+      for (int k = 0; k < hits; k++)
+        m.data[rnd(&seed) % m.len] = (char)rnd(&seed);
+      if (rnd(&seed) % 3 == 0)
+        m.len = rnd(&seed) % (m.len + 1);
+      int rc = parse(&m, NULL, &out);
+      assert_true(allowed_ctl_rc(rc));
+      if (rc == 0)
+        assert_true(out.op >= CN__DOP_LINK && out.op <= CN__DOP_UNLINK_ID_ACK);
+    }
+    cn_buf_free(&f);
+    cn_buf_free(&m);
+  }
+}
+
+static int teardown_terms(void **state) {
+  (void)state;
+  for (size_t i = 0; i < COUNT(terms); i++)
+    cn_buf_free(&terms[i]);
+  free(last_copy);
+  last_copy = NULL;
+  return 0;
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_flags_match_dist_hrl),
@@ -1473,6 +1965,14 @@ int main(void) {
       cmocka_unit_test(test_epmd_alive2_resp),
       cmocka_unit_test(test_epmd_port2),
       cmocka_unit_test(test_epmd_spawn_daemon),
+      cmocka_unit_test(test_ctl_every_op),
+      cmocka_unit_test(test_ctl_arity_and_types),
+      cmocka_unit_test(test_ctl_unlink_id),
+      cmocka_unit_test(test_ctl_refused_ops),
+      cmocka_unit_test(test_ctl_bad_frames),
+      cmocka_unit_test(test_ctl_bad_payload),
+      cmocka_unit_test(test_ctl_deep_payload),
+      cmocka_unit_test(test_ctl_truncation_and_mutation),
   };
-  return cmocka_run_group_tests_name("dist-proto", tests, NULL, NULL);
+  return cmocka_run_group_tests_name("dist-proto", tests, NULL, teardown_terms);
 }
