@@ -108,6 +108,7 @@ EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
 
 NODE_SRCS := $(sort $(wildcard cnode/*.c))
+NODE_OBJS := $(NODE_SRCS:cnode/%.c=$(BUILD)/node/%.o)
 NODE_BIN := $(BUILD)/cnode
 
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
@@ -115,9 +116,9 @@ BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
 DEPFLAGS = -MMD -MP
 
-# The runtime tests that also run under ThreadSanitizer in `make test`.
+# The threaded tests that also run under ThreadSanitizer in `make test`.
 TSAN_TEST_NAMES := test-runtime test-sched test-server test-supervisor \
-        test-stress
+        test-stress test-dist
 TSAN_TEST_BINS := $(filter $(TSAN_TEST_NAMES:%=$(BUILD)/tests/%%),$(TEST_BINS))
 
 ERL_SUITES := $(wildcard test_erl/*_SUITE.erl)
@@ -172,9 +173,16 @@ $(BUILD)/bench/%: bench/%.c $(LIB_A)
 	@echo "  CC      $@"
 	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -o $@ $< $(LIB_A) $(LDFLAGS) $(LIBS)
 
-$(NODE_BIN): $(NODE_SRCS:%.c=$(BUILD)/%.o) $(LIB_A)
+# The node's objects go to $(BUILD)/node/, since $(BUILD)/cnode is the
+# program itself.
+$(BUILD)/node/%.o: cnode/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(NODE_BIN): $(NODE_OBJS) $(LIB_A)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $(NODE_SRCS:%.c=$(BUILD)/%.o) $(LIB_A) $(LIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(NODE_OBJS) $(LIB_A) $(LIBS)
 
 # ---- Tests ----------------------------------------------------------------
 
@@ -327,4 +335,4 @@ clean:
 	rm -rf build _build
 
 -include $(LIB_OBJS:.o=.d) $(TEST_BINS:=.d) $(EXAMPLE_BINS:=.d) \
-        $(BENCH_BINS:=.d) $(NODE_SRCS:%.c=$(BUILD)/%.d)
+        $(BENCH_BINS:=.d) $(NODE_OBJS:.o=.d)

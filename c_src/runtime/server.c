@@ -775,7 +775,7 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, int timeout_ms,
   cn_pid pid;
   cn_ref ref;
   cn__msg *m;
-  int rc;
+  int rc, where;
 
   if (!rt || !reply)
     return CN_EINVAL;
@@ -783,11 +783,11 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, int timeout_ms,
     return CN_EDEADLK;
   if ((rc = cn__check_term(rt, req)) != 0)
     return rc;
-  if ((rc = resolve(rt, to, &pid)) < 0)
-    return rc;
+  if ((where = resolve(rt, to, &pid)) < 0)
+    return where;
   if (!(t = cn__thread_ctx(rt, &rc)))
     return rc;
-  if (rc == REMOTE) {
+  if (where == REMOTE) {
     /* The distribution layer monitors the server for the call and sends
      * it with our ref as the alias. */
     cn__make_ref(rt, &ref);

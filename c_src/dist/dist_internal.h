@@ -1,0 +1,198 @@
+/* The distribution layer's internals.  Not installed.
+ *
+ * Threads.  Everything here lives on one scheduler's libuv loop (scheduler
+ * 0, "the dist loop"): the listener, the epmd registration, every
+ * connection, and the node table with its link and monitor records.  Only
+ * that thread touches them.  Frames read there are delivered to processes
+ * that then run on the same scheduler (placement follows the sender, see
+ * runtime/internal.h), so a call from a BEAM node to an idle server costs
+ * no thread hop at all.
+ *
+ * Other threads hand outgoing messages to the dist loop through an MPSC
+ * stack (one CAS per message) and an async wake-up, which coalesces.  The
+ * dist loop itself encodes straight into the connection's output buffer,
+ * after draining the stack so that one sender's messages keep their
+ * order.
+ *
+ * Writes.  Each connection has one writer (the dist loop) and one output
+ * buffer.  Frames are appended as they are produced and written once per
+ * loop turn, from a prepare handle: one uv_write per connection per turn,
+ * however many frames it holds.
+ *
+ * Records.  As in erts' dist entries, each remote node keeps the links and
+ * monitors that cross its connection.  When the connection goes, they fire
+ * with noconnection: links as exit signals, our monitors as DOWN, and
+ * theirs are dropped from our processes.
+ */
+#ifndef CN_DIST_INTERNAL_H
+#define CN_DIST_INTERNAL_H
+
+#include "proto.h"
+#include "runtime/internal.h"
+
+typedef struct cn__dist cn__dist;
+typedef struct cn__conn cn__conn;
+typedef struct cn__dnode cn__dnode;
+
+/* ---- Link and monitor records ----------------------------------------- */
+
+enum { REC_LINK = 1, REC_OMON, REC_TMON };
+
+typedef struct cn__rec {
+  struct cn__rec *next; /* hash chain */
+  uint8_t kind;         /* REC_* */
+  cn_ref ref;           /* monitors: the monitor ref (and alias) */
+  cn_pid local;         /* our process */
+  cn_pid remote;        /* theirs; a by-name monitor of theirs: the
+                         * node only */
+  char *name;           /* by-name monitors: the monitored name */
+} cn__rec;
+
+typedef struct cn__rtab {
+  cn__rec **b;
+  size_t cap, n; /* cap is a power of two */
+} cn__rtab;
+
+/* ---- Nodes and connections -------------------------------------------- */
+
+typedef struct cn__waiter {
+  struct cn__waiter *next;
+  int done, rc;
+} cn__waiter;
+
+struct cn__dnode {
+  uint32_t node;            /* interned name */
+  cn__conn *conn;           /* the connection, once up */
+  cn__conn *pending;        /* our own attempt, while it runs */
+  cn__msg *wq_head, *wq_tail; /* waiting for the connection */
+  cn__rtab mons;            /* REC_OMON and REC_TMON, by ref */
+  cn__rtab links;           /* REC_LINK, by (local, remote) */
+  cn__waiter *waiters;      /* cn_dist_connect callers */
+  uint64_t wq_deadline;     /* after a nok: when the queue gives up */
+  uint64_t unlink_id;
+};
+
+enum {
+  C_RESOLVE = 1, /* looking up the host (initiator) */
+  C_EPMD,        /* asking the peer's epmd for the port (initiator) */
+  C_CONNECT,     /* TCP connect (initiator) */
+  C_HANDSHAKE,
+  C_UP,
+  C_CLOSING
+};
+
+struct cn__conn {
+  uv_tcp_t tcp;
+  cn__dist *d;
+  cn__dnode *dn;            /* known from the start when we dial; after
+                             * the peer's name when we accept */
+  int state;                /* C_* */
+  int initiator;
+  cn__hs hs;
+  cn_buf in;                /* bytes read, not yet consumed */
+  size_t in_off;
+  cn_buf out;               /* frames produced this turn */
+  cn_buf wbuf;              /* frames being written */
+  int writing;
+  uv_write_t wreq;
+  uv_connect_t creq;
+  uv_getaddrinfo_t gai;
+  uv_timer_t timer;         /* handshake deadline, then ticks */
+  uint64_t last_read;       /* loop time (ms) of the last bytes read */
+  int wrote;                /* something was written since the last tick */
+  uint64_t peer_flags;
+  uint32_t peer_creation;
+  int dirty;                /* on the dist's dirty list */
+  struct cn__conn *next_dirty;
+  struct cn__conn *next;    /* every connection of the dist */
+  int tcp_open, etcp_open;  /* tcp / etcp were initialised */
+  int resolving;            /* gai is in flight */
+  int hs_rc;                /* why the connection failed (CN_E*) */
+  int close_after_write;    /* a refusal: close once out is written */
+  const char *close_why;
+  int handles;              /* open handles and requests in flight; the
+                             * connection is freed when none is left */
+  /* Dialling: the peer's epmd, then the peer. */
+  struct sockaddr_storage addr; /* the peer's address */
+  uint16_t port;            /* the peer's port (from epmd) */
+  uv_tcp_t etcp;            /* to the peer's epmd */
+  uv_connect_t ecreq;
+  uv_write_t ewreq;
+  char ereq_buf[CN_MAX_NODE_NAME + 8];
+  char ebuf[64];
+  cn_buf epmd;              /* epmd's answer so far */
+};
+
+struct cn__dist {
+  cn_runtime *rt;
+  uv_loop_t *loop;
+  char name[CN_MAX_NODE_NAME + 1]; /* our node name */
+  char cookie[256];
+  uint64_t flags;             /* what we offer */
+  uint32_t creation;
+  cn_dist_options opt;        /* with defaults filled in */
+  cn_term_limits lim;         /* for frames: depth from the runtime,
+                               * size max_frame */
+
+  uv_tcp_t listener;
+  uint16_t port;
+  int epmd_fd;                /* the registration connection (epmd
+                               * forgets us when it closes) */
+  uv_async_t wake;            /* other threads queued messages */
+  uv_prepare_t flush;         /* writes, once per loop turn */
+  uv_timer_t ticker;          /* ticks and silence checks */
+
+  _Atomic(cn__msg *) inq;     /* MPSC from other threads */
+  _Atomic int stopping;
+  int handles;                /* open dist handles, for stop */
+  int stopped;                /* every handle closed */
+
+  cn__dnode **nodes;          /* by interned node index */
+  size_t nodes_cap;
+  cn__conn *conns;            /* every connection */
+  cn__conn *dirty;            /* connections with output this turn */
+  unsigned pending_accepts;   /* accepted, handshake not done */
+  cn_pid net_kernel;          /* the built-in net_kernel process */
+  uint64_t log_window;        /* cn__dist_log's rate limit (dist loop) */
+  unsigned log_n, log_suppressed;
+
+  pthread_mutex_t mu;         /* guards up_nodes, for cn_dist_nodes, and
+                               * waiters' done flags */
+  pthread_cond_t cv;
+  uint32_t *up_nodes;
+  size_t n_up, up_cap;
+
+  _Atomic uint64_t st_connections, st_hs_failed, st_frames_in,
+      st_frames_out, st_bytes_in, st_bytes_out, st_dropped, st_bad_frames;
+};
+
+/* node.c */
+cn__dist *cn__dist_of(cn_runtime *rt);
+cn__dnode *cn__dnode_get(cn__dist *d, uint32_t node, int create);
+void cn__dist_log(cn__dist *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void cn__dist_node_up(cn__dist *d, cn__dnode *dn, cn__conn *c);
+void cn__dist_node_down(cn__dist *d, cn__dnode *dn, cn__conn *c,
+                        int rc);
+void cn__dist_connect_node(cn__dist *d, cn__dnode *dn);
+void cn__dist_expire(cn__dist *d);
+
+/* conn.c */
+int cn__conn_listen(cn__dist *d, const char *addr, uint16_t port);
+void cn__conn_dial(cn__dist *d, cn__dnode *dn);
+void cn__conn_close(cn__conn *c, const char *why);
+void cn__conn_mark_dirty(cn__conn *c);
+void cn__conn_flush_all(cn__dist *d);
+void cn__conn_tick_all(cn__dist *d);
+
+/* route.c */
+void cn__route_out(cn__dist *d, cn_pid to, cn__msg *m);
+void cn__route_fail(cn__dist *d, cn__msg *m);
+int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len);
+void cn__route_node_down(cn__dist *d, cn__dnode *dn);
+void cn__rtab_free(cn__rtab *t);
+
+/* net_kernel.c */
+int cn__net_kernel_start(cn__dist *d);
+
+#endif /* CN_DIST_INTERNAL_H */

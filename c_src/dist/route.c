@@ -1,0 +1,792 @@
+/* Between the runtime's messages and the wire: encoding what local
+ * processes send to other nodes, delivering what comes in, and the link
+ * and monitor records that make node-down signals possible.  Runs on the
+ * dist loop only. */
+#include "dist_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- Record tables ---------------------------------------------------- */
+
+static uint64_t mix(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  return h;
+}
+
+static uint64_t ref_hash(const cn_ref *r) {
+  return mix((uint64_t)r->n[0] | (uint64_t)r->n[1] << 32) ^ r->n[2] ^ r->node;
+}
+
+static uint64_t link_hash(cn_pid local, cn_pid remote) {
+  return mix((uint64_t)local.id << 32 | remote.id) ^ remote.node ^
+         remote.serial;
+}
+
+static int rtab_grow(cn__rtab *t) {
+  size_t cap = t->cap ? t->cap * 2 : 16, i;
+  cn__rec **nb = calloc(cap, sizeof(*nb));
+  if (!nb)
+    return CN_ENOMEM;
+  for (i = 0; i < t->cap; i++) {
+    cn__rec *r, *next;
+    for (r = t->b[i]; r; r = next) {
+      uint64_t h = r->kind == REC_LINK ? link_hash(r->local, r->remote)
+                                       : ref_hash(&r->ref);
+      next = r->next;
+      r->next = nb[h & (cap - 1)];
+      nb[h & (cap - 1)] = r;
+    }
+  }
+  free(t->b);
+  t->b = nb;
+  t->cap = cap;
+  return 0;
+}
+
+static cn__rec *rec_add(cn__rtab *t, int kind, const cn_ref *ref, cn_pid local,
+                        cn_pid remote, const char *name) {
+  cn__rec *r;
+  uint64_t h;
+  if (t->n >= t->cap && rtab_grow(t) != 0)
+    return NULL;
+  if (!(r = calloc(1, sizeof(*r))))
+    return NULL;
+  if (name && !(r->name = strdup(name))) {
+    free(r);
+    return NULL;
+  }
+  r->kind = (uint8_t)kind;
+  if (ref)
+    r->ref = *ref;
+  r->local = local;
+  r->remote = remote;
+  h = kind == REC_LINK ? link_hash(local, remote) : ref_hash(&r->ref);
+  r->next = t->b[h & (t->cap - 1)];
+  t->b[h & (t->cap - 1)] = r;
+  t->n++;
+  return r;
+}
+
+static void rec_free(cn__rec *r) {
+  free(r->name);
+  free(r);
+}
+
+/* Takes the monitor record for ref (of the given kind) out of t. */
+static cn__rec *mon_take(cn__rtab *t, const cn_ref *ref, int kind) {
+  cn__rec **rp;
+  if (!t->cap)
+    return NULL;
+  for (rp = &t->b[ref_hash(ref) & (t->cap - 1)]; *rp; rp = &(*rp)->next) {
+    cn__rec *r = *rp;
+    if (r->kind == kind && cn_ref_equal(&r->ref, ref)) {
+      *rp = r->next;
+      t->n--;
+      return r;
+    }
+  }
+  return NULL;
+}
+
+static cn__rec *mon_find(cn__rtab *t, const cn_ref *ref, int kind) {
+  cn__rec *r;
+  if (!t->cap)
+    return NULL;
+  for (r = t->b[ref_hash(ref) & (t->cap - 1)]; r; r = r->next)
+    if (r->kind == kind && cn_ref_equal(&r->ref, ref))
+      return r;
+  return NULL;
+}
+
+static cn__rec **link_slot(cn__rtab *t, cn_pid local, cn_pid remote) {
+  cn__rec **rp;
+  if (!t->cap)
+    return NULL;
+  for (rp = &t->b[link_hash(local, remote) & (t->cap - 1)]; *rp;
+       rp = &(*rp)->next)
+    if (cn_pid_equal(&(*rp)->local, &local) &&
+        cn_pid_equal(&(*rp)->remote, &remote))
+      return rp;
+  return NULL;
+}
+
+static void link_add(cn__rtab *t, cn_pid local, cn_pid remote) {
+  if (!link_slot(t, local, remote))
+    rec_add(t, REC_LINK, NULL, local, remote, NULL);
+}
+
+static void link_remove(cn__rtab *t, cn_pid local, cn_pid remote) {
+  cn__rec **rp = link_slot(t, local, remote);
+  if (rp) {
+    cn__rec *r = *rp;
+    *rp = r->next;
+    t->n--;
+    rec_free(r);
+  }
+}
+
+void cn__rtab_free(cn__rtab *t) {
+  size_t i;
+  for (i = 0; i < t->cap; i++) {
+    cn__rec *r, *next;
+    for (r = t->b[i]; r; r = next) {
+      next = r->next;
+      rec_free(r);
+    }
+  }
+  free(t->b);
+  t->b = NULL;
+  t->cap = t->n = 0;
+}
+
+/* ---- Signals to local processes --------------------------------------- */
+
+static void local_signal(cn__dist *d, int kind, cn_pid to, cn_pid from,
+                         const cn_ref *ref, const char *name, cn_term data,
+                         int flags) {
+  cn__msg *m = cn__msg_new(kind, data.ptr, data.len);
+  if (!m)
+    return;
+  m->from = from;
+  m->flags = (uint8_t)flags;
+  if (ref)
+    m->ref = *ref;
+  if (name && !(m->name = strdup(name))) {
+    cn__msg_free(m);
+    return;
+  }
+  if (kind == CN__S_LINK || kind == CN__S_MONITOR)
+    cn__signal(d->rt, to, m);
+  else
+    cn__deliver(d->rt, to, m);
+}
+
+static const cn_term no_term = {NULL, 0};
+
+/* ---- Encoding --------------------------------------------------------- */
+
+static size_t frame_begin(cn_buf *b) {
+  static const char head[6] = {0, 0, 0, 0, 'p', (char)131};
+  size_t mark = b->len;
+  cn_buf_append(b, head, sizeof(head));
+  return mark;
+}
+
+static void put_version(cn_buf *b) {
+  static const char v = (char)131;
+  cn_buf_append(b, &v, 1);
+}
+
+/* Closes a frame opened at mark.  A frame that could not be built whole
+ * (no memory) is taken back out, so the stream stays well-formed. */
+static int frame_end(cn__dist *d, cn_buf *b, size_t mark) {
+  size_t n = b->len - mark - 4;
+  unsigned char *p = (unsigned char *)b->data + mark;
+  if (b->err || n > UINT32_MAX) {
+    b->len = mark;
+    b->err = 0;
+    cn__dist_log(d, "a message could not be encoded; dropped");
+    return CN_ENOMEM;
+  }
+  p[0] = (unsigned char)(n >> 24);
+  p[1] = (unsigned char)(n >> 16);
+  p[2] = (unsigned char)(n >> 8);
+  p[3] = (unsigned char)n;
+  atomic_fetch_add_explicit(&d->st_frames_out, 1, memory_order_relaxed);
+  return 0;
+}
+
+static bool pid_set(const cn_pid *p) { return p->id || p->serial; }
+
+/* The sender of a message that has none (a plain thread's cn_send): the
+ * node's net_kernel, as the BEAM needs a pid in REG_SEND. */
+static cn_pid sender_of(cn__dist *d, const cn__msg *m, cn_pid from) {
+  (void)m;
+  return pid_set(&from) ? from : d->net_kernel;
+}
+
+/* Starts a send of a message to `to` (pid, or m->name there): the control
+ * message, then the payload's version byte.  The caller appends the
+ * payload and calls frame_end. */
+static size_t begin_send(cn__dist *d, cn__conn *c, cn_buf *b, cn_pid from,
+                         cn_pid to, const char *name) {
+  size_t mark = frame_begin(b);
+  if (name) {
+    cn_put_tuple(b, 4);
+    cn_put_int(b, CN__DOP_REG_SEND);
+    cn_put_pid(b, &from);
+    cn_put_atom(b, "");
+    cn_put_atom(b, name);
+  } else if ((c->peer_flags & CN__DFLAG_SEND_SENDER) && pid_set(&from)) {
+    cn_put_tuple(b, 3);
+    cn_put_int(b, CN__DOP_SEND_SENDER);
+    cn_put_pid(b, &from);
+    cn_put_pid(b, &to);
+  } else {
+    cn_put_tuple(b, 3);
+    cn_put_int(b, CN__DOP_SEND);
+    cn_put_atom(b, "");
+    cn_put_pid(b, &to);
+  }
+  put_version(b);
+  return mark;
+}
+
+/* The remote end of a monitor: the pid, or the name as an atom. */
+static void put_proc(cn_buf *b, cn_pid pid, const char *name) {
+  if (name)
+    cn_put_atom(b, name);
+  else
+    cn_put_pid(b, &pid);
+}
+
+static void encode_exitish(cn__dist *d, cn__conn *c, cn_buf *b, int op,
+                           int payload_op, cn_pid from, cn_pid to,
+                           const cn_ref *ref, const char *name,
+                           cn_term reason) {
+  size_t mark = frame_begin(b);
+  bool payload = (c->peer_flags & CN__DFLAG_EXIT_PAYLOAD) != 0;
+  int arity = (ref ? 4 : 3) + (payload ? 0 : 1);
+  cn_put_tuple(b, (uint32_t)arity);
+  cn_put_int(b, payload ? payload_op : op);
+  put_proc(b, from, name);
+  cn_put_pid(b, &to);
+  if (ref)
+    cn_put_ref(b, ref);
+  if (payload)
+    put_version(b);
+  cn_put_term(b, reason);
+  frame_end(d, b, mark);
+}
+
+static void encode(cn__dist *d, cn__conn *c, cn__dnode *dn, cn_pid to,
+                   cn__msg *m) {
+  cn_buf *b = &c->out;
+  cn_term data = {m->data, m->len};
+  const char *toname = (m->flags & CN__F_TONAME) ? m->name : NULL;
+  size_t mark;
+  cn__rec *r;
+
+  switch (m->kind) {
+  case CN__M_MSG:
+    mark = begin_send(d, c, b, sender_of(d, m, m->from), to, toname);
+    cn_put_term(b, data);
+    frame_end(d, b, mark);
+    break;
+  case CN__M_CAST:
+    mark = begin_send(d, c, b, sender_of(d, m, m->from), to, toname);
+    cn_put_tuple(b, 2);
+    cn_put_atom(b, "$gen_cast");
+    cn_put_term(b, data);
+    frame_end(d, b, mark);
+    break;
+  case CN__M_CALL: {
+    /* gen:call's shape: monitor the server, then send with the monitor
+     * ref as the alias in the tag, so that a late reply is dropped here
+     * once we demonitor. */
+    cn_pid caller = m->cfrom->pid;
+    const cn_ref *ref = &m->cfrom->ref;
+    if (m->flags & CN__F_CALLMON) {
+      if (!rec_add(&dn->mons, REC_OMON, ref, caller, to, toname)) {
+        cn__route_fail(d, m);
+        return;
+      }
+      mark = frame_begin(b);
+      cn_put_tuple(b, 4);
+      cn_put_int(b, CN__DOP_MONITOR_P);
+      cn_put_pid(b, &caller);
+      put_proc(b, to, toname);
+      cn_put_ref(b, ref);
+      frame_end(d, b, mark);
+    }
+    mark = begin_send(d, c, b, caller, to, toname);
+    cn_put_tuple(b, 3);
+    cn_put_atom(b, "$gen_call");
+    cn_put_tuple(b, 2);
+    cn_put_pid(b, &caller);
+    cn_put_list(b, 1);
+    cn_put_atom(b, "alias");
+    cn_put_ref(b, ref);
+    cn_put_term(b, data);
+    frame_end(d, b, mark);
+    break;
+  }
+  case CN__M_REPLY:
+    /* To a remote caller: data is {Tag, Reply}. */
+    if ((m->flags & CN__F_ALIAS) && (c->peer_flags & CN__DFLAG_ALIAS)) {
+      mark = frame_begin(b);
+      cn_put_tuple(b, 3);
+      cn_put_int(b, CN__DOP_ALIAS_SEND);
+      cn_put_pid(b, &m->from);
+      cn_put_ref(b, &m->ref);
+      put_version(b);
+    } else {
+      mark = begin_send(d, c, b, m->from, to, NULL);
+    }
+    cn_put_term(b, data);
+    frame_end(d, b, mark);
+    break;
+  case CN__S_EXIT:
+    if (m->flags & CN__F_LINKED) {
+      link_remove(&dn->links, m->from, to);
+      encode_exitish(d, c, b, CN__DOP_EXIT, CN__DOP_PAYLOAD_EXIT, m->from, to,
+                     NULL, NULL, data);
+    } else {
+      encode_exitish(d, c, b, CN__DOP_EXIT2, CN__DOP_PAYLOAD_EXIT2, m->from, to,
+                     NULL, NULL, data);
+    }
+    break;
+  case CN__S_LINK:
+    link_add(&dn->links, m->from, to);
+    mark = frame_begin(b);
+    cn_put_tuple(b, 3);
+    cn_put_int(b, CN__DOP_LINK);
+    cn_put_pid(b, &m->from);
+    cn_put_pid(b, &to);
+    frame_end(d, b, mark);
+    break;
+  case CN__S_UNLINK:
+    link_remove(&dn->links, m->from, to);
+    mark = frame_begin(b);
+    cn_put_tuple(b, 4);
+    cn_put_int(b, CN__DOP_UNLINK_ID);
+    cn_put_uint(b, ++dn->unlink_id);
+    cn_put_pid(b, &m->from);
+    cn_put_pid(b, &to);
+    frame_end(d, b, mark);
+    break;
+  case CN__S_MONITOR: {
+    const char *name = (m->flags & CN__F_BYNAME) ? m->name : NULL;
+    if (!rec_add(&dn->mons, REC_OMON, &m->ref, m->from, to, name)) {
+      cn__route_fail(d, m);
+      return;
+    }
+    mark = frame_begin(b);
+    cn_put_tuple(b, 4);
+    cn_put_int(b, CN__DOP_MONITOR_P);
+    cn_put_pid(b, &m->from);
+    put_proc(b, to, name);
+    cn_put_ref(b, &m->ref);
+    frame_end(d, b, mark);
+    break;
+  }
+  case CN__S_DEMONITOR:
+    if (!(r = mon_take(&dn->mons, &m->ref, REC_OMON)))
+      break; /* the DOWN came first, or the connection went */
+    mark = frame_begin(b);
+    cn_put_tuple(b, 4);
+    cn_put_int(b, CN__DOP_DEMONITOR_P);
+    cn_put_pid(b, &r->local);
+    put_proc(b, r->remote, r->name);
+    cn_put_ref(b, &m->ref);
+    frame_end(d, b, mark);
+    rec_free(r);
+    break;
+  case CN__S_DOWN:
+    /* One of our processes answers a remote monitor. */
+    if ((r = mon_take(&dn->mons, &m->ref, REC_TMON)) != NULL)
+      rec_free(r);
+    encode_exitish(d, c, b, CN__DOP_MONITOR_P_EXIT,
+                   CN__DOP_PAYLOAD_MONITOR_P_EXIT, m->from, to, &m->ref,
+                   (m->flags & CN__F_BYNAME) ? m->name : NULL, data);
+    break;
+  default:
+    break;
+  }
+  cn__msg_free(m);
+  cn__conn_mark_dirty(c);
+}
+
+/* Kinds that only clean up after an earlier signal: with no connection
+ * they have nothing left to do. */
+static bool cleanup_only(const cn__msg *m) {
+  return m->kind == CN__S_DEMONITOR || m->kind == CN__S_UNLINK ||
+         m->kind == CN__S_DOWN || m->kind == CN__M_REPLY ||
+         (m->kind == CN__S_EXIT && (m->flags & CN__F_LINKED));
+}
+
+void cn__route_out(cn__dist *d, cn_pid to, cn__msg *m) {
+  cn__dnode *dn;
+  if (to.node == d->rt->node) {
+    /* Our own name with another creation: an earlier incarnation's pid,
+     * which names no one now. */
+    cn__msg_free(m);
+    return;
+  }
+  if (!(dn = cn__dnode_get(d, to.node, 1))) {
+    cn__route_fail(d, m);
+    return;
+  }
+  if (dn->conn) {
+    encode(d, dn->conn, dn, to, m);
+    return;
+  }
+  if (cleanup_only(m) && !dn->pending && !dn->wq_head) {
+    cn__msg_free(m);
+    return;
+  }
+  /* Connect on first send, as the BEAM does; the message waits. */
+  m->to = to;
+  m->next = NULL;
+  if (dn->wq_tail)
+    dn->wq_tail->next = m;
+  else
+    dn->wq_head = m;
+  dn->wq_tail = m;
+  cn__dist_connect_node(d, dn);
+  if (!dn->pending && !dn->conn) {
+    /* Could not even start: fail what waits. */
+    while ((m = dn->wq_head)) {
+      dn->wq_head = m->next;
+      cn__route_fail(d, m);
+    }
+    dn->wq_tail = NULL;
+  }
+}
+
+void cn__route_fail(cn__dist *d, cn__msg *m) {
+  cn_term nc = cn__atom_term("noconnection");
+  const char *name =
+      (m->flags & (CN__F_TONAME | CN__F_BYNAME)) ? m->name : NULL;
+  int byname = name ? CN__F_BYNAME : 0;
+  switch (m->kind) {
+  case CN__M_CALL:
+    if (m->cfrom && (m->flags & CN__F_CALLMON))
+      local_signal(d, CN__S_DOWN, m->cfrom->pid, m->to, &m->cfrom->ref, name,
+                   nc, byname);
+    break;
+  case CN__S_LINK:
+    local_signal(d, CN__S_EXIT, m->from, m->to, NULL, NULL, nc, CN__F_LINKED);
+    break;
+  case CN__S_MONITOR:
+    local_signal(d, CN__S_DOWN, m->from, m->to, &m->ref, name, nc, byname);
+    break;
+  default:
+    break;
+  }
+  cn__msg_free(m);
+}
+
+void cn__route_node_down(cn__dist *d, cn__dnode *dn) {
+  cn_term nc = cn__atom_term("noconnection");
+  cn__rtab mons = dn->mons, links = dn->links;
+  size_t i;
+  /* Fire from detached tables: what the signals cause must not see
+   * half-cleared ones. */
+  memset(&dn->mons, 0, sizeof(dn->mons));
+  memset(&dn->links, 0, sizeof(dn->links));
+  for (i = 0; i < links.cap; i++) {
+    cn__rec *r;
+    for (r = links.b[i]; r; r = r->next)
+      local_signal(d, CN__S_EXIT, r->local, r->remote, NULL, NULL, nc,
+                   CN__F_LINKED);
+  }
+  for (i = 0; i < mons.cap; i++) {
+    cn__rec *r;
+    for (r = mons.b[i]; r; r = r->next) {
+      if (r->kind == REC_OMON)
+        local_signal(d, CN__S_DOWN, r->local, r->remote, &r->ref, r->name, nc,
+                     r->name ? CN__F_BYNAME : 0);
+      else
+        local_signal(d, CN__S_DEMONITOR, r->local, r->remote, &r->ref, NULL,
+                     no_term, 0);
+    }
+  }
+  cn__rtab_free(&mons);
+  cn__rtab_free(&links);
+}
+
+/* ---- Incoming --------------------------------------------------------- */
+
+/* The alias in a call tag: [alias|Ref] or [[alias|Ref]|_]. */
+static bool tag_alias(cn_term tag, cn_ref *alias) {
+  cn_iter it;
+  cn_term e;
+  int depth;
+  for (depth = 0; depth < 2; depth++) {
+    if (cn_term_typeof(tag) != CN_T_LIST || cn_iter_init(&it, tag, NULL) ||
+        !cn_iter_next(&it, &e))
+      return false;
+    if (cn_is_atom(e, "alias")) {
+      if (cn_iter_next(&it, &e))
+        return false; /* [alias, X | _]: not an alias tag */
+      return cn_get_ref(it.tail, alias) == 0;
+    }
+    tag = e; /* [[alias|Ref]|_] */
+  }
+  return false;
+}
+
+/* A reply to one of our calls, {Tag, Reply}, sent to the caller's pid by
+ * a peer that does not use aliases. */
+static bool as_reply(cn__dnode *dn, cn_pid to, cn_term msg, cn_ref *ref,
+                     cn_term *reply) {
+  cn_iter it;
+  cn_term tag;
+  cn__rec *r;
+  if ((unsigned char)msg.ptr[0] != 104 || (unsigned char)msg.ptr[1] != 2 ||
+      cn_iter_init(&it, msg, NULL) || !cn_iter_next(&it, &tag) ||
+      !cn_iter_next(&it, reply))
+    return false;
+  if (cn_get_ref(tag, ref) != 0 && !tag_alias(tag, ref))
+    return false;
+  r = mon_find(&dn->mons, ref, REC_OMON);
+  return r && cn_pid_equal(&r->local, &to);
+}
+
+static void drop(cn__dist *d, const char *why) {
+  atomic_fetch_add(&d->st_dropped, 1);
+  cn__dist_log(d, "message dropped: %s", why);
+}
+
+/* Delivers a message for local process `to`: a call, a cast, a reply to
+ * one of our calls, or anything else. */
+static void deliver_msg(cn__dist *d, cn__dnode *dn, cn_pid to, cn_pid from,
+                        cn_term msg) {
+  cn_runtime *rt = d->rt;
+  cn_iter it;
+  cn_term e[3], tag;
+  cn__msg *m = NULL;
+  size_t n = 0;
+  cn_ref ref;
+
+  if ((unsigned char)msg.ptr[0] == 104 && cn_iter_init(&it, msg, &n) == 0 &&
+      n >= 2 && n <= 3) {
+    cn_iter_next(&it, &e[0]);
+    cn_iter_next(&it, &e[1]);
+    if (n == 3)
+      cn_iter_next(&it, &e[2]);
+    if (n == 3 && cn_is_atom(e[0], "$gen_call")) {
+      cn_iter fit;
+      cn_term caller;
+      size_t fn = 0;
+      cn_pid cpid;
+      if (cn_iter_init(&fit, e[1], &fn) == 0 &&
+          (unsigned char)e[1].ptr[0] == 104 && fn == 2 &&
+          cn_iter_next(&fit, &caller) && cn_iter_next(&fit, &tag) &&
+          cn_get_pid(caller, &cpid) == 0) {
+        if (!(m = cn__msg_new(CN__M_CALL, e[2].ptr, e[2].len)) ||
+            !(m->cfrom = cn__from_new(rt)) ||
+            cn__from_set_tag(m->cfrom, tag) != 0) {
+          cn__msg_free(m);
+          drop(d, "out of memory");
+          return;
+        }
+        m->cfrom->pid = cpid;
+        m->cfrom->server = to;
+        if (tag_alias(tag, &m->cfrom->ref))
+          m->cfrom->flags |= CN__FROM_ALIAS;
+        m->from = cpid;
+      }
+    } else if (n == 2 && cn_is_atom(e[0], "$gen_cast")) {
+      m = cn__msg_new(CN__M_CAST, e[1].ptr, e[1].len);
+    }
+  }
+  if (!m) {
+    cn_term reply;
+    if (as_reply(dn, to, msg, &ref, &reply)) {
+      m = cn__msg_new(CN__M_REPLY, reply.ptr, reply.len);
+      if (m)
+        m->ref = ref;
+    } else {
+      m = cn__msg_new(CN__M_MSG, msg.ptr, msg.len);
+    }
+  }
+  if (!m) {
+    drop(d, "out of memory");
+    return;
+  }
+  if (m->kind != CN__M_CALL)
+    m->from = from;
+  cn__deliver(rt, to, m); /* a dead pid drops it, as in Erlang */
+}
+
+/* A pid of ours, from a field the parser typed as a pid. */
+static int local_pid(cn__dist *d, cn_term t, cn_pid *pid) {
+  if (cn_get_pid(t, pid) != 0)
+    return CN_EPROTO;
+  return pid->node == d->rt->node ? 0 : CN_EPROTO;
+}
+
+static int remote_pid(cn__dnode *dn, cn_term t, cn_pid *pid) {
+  if (cn_get_pid(t, pid) != 0)
+    return CN_EPROTO;
+  /* A peer speaks only for its own processes. */
+  return pid->node == dn->node ? 0 : CN_EPROTO;
+}
+
+static void answer_noproc(cn__dist *d, cn__conn *c, cn_pid watcher,
+                          const char *name, const cn_ref *ref) {
+  encode_exitish(d, c, &c->out, CN__DOP_MONITOR_P_EXIT,
+                 CN__DOP_PAYLOAD_MONITOR_P_EXIT, watcher, watcher, ref, name,
+                 cn__atom_term("noproc"));
+  cn__conn_mark_dirty(c);
+}
+
+int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
+  cn_runtime *rt = d->rt;
+  cn__dnode *dn = c->dn;
+  char name[256];
+  cn__ctl ctl;
+  cn_pid from = {0, 0, 0, 0}, to = {0, 0, 0, 0};
+  cn_ref ref;
+  cn__rec *r;
+  int rc = cn__ctl_parse(frame, len, &d->lim, &ctl);
+
+  if (rc == CN_EBADTERM || rc == CN_ETOODEEP || rc == CN_ETOOBIG) {
+    /* The control message is sound: only this message is lost. */
+    atomic_fetch_add(&d->st_dropped, 1);
+    cn__dist_log(d, "message from %s dropped: payload %s",
+                 cn_node_name(dn->node), cn_strerror(rc));
+    return 0;
+  }
+  if (rc != 0)
+    return CN_EPROTO;
+
+  switch (ctl.op) {
+  case CN__DOP_SEND:
+  case CN__DOP_SEND_TT:
+  case CN__DOP_SEND_SENDER:
+  case CN__DOP_SEND_SENDER_TT:
+    if (local_pid(d, ctl.to, &to) != 0)
+      return CN_EPROTO;
+    if (ctl.op == CN__DOP_SEND_SENDER || ctl.op == CN__DOP_SEND_SENDER_TT)
+      cn_get_pid(ctl.from, &from);
+    deliver_msg(d, dn, to, from, ctl.msg);
+    break;
+  case CN__DOP_REG_SEND:
+  case CN__DOP_REG_SEND_TT:
+    if (cn_get_atom(ctl.to, name, sizeof(name)) < 0)
+      return CN_EPROTO;
+    cn_get_pid(ctl.from, &from);
+    if (cn__name_lookup(rt, name, &to) != 0) {
+      atomic_fetch_add(&d->st_dropped, 1); /* as erts: silently */
+      break;
+    }
+    deliver_msg(d, dn, to, from, ctl.msg);
+    break;
+  case CN__DOP_ALIAS_SEND:
+  case CN__DOP_ALIAS_SEND_TT: {
+    cn_term reply;
+    cn_ref alias;
+    if (cn_get_ref(ctl.to, &alias) != 0)
+      return CN_EPROTO;
+    if (!(r = mon_find(&dn->mons, &alias, REC_OMON))) {
+      /* An alias we no longer hold: the late reply the alias exists to
+       * drop. */
+      atomic_fetch_add(&d->st_dropped, 1);
+      break;
+    }
+    if (as_reply(dn, r->local, ctl.msg, &ref, &reply) &&
+        cn_ref_equal(&ref, &alias)) {
+      cn__msg *m = cn__msg_new(CN__M_REPLY, reply.ptr, reply.len);
+      if (m) {
+        m->ref = alias;
+        cn_get_pid(ctl.from, &m->from);
+        cn__deliver(rt, r->local, m);
+      }
+    } else {
+      cn_get_pid(ctl.from, &from);
+      deliver_msg(d, dn, r->local, from, ctl.msg);
+    }
+    break;
+  }
+  case CN__DOP_LINK:
+    if (remote_pid(dn, ctl.from, &from) || local_pid(d, ctl.to, &to))
+      return CN_EPROTO;
+    link_add(&dn->links, to, from);
+    local_signal(d, CN__S_LINK, to, from, NULL, NULL, no_term, 0);
+    break;
+  case CN__DOP_UNLINK_ID:
+    if (remote_pid(dn, ctl.from, &from) || local_pid(d, ctl.to, &to))
+      return CN_EPROTO;
+    link_remove(&dn->links, to, from);
+    local_signal(d, CN__S_UNLINK, to, from, NULL, NULL, no_term, 0);
+    {
+      size_t mark = frame_begin(&c->out);
+      cn_put_tuple(&c->out, 4);
+      cn_put_int(&c->out, CN__DOP_UNLINK_ID_ACK);
+      cn_put_uint(&c->out, ctl.id);
+      cn_put_pid(&c->out, &to);
+      cn_put_pid(&c->out, &from);
+      frame_end(d, &c->out, mark);
+      cn__conn_mark_dirty(c);
+    }
+    break;
+  case CN__DOP_UNLINK_ID_ACK:
+    break; /* we dropped the link when we sent UNLINK_ID */
+  case CN__DOP_EXIT:
+  case CN__DOP_EXIT_TT:
+  case CN__DOP_PAYLOAD_EXIT:
+  case CN__DOP_PAYLOAD_EXIT_TT:
+    if (remote_pid(dn, ctl.from, &from) || local_pid(d, ctl.to, &to))
+      return CN_EPROTO;
+    link_remove(&dn->links, to, from);
+    local_signal(d, CN__S_EXIT, to, from, NULL, NULL, ctl.reason, CN__F_LINKED);
+    break;
+  case CN__DOP_EXIT2:
+  case CN__DOP_EXIT2_TT:
+  case CN__DOP_PAYLOAD_EXIT2:
+  case CN__DOP_PAYLOAD_EXIT2_TT:
+    if (remote_pid(dn, ctl.from, &from) || local_pid(d, ctl.to, &to))
+      return CN_EPROTO;
+    local_signal(d, CN__S_EXIT, to, from, NULL, NULL, ctl.reason, 0);
+    break;
+  case CN__DOP_MONITOR_P: {
+    const char *byname = NULL;
+    if (remote_pid(dn, ctl.from, &from) || cn_get_ref(ctl.ref, &ref))
+      return CN_EPROTO;
+    if (cn_term_typeof(ctl.to) == CN_T_ATOM) {
+      if (cn_get_atom(ctl.to, name, sizeof(name)) < 0)
+        return CN_EPROTO;
+      byname = name;
+      if (cn__name_lookup(rt, name, &to) != 0) {
+        /* No such name: DOWN noproc at once (the point of fact 2). */
+        answer_noproc(d, c, from, name, &ref);
+        break;
+      }
+    } else if (local_pid(d, ctl.to, &to) != 0) {
+      return CN_EPROTO;
+    }
+    if (!rec_add(&dn->mons, REC_TMON, &ref, to, from, byname)) {
+      drop(d, "out of memory");
+      break;
+    }
+    local_signal(d, CN__S_MONITOR, to, from, &ref, byname, no_term,
+                 byname ? CN__F_BYNAME : 0);
+    break;
+  }
+  case CN__DOP_DEMONITOR_P:
+    if (remote_pid(dn, ctl.from, &from) || cn_get_ref(ctl.ref, &ref))
+      return CN_EPROTO;
+    if ((r = mon_take(&dn->mons, &ref, REC_TMON)) != NULL) {
+      local_signal(d, CN__S_DEMONITOR, r->local, from, &ref, NULL, no_term, 0);
+      rec_free(r);
+    }
+    break;
+  case CN__DOP_MONITOR_P_EXIT:
+  case CN__DOP_PAYLOAD_MONITOR_P_EXIT:
+    if (local_pid(d, ctl.to, &to) || cn_get_ref(ctl.ref, &ref))
+      return CN_EPROTO;
+    if (!(r = mon_take(&dn->mons, &ref, REC_OMON)))
+      break; /* demonitored meanwhile */
+    if (cn_term_typeof(ctl.from) == CN_T_PID) {
+      if (remote_pid(dn, ctl.from, &from) != 0) {
+        rec_free(r);
+        return CN_EPROTO;
+      }
+    } else {
+      from = r->remote;
+    }
+    local_signal(d, CN__S_DOWN, r->local, r->name ? r->remote : from, &ref,
+                 r->name, ctl.reason, r->name ? CN__F_BYNAME : 0);
+    rec_free(r);
+    break;
+  default:
+    return CN_EPROTO;
+  }
+  return 0;
+}

@@ -1,0 +1,447 @@
+/* Distribution tests, C node to C node: two (or three) runtimes in this
+ * process, each a node registered with the real epmd, talking over real
+ * loopback TCP with the real handshake.  The same semantics are tested
+ * against real erl and elixir nodes in test_erl/. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <cnode.h>
+#include <uv.h>
+
+static int tmo(int ms) {
+  const char *m = getenv("CN_TEST_TIMEOUT_MULT");
+  int k = m ? atoi(m) : 1;
+  return ms * (k > 0 ? k : 1);
+}
+
+static cn_term T(cn_buf *b, const char *fmt, ...) {
+  va_list ap;
+  cn_buf_reset(b);
+  va_start(ap, fmt);
+  assert_int_equal(cn_vbuild(b, fmt, ap), 0);
+  va_end(ap);
+  return cn_buf_term(b);
+}
+
+/* A unique node name on this host, so that runs never clash in epmd. */
+static void node_name(char *out, size_t cap, const char *tag) {
+  static int seq;
+  char host[256];
+  char *dot;
+  gethostname(host, sizeof(host));
+  host[sizeof(host) - 1] = 0;
+  if ((dot = strchr(host, '.')))
+    *dot = 0;
+  snprintf(out, cap, "cntest_%s_%d_%d@%.64s", tag, (int)getpid(), ++seq,
+           host);
+}
+
+static cn_runtime *node_new(char *name, size_t cap, const char *tag,
+                            const char *cookie) {
+  cn_runtime_options o;
+  cn_dist_options d;
+  cn_runtime *rt = NULL;
+  node_name(name, cap, tag);
+  memset(&o, 0, sizeof(o));
+  o.schedulers = 2;
+  o.node_name = name;
+  assert_int_equal(cn_runtime_new(&o, &rt), 0);
+  memset(&d, 0, sizeof(d));
+  d.cookie = cookie;
+  d.handshake_ms = (unsigned)tmo(3000);
+  assert_int_equal(cn_dist_start(rt, &d), 0);
+  assert_true(cn_dist_port(rt) > 0);
+  return rt;
+}
+
+/* ---- A server ---------------------------------------------------------
+ * Calls: {echo, T} -> T; pid -> its pid; {stop, R} -> stops with R;
+ * {sleep, Ms} -> ok after Ms (deferred); {call, Dest, Req} -> {ok, Reply}
+ * or {error, Name} from an async call to {Dest, Node}. */
+
+typedef struct later {
+  cn_from *from;
+} later;
+
+static void call_done(cn_proc *self, void *state, int status, cn_term reply,
+                      void *arg) {
+  cn_from *from = arg;
+  (void)self;
+  (void)state;
+  if (status == 0)
+    cn_replyf(from, "{ok, ~t}", reply);
+  else if (status == CN_EEXIT)
+    cn_replyf(from, "{exit, ~t}", reply);
+  else
+    cn_replyf(from, "{error, ~a}", cn_err_name(status));
+}
+
+static int srv_call(cn_proc *self, void *state, cn_term req, cn_from *from,
+                    cn_buf *reply) {
+  cn_term t;
+  int64_t ms;
+  char name[64], node[256];
+  (void)state;
+  if (cn_match(req, "{echo, ~t}", &t) == 0)
+    return cn_put_term(reply, t) == 0 ? CN_REPLY : CN_STOP;
+  if (cn_match(req, "pid") == 0) {
+    cn_pid me = cn_proc_pid(self);
+    return cn_put_pid(reply, &me) == 0 ? CN_REPLY : CN_STOP;
+  }
+  if (cn_match(req, "{stop, ~t}", &t) == 0) {
+    cn_set_reason_term(self, t);
+    return CN_STOP;
+  }
+  if (cn_match(req, "{sleep, ~i}", &ms) == 0) {
+    cn_pid me = cn_proc_pid(self);
+    cn_buf b = CN_BUF_INIT;
+    cn_ref tref;
+    cn_build(&b, "{wake, ~u}", (uint64_t)(uintptr_t)from);
+    cn_send_after(cn_proc_runtime(self), (unsigned)ms, cn_to_pid(me),
+                  cn_buf_term(&b), &tref);
+    cn_buf_free(&b);
+    return CN_NOREPLY;
+  }
+  if (cn_match(req, "{call, ~a, ~a, ~t}", name, sizeof(name), node,
+               sizeof(node), &t) == 0) {
+    if (cn_call_async(self, cn_to_remote(name, node), t, tmo(2000),
+                      call_done, from) != 0)
+      return CN_STOP;
+    return CN_NOREPLY;
+  }
+  return cn_build(reply, "{error, unknown_call}") == 0 ? CN_REPLY : CN_STOP;
+}
+
+static int srv_info(cn_proc *self, void *state, cn_term msg) {
+  uint64_t f;
+  (void)self;
+  (void)state;
+  if (cn_match(msg, "{wake, ~u}", &f) == 0)
+    cn_replyf((cn_from *)(uintptr_t)f, "ok");
+  return CN_NOREPLY;
+}
+
+static const cn_server_ops srv_ops = {
+    .name = "test_srv", .handle_call = srv_call, .handle_info = srv_info};
+
+static cn_pid start_srv(cn_runtime *rt, const char *name) {
+  cn_start_options o = {name, NULL};
+  cn_pid pid;
+  assert_int_equal(cn_start(rt, &srv_ops, NULL, &o, &pid), 0);
+  return pid;
+}
+
+/* ---- Tests ------------------------------------------------------------ */
+
+static void test_call_both_ways(void **st) {
+  char a_name[128], b_name[128];
+  cn_runtime *a, *b;
+  cn_buf q = CN_BUF_INIT, r = CN_BUF_INIT, x = CN_BUF_INIT;
+  cn_pid bpid, got;
+  int i;
+  (void)st;
+  a = node_new(a_name, sizeof(a_name), "a", "cookie1");
+  b = node_new(b_name, sizeof(b_name), "b", "cookie1");
+  bpid = start_srv(b, "echo");
+  start_srv(a, "echo");
+
+  /* By {Name, Node}: connects on demand. */
+  assert_int_equal(cn_call(a, cn_to_remote("echo", b_name),
+                           T(&q, "{echo, {hello, ~b, ~f, [1 | 2]}}", "bin",
+                             (size_t)3, 1.5),
+                           tmo(5000), &r),
+                   0);
+  assert_true(cn_term_equal(cn_buf_term(&r), T(&x, "{hello, ~b, ~f, [1 | 2]}",
+                                               "bin", (size_t)3, 1.5)));
+  /* By pid, many times, in order. */
+  for (i = 0; i < 200; i++) {
+    assert_int_equal(cn_call(a, cn_to_pid(bpid), T(&q, "{echo, ~i}",
+                                                   (int64_t)i),
+                             tmo(5000), &r),
+                     0);
+    assert_true(cn_term_equal(cn_buf_term(&r), T(&x, "~i", (int64_t)i)));
+  }
+  assert_int_equal(cn_call(a, cn_to_remote("echo", b_name), T(&q, "pid"),
+                           tmo(5000), &r),
+                   0);
+  assert_int_equal(cn_match(cn_buf_term(&r), "~p", &got), 0);
+  assert_true(cn_pid_equal(&got, &bpid));
+
+  /* A server on b calls back to a (async, from inside a callback). */
+  assert_int_equal(cn_call(b, cn_to_remote("echo", b_name),
+                           T(&q, "{call, echo, ~a, {echo, back}}", a_name),
+                           tmo(5000), &r),
+                   0);
+  assert_true(cn_term_equal(cn_buf_term(&r), T(&x, "{ok, back}")));
+
+  {
+    const char *names[4];
+    assert_int_equal(cn_dist_nodes(a, names, 4), 1);
+    assert_string_equal(names[0], b_name);
+  }
+  cn_buf_free(&q);
+  cn_buf_free(&r);
+  cn_buf_free(&x);
+  cn_runtime_free(a);
+  cn_runtime_free(b);
+}
+
+static void test_call_errors(void **st) {
+  char a_name[128], b_name[128], ghost[128];
+  cn_runtime *a, *b;
+  cn_buf q = CN_BUF_INIT, r = CN_BUF_INIT, x = CN_BUF_INIT;
+  uint64_t t0;
+  (void)st;
+  a = node_new(a_name, sizeof(a_name), "a", "cookie2");
+  b = node_new(b_name, sizeof(b_name), "b", "cookie2");
+  start_srv(b, "echo");
+
+  /* noproc at once for a missing name (no timeout wait). */
+  t0 = uv_hrtime();
+  assert_int_equal(cn_call(a, cn_to_remote("nosuch", b_name), T(&q, "x"),
+                           tmo(5000), &r),
+                   CN_ENOPROC);
+  assert_int_equal(cn_call(a, cn_to_remote("nosuch", b_name), T(&q, "x"),
+                           tmo(5000), &r),
+                   CN_ENOPROC);
+  assert_true(uv_hrtime() - t0 < (uint64_t)tmo(4000) * 1000000ULL);
+
+  /* The server's exit reason reaches the caller. */
+  assert_int_equal(cn_call(a, cn_to_remote("echo", b_name),
+                           T(&q, "{stop, {my, reason}}"), tmo(5000), &r),
+                   CN_EEXIT);
+  assert_true(cn_term_equal(cn_buf_term(&r), T(&x, "{my, reason}")));
+
+  /* A timeout, and the late reply never reaches us. */
+  start_srv(b, "echo");
+  assert_int_equal(cn_call(a, cn_to_remote("echo", b_name),
+                           T(&q, "{sleep, 300}"), 50, &r),
+                   CN_ETIMEDOUT);
+  assert_int_equal(cn_receive(a, tmo(600), &r), CN_ETIMEDOUT);
+
+  /* A node that does not exist. */
+  node_name(ghost, sizeof(ghost), "ghost");
+  assert_int_equal(cn_call(a, cn_to_remote("echo", ghost), T(&q, "x"),
+                           tmo(5000), &r),
+                   CN_ENOCONN);
+  assert_int_equal(cn_dist_connect(a, ghost, tmo(5000)), CN_ENOCONN);
+  assert_int_equal(cn_dist_connect(a, b_name, tmo(5000)), 0);
+
+  cn_buf_free(&q);
+  cn_buf_free(&r);
+  cn_buf_free(&x);
+  cn_runtime_free(a);
+  cn_runtime_free(b);
+}
+
+static void test_monitor_link_nodedown(void **st) {
+  char a_name[128], b_name[128];
+  cn_runtime *a, *b;
+  cn_buf q = CN_BUF_INIT, r = CN_BUF_INIT, x = CN_BUF_INIT;
+  cn_pid bpid, me;
+  cn_ref mref, got;
+  cn_term reason;
+  (void)st;
+  a = node_new(a_name, sizeof(a_name), "a", "cookie3");
+  b = node_new(b_name, sizeof(b_name), "b", "cookie3");
+  bpid = start_srv(b, "echo");
+  assert_int_equal(cn_self(a, &me), 0);
+
+  /* A monitor by pid: DOWN with the reason. */
+  assert_int_equal(cn_monitor(a, cn_to_pid(bpid), &mref), 0);
+  assert_int_equal(cn_call(a, cn_to_pid(bpid), T(&q, "{stop, bye}"),
+                           tmo(5000), &r),
+                   CN_EEXIT);
+  assert_int_equal(cn_receive(a, tmo(5000), &r), 0);
+  assert_int_equal(cn_match(cn_buf_term(&r), "{'DOWN', ~r, process, _, ~t}",
+                            &got, &reason),
+                   0);
+  assert_true(cn_ref_equal(&got, &mref));
+  assert_true(cn_is_atom(reason, "bye"));
+
+  /* A monitor by name of a missing name: noproc, with {Name, Node}. */
+  assert_int_equal(cn_monitor(a, cn_to_remote("nosuch", b_name), &mref), 0);
+  assert_int_equal(cn_receive(a, tmo(5000), &r), 0);
+  assert_true(cn_term_equal(
+      cn_buf_term(&r), T(&x, "{'DOWN', ~r, process, {nosuch, ~a}, noproc}",
+                         &mref, b_name)));
+
+  /* A link: the thread (which traps) gets the EXIT. */
+  bpid = start_srv(b, "echo");
+  assert_int_equal(cn_link(a, bpid), 0);
+  assert_int_equal(cn_exit(a, bpid, T(&q, "kill")), 0);
+  assert_int_equal(cn_receive(a, tmo(5000), &r), 0);
+  assert_true(cn_term_equal(cn_buf_term(&r),
+                            T(&x, "{'EXIT', ~p, killed}", &bpid)));
+
+  /* Node down: monitors and links fire with noconnection. */
+  bpid = start_srv(b, "echo2");
+  assert_int_equal(cn_monitor(a, cn_to_pid(bpid), &mref), 0);
+  assert_int_equal(cn_link(a, bpid), 0);
+  /* A round trip makes sure both signals are through. */
+  assert_int_equal(cn_call(a, cn_to_pid(bpid), T(&q, "pid"), tmo(5000), &r),
+                   0);
+  assert_int_equal(cn_dist_disconnect(a, b_name), 0);
+  {
+    int downs = 0, exits = 0, i;
+    for (i = 0; i < 2; i++) {
+      assert_int_equal(cn_receive(a, tmo(5000), &r), 0);
+      if (cn_term_equal(cn_buf_term(&r),
+                        T(&x, "{'DOWN', ~r, process, ~p, noconnection}",
+                          &mref, &bpid)))
+        downs++;
+      else if (cn_term_equal(cn_buf_term(&r),
+                             T(&x, "{'EXIT', ~p, noconnection}", &bpid)))
+        exits++;
+    }
+    assert_int_equal(downs, 1);
+    assert_int_equal(exits, 1);
+  }
+  /* The other side fired its end too: the server, linked to us and not
+   * trapping, died of noconnection.  A new one answers after a
+   * reconnect. */
+  {
+    int i;
+    for (i = 0; i < 500 && cn_is_alive(b, bpid); i++)
+      uv_sleep(10);
+    assert_false(cn_is_alive(b, bpid));
+  }
+  assert_int_equal(cn_call(a, cn_to_pid(bpid), T(&q, "pid"), tmo(5000), &r),
+                   CN_ENOPROC);
+  bpid = start_srv(b, "echo3");
+  assert_int_equal(cn_call(a, cn_to_remote("echo3", b_name), T(&q, "pid"),
+                           tmo(5000), &r),
+                   0);
+
+  cn_buf_free(&q);
+  cn_buf_free(&r);
+  cn_buf_free(&x);
+  cn_runtime_free(a);
+  cn_runtime_free(b);
+}
+
+static void test_wrong_cookie(void **st) {
+  char a_name[128], b_name[128], c_name[128];
+  cn_runtime *a, *b, *c;
+  cn_buf q = CN_BUF_INIT, r = CN_BUF_INIT;
+  cn_dist_stats s;
+  (void)st;
+  a = node_new(a_name, sizeof(a_name), "a", "right");
+  b = node_new(b_name, sizeof(b_name), "b", "right");
+  c = node_new(c_name, sizeof(c_name), "c", "wrong");
+  start_srv(b, "echo");
+  assert_int_equal(cn_call(c, cn_to_remote("echo", b_name), T(&q, "pid"),
+                           tmo(5000), &r),
+                   CN_ENOCONN);
+  assert_int_equal(cn_call(a, cn_to_remote("echo", b_name), T(&q, "pid"),
+                           tmo(5000), &r),
+                   0);
+  assert_int_equal(cn_dist_get_stats(b, &s), 0);
+  assert_true(s.handshakes_failed >= 1);
+  assert_true(s.connections >= 1);
+  cn_buf_free(&q);
+  cn_buf_free(&r);
+  cn_runtime_free(a);
+  cn_runtime_free(b);
+  cn_runtime_free(c);
+}
+
+/* Both nodes dial each other at once: one connection wins, and every
+ * call made during the race is answered. */
+typedef struct racer {
+  cn_runtime *rt;
+  const char *peer;
+  int ok;
+} racer;
+
+static void race_thread(void *arg) {
+  racer *rc = arg;
+  cn_buf q = CN_BUF_INIT, r = CN_BUF_INIT;
+  int i;
+  for (i = 0; i < 20; i++)
+    if (cn_call(rc->rt, cn_to_remote("echo", rc->peer), T(&q, "{echo, ~i}",
+                                                         (int64_t)i),
+                tmo(5000), &r) == 0)
+      rc->ok++;
+  cn_buf_free(&q);
+  cn_buf_free(&r);
+}
+
+static void test_simultaneous_connect(void **st) {
+  char a_name[128], b_name[128];
+  cn_runtime *a, *b;
+  uv_thread_t ta, tb;
+  racer ra, rb;
+  (void)st;
+  a = node_new(a_name, sizeof(a_name), "a", "cookie5");
+  b = node_new(b_name, sizeof(b_name), "b", "cookie5");
+  start_srv(a, "echo");
+  start_srv(b, "echo");
+  ra.rt = a;
+  ra.peer = b_name;
+  ra.ok = 0;
+  rb.rt = b;
+  rb.peer = a_name;
+  rb.ok = 0;
+  uv_thread_create(&ta, race_thread, &ra);
+  uv_thread_create(&tb, race_thread, &rb);
+  uv_thread_join(&ta);
+  uv_thread_join(&tb);
+  assert_int_equal(ra.ok, 20);
+  assert_int_equal(rb.ok, 20);
+  cn_runtime_free(a);
+  cn_runtime_free(b);
+}
+
+static void test_api_errors(void **st) {
+  cn_runtime_options o;
+  cn_dist_options d;
+  cn_runtime *rt;
+  cn_dist_stats s;
+  (void)st;
+  memset(&o, 0, sizeof(o));
+  memset(&d, 0, sizeof(d));
+  o.schedulers = 1;
+  assert_int_equal(cn_runtime_new(&o, &rt), 0);
+  d.cookie = "x";
+  assert_int_equal(cn_dist_start(rt, &d), CN_EINVAL); /* nonode@nohost */
+  assert_int_equal(cn_dist_get_stats(rt, &s), CN_ENOTSUP);
+  assert_int_equal(cn_dist_connect(rt, "a@b", 10), CN_ENOTSUP);
+  assert_int_equal(cn_dist_port(rt), 0);
+  {
+    /* Without distribution, a remote link or monitor fails as
+     * noconnection, and a call with CN_ENOCONN. */
+    cn_buf q = CN_BUF_INIT, r = CN_BUF_INIT;
+    cn_ref mref;
+    assert_int_equal(cn_call(rt, cn_to_remote("x", "y@z"), T(&q, "a"), 100,
+                             &r),
+                     CN_ENOCONN);
+    assert_int_equal(cn_monitor(rt, cn_to_remote("x", "y@z"), &mref), 0);
+    assert_int_equal(cn_receive(rt, tmo(1000), &r), 0);
+    assert_int_equal(
+        cn_match(cn_buf_term(&r), "{'DOWN', _, process, _, noconnection}"),
+        0);
+    cn_buf_free(&q);
+    cn_buf_free(&r);
+  }
+  cn_runtime_free(rt);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_api_errors),
+      cmocka_unit_test(test_call_both_ways),
+      cmocka_unit_test(test_call_errors),
+      cmocka_unit_test(test_monitor_link_nodedown),
+      cmocka_unit_test(test_wrong_cookie),
+      cmocka_unit_test(test_simultaneous_connect),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
