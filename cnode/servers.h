@@ -1,0 +1,49 @@
+/* cnode: the servers the node program hosts, and their supervisor.
+ *
+ *   cnode_sup (one_for_one, intensity 100, period 1)
+ *   |-- kv     module cnode_kv: a key-value store of terms
+ *   `-- echo   module cnode_echo: echoes, sleeps, stops and calls on
+ *              request, for testing callers (and the node) from outside
+ *
+ * Each start function has the cn_child_start_fn signature, so that
+ * node_sup_start can register it with cn_module_register for the child
+ * specs' start MFAs.  The requests each server answers are listed in its
+ * file.
+ */
+#ifndef CNODE_PROGRAM_SERVERS_H
+#define CNODE_PROGRAM_SERVERS_H
+
+#include <cnode.h>
+
+#define NODE_SUP_NAME "cnode_sup" /* the supervisor's registered name */
+#define KV_NAME "kv"              /* the kv server's registered name */
+#define ECHO_NAME "echo"          /* the echo server's registered name */
+
+/* The kv server's callbacks (module cnode_kv).  Its state is made by
+ * init; the start argument is ignored. */
+extern const cn_server_ops kv_server_ops;
+
+/* {cnode_kv, start_link, []}: starts the kv server registered as "kv",
+ * linked to the caller.  Returns as cn_start_link, with the reason for a
+ * failure in *reason ({already_started, Pid} when the name is taken,
+ * {badarg, Args} for arguments other than []). */
+int kv_start_link(cn_runtime *rt, cn_term args, void *arg, cn_pid *pid,
+                  cn_buf *reason);
+
+/* The echo server's callbacks (module cnode_echo). */
+extern const cn_server_ops echo_server_ops;
+
+/* {cnode_echo, start_link, []}: starts the echo server registered as
+ * "echo", linked to the caller.  Returns as kv_start_link. */
+int echo_start_link(cn_runtime *rt, cn_term args, void *arg, cn_pid *pid,
+                    cn_buf *reason);
+
+/* Registers the modules cnode_kv and cnode_echo with rt and starts the
+ * supervisor registered as "cnode_sup", with kv and echo as its children,
+ * not linked to the caller.  Returns 0 with *pid set once both children
+ * run, or an error of cn_module_register or cn_supervisor_start, with the
+ * supervisor's reason (if any) in *reason.  Thread-safe; call it once per
+ * runtime, since the modules stay registered. */
+int node_sup_start(cn_runtime *rt, cn_pid *pid, cn_buf *reason);
+
+#endif /* CNODE_PROGRAM_SERVERS_H */
