@@ -127,7 +127,28 @@ int cn__epmd_spawn_daemon(void) {
   pid_t pid;
   int status;
 
-  if (posix_spawnp(&pid, "epmd", NULL, NULL, argv, environ) != 0)
+  posix_spawnattr_t attr;
+  sigset_t none, dfl;
+  int rc;
+
+  /* The daemon outlives us: it must not inherit our blocked signals (a
+   * node program typically blocks SIGINT and SIGTERM to wait for them)
+   * nor an ignored SIGPIPE. */
+  sigemptyset(&none);
+  sigemptyset(&dfl);
+  sigaddset(&dfl, SIGPIPE);
+  sigaddset(&dfl, SIGINT);
+  sigaddset(&dfl, SIGTERM);
+  sigaddset(&dfl, SIGHUP);
+  if (posix_spawnattr_init(&attr) != 0)
+    return CN_ESYSTEM;
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &dfl);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  rc = posix_spawnp(&pid, "epmd", NULL, &attr, argv, environ);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0)
     return CN_ESYSTEM;
   /* `epmd -daemon` forks the daemon and exits 0 at once, before the
    * daemon binds its port, so success here only means that epmd could be

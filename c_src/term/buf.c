@@ -97,11 +97,12 @@ int cn_buf_reserve(cn_buf *b, size_t n) {
 }
 
 int cn_buf_append(cn_buf *b, const void *p, size_t n) {
-  char *dst = cn__room(b, n);
-  if (dst == NULL)
+  char *dst;
+  if (n == 0) /* nothing to add: not an error, even with no storage yet */
+    return 0;
+  if ((dst = cn__room(b, n)) == NULL)
     return CN_ENOMEM;
-  if (n != 0)
-    memcpy(dst, p, n);
+  memcpy(dst, p, n);
   b->len += n;
   return 0;
 }
