@@ -126,6 +126,12 @@ static void on_write(uv_write_t *req, int status) {
 static void start_write(cn__conn *c) {
   cn_buf tmp;
   uv_buf_t b;
+  if (c->writing && c->out.len > 2 * c->d->opt.max_frame) {
+    /* The peer reads nothing while we keep producing: rather than grow
+     * without bound, drop it (its links and monitors fire). */
+    cn__conn_close(c, "peer not reading (output over 2 x max_frame)");
+    return;
+  }
   if (c->writing || c->out.len == 0 || c->state == C_CLOSING || !c->tcp_open)
     return;
   tmp = c->wbuf;
