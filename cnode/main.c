@@ -44,12 +44,18 @@ typedef struct config {
   unsigned schedulers;             /* --schedulers, 0: one per core */
   bool published;                  /* --published: a visible node */
   bool no_dist;                    /* --no-dist: no distribution */
+  unsigned handshake_ms;           /* --handshake-ms, 0: the default */
+  unsigned ticktime;               /* --ticktime, 0: the default */
+  unsigned max_handshakes;         /* --max-handshakes, 0: the default */
+  unsigned long max_frame;         /* --max-frame, 0: the default */
 } config;
 
 #define SYNOPSIS                                                               \
   "usage: cnode [--sname NAME | --name NAME@HOST] [--cookie COOKIE]\n"         \
   "             [--listen ADDR] [--port N] [--schedulers N]\n"                 \
-  "             [--hidden | --published] [--no-dist] [--help]\n"
+  "             [--hidden | --published] [--handshake-ms MS]\n"             \
+  "             [--ticktime S] [--max-frame N] [--max-handshakes N]\n"      \
+  "             [--no-dist] [--help]\n"
 
 static const char usage_text[] = SYNOPSIS
     "\n"
@@ -67,6 +73,13 @@ static const char usage_text[] = SYNOPSIS
     "  --schedulers N   scheduler threads (default: one per core)\n"
     "  --hidden         a hidden node, as erl -hidden (the default)\n"
     "  --published      a visible node, as a plain erl node\n"
+    "  --handshake-ms MS  time allowed for a handshake (default 7000)\n"
+    "  --ticktime S     net_ticktime: a peer silent this long is dropped\n"
+    "                   (default 60)\n"
+    "  --max-frame N    largest distribution frame in bytes (default\n"
+    "                   128 MiB); a bigger one closes its connection\n"
+    "  --max-handshakes N  accepted connections still in their handshake\n"
+    "                   (default 64)\n"
     "  --no-dist        run the servers in a runtime without distribution,\n"
     "                   for C-only smoke tests: no epmd, no cookie\n"
     "  --help           print this and exit\n"
@@ -153,7 +166,21 @@ static int set_node(config *c, const char *sname, const char *full) {
 /* Fills c from the command line.  Returns 0 to run, 1 when --help was
  * printed, or -1 after printing what is wrong. */
 static int parse_args(int argc, char **argv, config *c) {
-  enum { SNAME = 256, NAME, COOKIE, LISTEN, PORT, SCHED, HIDDEN, PUB, NODIST };
+  enum {
+    SNAME = 256,
+    NAME,
+    COOKIE,
+    LISTEN,
+    PORT,
+    SCHED,
+    HIDDEN,
+    PUB,
+    NODIST,
+    HSMS,
+    TICK,
+    MAXFRAME,
+    MAXHS
+  };
   static const struct option opts[] = {
       {"sname", required_argument, NULL, SNAME},
       {"name", required_argument, NULL, NAME},
@@ -164,6 +191,10 @@ static int parse_args(int argc, char **argv, config *c) {
       {"hidden", no_argument, NULL, HIDDEN},
       {"published", no_argument, NULL, PUB},
       {"no-dist", no_argument, NULL, NODIST},
+      {"handshake-ms", required_argument, NULL, HSMS},
+      {"ticktime", required_argument, NULL, TICK},
+      {"max-frame", required_argument, NULL, MAXFRAME},
+      {"max-handshakes", required_argument, NULL, MAXHS},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -215,6 +246,29 @@ static int parse_args(int argc, char **argv, config *c) {
       break;
     case NODIST:
       c->no_dist = true;
+      break;
+    case HSMS:
+    case TICK:
+    case MAXHS:
+      if (!parse_num(optarg, 1, 1000000000, &v)) {
+        fprintf(stderr, "cnode: %s wants a positive number, not '%s'\n",
+                argv[optind - 1], optarg);
+        return -1;
+      }
+      if (o == HSMS)
+        c->handshake_ms = (unsigned)v;
+      else if (o == TICK)
+        c->ticktime = (unsigned)v;
+      else
+        c->max_handshakes = (unsigned)v;
+      break;
+    case MAXFRAME:
+      if (!parse_num(optarg, 64, 4294967295UL, &v)) {
+        fprintf(stderr, "cnode: --max-frame wants 64..4294967295, not '%s'\n",
+                optarg);
+        return -1;
+      }
+      c->max_frame = v;
       break;
     case 'h':
       fputs(usage_text, stdout);
@@ -326,6 +380,10 @@ static int start(cn_runtime *rt, const config *c, cn_pid *sup) {
     d.listen_addr = c->listen;
     d.listen_port = c->port;
     d.published = c->published;
+    d.handshake_ms = c->handshake_ms;
+    d.ticktime_s = c->ticktime;
+    d.max_handshakes = c->max_handshakes;
+    d.max_frame = c->max_frame;
     if ((err = cn_dist_start(rt, &d)) != 0) {
       fprintf(stderr, "cnode: cannot start distribution as %s: %s (%s)%s\n",
               c->node, cn_strerror(err), cn_err_name(err),
