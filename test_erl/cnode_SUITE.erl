@@ -36,8 +36,8 @@
          exit_reason/1,
          c_call_name/1, c_call_pid/1, c_call_wire_shape/1,
          c_call_timeout/1, c_call_noproc/1, c_call_exit_reason/1,
-         c_call_server_killed/1, c_call_noconnection/1, c_cast/1,
-         c_send/1,
+         c_call_server_killed/1, c_call_noconnection/1,
+         c_call_local_servers/1, c_cast/1, c_send/1,
          ping/1, hidden_node/1, epmd_registration/1, which_children/1,
          count_children/1, which_children_after_restart/1,
          fixed_port/1, published_node/1, name_taken/1, bad_command_line/1,
@@ -73,8 +73,8 @@ groups() ->
                   exit_reason]},
      {c_to_erlang, [], [c_call_name, c_call_pid, c_call_wire_shape,
                         c_call_timeout, c_call_noproc, c_call_exit_reason,
-                        c_call_server_killed, c_call_noconnection, c_cast,
-                        c_send]},
+                        c_call_server_killed, c_call_noconnection,
+                        c_call_local_servers, c_cast, c_send]},
      {node, [], [ping, hidden_node, epmd_registration, which_children,
                  count_children, which_children_after_restart,
                  fixed_port, published_node, name_taken, bad_command_line,
@@ -859,6 +859,22 @@ c_call_noconnection(Config) ->
     ct:log("noconnection after ~p ms", [cn_node:elapsed_ms(T0)]),
     same = echo(Config, {echo, same}).
 
+%% The same call from echo to servers on its own node, by {Name, Node} and
+%% by pid; calling itself fails as gen_server:call does (calling_self).
+c_call_local_servers(Config) ->
+    N = cnode(Config),
+    K = key(),
+    {ok, ok} = echo(Config, {call, {kv, N}, {put, K, local}, 2000}),
+    {ok, {ok, local}} = echo(Config, {call, {kv, N}, {get, K}, 2000}),
+    [_, {kv, KvPid, _, _}] = supervisor:which_children({cnode_sup, N}),
+    {ok, ok} = echo(Config, {call, KvPid, {delete, K}, 2000}),
+    {ok, error} = echo(Config, {call, {kv, N}, {get, K}, 2000}),
+    {error, noproc} = echo(Config, {call, {no_such_server, N}, x, 2000}),
+    {ok, [{specs, 2} | _]} =
+        echo(Config, {call, {cnode_sup, N}, count_children, 2000}),
+    {error, calling_self} = echo(Config, {call, {echo, N}, {echo, x}, 2000}),
+    {error, calling_self} = echo(Config, {call, echo(Config, pid), pid, 2000}).
+
 c_cast(Config) ->
     Name = srv_name(),
     true = register(Name, self()),
@@ -928,8 +944,9 @@ which_children(Config) ->
     N = cnode(Config),
     Children = supervisor:which_children({cnode_sup, N}),
     ct:log("~p", [Children]),
+    %% Latest started first, as OTP's supervisor lists them.
     [{echo, EchoPid, worker, [cnode_echo]}, {kv, KvPid, worker, [cnode_kv]}] =
-        lists:sort(Children),
+        Children,
     EchoPid = echo(Config, pid),
     ?assertEqual(N, erlang:node(KvPid)),
     %% The pid in which_children is the registered kv.
