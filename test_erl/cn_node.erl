@@ -60,7 +60,10 @@ start() ->
     start(#{}).
 
 %% Options: name (the short name, default "cn" ++ uniq()), cookie (default
-%% random), args (more command-line arguments), log_dir.
+%% random), args (more command-line arguments), log_dir, owner (a pid: when
+%% it dies, the node is killed if it still runs; test cases that start a
+%% node of their own pass self(), so that a failing or timed-out case
+%% leaves nothing behind).
 %% Returns a map: node, cookie (atom), port, os_pid, holder, log.
 start(Opts) ->
     ok = ensure_dist(),
@@ -76,7 +79,8 @@ start(Opts) ->
         false -> error({no_node_program, Exe})
     end,
     Parent = self(),
-    Holder = spawn(fun() -> holder_init(Parent, Exe, Args, Log) end),
+    Owner = maps:get(owner, Opts, none),
+    Holder = spawn(fun() -> holder_init(Parent, Exe, Args, Log, Owner) end),
     MRef = erlang:monitor(process, Holder),
     receive
         {Holder, ready, Node, Port, OsPid} ->
@@ -153,7 +157,11 @@ holder_req(Holder, Req, Timeout) ->
 %% The node program runs under /bin/sh only long enough for the shell to
 %% redirect stderr to the log and exec it, so the port's OS pid is the
 %% node's own pid.
-holder_init(Parent, Exe, Args, Log) ->
+holder_init(Parent, Exe, Args, Log, Owner) ->
+    OwnerRef = case Owner of
+                   none -> none;
+                   _ -> erlang:monitor(process, Owner)
+               end,
     Port = open_port({spawn_executable, "/bin/sh"},
                      [{args, ["-c", "exec \"$0\" \"$@\" 2>>\"$CN_NODE_LOG\"",
                               Exe | Args]},
@@ -161,7 +169,7 @@ holder_init(Parent, Exe, Args, Log) ->
                       {line, 4096}, binary, exit_status, use_stdio]),
     {os_pid, OsPid} = erlang:port_info(Port, os_pid),
     S = #{port => Port, os_pid => OsPid, lines => [], partial => <<>>,
-          exited => false, waiters => [], log => Log},
+          exited => false, waiters => [], log => Log, owner => OwnerRef},
     holder_wait_ready(Parent, S).
 
 holder_wait_ready(Parent, S = #{port := Port}) ->
@@ -197,6 +205,13 @@ holder_loop(S = #{port := Port}) ->
             holder_loop(S#{exited := {ok, Status}, waiters := []});
         {req, From, Ref, Req} ->
             holder_loop(handle_req(From, Ref, Req, S));
+        {'DOWN', OwnerRef, process, _, _} when OwnerRef =:= map_get(owner, S) ->
+            %% The test case that owns the node is gone: so is the node.
+            case maps:get(exited, S) of
+                false -> kill_os_pid("KILL", S);
+                _ -> ok
+            end,
+            holder_loop(S);
         {wait_timeout, From, Ref, Kind} ->
             case lists:member({From, Ref}, maps:get(waiters, S)) of
                 true when Kind =:= signal ->

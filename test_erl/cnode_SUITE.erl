@@ -976,7 +976,7 @@ fixed_port(_Config) ->
     {ok, L} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
     {ok, Free} = inet:port(L),
     ok = gen_tcp:close(L),
-    CN = cn_node:start(#{args => ["--port", integer_to_list(Free)]}),
+    CN = cn_node:start(#{owner => self(), args => ["--port", integer_to_list(Free)]}),
     Free = cn_node:port(CN),
     N = cn_node:node_name(CN),
     [Alive, _] = string:split(atom_to_list(N), "@"),
@@ -986,7 +986,7 @@ fixed_port(_Config) ->
 
 %% --published: a visible node, in nodes() rather than nodes(hidden).
 published_node(_Config) ->
-    CN = cn_node:start(#{args => ["--published"]}),
+    CN = cn_node:start(#{owner => self(), args => ["--published"]}),
     N = cn_node:node_name(CN),
     visible = gen_server:call({echo, N}, {echo, visible}),
     ?assert(lists:member(N, nodes())),
@@ -1000,12 +1000,12 @@ published_node(_Config) ->
 name_taken(Config) ->
     [Alive, _] = string:split(atom_to_list(cnode(Config)), "@"),
     {'EXIT', {{cnode_start_failed, {exited_before_ready, 1, stdout, []}, _}, _}} =
-        (catch cn_node:start(#{name => Alive})),
+        (catch cn_node:start(#{owner => self(), name => Alive})),
     same = echo(Config, {echo, same}).
 
 bad_command_line(_Config) ->
     [{'EXIT', {{cnode_start_failed, {exited_before_ready, 2, stdout, []}, _}, _}} =
-         (catch cn_node:start(#{args => Args}))
+         (catch cn_node:start(#{owner => self(), args => Args}))
      || Args <- [["--no-such-option"], ["--port", "not_a_number"],
                  ["--port", "70000"], ["--sname"]]],
     ok.
@@ -1013,7 +1013,7 @@ bad_command_line(_Config) ->
 %% A node of its own: one line on stdout, SIGTERM stops it with status 0,
 %% it leaves epmd, and its callers see it go down.
 clean_stop(_Config) ->
-    CN = cn_node:start(),
+    CN = cn_node:start(#{owner => self()}),
     N = cn_node:node_name(CN),
     [Alive, _] = string:split(atom_to_list(N), "@"),
     pong = net_adm:ping(N),

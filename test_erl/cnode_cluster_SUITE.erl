@@ -359,7 +359,7 @@ wrong_cookie(Config) ->
 %% pending call all see noconnection / nodedown, and the node is gone from
 %% epmd.
 node_killed(_Config) ->
-    CN = cn_node:start(),
+    CN = cn_node:start(#{owner => self()}),
     N = cn_node:node_name(CN),
     process_flag(trap_exit, true),
     ok = net_kernel:monitor_nodes(true, [{node_type, all}]),
@@ -423,7 +423,7 @@ c_call_peer_goes_down(Config) ->
 %% SIGTERM while callers are busy: the node exits 0 and every caller is
 %% released.
 sigterm_under_load(_Config) ->
-    CN = cn_node:start(),
+    CN = cn_node:start(#{owner => self()}),
     N = cn_node:node_name(CN),
     Sleepers = [async(fun() -> gen_server:call({echo, N}, {sleep, 30000}, 40000) end)
                 || _ <- lists:seq(1, 5)],
@@ -453,7 +453,7 @@ busy_loop(N, Count) ->
 %% an OTP supervisor does (reason shutdown).  The node program, its top
 %% supervisor gone, then exits with status 1.
 restart_intensity(_Config) ->
-    CN = cn_node:start(),
+    CN = cn_node:start(#{owner => self()}),
     N = cn_node:node_name(CN),
     Sup = erlang:monitor(process, {cnode_sup, N}),
     T0 = erlang:monotonic_time(),

@@ -498,7 +498,7 @@ send_while_open(S, Burst, Left, Sent) ->
 %% idle connection, keeps a peer that ticks, and drops one that is silent
 %% for 2 s.
 ticktime(_Config) ->
-    CN = cn_node:start(#{args => ["--ticktime", "2"]}),
+    CN = cn_node:start(#{owner => self(), args => ["--ticktime", "2"]}),
     try
         Port = cn_node:port(CN),
         Cookie = cn_node:cookie(CN),

@@ -33,7 +33,8 @@ defmodule CnodeTest.Node do
   end
 
   # Starts the node program; returns %{node:, cookie:, os_pid:, holder:}.
-  def start do
+  # When owner (a pid) dies, the node is killed if it still runs.
+  def start(owner \\ nil) do
     ensure_dist()
     name = "cnex#{uniq()}"
     cookie = "ck" <> Base.encode16(:crypto.strong_rand_bytes(12), case: :lower)
@@ -42,7 +43,7 @@ defmodule CnodeTest.Node do
     log = Path.join(log_dir, name <> ".log")
     parent = self()
     args = [exe(), "--sname", name, "--cookie", cookie]
-    holder = spawn(fn -> holder_init(parent, args, log) end)
+    holder = spawn(fn -> holder_init(parent, args, log, owner) end)
 
     receive do
       {^holder, :ready, node, os_pid} ->
@@ -68,7 +69,9 @@ defmodule CnodeTest.Node do
     end
   end
 
-  defp holder_init(parent, args, log) do
+  defp holder_init(parent, args, log, owner) do
+    if owner, do: Process.monitor(owner)
+
     port =
       Port.open({:spawn_executable, "/bin/sh"}, [
         :binary,
@@ -111,6 +114,10 @@ defmodule CnodeTest.Node do
         receive do
           {:stop, from, ref} -> send(from, {ref, {:exited_before_stop, status}})
         end
+
+      {:DOWN, _, :process, _, _} ->
+        System.cmd("kill", ["-KILL", Integer.to_string(os_pid)])
+        holder_loop(port, os_pid)
 
       {:stop, from, ref} ->
         System.cmd("kill", ["-TERM", Integer.to_string(os_pid)])
@@ -308,7 +315,7 @@ defmodule CnodeStopTest do
   alias CnodeTest.Node, as: CN
 
   test "SIGTERM stops the node with status 0; its monitors fire noconnection" do
-    cn = CN.start()
+    cn = CN.start(self())
     node = cn.node
     assert Node.ping(node) == :pong
     ref = Process.monitor({:kv, node})
