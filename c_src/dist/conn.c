@@ -10,6 +10,8 @@
  * back anything above this. */
 #define KEEP_BUF ((size_t)256 << 10)
 #define READ_CHUNK ((size_t)64 << 10)
+#define TICK_ANSWER_MS 500
+#define TICK_ANSWERS 8
 
 static void process_input(cn__conn *c);
 
@@ -146,6 +148,7 @@ static void start_write(cn__conn *c) {
   c->writing = 1;
   c->handles++;
   c->wrote = 1;
+  c->last_write = uv_now(c->d->loop);
   atomic_fetch_add_explicit(&c->d->st_bytes_out, c->wbuf.len,
                             memory_order_relaxed);
 }
@@ -199,6 +202,7 @@ void cn__conn_tick_all(cn__dist *d) {
       cn__conn_mark_dirty(c);
     }
     c->wrote = 0;
+    c->ticks_answered = 0;
   }
 }
 
@@ -298,6 +302,39 @@ static void handshake_done(cn__conn *c) {
   cn__dist_node_up(d, dn, c);
 }
 
+/* ---- Ticks we answer ------------------------------------------------- */
+
+static void send_tick(cn__conn *c) {
+  static const char tick[4] = {0, 0, 0, 0};
+  if (c->out.len == 0 && !c->writing) {
+    cn_buf_append(&c->out, tick, sizeof(tick));
+    cn__conn_mark_dirty(c);
+  }
+}
+
+static void on_tick_answer(uv_timer_t *t) {
+  cn__conn *c = t->data;
+  if (c->state == C_UP)
+    send_tick(c);
+}
+
+/* A tick came in.  Answer it, as ei does, so that a peer whose ticktime is
+ * shorter than ours still hears from us in time.  Two nodes that both
+ * answer would bounce ticks forever, so answers are at least
+ * TICK_ANSWER_MS apart (a later one waits on the connection's timer), and
+ * at most TICK_ANSWERS go out per tick period of ours. */
+static void answer_tick(cn__conn *c) {
+  uint64_t since = uv_now(c->d->loop) - c->last_write;
+  if (c->ticks_answered >= TICK_ANSWERS ||
+      uv_is_active((uv_handle_t *)&c->timer))
+    return;
+  c->ticks_answered++;
+  if (since >= TICK_ANSWER_MS)
+    send_tick(c);
+  else
+    uv_timer_start(&c->timer, on_tick_answer, TICK_ANSWER_MS - since, 0);
+}
+
 /* ---- Input ------------------------------------------------------------ */
 
 static void process_input(cn__conn *c) {
@@ -328,8 +365,9 @@ static void process_input(cn__conn *c) {
     if (avail < 4)
       break;
     len = be32(p);
-    if (len == 0) { /* a tick */
+    if (len == 0) {
       c->in_off += 4;
+      answer_tick(c);
       continue;
     }
     if (len > d->opt.max_frame) {

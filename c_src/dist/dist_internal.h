@@ -100,6 +100,8 @@ struct cn__conn {
   uv_timer_t timer;         /* handshake deadline, then ticks */
   uint64_t last_read;       /* loop time (ms) of the last bytes read */
   int wrote;                /* something was written since the last tick */
+  uint64_t last_write;      /* loop time (ms) of the last write */
+  unsigned ticks_answered;  /* in this tick period (see answer_tick) */
   uint64_t peer_flags;
   uint32_t peer_creation;
   int dirty;                /* on the dist's dirty list */

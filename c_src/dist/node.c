@@ -263,6 +263,7 @@ static int write_all(int fd, const char *p, size_t n) {
  * forgets the node when it closes).  Starts epmd when none answers. */
 static int epmd_register(cn__dist *d, const char *alive, int *fd_out) {
   cn_buf req = CN_BUF_INIT;
+  uint32_t epmd_creation; /* epmd's; ours stays the runtime's */
   char resp[16];
   size_t got = 0;
   int fd = -1, rc, tries;
@@ -302,7 +303,7 @@ static int epmd_register(cn__dist *d, const char *alive, int *fd_out) {
       break;
     }
     got += (size_t)r;
-    rc = cn__epmd_alive2_resp(resp, got, &d->creation);
+    rc = cn__epmd_alive2_resp(resp, got, &epmd_creation);
     if (rc != 1)
       break;
   }
@@ -443,13 +444,11 @@ int cn_dist_start(cn_runtime *rt, const cn_dist_options *opts) {
   su.rc = 0;
   cn__sched_run(rt, DIST_SCHED, setup_on_loop, &su);
   rc = su.rc;
-  if (rc == 0) {
-    uint32_t creation = d->creation;
+  /* Our pids already carry the runtime's creation, and peers learn it in
+   * the handshake; epmd's is not used.  The listener may accept while we
+   * register, so nothing here touches what the loop reads. */
+  if (rc == 0)
     rc = epmd_register(d, alive, &d->epmd_fd);
-    /* Our pids already carry the runtime's creation; epmd's is kept only
-     * for the record.  Peers learn ours in the handshake. */
-    d->creation = creation;
-  }
   rt->dist_ops = &ops;
   atomic_store_explicit(&rt->dist, d, memory_order_release);
   if (rc != 0) {
