@@ -339,11 +339,9 @@ trailing_bytes_after_control(Config) ->
     Echo = ?config(echo_pid, Config),
     %% LINK has no payload: what follows is garbage.
     Link = term_to_binary({1, Pid, Echo}),
-    closes_after(Config, frame(<<$p, Link/binary, 1, 2, 3>>), 3000),
-    %% A whole REG_SEND and its payload, then one byte more.
-    Ctl = term_to_binary({6, Pid, '', echo}),
-    Msg = term_to_binary({'$gen_call', {Pid, make_ref()}, {echo, x}}),
-    closes_after(Config, frame(<<$p, Ctl/binary, Msg/binary, 0>>), 3000).
+    closes_after(Config, frame(<<$p, Link/binary, 1, 2, 3>>), 3000).
+%% (A payload followed by junk is a malformed payload: see
+%% malformed_payload_dropped.)
 
 %% A well-framed REG_SEND to echo with a malformed payload: dropped, and the
 %% same connection goes on.  Each payload on a connection of its own, so
@@ -356,7 +354,8 @@ malformed_payload_dropped(Config) ->
            {no_version_byte, <<104, 1, 97, 1>>},
            {cut_call, binary:part(Good, 0, byte_size(Good) - 1)},
            {bad_atom_utf8, <<131, 119, 2, 255, 254>>},
-           {empty_payload, <<131>>}],
+           {empty_payload, <<131>>},
+           {junk_after_payload, <<Good/binary, 0>>}],
     Results = [{What, payload_survives(Config, B)} || {What, B} <- Bad],
     ct:log("~p", [Results]),
     [] = [R || {_, Result} = R <- Results, Result =/= ok].

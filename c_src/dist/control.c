@@ -185,7 +185,7 @@ int cn__ctl_parse(const char *frame, size_t len, const cn_term_limits *lim,
   if ((rc = cn_term_validate(frame, len, &off, lim)) != 0)
     return rc;
   if (off != len)
-    return CN_EPROTO;
+    return CN_EBADTERM; /* junk after the payload: still only this one */
   pay.ptr = frame + start;
   pay.len = off - start;
   if (s->payload == P_REASON)

@@ -247,12 +247,14 @@ typedef struct cn__ctl {
  * anything reads them.  Returns:
  *   0            ok;
  *   CN_EPROTO    the frame or its control message is malformed, of an
- *                unknown or unsupported op, or has trailing bytes: the
- *                connection must close;
+ *                unknown or unsupported op, lacks its payload, or has
+ *                bytes after a control message that takes no payload:
+ *                the connection must close;
  *   CN_EBADTERM, CN_ETOODEEP, CN_ETOOBIG
  *                the control message is sound but the payload is
- *                malformed (a missing version byte included) or over a
- *                limit: drop the message, keep the connection (out->op,
+ *                malformed (a missing version byte or bytes after it
+ *                included) or over a limit: drop the message, keep the
+ *                connection (out->op,
  *                the control fields and has_payload are set; msg and
  *                reason are empty);
  *   CN_ENOMEM    no memory for the validator's stack.
