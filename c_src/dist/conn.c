@@ -184,6 +184,16 @@ static void close_after_write(cn__conn *c, const char *why) {
 
 /* ---- Ticks ------------------------------------------------------------ */
 
+/* An empty frame, unless something is on its way anyway. */
+static void send_tick(cn__conn *c) {
+  static const char tick[4] = {0, 0, 0, 0};
+  if (c->out.len == 0 && !c->writing) {
+    cn_buf_append(&c->out, tick, sizeof(tick));
+    cn__conn_mark_dirty(c);
+  }
+}
+
+
 void cn__conn_tick_all(cn__dist *d) {
   uint64_t now = uv_now(d->loop);
   uint64_t limit = (uint64_t)d->opt.ticktime_s * 1000;
@@ -196,11 +206,8 @@ void cn__conn_tick_all(cn__dist *d) {
       cn__conn_close(c, "net_tick_timeout: nothing heard for ticktime");
       continue;
     }
-    if (!c->wrote && !c->writing && c->out.len == 0) {
-      static const char tick[4] = {0, 0, 0, 0};
-      cn_buf_append(&c->out, tick, sizeof(tick));
-      cn__conn_mark_dirty(c);
-    }
+    if (!c->wrote)
+      send_tick(c);
     c->wrote = 0;
     c->ticks_answered = 0;
   }
@@ -296,21 +303,12 @@ static void handshake_done(cn__conn *c) {
   c->dn = dn;
   c->state = C_UP;
   c->peer_flags = c->hs.peer_flags;
-  c->peer_creation = c->hs.peer_creation;
   c->last_read = uv_now(d->loop);
   uv_timer_stop(&c->timer);
   cn__dist_node_up(d, dn, c);
 }
 
 /* ---- Ticks we answer ------------------------------------------------- */
-
-static void send_tick(cn__conn *c) {
-  static const char tick[4] = {0, 0, 0, 0};
-  if (c->out.len == 0 && !c->writing) {
-    cn_buf_append(&c->out, tick, sizeof(tick));
-    cn__conn_mark_dirty(c);
-  }
-}
 
 static void on_tick_answer(uv_timer_t *t) {
   cn__conn *c = t->data;
@@ -541,14 +539,15 @@ static void on_epmd_written(uv_write_t *req, int status) {
   conn_unref(c);
 }
 
-static void on_epmd_connected(uv_connect_t *req, int status) {
-  cn__conn *c = req->data;
-  cn__dist *d = c->d;
+static void on_epmd_connected(uv_connect_t *creq, int status) {
+  cn__conn *c = creq->data;
   const char *at = strchr(cn_node_name(c->dn ? c->dn->node : 0), '@');
   char alive[CN_MAX_NODE_NAME + 1];
+  int closing = c->state != C_EPMD;
+  cn_buf req;
   uv_buf_t b;
-  conn_unref(c);
-  if (c->state != C_EPMD)
+  conn_unref(c); /* may free c when it was closing */
+  if (closing)
     return;
   if (status < 0 || !at) {
     c->hs_rc = CN_ENOCONN;
@@ -559,20 +558,19 @@ static void on_epmd_connected(uv_connect_t *req, int status) {
     const char *nm = cn_node_name(c->dn->node);
     snprintf(alive, sizeof(alive), "%.*s", (int)(at - nm), nm);
   }
-  cn_buf_reset(&c->epmd);
-  if (cn__epmd_port2_req(&c->epmd, alive) != 0) {
-    cn__conn_close(c, "out of memory");
+  /* The request (at most 3 + 255 bytes) is built in place in ereq_buf,
+   * which outlives the write. */
+  cn_buf_init_with(&req, c->ereq_buf, sizeof(c->ereq_buf));
+  if (cn__epmd_port2_req(&req, alive) != 0 || req.data != c->ereq_buf) {
+    cn_buf_free(&req);
+    cn__conn_close(c, "epmd request failed");
     return;
   }
-  /* The request is written from c->ereq_buf; the answer reuses c->epmd. */
-  memcpy(c->ereq_buf, c->epmd.data, c->epmd.len);
-  b = uv_buf_init(c->ereq_buf, (unsigned)c->epmd.len);
-  cn_buf_reset(&c->epmd);
+  b = uv_buf_init(c->ereq_buf, (unsigned)req.len);
   c->ewreq.data = c;
   if (uv_write(&c->ewreq, (uv_stream_t *)&c->etcp, &b, 1, on_epmd_written) == 0)
     c->handles++;
   uv_read_start((uv_stream_t *)&c->etcp, on_epmd_alloc, on_epmd_read);
-  (void)d;
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status,

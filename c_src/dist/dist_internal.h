@@ -43,9 +43,10 @@ typedef struct cn__rec {
   uint8_t kind;         /* REC_* */
   cn_ref ref;           /* monitors: the monitor ref (and alias) */
   cn_pid local;         /* our process */
-  cn_pid remote;        /* theirs; a by-name monitor of theirs: the
+  cn_pid remote;        /* theirs; for our by-name monitors, the
                          * node only */
-  char *name;           /* by-name monitors: the monitored name */
+  char *name;           /* our by-name monitors (REC_OMON): the name
+                         * monitored there */
 } cn__rec;
 
 typedef struct cn__rtab {
@@ -103,7 +104,6 @@ struct cn__conn {
   uint64_t last_write;      /* loop time (ms) of the last write */
   unsigned ticks_answered;  /* in this tick period (see answer_tick) */
   uint64_t peer_flags;
-  uint32_t peer_creation;
   int dirty;                /* on the dist's dirty list */
   struct cn__conn *next_dirty;
   struct cn__conn *next;    /* every connection of the dist */
@@ -178,6 +178,9 @@ void cn__dist_node_down(cn__dist *d, cn__dnode *dn, cn__conn *c,
                         int rc);
 void cn__dist_connect_node(cn__dist *d, cn__dnode *dn);
 void cn__dist_expire(cn__dist *d);
+/* Fails every message waiting for dn's connection (see cn__route_fail)
+ * and wakes cn_dist_connect callers with rc. */
+void cn__dist_fail_queue(cn__dist *d, cn__dnode *dn, int rc);
 
 /* conn.c */
 int cn__conn_listen(cn__dist *d, const char *addr, uint16_t port);

@@ -91,6 +91,16 @@ static void wake_waiters(cn__dist *d, cn__dnode *dn, int rc) {
   pthread_mutex_unlock(&d->mu);
 }
 
+void cn__dist_fail_queue(cn__dist *d, cn__dnode *dn, int rc) {
+  cn__msg *m;
+  while ((m = dn->wq_head)) {
+    dn->wq_head = m->next;
+    cn__route_fail(d, m);
+  }
+  dn->wq_tail = NULL;
+  wake_waiters(d, dn, rc);
+}
+
 void cn__dist_node_up(cn__dist *d, cn__dnode *dn, cn__conn *c) {
   cn__msg *m;
   if (dn->pending == c)
@@ -120,7 +130,6 @@ void cn__dist_node_up(cn__dist *d, cn__dnode *dn, cn__conn *c) {
 }
 
 void cn__dist_node_down(cn__dist *d, cn__dnode *dn, cn__conn *c, int rc) {
-  cn__msg *m;
   if (dn->conn == c) {
     size_t i;
     dn->conn = NULL;
@@ -145,13 +154,7 @@ void cn__dist_node_down(cn__dist *d, cn__dnode *dn, cn__conn *c, int rc) {
   if (dn->pending == c) {
     dn->pending = NULL;
     /* The attempt failed: whatever waited for it fails with it. */
-    while ((m = dn->wq_head)) {
-      dn->wq_head = m->next;
-      if (!dn->wq_head)
-        dn->wq_tail = NULL;
-      cn__route_fail(d, m);
-    }
-    wake_waiters(d, dn, rc ? rc : CN_ENOCONN);
+    cn__dist_fail_queue(d, dn, rc ? rc : CN_ENOCONN);
   }
 }
 
@@ -160,15 +163,9 @@ void cn__dist_expire(cn__dist *d) {
   size_t i;
   for (i = 0; i < d->nodes_cap; i++) {
     cn__dnode *dn = d->nodes[i];
-    cn__msg *m;
-    if (!dn || dn->conn || dn->pending || !dn->wq_head || now < dn->wq_deadline)
-      continue;
-    while ((m = dn->wq_head)) {
-      dn->wq_head = m->next;
-      cn__route_fail(d, m);
-    }
-    dn->wq_tail = NULL;
-    wake_waiters(d, dn, CN_ENOCONN);
+    if (dn && !dn->conn && !dn->pending && dn->wq_head &&
+        now >= dn->wq_deadline)
+      cn__dist_fail_queue(d, dn, CN_ENOCONN);
   }
 }
 
@@ -488,16 +485,8 @@ static void stop_on_loop(void *arg) {
   }
   /* Anything still waiting for a connection fails now. */
   for (i = 0; i < d->nodes_cap; i++) {
-    cn__dnode *dn = d->nodes[i];
-    cn__msg *m;
-    if (!dn)
-      continue;
-    while ((m = dn->wq_head)) {
-      dn->wq_head = m->next;
-      cn__route_fail(d, m);
-    }
-    dn->wq_tail = NULL;
-    wake_waiters(d, dn, CN_ENOCONN);
+    if (d->nodes[i])
+      cn__dist_fail_queue(d, d->nodes[i], CN_ENOCONN);
   }
   uv_close((uv_handle_t *)&d->flush, on_handle_closed);
   uv_close((uv_handle_t *)&d->ticker, on_handle_closed);

@@ -203,8 +203,7 @@ static bool pid_set(const cn_pid *p) { return p->id || p->serial; }
 
 /* The sender of a message that has none (a plain thread's cn_send): the
  * node's net_kernel, as the BEAM needs a pid in REG_SEND. */
-static cn_pid sender_of(cn__dist *d, const cn__msg *m, cn_pid from) {
-  (void)m;
+static cn_pid sender_of(cn__dist *d, cn_pid from) {
   return pid_set(&from) ? from : d->net_kernel;
 }
 
@@ -272,12 +271,12 @@ static void encode(cn__dist *d, cn__conn *c, cn__dnode *dn, cn_pid to,
 
   switch (m->kind) {
   case CN__M_MSG:
-    mark = begin_send(d, c, b, sender_of(d, m, m->from), to, toname);
+    mark = begin_send(d, c, b, sender_of(d, m->from), to, toname);
     cn_put_term(b, data);
     frame_end(d, b, mark);
     break;
   case CN__M_CAST:
-    mark = begin_send(d, c, b, sender_of(d, m, m->from), to, toname);
+    mark = begin_send(d, c, b, sender_of(d, m->from), to, toname);
     cn_put_tuple(b, 2);
     cn_put_atom(b, "$gen_cast");
     cn_put_term(b, data);
@@ -437,14 +436,8 @@ void cn__route_out(cn__dist *d, cn_pid to, cn__msg *m) {
     dn->wq_head = m;
   dn->wq_tail = m;
   cn__dist_connect_node(d, dn);
-  if (!dn->pending && !dn->conn) {
-    /* Could not even start: fail what waits. */
-    while ((m = dn->wq_head)) {
-      dn->wq_head = m->next;
-      cn__route_fail(d, m);
-    }
-    dn->wq_tail = NULL;
-  }
+  if (!dn->pending && !dn->conn) /* could not even start */
+    cn__dist_fail_queue(d, dn, CN_ENOCONN);
 }
 
 void cn__route_fail(cn__dist *d, cn__msg *m) {
@@ -751,7 +744,7 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
     } else if (local_pid(d, ctl.to, &to) != 0) {
       return CN_EPROTO;
     }
-    if (!rec_add(&dn->mons, REC_TMON, &ref, to, from, byname)) {
+    if (!rec_add(&dn->mons, REC_TMON, &ref, to, from, NULL)) {
       drop(d, "out of memory");
       break;
     }
