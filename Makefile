@@ -130,7 +130,8 @@ CLANG_FORMAT ?= clang-format
 
 # What `make deps` checks for (and installs when run as root).
 DEPS_PKGS := gcc make pkg-config erlang-nox erlang-dev elixir rebar3 \
-        erlang-common-test libuv1-dev libcmocka-dev libssl-dev
+        erlang-common-test libuv1-dev libcmocka-dev libssl-dev \
+        clang libclang-rt-14-dev valgrind
 
 .PHONY: all lib tests examples check check-tsan test test-erl run run-node \
         bench bench-run install install-check uninstall pc clean deps \
@@ -216,6 +217,11 @@ test: deps
 	        $(SUBMAKE) SANITIZER=thread check-tsan
 	@echo "==== make test: Erlang and Elixir tests against the node"
 	$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(MAKE) --no-print-directory SANITIZER= test-erl
+	+$(Q)for t in $(TEST_EXTRAS); do \
+	  echo "==== make test: $$t"; \
+	  CN_TEST_SUMMARY=$(TEST_SUMMARY) $(MAKE) --no-print-directory \
+	          SANITIZER= $$t || echo "0 1" >>$(TEST_SUMMARY); \
+	done
 	@echo "==== make test: total over all configurations" \
 	        "($$(( $$(date +%s) - $$(cat $(TEST_SUMMARY).start) )) s)"
 	@awk '{ p += $$1; f += $$2 } END { printf "%d passed, %d failed\n", p, f; \
@@ -333,6 +339,13 @@ deps:
 
 clean:
 	rm -rf build _build
+
+# Optional parts, each in its own file under mk/ (fuzzing, soak, leak
+# checks).  A part that `make test` should run in a short form adds the
+# name of that target to TEST_EXTRAS; the target appends "PASSED FAILED"
+# to $$CN_TEST_SUMMARY, as c_src/tests/run.sh does.
+TEST_EXTRAS :=
+include $(sort $(wildcard mk/*.mk))
 
 -include $(LIB_OBJS:.o=.d) $(TEST_BINS:=.d) $(EXAMPLE_BINS:=.d) \
         $(BENCH_BINS:=.d) $(NODE_OBJS:.o=.d)
