@@ -666,10 +666,38 @@ size_t cn_dist_nodes(cn_runtime *rt, const char **names, size_t cap) {
   return n;
 }
 
+typedef struct gauge_req {
+  cn__dist *d;
+  cn_dist_stats *st;
+} gauge_req;
+
+static void gauges_on_loop(void *arg) {
+  gauge_req *r = arg;
+  cn__dist *d = r->d;
+  size_t i;
+  for (i = 0; i < d->nodes_cap; i++) {
+    cn__dnode *dn = d->nodes[i];
+    cn__msg *m;
+    if (!dn)
+      continue;
+    r->st->nodes_up += dn->conn != NULL;
+    r->st->links += dn->links.n;
+    r->st->monitors += dn->mons.n;
+    for (m = dn->wq_head; m; m = m->next)
+      r->st->queued++;
+  }
+}
+
 int cn_dist_get_stats(cn_runtime *rt, cn_dist_stats *st) {
   cn__dist *d = rt ? cn__dist_of(rt) : NULL;
   if (!d || !st)
     return d ? CN_EINVAL : CN_ENOTSUP;
+  memset(st, 0, sizeof(*st));
+  if (!atomic_load(&d->stopping) &&
+      (on_dist_loop(d) || !cn__current_sched())) {
+    gauge_req r = {d, st};
+    cn__sched_run(rt, DIST_SCHED, gauges_on_loop, &r);
+  }
   st->connections = atomic_load(&d->st_connections);
   st->handshakes_failed = atomic_load(&d->st_hs_failed);
   st->frames_in = atomic_load(&d->st_frames_in);

@@ -313,6 +313,18 @@ static void test_monitor_link_nodedown(void **st) {
       uv_sleep(10);
     assert_false(cn_is_alive(b, bpid));
   }
+  /* Both nodes freed what they held for the connection. */
+  {
+    cn_dist_stats s;
+    assert_int_equal(cn_dist_get_stats(a, &s), 0);
+    assert_int_equal(s.links, 0);
+    assert_int_equal(s.monitors, 0);
+    assert_int_equal(s.queued, 0);
+    assert_int_equal(cn_dist_get_stats(b, &s), 0);
+    assert_int_equal(s.nodes_up, 0);
+    assert_int_equal(s.links, 0);
+    assert_int_equal(s.monitors, 0);
+  }
   assert_int_equal(cn_call(a, cn_to_pid(bpid), T(&q, "pid"), tmo(5000), &r),
                    CN_ENOPROC);
   bpid = start_srv(b, "echo3");

@@ -96,10 +96,19 @@ typedef struct cn_dist_stats {
   uint64_t dropped;           /* well-framed messages dropped (bad or
                                * oversized payload, dead target name) */
   uint64_t bad_frames;        /* frames that closed their connection */
+  /* Gauges: what the node holds now. */
+  uint64_t nodes_up;          /* connected nodes */
+  uint64_t links;             /* links that cross a connection */
+  uint64_t monitors;          /* monitors that cross a connection, ours
+                               * and theirs */
+  uint64_t queued;            /* messages waiting for a connection */
 } cn_dist_stats;
 
-/* Copies the counters.  Returns 0, or CN_ENOTSUP when distribution was
- * never started.  Thread-safe. */
+/* Copies the counters and reads the gauges (on the dist loop, so that they
+ * agree with each other).  Returns 0, or CN_ENOTSUP when distribution was
+ * never started.  Thread-safe.  Inside a callback the gauges are read only
+ * when it runs on the dist loop's own scheduler; elsewhere they read 0
+ * (waiting for another scheduler from one could deadlock). */
 CN_EXTERN int cn_dist_get_stats(cn_runtime *rt, cn_dist_stats *stats);
 
 #ifdef __cplusplus
