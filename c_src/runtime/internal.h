@@ -71,6 +71,13 @@ typedef enum cn__kind {
                              * of `to`} (distribution) */
 #define CN__F_ALIAS 0x40    /* M_REPLY to a remote caller: data is
                              * {Tag, Reply}, ref the caller's alias */
+#define CN__F_ERRNO 0x80    /* M_REPLY / S_DOWN answering a local call:
+                             * the call failed with status -aux (a CN_E*
+                             * code), such as CN_EFULL */
+
+/* The kinds a mailbox counts, and max_mailbox refuses. */
+#define CN__COUNTED(kind)                                                      \
+  ((kind) == CN__M_MSG || (kind) == CN__M_CAST || (kind) == CN__M_CALL)
 
 typedef struct cn__msg {
   struct cn__msg *next;
@@ -162,6 +169,10 @@ struct cn_proc {
   _Atomic uint32_t state;          /* CN__P_* */
   _Atomic uint32_t refs;           /* 0 = free */
   _Atomic(cn__msg *) inbox;        /* LIFO of pushed messages */
+  _Atomic uint32_t mbox_len;       /* CN__COUNTED messages pushed and not
+                                    * yet handled */
+  _Atomic uint64_t mbox_dropped;   /* sends and casts refused */
+  _Atomic uint64_t mbox_refused;   /* calls refused */
 
   /* Fixed while the process lives. */
   cn_pid pid;
@@ -245,7 +256,13 @@ struct cn_runtime {
   cn__sched *sched;
   uint32_t node;      /* interned node name */
   uint32_t creation;
-  cn_term_limits limits;
+  cn_term_limits limits;      /* max_size unused: see max_message */
+  _Atomic size_t max_message; /* bytes; cn_dist_start may lower it */
+  size_t max_mailbox;         /* 0: unlimited */
+  _Atomic uint64_t st_mbox_dropped, st_mbox_refused, st_too_large;
+  pthread_mutex_t log_mu;     /* cn__log's rate limit */
+  uint64_t log_window;
+  unsigned log_n, log_suppressed;
   _Atomic int shutting_down;
   _Atomic int stopped;
 
@@ -329,7 +346,9 @@ void cn__proc_unref(cn_proc *p);
 bool cn__is_local(cn_runtime *rt, cn_pid pid);
 
 /* Delivery.  Pushes m to pid's inbox and schedules it.  Returns 0, or
- * CN_ENOPROC (m is freed) when the process does not exist or has exited. */
+ * CN_ENOPROC (m is freed) when the process does not exist or has exited,
+ * or CN_EFULL (m is freed, and counted) when m is a counted kind and the
+ * mailbox holds max_mailbox of them. */
 int cn__deliver(cn_runtime *rt, cn_pid pid, cn__msg *m);
 int cn__deliver_to(cn_proc *p, cn__msg *m); /* same, to a held proc */
 /* The same for a destination on another node (see cn__dist_ops.deliver):
@@ -367,6 +386,11 @@ void cn__run_proc(cn_proc *p, int budget);
 cn__msg *cn__inbox_take(cn_proc *p, cn__msg *with, cn__msg **tail);
 void cn__inbox_to_queue(cn_proc *p, cn__msg *with);
 
+/* A DOWN signal from `from` for monitor ref (by name when name is set),
+ * or NULL without memory. */
+cn__msg *cn__down_new(cn_pid from, const cn_ref *ref, const char *name,
+                      cn_term reason, int flags);
+
 /* Links and monitors, owned by the process. */
 int cn__add_link(cn_proc *p, cn_pid pid);
 bool cn__remove_link(cn_proc *p, cn_pid pid);
@@ -384,10 +408,27 @@ int cn__server_call_inline(cn_proc *p, cn_from *from, cn_term req,
                            cn_buf *reply);
 void cn__drop_pending(cn_proc *p);
 
+/* Fails a call instead of answering it (see server.c); self is the server
+ * (NULL outside it).  flags go on a local caller's answer. */
+void cn__fail_call(cn_proc *self, cn_from *from, int err, int flags);
+
+/* Writes one line to stderr, "cnode: " first.  At most 20 lines a second
+ * over the runtime (the rest are counted and reported), so that a flood of
+ * bad input cannot fill a disk through it.  Thread-safe. */
+void cn__log(cn_runtime *rt, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Checks a term that a caller hands the runtime: one whole, well-formed
- * term within rt's limits.  Returns 0, CN_EBADTERM, CN_ETOODEEP or
- * CN_ETOOBIG.  Nothing from outside reaches a process unchecked. */
+ * term within rt's limits (max_message).  Returns 0, CN_EBADTERM,
+ * CN_ETOODEEP or CN_ETOOBIG.  Nothing from outside reaches a process
+ * unchecked. */
 int cn__check_term(cn_runtime *rt, cn_term t);
+/* rt's limits as the validator takes them, max_message included. */
+cn_term_limits cn__limits(cn_runtime *rt);
+/* The reason a BEAM caller's gen_server:call exits with when its call is
+ * refused with err (CN_ETOOBIG: {message_too_large, MaxMessage};
+ * CN_EFULL: {mailbox_full, MaxMailbox}), built into b. */
+int cn__refusal_reason(cn_runtime *rt, int err, cn_buf *b);
 
 /* Waits on a plain thread for the REPLY or DOWN tagged ref. */
 int cn__thread_wait_ref(cn__thread *t, const cn_ref *ref, int timeout_ms,

@@ -82,6 +82,9 @@ int cn__proc_alloc(cn_runtime *rt, const cn_server_ops *ops, uint32_t flags,
    * racing lookup that wins increment-if-not-zero sees them. */
   atomic_store_explicit(&p->state, CN__P_SCHED, memory_order_relaxed);
   atomic_store_explicit(&p->inbox, NULL, memory_order_relaxed);
+  atomic_store_explicit(&p->mbox_len, 0, memory_order_relaxed);
+  atomic_store_explicit(&p->mbox_dropped, 0, memory_order_relaxed);
+  atomic_store_explicit(&p->mbox_refused, 0, memory_order_relaxed);
   p->pid.node = rt->node;
   p->pid.id = slot;
   p->pid.serial = rt->serials[slot];
@@ -204,12 +207,38 @@ void cn__inbox_to_queue(cn_proc *p, cn__msg *with) {
 
 /* ---- Delivery --------------------------------------------------------- */
 
+/* Counts m into p's mailbox, or refuses it there at max_mailbox. */
+static int count_in(cn_proc *p, const cn__msg *m) {
+  cn_runtime *rt = p->rt;
+  uint32_t n;
+  if (p->thread || !CN__COUNTED(m->kind))
+    return 0;
+  n = atomic_fetch_add_explicit(&p->mbox_len, 1, memory_order_relaxed);
+  if (rt->max_mailbox == 0 || n < rt->max_mailbox)
+    return 0;
+  atomic_fetch_sub_explicit(&p->mbox_len, 1, memory_order_relaxed);
+  if (m->kind == CN__M_CALL) {
+    atomic_fetch_add_explicit(&p->mbox_refused, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rt->st_mbox_refused, 1, memory_order_relaxed);
+  } else {
+    atomic_fetch_add_explicit(&p->mbox_dropped, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rt->st_mbox_dropped, 1, memory_order_relaxed);
+  }
+  return CN_EFULL;
+}
+
 int cn__deliver_to(cn_proc *p, cn__msg *m) {
   cn__msg *h = atomic_load_explicit(&p->inbox, memory_order_relaxed);
   uint32_t st;
 
+  if (count_in(p, m) != 0) {
+    cn__msg_free(m);
+    return CN_EFULL;
+  }
   do {
     if (h == CN__MBOX_CLOSED) {
+      if (!p->thread && CN__COUNTED(m->kind))
+        atomic_fetch_sub_explicit(&p->mbox_len, 1, memory_order_relaxed);
       cn__msg_free(m);
       return CN_ENOPROC;
     }
@@ -267,7 +296,7 @@ static cn__msg *exit_signal_new(cn_pid from, cn_term reason, int flags) {
   return m;
 }
 
-static cn__msg *down_new(cn_pid from, const cn_ref *ref, const char *name,
+cn__msg *cn__down_new(cn_pid from, const cn_ref *ref, const char *name,
                          cn_term reason, int flags) {
   cn__msg *m = cn__msg_new(CN__S_DOWN, reason.ptr, reason.len);
   if (!m)
@@ -301,7 +330,7 @@ int cn__signal(cn_runtime *rt, cn_pid to, cn__msg *m) {
     if (kind == CN__S_LINK)
       ans = exit_signal_new(to, why, CN__F_LINKED);
     else if (kind == CN__S_MONITOR)
-      ans = down_new(to, &ref, name, why, (flags & CN__F_BYNAME) | nf);
+      ans = cn__down_new(to, &ref, name, why, (flags & CN__F_BYNAME) | nf);
     if (ans)
       cn__deliver(rt, from, ans);
   }
@@ -418,7 +447,7 @@ static void answer_dead(cn_proc *p, cn__msg *m, cn_term reason) {
       cn__deliver(rt, m->from, ans);
     break;
   case CN__S_MONITOR:
-    ans = down_new(p->pid, &m->ref, m->name, reason,
+    ans = cn__down_new(p->pid, &m->ref, m->name, reason,
                    m->flags & CN__F_BYNAME);
     if (ans)
       cn__deliver(rt, m->from, ans);
@@ -429,7 +458,7 @@ static void answer_dead(cn_proc *p, cn__msg *m, cn_term reason) {
     /* A call that monitors us: the monitor was set when the call arrived,
      * so the caller learns our reason. */
     if (m->cfrom && (m->flags & CN__F_CALLMON)) {
-      ans = down_new(p->pid, &m->cfrom->ref, NULL, reason, 0);
+      ans = cn__down_new(p->pid, &m->cfrom->ref, NULL, reason, 0);
       if (ans)
         cn__deliver(rt, m->cfrom->pid, ans);
     }
@@ -494,7 +523,7 @@ void cn__proc_exit(cn_proc *p, cn_term reason_in, bool run_terminate) {
     free(l);
   }
   while ((mo = p->mon_on_me)) {
-    cn__msg *down = down_new(p->pid, &mo->ref, mo->name, reason,
+    cn__msg *down = cn__down_new(p->pid, &mo->ref, mo->name, reason,
                              mo->name ? CN__F_BYNAME : 0);
     p->mon_on_me = mo->next;
     if (down)
@@ -668,7 +697,7 @@ int cn_monitor(cn_runtime *rt, cn_dest target, cn_ref *mref) {
       /* No such name: DOWN noproc at once. */
       cn_pid none = {rt->node, 0, 0, rt->creation};
       cn__make_ref(rt, mref);
-      m = down_new(none, mref, name, cn__atom_term("noproc"),
+      m = cn__down_new(none, mref, name, cn__atom_term("noproc"),
                    CN__F_BYNAME | CN__F_NOPROC);
       if (!m)
         return CN_ENOMEM;

@@ -2,6 +2,8 @@
 #include "internal.h"
 
 #include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,14 +59,81 @@ int cn__build_down_msg(cn_buf *b, const cn_ref *ref, const cn__msg *m,
   return cn_build(b, "{'DOWN', ~r, process, ~p, ~t}", ref, &m->from, reason);
 }
 
+cn_term_limits cn__limits(cn_runtime *rt) {
+  cn_term_limits lim = rt->limits;
+  lim.max_size = atomic_load_explicit(&rt->max_message, memory_order_relaxed);
+  return lim;
+}
+
 int cn__check_term(cn_runtime *rt, cn_term t) {
+  cn_term_limits lim = cn__limits(rt);
   size_t off = 0;
   int rc;
   if (!t.ptr || t.len == 0)
     return CN_EBADTERM;
-  if ((rc = cn_term_validate(t.ptr, t.len, &off, &rt->limits)) != 0)
+  if ((rc = cn_term_validate(t.ptr, t.len, &off, &lim)) != 0)
     return rc;
   return off == t.len ? 0 : CN_EBADTERM;
+}
+
+int cn__refusal_reason(cn_runtime *rt, int err, cn_buf *b) {
+  if (err == CN_EFULL)
+    return cn_build(b, "{mailbox_full, ~u}", (uint64_t)rt->max_mailbox);
+  return cn_build(b, "{message_too_large, ~u}",
+                  (uint64_t)cn_max_message(rt));
+}
+
+#define LOG_BURST 20
+
+void cn__log(cn_runtime *rt, const char *fmt, ...) {
+  uint64_t now = uv_hrtime() / 1000000000ULL;
+  unsigned suppressed = 0;
+  va_list ap;
+  char line[512];
+  pthread_mutex_lock(&rt->log_mu);
+  if (now != rt->log_window) {
+    suppressed = rt->log_suppressed;
+    rt->log_window = now;
+    rt->log_n = rt->log_suppressed = 0;
+  }
+  if (++rt->log_n > LOG_BURST) {
+    rt->log_suppressed++;
+    pthread_mutex_unlock(&rt->log_mu);
+    return;
+  }
+  pthread_mutex_unlock(&rt->log_mu);
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  if (suppressed)
+    fprintf(stderr, "cnode: %u log lines suppressed\n", suppressed);
+  fprintf(stderr, "cnode: %s\n", line);
+}
+
+size_t cn_max_message(cn_runtime *rt) {
+  return atomic_load_explicit(&rt->max_message, memory_order_relaxed);
+}
+
+int cn_process_info(cn_runtime *rt, cn_pid pid, cn_proc_info *info) {
+  cn_proc *p;
+  if (!rt || !info)
+    return CN_EINVAL;
+  if (!(p = cn__lookup(rt, pid)))
+    return CN_ENOPROC;
+  info->message_queue_len = atomic_load(&p->mbox_len);
+  info->dropped = atomic_load(&p->mbox_dropped);
+  info->refused_calls = atomic_load(&p->mbox_refused);
+  cn__proc_unref(p);
+  return 0;
+}
+
+int cn_runtime_get_stats(cn_runtime *rt, cn_runtime_stats *st) {
+  if (!rt || !st)
+    return CN_EINVAL;
+  st->mailbox_dropped = atomic_load(&rt->st_mbox_dropped);
+  st->mailbox_refused = atomic_load(&rt->st_mbox_refused);
+  st->replies_too_large = atomic_load(&rt->st_too_large);
+  return 0;
 }
 
 /* ---- Create ----------------------------------------------------------- */
@@ -120,6 +189,10 @@ int cn_runtime_new(const cn_runtime_options *opts, cn_runtime **out) {
   if (rt->max_procs > ((size_t)1 << 27))
     rt->max_procs = (size_t)1 << 27;
   rt->limits = opts->limits;
+  atomic_init(&rt->max_message, opts->limits.max_size
+                                    ? opts->limits.max_size
+                                    : CN_DEFAULT_MAX_MESSAGE);
+  rt->max_mailbox = opts->max_mailbox;
   nchunks = (rt->max_procs + CN__CHUNK - 1) / CN__CHUNK;
   rt->chunks = calloc(nchunks, sizeof(*rt->chunks));
   rt->serials = calloc(rt->max_procs, sizeof(*rt->serials));
@@ -138,6 +211,7 @@ int cn_runtime_new(const cn_runtime_options *opts, cn_runtime **out) {
   pthread_rwlock_init(&rt->names_mu, NULL);
   pthread_mutex_init(&rt->modules_mu, NULL);
   pthread_mutex_init(&rt->from_mu, NULL);
+  pthread_mutex_init(&rt->log_mu, NULL);
   pthread_mutex_init(&rt->threads_mu, NULL);
   if (pthread_key_create(&rt->thread_key, cn__thread_dtor) != 0) {
     cn_runtime_free(rt);
@@ -299,6 +373,7 @@ void cn_runtime_free(cn_runtime *rt) {
   pthread_rwlock_destroy(&rt->names_mu);
   pthread_mutex_destroy(&rt->modules_mu);
   pthread_mutex_destroy(&rt->from_mu);
+  pthread_mutex_destroy(&rt->log_mu);
   pthread_mutex_destroy(&rt->threads_mu);
   free(rt->chunks);
   free(rt->serials);

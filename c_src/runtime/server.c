@@ -83,6 +83,50 @@ static int send_reply(cn_from *from, cn_term reply, int flags) {
   return 0;
 }
 
+/* Fails a call with err (CN_ETOOBIG, CN_EFULL) instead of answering it.
+ * A local caller gets the status itself.  A BEAM caller's gen_server:call
+ * waits for a reply or for the DOWN of the monitor it holds on the server
+ * (the alias in its tag is that monitor's ref): the DOWN, with the
+ * refusal's reason, makes it exit at once.  The server `self` stays as it
+ * was.  A remote caller that holds no monitor can only time out. */
+void cn__fail_call(cn_proc *self, cn_from *from, int err, int flags) {
+  cn_runtime *rt = from->rt;
+  if (!(from->flags & CN__FROM_REMOTE)) {
+    cn__msg *m = cn__msg_new(CN__M_REPLY, NULL, 0);
+    if (m) {
+      m->ref = from->ref;
+      m->from = from->server;
+      m->flags = (uint8_t)(flags | CN__F_ERRNO);
+      m->aux = (uint32_t)-err;
+      cn__deliver(rt, from->pid, m);
+    }
+    return;
+  }
+  {
+    cn__mon *mo = NULL;
+    char store[64];
+    cn_buf b;
+    if (self && (from->flags & CN__FROM_ALIAS))
+      mo = cn__take_mon(&self->mon_on_me, &from->ref);
+    if (!mo) {
+      cn__log(rt, "a call from %s over a limit (%s) could not be failed at "
+                  "once: its caller holds no monitor",
+              cn_node_name(from->pid.node), cn_strerror(err));
+      return;
+    }
+    cn_buf_init_with(&b, store, sizeof(store));
+    if (cn__refusal_reason(rt, err, &b) == 0) {
+      cn__msg *down = cn__down_new(self->pid, &mo->ref, mo->name,
+                                   cn_buf_term(&b),
+                                   mo->name ? CN__F_BYNAME : 0);
+      if (down)
+        cn__deliver(rt, mo->pid, down);
+    }
+    cn_buf_free(&b);
+    cn__mon_free(mo);
+  }
+}
+
 int cn_reply(cn_from *from, cn_term reply) {
   int rc;
   if (!from)
@@ -228,7 +272,29 @@ static int handle_call(cn_proc *p, cn_from *from, cn_term req, bool callmon,
     rc = p->ops->handle_call(p, p->state_ptr, req, from, rb);
   }
   if (rc == CN_REPLY || rc == CN_STOP_REPLY) {
-    if (rb->err || cn__check_term(p->rt, cn_buf_term(rb)) != 0) {
+    int bad = rb->err ? rb->err : cn__check_term(p->rt, cn_buf_term(rb));
+    if (bad == CN_ETOOBIG || bad == CN_ENOMEM) {
+      /* A reply over max_message (or too big to build at all): the
+       * handler did its work and the server keeps its state; only this
+       * caller is told, at once, that its answer cannot be carried. */
+      atomic_fetch_add_explicit(&p->rt->st_too_large, 1,
+                                memory_order_relaxed);
+      cn__log(p->rt, "%s: a reply of %zu bytes is over max_message (%zu); "
+                     "the caller gets an error instead",
+              p->ops->name ? p->ops->name : "cnode_server", rb->len,
+              cn_max_message(p->rt));
+      from->server = p->pid;
+      if (!direct)
+        cn__fail_call(p, from, CN_ETOOBIG, callmon ? CN__F_DEMONDONE : 0);
+      cn_from_free(from);
+      if (!direct)
+        cn_buf_free(rb);
+      else
+        cn_buf_reset(rb);
+      end_cb(p, rc == CN_REPLY ? CN_NOREPLY : CN_STOP);
+      return direct ? CN_ETOOBIG : 0;
+    }
+    if (bad != 0) {
       /* The handler built no valid reply: the server fails, as a crash
        * would, and its caller learns why through its monitor. */
       cn_from_free(from);
@@ -371,12 +437,42 @@ static void finish_pending(cn_proc *p, cn__pending *c, int status,
     end_cb(p, CN_NOREPLY);
 }
 
-static int down_status(cn_term reason, int flags) {
-  if ((flags & CN__F_NOPROC) || cn_is_atom(reason, "noproc"))
+/* {Tag, Integer}: the reason cn__refusal_reason builds. */
+static bool is_refusal(cn_term reason, const char *tag) {
+  uint64_t n;
+  return cn_match(reason, "{~A, ~u}", tag, &n) == 0;
+}
+
+/* The status of a call that ended with m, a REPLY or DOWN. */
+static int end_status(const cn__msg *m) {
+  cn_term reason = {m->data, m->len};
+  if (m->flags & CN__F_ERRNO)
+    return -(int)m->aux;
+  if (m->kind == CN__M_REPLY)
+    return 0;
+  if ((m->flags & CN__F_NOPROC) || cn_is_atom(reason, "noproc"))
     return CN_ENOPROC;
+  /* A server on another cnode node refused the call (cn__fail_call). */
+  if (is_refusal(reason, "mailbox_full"))
+    return CN_EFULL;
+  if (is_refusal(reason, "message_too_large"))
+    return CN_ETOOBIG;
   if (cn_is_atom(reason, "noconnection"))
     return CN_ENOCONN;
   return CN_EEXIT;
+}
+
+/* A DOWN that answers a call at once with status err, never inside the
+ * call that made it. */
+static cn__msg *status_down(int err, cn_pid server, const cn_ref *ref) {
+  cn__msg *down = cn__msg_new(CN__S_DOWN, NULL, 0);
+  if (down) {
+    down->ref = *ref;
+    down->from = server;
+    down->flags = CN__F_ERRNO;
+    down->aux = (uint32_t)-err;
+  }
+  return down;
 }
 
 void cn__drop_pending(cn_proc *p) {
@@ -437,15 +533,11 @@ int cn_call_async(cn_proc *self, cn_dest to, cn_term req, int timeout_ms,
   if (m)
     rc = remote ? deliver_remote(rt, to, pid, m) : cn__deliver(rt, pid, m);
   if (rc != 0) {
-    /* No such process (or node): answer later, as a DOWN would, so that
-     * the callback never runs inside this call. */
-    cn_term why = cn__atom_term(rc == CN_ENOCONN ? "noconnection" : "noproc");
-    cn__msg *down = cn__msg_new(CN__S_DOWN, why.ptr, why.len);
-    if (down) {
-      down->ref = c->ref;
-      down->from = pid;
+    /* No such process (or node), or a full mailbox: answer later, as a
+     * DOWN would, so that the callback never runs inside this call. */
+    cn__msg *down = status_down(rc, pid, &c->ref);
+    if (down)
       cn__deliver_to(self, down);
-    }
   }
   return 0;
 }
@@ -494,7 +586,7 @@ static void on_down(cn_proc *p, cn__msg *m) {
   cn__pending *c = take_pending(p, &m->ref);
   cn__mon *mo;
   if (c) {
-    int st = down_status(msg_term(m), m->flags);
+    int st = end_status(m);
     cn_term empty = {NULL, 0};
     finish_pending(p, c, st, st == CN_EEXIT ? msg_term(m) : empty);
     return;
@@ -514,11 +606,12 @@ static void on_down(cn_proc *p, cn__msg *m) {
 
 static void on_reply(cn_proc *p, cn__msg *m) {
   cn__pending *c = take_pending(p, &m->ref);
+  int st = end_status(m);
   if (!c)
     return; /* late: the call timed out */
   if (!(m->flags & CN__F_DEMONDONE))
     send_demonitor(p->rt, p->pid, c->server, &c->ref);
-  finish_pending(p, c, 0, msg_term(m));
+  finish_pending(p, c, st, msg_term(m));
 }
 
 static void on_call_timeout(cn_proc *p, cn__msg *m) {
@@ -561,6 +654,8 @@ static void on_code_change(cn_proc *p, cn__msg *m) {
 }
 
 void cn__handle_msg(cn_proc *p, cn__msg *m) {
+  if (!p->thread && CN__COUNTED(m->kind))
+    atomic_fetch_sub_explicit(&p->mbox_len, 1, memory_order_relaxed);
   if (cn__link_signal(p, m)) {
     cn__msg_free(m);
     return;
@@ -752,13 +847,9 @@ static int await(cn_runtime *rt, cn__thread *t, cn_pid server,
     send_demonitor(rt, t->proc->pid, server, ref);
     return rc;
   }
-  if (m->kind == CN__M_REPLY) {
-    if (!(m->flags & CN__F_DEMONDONE))
-      send_demonitor(rt, t->proc->pid, server, ref);
-    rc = 0;
-  } else {
-    rc = down_status(msg_term(m), m->flags);
-  }
+  if (m->kind == CN__M_REPLY && !(m->flags & CN__F_DEMONDONE))
+    send_demonitor(rt, t->proc->pid, server, ref);
+  rc = end_status(m);
   if (reply) {
     cn_buf_reset(reply);
     if (rc == 0 || rc == CN_EEXIT)
@@ -840,6 +931,8 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, int timeout_ms,
       cn_buf_free(&copy);
       if (!from)
         return CN_ENOMEM;
+      if (replied < 0)
+        return replied; /* answered with an error, such as CN_ETOOBIG */
       if (replied)
         return 0;
       return await(rt, t, pid, &ref, timeout_ms, reply);
@@ -983,11 +1076,12 @@ static int send_kind(cn_runtime *rt, cn_dest to, cn_term msg, int kind,
   if (cn__current())
     m->from = cn__current()->pid;
   /* A dead pid drops the message, as in Erlang, and so does a node that
-   * cannot be reached. */
+   * cannot be reached.  A full mailbox drops it too, but the sender is
+   * told. */
   if (rc == REMOTE)
     deliver_remote(rt, to, pid, m);
-  else
-    cn__deliver(rt, pid, m);
+  else if (cn__deliver(rt, pid, m) == CN_EFULL)
+    return CN_EFULL;
   return 0;
 }
 

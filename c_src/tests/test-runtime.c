@@ -145,6 +145,13 @@ static int srv_call(cn_proc *self, void *state, cn_term req, cn_from *from,
     cn_buf_free(&r);
     return cn_build(reply, "~a", cn_err_name(rc)), CN_REPLY;
   }
+  if (cn_match(req, "{big, ~i}", &k) == 0) {
+    /* A binary reply of k bytes (over max_message when k is). */
+    char *z = calloc(1, (size_t)k);
+    cn_put_binary(reply, z, (size_t)k);
+    free(z);
+    return CN_REPLY;
+  }
   if (cn_match(req, "bad") == 0)
     return 42;
   if (cn_match(req, "garbage_reply") == 0) {
@@ -885,6 +892,146 @@ static void test_node_identity(void **st) {
   assert_int_equal(cn_runtime_new(&o, &rt), CN_EINVAL);
 }
 
+/* max_mailbox: a server stuck in a handler fills its mailbox; past the
+ * limit a call fails at once, sends and casts are dropped and counted, and
+ * what was accepted is handled once the server is back. */
+static void test_max_mailbox(void **st) {
+  cn_runtime_options o;
+  cn_runtime *rt = NULL;
+  cn_buf b = CN_BUF_INIT, r = CN_BUF_INIT;
+  cn_proc_info pi;
+  cn_runtime_stats rs;
+  cn_pid pid, caller;
+  int i;
+  (void)st;
+  memset(&o, 0, sizeof(o));
+  o.schedulers = 2;
+  o.max_mailbox = 4;
+  assert_int_equal(cn_runtime_new(&o, &rt), 0);
+  pid = start_srv(rt, NULL);
+  caller = start_srv(rt, NULL);
+  assert_int_equal(cn_cast(rt, cn_to_pid(pid), T(&b, "{busy, ~i}",
+                                                 (int64_t)tmo(1000))),
+                   0);
+  /* Wait until the busy cast is being handled: then the mailbox is
+   * empty, and the server takes nothing from it for a while. */
+  for (i = 0; i < 1000; i++) {
+    assert_int_equal(cn_process_info(rt, pid, &pi), 0);
+    if (pi.message_queue_len == 0)
+      break;
+    uv_sleep(1);
+  }
+  for (i = 0; i < 4; i++)
+    assert_int_equal(cn_cast(rt, cn_to_pid(pid), T(&b, "{add, 1}")), 0);
+  assert_int_equal(cn_cast(rt, cn_to_pid(pid), T(&b, "{add, 100}")),
+                   CN_EFULL);
+  assert_int_equal(cn_send(rt, cn_to_pid(pid), T(&b, "hello")), CN_EFULL);
+  assert_int_equal(cn_call(rt, cn_to_pid(pid), T(&b, "get"), tmo(5000), &r),
+                   CN_EFULL);
+  assert_int_equal(cn_process_info(rt, pid, &pi), 0);
+  assert_int_equal(pi.message_queue_len, 4);
+  /* The same from a process, through cn_call_async.  (Its answer may wait
+   * for the busy server's scheduler, so the mailbox may have drained
+   * when it comes.) */
+  {
+    cn_buf q = CN_BUF_INIT, ex = CN_BUF_INIT;
+    assert_int_equal(cn_build(&q, "{call_req, ~p, get, ~i}", &pid,
+                              (int64_t)tmo(5000)),
+                     0);
+    assert_int_equal(cn_call(rt, cn_to_pid(caller), cn_buf_term(&q),
+                             tmo(5000), &r),
+                     0);
+    assert_true(cn_term_equal(cn_buf_term(&r),
+                              T(&ex, "{error, 'CN_EFULL'}")));
+    cn_buf_free(&q);
+    cn_buf_free(&ex);
+  }
+  assert_int_equal(cn_process_info(rt, pid, &pi), 0);
+  assert_int_equal(pi.dropped, 2);
+  assert_int_equal(pi.refused_calls, 2);
+  assert_int_equal(cn_runtime_get_stats(rt, &rs), 0);
+  assert_int_equal(rs.mailbox_dropped, 2);
+  assert_int_equal(rs.mailbox_refused, 2);
+  /* Back from the handler, the server works through its mailbox: the
+   * accepted casts were all handled, and nothing else was. */
+  for (i = 0; i < tmo(5000); i++) {
+    assert_int_equal(cn_process_info(rt, pid, &pi), 0);
+    if (pi.message_queue_len == 0)
+      break;
+    uv_sleep(1);
+  }
+  assert_int_equal(pi.message_queue_len, 0);
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "get", "{ok, 4}"), 0);
+  {
+    cn_pid dead = pid;
+    dead.serial++;
+    assert_int_equal(cn_process_info(rt, dead, &pi), CN_ENOPROC);
+  }
+  cn_buf_free(&b);
+  cn_buf_free(&r);
+  cn_runtime_free(rt);
+}
+
+/* A reply over max_message: the caller gets CN_ETOOBIG at once, on the
+ * inline path and the message path alike, and the server lives on with
+ * its state. */
+static void test_reply_too_large(void **st) {
+  cn_runtime_options o;
+  cn_runtime *rt = NULL;
+  cn_buf b = CN_BUF_INIT, r = CN_BUF_INIT;
+  cn_runtime_stats rs;
+  cn_pid pid, caller;
+  (void)st;
+  memset(&o, 0, sizeof(o));
+  o.schedulers = 2;
+  o.limits.max_size = 1 << 20;
+  assert_int_equal(cn_runtime_new(&o, &rt), 0);
+  assert_int_equal(cn_max_message(rt), 1 << 20);
+  pid = start_srv(rt, NULL);
+  caller = start_srv(rt, NULL);
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "{add, 7}", "{ok, 7}"), 0);
+  /* Under the limit, and just over it (a 1 MiB binary's header makes it
+   * 1 MiB + 5 bytes). */
+  assert_int_equal(cn_call(rt, cn_to_pid(pid), T(&b, "{big, ~i}",
+                                                 (int64_t)1000000),
+                           tmo(5000), &r),
+                   0);
+  assert_int_equal(r.len, 1000005);
+  assert_int_equal(cn_call(rt, cn_to_pid(pid), T(&b, "{big, ~i}",
+                                                 (int64_t)(1 << 20)),
+                           tmo(5000), &r),
+                   CN_ETOOBIG);
+  assert_true(cn_is_alive(rt, pid));
+  {
+    cn_buf q = CN_BUF_INIT, ex = CN_BUF_INIT;
+    assert_int_equal(cn_build(&q, "{call_req, ~p, {big, ~i}, ~i}", &pid,
+                              (int64_t)(2 << 20), (int64_t)tmo(5000)),
+                     0);
+    assert_int_equal(cn_call(rt, cn_to_pid(caller), cn_buf_term(&q),
+                             tmo(5000), &r),
+                     0);
+    assert_true(cn_term_equal(cn_buf_term(&r),
+                              T(&ex, "{error, 'CN_ETOOBIG'}")));
+    cn_buf_free(&q);
+    cn_buf_free(&ex);
+  }
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "get", "{ok, 7}"), 0);
+  assert_int_equal(cn_runtime_get_stats(rt, &rs), 0);
+  assert_int_equal(rs.replies_too_large, 2);
+  /* What is sent is held to the same limit. */
+  {
+    char *z = calloc(1, 2 << 20);
+    cn_buf_reset(&b);
+    cn_put_binary(&b, z, 2 << 20);
+    free(z);
+    assert_int_equal(cn_send(rt, cn_to_pid(pid), cn_buf_term(&b)),
+                     CN_ETOOBIG);
+  }
+  cn_buf_free(&b);
+  cn_buf_free(&r);
+  cn_runtime_free(rt);
+}
+
 static void test_strerror(void **st) {
   assert_string_equal(cn_strerror(0), "ok");
   assert_string_equal(cn_strerror(CN_ENOPROC), "no such process");
@@ -895,6 +1042,8 @@ static void test_strerror(void **st) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_strerror),
+      cmocka_unit_test(test_max_mailbox),
+      cmocka_unit_test(test_reply_too_large),
       cmocka_unit_test(test_node_identity),
       cmocka_unit_test(test_bad_terms),
       cmocka_unit_test(test_stop_timeout_kills),

@@ -49,7 +49,9 @@ extern "C" {
   XX(ENOTSELF, "not called from inside a process")                            \
   XX(ESYSTEM, "system call failed")                                           \
   XX(EAUTH, "authentication failed (wrong cookie)")                           \
-  XX(EPROTO, "distribution protocol error")
+  XX(EPROTO, "distribution protocol error")                                   \
+  XX(EFULL, "mailbox full (max_mailbox)")                                     \
+  XX(EBUSY, "connection busy (output over its busy limit)")
 
 enum cn_errno_enum_ {
   CN_OK = 0,

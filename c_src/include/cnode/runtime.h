@@ -49,11 +49,21 @@ typedef struct cn_runtime_options {
   uint32_t creation;      /* the node's incarnation (0: a random one);
                           * ignored for nonode */
   size_t max_processes;   /* 0 = CN_DEFAULT_MAX_PROCESSES */
-  size_t max_mailbox;     /* messages queued per process, 0 = unlimited */
-  cn_term_limits limits;  /* applied to terms that enter from outside */
+  /* Messages, casts and calls a process may have queued and not yet
+   * handled; 0 = unlimited, as in Erlang.  Past it, a call fails at once
+   * for its caller (CN_EFULL in C; a BEAM caller's gen_server:call exits
+   * with {mailbox_full, Max}), and a send or cast is dropped and counted
+   * (cn_proc_info).  Replies to the process's own calls and signals
+   * (exits, links, monitors, DOWNs) are never refused. */
+  size_t max_mailbox;
+  /* Terms that enter from outside are checked against these.  max_size
+   * is also the largest message the runtime carries, its max_message
+   * (0 = CN_DEFAULT_MAX_MESSAGE); cn_dist_start may lower it. */
+  cn_term_limits limits;
 } cn_runtime_options;
 
 #define CN_DEFAULT_MAX_PROCESSES ((size_t)1 << 21)
+#define CN_DEFAULT_MAX_MESSAGE CN_TERM_DEFAULT_MAX_SIZE /* 1 GiB */
 
 /* Creates a runtime and starts its scheduler threads.  opts may be NULL
  * for the defaults.  On success *out owns the runtime; release it with
@@ -84,6 +94,35 @@ CN_EXTERN size_t cn_process_count(cn_runtime *rt);
 
 /* True if pid names a live process of this runtime. */
 CN_EXTERN bool cn_is_alive(cn_runtime *rt, cn_pid pid);
+
+/* The largest message the runtime carries, in bytes of its encoded term
+ * (its max_message: see cn_runtime_options.limits).  Every term handed to
+ * the runtime, sent, received from another node or built as a reply, is
+ * held to it.  Thread-safe. */
+CN_EXTERN size_t cn_max_message(cn_runtime *rt);
+
+/* What erlang:process_info/2 tells of a process's mailbox. */
+typedef struct cn_proc_info {
+  size_t message_queue_len; /* messages, casts and calls not yet handled */
+  uint64_t dropped;         /* sends and casts refused at max_mailbox */
+  uint64_t refused_calls;   /* calls refused at max_mailbox */
+} cn_proc_info;
+
+/* Fills *info for a live local process.  Returns 0, CN_ENOPROC or
+ * CN_EINVAL.  A plain thread's own pid has no counted mailbox (zeros).
+ * Thread-safe. */
+CN_EXTERN int cn_process_info(cn_runtime *rt, cn_pid pid, cn_proc_info *info);
+
+/* Counters over the whole runtime, since it started. */
+typedef struct cn_runtime_stats {
+  uint64_t mailbox_dropped;  /* sends and casts refused at max_mailbox */
+  uint64_t mailbox_refused;  /* calls refused at max_mailbox */
+  uint64_t replies_too_large; /* replies over max_message, answered with
+                               * an error instead */
+} cn_runtime_stats;
+
+/* Copies the counters.  Returns 0 or CN_EINVAL.  Thread-safe. */
+CN_EXTERN int cn_runtime_get_stats(cn_runtime *rt, cn_runtime_stats *stats);
 
 /* ---- Destinations ----------------------------------------------------- */
 
@@ -140,7 +179,10 @@ typedef struct cn_server_ops {
    * buffer on entry), or CN_NOREPLY to answer later with cn_reply(from),
    * in which case this callback owns from.  With CN_REPLY, CN_STOP and
    * CN_STOP_REPLY the runtime keeps from.  A reply that is not one
-   * well-formed term makes the server exit with reason bad_reply.  Optional: when NULL, a call
+   * well-formed term makes the server exit with reason bad_reply.  A
+   * reply over max_message does not: the caller's call fails at once
+   * (CN_ETOOBIG in C; a BEAM caller exits with
+   * {message_too_large, MaxMessage}), and the server carries on.  Optional: when NULL, a call
    * makes the server exit with {bad_call, Req}. */
   int (*handle_call)(cn_proc *self, void *state, cn_term req, cn_from *from,
                      cn_buf *reply);
@@ -206,27 +248,35 @@ CN_EXTERN int cn_stop(cn_runtime *rt, cn_dest server, const cn_term *reason,
  * Each thread-safe.  Terms are copied before these return. */
 
 /* Sends msg (Dest ! Msg).  Returns 0 whether or not a pid is alive,
- * CN_ENOPROC for an unregistered local name (Erlang raises badarg), or
+ * CN_ENOPROC for an unregistered local name (Erlang raises badarg),
+ * CN_EFULL when a local destination's mailbox is full (max_mailbox: the
+ * message is dropped and counted), CN_ETOOBIG (over max_message) or
  * CN_ENOMEM. */
 CN_EXTERN int cn_send(cn_runtime *rt, cn_dest to, cn_term msg);
 
 /* Casts ({'$gen_cast', Msg}).  Returns 0 whether or not the destination
- * exists, as GenServer.cast does; only a malformed msg is an error. */
+ * exists, as GenServer.cast does.  Errors: a malformed msg, and CN_EFULL
+ * when a local destination's mailbox is full (the cast is dropped and
+ * counted). */
 CN_EXTERN int cn_cast(cn_runtime *rt, cn_dest to, cn_term msg);
 
 /* A blocking call from a plain thread (gen_server:call).  On success
  * returns 0 with the reply in *reply (replacing its contents).  Errors:
  * CN_ENOPROC (no such process or name), CN_ETIMEDOUT, CN_EEXIT (the server
- * exited during the call; its reason is in *reply), CN_ENOCONN, and
- * CN_EDEADLK when called from inside a callback (use cn_call_async) or
- * when a server calls itself.  A reply that arrives after a timeout is
+ * exited during the call; its reason is in *reply), CN_ENOCONN, CN_EFULL
+ * (the server's mailbox is full: max_mailbox), CN_ETOOBIG (the request,
+ * or the reply the server built, is over max_message; the server lives on
+ * with its state), and CN_EDEADLK when called from inside a callback (use
+ * cn_call_async) or when a server calls itself.  CN_EFULL and CN_ETOOBIG
+ * come at once, also from a server on another cnode node.  A reply that arrives after a timeout is
  * dropped.  An idle local server runs the call on the calling thread. */
 CN_EXTERN int cn_call(cn_runtime *rt, cn_dest to, cn_term req, int timeout_ms,
                       cn_buf *reply);
 
 /* Receives a reply for an asynchronous call.  status is 0 with the reply,
- * or CN_ETIMEDOUT, CN_ENOPROC, CN_ENOCONN (reply is empty), or CN_EEXIT
- * with the server's exit reason in reply.  Runs in the calling process,
+ * or CN_ETIMEDOUT, CN_ENOPROC, CN_ENOCONN, CN_EFULL, CN_ETOOBIG (reply is
+ * empty; see cn_call), or CN_EEXIT with the server's exit reason in
+ * reply.  Runs in the calling process,
  * with its state. */
 typedef void (*cn_reply_cb)(cn_proc *self, void *state, int status,
                             cn_term reply, void *arg);
@@ -238,8 +288,9 @@ CN_EXTERN int cn_call_async(cn_proc *self, cn_dest to, cn_term req,
                             int timeout_ms, cn_reply_cb cb, void *arg);
 
 /* Answers a call taken with CN_NOREPLY.  Thread-safe.  Returns 0 and
- * consumes from (do not use it again), or fails with CN_EBADTERM or
- * CN_ENOMEM and leaves from as it was, to be answered or freed. */
+ * consumes from (do not use it again), or fails with CN_EBADTERM,
+ * CN_ETOOBIG (over max_message) or CN_ENOMEM and leaves from as it was,
+ * to be answered (with something smaller) or freed. */
 CN_EXTERN int cn_reply(cn_from *from, cn_term reply);
 
 /* The same, with the reply built from a cn_build format (CN_EBADFMT

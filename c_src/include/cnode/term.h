@@ -99,7 +99,7 @@ typedef struct cn_term_limits {
 } cn_term_limits;
 
 #define CN_TERM_DEFAULT_MAX_DEPTH 1024
-#define CN_TERM_DEFAULT_MAX_SIZE ((size_t)64 << 20) /* 64 MiB */
+#define CN_TERM_DEFAULT_MAX_SIZE ((size_t)1 << 30) /* 1 GiB */
 
 /* Checks that buf[*off .. len) starts with one well-formed term (no version
  * byte) within the limits (NULL: defaults).  Accepts every term a BEAM 25+
