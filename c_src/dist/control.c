@@ -146,42 +146,103 @@ static const op_spec *parse_control(cn_term ctl, cn__ctl *out) {
   return s;
 }
 
+/* Where the control term of a frame starts, and whether its terms carry
+ * version bytes: a pass-through frame ('p', 131, Control, 131, Payload),
+ * or one with a distribution header and no atom cache references
+ * (131 'D' 0, Control, Payload), which is what an OTP node sends a peer
+ * that offers DFLAG_FRAGMENTS, and what our fragment reassembler makes of
+ * a whole sequence.  A header with atom cache references is refused: we
+ * do not offer DFLAG_DIST_HDR_ATOM_CACHE. */
+static int frame_body(const char *frame, size_t len, size_t *off,
+                      int *versioned) {
+  const unsigned char *u = (const unsigned char *)frame;
+  if (len >= 2 && u[0] == PASS_THROUGH && u[1] == ETF_VERSION) {
+    *off = 2;
+    *versioned = 1;
+    return 0;
+  }
+  if (len >= 3 && u[0] == ETF_VERSION && u[1] == CN__DIST_HEADER &&
+      u[2] == 0) {
+    *off = 3;
+    *versioned = 0;
+    return 0;
+  }
+  return CN_EPROTO;
+}
+
+/* Parses the control term at the start of the frame.  On success *off is
+ * where the payload term starts (past its version byte, if the frame's
+ * terms have them) and the op's spec is returned.  *rc is CN_EPROTO or
+ * CN_ENOMEM on failure, and CN_EBADTERM for a missing payload version
+ * byte. */
+static const op_spec *parse_head(const char *frame, size_t len,
+                                 const cn_term_limits *lim, cn__ctl *out,
+                                 size_t *off, int *rc) {
+  const op_spec *s;
+  size_t start;
+  int versioned;
+  cn_term ctl;
+
+  memset(out, 0, sizeof *out);
+  *rc = CN_EPROTO;
+  if (frame_body(frame, len, &start, &versioned) != 0)
+    return NULL;
+  *off = start;
+  if ((*rc = cn_term_validate(frame, len, off, lim)) != 0) {
+    if (*rc != CN_ENOMEM)
+      *rc = CN_EPROTO;
+    return NULL;
+  }
+  ctl.ptr = frame + start;
+  ctl.len = *off - start;
+  if ((s = parse_control(ctl, out)) == NULL) {
+    memset(out, 0, sizeof *out);
+    *rc = CN_EPROTO;
+    return NULL;
+  }
+  *rc = 0;
+  if (s->payload == P_NONE)
+    return s;
+  out->has_payload = 1;
+  if (*off == len) {
+    *rc = CN_EPROTO;
+    return NULL;
+  }
+  /* From here the frame's framing is sound: the frame's length bounds the
+   * payload, so a bad payload costs only this message. */
+  if (versioned && (unsigned char)frame[(*off)++] != ETF_VERSION)
+    *rc = CN_EBADTERM;
+  return s;
+}
+
+int cn__ctl_parse_head(const char *frame, size_t len,
+                       const cn_term_limits *lim, cn__ctl *out,
+                       size_t *payload) {
+  size_t off = 0;
+  int rc;
+  const op_spec *s = parse_head(frame, len, lim, out, &off, &rc);
+  if (!s || rc != 0)
+    return rc ? rc : CN_EPROTO;
+  if (s->payload == P_NONE)
+    return CN_EPROTO;
+  *payload = off;
+  return 0;
+}
+
 int cn__ctl_parse(const char *frame, size_t len, const cn_term_limits *lim,
                   cn__ctl *out) {
   const op_spec *s;
-  size_t off = 2, start;
-  cn_term ctl, pay;
+  size_t off = 0, start;
+  cn_term pay;
   int rc;
 
-  memset(out, 0, sizeof *out);
-  /* A frame of another type, such as one with a distribution header
-   * (131 'D' or 'E': atom cache, fragments), is refused: we offer neither
-   * DFLAG_DIST_HDR_ATOM_CACHE nor DFLAG_FRAGMENTS. */
-  if (len < 2 || (unsigned char)frame[0] != PASS_THROUGH ||
-      (unsigned char)frame[1] != ETF_VERSION)
-    return CN_EPROTO;
-  rc = cn_term_validate(frame, len, &off, lim);
-  if (rc == CN_ENOMEM)
+  if (!(s = parse_head(frame, len, lim, out, &off, &rc)))
     return rc;
-  if (rc != 0)
-    return CN_EPROTO;
-  ctl.ptr = frame + 2;
-  ctl.len = off - 2;
-  if ((s = parse_control(ctl, out)) == NULL) {
-    memset(out, 0, sizeof *out);
-    return CN_EPROTO;
-  }
   if (s->payload == P_NONE)
     return off == len ? 0 : CN_EPROTO;
-
-  out->has_payload = 1;
-  if (off == len)
-    return CN_EPROTO;
-  /* From here the frame's framing is sound: the frame's length bounds the
-   * payload, so a bad payload costs only this message. */
-  if ((unsigned char)frame[off] != ETF_VERSION)
-    return CN_EBADTERM;
-  start = ++off;
+  if (rc != 0)
+    return rc;
+  start = off;
   if ((rc = cn_term_validate(frame, len, &off, lim)) != 0)
     return rc;
   if (off != len)
@@ -192,5 +253,40 @@ int cn__ctl_parse(const char *frame, size_t len, const cn_term_limits *lim,
     out->reason = pay;
   else
     out->msg = pay;
+  return 0;
+}
+
+/* Reads one whole term at *off of buf[0 .. len) into *t.  The term must be
+ * complete within len, which may end anywhere after it. */
+static int head_term(const char *buf, size_t len, size_t *off, cn_term *t) {
+  static const cn_term_limits small = {64, 4096};
+  size_t start = *off;
+  int rc = cn_term_validate(buf, len, off, &small);
+  if (rc != 0)
+    return rc;
+  t->ptr = buf + start;
+  t->len = *off - start;
+  return 0;
+}
+
+int cn__call_head(const char *pay, size_t len, cn_term *caller,
+                  cn_term *tag) {
+  const unsigned char *u = (const unsigned char *)pay;
+  size_t off;
+  cn_term e;
+  /* {'$gen_call', {Pid, Tag}, Request}: a 3-tuple whose first element is
+   * the atom, then a 2-tuple.  Only the head must be there. */
+  if (len < 2 || u[0] != ETF_SMALL_TUPLE || u[1] != 3)
+    return CN_ENOMATCH;
+  off = 2;
+  if (head_term(pay, len, &off, &e) != 0 || !cn_is_atom(e, "$gen_call"))
+    return CN_ENOMATCH;
+  if (off + 2 > len || u[off] != ETF_SMALL_TUPLE || u[off + 1] != 2)
+    return CN_ENOMATCH;
+  off += 2;
+  if (head_term(pay, len, &off, caller) != 0 ||
+      cn_term_typeof(*caller) != CN_T_PID ||
+      head_term(pay, len, &off, tag) != 0)
+    return CN_ENOMATCH;
   return 0;
 }

@@ -1904,6 +1904,380 @@ static int allowed_ctl_rc(int rc) {
 
 /* Every proper prefix of every frame is an error (the frame length is
  * the only framing), and random damage never crashes. */
+/* The same frame without version bytes, after a distribution header that
+ * refers to no atom cache entry (131 'D' 0): what an OTP node sends a peer
+ * that offers DFLAG_FRAGMENTS. */
+static void d_frame(cn_buf *d, const cn_buf *p) {
+  size_t off = 2;
+  assert_int_equal(cn_term_validate(p->data, p->len, &off, NULL), 0);
+  cn_buf_reset(d);
+  assert_int_equal(cn_buf_append(d, "\x83" "D\0", 3), 0);
+  assert_int_equal(cn_buf_append(d, p->data + 2, off - 2), 0);
+  if (off < p->len)
+    assert_int_equal(cn_buf_append(d, p->data + off + 1, p->len - off - 1),
+                     0);
+}
+
+static void test_ctl_dist_header(void **state) {
+  (void)state;
+  terms_init();
+  for (size_t i = 0; i < COUNT(ctl_cases); i++) {
+    const struct ctl_case *c = &ctl_cases[i];
+    cn_buf f = CN_BUF_INIT, d = CN_BUF_INIT;
+    cn__ctl a, b;
+    ctl_frame(&f, c->op, c->elems, c->payload);
+    d_frame(&d, &f);
+    assert_int_equal(parse(&f, NULL, &a), 0);
+    {
+      char *copy = exact(d.data, d.len);
+      assert_int_equal(cn__ctl_parse(copy, d.len, NULL, &b), 0);
+      assert_int_equal(a.op, b.op);
+      assert_int_equal(a.has_payload, b.has_payload);
+      assert_true(a.msg.len == b.msg.len &&
+                  (a.msg.len == 0 ||
+                   memcmp(a.msg.ptr, b.msg.ptr, a.msg.len) == 0));
+      assert_true(a.reason.len == b.reason.len);
+      assert_true(a.to.len == b.to.len);
+      free(copy);
+    }
+    /* Atom cache references are refused (we offer no atom cache). */
+    d.data[2] = 1;
+    assert_int_equal(parse(&d, NULL, &b), CN_EPROTO);
+    cn_buf_free(&f);
+    cn_buf_free(&d);
+  }
+}
+
+/* The head of a frame cut short: the control term and where the payload
+ * starts; then the call in the payload's first bytes. */
+static void test_ctl_head_and_call(void **state) {
+  cn_buf f = CN_BUF_INIT, d = CN_BUF_INIT;
+  cn__ctl out;
+  size_t pay = 0, cut;
+  cn_term caller, tag;
+  (void)state;
+  terms_init();
+
+  ctl_frame(&f, CN__DOP_REG_SEND, "PUA", 'M');
+  d_frame(&d, &f);
+  for (int form = 0; form < 2; form++) {
+    cn_buf *b = form ? &d : &f;
+    for (cut = 0; cut <= b->len; cut++) {
+      char *copy = exact(b->data, cut);
+      int rc = cn__ctl_parse_head(copy, cut, NULL, &out, &pay);
+      if (rc == 0) {
+        assert_int_equal(out.op, CN__DOP_REG_SEND);
+        assert_true(pay <= cut);
+        rc = cn__call_head(copy + pay, cut - pay, &caller, &tag);
+        if (rc == 0) {
+          assert_true(cn_term_equal(caller, term_of('P')));
+          assert_int_equal(cn_term_typeof(tag), CN_T_LIST);
+        } else {
+          assert_int_equal(rc, CN_ENOMATCH);
+        }
+        /* The whole head of the call is there once the request starts. */
+        if (cut == b->len)
+          assert_int_equal(rc, 0);
+      } else {
+        assert_int_equal(rc, CN_EPROTO);
+      }
+      free(copy);
+    }
+  }
+  /* Ops without a payload have no head to look at. */
+  cn_buf_reset(&f);
+  ctl_frame(&f, CN__DOP_LINK, "PQ", 0);
+  assert_int_equal(cn__ctl_parse_head(f.data, f.len, NULL, &out, &pay),
+                   CN_EPROTO);
+  /* Other payloads are not calls. */
+  {
+    static const char *not_calls[] = {
+        "{'$gen_cast', x}", "{'$gen_call', x, y}", "{'$gen_call', {1, t}, y}",
+        "{x, {~t, t}, y}", "[1]", "{'$gen_call', {~t, t}}"};
+    for (size_t i = 0; i < COUNT(not_calls); i++) {
+      cn_buf_reset(&d);
+      assert_int_equal(cn_build(&d, not_calls[i], term_of('P')), 0);
+      {
+        char *copy = exact(d.data, d.len);
+        assert_int_equal(cn__call_head(copy, d.len, &caller, &tag),
+                         CN_ENOMATCH);
+        free(copy);
+      }
+    }
+  }
+  cn_buf_free(&f);
+  cn_buf_free(&d);
+}
+
+/* Cuts the frame d (131 'D' 0 ...) into fragments of at most size body
+ * bytes each, as sequence id, appended to frags as 4-byte-length frames. */
+static size_t fragment(cn_buf *frags, const cn_buf *d, size_t size,
+                       uint64_t id) {
+  size_t body = d->len - 3, n = (body + size - 1) / size, i;
+  for (i = 0; i < n; i++) {
+    char hdr[CN__FRAG_HDR_FIRST];
+    size_t hl = i == 0 ? CN__FRAG_HDR_FIRST : CN__FRAG_HDR_NEXT;
+    size_t part = body - i * size < size ? body - i * size : size;
+    unsigned char len4[4];
+    uint32_t fl = (uint32_t)(hl + part);
+    cn__frag_header(hdr, i == 0, id, n - i);
+    len4[0] = (unsigned char)(fl >> 24);
+    len4[1] = (unsigned char)(fl >> 16);
+    len4[2] = (unsigned char)(fl >> 8);
+    len4[3] = (unsigned char)fl;
+    assert_int_equal(cn_buf_append(frags, len4, 4), 0);
+    assert_int_equal(cn_buf_append(frags, hdr, hl), 0);
+    assert_int_equal(cn_buf_append(frags, d->data + 3 + i * size, part), 0);
+  }
+  return n;
+}
+
+/* The next frame of a fragment stream, or 0 bytes at its end. */
+static size_t next_frame(const cn_buf *s, size_t *off, const char **p) {
+  const unsigned char *u;
+  size_t n;
+  if (*off >= s->len)
+    return 0;
+  u = (const unsigned char *)s->data + *off;
+  n = (size_t)u[0] << 24 | (size_t)u[1] << 16 | (size_t)u[2] << 8 | u[3];
+  *p = s->data + *off + 4;
+  *off += 4 + n;
+  return n;
+}
+
+static int feed(cn__frags *f, const char *p, size_t n, cn_buf *done,
+                cn_buf *head) {
+  char *copy = exact(p, n);
+  int rc = cn__frags_feed(f, copy, n, done, head);
+  free(copy);
+  return rc;
+}
+
+static void test_frags_reassemble(void **state) {
+  cn_buf big = CN_BUF_INIT, f1 = CN_BUF_INIT, f2 = CN_BUF_INIT;
+  cn_buf d1 = CN_BUF_INIT, d2 = CN_BUF_INIT, s1 = CN_BUF_INIT,
+         s2 = CN_BUF_INIT, done = CN_BUF_INIT, head = CN_BUF_INIT;
+  cn__frags fr;
+  size_t o1 = 0, o2 = 0, n1, n2, got = 0;
+  const char *p;
+  cn__ctl out;
+  (void)state;
+  terms_init();
+
+  /* Two messages, 300 KB and 70 KB, cut in 64 KiB and 1000-byte pieces,
+   * their fragments interleaved. */
+  {
+    char *z = calloc(1, 300000);
+    assert_int_equal(cn_build(&big, "{data, ~b}", z, (size_t)300000), 0);
+    free(z);
+  }
+  ctl_frame(&f1, CN__DOP_SEND_SENDER, "PQ", 0);
+  assert_int_equal(cn_buf_append(&f1, "\x83", 1), 0);
+  assert_int_equal(cn_put_term(&f1, cn_buf_term(&big)), 0);
+  d_frame(&d1, &f1);
+  ctl_frame(&f2, CN__DOP_REG_SEND, "PUA", 'M');
+  for (int i = 0; i < 70; i++)
+    assert_int_equal(cn_buf_append(&f2, "", 0), 0);
+  d_frame(&d2, &f2);
+  n1 = fragment(&s1, &d1, CN__FRAG_SIZE, 7);
+  n2 = fragment(&s2, &d2, 10, 8);
+  assert_true(n1 == 5 && n2 > 5);
+
+  cn__frags_init(&fr, 1 << 20, 4 << 20);
+  for (;;) {
+    size_t n;
+    int rc;
+    if ((n = next_frame(&s1, &o1, &p)) > 0) {
+      rc = feed(&fr, p, n, &done, &head);
+      if (rc == CN__FRAG_DONE) {
+        assert_int_equal(done.len, d1.len);
+        assert_memory_equal(done.data, d1.data, d1.len);
+        got++;
+      } else {
+        assert_int_equal(rc, CN__FRAG_MORE);
+      }
+    }
+    if ((n = next_frame(&s2, &o2, &p)) > 0) {
+      rc = feed(&fr, p, n, &done, &head);
+      if (rc == CN__FRAG_DONE) {
+        assert_int_equal(done.len, d2.len);
+        assert_memory_equal(done.data, d2.data, d2.len);
+        assert_int_equal(cn__ctl_parse(done.data, done.len, NULL, &out), 0);
+        assert_int_equal(out.op, CN__DOP_REG_SEND);
+        got++;
+      } else {
+        assert_int_equal(rc, CN__FRAG_MORE);
+      }
+    }
+    if (o1 >= s1.len && o2 >= s2.len)
+      break;
+  }
+  assert_int_equal(got, 2);
+  assert_int_equal(fr.n, 0);
+  assert_int_equal(fr.bytes, 0);
+
+  /* A single-fragment sequence is complete at once. */
+  {
+    cn_buf s3 = CN_BUF_INIT;
+    size_t o3 = 0, n;
+    assert_int_equal(fragment(&s3, &d2, 1 << 20, 9), 1);
+    n = next_frame(&s3, &o3, &p);
+    assert_int_equal(feed(&fr, p, n, &done, &head), CN__FRAG_DONE);
+    assert_memory_equal(done.data, d2.data, d2.len);
+    cn_buf_free(&s3);
+  }
+  cn__frags_free(&fr);
+  cn_buf_free(&big);
+  cn_buf_free(&f1);
+  cn_buf_free(&f2);
+  cn_buf_free(&d1);
+  cn_buf_free(&d2);
+  cn_buf_free(&s1);
+  cn_buf_free(&s2);
+  cn_buf_free(&done);
+  cn_buf_free(&head);
+}
+
+static void test_frags_errors_and_limits(void **state) {
+  cn_buf f = CN_BUF_INIT, d = CN_BUF_INIT, s = CN_BUF_INIT,
+         done = CN_BUF_INIT, head = CN_BUF_INIT;
+  cn__frags fr;
+  size_t off, n, i;
+  const char *p;
+  char hdr[CN__FRAG_HDR_FIRST];
+  cn__ctl out;
+  size_t pay;
+  cn_term caller, tag;
+  (void)state;
+  terms_init();
+
+  /* A call with a 200 KB request, in 64 KiB fragments. */
+  {
+    cn_buf req = CN_BUF_INIT;
+    cn_pid pp;
+    cn_ref rr;
+    char *z = calloc(1, 200000);
+    assert_int_equal(cn_get_pid(term_of('P'), &pp), 0);
+    assert_int_equal(cn_get_ref(term_of('R'), &rr), 0);
+    assert_int_equal(cn_build(&req, "{'$gen_call', {~p, [alias | ~r]}, ~b}",
+                              &pp, &rr, z, (size_t)200000),
+                     0);
+    free(z);
+    ctl_frame(&f, CN__DOP_REG_SEND, "PUA", 0);
+    assert_int_equal(cn_buf_append(&f, "\x83", 1), 0);
+    assert_int_equal(cn_put_term(&f, cn_buf_term(&req)), 0);
+    cn_buf_free(&req);
+  }
+  d_frame(&d, &f);
+  assert_int_equal(fragment(&s, &d, CN__FRAG_SIZE, 1), 4);
+
+  /* Over max_body: refused once, at the fragment that passes it, with
+   * the head of the call; the rest is dropped; nothing is left. */
+  cn__frags_init(&fr, 150000, 1 << 30);
+  for (off = 0, i = 0; (n = next_frame(&s, &off, &p)) > 0; i++) {
+    int rc = feed(&fr, p, n, &done, &head);
+    assert_int_equal(rc, i == 2 ? CN__FRAG_REFUSED : CN__FRAG_MORE);
+    if (rc == CN__FRAG_REFUSED) {
+      assert_true(head.len <= CN__FRAG_HEAD);
+      assert_int_equal(
+          cn__ctl_parse_head(head.data, head.len, NULL, &out, &pay), 0);
+      assert_int_equal(out.op, CN__DOP_REG_SEND);
+      assert_int_equal(
+          cn__call_head(head.data + pay, head.len - pay, &caller, &tag), 0);
+    }
+  }
+  assert_int_equal(fr.n, 0);
+  assert_int_equal(fr.bytes, 0);
+  assert_int_equal(fr.refused, 1);
+  cn__frags_free(&fr);
+
+  /* Over the budget: the same. */
+  cn__frags_init(&fr, 1 << 30, 100000);
+  for (off = 0, i = 0; (n = next_frame(&s, &off, &p)) > 0; i++) {
+    int rc = feed(&fr, p, n, &done, &head);
+    assert_int_equal(rc, i == 1 ? CN__FRAG_REFUSED : CN__FRAG_MORE);
+  }
+  assert_int_equal(fr.n, 0);
+  cn__frags_free(&fr);
+
+  /* Too many sequences at once: the newcomer is refused. */
+  cn__frags_init(&fr, 1 << 30, (size_t)1 << 40);
+  off = 0;
+  n = next_frame(&s, &off, &p);
+  for (i = 0; i < CN__FRAG_MAX_SEQS + 1; i++) {
+    char *copy = exact(p, n);
+    cn__frag_header(copy, 1, 1000 + i, 4);
+    assert_int_equal(cn__frags_feed(&fr, copy, n, &done, &head),
+                     i < CN__FRAG_MAX_SEQS ? CN__FRAG_MORE
+                                           : CN__FRAG_REFUSED);
+    free(copy);
+  }
+  assert_int_equal(fr.n, CN__FRAG_MAX_SEQS + 1); /* the refused one waits
+                                                 * for its last fragment */
+  cn__frags_free(&fr);
+  assert_int_equal(fr.n, 0);
+
+  /* Protocol errors. */
+  cn__frags_init(&fr, 1 << 30, 1 << 30);
+  off = 0;
+  n = next_frame(&s, &off, &p);
+  {
+    char *copy = exact(p, n);
+    /* A FragId of 0; atom cache references; too short. */
+    cn__frag_header(copy, 1, 5, 0);
+    assert_int_equal(cn__frags_feed(&fr, copy, n, &done, &head), CN_EPROTO);
+    cn__frag_header(copy, 1, 5, 2);
+    copy[18] = 1;
+    assert_int_equal(cn__frags_feed(&fr, copy, n, &done, &head), CN_EPROTO);
+    assert_int_equal(cn__frags_feed(&fr, copy, 10, &done, &head), CN_EPROTO);
+    copy[18] = 0;
+    assert_int_equal(cn__frags_feed(&fr, copy, n, &done, &head),
+                     CN__FRAG_MORE);
+    /* The same sequence started again. */
+    assert_int_equal(cn__frags_feed(&fr, copy, n, &done, &head), CN_EPROTO);
+    free(copy);
+  }
+  /* Continuations: of an unknown sequence, out of order, then right. */
+  cn__frag_header(hdr, 0, 6, 1);
+  assert_int_equal(feed(&fr, hdr, CN__FRAG_HDR_NEXT, &done, &head),
+                   CN_EPROTO);
+  cn__frag_header(hdr, 0, 5, 2);
+  assert_int_equal(feed(&fr, hdr, CN__FRAG_HDR_NEXT, &done, &head),
+                   CN_EPROTO);
+  cn__frag_header(hdr, 0, 5, 1);
+  assert_int_equal(feed(&fr, hdr, CN__FRAG_HDR_NEXT, &done, &head),
+                   CN__FRAG_DONE);
+  /* Not fragments at all. */
+  assert_int_equal(feed(&fr, "p\x83", 2, &done, &head), CN_EPROTO);
+  assert_int_equal(feed(&fr, "\x83", 1, &done, &head), CN_EPROTO);
+  cn__frags_free(&fr);
+
+  /* Random mutations of a valid stream never crash, and leave nothing
+   * behind once freed. */
+  {
+    uint64_t seed = 0x9e3779b97f4a7c15ULL;
+    for (int round = 0; round < 300; round++) {
+      cn__frags_init(&fr, 150000, 300000);
+      for (off = 0; (n = next_frame(&s, &off, &p)) > 0;) {
+        char *copy = exact(p, n);
+        int k = rnd(&seed) % 4;
+        for (int j = 0; j < k; j++)
+          copy[rnd(&seed) % (n < 32 ? n : 32)] ^= (char)(1 + rnd(&seed) % 255);
+        (void)cn__frags_feed(&fr, copy, rnd(&seed) % 8 == 0 ? n / 2 : n,
+                             &done, &head);
+        free(copy);
+      }
+      cn__frags_free(&fr);
+      assert_int_equal(fr.bytes, 0);
+    }
+  }
+  cn_buf_free(&f);
+  cn_buf_free(&d);
+  cn_buf_free(&s);
+  cn_buf_free(&done);
+  cn_buf_free(&head);
+}
+
 static void test_ctl_truncation_and_mutation(void **state) {
   uint64_t seed = 5;
   (void)state;
@@ -1977,6 +2351,10 @@ int main(void) {
       cmocka_unit_test(test_ctl_bad_payload),
       cmocka_unit_test(test_ctl_deep_payload),
       cmocka_unit_test(test_ctl_truncation_and_mutation),
+      cmocka_unit_test(test_ctl_dist_header),
+      cmocka_unit_test(test_ctl_head_and_call),
+      cmocka_unit_test(test_frags_reassemble),
+      cmocka_unit_test(test_frags_errors_and_limits),
   };
   return cmocka_run_group_tests_name("dist-proto", tests, NULL, teardown_terms);
 }
