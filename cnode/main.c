@@ -20,6 +20,7 @@
 #include "servers.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -47,15 +48,17 @@ typedef struct config {
   unsigned handshake_ms;           /* --handshake-ms, 0: the default */
   unsigned ticktime;               /* --ticktime, 0: the default */
   unsigned max_handshakes;         /* --max-handshakes, 0: the default */
-  unsigned long max_frame;         /* --max-frame, 0: the default */
+  unsigned long max_message;       /* --max-message, 0: the default */
+  unsigned long max_mailbox;       /* --max-mailbox, 0: unlimited */
+  unsigned long busy_limit;        /* --busy-limit, 0: the default */
 } config;
 
 #define SYNOPSIS                                                               \
   "usage: cnode [--sname NAME | --name NAME@HOST] [--cookie COOKIE]\n"         \
   "             [--listen ADDR] [--port N] [--schedulers N]\n"                 \
   "             [--hidden | --published] [--handshake-ms MS]\n"             \
-  "             [--ticktime S] [--max-frame N] [--max-handshakes N]\n"      \
-  "             [--no-dist] [--help]\n"
+  "             [--ticktime S] [--max-handshakes N] [--max-message N]\n"    \
+  "             [--max-mailbox N] [--busy-limit N] [--no-dist] [--help]\n"
 
 static const char usage_text[] = SYNOPSIS
     "\n"
@@ -76,10 +79,16 @@ static const char usage_text[] = SYNOPSIS
     "  --handshake-ms MS  time allowed for a handshake (default 7000)\n"
     "  --ticktime S     net_ticktime: a peer silent this long is dropped\n"
     "                   (default 60)\n"
-    "  --max-frame N    largest distribution frame in bytes (default\n"
-    "                   128 MiB); a bigger one closes its connection\n"
     "  --max-handshakes N  accepted connections still in their handshake\n"
     "                   (default 64)\n"
+    "  --max-message N  largest message in bytes, both ways (default 1G;\n"
+    "                   K, M and G suffixes are binary); a bigger one is\n"
+    "                   refused alone, and a call in it fails at once\n"
+    "  --max-mailbox N  messages a server may have waiting (default 0,\n"
+    "                   unlimited); past it calls fail at once and casts\n"
+    "                   are dropped\n"
+    "  --busy-limit N   output bytes that make a connection busy and\n"
+    "                   suspend its senders (default 1M)\n"
     "  --no-dist        run the servers in a runtime without distribution,\n"
     "                   for C-only smoke tests: no epmd, no cookie\n"
     "  --help           print this and exit\n"
@@ -110,6 +119,33 @@ static bool parse_num(const char *s, unsigned long min, unsigned long max,
   errno = 0;
   v = strtoul(s, &end, 10);
   if (errno != 0 || *end != '\0' || v < min || v > max)
+    return false;
+  *out = v;
+  return true;
+}
+
+/* A byte count: a number in [min, max], optionally with a K, M or G
+ * suffix (powers of 1024), and nothing else. */
+static bool parse_bytes(const char *s, unsigned long min, unsigned long max,
+                        unsigned long *out) {
+  char num[32];
+  size_t n = strlen(s);
+  unsigned long mult = 1, v;
+  if (n == 0 || n >= sizeof(num))
+    return false;
+  memcpy(num, s, n + 1);
+  switch (num[n - 1]) {
+  case 'k': case 'K': mult = 1UL << 10; break;
+  case 'm': case 'M': mult = 1UL << 20; break;
+  case 'g': case 'G': mult = 1UL << 30; break;
+  default: break;
+  }
+  if (mult != 1)
+    num[n - 1] = '\0';
+  if (!parse_num(num, 0, ULONG_MAX / mult, &v))
+    return false;
+  v *= mult;
+  if (v < min || v > max)
     return false;
   *out = v;
   return true;
@@ -178,8 +214,10 @@ static int parse_args(int argc, char **argv, config *c) {
     NODIST,
     HSMS,
     TICK,
-    MAXFRAME,
-    MAXHS
+    MAXHS,
+    MAXMSG,
+    MAXMBOX,
+    BUSY
   };
   static const struct option opts[] = {
       {"sname", required_argument, NULL, SNAME},
@@ -193,8 +231,10 @@ static int parse_args(int argc, char **argv, config *c) {
       {"no-dist", no_argument, NULL, NODIST},
       {"handshake-ms", required_argument, NULL, HSMS},
       {"ticktime", required_argument, NULL, TICK},
-      {"max-frame", required_argument, NULL, MAXFRAME},
       {"max-handshakes", required_argument, NULL, MAXHS},
+      {"max-message", required_argument, NULL, MAXMSG},
+      {"max-mailbox", required_argument, NULL, MAXMBOX},
+      {"busy-limit", required_argument, NULL, BUSY},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -262,13 +302,33 @@ static int parse_args(int argc, char **argv, config *c) {
       else
         c->max_handshakes = (unsigned)v;
       break;
-    case MAXFRAME:
-      if (!parse_num(optarg, 64, 4294967295UL, &v)) {
-        fprintf(stderr, "cnode: --max-frame wants 64..4294967295, not '%s'\n",
+    case MAXMSG:
+      if (!parse_bytes(optarg, 64, (unsigned long)CN_DEFAULT_MAX_MESSAGE * 3,
+                       &v)) {
+        fprintf(stderr, "cnode: --max-message wants 64 to 3G bytes, not "
+                        "'%s'\n",
                 optarg);
         return -1;
       }
-      c->max_frame = v;
+      c->max_message = v;
+      break;
+    case MAXMBOX:
+      if (!parse_num(optarg, 0, 4294967295UL, &v)) {
+        fprintf(stderr, "cnode: --max-mailbox wants 0..4294967295, not "
+                        "'%s'\n",
+                optarg);
+        return -1;
+      }
+      c->max_mailbox = v;
+      break;
+    case BUSY:
+      if (!parse_bytes(optarg, 1024, 1UL << 40, &v)) {
+        fprintf(stderr, "cnode: --busy-limit wants 1K to 1T bytes, not "
+                        "'%s'\n",
+                optarg);
+        return -1;
+      }
+      c->busy_limit = v;
       break;
     case 'h':
       fputs(usage_text, stdout);
@@ -383,7 +443,8 @@ static int start(cn_runtime *rt, const config *c, cn_pid *sup) {
     d.handshake_ms = c->handshake_ms;
     d.ticktime_s = c->ticktime;
     d.max_handshakes = c->max_handshakes;
-    d.max_frame = c->max_frame;
+    d.max_message = c->max_message;
+    d.busy_limit = c->busy_limit;
     if ((err = cn_dist_start(rt, &d)) != 0) {
       fprintf(stderr, "cnode: cannot start distribution as %s: %s (%s)%s\n",
               c->node, cn_strerror(err), cn_err_name(err),
@@ -440,6 +501,8 @@ int main(int argc, char **argv) {
   ro.schedulers = c.schedulers;
   ro.node_name = c.node;
   ro.creation = 0; /* the runtime picks one; see cn_runtime_options */
+  ro.max_mailbox = c.max_mailbox;
+  ro.limits.max_size = c.max_message; /* 0: the default */
   if ((err = cn_runtime_new(&ro, &rt)) != 0) {
     fprintf(stderr, "cnode: cannot create the runtime for %s: %s (%s)\n",
             c.node, cn_strerror(err), cn_err_name(err));

@@ -10,6 +10,9 @@
  * back anything above this. */
 #define KEEP_BUF ((size_t)256 << 10)
 #define READ_CHUNK ((size_t)64 << 10)
+/* Each write takes what small frames are ready, then fragments of large
+ * messages up to this much: the most a small call waits behind them. */
+#define WRITE_BATCH ((size_t)256 << 10)
 #define TICK_ANSWER_MS 500
 #define TICK_ANSWERS 8
 
@@ -19,6 +22,22 @@ static void process_input(cn__conn *c);
 
 /* A connection is freed once its handles are closed and its requests have
  * called back: refs counts both. */
+static void streams_free(cn__conn *c) {
+  cn__ostream *s, *ns;
+  cn__oentry *e, *ne;
+  for (s = c->streams; s; s = ns) {
+    ns = s->next;
+    for (e = s->head; e; e = ne) {
+      ne = e->next;
+      cn_buf_free(&e->buf);
+      free(e);
+    }
+    free(s);
+  }
+  c->streams = NULL;
+  c->oq_bytes = 0;
+}
+
 static void conn_unref(cn__conn *c) {
   if (--c->handles > 0)
     return;
@@ -26,6 +45,11 @@ static void conn_unref(cn__conn *c) {
   cn_buf_free(&c->out);
   cn_buf_free(&c->wbuf);
   cn_buf_free(&c->epmd);
+  cn_buf_free(&c->fdone);
+  cn_buf_free(&c->fhead);
+  cn_buf_free(&c->skip_head);
+  cn__frags_free(&c->frags);
+  streams_free(c);
   free(c);
 }
 
@@ -37,6 +61,7 @@ static cn__conn *conn_new(cn__dist *d, int initiator) {
     return NULL;
   c->d = d;
   c->initiator = initiator;
+  cn__frags_init(&c->frags, d->frame_limit - 3, d->opt.max_reassembly);
   c->handles = 1; /* the timer, initialised here */
   uv_timer_init(d->loop, &c->timer);
   c->timer.data = c;
@@ -84,6 +109,13 @@ void cn__conn_close(cn__conn *c, const char *why) {
                  c->hs.peer_name_len ? c->hs.peer_name : "a peer", why);
   if (was != C_UP)
     atomic_fetch_add(&d->st_hs_failed, 1);
+  /* What waits to go out is lost with the connection, as on the BEAM;
+   * senders parked on it go on. */
+  streams_free(c);
+  if (c->busy && c->dn) {
+    c->busy = 0;
+    cn__dist_set_busy(d, c->dn, 0);
+  }
   if (c->dn)
     cn__dist_node_down(d, c->dn, c, c->hs_rc);
   if (c->resolving)
@@ -105,6 +137,185 @@ static void on_timeout(uv_timer_t *t) {
 
 static void start_write(cn__conn *c);
 
+/* ---- Streams: large messages and what queues behind them ------------- */
+
+static uint32_t be32(const char *p);
+
+static void put_be32(char *p, size_t v) {
+  p[0] = (char)(v >> 24);
+  p[1] = (char)(v >> 16);
+  p[2] = (char)(v >> 8);
+  p[3] = (char)v;
+}
+
+static cn__ostream *stream_of(cn__conn *c, cn_pid sender) {
+  cn__ostream *s;
+  for (s = c->streams; s; s = s->next)
+    if (cn_pid_equal(&s->sender, &sender))
+      return s;
+  return NULL;
+}
+
+bool cn__conn_streaming(cn__conn *c, cn_pid sender) {
+  return stream_of(c, sender) != NULL;
+}
+
+cn_buf *cn__conn_target(cn__conn *c, cn_pid sender, size_t payload) {
+  cn__ostream *s = stream_of(c, sender), **sp;
+  cn__oentry *e;
+  bool big = (c->peer_flags & CN__DFLAG_FRAGMENTS) && payload > CN__FRAG_SIZE;
+  if (!s && !big)
+    return &c->out;
+  if (!(e = calloc(1, sizeof(*e))))
+    return &c->out; /* no memory: it goes whole, and may overtake */
+  if (!s) {
+    if (!(s = calloc(1, sizeof(*s)))) {
+      free(e);
+      return &c->out;
+    }
+    s->sender = sender;
+    for (sp = &c->streams; *sp; sp = &(*sp)->next)
+      ;
+    *sp = s;
+  }
+  if (s->tail)
+    s->tail->next = e;
+  else
+    s->head = e;
+  s->tail = e;
+  return &e->buf;
+}
+
+static size_t queued(const cn__conn *c) {
+  return c->out.len + (c->writing ? c->wbuf.len : 0);
+}
+
+/* Busy is the output buffer and the write in flight over busy_limit: the
+ * streams feed the buffer a write at a time, so a large message does not
+ * make its connection busy for everyone; its own sender waits for it
+ * instead (see cn__dist_unpark). */
+static void update_busy(cn__conn *c) {
+  int busy = queued(c) > c->d->opt.busy_limit;
+  if (busy != c->busy && c->dn && c->state == C_UP) {
+    c->busy = busy;
+    cn__dist_set_busy(c->d, c->dn, busy);
+  }
+}
+
+void cn__conn_queued(cn__conn *c, cn_buf *b) {
+  if (b != &c->out)
+    c->oq_bytes += b->len;
+  cn__conn_mark_dirty(c);
+  update_busy(c);
+}
+
+/* Appends the next fragment of the frame that entry e is sending: flen
+ * bytes at body, 131 'D' 0 then the control term and the payload (what
+ * frames to a peer that takes fragments look like).  Each fragment
+ * carries the next part of what follows the 'D' header; the first one
+ * the whole control term. */
+static void emit_fragment(cn__conn *c, cn__oentry *e, const char *body,
+                          size_t flen) {
+  static const cn_term_limits lim = {0, 0};
+  size_t off = 3, ctl_len, total, first, chunk, hl;
+  char hdr[CN__FRAG_HDR_FIRST];
+  int is_first = e->sent == 0;
+
+  cn_term_validate(body, flen, &off, &lim); /* we encoded it: sound */
+  ctl_len = off - 3;
+  total = flen - 3;
+  first = ctl_len > CN__FRAG_SIZE ? ctl_len : CN__FRAG_SIZE;
+  if (is_first) {
+    e->seq = ++c->next_seq;
+    e->left = 1 + (total > first ? (total - first + CN__FRAG_SIZE - 1) /
+                                       CN__FRAG_SIZE
+                                 : 0);
+  }
+  chunk = is_first ? (total < first ? total : first)
+                   : (total - e->sent < CN__FRAG_SIZE ? total - e->sent
+                                                      : CN__FRAG_SIZE);
+  hl = is_first ? CN__FRAG_HDR_FIRST : CN__FRAG_HDR_NEXT;
+  cn__frag_header(hdr, is_first, e->seq, e->left);
+  if (cn_buf_reserve(&c->out, 4 + hl + chunk) != 0)
+    return; /* try again on the next write */
+  put_be32(c->out.data + c->out.len, hl + chunk);
+  c->out.len += 4;
+  cn_buf_append(&c->out, hdr, hl);
+  cn_buf_append(&c->out, body + 3 + e->sent, chunk);
+  e->sent += chunk;
+  e->left--;
+  c->oq_bytes -= chunk;
+  atomic_fetch_add_explicit(&c->d->st_fragments_out, 1,
+                            memory_order_relaxed);
+  if (e->sent == total) {
+    c->oq_bytes -= 4 + flen - total;
+    e->pos += 4 + flen;
+    e->sent = 0;
+  }
+}
+
+/* Drops the entries at the head of s that have nothing left to send.
+ * Returns false when s is empty then. */
+static bool pop_sent(cn__ostream *s) {
+  cn__oentry *e;
+  while ((e = s->head) && e->pos >= e->buf.len) {
+    s->head = e->next;
+    if (!s->head)
+      s->tail = NULL;
+    cn_buf_free(&e->buf);
+    free(e);
+  }
+  return s->head != NULL;
+}
+
+/* Appends one frame or one fragment from the head of stream s, which has
+ * something left to send. */
+static void emit_one(cn__conn *c, cn__ostream *s) {
+  cn__oentry *e = s->head;
+  {
+    const char *p = e->buf.data + e->pos;
+    size_t flen = be32(p);
+    if (!(c->peer_flags & CN__DFLAG_FRAGMENTS) || flen <= CN__FRAG_SIZE) {
+      if (cn_buf_append(&c->out, p, 4 + flen) == 0) {
+        e->pos += 4 + flen;
+        c->oq_bytes -= 4 + flen;
+      }
+    } else {
+      emit_fragment(c, e, p + 4, flen);
+    }
+  }
+}
+
+/* Tops the output buffer up from the streams, a frame or fragment from
+ * each in turn.  A stream that empties is dropped, and its sender, if
+ * parked, may go on. */
+static void fill_out(cn__conn *c) {
+  int done = 0, stuck = 0;
+  while (c->streams && c->out.len < WRITE_BATCH && !stuck) {
+    cn__ostream **sp = &c->streams;
+    while (*sp && c->out.len < WRITE_BATCH) {
+      cn__ostream *s = *sp;
+      if (pop_sent(s)) {
+        size_t before = c->out.len;
+        emit_one(c, s);
+        if (c->out.len == before) {
+          stuck = 1; /* no memory: try again on the next write */
+          break;
+        }
+      }
+      if (!pop_sent(s)) {
+        *sp = s->next;
+        free(s);
+        done = 1;
+      } else {
+        sp = &s->next;
+      }
+    }
+  }
+  if (done && c->dn)
+    cn__dist_unpark(c->d, c->dn);
+}
+
 static void on_write(uv_write_t *req, int status) {
   cn__conn *c = req->data;
   c->writing = 0;
@@ -121,6 +332,8 @@ static void on_write(uv_write_t *req, int status) {
       cn__conn_close(c, c->close_why);
     else
       start_write(c);
+    if (c->state != C_CLOSING)
+      update_busy(c);
   }
   conn_unref(c);
 }
@@ -128,14 +341,14 @@ static void on_write(uv_write_t *req, int status) {
 static void start_write(cn__conn *c) {
   cn_buf tmp;
   uv_buf_t b;
-  if (c->writing && c->out.len > 2 * c->d->opt.max_frame) {
-    /* The peer reads nothing while we keep producing: rather than grow
-     * without bound, drop it (its links and monitors fire). */
-    cn__conn_close(c, "peer not reading (output over 2 x max_frame)");
+  if (c->writing || c->state == C_CLOSING || !c->tcp_open)
+    return;
+  if (c->state == C_UP && c->streams && c->out.len < WRITE_BATCH)
+    fill_out(c);
+  if (c->out.len == 0) {
+    update_busy(c);
     return;
   }
-  if (c->writing || c->out.len == 0 || c->state == C_CLOSING || !c->tcp_open)
-    return;
   tmp = c->wbuf;
   c->wbuf = c->out;
   c->out = tmp;
@@ -148,7 +361,7 @@ static void start_write(cn__conn *c) {
   c->writing = 1;
   c->handles++;
   c->wrote = 1;
-  c->last_write = uv_now(c->d->loop);
+  c->last_write = c->write_start = uv_now(c->d->loop);
   atomic_fetch_add_explicit(&c->d->st_bytes_out, c->wbuf.len,
                             memory_order_relaxed);
 }
@@ -204,6 +417,14 @@ void cn__conn_tick_all(cn__dist *d) {
       continue;
     if (now - c->last_read > limit) {
       cn__conn_close(c, "net_tick_timeout: nothing heard for ticktime");
+      continue;
+    }
+    if (c->writing && now - c->write_start > limit) {
+      /* It talks but reads nothing: our write has waited a whole tick
+       * time.  Only now is it dropped (a busy connection suspends its
+       * senders instead). */
+      cn__conn_close(c, "peer reads nothing: no write completed for "
+                        "ticktime");
       continue;
     }
     if (!c->wrote)
@@ -335,6 +556,51 @@ static void answer_tick(cn__conn *c) {
 
 /* ---- Input ------------------------------------------------------------ */
 
+/* Drops the next bytes of a frame over the frame limit, after keeping its
+ * head.  Returns true when the frame is behind us. */
+static bool skip_input(cn__conn *c, size_t avail) {
+  size_t take = avail < c->skip ? avail : (size_t)c->skip;
+  if (c->skip_head.len < c->skip_need) {
+    size_t want = c->skip_need - c->skip_head.len;
+    cn_buf_append(&c->skip_head, c->in.data + c->in_off,
+                  take < want ? take : want);
+  }
+  c->in_off += take;
+  c->skip -= take;
+  if (!c->skip_told &&
+      (c->skip_head.len >= c->skip_need || c->skip_head.err)) {
+    c->skip_told = 1;
+    cn__route_refused(c->d, c, c->skip_head.data, c->skip_head.len,
+                      c->skip_total);
+  }
+  if (c->skip > 0)
+    return false;
+  if (c->skip_head.cap > KEEP_BUF)
+    cn_buf_free(&c->skip_head);
+  return c->state == C_UP;
+}
+
+/* A fragment: reassembled, refused, or a broken connection. */
+static int take_fragment(cn__conn *c, const char *frame, size_t len) {
+  cn__dist *d = c->d;
+  int rc = cn__frags_feed(&c->frags, frame, len, &c->fdone, &c->fhead);
+  atomic_fetch_add_explicit(&d->st_fragments_in, 1, memory_order_relaxed);
+  switch (rc) {
+  case CN__FRAG_MORE:
+    return 0;
+  case CN__FRAG_DONE:
+    rc = cn__route_in(d, c, c->fdone.data, c->fdone.len);
+    /* A large message's buffer goes back at once. */
+    cn_buf_free(&c->fdone);
+    return rc;
+  case CN__FRAG_REFUSED:
+    cn__route_refused(d, c, c->fhead.data, c->fhead.len, 0);
+    return 0;
+  default:
+    return rc == CN_ENOMEM ? rc : CN_EPROTO;
+  }
+}
+
 static void process_input(cn__conn *c) {
   cn__dist *d = c->d;
   if (c->state == C_HANDSHAKE) {
@@ -358,8 +624,14 @@ static void process_input(cn__conn *c) {
   while (c->state == C_UP) {
     size_t avail = c->in.len - c->in_off;
     const char *p = c->in.data + c->in_off;
+    bool hdr = (c->peer_flags & CN__DFLAG_FRAGMENTS) != 0;
     uint32_t len;
     int rc;
+    if (c->skip > 0) {
+      if (skip_input(c, avail))
+        continue;
+      break;
+    }
     if (avail < 4)
       break;
     len = be32(p);
@@ -368,10 +640,26 @@ static void process_input(cn__conn *c) {
       answer_tick(c);
       continue;
     }
-    if (len > d->opt.max_frame) {
-      atomic_fetch_add(&d->st_bad_frames, 1);
-      cn__conn_close(c, "frame over max_frame");
-      return;
+    if (len > d->frame_limit) {
+      unsigned char kind = avail > 5 ? (unsigned char)p[5] : 0;
+      if (avail < 6)
+        break;
+      if ((unsigned char)p[4] == 131 &&
+          (kind == CN__DIST_FRAG_HEADER || kind == CN__DIST_FRAG_CONT)) {
+        /* Fragments are small by nature; one this big is no fragment. */
+        atomic_fetch_add(&d->st_bad_frames, 1);
+        cn__conn_close(c, "fragment over the frame limit");
+        return;
+      }
+      /* Too large to keep, but framed: drop its bytes as they come,
+       * keeping its head to fail the call in it, if any. */
+      c->in_off += 4;
+      c->skip = c->skip_total = len;
+      c->skip_need = len < CN__FRAG_HEAD ? len : CN__FRAG_HEAD;
+      c->skip_told = 0;
+      cn_buf_reset(&c->skip_head);
+      atomic_fetch_add_explicit(&d->st_frames_in, 1, memory_order_relaxed);
+      continue;
     }
     if (avail - 4 < len) {
       /* Make room for the whole frame now, so reads fill it directly. */
@@ -388,7 +676,16 @@ static void process_input(cn__conn *c) {
     }
     c->in_off += 4 + (size_t)len;
     atomic_fetch_add_explicit(&d->st_frames_in, 1, memory_order_relaxed);
-    rc = cn__route_in(d, c, p + 4, len);
+    /* As erts: a peer that took fragments sends distribution headers,
+     * one that did not sends pass-through frames; nothing else. */
+    if ((unsigned char)p[4] != (hdr ? 131 : 'p'))
+      rc = CN_EPROTO;
+    else if (hdr && len >= 2 &&
+             ((unsigned char)p[5] == CN__DIST_FRAG_HEADER ||
+              (unsigned char)p[5] == CN__DIST_FRAG_CONT))
+      rc = take_fragment(c, p + 4, len);
+    else
+      rc = cn__route_in(d, c, p + 4, len);
     if (rc != 0) {
       atomic_fetch_add(&d->st_bad_frames, 1);
       cn__conn_close(c, cn_strerror(rc));

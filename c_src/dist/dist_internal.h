@@ -19,6 +19,22 @@
  * loop turn, from a prepare handle: one uv_write per connection per turn,
  * however many frames it holds.
  *
+ * Large messages.  A message whose payload is over CN__FRAG_SIZE, to a
+ * peer that takes fragments, does not go into the output buffer: it waits
+ * in its sender's stream (cn__ostream), and each write takes one fragment
+ * from every stream in turn, after whatever small frames are ready, so a
+ * 300 MB reply never holds up the small calls behind it.  A sender with
+ * something in its stream has all its later messages queued behind it
+ * there too, so that one sender's messages keep their order.
+ *
+ * Back-pressure.  A connection whose output (buffer, write in flight and
+ * streams) passes busy_limit is busy, as OTP's dist_buf_busy_limit: a
+ * process that sends to it is suspended after its callback (parked here,
+ * see cn__dist_ops.park), and a plain thread waits in its send, until the
+ * output drains below the limit or the connection goes.  A peer is
+ * dropped only when it reads nothing (no write completes) or says nothing
+ * for the tick time.
+ *
  * Records.  As in erts' dist entries, each remote node keeps the links and
  * monitors that cross its connection.  When the connection goes, they fire
  * with noconnection: links as exit signals, our monitors as DOWN, and
@@ -47,6 +63,7 @@ typedef struct cn__rec {
                          * node only */
   char *name;           /* our by-name monitors (REC_OMON): the name
                          * monitored there */
+  uint8_t byname;       /* their monitors (REC_TMON): by a name of ours */
 } cn__rec;
 
 typedef struct cn__rtab {
@@ -69,6 +86,8 @@ struct cn__dnode {
   cn__rtab mons;            /* REC_OMON and REC_TMON, by ref */
   cn__rtab links;           /* REC_LINK, by (local, remote) */
   cn__waiter *waiters;      /* cn_dist_connect callers */
+  cn_proc *parked;          /* suspended senders (park_next), while the
+                             * connection is busy */
   uint64_t wq_deadline;     /* after a nok: when the queue gives up */
   uint64_t unlink_id;
 };
@@ -81,6 +100,25 @@ enum {
   C_UP,
   C_CLOSING
 };
+
+/* A message waiting in its sender's stream: one or more whole frames
+ * (4-byte length first) as encoded, sent one frame or fragment at a
+ * time. */
+typedef struct cn__oentry {
+  struct cn__oentry *next;
+  cn_buf buf;
+  size_t pos;    /* the next frame's offset in buf */
+  size_t sent;   /* of that frame's body, bytes sent in fragments */
+  uint64_t seq;  /* its fragment sequence, once started */
+  uint64_t left; /* fragments of it still to send */
+} cn__oentry;
+
+/* One sender's queued messages, in order. */
+typedef struct cn__ostream {
+  struct cn__ostream *next; /* the connection's streams, in turn order */
+  cn_pid sender;
+  cn__oentry *head, *tail;
+} cn__ostream;
 
 struct cn__conn {
   uv_tcp_t tcp;
@@ -123,6 +161,20 @@ struct cn__conn {
   char ereq_buf[CN_MAX_NODE_NAME + 8];
   char ebuf[64];
   cn_buf epmd;              /* epmd's answer so far */
+  /* Large messages in (see frag.c), and frames over the frame limit. */
+  cn__frags frags;
+  cn_buf fdone, fhead;      /* a reassembled or refused message */
+  uint64_t skip;            /* bytes of an oversized frame left to drop */
+  size_t skip_total;        /* its length */
+  size_t skip_need;         /* of its head, bytes to keep */
+  int skip_told;            /* its head went to cn__route_refused */
+  cn_buf skip_head;
+  /* Large messages out, and back-pressure. */
+  cn__ostream *streams;
+  size_t oq_bytes;          /* bytes waiting in streams */
+  uint64_t next_seq;        /* fragment sequence ids */
+  int busy;                 /* output over busy_limit */
+  uint64_t write_start;     /* loop time the write in flight began */
 };
 
 struct cn__dist {
@@ -133,8 +185,12 @@ struct cn__dist {
   uint64_t flags;             /* what we offer */
   uint32_t creation;
   cn_dist_options opt;        /* with defaults filled in */
-  cn_term_limits lim;         /* for frames: depth from the runtime,
-                               * size max_frame */
+  cn_term_limits lim;         /* for payloads: depth from the runtime,
+                               * size max_message */
+  size_t frame_limit;         /* max_message + CN__CTL_ROOM */
+  _Atomic uint8_t *busy;      /* by node index (CN_MAX_NODES): its
+                               * connection is busy; read by senders */
+  _Atomic(cn_proc *) parkq;   /* MPSC: processes to park */
 
   uv_tcp_t listener;
   uint16_t port;
@@ -160,12 +216,14 @@ struct cn__dist {
 
   pthread_mutex_t mu;         /* guards up_nodes, for cn_dist_nodes, and
                                * waiters' done flags */
-  pthread_cond_t cv;
+  pthread_cond_t cv;          /* also signalled when a busy connection
+                               * drains or goes (threads wait in sends) */
   uint32_t *up_nodes;
   size_t n_up, up_cap;
 
   _Atomic uint64_t st_connections, st_hs_failed, st_frames_in,
-      st_frames_out, st_bytes_in, st_bytes_out, st_dropped, st_bad_frames;
+      st_frames_out, st_bytes_in, st_bytes_out, st_dropped, st_bad_frames,
+      st_too_large, st_fragments_in, st_fragments_out, st_busy;
 };
 
 /* node.c */
@@ -182,6 +240,17 @@ void cn__dist_expire(cn__dist *d);
  * and wakes cn_dist_connect callers with rc. */
 void cn__dist_fail_queue(cn__dist *d, cn__dnode *dn, int rc);
 
+/* Room for a control term beside a message of max_message bytes, in a
+ * frame or a reassembled sequence. */
+#define CN__CTL_ROOM ((size_t)64 << 10)
+
+/* node.c: back-pressure.  Called by conn.c when c's busy state changes;
+ * a connection that goes releases its node's parked senders too. */
+void cn__dist_set_busy(cn__dist *d, cn__dnode *dn, int busy);
+/* Schedules again the senders parked on dn that may go on: its
+ * connection is not busy (or gone) and has nothing of theirs queued. */
+void cn__dist_unpark(cn__dist *d, cn__dnode *dn);
+
 /* conn.c */
 int cn__conn_listen(cn__dist *d, const char *addr, uint16_t port);
 void cn__conn_dial(cn__dist *d, cn__dnode *dn);
@@ -189,11 +258,24 @@ void cn__conn_close(cn__conn *c, const char *why);
 void cn__conn_mark_dirty(cn__conn *c);
 void cn__conn_flush_all(cn__dist *d);
 void cn__conn_tick_all(cn__dist *d);
+/* Queues a message's frames: into c's output buffer, or, when it is large
+ * or its sender already waits in a stream, into that sender's stream.
+ * Returns the buffer to encode into; cn__conn_queued must follow. */
+cn_buf *cn__conn_target(cn__conn *c, cn_pid sender, size_t payload);
+void cn__conn_queued(cn__conn *c, cn_buf *b);
+/* True while sender has messages waiting in a stream of c. */
+bool cn__conn_streaming(cn__conn *c, cn_pid sender);
 
 /* route.c */
 void cn__route_out(cn__dist *d, cn_pid to, cn__msg *m);
 void cn__route_fail(cn__dist *d, cn__msg *m);
 int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len);
+/* A message refused for its size (total bytes, 0 when unknown), of which
+ * only head (a frame cut short) was kept: counts and logs it, and fails
+ * the call it carries at once, when it is one.  An exit signal or DOWN
+ * whose reason was refused still fires, with {message_too_large, Max}. */
+void cn__route_refused(cn__dist *d, cn__conn *c, const char *head,
+                       size_t len, size_t total);
 void cn__route_node_down(cn__dist *d, cn__dnode *dn);
 void cn__rtab_free(cn__rtab *t);
 

@@ -177,6 +177,8 @@ void cn__dist_connect_node(cn__dist *d, cn__dnode *dn) {
 
 /* ---- Handing messages to the dist loop -------------------------------- */
 
+static int dist_deliver_now(cn__dist *d, cn_pid to, cn__msg *m);
+
 static void drain_inq(cn__dist *d) {
   cn__msg *m = atomic_exchange_explicit(&d->inq, NULL, memory_order_acquire);
   cn__msg *rev = NULL, *next;
@@ -192,14 +194,161 @@ static void drain_inq(cn__dist *d) {
   }
 }
 
+/* ---- Back-pressure ---------------------------------------------------- */
+
+static bool node_busy(cn__dist *d, uint32_t node) {
+  return node < CN_MAX_NODES &&
+         atomic_load_explicit(&d->busy[node], memory_order_relaxed);
+}
+
+/* A parked sender may go on once its node's connection is not busy and
+ * holds nothing of its in a stream (or is gone). */
+static bool may_go(cn__dist *d, cn__dnode *dn, cn_proc *p) {
+  cn__conn *c = dn ? dn->conn : NULL;
+  return !c || atomic_load(&d->stopping) ||
+         (!c->busy && !cn__conn_streaming(c, p->pid));
+}
+
+void cn__dist_unpark(cn__dist *d, cn__dnode *dn) {
+  cn_proc **pp = &dn->parked, *p;
+  while ((p = *pp)) {
+    if (may_go(d, dn, p)) {
+      *pp = p->park_next;
+      p->park_next = NULL;
+      cn__schedule(p);
+    } else {
+      pp = &p->park_next;
+    }
+  }
+}
+
+void cn__dist_set_busy(cn__dist *d, cn__dnode *dn, int busy) {
+  if (dn->node < CN_MAX_NODES) {
+    pthread_mutex_lock(&d->mu);
+    atomic_store(&d->busy[dn->node], (uint8_t)(busy != 0));
+    if (!busy)
+      pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+  }
+  if (busy)
+    atomic_fetch_add(&d->st_busy, 1);
+  else
+    cn__dist_unpark(d, dn);
+}
+
+/* Parks p on its node, or schedules it at once when it may go on. */
+static void park_on_loop(cn__dist *d, cn_proc *p) {
+  cn__dnode *dn = cn__dnode_get(d, p->park_node - 1, 0);
+  p->park_node = 0;
+  if (may_go(d, dn, p)) {
+    cn__schedule(p);
+    return;
+  }
+  p->park_next = dn->parked;
+  dn->parked = p;
+}
+
+static void drain_parkq(cn__dist *d) {
+  cn_proc *p = atomic_exchange(&d->parkq, NULL), *next;
+  for (; p; p = next) {
+    next = p->park_next;
+    p->park_next = NULL;
+    park_on_loop(d, p);
+  }
+}
+
+static bool dist_park(cn_runtime *rt, cn_proc *p, uint32_t node) {
+  cn__dist *d = cn__dist_of(rt);
+  cn_proc *h;
+  if (!d)
+    return false;
+  if (on_dist_loop(d)) {
+    if (atomic_load(&d->stopping))
+      return false;
+    cn__dnode *dn = cn__dnode_get(d, node, 0);
+    if (may_go(d, dn, p))
+      return false;
+    p->park_next = dn->parked;
+    dn->parked = p;
+    return true;
+  }
+  /* park_node tells the loop which node; the loop owns p from here.  The
+   * lock orders this against dist_stop: whatever is pushed before stopping
+   * is set is drained by the loop's stop, and nothing is pushed after. */
+  pthread_mutex_lock(&d->mu);
+  if (atomic_load(&d->stopping)) {
+    pthread_mutex_unlock(&d->mu);
+    return false;
+  }
+  p->park_node = node + 1;
+  h = atomic_load_explicit(&d->parkq, memory_order_relaxed);
+  do {
+    p->park_next = h;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &d->parkq, &h, p, memory_order_release, memory_order_relaxed));
+  pthread_mutex_unlock(&d->mu);
+  uv_async_send(&d->wake);
+  return true;
+}
+
+static bool dist_busy(cn_runtime *rt, uint32_t node) {
+  cn__dist *d = cn__dist_of(rt);
+  return d && node_busy(d, node);
+}
+
+/* A plain thread that sent to a busy connection waits for it to drain,
+ * or to go. */
+static void wait_not_busy(cn__dist *d, uint32_t node) {
+  pthread_mutex_lock(&d->mu);
+  while (node_busy(d, node) && !atomic_load(&d->stopping)) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&d->cv, &d->mu, &ts);
+  }
+  pthread_mutex_unlock(&d->mu);
+}
+
 static int dist_deliver(cn_runtime *rt, cn_pid to, cn__msg *m) {
   cn__dist *d = cn__dist_of(rt);
-  cn__msg *h;
+  bool message = m->kind == CN__M_MSG || m->kind == CN__M_CAST ||
+                 m->kind == CN__M_CALL || m->kind == CN__M_REPLY;
+  bool big = m->len > CN__FRAG_SIZE;
   if (atomic_load_explicit(&d->stopping, memory_order_relaxed)) {
     cn__msg_free(m);
     return CN_ENOCONN;
   }
   m->to = to;
+  if (message && (big || node_busy(d, to.node))) {
+    /* Back-pressure, as the BEAM suspends a sender: a process after its
+     * callback (until the connection drains and its own large message is
+     * out), a plain thread here (while the connection is busy).  A
+     * scheduler thread that runs no process is never held up. */
+    cn_proc *cur = cn__current();
+    if (!cn__current_sched()) {
+      if (node_busy(d, to.node) && !on_dist_loop(d)) {
+        int rc = dist_deliver_now(d, to, m);
+        wait_not_busy(d, to.node);
+        return rc;
+      }
+    } else if (cur && !cur->thread) {
+      cur->park_node = to.node + 1;
+    }
+  }
+  return dist_deliver_now(d, to, m);
+}
+
+static void on_wake(uv_async_t *h) {
+  drain_inq(h->data);
+  drain_parkq(h->data);
+}
+
+static int dist_deliver_now(cn__dist *d, cn_pid to, cn__msg *m) {
+  cn__msg *h;
   if (on_dist_loop(d)) {
     /* Keep the order of what other threads queued before us. */
     drain_inq(d);
@@ -215,8 +364,6 @@ static int dist_deliver(cn_runtime *rt, cn_pid to, cn__msg *m) {
     uv_async_send(&d->wake);
   return 0;
 }
-
-static void on_wake(uv_async_t *h) { drain_inq(h->data); }
 
 static void on_flush(uv_prepare_t *h) { cn__conn_flush_all(h->data); }
 
@@ -379,8 +526,8 @@ static void fill_defaults(cn_dist_options *o) {
     o->handshake_ms = CN_DIST_DEFAULT_HANDSHAKE_MS;
   if (!o->max_handshakes)
     o->max_handshakes = CN_DIST_DEFAULT_MAX_HANDSHAKES;
-  if (!o->max_frame)
-    o->max_frame = CN_DIST_DEFAULT_MAX_FRAME;
+  if (!o->busy_limit)
+    o->busy_limit = CN_DIST_DEFAULT_BUSY_LIMIT;
   if (!o->epmd_port) {
     env = getenv("ERL_EPMD_PORT");
     o->epmd_port = env && atoi(env) > 0 && atoi(env) < 65536
@@ -390,6 +537,7 @@ static void fill_defaults(cn_dist_options *o) {
 }
 
 static void dist_free_mem(cn__dist *d) {
+  free((void *)d->busy);
   pthread_mutex_destroy(&d->mu);
   pthread_cond_destroy(&d->cv);
   free(d->up_nodes);
@@ -424,7 +572,21 @@ int cn_dist_start(cn_runtime *rt, const cn_dist_options *opts) {
   d->creation = rt->creation;
   d->lim.max_depth =
       rt->limits.max_depth ? rt->limits.max_depth : CN_TERM_DEFAULT_MAX_DEPTH;
-  d->lim.max_size = d->opt.max_frame;
+  /* One limit both ways: a smaller max_message lowers the runtime's, so
+   * that what a server accepts from the wire it can also send back. */
+  if (d->opt.max_message == 0 || d->opt.max_message > cn_max_message(rt))
+    d->opt.max_message = cn_max_message(rt);
+  if (d->opt.max_message < 64)
+    d->opt.max_message = 64;
+  atomic_store(&rt->max_message, d->opt.max_message);
+  d->lim.max_size = d->opt.max_message;
+  d->frame_limit = d->opt.max_message + CN__CTL_ROOM;
+  if (!d->opt.max_reassembly)
+    d->opt.max_reassembly = 2 * d->frame_limit;
+  if (!(d->busy = calloc(CN_MAX_NODES, sizeof(*d->busy)))) {
+    free(d);
+    return CN_ENOMEM;
+  }
   d->epmd_fd = -1;
   pthread_mutex_init(&d->mu, NULL);
   pthread_cond_init(&d->cv, NULL);
@@ -479,6 +641,12 @@ static void stop_on_loop(void *arg) {
   cn__conn *c, *next;
   size_t i;
   drain_inq(d);
+  /* Parked senders go on: there is nothing left to wait for. */
+  drain_parkq(d);
+  for (i = 0; i < d->nodes_cap; i++) {
+    if (d->nodes[i])
+      cn__dist_unpark(d, d->nodes[i]);
+  }
   for (c = d->conns; c; c = next) {
     next = c->next;
     cn__conn_close(c, "node stopping");
@@ -497,7 +665,14 @@ static void stop_on_loop(void *arg) {
 
 static void dist_stop(cn_runtime *rt) {
   cn__dist *d = cn__dist_of(rt);
-  if (!d || atomic_exchange(&d->stopping, 1))
+  int was;
+  if (!d)
+    return;
+  pthread_mutex_lock(&d->mu);
+  was = atomic_exchange(&d->stopping, 1);
+  pthread_cond_broadcast(&d->cv); /* threads waiting in sends go on */
+  pthread_mutex_unlock(&d->mu);
+  if (was)
     return;
   cn__sched_run(rt, DIST_SCHED, stop_on_loop, d);
   /* Close callbacks run on the loop's next turns. */
@@ -533,7 +708,8 @@ static void dist_free(cn_runtime *rt) {
   dist_free_mem(d);
 }
 
-static const cn__dist_ops ops = {dist_deliver, dist_stop, dist_free};
+static const cn__dist_ops ops = {dist_deliver, dist_stop, dist_free,
+                                 dist_park, dist_busy};
 
 /* ---- Public calls ----------------------------------------------------- */
 
@@ -706,5 +882,9 @@ int cn_dist_get_stats(cn_runtime *rt, cn_dist_stats *st) {
   st->bytes_out = atomic_load(&d->st_bytes_out);
   st->dropped = atomic_load(&d->st_dropped);
   st->bad_frames = atomic_load(&d->st_bad_frames);
+  st->too_large = atomic_load(&d->st_too_large);
+  st->fragments_in = atomic_load(&d->st_fragments_in);
+  st->fragments_out = atomic_load(&d->st_fragments_out);
+  st->busy = atomic_load(&d->st_busy);
   return 0;
 }

@@ -53,14 +53,15 @@
    CN__DFLAG_HANDSHAKE_23)
 
 /* What this node offers (a hidden node: PUBLISHED is added when the node
- * is published).  No atom cache and no fragments: every frame we read is
- * a pass-through ('p') frame with whole terms. */
+ * is published).  No atom cache: every frame we read is a pass-through
+ * ('p') frame, a frame with a distribution header that refers to no atom
+ * cache entry (131 'D' 0), or a fragment (131 'E'/'F'). */
 #define CN__DFLAGS_OURS                                                        \
   (CN__DFLAGS_MANDATORY_25 | CN__DFLAG_DIST_MONITOR |                          \
    CN__DFLAG_DIST_MONITOR_NAME | CN__DFLAG_SMALL_ATOM_TAGS |                   \
    CN__DFLAG_UNICODE_IO | CN__DFLAG_EXIT_PAYLOAD | CN__DFLAG_UNLINK_ID |       \
    CN__DFLAG_BIG_SEQTRACE_LABELS | CN__DFLAG_V4_NC | CN__DFLAG_ALIAS |         \
-   CN__DFLAG_SEND_SENDER)
+   CN__DFLAG_SEND_SENDER | CN__DFLAG_FRAGMENTS)
 
 /* ---- Control message operations ------------------------------------- */
 

@@ -168,16 +168,31 @@ static const cn_term no_term = {NULL, 0};
 
 /* ---- Encoding --------------------------------------------------------- */
 
-static size_t frame_begin(cn_buf *b) {
-  static const char head[6] = {0, 0, 0, 0, 'p', (char)131};
+/* Frames to a peer that takes fragments carry a distribution header that
+ * refers to no atom cache entry (131 'D' 0) and terms without version
+ * bytes: erts expects exactly that from such a peer, and refuses a
+ * pass-through frame.  Older peers get pass-through frames ('p', then
+ * each term with its version byte 131). */
+static bool dist_header(const cn__conn *c) {
+  return (c->peer_flags & CN__DFLAG_FRAGMENTS) != 0;
+}
+
+static size_t frame_begin(const cn__conn *c, cn_buf *b) {
+  static const char pass[6] = {0, 0, 0, 0, 'p', (char)131};
+  static const char hdr[7] = {0, 0, 0, 0, (char)131, CN__DIST_HEADER, 0};
   size_t mark = b->len;
-  cn_buf_append(b, head, sizeof(head));
+  if (dist_header(c))
+    cn_buf_append(b, hdr, sizeof(hdr));
+  else
+    cn_buf_append(b, pass, sizeof(pass));
   return mark;
 }
 
-static void put_version(cn_buf *b) {
+/* Before a payload term. */
+static void put_version(const cn__conn *c, cn_buf *b) {
   static const char v = (char)131;
-  cn_buf_append(b, &v, 1);
+  if (!dist_header(c))
+    cn_buf_append(b, &v, 1);
 }
 
 /* Closes a frame opened at mark.  A frame that could not be built whole
@@ -212,7 +227,7 @@ static cn_pid sender_of(cn__dist *d, cn_pid from) {
  * payload and calls frame_end. */
 static size_t begin_send(cn__dist *d, cn__conn *c, cn_buf *b, cn_pid from,
                          cn_pid to, const char *name) {
-  size_t mark = frame_begin(b);
+  size_t mark = frame_begin(c, b);
   if (name) {
     cn_put_tuple(b, 4);
     cn_put_int(b, CN__DOP_REG_SEND);
@@ -230,7 +245,7 @@ static size_t begin_send(cn__dist *d, cn__conn *c, cn_buf *b, cn_pid from,
     cn_put_atom(b, "");
     cn_put_pid(b, &to);
   }
-  put_version(b);
+  put_version(c, b);
   return mark;
 }
 
@@ -246,7 +261,7 @@ static void encode_exitish(cn__dist *d, cn__conn *c, cn_buf *b, int op,
                            int payload_op, cn_pid from, cn_pid to,
                            const cn_ref *ref, const char *name,
                            cn_term reason) {
-  size_t mark = frame_begin(b);
+  size_t mark = frame_begin(c, b);
   bool payload = (c->peer_flags & CN__DFLAG_EXIT_PAYLOAD) != 0;
   int arity = (ref ? 4 : 3) + (payload ? 0 : 1);
   cn_put_tuple(b, (uint32_t)arity);
@@ -256,14 +271,17 @@ static void encode_exitish(cn__dist *d, cn__conn *c, cn_buf *b, int op,
   if (ref)
     cn_put_ref(b, ref);
   if (payload)
-    put_version(b);
+    put_version(c, b);
   cn_put_term(b, reason);
   frame_end(d, b, mark);
 }
 
 static void encode(cn__dist *d, cn__conn *c, cn__dnode *dn, cn_pid to,
                    cn__msg *m) {
-  cn_buf *b = &c->out;
+  /* Into the output buffer, or behind the sender's earlier large
+   * messages (see "Large messages" in dist_internal.h). */
+  cn_buf *b = cn__conn_target(
+      c, m->kind == CN__M_CALL && m->cfrom ? m->cfrom->pid : m->from, m->len);
   cn_term data = {m->data, m->len};
   const char *toname = (m->flags & CN__F_TONAME) ? m->name : NULL;
   size_t mark;
@@ -293,7 +311,7 @@ static void encode(cn__dist *d, cn__conn *c, cn__dnode *dn, cn_pid to,
         cn__route_fail(d, m);
         return;
       }
-      mark = frame_begin(b);
+      mark = frame_begin(c, b);
       cn_put_tuple(b, 4);
       cn_put_int(b, CN__DOP_MONITOR_P);
       cn_put_pid(b, &caller);
@@ -316,12 +334,12 @@ static void encode(cn__dist *d, cn__conn *c, cn__dnode *dn, cn_pid to,
   case CN__M_REPLY:
     /* To a remote caller: data is {Tag, Reply}. */
     if ((m->flags & CN__F_ALIAS) && (c->peer_flags & CN__DFLAG_ALIAS)) {
-      mark = frame_begin(b);
+      mark = frame_begin(c, b);
       cn_put_tuple(b, 3);
       cn_put_int(b, CN__DOP_ALIAS_SEND);
       cn_put_pid(b, &m->from);
       cn_put_ref(b, &m->ref);
-      put_version(b);
+      put_version(c, b);
     } else {
       mark = begin_send(d, c, b, m->from, to, NULL);
     }
@@ -340,7 +358,7 @@ static void encode(cn__dist *d, cn__conn *c, cn__dnode *dn, cn_pid to,
     break;
   case CN__S_LINK:
     link_add(&dn->links, m->from, to);
-    mark = frame_begin(b);
+    mark = frame_begin(c, b);
     cn_put_tuple(b, 3);
     cn_put_int(b, CN__DOP_LINK);
     cn_put_pid(b, &m->from);
@@ -349,7 +367,7 @@ static void encode(cn__dist *d, cn__conn *c, cn__dnode *dn, cn_pid to,
     break;
   case CN__S_UNLINK:
     link_remove(&dn->links, m->from, to);
-    mark = frame_begin(b);
+    mark = frame_begin(c, b);
     cn_put_tuple(b, 4);
     cn_put_int(b, CN__DOP_UNLINK_ID);
     cn_put_uint(b, ++dn->unlink_id);
@@ -363,7 +381,7 @@ static void encode(cn__dist *d, cn__conn *c, cn__dnode *dn, cn_pid to,
       cn__route_fail(d, m);
       return;
     }
-    mark = frame_begin(b);
+    mark = frame_begin(c, b);
     cn_put_tuple(b, 4);
     cn_put_int(b, CN__DOP_MONITOR_P);
     cn_put_pid(b, &m->from);
@@ -375,7 +393,7 @@ static void encode(cn__dist *d, cn__conn *c, cn__dnode *dn, cn_pid to,
   case CN__S_DEMONITOR:
     if (!(r = mon_take(&dn->mons, &m->ref, REC_OMON)))
       break; /* the DOWN came first, or the connection went */
-    mark = frame_begin(b);
+    mark = frame_begin(c, b);
     cn_put_tuple(b, 4);
     cn_put_int(b, CN__DOP_DEMONITOR_P);
     cn_put_pid(b, &r->local);
@@ -396,7 +414,7 @@ static void encode(cn__dist *d, cn__conn *c, cn__dnode *dn, cn_pid to,
     break;
   }
   cn__msg_free(m);
-  cn__conn_mark_dirty(c);
+  cn__conn_queued(c, b);
 }
 
 /* Kinds that only clean up after an earlier signal: with no connection
@@ -535,16 +553,53 @@ static void drop(cn__dist *d, const char *why) {
   cn__dist_log(d, "message dropped: %s", why);
 }
 
-/* Delivers a message for local process `to`: a call, a cast, a reply to
- * one of our calls, or anything else. */
-static void deliver_msg(cn__dist *d, cn__dnode *dn, cn_pid to, cn_pid from,
-                        cn_term msg) {
+/* Fails a BEAM caller's call to our process `to` (named `name` in a
+ * REG_SEND, else NULL) with err, at once: its gen_server:call holds a
+ * monitor on `to` whose ref is the alias in its tag, and the DOWN of that
+ * monitor, with the refusal's reason, makes the call exit.  The process
+ * drops its end of the monitor.  A caller without such a monitor (an
+ * old-style or hand-made call) can only wait out its timeout. */
+static void fail_remote_call(cn__dist *d, cn__conn *c, cn_pid to,
+                             const char *name, cn_pid caller, cn_term tag,
+                             int err) {
+  cn__dnode *dn = c->dn;
+  char store[64];
+  cn_buf reason;
+  cn_ref alias;
+  cn__rec *r;
+  if (!tag_alias(tag, &alias) ||
+      !(r = mon_find(&dn->mons, &alias, REC_TMON)) ||
+      !cn_pid_equal(&r->remote, &caller) || !cn_pid_equal(&r->local, &to)) {
+    cn__dist_log(d, "a call from %s was refused (%s); its caller holds no "
+                    "monitor to tell it by",
+                 cn_node_name(dn->node), cn_strerror(err));
+    return;
+  }
+  r = mon_take(&dn->mons, &alias, REC_TMON);
+  local_signal(d, CN__S_DEMONITOR, to, caller, &alias, NULL, no_term, 0);
+  cn_buf_init_with(&reason, store, sizeof(store));
+  if (cn__refusal_reason(d->rt, err, &reason) == 0) {
+    encode_exitish(d, c, &c->out, CN__DOP_MONITOR_P_EXIT,
+                   CN__DOP_PAYLOAD_MONITOR_P_EXIT, to, caller, &alias,
+                   r->byname ? name : NULL, cn_buf_term(&reason));
+    cn__conn_queued(c, &c->out);
+  }
+  cn_buf_free(&reason);
+  rec_free(r);
+}
+
+/* Delivers a message for local process `to` (reached through `name`, or
+ * NULL): a call, a cast, a reply to one of our calls, or anything else. */
+static void deliver_msg(cn__dist *d, cn__conn *c, cn_pid to,
+                        const char *name, cn_pid from, cn_term msg) {
   cn_runtime *rt = d->rt;
+  cn__dnode *dn = c->dn;
   cn_iter it;
-  cn_term e[3], tag;
+  cn_term e[3], tag = no_term;
   cn__msg *m = NULL;
   size_t n = 0;
   cn_ref ref;
+  int rc, is_call;
 
   if ((unsigned char)msg.ptr[0] == 104 && cn_iter_init(&it, msg, &n) == 0 &&
       n >= 2 && n <= 3) {
@@ -594,7 +649,12 @@ static void deliver_msg(cn__dist *d, cn__dnode *dn, cn_pid to, cn_pid from,
   }
   if (m->kind != CN__M_CALL)
     m->from = from;
-  cn__deliver(rt, to, m); /* a dead pid drops it, as in Erlang */
+  from = m->from;
+  is_call = m->kind == CN__M_CALL;
+  /* A dead pid drops it, as in Erlang.  A full mailbox drops it too
+   * (counted by the runtime), and a call then fails at once. */
+  if ((rc = cn__deliver(rt, to, m)) == CN_EFULL && is_call)
+    fail_remote_call(d, c, to, name, from, tag, CN_EFULL);
 }
 
 /* A pid of ours, from a field the parser typed as a pid. */
@@ -629,7 +689,13 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
   cn__rec *r;
   int rc = cn__ctl_parse(frame, len, &d->lim, &ctl);
 
-  if (rc == CN_EBADTERM || rc == CN_ETOODEEP || rc == CN_ETOOBIG) {
+  if (rc == CN_ETOOBIG) {
+    /* Sound, but over max_message: refused alone, as one too large to
+     * read at all is. */
+    cn__route_refused(d, c, frame, len, len);
+    return 0;
+  }
+  if (rc == CN_EBADTERM || rc == CN_ETOODEEP) {
     /* The control message is sound: only this message is lost. */
     atomic_fetch_add(&d->st_dropped, 1);
     cn__dist_log(d, "message from %s dropped: payload %s",
@@ -648,7 +714,7 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
       return CN_EPROTO;
     if (ctl.op == CN__DOP_SEND_SENDER || ctl.op == CN__DOP_SEND_SENDER_TT)
       cn_get_pid(ctl.from, &from);
-    deliver_msg(d, dn, to, from, ctl.msg);
+    deliver_msg(d, c, to, NULL, from, ctl.msg);
     break;
   case CN__DOP_REG_SEND:
   case CN__DOP_REG_SEND_TT:
@@ -659,7 +725,7 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
       atomic_fetch_add(&d->st_dropped, 1); /* as erts: silently */
       break;
     }
-    deliver_msg(d, dn, to, from, ctl.msg);
+    deliver_msg(d, c, to, name, from, ctl.msg);
     break;
   case CN__DOP_ALIAS_SEND:
   case CN__DOP_ALIAS_SEND_TT: {
@@ -683,7 +749,7 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
       }
     } else {
       cn_get_pid(ctl.from, &from);
-      deliver_msg(d, dn, r->local, from, ctl.msg);
+      deliver_msg(d, c, r->local, NULL, from, ctl.msg);
     }
     break;
   }
@@ -699,7 +765,7 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
     link_remove(&dn->links, to, from);
     local_signal(d, CN__S_UNLINK, to, from, NULL, NULL, no_term, 0);
     {
-      size_t mark = frame_begin(&c->out);
+      size_t mark = frame_begin(c, &c->out);
       cn_put_tuple(&c->out, 4);
       cn_put_int(&c->out, CN__DOP_UNLINK_ID_ACK);
       cn_put_uint(&c->out, ctl.id);
@@ -744,10 +810,11 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
     } else if (local_pid(d, ctl.to, &to) != 0) {
       return CN_EPROTO;
     }
-    if (!rec_add(&dn->mons, REC_TMON, &ref, to, from, NULL)) {
+    if (!(r = rec_add(&dn->mons, REC_TMON, &ref, to, from, NULL))) {
       drop(d, "out of memory");
       break;
     }
+    r->byname = byname != NULL;
     local_signal(d, CN__S_MONITOR, to, from, &ref, byname, no_term,
                  byname ? CN__F_BYNAME : 0);
     break;
@@ -782,4 +849,116 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
     return CN_EPROTO;
   }
   return 0;
+}
+
+/* ---- Refused for their size ------------------------------------------ */
+
+void cn__route_refused(cn__dist *d, cn__conn *c, const char *head,
+                       size_t len, size_t total) {
+  cn_runtime *rt = d->rt;
+  cn__dnode *dn = c->dn;
+  cn_term_limits lim = {0, 0};
+  char name[256], store[64];
+  cn_term caller, tag;
+  cn_pid to, cpid, from;
+  cn_buf reason;
+  size_t pay = 0;
+  cn__ctl ctl;
+  cn_ref ref;
+  cn__rec *r;
+
+  atomic_fetch_add(&d->st_too_large, 1);
+  atomic_fetch_add(&d->st_dropped, 1);
+  if (total)
+    cn__dist_log(d, "a message of %zu bytes from %s refused: over "
+                    "max_message (%zu)",
+                 total, cn_node_name(dn->node), cn_max_message(rt));
+  else
+    cn__dist_log(d, "a fragmented message from %s refused: over "
+                    "max_message (%zu) or the reassembly budget",
+                 cn_node_name(dn->node), cn_max_message(rt));
+  lim.max_depth = d->lim.max_depth;
+  if (cn__ctl_parse_head(head, len, &lim, &ctl, &pay) != 0)
+    return;
+  cn_buf_init_with(&reason, store, sizeof(store));
+  cn__refusal_reason(rt, CN_ETOOBIG, &reason);
+  switch (ctl.op) {
+  case CN__DOP_SEND:
+  case CN__DOP_SEND_TT:
+  case CN__DOP_SEND_SENDER:
+  case CN__DOP_SEND_SENDER_TT:
+  case CN__DOP_REG_SEND:
+  case CN__DOP_REG_SEND_TT: {
+    const char *byname = NULL;
+    if (ctl.op == CN__DOP_REG_SEND || ctl.op == CN__DOP_REG_SEND_TT) {
+      if (cn_get_atom(ctl.to, name, sizeof(name)) < 0 ||
+          cn__name_lookup(rt, name, &to) != 0)
+        break;
+      byname = name;
+    } else if (local_pid(d, ctl.to, &to) != 0) {
+      break;
+    }
+    if (cn__call_head(head + pay, len - pay, &caller, &tag) == 0 &&
+        remote_pid(dn, caller, &cpid) == 0)
+      fail_remote_call(d, c, to, byname, cpid, tag, CN_ETOOBIG);
+    break;
+  }
+  case CN__DOP_ALIAS_SEND:
+  case CN__DOP_ALIAS_SEND_TT:
+    /* The reply to one of our calls (we alias only calls): the caller
+     * learns at once, and we drop our monitor. */
+    if (cn_get_ref(ctl.to, &ref) != 0 ||
+        !(r = mon_take(&dn->mons, &ref, REC_OMON)))
+      break;
+    {
+      size_t mark = frame_begin(c, &c->out);
+      cn__msg *m;
+      cn_put_tuple(&c->out, 4);
+      cn_put_int(&c->out, CN__DOP_DEMONITOR_P);
+      cn_put_pid(&c->out, &r->local);
+      put_proc(&c->out, r->remote, r->name);
+      cn_put_ref(&c->out, &ref);
+      frame_end(d, &c->out, mark);
+      cn__conn_queued(c, &c->out);
+      if ((m = cn__msg_new(CN__M_REPLY, NULL, 0)) != NULL) {
+        m->ref = ref;
+        m->from = r->remote;
+        m->flags = CN__F_ERRNO | CN__F_DEMONDONE;
+        m->aux = (uint32_t)-CN_ETOOBIG;
+        cn__deliver(rt, r->local, m);
+      }
+    }
+    rec_free(r);
+    break;
+  case CN__DOP_PAYLOAD_EXIT:
+  case CN__DOP_PAYLOAD_EXIT_TT:
+  case CN__DOP_PAYLOAD_EXIT2:
+  case CN__DOP_PAYLOAD_EXIT2_TT: {
+    /* A signal is never lost: it fires with a reason that says why its
+     * own could not be read. */
+    bool linked = ctl.op == CN__DOP_PAYLOAD_EXIT ||
+                  ctl.op == CN__DOP_PAYLOAD_EXIT_TT;
+    if (remote_pid(dn, ctl.from, &from) || local_pid(d, ctl.to, &to))
+      break;
+    if (linked)
+      link_remove(&dn->links, to, from);
+    local_signal(d, CN__S_EXIT, to, from, NULL, NULL, cn_buf_term(&reason),
+                 linked ? CN__F_LINKED : 0);
+    break;
+  }
+  case CN__DOP_PAYLOAD_MONITOR_P_EXIT:
+    if (local_pid(d, ctl.to, &to) || cn_get_ref(ctl.ref, &ref) ||
+        !(r = mon_take(&dn->mons, &ref, REC_OMON)))
+      break;
+    from = r->remote;
+    if (cn_term_typeof(ctl.from) == CN_T_PID)
+      remote_pid(dn, ctl.from, &from);
+    local_signal(d, CN__S_DOWN, r->local, r->name ? r->remote : from, &ref,
+                 r->name, cn_buf_term(&reason), r->name ? CN__F_BYNAME : 0);
+    rec_free(r);
+    break;
+  default:
+    break;
+  }
+  cn_buf_free(&reason);
 }

@@ -196,6 +196,10 @@ struct cn_proc {
   cn_ref timeout_tref;             /* armed idle timeout */
   int timeout_armed;
   cn_buf reason;                   /* set by cn_set_reason */
+  uint32_t park_node;              /* 1 + the node whose connection was
+                                    * busy when the current callback sent
+                                    * to it: suspend after the callback */
+  struct cn_proc *park_next;       /* while parked by the dist layer */
   struct cn_proc *next_free;       /* free list link */
   struct cn__thread *thread;       /* CN__PF_THREAD: the waiter */
 };
@@ -319,6 +323,15 @@ typedef struct cn__dist_ops {
   void (*stop)(cn_runtime *rt);
   /* Frees what stop left, after the schedulers have exited. */
   void (*free)(cn_runtime *rt);
+  /* Back-pressure (OTP's dist_buf_busy_limit).  A process that sent to a
+   * node whose connection is busy is suspended after its callback: park
+   * takes p, with SCHED and the run queue's reference, and schedules it
+   * again once the connection is no longer busy (or is gone).  Returns
+   * false when it did not take p (then the caller carries on). */
+  bool (*park)(cn_runtime *rt, cn_proc *p, uint32_t node);
+  /* True while node's connection is busy (cn_send_opts with
+   * CN_SEND_NOSUSPEND). */
+  bool (*busy)(cn_runtime *rt, uint32_t node);
 } cn__dist_ops;
 
 typedef struct cn__module {

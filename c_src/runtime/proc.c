@@ -108,6 +108,8 @@ int cn__proc_alloc(cn_runtime *rt, const cn_server_ops *ops, uint32_t flags,
   p->timeout_gen = 0;
   p->timeout_armed = 0;
   cn_buf_init(&p->reason);
+  p->park_node = 0;
+  p->park_next = NULL;
   p->next_free = NULL;
   p->thread = thread;
   /* One reference for the table, one for the SCHED holder (the caller). */

@@ -166,6 +166,17 @@ void cn__run_proc(cn_proc *p, int budget) {
     cn__handle_msg(p, m);
     if (p->flags & CN__PF_DEAD)
       break;
+    if (p->park_node) {
+      /* It sent to a busy connection: suspended until that drains, as
+       * the BEAM suspends a sender (the dist layer holds SCHED and our
+       * reference meanwhile, and schedules it again). */
+      uint32_t node = p->park_node - 1;
+      p->park_node = 0;
+      if (p->rt->dist_ops && p->rt->dist_ops->park(p->rt, p, node)) {
+        cn__set_current(prev);
+        return;
+      }
+    }
   }
   cn__set_current(prev);
   if (p->flags & CN__PF_DEAD) {

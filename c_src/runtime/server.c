@@ -1055,7 +1055,7 @@ int cn_code_change(cn_runtime *rt, cn_dest server, cn_term old_vsn,
 /* ---- Sends and casts -------------------------------------------------- */
 
 static int send_kind(cn_runtime *rt, cn_dest to, cn_term msg, int kind,
-                     bool quiet) {
+                     bool quiet, unsigned flags) {
   cn__msg *m;
   cn_pid pid;
   int rc;
@@ -1071,6 +1071,9 @@ static int send_kind(cn_runtime *rt, cn_dest to, cn_term msg, int kind,
       return 0;
     return rc;
   }
+  if (rc == REMOTE && (flags & CN_SEND_NOSUSPEND) && rt->dist_ops &&
+      atomic_load(&rt->dist) && rt->dist_ops->busy(rt, pid.node))
+    return CN_EBUSY;
   if (!(m = cn__msg_new(kind, msg.ptr, msg.len)))
     return CN_ENOMEM;
   if (cn__current())
@@ -1086,9 +1089,13 @@ static int send_kind(cn_runtime *rt, cn_dest to, cn_term msg, int kind,
 }
 
 int cn_send(cn_runtime *rt, cn_dest to, cn_term msg) {
-  return send_kind(rt, to, msg, CN__M_MSG, false);
+  return send_kind(rt, to, msg, CN__M_MSG, false, 0);
+}
+
+int cn_send_opts(cn_runtime *rt, cn_dest to, cn_term msg, unsigned flags) {
+  return send_kind(rt, to, msg, CN__M_MSG, false, flags);
 }
 
 int cn_cast(cn_runtime *rt, cn_dest to, cn_term msg) {
-  return send_kind(rt, to, msg, CN__M_CAST, true);
+  return send_kind(rt, to, msg, CN__M_CAST, true, 0);
 }

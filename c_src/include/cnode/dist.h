@@ -17,9 +17,22 @@
  * thread of the runtime and never blocks.  Every frame that comes in is
  * checked by the bounded term validator before anything decodes it.  A
  * frame that breaks framing or its control message closes that one
- * connection; a well-framed message with a malformed or oversized payload
- * is dropped, counted (cn_dist_stats) and logged, and the connection stays
- * up.
+ * connection; a well-framed message with a malformed payload is dropped,
+ * counted (cn_dist_stats) and logged, and the connection stays up.
+ *
+ * Limits.  One setting, max_message, bounds every message both ways:
+ * whatever a server accepts, it can send back.  A message over it is
+ * refused alone, counted and logged, and the connection stays up; a call
+ * in it fails at once (a BEAM caller's gen_server:call exits with
+ * {message_too_large, MaxMessage}), and an exit signal or DOWN in it
+ * still fires, with that reason.  Large messages travel in fragments
+ * (DFLAG_FRAGMENTS) both ways, interleaved with small ones.
+ *
+ * Back-pressure.  A connection whose output passes busy_limit suspends
+ * the processes that send to it (after their callback) and blocks plain
+ * threads in their sends, until it drains, as OTP's dist_buf_busy_limit
+ * does; cn_send_opts with CN_SEND_NOSUSPEND gets CN_EBUSY instead.  A
+ * peer is dropped only when it reads or says nothing for the tick time.
  */
 #ifndef CNODE_DIST_H
 #define CNODE_DIST_H
@@ -33,7 +46,7 @@ extern "C" {
 #define CN_DIST_DEFAULT_TICKTIME 60            /* seconds, as net_ticktime */
 #define CN_DIST_DEFAULT_HANDSHAKE_MS 7000      /* as net_setuptime */
 #define CN_DIST_DEFAULT_MAX_HANDSHAKES 64      /* pending, accepted ones */
-#define CN_DIST_DEFAULT_MAX_FRAME ((size_t)128 << 20) /* bytes per frame */
+#define CN_DIST_DEFAULT_BUSY_LIMIT ((size_t)1 << 20) /* as OTP's 1024 KB */
 #define CN_DIST_DEFAULT_EPMD_PORT 4369
 
 typedef struct cn_dist_options {
@@ -48,7 +61,16 @@ typedef struct cn_dist_options {
   unsigned ticktime_s;     /* 0: CN_DIST_DEFAULT_TICKTIME */
   unsigned handshake_ms;   /* 0: CN_DIST_DEFAULT_HANDSHAKE_MS */
   unsigned max_handshakes; /* 0: CN_DIST_DEFAULT_MAX_HANDSHAKES */
-  size_t max_frame;        /* 0: CN_DIST_DEFAULT_MAX_FRAME */
+  /* The largest message, in bytes of its encoded term, both ways.  0:
+   * the runtime's (CN_DEFAULT_MAX_MESSAGE, 1 GiB, unless its options
+   * lowered it); a smaller value lowers the runtime's too.  A frame may
+   * hold max_message plus 64 KiB for its control message. */
+  size_t max_message;
+  size_t busy_limit;       /* output bytes that make a connection busy;
+                            * 0: CN_DIST_DEFAULT_BUSY_LIMIT */
+  size_t max_reassembly;   /* bytes of fragmented messages being
+                            * reassembled per connection; 0: twice
+                            * max_message plus 64 KiB */
   uint16_t epmd_port;      /* 0: $ERL_EPMD_PORT, else 4369 */
   bool no_epmd_daemon;     /* true: never start `epmd -daemon` */
 } cn_dist_options;
@@ -96,6 +118,10 @@ typedef struct cn_dist_stats {
   uint64_t dropped;           /* well-framed messages dropped (bad or
                                * oversized payload, dead target name) */
   uint64_t bad_frames;        /* frames that closed their connection */
+  uint64_t too_large;         /* messages refused over max_message (or
+                               * the reassembly budget) */
+  uint64_t fragments_in, fragments_out;
+  uint64_t busy;              /* times a connection became busy */
   /* Gauges: what the node holds now. */
   uint64_t nodes_up;          /* connected nodes */
   uint64_t links;             /* links that cross a connection */

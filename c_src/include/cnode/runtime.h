@@ -254,6 +254,16 @@ CN_EXTERN int cn_stop(cn_runtime *rt, cn_dest server, const cn_term *reason,
  * CN_ENOMEM. */
 CN_EXTERN int cn_send(cn_runtime *rt, cn_dest to, cn_term msg);
 
+/* cn_send with options, as erlang:send/3.  CN_SEND_NOSUSPEND: when the
+ * destination is on another node whose connection is busy (its output
+ * queue is over the busy limit, see cn_dist_options.busy_limit), nothing
+ * is sent and CN_EBUSY is returned, instead of the sender being
+ * suspended (a process: after its callback; a plain thread: in the call)
+ * until the queue drains. */
+#define CN_SEND_NOSUSPEND 0x1u
+CN_EXTERN int cn_send_opts(cn_runtime *rt, cn_dest to, cn_term msg,
+                           unsigned flags);
+
 /* Casts ({'$gen_cast', Msg}).  Returns 0 whether or not the destination
  * exists, as GenServer.cast does.  Errors: a malformed msg, and CN_EFULL
  * when a local destination's mailbox is full (the cast is dropped and
