@@ -1,9 +1,16 @@
 /* Tests for the keyed hashes (issue 7, hash flooding): the SipHash core in
- * util/siphash.h and the process's key.
+ * util/siphash.h, the process's key, and the tables whose keys peers
+ * choose: cn_term_hash (the kv server, users' own tables).
  *
  * SipHash is checked against the paper's test vectors and against
  * OpenSSL's EVP_MAC("SIPHASH") on random input, so that OpenSSL is the
- * oracle.
+ * oracle.  The flooding tests play the attacker: they copy the old,
+ * unkeyed hash functions (which anyone could read in the source), build
+ * thousands of keys that collide under them, check that they really do,
+ * and then check that the keyed hashes spread the same keys.  The bounds
+ * hold with overwhelming probability for any key (the chance that 4096
+ * random hashes put 16 in one of 4096 buckets is about 1e-10), and with
+ * certainty for the fixed keys, whose results never change.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,9 +27,14 @@
 #include <openssl/params.h>
 #include <pthread.h>
 
+#include <cnode/term.h>
+
 #include "util/siphash.h"
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#define NKEYS 4096    /* crafted keys per test */
+#define NBUCKETS 4096 /* buckets of the table they are put in */
+#define MAX_CHAIN 16  /* the longest chain a spread must stay below */
 
 /* A small deterministic generator, so that failures reproduce. */
 static uint64_t rnd(uint64_t *s) {
@@ -32,11 +44,49 @@ static uint64_t rnd(uint64_t *s) {
   return *s;
 }
 
+static void put_le64(unsigned char *p, uint64_t v) {
+  int i;
+  for (i = 0; i < 8; i++)
+    p[i] = (unsigned char)(v >> (8 * i));
+}
+
 /* The key 00 01 02 .. 0f of the SipHash paper's vectors. */
 static void paper_key(uint8_t k[16]) {
   int i;
   for (i = 0; i < 16; i++)
     k[i] = (uint8_t)i;
+}
+
+/* The longest chain when the n hashes go into nbuckets (a power of two)
+ * buckets by their low bits, as every table here does. */
+static size_t longest_chain(const uint64_t *h, size_t n, size_t nbuckets) {
+  size_t *count = calloc(nbuckets, sizeof *count), i, max = 0;
+  assert_non_null(count);
+  for (i = 0; i < n; i++) {
+    size_t b = (size_t)(h[i] & (nbuckets - 1));
+    if (++count[b] > max)
+      max = count[b];
+  }
+  free(count);
+  return max;
+}
+
+static int u64_order(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* How many different values the n hashes take. */
+static size_t distinct(const uint64_t *h, size_t n) {
+  uint64_t *v = malloc(n * sizeof *v);
+  size_t i, d = n ? 1 : 0;
+  assert_non_null(v);
+  memcpy(v, h, n * sizeof *v);
+  qsort(v, n, sizeof *v, u64_order);
+  for (i = 1; i < n; i++)
+    d += v[i] != v[i - 1];
+  free(v);
+  return d;
 }
 
 /* ---- OpenSSL, the oracle ------------------------------------------------ */
@@ -161,10 +211,31 @@ static void *read_key(void *arg) {
   return NULL;
 }
 
+/* Runs this program again with --print-hash: a fresh process, whose
+ * cn_term_hash of the atom ok comes back as text. */
+static uint64_t hash_in_child(void) {
+  char cmd[4200], exe[4096], line[64];
+  unsigned long long v = 0;
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  FILE *f;
+
+  assert_true(n > 0);
+  exe[n] = '\0';
+  snprintf(cmd, sizeof cmd, "'%s' --print-hash", exe);
+  f = popen(cmd, "r");
+  assert_non_null(f);
+  assert_non_null(fgets(line, sizeof line, f));
+  assert_int_equal(pclose(f), 0);
+  assert_int_equal(sscanf(line, "%llx", &v), 1);
+  return v;
+}
+
 static void test_process_key(void **state) {
   pthread_t t[4];
   cn__sipkey got[4], zero = {0, 0};
   const cn__sipkey *key = cn__hash_key();
+  cn_buf b = CN_BUF_INIT;
+  uint64_t a, c;
   size_t i;
   (void)state;
 
@@ -177,14 +248,253 @@ static void test_process_key(void **state) {
   }
   assert_ptr_equal(cn__hash_key(), key);
   assert_memory_not_equal(key, &zero, sizeof zero);
+
+  /* cn_term_hash is the hash under that key, and NULL means that key. */
+  assert_int_equal(cn_build(&b, "ok"), 0);
+  assert_true(cn_term_hash(cn_buf_term(&b)) ==
+              cn_term_hash_keyed(cn_buf_term(&b), NULL));
+
+  /* Another process draws another key (equal by chance once in 2^64). */
+  a = hash_in_child();
+  c = hash_in_child();
+  assert_true(a != c);
+  assert_true(a != cn_term_hash(cn_buf_term(&b)));
+  cn_buf_free(&b);
 }
 
-int main(void) {
+/* ---- cn_term_hash_keyed -------------------------------------------------- */
+
+static cn_term view(const void *p, size_t n) {
+  cn_term t = {p, n};
+  return t;
+}
+
+/* cn_term_hash_keyed under the paper's key, pinned: a change to the
+ * canonical stream (which would silently break users' stored hashes)
+ * must show up here. */
+static const struct pinned {
+  const char *fmt;
+  uint64_t hash;
+} pinned[] = {
+    {"ok", 0xb75bf1dd5e022f38ULL},
+    {"42", 0xa868848e4c748576ULL},
+    {"-1.5", 0xb055d4d97ded82a5ULL},
+    {"[]", 0xaeb2c2f8b56a1246ULL},
+    {"{ok, [1, 2, 3]}", 0x29c8f30d5e5d693eULL},
+    {"#{a => 1, b => {}}", 0x133fadb9b0c237a5ULL},
+    {"[a | b]", 0x5d53830cc39231c4ULL},
+};
+
+static void test_term_hash_keyed(void **state) {
+  uint8_t k[16], other[16];
+  unsigned char words[24];
+  cn_buf b = CN_BUF_INIT;
+  size_t i;
+  (void)state;
+
+  paper_key(k);
+  for (i = 0; i < COUNT(pinned); i++) {
+    uint64_t h;
+    cn_buf_reset(&b);
+    assert_int_equal(cn_build(&b, pinned[i].fmt), 0);
+    h = cn_term_hash_keyed(cn_buf_term(&b), k);
+    if (h != pinned[i].hash)
+      fail_msg("%s: 0x%016llxULL", pinned[i].fmt, (unsigned long long)h);
+  }
+
+  /* The stream is what compare.c says: the atom ok is the words
+   * H_ATOM (3), its length (2) and its text, little-endian; OpenSSL
+   * gives the same SipHash of those bytes. */
+  put_le64(words, 3);
+  put_le64(words + 8, 2);
+  put_le64(words + 16, 'o' | 'k' << 8);
+  assert_true(cn_term_hash_keyed(view("\x77\x02ok", 4), k) ==
+              openssl_siphash(k, words, sizeof words));
+
+  /* Encodings do not matter under a fixed key either: the atom ok as
+   * ATOM_EXT, [1,2,3] as LIST_EXT, a map with its pairs swapped. */
+  assert_true(cn_term_hash_keyed(view("\x64\x00\x02ok", 5), k) ==
+              cn_term_hash_keyed(view("\x77\x02ok", 4), k));
+  assert_true(
+      cn_term_hash_keyed(view("\x6b\x00\x03\x01\x02\x03", 6), k) ==
+      cn_term_hash_keyed(
+          view("\x6c\x00\x00\x00\x03\x61\x01\x61\x02\x61\x03\x6a", 12), k));
+  assert_true(
+      cn_term_hash_keyed(
+          view("\x74\x00\x00\x00\x02\x77\x01\x61\x61\x01\x77\x01\x62\x61\x02",
+               15),
+          k) ==
+      cn_term_hash_keyed(
+          view("\x74\x00\x00\x00\x02\x77\x01\x62\x61\x02\x77\x01\x61\x61\x01",
+               15),
+          k));
+
+  /* Another key, another hash. */
+  memcpy(other, k, sizeof other);
+  other[15] ^= 1;
+  assert_true(cn_term_hash_keyed(view("\x77\x02ok", 4), k) !=
+              cn_term_hash_keyed(view("\x77\x02ok", 4), other));
+  /* An empty view hashes to 0 under any key. */
+  assert_true(cn_term_hash_keyed(view(NULL, 0), k) == 0);
+  cn_buf_free(&b);
+}
+
+/* ---- The attacker's model of the old hashes ------------------------------ */
+
+/* Until issue 7 cn_term_hash hashed without a key.  What follows copies
+ * the old function as it was, as an attacker who read the source would:
+ * a multiply-xorshift over the term's canonical content (compare.c). */
+#define OLD_SEED 0x243F6A8885A308D3ULL
+#define OLD_MUL 0x9E3779B97F4A7C15ULL
+#define OLD_H_BITS 14
+
+static uint64_t old_hmix(uint64_t h, uint64_t v) {
+  h ^= v;
+  h *= OLD_MUL;
+  return h ^ (h >> 29);
+}
+
+static uint64_t old_fmix(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xFF51AFD7ED558CCDULL;
+  h ^= h >> 33;
+  h *= 0xC4CEB9FE1A85EC53ULL;
+  return h ^ (h >> 33);
+}
+
+static uint64_t old_hbytes(uint64_t h, const unsigned char *s, size_t n) {
+  uint64_t w;
+  h = old_hmix(h, n);
+  while (n >= 8) {
+    memcpy(&w, s, 8);
+    h = old_hmix(h, w);
+    s += 8;
+    n -= 8;
+  }
+  if (n != 0) {
+    w = 0;
+    memcpy(&w, s, n);
+    h = old_hmix(h, w);
+  }
+  return h;
+}
+
+/* The old cn_term_hash of a binary of n >= 1 bytes. */
+static uint64_t old_binary_hash(const unsigned char *s, size_t n) {
+  uint64_t h = old_hmix(old_hmix(OLD_SEED, OLD_H_BITS), 8);
+  h = old_hbytes(h, s, n - 1);
+  return old_fmix(old_hmix(h, s[n - 1]));
+}
+
+/* The inverse of an odd number modulo 2^64 (Newton's iteration: each step
+ * doubles the bits that are right, from 3). */
+static uint64_t inverse(uint64_t a) {
+  uint64_t x = a;
+  int i;
+  for (i = 0; i < 5; i++)
+    x *= 2 - a * x;
+  return x;
+}
+
+/* The inverse of x -> old_hmix(x, 0): every step of the old hash can be
+ * undone, which is what makes colliding keys cheap to build. */
+static uint64_t old_unmix(uint64_t z) {
+  uint64_t y = z ^ (z >> 29) ^ (z >> 58);
+  return y * inverse(OLD_MUL);
+}
+
+/* A 17-byte binary whose old hash is old_fmix(target): bytes 0..7 hold i
+ * (so that keys differ), byte 16 is fixed, and bytes 8..15 are solved for
+ * by running the last two steps of the old hash backwards. */
+static void old_collider(uint64_t i, uint64_t target, unsigned char out[17]) {
+  uint64_t h = old_hmix(old_hmix(OLD_SEED, OLD_H_BITS), 8);
+  uint64_t before_last;
+  h = old_hmix(h, 16); /* the length of the first 16 bytes */
+  h = old_hmix(h, i);  /* bytes 0..7 */
+  out[16] = '!';
+  before_last = old_unmix(target) ^ out[16];
+  put_le64(out, i);
+  put_le64(out + 8, old_unmix(before_last) ^ h);
+}
+
+static void test_old_model(void **state) {
+  (void)state;
+  /* The model is the old code: the old cn_term_hash returned these for
+   * <<"abc">>, <<"01234567">> and <<"0123456789abcdef!">>. */
+  assert_true(old_binary_hash((const unsigned char *)"abc", 3) ==
+              0x80fbc0e682a2315dULL);
+  assert_true(old_binary_hash((const unsigned char *)"01234567", 8) ==
+              0x8dc21497a1e420d1ULL);
+  assert_true(old_binary_hash((const unsigned char *)"0123456789abcdef!", 17) ==
+              0xcd8240c787362775ULL);
+  assert_true(inverse(OLD_MUL) * OLD_MUL == 1);
+  assert_true(old_unmix(old_hmix(12345, 0)) == 12345);
+}
+
+/* ---- Flooding cn_term_hash ----------------------------------------------- */
+
+static void test_term_flood(void **state) {
+  const uint64_t target = 0xC0111DE5C0111DE5ULL;
+  unsigned char(*keys)[17] = calloc(NKEYS, sizeof *keys);
+  uint64_t *old = calloc(NKEYS, sizeof *old);
+  uint64_t *h = calloc(NKEYS, sizeof *h);
+  uint64_t *hk = calloc(NKEYS, sizeof *hk);
+  cn_buf b = CN_BUF_INIT;
+  uint8_t k[16];
+  size_t i;
+  (void)state;
+
+  assert_non_null(keys);
+  assert_non_null(old);
+  assert_non_null(h);
+  assert_non_null(hk);
+  paper_key(k);
+  for (i = 0; i < NKEYS; i++) {
+    cn_term t;
+    old_collider(i, target, keys[i]);
+    old[i] = old_binary_hash(keys[i], 17);
+    /* The key as the kv server gets it: a binary term. */
+    cn_buf_reset(&b);
+    assert_int_equal(cn_build(&b, "~b", keys[i], (size_t)17), 0);
+    t = cn_buf_term(&b);
+    h[i] = cn_term_hash(t);
+    hk[i] = cn_term_hash_keyed(t, k);
+  }
+  /* Distinct keys, one old hash: the old table put them in one chain. */
+  for (i = 1; i < NKEYS; i++)
+    assert_memory_not_equal(keys[i], keys[i - 1], 17);
+  assert_int_equal(distinct(old, NKEYS), 1);
+  assert_true(old[0] == old_fmix(target));
+  assert_int_equal(longest_chain(old, NKEYS, NBUCKETS), NKEYS);
+
+  /* Keyed, they spread: under the process's key and under a known one. */
+  assert_int_equal(distinct(h, NKEYS), NKEYS);
+  assert_in_range(longest_chain(h, NKEYS, NBUCKETS), 1, MAX_CHAIN - 1);
+  assert_int_equal(distinct(hk, NKEYS), NKEYS);
+  assert_in_range(longest_chain(hk, NKEYS, NBUCKETS), 1, MAX_CHAIN - 1);
+
+  cn_buf_free(&b);
+  free(keys);
+  free(old);
+  free(h);
+  free(hk);
+}
+
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_siphash_vectors),
       cmocka_unit_test(test_siphash_openssl),
       cmocka_unit_test(test_process_key),
+      cmocka_unit_test(test_term_hash_keyed),
+      cmocka_unit_test(test_old_model),
+      cmocka_unit_test(test_term_flood),
   };
 
+  /* The child of test_process_key. */
+  if (argc == 2 && strcmp(argv[1], "--print-hash") == 0) {
+    printf("%016llx\n",
+           (unsigned long long)cn_term_hash(view("\x77\x02ok", 4)));
+    return 0;
+  }
   return cmocka_run_group_tests_name("hash", tests, NULL, NULL);
 }
