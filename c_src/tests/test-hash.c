@@ -1,6 +1,7 @@
 /* Tests for the keyed hashes (issue 7, hash flooding): the SipHash core in
  * util/siphash.h, the process's key, and the tables whose keys peers
- * choose: cn_term_hash (the kv server, users' own tables).
+ * choose: cn_term_hash (the kv server, users' own tables), registered
+ * names and node names.
  *
  * SipHash is checked against the paper's test vectors and against
  * OpenSSL's EVP_MAC("SIPHASH") on random input, so that OpenSSL is the
@@ -27,8 +28,8 @@
 #include <openssl/params.h>
 #include <pthread.h>
 
-#include <cnode/term.h>
-
+#include "runtime/internal.h"
+#include "term/term_internal.h"
 #include "util/siphash.h"
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -341,9 +342,11 @@ static void test_term_hash_keyed(void **state) {
 
 /* ---- The attacker's model of the old hashes ------------------------------ */
 
-/* Until issue 7 cn_term_hash hashed without a key.  What follows copies
- * the old function as it was, as an attacker who read the source would:
- * a multiply-xorshift over the term's canonical content (compare.c). */
+/* Until issue 7 these tables hashed without a key.  What follows copies
+ * the old functions as they were, as an attacker who read the source
+ * would: cn_term_hash's multiply-xorshift (compare.c), the names table's
+ * FNV-1a variant (names.c: its offset basis lacks the last digit of
+ * FNV's) and the node table's FNV-1a (node.c). */
 #define OLD_SEED 0x243F6A8885A308D3ULL
 #define OLD_MUL 0x9E3779B97F4A7C15ULL
 #define OLD_H_BITS 14
@@ -386,6 +389,25 @@ static uint64_t old_binary_hash(const unsigned char *s, size_t n) {
   return old_fmix(old_hmix(h, s[n - 1]));
 }
 
+static uint64_t old_name_hash(const char *s) {
+  uint64_t h = 1469598103934665603ULL;
+  while (*s) {
+    h ^= (unsigned char)*s++;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+static uint32_t old_node_hash(const char *s, size_t n) {
+  uint32_t h = 2166136261u;
+  size_t i;
+  for (i = 0; i < n; i++) {
+    h ^= (unsigned char)s[i];
+    h *= 16777619u;
+  }
+  return h;
+}
+
 /* The inverse of an odd number modulo 2^64 (Newton's iteration: each step
  * doubles the bits that are right, from 3). */
 static uint64_t inverse(uint64_t a) {
@@ -417,16 +439,44 @@ static void old_collider(uint64_t i, uint64_t target, unsigned char out[17]) {
   put_le64(out + 8, old_unmix(before_last) ^ h);
 }
 
+/* FNV-1a, either width, steps over the low 16 bits only: a byte string
+ * that ends in three bytes c0 c1 c2, with c2 solved so that the low 16
+ * bits of the hash are target.  Those bits pick the bucket in any table of
+ * up to 65536 buckets, which is all an attacker needs.  Returns 0 when no
+ * such bytes exist after h. */
+static int fnv_tail16(uint64_t h, uint64_t prime, uint16_t target,
+                      unsigned char out[3]) {
+  uint64_t want = (uint64_t)target * inverse(prime) & 0xFFFF;
+  unsigned c0, c1;
+  for (c0 = 'a'; c0 <= 'z'; c0++) {
+    for (c1 = 1; c1 <= 255; c1++) {
+      uint64_t h1 = ((h ^ c0) * prime ^ c1) * prime;
+      uint64_t c2 = (want ^ h1) & 0xFFFF;
+      if (c2 >= 1 && c2 <= 255) {
+        out[0] = (unsigned char)c0;
+        out[1] = (unsigned char)c1;
+        out[2] = (unsigned char)c2;
+        return 1;
+      }
+    }
+  }
+  return 0;
+}
+
 static void test_old_model(void **state) {
   (void)state;
   /* The model is the old code: the old cn_term_hash returned these for
-   * <<"abc">>, <<"01234567">> and <<"0123456789abcdef!">>. */
+   * <<"abc">>, <<"01234567">> and <<"0123456789abcdef!">>, and the old
+   * hash_str("a") and hash_name("a", 1) computed these (the latter is
+   * FNV-1a's own test vector). */
   assert_true(old_binary_hash((const unsigned char *)"abc", 3) ==
               0x80fbc0e682a2315dULL);
   assert_true(old_binary_hash((const unsigned char *)"01234567", 8) ==
               0x8dc21497a1e420d1ULL);
   assert_true(old_binary_hash((const unsigned char *)"0123456789abcdef!", 17) ==
               0xcd8240c787362775ULL);
+  assert_true(old_name_hash("a") == 0x44bd8ad473cd9906ULL);
+  assert_true(old_node_hash("a", 1) == 0xe40c292cu);
   assert_true(inverse(OLD_MUL) * OLD_MUL == 1);
   assert_true(old_unmix(old_hmix(12345, 0)) == 12345);
 }
@@ -480,6 +530,121 @@ static void test_term_flood(void **state) {
   free(hk);
 }
 
+/* ---- Flooding the names table -------------------------------------------- */
+
+#define NAME_MAX_LEN 16
+
+/* NKEYS names "svc_XXXX_" + three bytes whose old hashes agree in their
+ * low 16 bits. */
+static char (*crafted_names(void))[NAME_MAX_LEN] {
+  char(*names)[NAME_MAX_LEN] = calloc(NKEYS, sizeof *names);
+  size_t i;
+  assert_non_null(names);
+  for (i = 0; i < NKEYS; i++) {
+    int n = snprintf(names[i], NAME_MAX_LEN, "svc_%04zx_", i);
+    assert_true(fnv_tail16(old_name_hash(names[i]), 1099511628211ULL, 0xF00D,
+                           (unsigned char *)names[i] + n));
+  }
+  return names;
+}
+
+static const cn_server_ops idle_ops = {.name = "idle"};
+
+static void test_names_flood(void **state) {
+  char(*names)[NAME_MAX_LEN] = crafted_names();
+  uint64_t *old = calloc(NKEYS, sizeof *old);
+  uint64_t *h = calloc(NKEYS, sizeof *h);
+  cn_pid *pids = calloc(NKEYS, sizeof *pids);
+  cn_runtime *rt = NULL;
+  size_t i;
+  (void)state;
+
+  assert_non_null(old);
+  assert_non_null(h);
+  assert_non_null(pids);
+  for (i = 0; i < NKEYS; i++) {
+    old[i] = old_name_hash(names[i]);
+    h[i] = cn__name_hash(names[i]);
+  }
+  /* One bucket for all under the old hash, in any table up to 65536. */
+  for (i = 0; i < NKEYS; i++)
+    assert_int_equal(old[i] & 0xFFFF, 0xF00D);
+  assert_int_equal(longest_chain(old, NKEYS, NBUCKETS), NKEYS);
+
+  assert_int_equal(distinct(h, NKEYS), NKEYS);
+  assert_in_range(longest_chain(h, NKEYS, NBUCKETS), 1, MAX_CHAIN - 1);
+
+  /* And the real table holds them all: one server per name. */
+  assert_int_equal(cn_runtime_new(NULL, &rt), 0);
+  for (i = 0; i < NKEYS; i++) {
+    cn_start_options o = {names[i], NULL};
+    assert_int_equal(cn_start(rt, &idle_ops, NULL, &o, &pids[i]), 0);
+  }
+  for (i = 0; i < NKEYS; i++) {
+    cn_pid p;
+    assert_int_equal(cn_whereis(rt, names[i], &p), 0);
+    assert_true(cn_pid_equal(&p, &pids[i]));
+  }
+  assert_int_equal(cn_runtime_shutdown(rt, 5000), 0);
+  cn_runtime_free(rt);
+  free(names);
+  free(old);
+  free(h);
+  free(pids);
+}
+
+/* ---- Flooding the node table --------------------------------------------- */
+
+static void test_node_flood(void **state) {
+  char(*names)[NAME_MAX_LEN] = calloc(NKEYS, sizeof *names);
+  uint64_t *old = calloc(NKEYS, sizeof *old);
+  uint64_t *h = calloc(NKEYS, sizeof *h);
+  uint32_t *idx = calloc(NKEYS, sizeof *idx);
+  size_t i, len = 0;
+  (void)state;
+
+  assert_non_null(names);
+  assert_non_null(old);
+  assert_non_null(h);
+  assert_non_null(idx);
+  for (i = 0; i < NKEYS; i++) {
+    int n = snprintf(names[i], NAME_MAX_LEN, "n%04zx@evil", i);
+    assert_true(fnv_tail16(old_node_hash(names[i], (size_t)n), 16777619u,
+                           0xBEEF, (unsigned char *)names[i] + n));
+    len = (size_t)n + 3;
+    old[i] = old_node_hash(names[i], len);
+    h[i] = cn__node_hash(names[i], len);
+  }
+  /* node.c's table has 4096 buckets; the old hash filled one of them. */
+  for (i = 0; i < NKEYS; i++)
+    assert_int_equal(old[i] % 4096, 0xBEEF % 4096);
+  assert_int_equal(longest_chain(old, NKEYS, 4096), NKEYS);
+
+  /* 32 bits: a few equal hashes are possible, a long chain is not. */
+  assert_in_range(longest_chain(h, NKEYS, 4096), 1, MAX_CHAIN - 1);
+
+  /* And the real table interns them all, each under its own index. */
+  for (i = 0; i < NKEYS; i++) {
+    const char *back;
+    assert_int_equal(cn_node_intern(names[i], len, &idx[i]), 0);
+    back = cn_node_name(idx[i]);
+    assert_non_null(back);
+    assert_string_equal(back, names[i]);
+  }
+  for (i = 0; i < NKEYS; i++) {
+    uint32_t again;
+    assert_int_equal(cn_node_intern(names[i], len, &again), 0);
+    assert_int_equal(again, idx[i]);
+  }
+  for (i = 0; i < NKEYS; i++)
+    h[i] = idx[i];
+  assert_int_equal(distinct(h, NKEYS), NKEYS);
+  free(names);
+  free(old);
+  free(h);
+  free(idx);
+}
+
 int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_siphash_vectors),
@@ -488,6 +653,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_term_hash_keyed),
       cmocka_unit_test(test_old_model),
       cmocka_unit_test(test_term_flood),
+      cmocka_unit_test(test_names_flood),
+      cmocka_unit_test(test_node_flood),
   };
 
   /* The child of test_process_key. */
