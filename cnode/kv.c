@@ -28,10 +28,12 @@
  * store as it was; a keys reply too large to be a term (over the
  * runtime's default 64 MiB limit) answers {error, too_big}.
  *
- * The hash table uses cn_term_hash, which is not keyed.  A peer could
- * flood one bucket with colliding keys, but every peer that can reach this
- * server holds the cookie, and with it the power to run any code on any
- * node of the cluster; kv does not try to be stronger than that.
+ * The hash table uses cn_term_hash, which is SipHash under a random key
+ * that the process draws when it starts hashing.  A peer that sends keys
+ * crafted to collide cannot know where they land, so they spread over
+ * the buckets like any other keys, and no chain grows long enough to make
+ * puts and gets quadratic.  The stored hashes stay valid for the life of
+ * the table, since the key never changes within a process.
  */
 #include "servers.h"
 

@@ -9,20 +9,30 @@
 
 /* ---- Record tables ---------------------------------------------------- */
 
-static uint64_t mix(uint64_t h) {
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  return h;
-}
-
 static uint64_t ref_hash(const cn_ref *r) {
-  return mix((uint64_t)r->n[0] | (uint64_t)r->n[1] << 32) ^ r->n[2] ^ r->node;
+  /* Peers choose the refs of their monitors, so the hash is keyed.  It
+   * reads what cn_ref_equal compares: a word past len counts as zero. */
+  uint32_t w[CN_REF_MAX_WORDS], i;
+  cn__sip s;
+  for (i = 0; i < CN_REF_MAX_WORDS; i++)
+    w[i] = i < r->len ? r->n[i] : 0;
+  cn__sip_init(&s, cn__hash_key());
+  cn__sip_word(&s, (uint64_t)r->node | (uint64_t)r->creation << 32);
+  cn__sip_word(&s, (uint64_t)w[0] | (uint64_t)w[1] << 32);
+  cn__sip_word(&s, (uint64_t)w[2] | (uint64_t)w[3] << 32);
+  cn__sip_word(&s, w[4]);
+  return cn__sip_final(&s);
 }
 
 static uint64_t link_hash(cn_pid local, cn_pid remote) {
-  return mix((uint64_t)local.id << 32 | remote.id) ^ remote.node ^
-         remote.serial;
+  /* Keyed, since peers choose the remote pids (and their node names). */
+  cn__sip s;
+  cn__sip_init(&s, cn__hash_key());
+  cn__sip_word(&s, (uint64_t)local.node | (uint64_t)local.id << 32);
+  cn__sip_word(&s, (uint64_t)local.serial | (uint64_t)local.creation << 32);
+  cn__sip_word(&s, (uint64_t)remote.node | (uint64_t)remote.id << 32);
+  cn__sip_word(&s, (uint64_t)remote.serial | (uint64_t)remote.creation << 32);
+  return cn__sip_final(&s);
 }
 
 static int rtab_grow(cn__rtab *t) {

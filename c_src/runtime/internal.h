@@ -38,6 +38,8 @@
 #include <stdatomic.h>
 #include <uv.h>
 
+#include "util/siphash.h" /* keyed hashes for tables that peers fill */
+
 #define CN__CACHELINE 64
 
 /* ---- Messages and signals --------------------------------------------- */
@@ -457,6 +459,10 @@ void cn__thread_wake(cn__thread *t);
 void cn__threads_free(cn_runtime *rt);
 
 /* Names. */
+/* The hash that places name in the names table: SipHash under the
+ * process's key (cn__hash_key).  Not static only so that the tests can
+ * check that crafted names spread. */
+uint64_t cn__name_hash(const char *name);
 int cn__name_lookup(cn_runtime *rt, const char *name, cn_pid *pid);
 /* Registers p (owned by the caller, not yet visible) under name.  On
  * CN_EEXIST *holder is the current holder. */

@@ -1,4 +1,9 @@
-/* Registered names: a hash table from name to pid under a rwlock. */
+/* Registered names: a hash table from name to pid under a rwlock.
+ *
+ * Peers name the processes they send to, and the names a node registers
+ * may come from them too (a server started per client, say), so the table
+ * hashes with the keyed SipHash: nobody without the process's key can
+ * pick names that share a bucket. */
 #include "internal.h"
 
 #include <stdlib.h>
@@ -11,13 +16,8 @@ typedef struct cn__name {
   char name[];
 } cn__name;
 
-static uint64_t hash_str(const char *s) {
-  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-  while (*s) {
-    h ^= (unsigned char)*s++;
-    h *= 1099511628211ULL;
-  }
-  return h;
+uint64_t cn__name_hash(const char *name) {
+  return cn__siphash(cn__hash_key(), name, strlen(name));
 }
 
 static int valid_name(const char *name) {
@@ -33,7 +33,7 @@ static cn__name **find(cn_runtime *rt, const char *name) {
   cn__name **np;
   if (!rt->names_cap)
     return NULL;
-  np = &rt->names[hash_str(name) & (rt->names_cap - 1)];
+  np = &rt->names[cn__name_hash(name) & (rt->names_cap - 1)];
   for (; *np; np = &(*np)->next)
     if (strcmp((*np)->name, name) == 0)
       return np;
@@ -49,7 +49,7 @@ static int grow(cn_runtime *rt) {
     cn__name *e = rt->names[i];
     while (e) {
       cn__name *next = e->next;
-      size_t b = hash_str(e->name) & (cap - 1);
+      size_t b = cn__name_hash(e->name) & (cap - 1);
       e->next = v[b];
       v[b] = e;
       e = next;
@@ -73,8 +73,7 @@ static int insert(cn_runtime *rt, const char *name, cn_proc *p,
   }
   if (p->reg_name)
     return CN_EEXIST;
-  if (rt->names_n + 1 > rt->names_cap * 3 / 4 &&
-      grow(rt) != 0)
+  if (rt->names_n + 1 > rt->names_cap * 3 / 4 && grow(rt) != 0)
     return CN_ENOMEM;
   e = malloc(sizeof(*e) + len + 1);
   if (!e)
@@ -82,7 +81,7 @@ static int insert(cn_runtime *rt, const char *name, cn_proc *p,
   memcpy(e->name, name, len + 1);
   e->pid = p->pid;
   e->proc = p;
-  np = &rt->names[hash_str(name) & (rt->names_cap - 1)];
+  np = &rt->names[cn__name_hash(name) & (rt->names_cap - 1)];
   e->next = *np;
   *np = e;
   rt->names_n++;

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "term_internal.h"
+#include "util/siphash.h"
 
 /* Map keys nested deeper than this inside other map keys are ordered by
  * their bytes instead (deterministic, but encoding-dependent).  Each level
@@ -765,8 +766,19 @@ bool cn_term_equal(cn_term a, cn_term b) {
 
 /* ---- Hashing ------------------------------------------------------------ */
 
-/* The hash folds each item in with a multiply-xorshift step; a term's
- * canonical content is hashed, never its encoding. */
+/* A term's canonical content is hashed, never its encoding.  The walk
+ * below turns the term into a stream of 64-bit words, the same for every
+ * encoding of one value: a marker for each item's type, then its content
+ * (an atom's text, an integer's sign and magnitude, a tuple's arity...).
+ * The stream feeds SipHash-2-4 under a key, so that a peer who does not
+ * know the key cannot choose terms that collide.  Byte strings go in as
+ * their length, then their bytes eight at a time, little-endian, the last
+ * word padded with zeros; so the stream, and a hash under a given key, do
+ * not depend on the machine's byte order.
+ *
+ * The pairs of a map are each hashed apart, under the same key, and their
+ * hashes summed, so that the order of the pairs does not matter.  Each
+ * pair's hash is as unpredictable as a whole term's, and so is their sum. */
 enum {
   H_INT = 1,
   H_FLOAT,
@@ -784,51 +796,31 @@ enum {
   H_BITS
 };
 
-#define H_SEED 0x243F6A8885A308D3ULL
-#define H_PAIR_SEED 0x13198A2E03707344ULL
-
-static inline uint64_t hmix(uint64_t h, uint64_t v) {
-  h ^= v;
-  h *= 0x9E3779B97F4A7C15ULL;
-  return h ^ (h >> 29);
-}
-
-static uint64_t fmix(uint64_t h) {
-  h ^= h >> 33;
-  h *= 0xFF51AFD7ED558CCDULL;
-  h ^= h >> 33;
-  h *= 0xC4CEB9FE1A85EC53ULL;
-  return h ^ (h >> 33);
-}
-
-static uint64_t hbytes(uint64_t h, const unsigned char *s, size_t n) {
-  uint64_t w;
-  h = hmix(h, n);
-  while (n >= 8) {
-    memcpy(&w, s, 8);
-    h = hmix(h, w);
-    s += 8;
-    n -= 8;
-  }
+static void hbytes(cn__sip *h, const unsigned char *s, size_t n) {
+  uint64_t w = 0;
+  cn__sip_word(h, n);
+  for (; n >= 8; s += 8, n -= 8)
+    cn__sip_word(h, cn__le64(s));
   if (n != 0) {
-    w = 0;
-    memcpy(&w, s, n);
-    h = hmix(h, w);
+    while (n-- > 0)
+      w = w << 8 | s[n];
+    cn__sip_word(h, w);
   }
-  return h;
 }
 
-static uint64_t hatom(uint64_t h, const cn__atom *a) {
+static void hatom(cn__sip *h, const cn__atom *a) {
   char tmp[2 * 255];
   size_t n;
-  if (!a->latin1 || a->n > 255)
-    return hbytes(h, a->s, a->n);
+  if (!a->latin1 || a->n > 255) {
+    hbytes(h, a->s, a->n);
+    return;
+  }
   n = cn__atom_utf8_len(a);
   cn__atom_utf8(a, tmp);
-  return hbytes(h, (const unsigned char *)tmp, n);
+  hbytes(h, (const unsigned char *)tmp, n);
 }
 
-static uint64_t hscalar(uint64_t h, int cls, const char *p) {
+static void hscalar(cn__sip *h, int cls, const char *p) {
   switch (cls) {
   case CLS_NUMBER:
     if (is_float_tag(p)) {
@@ -837,17 +829,22 @@ static uint64_t hscalar(uint64_t h, int cls, const char *p) {
       if (d == 0)
         d = 0; /* -0.0 =:= 0.0 in OTP 25 */
       memcpy(&bits, &d, sizeof bits);
-      return hmix(hmix(h, H_FLOAT), bits);
+      cn__sip_word(h, H_FLOAT);
+      cn__sip_word(h, bits);
     } else {
       cn__int v;
       cn__int_view(p, &v);
-      h = hmix(hmix(h, H_INT), (uint64_t)v.neg);
-      return hbytes(h, v.mag, v.n);
+      cn__sip_word(h, H_INT);
+      cn__sip_word(h, (uint64_t)v.neg);
+      hbytes(h, v.mag, v.n);
     }
+    break;
   case CLS_ATOM: {
     cn__atom a;
     cn__atom_view(p, &a);
-    return hatom(hmix(h, H_ATOM), &a);
+    cn__sip_word(h, H_ATOM);
+    hatom(h, &a);
+    break;
   }
   case CLS_REF:
   case CLS_PORT:
@@ -855,53 +852,59 @@ static uint64_t hscalar(uint64_t h, int cls, const char *p) {
     ident d;
     uint32_t i, n;
     ident_view(p, &d);
-    h = hatom(hmix(h, cls == CLS_REF    ? H_REF
-                      : cls == CLS_PORT ? H_PORT
-                                        : H_PID),
-              &d.node);
-    h = hmix(hmix(hmix(h, d.creation), d.id), d.serial);
+    cn__sip_word(h, cls == CLS_REF ? H_REF : cls == CLS_PORT ? H_PORT : H_PID);
+    hatom(h, &d.node);
+    cn__sip_word(h, d.creation);
+    cn__sip_word(h, d.id);
+    cn__sip_word(h, d.serial);
     n = d.len;
     while (n > 0 && ref_word(&d, n - 1) == 0)
       n--; /* [1,2] =:= [1,2,0] */
     for (i = 0; i < n; i++)
-      h = hmix(h, ref_word(&d, i));
-    return h;
+      cn__sip_word(h, ref_word(&d, i));
+    break;
   }
   case CLS_NIL:
-    return hmix(h, H_NIL);
+    cn__sip_word(h, H_NIL);
+    break;
   case CLS_BITS: {
     size_t n;
     unsigned last;
     const unsigned char *s = bits_view(p, &n, &last);
-    if (n == 0)
-      return hmix(hmix(h, H_BITS), 0); /* <<>>, in either encoding */
-    h = hmix(hmix(h, H_BITS), last);
-    h = hbytes(h, s, n - 1);
-    return hmix(h, s[n - 1] & ((0xFFu << (8 - last)) & 0xFF));
+    cn__sip_word(h, H_BITS);
+    if (n == 0) {
+      cn__sip_word(h, 0); /* <<>>, in either encoding */
+      break;
+    }
+    cn__sip_word(h, last);
+    hbytes(h, s, n - 1);
+    cn__sip_word(h, s[n - 1] & ((0xFFu << (8 - last)) & 0xFF));
+    break;
   }
   default:
-    return h;
+    break;
   }
 }
 
 typedef struct hframe {
   int kind;
-  uint64_t left;  /* F_SEQ: elements; F_MAP: items (keys and values) */
-  uint64_t n;     /* F_MAP: pairs */
-  uint64_t saved; /* F_MAP: the hash before the map */
-  uint64_t acc;   /* F_MAP: sum of the pair hashes */
-  lside l;        /* F_LIST */
+  uint64_t left; /* F_SEQ: elements; F_MAP: items (keys and values) */
+  uint64_t n;    /* F_MAP: pairs */
+  cn__sip saved; /* F_MAP: the hash state before the map */
+  uint64_t acc;  /* F_MAP: sum of the pair hashes */
+  lside l;       /* F_LIST */
 } hframe;
 
-uint64_t cn_term_hash(cn_term t) {
+static uint64_t term_hash(cn_term t, const cn__sipkey *key) {
   hframe inl[INLINE_FRAMES], *fs = inl, *f;
   size_t n = 0, cap = INLINE_FRAMES;
   const char *p = t.ptr, *x = t.ptr;
-  uint64_t h = H_SEED;
+  cn__sip h;
   int virt = 0;
 
   if (t.len == 0)
     return 0;
+  cn__sip_init(&h, key);
   for (;;) {
     int cls = cn__class(x);
     int kind = -1;
@@ -913,13 +916,18 @@ uint64_t cn_term_hash(cn_term t) {
         cn__atom m, fn;
         const char *q = cn__atom_view(x + 1, &m);
         q = cn__atom_view(q, &fn);
-        h = hatom(hatom(hmix(h, H_EXPORT), &m), &fn);
-        h = hmix(h, (unsigned char)q[1]);
+        cn__sip_word(&h, H_EXPORT);
+        hatom(&h, &m);
+        hatom(&h, &fn);
+        cn__sip_word(&h, (unsigned char)q[1]);
       } else {
         funv fv;
         fun_view(x, &fv);
-        h = hatom(hmix(h, H_FUN), &fv.module);
-        h = hmix(hmix(hmix(h, fv.index), fv.old_uniq), fv.numfree);
+        cn__sip_word(&h, H_FUN);
+        hatom(&h, &fv.module);
+        cn__sip_word(&h, fv.index);
+        cn__sip_word(&h, fv.old_uniq);
+        cn__sip_word(&h, fv.numfree);
         if (fv.numfree != 0) {
           kind = F_SEQ;
           cnt = fv.numfree;
@@ -930,7 +938,8 @@ uint64_t cn_term_hash(cn_term t) {
     case CLS_TUPLE: {
       int small = (unsigned char)x[0] == ETF_SMALL_TUPLE;
       cnt = small ? (unsigned char)x[1] : cn__get32(x + 1);
-      h = hmix(hmix(h, H_TUPLE), cnt);
+      cn__sip_word(&h, H_TUPLE);
+      cn__sip_word(&h, cnt);
       if (cnt != 0) {
         kind = F_SEQ;
         p = x + (small ? 2 : 5);
@@ -940,19 +949,20 @@ uint64_t cn_term_hash(cn_term t) {
     case CLS_MAP:
       cnt = cn__get32(x + 1);
       if (cnt == 0) {
-        h = hmix(hmix(h, H_MAP), 0);
+        cn__sip_word(&h, H_MAP);
+        cn__sip_word(&h, 0);
       } else {
         kind = F_MAP;
         p = x + 5;
       }
       break;
     case CLS_LIST:
-      h = hmix(h, H_LIST);
+      cn__sip_word(&h, H_LIST);
       kind = F_LIST;
       p = x;
       break;
     default:
-      h = hscalar(h, cls, x);
+      hscalar(&h, cls, x);
       break;
     }
 
@@ -1003,14 +1013,17 @@ uint64_t cn_term_hash(cn_term t) {
       if (f->kind == F_MAP) {
         /* Pairs are hashed apart and summed, so order does not matter. */
         if (f->left != 2 * f->n && f->left % 2 == 0)
-          f->acc += fmix(h);
+          f->acc += cn__sip_final(&h);
         if (f->left == 0) {
-          h = hmix(hmix(hmix(f->saved, H_MAP), f->n), f->acc);
+          h = f->saved;
+          cn__sip_word(&h, H_MAP);
+          cn__sip_word(&h, f->n);
+          cn__sip_word(&h, f->acc);
           n--;
           continue;
         }
         if (f->left % 2 == 0)
-          h = H_PAIR_SEED;
+          cn__sip_init(&h, key);
         f->left--;
         x = p;
         virt = 0;
@@ -1018,7 +1031,7 @@ uint64_t cn_term_hash(cn_term t) {
       }
       if (list_next(&f->l, &p, &x, &virt))
         break;
-      h = hmix(h, H_TAIL);
+      cn__sip_word(&h, H_TAIL);
       n--; /* the tail is the next item */
       break;
     }
@@ -1026,5 +1039,15 @@ uint64_t cn_term_hash(cn_term t) {
 done:
   if (fs != inl)
     free(fs);
-  return fmix(h);
+  return cn__sip_final(&h);
+}
+
+uint64_t cn_term_hash(cn_term t) { return term_hash(t, cn__hash_key()); }
+
+uint64_t cn_term_hash_keyed(cn_term t, const uint8_t key[16]) {
+  cn__sipkey k;
+  if (key == NULL)
+    return cn_term_hash(t);
+  k = cn__sipkey_of(key);
+  return term_hash(t, &k);
 }

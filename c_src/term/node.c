@@ -11,7 +11,10 @@
  *    after the name is in place;
  *  - a hash index of buckets chains names through their `next` field;
  *    a writer links a new name in front of its bucket with a release
- *    store, so a reader that sees the link also sees the name.
+ *    store, so a reader that sees the link also sees the name.  Peers
+ *    make us intern any node name they like, just by sending a pid that
+ *    carries it, so the index hashes with the keyed SipHash: without the
+ *    process's key nobody can pick names that share a bucket.
  *
  * Writers (new names only) serialise on a mutex.
  */
@@ -21,6 +24,7 @@
 #include <string.h>
 
 #include "term_internal.h"
+#include "util/siphash.h"
 
 #define CHUNK_BITS 8
 #define CHUNK_SIZE (1u << CHUNK_BITS)
@@ -45,14 +49,8 @@ static _Atomic uint32_t count = 1;
 static _Atomic uint32_t buckets[NBUCKETS];
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
-static uint32_t hash_name(const char *s, size_t n) {
-  uint32_t h = 2166136261u; /* FNV-1a: names are short */
-  size_t i;
-  for (i = 0; i < n; i++) {
-    h ^= (unsigned char)s[i];
-    h *= 16777619u;
-  }
-  return h;
+uint32_t cn__node_hash(const char *name, size_t len) {
+  return (uint32_t)cn__siphash(cn__hash_key(), name, len);
 }
 
 static node_entry *entry_at(uint32_t idx) {
@@ -90,7 +88,7 @@ int cn_node_intern(const char *name, size_t len, uint32_t *idx) {
     *idx = 0;
     return 0;
   }
-  h = hash_name(name, len);
+  h = cn__node_hash(name, len);
   if ((i = find(name, len, h)) != 0) {
     *idx = i;
     return 0;

@@ -251,6 +251,11 @@ int cn__enc_bigmag(cn_buf *b, int neg, const unsigned char *be, size_t n);
  * keys) the hole ~A stands for an atom and output holes are errors. */
 int cn__build_one(cn_buf *b, const char **fmt, va_list *ap, int key_mode);
 
+/* The hash that places a node name in the node table: SipHash under the
+ * process's key (cn__hash_key), cut to 32 bits.  Not static only so that
+ * the tests can check that crafted names spread. */
+uint32_t cn__node_hash(const char *name, size_t len);
+
 /* Node table lookups used by the readers: interns a node atom. */
 int cn__intern_atom(const cn__atom *a, uint32_t *idx);
 

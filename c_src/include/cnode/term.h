@@ -353,10 +353,25 @@ CN_EXTERN bool cn_term_equal(cn_term a, cn_term b);
 CN_EXTERN int cn_term_compare(cn_term a, cn_term b);
 
 /* A 64-bit hash consistent with cn_term_equal: equal terms hash equally
- * whatever their encoding (and whatever the order of map pairs).  Not
- * keyed: do not expose tables indexed by it to hostile input without a
- * limit. */
+ * whatever their encoding (and whatever the order of map pairs).  It is
+ * SipHash-2-4 of the term's canonical content under a random 128-bit key
+ * that the process draws once, on first use, from OpenSSL's RAND_bytes;
+ * so a peer that does not know the key cannot choose keys that collide,
+ * and a hash table indexed by it stays fast under hostile input.  The
+ * values differ from one run (one process) to the next: never store them
+ * or send them to another node; use cn_term_hash_keyed for that.  An
+ * empty view hashes to 0.  Iterative; allocates only for deep terms.
+ * Thread-safe. */
 CN_EXTERN uint64_t cn_term_hash(cn_term t);
+
+/* The same hash as cn_term_hash, under the 16 bytes at key instead of the
+ * process's key (NULL means the process's key).  With a fixed key the
+ * value depends only on the term, not on its encoding, the run or the
+ * machine's byte order: under the key 00 01 02 .. 0f, the atom ok hashes
+ * to 0xb75bf1dd5e022f38 (the tests pin this and a few more).  Use it for
+ * hashes that must agree between runs or nodes, and keep the key secret
+ * where peers choose the terms.  Thread-safe. */
+CN_EXTERN uint64_t cn_term_hash_keyed(cn_term t, const uint8_t key[16]);
 
 /* Appends t in Erlang syntax (as io:format("~w") would print it on OTP 25)
  * to out, followed by a NUL that is not counted in out->len: binaries as
