@@ -19,9 +19,20 @@
  *                                 (an atom) or {Name, Node}, and Timeout
  *                                 is 0..2^31-1 ms or infinity
  *   {cast, Dest, Msg}          -> ok, once Msg is cast to Dest
+ *   {blob, N}                  -> a binary of N zero bytes (0..2^32-1):
+ *                                 a reply over max_message fails the
+ *                                 call with {message_too_large, Max},
+ *                                 and echo carries on
+ *   {hold, Ms}                 -> ok, after Ms (0..60000) milliseconds
+ *                                 stuck in the handler, serving nothing
+ *                                 meanwhile (its mailbox fills)
+ *   {mailbox, Dest}            -> {ok, {Queued, Dropped, RefusedCalls}}
+ *                               | {error, noproc}: a local process's
+ *                                 mailbox (see max_mailbox)
  *   anything else              -> {error, unknown_call}
  * Casts: {stop, Reason} stops the server; {send, Dest, Msg} sends Msg to
- * Dest; other casts are ignored, and so are infos.
+ * Dest; {hold, Ms} holds as above; other casts are ignored, and so are
+ * infos.
  *
  * A request with a known tag but the wrong shape, such as {sleep, -1},
  * {sleep, foo}, {echo} or {call, "x", req, 100}, answers {error, badarg}
@@ -41,6 +52,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define WAKE_TAG "$cnode_echo_wake" /* {WAKE_TAG, Id}: a sleep is over */
 /* Room for an atom's UTF-8 name: up to 255 characters of up to 4 bytes,
@@ -169,8 +181,9 @@ static bool parse_timeout(cn_term t, int *ms) {
 /* True when req is a tuple tagged with one of the requests above, so that
  * a malformed one answers badarg rather than unknown_call. */
 static bool known_tag(cn_term req) {
-  static const char *const tags[] = {"echo", "pid",  "sleep",
-                                     "stop", "call", "cast"};
+  static const char *const tags[] = {"echo", "pid",  "sleep", "stop",
+                                     "call", "cast", "blob",  "hold",
+                                     "mailbox"};
   cn_iter it;
   cn_term tag;
   size_t i;
@@ -186,6 +199,58 @@ static bool known_tag(cn_term req) {
 }
 
 /* ---- Requests --------------------------------------------------------- */
+
+#define HOLD_MAX_MS 60000
+
+/* {hold, Ms}: the handler is stuck for Ms, as a server busy in C code
+ * would be.  Returns false for a bad Ms. */
+static bool hold(cn_term ms_term) {
+  uint64_t ms;
+  if (cn_get_uint64(ms_term, &ms) != 0 || ms > HOLD_MAX_MS)
+    return false;
+  {
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+      ; /* interrupted: sleep what is left */
+  }
+  return true;
+}
+
+/* {blob, N}: N zero bytes, built in place. */
+static void blob(cn_term n_term, cn_buf *reply) {
+  uint64_t n;
+  if (cn_get_uint64(n_term, &n) != 0 || n > UINT32_MAX ||
+      cn_buf_reserve(reply, 5 + (size_t)n) != 0) {
+    cn_build(reply, n > UINT32_MAX ? "{error, badarg}" : "{error, enomem}");
+    return;
+  }
+  reply->data[0] = 109; /* BINARY_EXT */
+  reply->data[1] = (char)(n >> 24);
+  reply->data[2] = (char)(n >> 16);
+  reply->data[3] = (char)(n >> 8);
+  reply->data[4] = (char)n;
+  memset(reply->data + 5, 0, (size_t)n);
+  reply->len = 5 + (size_t)n;
+}
+
+/* {mailbox, Dest}: what cn_process_info says of a local process. */
+static void mailbox(cn_runtime *rt, cn_term dest_term, cn_buf *reply) {
+  char name[ATOM_MAX];
+  cn_proc_info pi;
+  cn_pid pid;
+  if (cn_get_pid(dest_term, &pid) != 0 &&
+      (cn_get_atom(dest_term, name, sizeof(name)) != 0 ||
+       cn_whereis(rt, name, &pid) != 0)) {
+    cn_build(reply, "{error, noproc}");
+    return;
+  }
+  if (cn_process_info(rt, pid, &pi) != 0) {
+    cn_build(reply, "{error, noproc}");
+    return;
+  }
+  cn_build(reply, "{ok, {~u, ~u, ~u}}", (uint64_t)pi.message_queue_len,
+           pi.dropped, pi.refused_calls);
+}
 
 /* {sleep, Ms}: a timer to self, and the reply when it fires. */
 static int do_sleep(cn_proc *self, echo *s, cn_term ms_term, cn_from *from,
@@ -329,6 +394,12 @@ static int echo_call(cn_proc *self, void *state, cn_term req, cn_from *from,
       cn_build(reply, "{error, ~a}", error_atom(err));
     else
       cn_build(reply, "ok");
+  } else if (cn_match(req, "{blob, ~t}", &a) == 0) {
+    blob(a, reply);
+  } else if (cn_match(req, "{hold, ~t}", &a) == 0) {
+    cn_build(reply, hold(a) ? "ok" : "{error, badarg}");
+  } else if (cn_match(req, "{mailbox, ~t}", &a) == 0) {
+    mailbox(s->rt, a, reply);
   } else if (known_tag(req)) {
     cn_build(reply, "{error, badarg}");
   } else {
@@ -346,6 +417,10 @@ static int echo_cast(cn_proc *self, void *state, cn_term msg) {
   if (cn_match(msg, "{stop, ~t}", &a) == 0) {
     cn_set_reason_term(self, a);
     return CN_STOP;
+  }
+  if (cn_match(msg, "{hold, ~t}", &a) == 0) {
+    hold(a);
+    return CN_NOREPLY;
   }
   if (cn_match(msg, "{send, ~t, ~t}", &a, &b) == 0 &&
       parse_dest(a, &dest, name, node))

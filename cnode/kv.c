@@ -25,8 +25,10 @@
  * never produces one.
  *
  * When memory runs out, a call answers {error, enomem} and leaves the
- * store as it was; a keys reply too large to be a term (over the
- * runtime's default 64 MiB limit) answers {error, too_big}.
+ * store as it was.  kv never takes a value it could not send back: a put
+ * whose {ok, V} answer would be over the runtime's max_message answers
+ * {error, too_big} and stores nothing (a cast of it is dropped), and a
+ * keys reply over max_message answers {error, too_big}.
  *
  * The hash table uses cn_term_hash, which is SipHash under a random key
  * that the process draws when it starts hashing.  A peer that sends keys
@@ -315,7 +317,7 @@ static void incr(kv *s, cn_term key, cn_term by, cn_buf *reply) {
 }
 
 /* keys: every key, in table order. */
-static void keys(kv *s, cn_buf *reply) {
+static void keys(kv *s, cn_buf *reply, size_t max_message) {
   size_t i;
   entry *e;
 
@@ -325,15 +327,23 @@ static void keys(kv *s, cn_buf *reply) {
       cn_put_term(reply, key_of(e));
   }
   cn_put_nil(reply);
-  /* A reply the runtime would refuse would crash the server (bad_reply)
-   * and lose the store with it; refuse it here instead. */
-  if (reply->err == 0 && reply->len > CN_TERM_DEFAULT_MAX_SIZE) {
+  /* Say why, rather than let the runtime fail the call for its size. */
+  if (reply->err == 0 && reply->len > max_message) {
     cn_buf_reset(reply);
     cn_build(reply, "{error, too_big}");
   }
 }
 
 /* ---- Callbacks -------------------------------------------------------- */
+
+/* Room for {ok, V} around a value: a tuple header and the atom ok. */
+#define OK_WRAP 16
+
+/* True when {ok, V} fits in max_message, so that a get can return v. */
+static bool returnable(cn_proc *self, cn_term v) {
+  size_t max = cn_max_message(cn_proc_runtime(self));
+  return v.len <= max && max - v.len >= OK_WRAP;
+}
 
 static int kv_init(cn_proc *self, void *arg, void **state) {
   kv *s = calloc(1, sizeof(*s));
@@ -361,7 +371,9 @@ static int kv_call(cn_proc *self, void *state, cn_term req, cn_from *from,
     else
       cn_build(reply, "error");
   } else if (cn_match(req, "{put, ~t, ~t}", &k, &v) == 0) {
-    if (put(s, k, v) == 0)
+    if (!returnable(self, v))
+      cn_build(reply, "{error, too_big}");
+    else if (put(s, k, v) == 0)
       cn_build(reply, "ok");
     else
       cn_build(reply, "{error, enomem}");
@@ -369,7 +381,7 @@ static int kv_call(cn_proc *self, void *state, cn_term req, cn_from *from,
     erase(s, k);
     cn_build(reply, "ok");
   } else if (cn_is_atom(req, "keys")) {
-    keys(s, reply);
+    keys(s, reply, cn_max_message(cn_proc_runtime(self)));
   } else if (cn_match(req, "{incr, ~t, ~t}", &k, &v) == 0) {
     incr(s, k, v, reply);
   } else {
@@ -389,8 +401,10 @@ static int kv_cast(cn_proc *self, void *state, cn_term msg) {
   kv *s = state;
   cn_term k, v;
 
-  if (cn_match(msg, "{put, ~t, ~t}", &k, &v) == 0)
-    put(s, k, v); /* a cast has no one to tell about a failure */
+  if (cn_match(msg, "{put, ~t, ~t}", &k, &v) == 0) {
+    if (returnable(self, v))
+      put(s, k, v); /* a cast has no one to tell about a failure */
+  }
   else if (cn_match(msg, "{delete, ~t}", &k) == 0)
     erase(s, k);
   return CN_NOREPLY;

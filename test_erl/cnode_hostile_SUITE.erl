@@ -456,8 +456,8 @@ many_idle_connections(Config) ->
     {ok, again} = cn_raw_dist:gen_call(S2, Pid, echo, {echo, again}),
     gen_tcp:close(S2).
 
-%% A call of exactly --max-message bytes (its message term, without the
-%% version byte) is served; one byte more is refused alone, and the same
+%% A call whose request is exactly --max-message bytes (its term, without
+%% a version byte) is served; one byte more is refused alone, and the same
 %% connection goes on.  This peer holds no monitor, so nothing tells it.
 message_size_limit(Config) ->
     {S, Pid} = raw(Config),
@@ -471,14 +471,14 @@ message_size_limit(Config) ->
     {ok, still} = cn_raw_dist:gen_call(S, Pid, echo, {echo, still}),
     gen_tcp:close(S).
 
-%% A REG_SEND frame of a '$gen_call' to echo whose message term is Size
-%% bytes: {Bin, Frame}.
+%% A REG_SEND frame of a '$gen_call' to echo whose request, {echo, Bin},
+%% is Size bytes of term: {Bin, Frame}.
 sized_call(Pid, Tag, Size) ->
     Ctl = term_to_binary({6, Pid, '', echo}),
-    Msg = fun(B) -> term_to_binary({'$gen_call', {Pid, Tag}, {echo, B}}) end,
-    Bin = binary:copy(<<7>>, Size + 1 - byte_size(Msg(<<>>))),
-    M = Msg(Bin),
-    Size = byte_size(M) - 1,
+    Base = byte_size(term_to_binary({echo, <<>>})) - 1,
+    Bin = binary:copy(<<7>>, Size - Base),
+    Size = byte_size(term_to_binary({echo, Bin})) - 1,
+    M = term_to_binary({'$gen_call', {Pid, Tag}, {echo, Bin}}),
     Content = <<$p, Ctl/binary, M/binary>>,
     {Bin, <<(byte_size(Content)):32, Content/binary>>}.
 

@@ -243,6 +243,9 @@ void cn__dist_fail_queue(cn__dist *d, cn__dnode *dn, int rc);
 /* Room for a control term beside a message of max_message bytes, in a
  * frame or a reassembled sequence. */
 #define CN__CTL_ROOM ((size_t)64 << 10)
+/* Room for the envelope of a call, cast or reply around a term of
+ * max_message bytes. */
+#define CN__ENVELOPE ((size_t)4 << 10)
 
 /* node.c: back-pressure.  Called by conn.c when c's busy state changes;
  * a connection that goes releases its node's parked senders too. */

@@ -579,7 +579,11 @@ int cn_dist_start(cn_runtime *rt, const cn_dist_options *opts) {
   if (d->opt.max_message < 64)
     d->opt.max_message = 64;
   atomic_store(&rt->max_message, d->opt.max_message);
-  d->lim.max_size = d->opt.max_message;
+  /* Payloads may be a little over max_message on the wire: a call's
+   * request or a reply travels inside an envelope (the '$gen_call' tuple,
+   * the caller, the tag), and what a process gets is held to max_message
+   * exactly (see deliver_msg). */
+  d->lim.max_size = d->opt.max_message + CN__ENVELOPE;
   d->frame_limit = d->opt.max_message + CN__CTL_ROOM;
   if (!d->opt.max_reassembly)
     d->opt.max_reassembly = 2 * d->frame_limit;

@@ -563,6 +563,48 @@ static void drop(cn__dist *d, const char *why) {
   cn__dist_log(d, "message dropped: %s", why);
 }
 
+/* The reply to our call with monitor (and alias) ref was refused for its
+ * size: the caller learns at once (CN_ETOOBIG), and we drop our monitor
+ * on the server.  Returns false when the call is not ours (any more). */
+static bool fail_our_call(cn__dist *d, cn__conn *c, const cn_ref *ref) {
+  cn__rec *r = mon_take(&c->dn->mons, ref, REC_OMON);
+  cn__msg *m;
+  size_t mark;
+  if (!r)
+    return false;
+  mark = frame_begin(c, &c->out);
+  cn_put_tuple(&c->out, 4);
+  cn_put_int(&c->out, CN__DOP_DEMONITOR_P);
+  cn_put_pid(&c->out, &r->local);
+  put_proc(&c->out, r->remote, r->name);
+  cn_put_ref(&c->out, ref);
+  frame_end(d, &c->out, mark);
+  cn__conn_queued(c, &c->out);
+  if ((m = cn__msg_new(CN__M_REPLY, NULL, 0)) != NULL) {
+    m->ref = *ref;
+    m->from = r->remote;
+    m->flags = CN__F_ERRNO | CN__F_DEMONDONE;
+    m->aux = (uint32_t)-CN_ETOOBIG;
+    cn__deliver(d->rt, r->local, m);
+  }
+  rec_free(r);
+  return true;
+}
+
+/* A message over max_message: counted and logged. */
+static void too_large(cn__dist *d, cn__conn *c, size_t total) {
+  atomic_fetch_add(&d->st_too_large, 1);
+  atomic_fetch_add(&d->st_dropped, 1);
+  if (total)
+    cn__dist_log(d, "a message of %zu bytes from %s refused: over "
+                    "max_message (%zu)",
+                 total, cn_node_name(c->dn->node), cn_max_message(d->rt));
+  else
+    cn__dist_log(d, "a fragmented message from %s refused: over "
+                    "max_message (%zu) or the reassembly budget",
+                 cn_node_name(c->dn->node), cn_max_message(d->rt));
+}
+
 /* Fails a BEAM caller's call to our process `to` (named `name` in a
  * REG_SEND, else NULL) with err, at once: its gen_server:call holds a
  * monitor on `to` whose ref is the alias in its tag, and the DOWN of that
@@ -661,6 +703,17 @@ static void deliver_msg(cn__dist *d, cn__conn *c, cn_pid to,
     m->from = from;
   from = m->from;
   is_call = m->kind == CN__M_CALL;
+  if (m->len > cn_max_message(rt)) {
+    /* The wire allows room for the envelope ('$gen_call', the caller and
+     * its tag); what the process gets is held to max_message exactly. */
+    too_large(d, c, m->len);
+    if (is_call)
+      fail_remote_call(d, c, to, name, from, tag, CN_ETOOBIG);
+    else if (m->kind == CN__M_REPLY)
+      fail_our_call(d, c, &m->ref);
+    cn__msg_free(m);
+    return;
+  }
   /* A dead pid drops it, as in Erlang.  A full mailbox drops it too
    * (counted by the runtime), and a call then fails at once. */
   if ((rc = cn__deliver(rt, to, m)) == CN_EFULL && is_call)
@@ -751,7 +804,13 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
     }
     if (as_reply(dn, r->local, ctl.msg, &ref, &reply) &&
         cn_ref_equal(&ref, &alias)) {
-      cn__msg *m = cn__msg_new(CN__M_REPLY, reply.ptr, reply.len);
+      cn__msg *m;
+      if (reply.len > cn_max_message(rt)) {
+        too_large(d, c, reply.len);
+        fail_our_call(d, c, &alias);
+        break;
+      }
+      m = cn__msg_new(CN__M_REPLY, reply.ptr, reply.len);
       if (m) {
         m->ref = alias;
         cn_get_pid(ctl.from, &m->from);
@@ -877,16 +936,7 @@ void cn__route_refused(cn__dist *d, cn__conn *c, const char *head,
   cn_ref ref;
   cn__rec *r;
 
-  atomic_fetch_add(&d->st_too_large, 1);
-  atomic_fetch_add(&d->st_dropped, 1);
-  if (total)
-    cn__dist_log(d, "a message of %zu bytes from %s refused: over "
-                    "max_message (%zu)",
-                 total, cn_node_name(dn->node), cn_max_message(rt));
-  else
-    cn__dist_log(d, "a fragmented message from %s refused: over "
-                    "max_message (%zu) or the reassembly budget",
-                 cn_node_name(dn->node), cn_max_message(rt));
+  too_large(d, c, total);
   lim.max_depth = d->lim.max_depth;
   if (cn__ctl_parse_head(head, len, &lim, &ctl, &pay) != 0)
     return;
@@ -917,28 +967,8 @@ void cn__route_refused(cn__dist *d, cn__conn *c, const char *head,
   case CN__DOP_ALIAS_SEND_TT:
     /* The reply to one of our calls (we alias only calls): the caller
      * learns at once, and we drop our monitor. */
-    if (cn_get_ref(ctl.to, &ref) != 0 ||
-        !(r = mon_take(&dn->mons, &ref, REC_OMON)))
-      break;
-    {
-      size_t mark = frame_begin(c, &c->out);
-      cn__msg *m;
-      cn_put_tuple(&c->out, 4);
-      cn_put_int(&c->out, CN__DOP_DEMONITOR_P);
-      cn_put_pid(&c->out, &r->local);
-      put_proc(&c->out, r->remote, r->name);
-      cn_put_ref(&c->out, &ref);
-      frame_end(d, &c->out, mark);
-      cn__conn_queued(c, &c->out);
-      if ((m = cn__msg_new(CN__M_REPLY, NULL, 0)) != NULL) {
-        m->ref = ref;
-        m->from = r->remote;
-        m->flags = CN__F_ERRNO | CN__F_DEMONDONE;
-        m->aux = (uint32_t)-CN_ETOOBIG;
-        cn__deliver(rt, r->local, m);
-      }
-    }
-    rec_free(r);
+    if (cn_get_ref(ctl.to, &ref) == 0)
+      fail_our_call(d, c, &ref);
     break;
   case CN__DOP_PAYLOAD_EXIT:
   case CN__DOP_PAYLOAD_EXIT_TT:

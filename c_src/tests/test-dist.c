@@ -43,22 +43,30 @@ static void node_name(char *out, size_t cap, const char *tag) {
            host);
 }
 
-static cn_runtime *node_new(char *name, size_t cap, const char *tag,
-                            const char *cookie) {
+/* A node with schedulers threads and the given dist options (cookie and
+ * handshake time filled in). */
+static cn_runtime *node_new_with(char *name, size_t cap, const char *tag,
+                                 const char *cookie, unsigned schedulers,
+                                 cn_dist_options d) {
   cn_runtime_options o;
-  cn_dist_options d;
   cn_runtime *rt = NULL;
   node_name(name, cap, tag);
   memset(&o, 0, sizeof(o));
-  o.schedulers = 2;
+  o.schedulers = schedulers;
   o.node_name = name;
   assert_int_equal(cn_runtime_new(&o, &rt), 0);
-  memset(&d, 0, sizeof(d));
   d.cookie = cookie;
   d.handshake_ms = (unsigned)tmo(3000);
   assert_int_equal(cn_dist_start(rt, &d), 0);
   assert_true(cn_dist_port(rt) > 0);
   return rt;
+}
+
+static cn_runtime *node_new(char *name, size_t cap, const char *tag,
+                            const char *cookie) {
+  cn_dist_options d;
+  memset(&d, 0, sizeof(d));
+  return node_new_with(name, cap, tag, cookie, 2, d);
 }
 
 /* ---- A server ---------------------------------------------------------
@@ -109,6 +117,13 @@ static int srv_call(cn_proc *self, void *state, cn_term req, cn_from *from,
     cn_buf_free(&b);
     return CN_NOREPLY;
   }
+  if (cn_match(req, "{blob, ~i}", &ms) == 0) {
+    /* A binary of ms zero bytes. */
+    char *z = calloc(1, (size_t)ms);
+    int rc = cn_put_binary(reply, z, (size_t)ms);
+    free(z);
+    return rc == 0 ? CN_REPLY : CN_STOP;
+  }
   if (cn_match(req, "{call, ~a, ~a, ~t}", name, sizeof(name), node,
                sizeof(node), &t) == 0) {
     if (cn_call_async(self, cn_to_remote(name, node), t, tmo(2000),
@@ -128,8 +143,33 @@ static int srv_info(cn_proc *self, void *state, cn_term msg) {
   return CN_NOREPLY;
 }
 
-static const cn_server_ops srv_ops = {
-    .name = "test_srv", .handle_call = srv_call, .handle_info = srv_info};
+/* Casts: {hold, Ms}: stuck in C code for Ms, its scheduler with it.
+ * {flood, Name, Node, N}: N messages of 1 MiB to {Name, Node}, in this
+ * one callback. */
+static int srv_cast(cn_proc *self, void *state, cn_term msg) {
+  char name[64], node[256];
+  int64_t ms, i;
+  (void)state;
+  if (cn_match(msg, "{hold, ~i}", &ms) == 0)
+    uv_sleep((unsigned)ms);
+  if (cn_match(msg, "{flood, ~a, ~a, ~i}", name, sizeof(name), node,
+               sizeof(node), &ms) == 0) {
+    cn_buf b = CN_BUF_INIT;
+    char *z = calloc(1, 1 << 20);
+    cn_put_binary(&b, z, 1 << 20);
+    free(z);
+    for (i = 0; i < ms; i++)
+      cn_send(cn_proc_runtime(self), cn_to_remote(name, node),
+              cn_buf_term(&b));
+    cn_buf_free(&b);
+  }
+  return CN_NOREPLY;
+}
+
+static const cn_server_ops srv_ops = {.name = "test_srv",
+                                      .handle_call = srv_call,
+                                      .handle_cast = srv_cast,
+                                      .handle_info = srv_info};
 
 static cn_pid start_srv(cn_runtime *rt, const char *name) {
   cn_start_options o = {name, NULL};
@@ -365,6 +405,171 @@ static void test_wrong_cookie(void **st) {
   cn_runtime_free(c);
 }
 
+/* Large messages between C nodes go in fragments both ways; a request or
+ * a reply over the receiver's max_message fails the call at once
+ * (CN_ETOOBIG), and the connection stays up. */
+static void test_large_messages(void **st) {
+  char a_name[128], b_name[128];
+  cn_runtime *a, *b;
+  cn_buf q = CN_BUF_INIT, r = CN_BUF_INIT;
+  cn_dist_stats sa, sb;
+  cn_dist_options d;
+  char *z;
+  (void)st;
+  a = node_new(a_name, sizeof(a_name), "a", "big");
+  memset(&d, 0, sizeof(d));
+  d.max_message = 4 << 20;
+  b = node_new_with(b_name, sizeof(b_name), "b", "big", 2, d);
+  assert_int_equal(cn_max_message(b), 4 << 20);
+  start_srv(b, "echo");
+  /* 3 MiB each way. */
+  z = malloc(3 << 20);
+  memset(z, 'z', 3 << 20);
+  cn_buf_reset(&q);
+  assert_int_equal(cn_build(&q, "{echo, ~b}", z, (size_t)(3 << 20)), 0);
+  assert_int_equal(
+      cn_call(a, cn_to_remote("echo", b_name), cn_buf_term(&q), tmo(10000), &r),
+      0);
+  {
+    const char *p;
+    size_t n;
+    assert_int_equal(cn_get_binary(cn_buf_term(&r), &p, &n), 0);
+    assert_int_equal(n, 3 << 20);
+    assert_memory_equal(p, z, n);
+  }
+  free(z);
+  assert_int_equal(cn_dist_get_stats(a, &sa), 0);
+  assert_int_equal(cn_dist_get_stats(b, &sb), 0);
+  assert_true(sa.fragments_out >= 40 && sa.fragments_in >= 40);
+  assert_true(sb.fragments_out >= 40 && sb.fragments_in >= 40);
+  /* A request over b's limit, and a reply over it: refused at once. */
+  z = calloc(1, 5 << 20);
+  cn_buf_reset(&q);
+  assert_int_equal(cn_build(&q, "{echo, ~b}", z, (size_t)(5 << 20)), 0);
+  free(z);
+  assert_int_equal(cn_call(a, cn_to_remote("echo", b_name), cn_buf_term(&q),
+                           CN_INFINITY, &r),
+                   CN_ETOOBIG);
+  assert_int_equal(cn_call(a, cn_to_remote("echo", b_name),
+                           T(&q, "{blob, ~i}", (int64_t)(5 << 20)),
+                           CN_INFINITY, &r),
+                   CN_ETOOBIG);
+  /* The connection and b's server are as they were. */
+  assert_int_equal(cn_call(a, cn_to_remote("echo", b_name),
+                           T(&q, "{echo, still}"), tmo(5000), &r),
+                   0);
+  assert_int_equal(cn_dist_get_stats(b, &sb), 0);
+  assert_true(sb.too_large >= 1);
+  assert_int_equal(sb.nodes_up, 1);
+  cn_buf_free(&q);
+  cn_buf_free(&r);
+  cn_runtime_free(a);
+  cn_runtime_free(b);
+}
+
+/* Back-pressure.  b has one scheduler, and a server on it holds that
+ * scheduler (its dist loop too) for a while, so b reads nothing.  A
+ * process on a that floods b is suspended once a's connection is busy: it
+ * answers nothing until b reads again.  A plain thread's nosuspend send
+ * gets CN_EBUSY meanwhile.  Nothing is dropped: b's sink gets every
+ * message. */
+typedef struct sink {
+  int n;
+} sink;
+
+static int sink_info(cn_proc *self, void *state, cn_term msg) {
+  (void)self;
+  (void)msg;
+  ((sink *)state)->n++;
+  return CN_NOREPLY;
+}
+
+static int sink_call(cn_proc *self, void *state, cn_term req, cn_from *from,
+                     cn_buf *reply) {
+  (void)self;
+  (void)req;
+  (void)from;
+  return cn_build(reply, "~i", (int64_t)((sink *)state)->n) == 0 ? CN_REPLY
+                                                                  : CN_STOP;
+}
+
+static const cn_server_ops sink_ops = {
+    .name = "sink", .handle_call = sink_call, .handle_info = sink_info};
+
+static void test_back_pressure(void **st) {
+  char a_name[128], b_name[128];
+  cn_runtime *a, *b;
+  cn_buf q = CN_BUF_INIT, r = CN_BUF_INIT;
+  cn_dist_options d;
+  cn_dist_stats sa;
+  cn_pid flooder;
+  sink s = {0};
+  int64_t got = 0;
+  int i, rc;
+  (void)st;
+  memset(&d, 0, sizeof(d));
+  d.busy_limit = 64 << 10;
+  a = node_new_with(a_name, sizeof(a_name), "a", "bp", 2, d);
+  memset(&d, 0, sizeof(d));
+  b = node_new_with(b_name, sizeof(b_name), "b", "bp", 1, d);
+  {
+    cn_start_options o = {"sink", NULL};
+    cn_pid pid;
+    assert_int_equal(cn_start(b, &sink_ops, &s, &o, &pid), 0);
+  }
+  start_srv(b, "holder");
+  flooder = start_srv(a, NULL);
+  /* Connect, then stop b's only scheduler for 3 s. */
+  assert_int_equal(cn_call(a, cn_to_remote("sink", b_name), T(&q, "n"),
+                           tmo(5000), &r),
+                   0);
+  assert_int_equal(cn_cast(a, cn_to_remote("holder", b_name),
+                           T(&q, "{hold, ~i}", (int64_t)tmo(3000))),
+                   0);
+  uv_sleep(200);
+  assert_int_equal(cn_cast(a, cn_to_pid(flooder),
+                           T(&q, "{flood, sink, ~a, 32}", b_name)),
+                   0);
+  /* Once the kernel's buffers are full, the connection is busy. */
+  for (i = 0; i < tmo(200); i++) {
+    rc = cn_send_opts(a, cn_to_remote("sink", b_name), T(&q, "x"),
+                      CN_SEND_NOSUSPEND);
+    if (rc == CN_EBUSY)
+      break;
+    assert_int_equal(rc, 0);
+    got--; /* one more message for the sink */
+    uv_sleep(10);
+  }
+  assert_int_equal(rc, CN_EBUSY);
+  /* The flooder is suspended after its callback: it answers nothing. */
+  assert_int_equal(cn_call(a, cn_to_pid(flooder), T(&q, "pid"), 500, &r),
+                   CN_ETIMEDOUT);
+  assert_int_equal(cn_dist_get_stats(a, &sa), 0);
+  assert_true(sa.busy >= 1);
+  /* b reads again: the flooder goes on, and every message arrived. */
+  assert_int_equal(cn_call(a, cn_to_pid(flooder), T(&q, "pid"), tmo(20000),
+                           &r),
+                   0);
+  {
+    int64_t want = 32 - got, n = 0; /* got counted the extra sends */
+    for (i = 0; i < tmo(200) && n < want; i++) {
+      rc = cn_call(a, cn_to_remote("sink", b_name), T(&q, "n"), tmo(5000), &r);
+      assert_int_equal(rc, 0);
+      assert_int_equal(cn_get_int64(cn_buf_term(&r), &n), 0);
+      if (n < want)
+        uv_sleep(50);
+    }
+    assert_int_equal(n, want);
+  }
+  assert_int_equal(cn_send_opts(a, cn_to_remote("sink", b_name), T(&q, "x"),
+                                CN_SEND_NOSUSPEND),
+                   0);
+  cn_buf_free(&q);
+  cn_buf_free(&r);
+  cn_runtime_free(a);
+  cn_runtime_free(b);
+}
+
 /* Both nodes dial each other at once: one connection wins, and every
  * call made during the race is answered. */
 typedef struct racer {
@@ -453,6 +658,8 @@ int main(void) {
       cmocka_unit_test(test_call_errors),
       cmocka_unit_test(test_monitor_link_nodedown),
       cmocka_unit_test(test_wrong_cookie),
+      cmocka_unit_test(test_large_messages),
+      cmocka_unit_test(test_back_pressure),
       cmocka_unit_test(test_simultaneous_connect),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
