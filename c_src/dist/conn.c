@@ -116,8 +116,11 @@ void cn__conn_close(cn__conn *c, const char *why) {
     c->busy = 0;
     cn__dist_set_busy(d, c->dn, 0);
   }
-  if (c->dn)
+  if (c->dn) {
     cn__dist_node_down(d, c->dn, c, c->hs_rc);
+    /* Senders that waited for their large messages go on too. */
+    cn__dist_unpark(d, c->dn);
+  }
   if (c->resolving)
     uv_cancel((uv_req_t *)&c->gai); /* its callback drops its ref */
   uv_close((uv_handle_t *)&c->timer, on_closed);

@@ -296,20 +296,25 @@ static bool dist_busy(cn_runtime *rt, uint32_t node) {
   return d && node_busy(d, node);
 }
 
+/* Waits on d->cv (d->mu held) for at most ms: a waiter rechecks its
+ * condition at least that often, whatever wake-up it missed. */
+static void wait_a_while(cn__dist *d, long ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_nsec += ms * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  pthread_cond_timedwait(&d->cv, &d->mu, &ts);
+}
+
 /* A plain thread that sent to a busy connection waits for it to drain,
  * or to go. */
 static void wait_not_busy(cn__dist *d, uint32_t node) {
   pthread_mutex_lock(&d->mu);
-  while (node_busy(d, node) && !atomic_load(&d->stopping)) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 100 * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&d->cv, &d->mu, &ts);
-  }
+  while (node_busy(d, node) && !atomic_load(&d->stopping))
+    wait_a_while(d, 100);
   pthread_mutex_unlock(&d->mu);
 }
 
@@ -785,17 +790,9 @@ int cn_dist_connect(cn_runtime *rt, const char *node, int timeout_ms) {
       uv_hrtime() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000ULL;
   pthread_mutex_lock(&d->mu);
   while (!r.w.done) {
-    struct timespec ts;
-    uint64_t now = uv_hrtime();
-    if (timeout_ms >= 0 && now >= deadline)
+    if (timeout_ms >= 0 && uv_hrtime() >= deadline)
       break;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 20 * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&d->cv, &d->mu, &ts);
+    wait_a_while(d, 20);
   }
   rc = r.w.done ? r.w.rc : CN_ETIMEDOUT;
   pthread_mutex_unlock(&d->mu);
