@@ -128,6 +128,7 @@ void cn__conn_close(cn__conn *c, const char *why) {
     uv_close((uv_handle_t *)&c->tcp, on_closed);
   if (c->etcp_open)
     uv_close((uv_handle_t *)&c->etcp, on_closed);
+  cn__dist_conn_gone(d);
 }
 
 static void on_timeout(uv_timer_t *t) {
@@ -331,7 +332,7 @@ static void on_write(uv_write_t *req, int status) {
   if (c->state != C_CLOSING) {
     if (status < 0)
       cn__conn_close(c, uv_strerror(status));
-    else if (c->close_after_write && c->out.len == 0)
+    else if (c->close_after_write && c->out.len == 0 && !c->streams)
       cn__conn_close(c, c->close_why);
     else
       start_write(c);
@@ -386,9 +387,10 @@ void cn__conn_flush_all(cn__dist *d) {
   }
 }
 
-/* Sends what is in out, then closes (a refusal's status message). */
+/* Sends what is in out (and the streams), then closes: a refusal's status
+ * message, or a node's last words. */
 static void close_after_write(cn__conn *c, const char *why) {
-  if (c->out.len == 0 && !c->writing) {
+  if (c->out.len == 0 && !c->writing && !c->streams) {
     cn__conn_close(c, why);
     return;
   }
@@ -396,6 +398,21 @@ static void close_after_write(cn__conn *c, const char *why) {
   c->close_why = why;
   uv_read_stop((uv_stream_t *)&c->tcp);
   start_write(c);
+}
+
+#define SHUTDOWN_FLUSH_MS 2000
+
+static void on_flush_deadline(uv_timer_t *t) {
+  cn__conn_close(t->data, "node stopping (output not flushed in time)");
+}
+
+void cn__conn_shutdown(cn__conn *c) {
+  if (c->state != C_UP || !c->tcp_open) {
+    cn__conn_close(c, "node stopping");
+    return;
+  }
+  uv_timer_start(&c->timer, on_flush_deadline, SHUTDOWN_FLUSH_MS, 0);
+  close_after_write(c, "node stopping");
 }
 
 /* ---- Ticks ------------------------------------------------------------ */

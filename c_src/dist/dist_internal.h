@@ -204,6 +204,10 @@ struct cn__dist {
   _Atomic int stopping;
   int handles;                /* open dist handles, for stop */
   int stopped;                /* every handle closed */
+  int stop_began;             /* stop_on_loop ran: connections flush and
+                               * close */
+  int handles_closing;        /* the last one went: the dist's own handles
+                               * close */
 
   cn__dnode **nodes;          /* by interned node index */
   size_t nodes_cap;
@@ -236,6 +240,9 @@ void cn__dist_node_down(cn__dist *d, cn__dnode *dn, cn__conn *c,
                         int rc);
 void cn__dist_connect_node(cn__dist *d, cn__dnode *dn);
 void cn__dist_expire(cn__dist *d);
+/* A connection was unlinked: once stopping and none is left, the dist's
+ * own handles close. */
+void cn__dist_conn_gone(cn__dist *d);
 /* Fails every message waiting for dn's connection (see cn__route_fail)
  * and wakes cn_dist_connect callers with rc. */
 void cn__dist_fail_queue(cn__dist *d, cn__dnode *dn, int rc);
@@ -258,6 +265,9 @@ void cn__dist_unpark(cn__dist *d, cn__dnode *dn);
 int cn__conn_listen(cn__dist *d, const char *addr, uint16_t port);
 void cn__conn_dial(cn__dist *d, cn__dnode *dn);
 void cn__conn_close(cn__conn *c, const char *why);
+/* Closes c once what it has to send is out, or after a deadline
+ * (stopping the node). */
+void cn__conn_shutdown(cn__conn *c);
 void cn__conn_mark_dirty(cn__conn *c);
 void cn__conn_flush_all(cn__dist *d);
 void cn__conn_tick_all(cn__dist *d);

@@ -656,20 +656,31 @@ static void stop_on_loop(void *arg) {
     if (d->nodes[i])
       cn__dist_unpark(d, d->nodes[i]);
   }
+  if (!uv_is_closing((uv_handle_t *)&d->listener) && d->listener.loop)
+    uv_close((uv_handle_t *)&d->listener, on_handle_closed);
+  /* What is on its way still goes (the exit signals and DOWNs of a node
+   * going down, above all), within a deadline; then each connection
+   * closes. */
+  d->stop_began = 1;
   for (c = d->conns; c; c = next) {
     next = c->next;
-    cn__conn_close(c, "node stopping");
+    cn__conn_shutdown(c);
   }
   /* Anything still waiting for a connection fails now. */
   for (i = 0; i < d->nodes_cap; i++) {
     if (d->nodes[i])
       cn__dist_fail_queue(d, d->nodes[i], CN_ENOCONN);
   }
+  cn__dist_conn_gone(d);
+}
+
+void cn__dist_conn_gone(cn__dist *d) {
+  if (!d->stop_began || d->conns || d->handles_closing)
+    return;
+  d->handles_closing = 1;
   uv_close((uv_handle_t *)&d->flush, on_handle_closed);
   uv_close((uv_handle_t *)&d->ticker, on_handle_closed);
   uv_close((uv_handle_t *)&d->wake, on_handle_closed);
-  if (!uv_is_closing((uv_handle_t *)&d->listener) && d->listener.loop)
-    uv_close((uv_handle_t *)&d->listener, on_handle_closed);
 }
 
 static void dist_stop(cn_runtime *rt) {
