@@ -61,10 +61,12 @@ typedef struct cn_dist_options {
   unsigned ticktime_s;     /* 0: CN_DIST_DEFAULT_TICKTIME */
   unsigned handshake_ms;   /* 0: CN_DIST_DEFAULT_HANDSHAKE_MS */
   unsigned max_handshakes; /* 0: CN_DIST_DEFAULT_MAX_HANDSHAKES */
-  /* The largest message, in bytes of its encoded term, both ways.  0:
-   * the runtime's (CN_DEFAULT_MAX_MESSAGE, 1 GiB, unless its options
-   * lowered it); a smaller value lowers the runtime's too.  A frame may
-   * hold max_message plus 64 KiB for its control message. */
+  /* The largest message, both ways, in bytes of the encoded term a
+   * process sends or gets (the message; a call's request; a cast; a
+   * reply).  0: the runtime's (CN_DEFAULT_MAX_MESSAGE, 1 GiB, unless its
+   * options lowered it); a smaller value lowers the runtime's too.  On
+   * the wire a call's envelope may add up to 4 KiB, and a frame holds up
+   * to max_message plus 64 KiB with its control message. */
   size_t max_message;
   size_t busy_limit;       /* output bytes that make a connection busy;
                             * 0: CN_DIST_DEFAULT_BUSY_LIMIT */
