@@ -157,7 +157,7 @@ rpc_whereis(N, Name) ->
 
 -record(c, {id, ctx, node, seq = 0, sent = 0, received = 0, wrong = 0,
             kv_casts = 0, last_cast = none, acks_expected = 0, acks = 0,
-            bad_acks = 0, slots = #{}, errors = [], max_us = 0}).
+            bad_acks = 0, errors = [], max_us = 0, big = 0, big_busy = 0}).
 
 caller(Id, Ctx = #{node := N}, Deadline) ->
     rand:seed(exsss, {Id, erlang:unique_integer(), erlang:system_time()}),
@@ -258,12 +258,14 @@ with_payload(S = #c{ctx = #{big := Big, max_big := MaxBig}}, true, Fun) ->
         1 ->
             case atomics:add_get(Big, 1, 1) =< MaxBig of
                 true ->
-                    try Fun(slice(S, ?BIG_MIN + 1, ?BIG_MAX))
-                    after atomics:sub(Big, 1, 1)
-                    end;
+                    S1 = try Fun(slice(S, ?BIG_MIN + 1, ?BIG_MAX))
+                         after atomics:sub(Big, 1, 1)
+                         end,
+                    S1#c{big = S1#c.big + 1};
                 false ->
                     atomics:sub(Big, 1, 1),
-                    Fun(payload(S))
+                    S1 = Fun(payload(S)),
+                    S1#c{big_busy = S1#c.big_busy + 1}
             end;
         _ ->
             Fun(payload(S))
@@ -299,7 +301,8 @@ finish(S0 = #c{id = Id, last_cast = Last}) ->
                             false -> 0
                         end + S3#c.acks,
       kv_casts => S3#c.kv_casts, echo_casts => S3#c.acks_expected,
-      acks => S3#c.acks, max_us => S3#c.max_us,
+      acks => S3#c.acks, max_us => S3#c.max_us, big => S3#c.big,
+      big_busy => S3#c.big_busy,
       errors => lists:reverse(S3#c.errors)}.
 
 wait_acks(S = #c{acks = A, bad_acks = B, acks_expected = E}, _) when A + B >= E ->
@@ -406,6 +409,9 @@ report(Results, #{hist := H}, Elapsed, Mem, Verbose) ->
               [Received / Elapsed, (Received + Sum(casts_verified)) / Elapsed]),
     io:format("soak: memory node_rss_peak_kib=~p beam_peak_kib=~p~n",
               [maps:get(rss_max, Mem, 0), maps:get(beam_max, Mem, 0)]),
+    io:format("soak: sizes large_calls=~p (64 KiB to 1 MiB) "
+              "large_slots_busy=~p (sent smaller instead)~n",
+              [Sum(big), Sum(big_busy)]),
     Per = fun(K) -> [maps:get(K, R) || R <- Ok] end,
     Lost = [maps:get(sent, R) - maps:get(received, R) || R <- Ok],
     io:format("soak: per_caller calls_sent min=~p max=~p calls_received min=~p "
