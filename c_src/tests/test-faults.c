@@ -42,12 +42,12 @@
 
 extern char **environ;
 
-#define CALLERS 10          /* C processes making calls */
-#define CALLS_EACH 100      /* in-flight calls per C process */
-#define MAIN_LINKS 100      /* remote pids the main thread links to */
-#define MAIN_MONITORS 100   /* remote pids the main thread monitors */
-#define PROC_LINKS 10       /* per caller process */
-#define PROC_MONITORS 10    /* per caller process */
+#define CALLERS 10        /* C processes making calls */
+#define CALLS_EACH 100    /* in-flight calls per C process */
+#define MAIN_LINKS 100    /* remote pids the main thread links to */
+#define MAIN_MONITORS 100 /* remote pids the main thread monitors */
+#define PROC_LINKS 10     /* per caller process */
+#define PROC_MONITORS 10  /* per caller process */
 #define CALLS (CALLERS * CALLS_EACH)
 #define REMOTE_PIDS                                                            \
   (MAIN_LINKS + MAIN_MONITORS + CALLERS * (PROC_LINKS + PROC_MONITORS))
@@ -124,8 +124,9 @@ static pid_t erl_pid = -1;
 
 static pid_t start_erl(const char *sname, const char *cookie) {
   char eval[sizeof(erl_eval) + 32];
-  char *argv[] = {"erl",    "-sname", (char *)sname, "-setcookie",
-                  (char *)cookie, "-noinput", "-eval", eval, NULL};
+  char *argv[] = {"erl",        "-sname",       (char *)sname,
+                  "-setcookie", (char *)cookie, "-noinput",
+                  "-eval",      eval,           NULL};
   pid_t pid;
   int rc;
 
@@ -185,8 +186,8 @@ static int caller_call(cn_proc *self, void *state, cn_term req, cn_from *from,
   if (cn_match(req, "{go, ~i, ~a}", &n, node, sizeof(node)) == 0) {
     cn_build(&q, "hold");
     for (i = 0; i < n && err == 0; i++)
-      err = cn_call_async(self, cn_to_remote("cnfault", node),
-                          cn_buf_term(&q), 600000, on_reply, NULL);
+      err = cn_call_async(self, cn_to_remote("cnfault", node), cn_buf_term(&q),
+                          600000, on_reply, NULL);
     cn_buf_free(&q);
     cn_build(reply, err == 0 ? "ok" : "{error, ~a}", cn_err_name(err));
     return CN_REPLY;
@@ -323,15 +324,14 @@ static void test_peer_killed_under_calls(void **st) {
   for (i = 0; i < MAIN_MONITORS; i++)
     assert_int_equal(
         cn_monitor(rt, cn_to_pid(remote[MAIN_LINKS + i]), &mrefs[i]), 0);
-  assert_int_equal(cn_monitor(rt, cn_to_remote("cnfault", enode),
-                              &mrefs[MAIN_MONITORS]),
-                   0);
+  assert_int_equal(
+      cn_monitor(rt, cn_to_remote("cnfault", enode), &mrefs[MAIN_MONITORS]), 0);
 
   /* The caller processes: links and monitors of their own, then the
    * calls. */
   for (i = 0; i < CALLERS; i++) {
-    const cn_pid *mine = remote + MAIN_LINKS + MAIN_MONITORS +
-                         i * (PROC_LINKS + PROC_MONITORS);
+    const cn_pid *mine =
+        remote + MAIN_LINKS + MAIN_MONITORS + i * (PROC_LINKS + PROC_MONITORS);
     assert_int_equal(cn_start(rt, &caller_ops, NULL, NULL, &callers[i]), 0);
     cn_buf_reset(&q);
     cn_put_tuple(&q, 3);
@@ -340,8 +340,7 @@ static void test_peer_killed_under_calls(void **st) {
     put_pids(&q, mine + PROC_LINKS, PROC_MONITORS);
     assert_int_equal(q.err, 0);
     assert_int_equal(
-        cn_call(rt, cn_to_pid(callers[i]), cn_buf_term(&q), tmo(10000), &r),
-        0);
+        cn_call(rt, cn_to_pid(callers[i]), cn_buf_term(&q), tmo(10000), &r), 0);
     assert_int_equal(cn_match(cn_buf_term(&r), "ok"), 0);
   }
   for (i = 0; i < CALLERS; i++) {
@@ -355,8 +354,8 @@ static void test_peer_killed_under_calls(void **st) {
   /* Every call is in flight: cnfault holds all 1,000. */
   deadline = uv_hrtime() + (uint64_t)tmo(30000) * 1000000ULL;
   for (;;) {
-    assert_int_equal(cn_call(rt, cn_to_remote("cnfault", enode),
-                             T(&q, "count"), tmo(10000), &r),
+    assert_int_equal(cn_call(rt, cn_to_remote("cnfault", enode), T(&q, "count"),
+                             tmo(10000), &r),
                      0);
     assert_int_equal(cn_get_int64(cn_buf_term(&r), &held), 0);
     if (held == CALLS || uv_hrtime() > deadline)
@@ -372,7 +371,8 @@ static void test_peer_killed_under_calls(void **st) {
                 (unsigned long long)s.monitors, (unsigned long long)s.queued);
   assert_int_equal(s.nodes_up, 1);
   assert_int_equal(s.links, MAIN_LINKS + CALLERS * PROC_LINKS);
-  assert_true(s.monitors >= CALLS + MAIN_MONITORS + 1 + CALLERS * PROC_MONITORS);
+  assert_true(s.monitors >=
+              CALLS + MAIN_MONITORS + 1 + CALLERS * PROC_MONITORS);
 
   /* SIGKILL. */
   t0 = uv_hrtime();
@@ -389,12 +389,11 @@ static void test_peer_killed_under_calls(void **st) {
     assert_int_equal(cn_receive(rt, tmo(10000), &r), 0);
     if (cn_match(cn_buf_term(&r), "{'DOWN', ~r, process, ~t, noconnection}",
                  &ref, &obj) == 0 &&
-        (k = ref_index(&ref, mrefs, MAIN_MONITORS + 1)) >= 0 &&
-        !down_seen[k]) {
+        (k = ref_index(&ref, mrefs, MAIN_MONITORS + 1)) >= 0 && !down_seen[k]) {
       down_seen[k] = true;
       downs++;
-    } else if (cn_match(cn_buf_term(&r), "{'EXIT', ~p, noconnection}",
-                        &pid) == 0 &&
+    } else if (cn_match(cn_buf_term(&r), "{'EXIT', ~p, noconnection}", &pid) ==
+                   0 &&
                pid_in(&pid, remote, MAIN_LINKS)) {
       exits++;
     } else {
