@@ -63,7 +63,10 @@ start() ->
 %% random), args (more command-line arguments), log_dir, owner (a pid: when
 %% it dies, the node is killed if it still runs; test cases that start a
 %% node of their own pass self(), so that a failing or timed-out case
-%% leaves nothing behind).
+%% leaves nothing behind), wrapper (a command and its arguments that run
+%% the node program, such as ["valgrind", "--leak-check=full"]; it must
+%% exec the program in its own process, so that os_pid stays the node's),
+%% ready_timeout and stop_timeout (milliseconds, for slow wrappers).
 %% Returns a map: node, cookie (atom), port, os_pid, holder, log.
 start(Opts) ->
     ok = ensure_dist(),
@@ -80,34 +83,43 @@ start(Opts) ->
     end,
     Parent = self(),
     Owner = maps:get(owner, Opts, none),
-    Holder = spawn(fun() -> holder_init(Parent, Exe, Args, Log, Owner) end),
+    Cmd = maps:get(wrapper, Opts, []) ++ [Exe | Args],
+    ReadyTimeout = maps:get(ready_timeout, Opts, ?READY_TIMEOUT),
+    StopTimeout = maps:get(stop_timeout, Opts, ?STOP_TIMEOUT),
+    Holder = spawn(fun() ->
+                           holder_init(Parent, Cmd, Log, Owner, StopTimeout)
+                   end),
     MRef = erlang:monitor(process, Holder),
     receive
         {Holder, ready, Node, Port, OsPid} ->
             erlang:demonitor(MRef, [flush]),
             true = erlang:set_cookie(Node, list_to_atom(Cookie)),
             #{node => Node, cookie => list_to_atom(Cookie), port => Port,
-              os_pid => OsPid, holder => Holder, log => Log, name => Name};
+              os_pid => OsPid, holder => Holder, log => Log, name => Name,
+              stop_timeout => StopTimeout};
         {Holder, failed, Why} ->
             erlang:demonitor(MRef, [flush]),
             error({cnode_start_failed, Why, {log, Log, read_log(Log)}});
         {'DOWN', MRef, process, Holder, Reason} ->
             error({cnode_holder_died, Reason, {log, Log, read_log(Log)}})
-    after ?READY_TIMEOUT ->
+    after ReadyTimeout ->
             erlang:demonitor(MRef, [flush]),
             _ = kill(#{holder => Holder}),
-            error({cnode_not_ready, ?READY_TIMEOUT,
+            error({cnode_not_ready, ReadyTimeout,
                    {log, Log, read_log(Log)}})
     end.
 
 %% Sends SIGTERM to the node and waits for it to exit.  Returns {ok,
 %% Status}: the node stopped cleanly when Status is 0.
-stop(#{holder := Holder}) ->
-    holder_req(Holder, {signal, "TERM"}, ?STOP_TIMEOUT + 2000).
+stop(CN = #{holder := Holder}) ->
+    holder_req(Holder, {signal, "TERM"}, stop_timeout(CN) + 2000).
 
 %% Sends SIGKILL to the node and waits for it to exit.
-kill(#{holder := Holder}) ->
-    holder_req(Holder, {signal, "KILL"}, ?STOP_TIMEOUT + 2000).
+kill(CN = #{holder := Holder}) ->
+    holder_req(Holder, {signal, "KILL"}, stop_timeout(CN) + 2000).
+
+stop_timeout(CN) ->
+    maps:get(stop_timeout, CN, ?STOP_TIMEOUT).
 
 %% Waits up to Ms for the node to exit on its own: {ok, Status} or timeout.
 wait_exit(#{holder := Holder}, Ms) ->
@@ -157,7 +169,7 @@ holder_req(Holder, Req, Timeout) ->
 %% The node program runs under /bin/sh only long enough for the shell to
 %% redirect stderr to the log and exec it, so the port's OS pid is the
 %% node's own pid.
-holder_init(Parent, Exe, Args, Log, Owner) ->
+holder_init(Parent, [Exe | Args], Log, Owner, StopTimeout) ->
     OwnerRef = case Owner of
                    none -> none;
                    _ -> erlang:monitor(process, Owner)
@@ -169,7 +181,8 @@ holder_init(Parent, Exe, Args, Log, Owner) ->
                       {line, 4096}, binary, exit_status, use_stdio]),
     {os_pid, OsPid} = erlang:port_info(Port, os_pid),
     S = #{port => Port, os_pid => OsPid, lines => [], partial => <<>>,
-          exited => false, waiters => [], log => Log, owner => OwnerRef},
+          exited => false, waiters => [], log => Log, owner => OwnerRef,
+          stop_timeout => StopTimeout},
     holder_wait_ready(Parent, S).
 
 holder_wait_ready(Parent, S = #{port := Port}) ->
@@ -239,7 +252,8 @@ handle_req(From, Ref, _Req, S = #{exited := {ok, Status}}) ->
     S;
 handle_req(From, Ref, {signal, Sig}, S) ->
     kill_os_pid(Sig, S),
-    erlang:send_after(?STOP_TIMEOUT, self(), {wait_timeout, From, Ref, signal}),
+    erlang:send_after(maps:get(stop_timeout, S), self(),
+                      {wait_timeout, From, Ref, signal}),
     S#{waiters := [{From, Ref} | maps:get(waiters, S)]};
 handle_req(From, Ref, {wait_exit, Ms}, S) ->
     erlang:send_after(Ms, self(), {wait_timeout, From, Ref, wait}),
