@@ -20,8 +20,8 @@ static void process_input(cn__conn *c);
 
 /* ---- Lifetime --------------------------------------------------------- */
 
-/* A connection is freed once its handles are closed and its requests have
- * called back: refs counts both. */
+/* Drops every large message waiting to go out (and what queued behind
+ * them). */
 static void streams_free(cn__conn *c) {
   cn__ostream *s, *ns;
   cn__oentry *e, *ne;
@@ -38,6 +38,8 @@ static void streams_free(cn__conn *c) {
   c->oq_bytes = 0;
 }
 
+/* A connection is freed once its handles are closed and its requests have
+ * called back: handles counts both. */
 static void conn_unref(cn__conn *c) {
   if (--c->handles > 0)
     return;
