@@ -117,8 +117,10 @@ for bin in "$@"; do
     \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' \
     -o -name 'oom-*' \) | wc -l)
   files=$(find "$work" -type f | wc -l)
-  kb=$(find "$work" -type f -exec cat {} + | wc -c | awk '{ print int(($1 + 1023) / 1024) }')
-  line="$name: $execs execs in ${secs}s ($eps exec/s), $crashes crash(es), corpus $files files ($kb KB)"
+  kb=$(find "$work" -type f -exec cat {} + | wc -c |
+    awk '{ print int(($1 + 1023) / 1024) }')
+  line="$name: $execs execs in ${secs}s ($eps exec/s),"
+  line="$line $crashes crash(es), corpus $files files ($kb KB)"
   summary="$summary
 $line"
 

@@ -72,7 +72,8 @@ terms() ->
     Terms =
         [{"small_int", 42}, {"int", -100000}, {"big", Big}, {"neg_big", -Big},
          {"int64", 1 bsl 63}, {"float", 3.14159}, {"neg_zero", -0.0},
-         {"float_big", 1.0e300}, {"atom", hello}, {"atom_quoted", 'Hello World'},
+         {"float_big", 1.0e300}, {"atom", hello},
+         {"atom_quoted", 'Hello World'},
          {"atom_utf8", 'ünïcødé_ατομ'}, {"atom_empty", ''}, {"nil", []},
          {"string", "hello"}, {"list", [1, two, "three", 4.0]},
          {"improper", [a, b | c]}, {"tuple", {ok, 1, [2], {3}}},
