@@ -22,6 +22,7 @@
  *    transitive, equal is compare == 0, and equal terms hash equally;
  *  - printing: the text is valid UTF-8, NUL-terminated, independent of
  *    the storage it is printed into, and never written past that storage;
+ *    pids, ports and references name their node whole;
  *    where it is in cn_build's syntax it builds back an equal term, and
  *    matches the term as a pattern;
  *  - matching: each hole agrees with the matching reader.
@@ -141,6 +142,20 @@ __attribute__((noinline)) static void check_readers(cn_term t) {
 
   rc = cn_iter_init(&it, t, NULL);
   FZ_CHECK(rc == 0 ? is_container(ty) : rc == CN_ENOMATCH && !is_container(ty));
+
+  /* A pid, port or reference prints its node's name whole (but for
+   * nonode@nohost, which prints as 0). */
+  if (ty == CN_T_PID || ty == CN_T_PORT || ty == CN_T_REF) {
+    cn_buf text = CN_BUF_INIT;
+    cn_term atom;
+    size_t len;
+    FZ_OK(fz_node_atom(t, &atom));
+    FZ_OK(fz_atom_name(atom, name, &len));
+    FZ_OK(cn_term_print(t, &text));
+    if (!(len == 13 && memcmp(name, "nonode@nohost", 13) == 0))
+      FZ_CHECK(memmem(text.data, text.len, name, len) != NULL);
+    cn_buf_free(&text);
+  }
 }
 
 /* Does the map whose key/value views are kv[0 .. 2 * pairs) repeat a key?
