@@ -93,7 +93,8 @@ for bin in "$@"; do
   touch "$marker"
   start=$(date +%s)
   if [ "$jobs" -gt 1 ]; then
-    # With -jobs, libFuzzer writes fuzz-<n>.log in the current directory.
+    # With -jobs, libFuzzer writes fuzz-<n>.log in the current directory,
+    # and copies each to its own output when that job ends.
     jobdir=$logs/$name.jobs
     rm -rf "$jobdir"
     mkdir -p "$jobdir"
@@ -102,7 +103,6 @@ for bin in "$@"; do
       -workers="$jobs" $limits $dict $FUZZ_FLAGS \
       "$root/$work" "$root/$seeds") >"$log" 2>&1
     rc=$?
-    cat "$jobdir"/fuzz-*.log >>"$log" 2>/dev/null
   else
     nice -n 19 "$bin" -print_final_stats=1 -timeout=25 \
       -artifact_prefix="$art/" $limits $dict $FUZZ_FLAGS \
