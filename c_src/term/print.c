@@ -371,13 +371,15 @@ static void put_atom_at(out *o, const char *p) {
 /* The node part of a pid, port or reference: 0 for "nonode@nohost". */
 static int put_node(out *o, const cn__atom *node) {
   size_t n = cn__atom_utf8_len(node);
-  char tmp[2 * 255];
+  /* Up to 255 characters of up to 4 bytes in UTF-8 (a Latin-1 name takes
+   * at most 2 per character). */
+  char tmp[4 * 255];
   if (cn__atom_eq(node, "nonode@nohost", 13)) {
     putch(o, '0');
     return 1;
   }
   if (n > sizeof tmp)
-    n = 0;
+    n = 0; /* not a validated atom */
   else
     cn__atom_utf8(node, tmp);
   put(o, tmp, n);

@@ -2925,6 +2925,38 @@ static void test_print(void **state) {
   cn_buf_free(&b);
 }
 
+/* Node names print whole, however long in UTF-8: an atom holds up to 255
+ * characters of up to 4 bytes (found by fuzz_term: names over 510 bytes
+ * printed as nothing, #Pid<.1.2>). */
+static void test_print_long_node_name(void **state) {
+  static const char *chars[] = {"\xe2\x82\xac", "\xf0\x9d\x84\x9e"};
+  static const size_t counts[] = {171, 255};
+  size_t k, i;
+  (void)state;
+
+  for (k = 0; k < COUNT(chars); k++) {
+    size_t clen = strlen(chars[k]), n = counts[k] * clen;
+    unsigned char *pid = malloc(4 + n + 12);
+    char *want = malloc(n + 32);
+    assert_non_null(pid);
+    assert_non_null(want);
+    /* NEW_PID_EXT, ATOM_UTF8_EXT node, id 1, serial 2, creation 3. */
+    pid[0] = 88;
+    pid[1] = 118;
+    pid[2] = (unsigned char)(n >> 8);
+    pid[3] = (unsigned char)n;
+    for (i = 0; i < counts[k]; i++)
+      memcpy(pid + 4 + i * clen, chars[k], clen);
+    memcpy(pid + 4 + n, B(0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3), 12);
+    memcpy(want, "#Pid<", 5);
+    memcpy(want + 5, pid + 4, n);
+    strcpy(want + 5 + n, ".1.2>");
+    assert_text(valid(pid, 4 + n + 12), want);
+    free(pid);
+    free(want);
+  }
+}
+
 static void test_print_floats(void **state) {
   cn_buf b = CN_BUF_INIT;
   size_t i;
@@ -3066,6 +3098,7 @@ int main(void) {
       cmocka_unit_test(test_typeof_getters),
       cmocka_unit_test(test_iter),
       cmocka_unit_test(test_print),
+      cmocka_unit_test(test_print_long_node_name),
       cmocka_unit_test(test_print_floats),
       cmocka_unit_test(test_nodes),
       cmocka_unit_test(test_nodes_threads),
