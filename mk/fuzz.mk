@@ -37,7 +37,8 @@ FUZZ_CFLAGS := -std=c11 $(FUZZ_OPT) -g -pthread -D_REENTRANT -D_GNU_SOURCE \
 FUZZ_COV := -fsanitize=fuzzer-no-link
 
 FUZZ_LIB_SRCS := $(sort $(wildcard c_src/util/*.c c_src/term/*.c)) \
-        c_src/dist/handshake.c c_src/dist/control.c c_src/dist/epmd.c
+        c_src/dist/handshake.c c_src/dist/control.c c_src/dist/epmd.c \
+        c_src/dist/frag.c
 FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_LIB_A := $(FUZZ_BUILD)/libcnode-fuzz.a
 FUZZ_SRCS := $(sort $(wildcard c_src/fuzz/fuzz_*.c))

@@ -1,11 +1,14 @@
-/* fuzz_control: the control-message parser (cn__ctl_parse) against
- * hostile frames.
+/* fuzz_control: the control-message parser (cn__ctl_parse), and the
+ * readers of a frame cut short (cn__ctl_parse_head, cn__call_head),
+ * against hostile frames.
  *
  * The input is one frame's content, as the connection hands it over: the
- * bytes after the 4-byte length, 'p' (112), the control tuple with its
- * version byte, and the payload with its own (the seeds are frames a real
- * OTP 25 node sent).  Each frame is parsed with the default limits and
- * with tight ones.  Nothing may crash, leak or read out of bounds, and:
+ * bytes after the 4-byte length, either 'p' (112), the control tuple with
+ * its version byte, and the payload with its own, or 131 'D' 0 and the two
+ * terms without version bytes (the seeds are frames a real OTP 25 node
+ * sent, in both forms).  Each frame is parsed with the default limits and
+ * with tight ones, and its head on its own.  Nothing may crash, leak or
+ * read out of bounds, and:
  *
  *  - the result is one of the documented codes, and the same every time;
  *  - on success every field the op has is a term that validates alone,
@@ -15,7 +18,9 @@
  *  - a payload error (CN_EBADTERM, CN_ETOODEEP, CN_ETOOBIG) comes only
  *    for an op with a payload, with the control fields set and the
  *    payload fields empty;
- *  - tighter limits never accept what the defaults refuse.
+ *  - tighter limits never accept what the defaults refuse;
+ *  - the head reader agrees with the whole parse on where the payload
+ *    starts, and reads every prefix of the frame without harm.
  */
 #include "dist/proto.h"
 #include "fuzz/fuzz.h"
@@ -202,14 +207,47 @@ static int parse_checked(const char *frame, size_t len,
   }
   check_field(frame, len, out->msg, (f & P_MSG) != 0);
   check_field(frame, len, out->reason, (f & (P_REASON | F_REASON)) != 0);
-  /* With a payload, it ends the frame, right after its version byte. */
+  /* With a payload, it ends the frame, right after its version byte in a
+   * pass-through frame. */
   if (f & P_MSG)
     FZ_CHECK(out->msg.ptr + out->msg.len == frame + len &&
-             (unsigned char)out->msg.ptr[-1] == 131);
+             (frame[0] != 'p' || (unsigned char)out->msg.ptr[-1] == 131));
   if (f & P_REASON)
     FZ_CHECK(out->reason.ptr + out->reason.len == frame + len &&
-             (unsigned char)out->reason.ptr[-1] == 131);
+             (frame[0] != 'p' || (unsigned char)out->reason.ptr[-1] == 131));
   return 0;
+}
+
+/* The head reader on the whole frame agrees with the parse; on a prefix
+ * it reads what is there. */
+static void check_head(const char *frame, size_t len, const cn__ctl *whole,
+                       int rc) {
+  cn__ctl head;
+  size_t pay = 0, cut;
+  cn_term caller, tag;
+  int hrc = cn__ctl_parse_head(frame, len, NULL, &head, &pay);
+  FZ_CHECK(hrc == 0 || hrc == CN_EPROTO || hrc == CN_EBADTERM);
+  if (rc == 0 && whole->has_payload) {
+    FZ_CHECK(hrc == 0);
+    FZ_CHECK(head.op == whole->op);
+    FZ_CHECK(frame + pay == (whole->msg.len ? whole->msg.ptr
+                                            : whole->reason.ptr));
+  }
+  if (hrc == 0) {
+    FZ_CHECK(pay <= len);
+    if (cn__call_head(frame + pay, len - pay, &caller, &tag) == 0) {
+      FZ_CHECK(cn_term_typeof(caller) == CN_T_PID);
+      FZ_CHECK(caller.ptr >= frame + pay && tag.ptr + tag.len <= frame + len);
+    }
+  }
+  /* A prefix, as a frame too large to keep leaves of itself. */
+  cut = len / 2;
+  if (cut > 0) {
+    char *copy = fz_exact(frame, cut);
+    if (cn__ctl_parse_head(copy, cut, NULL, &head, &pay) == 0)
+      (void)cn__call_head(copy + pay, cut - pay, &caller, &tag);
+    free(copy);
+  }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -220,6 +258,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   rc = parse_checked(frame, size, NULL, &def);
   rc2 = parse_checked(frame, size, &tight, &lim);
+  check_head(frame, size, &def, rc);
   /* Tighter limits accept nothing the defaults refuse, and what both
    * accept parses the same. */
   if (rc2 == 0) {
