@@ -503,12 +503,16 @@ static cn__hs_status arbitrate(void *arg, const char *name, size_t len,
                                uint32_t creation) {
   cn__conn *c = arg;
   cn__dist *d = c->d;
-  cn__dnode *dn;
+  cn__dnode *dn = NULL;
   uint32_t node;
   (void)creation;
-  if (cn_node_intern(name, len, &node) != 0 || node == d->rt->node)
+  /* Before the challenge, nothing from the peer is trusted: its name is
+   * looked up, never interned (that waits for handshake_done), so that
+   * peers without the cookie cannot fill the node table. */
+  if (len == strlen(d->name) && memcmp(name, d->name, len) == 0)
     return CN__HS_ST_NOT_ALLOWED;
-  dn = cn__dnode_get(d, node, 0);
+  if (cn_node_find(name, len, &node) == 0)
+    dn = cn__dnode_get(d, node, 0);
   if (dn && dn->conn)
     return CN__HS_ST_ALIVE;
   if (dn && dn->pending) {

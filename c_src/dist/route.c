@@ -1,8 +1,14 @@
 /* Between the runtime's messages and the wire: encoding what local
  * processes send to other nodes, delivering what comes in, and the link
  * and monitor records that make node-down signals possible.  Runs on the
- * dist loop only. */
+ * dist loop only.
+ *
+ * Pids and references in control messages are read with the term layer's
+ * "known" readers: a peer cannot make us intern node names that way (the
+ * node table is process-wide and bounded), and a field naming a node no
+ * one has heard of is no field we could use anyway. */
 #include "dist_internal.h"
+#include "term/term_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -534,7 +540,7 @@ static bool tag_alias(cn_term tag, cn_ref *alias) {
     if (cn_is_atom(e, "alias")) {
       if (cn_iter_next(&it, &e))
         return false; /* [alias, X | _]: not an alias tag */
-      return cn_get_ref(it.tail, alias) == 0;
+      return cn__get_ref_known(it.tail, alias) == 0;
     }
     tag = e; /* [[alias|Ref]|_] */
   }
@@ -552,7 +558,7 @@ static bool as_reply(cn__dnode *dn, cn_pid to, cn_term msg, cn_ref *ref,
       cn_iter_init(&it, msg, NULL) || !cn_iter_next(&it, &tag) ||
       !cn_iter_next(&it, reply))
     return false;
-  if (cn_get_ref(tag, ref) != 0 && !tag_alias(tag, ref))
+  if (cn__get_ref_known(tag, ref) != 0 && !tag_alias(tag, ref))
     return false;
   r = mon_find(&dn->mons, ref, REC_OMON);
   return r && cn_pid_equal(&r->local, &to);
@@ -722,13 +728,13 @@ static void deliver_msg(cn__dist *d, cn__conn *c, cn_pid to,
 
 /* A pid of ours, from a field the parser typed as a pid. */
 static int local_pid(cn__dist *d, cn_term t, cn_pid *pid) {
-  if (cn_get_pid(t, pid) != 0)
+  if (cn__get_pid_known(t, pid) != 0)
     return CN_EPROTO;
   return pid->node == d->rt->node ? 0 : CN_EPROTO;
 }
 
 static int remote_pid(cn__dnode *dn, cn_term t, cn_pid *pid) {
-  if (cn_get_pid(t, pid) != 0)
+  if (cn__get_pid_known(t, pid) != 0)
     return CN_EPROTO;
   /* A peer speaks only for its own processes. */
   return pid->node == dn->node ? 0 : CN_EPROTO;
@@ -776,14 +782,14 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
     if (local_pid(d, ctl.to, &to) != 0)
       return CN_EPROTO;
     if (ctl.op == CN__DOP_SEND_SENDER || ctl.op == CN__DOP_SEND_SENDER_TT)
-      cn_get_pid(ctl.from, &from);
+      cn__get_pid_known(ctl.from, &from);
     deliver_msg(d, c, to, NULL, from, ctl.msg);
     break;
   case CN__DOP_REG_SEND:
   case CN__DOP_REG_SEND_TT:
     if (cn_get_atom(ctl.to, name, sizeof(name)) < 0)
       return CN_EPROTO;
-    cn_get_pid(ctl.from, &from);
+    cn__get_pid_known(ctl.from, &from);
     if (cn__name_lookup(rt, name, &to) != 0) {
       atomic_fetch_add(&d->st_dropped, 1); /* as erts: silently */
       break;
@@ -794,7 +800,7 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
   case CN__DOP_ALIAS_SEND_TT: {
     cn_term reply;
     cn_ref alias;
-    if (cn_get_ref(ctl.to, &alias) != 0)
+    if (cn__get_ref_known(ctl.to, &alias) != 0)
       return CN_EPROTO;
     if (!(r = mon_find(&dn->mons, &alias, REC_OMON))) {
       /* An alias we no longer hold: the late reply the alias exists to
@@ -813,11 +819,11 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
       m = cn__msg_new(CN__M_REPLY, reply.ptr, reply.len);
       if (m) {
         m->ref = alias;
-        cn_get_pid(ctl.from, &m->from);
+        cn__get_pid_known(ctl.from, &m->from);
         cn__deliver(rt, r->local, m);
       }
     } else {
-      cn_get_pid(ctl.from, &from);
+      cn__get_pid_known(ctl.from, &from);
       deliver_msg(d, c, r->local, NULL, from, ctl.msg);
     }
     break;
@@ -865,7 +871,7 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
     break;
   case CN__DOP_MONITOR_P: {
     const char *byname = NULL;
-    if (remote_pid(dn, ctl.from, &from) || cn_get_ref(ctl.ref, &ref))
+    if (remote_pid(dn, ctl.from, &from) || cn__get_ref_known(ctl.ref, &ref))
       return CN_EPROTO;
     if (cn_term_typeof(ctl.to) == CN_T_ATOM) {
       if (cn_get_atom(ctl.to, name, sizeof(name)) < 0)
@@ -889,7 +895,7 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
     break;
   }
   case CN__DOP_DEMONITOR_P:
-    if (remote_pid(dn, ctl.from, &from) || cn_get_ref(ctl.ref, &ref))
+    if (remote_pid(dn, ctl.from, &from) || cn__get_ref_known(ctl.ref, &ref))
       return CN_EPROTO;
     if ((r = mon_take(&dn->mons, &ref, REC_TMON)) != NULL) {
       local_signal(d, CN__S_DEMONITOR, r->local, from, &ref, NULL, no_term, 0);
@@ -898,7 +904,7 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
     break;
   case CN__DOP_MONITOR_P_EXIT:
   case CN__DOP_PAYLOAD_MONITOR_P_EXIT:
-    if (local_pid(d, ctl.to, &to) || cn_get_ref(ctl.ref, &ref))
+    if (local_pid(d, ctl.to, &to) || cn__get_ref_known(ctl.ref, &ref))
       return CN_EPROTO;
     if (!(r = mon_take(&dn->mons, &ref, REC_OMON)))
       break; /* demonitored meanwhile */
@@ -967,7 +973,7 @@ void cn__route_refused(cn__dist *d, cn__conn *c, const char *head,
   case CN__DOP_ALIAS_SEND_TT:
     /* The reply to one of our calls (we alias only calls): the caller
      * learns at once, and we drop our monitor. */
-    if (cn_get_ref(ctl.to, &ref) == 0)
+    if (cn__get_ref_known(ctl.to, &ref) == 0)
       fail_our_call(d, c, &ref);
     break;
   case CN__DOP_PAYLOAD_EXIT:
@@ -987,7 +993,7 @@ void cn__route_refused(cn__dist *d, cn__conn *c, const char *head,
     break;
   }
   case CN__DOP_PAYLOAD_MONITOR_P_EXIT:
-    if (local_pid(d, ctl.to, &to) || cn_get_ref(ctl.ref, &ref) ||
+    if (local_pid(d, ctl.to, &to) || cn__get_ref_known(ctl.ref, &ref) ||
         !(r = mon_take(&dn->mons, &ref, REC_OMON)))
       break;
     from = r->remote;

@@ -135,6 +135,20 @@ done:
   return rc;
 }
 
+int cn_node_find(const char *name, size_t len, uint32_t *idx) {
+  uint32_t i;
+  if (name == NULL || idx == NULL || len == 0 || len > CN_MAX_NODE_NAME)
+    return CN_EINVAL;
+  if (is_nonode(name, len)) {
+    *idx = 0;
+    return 0;
+  }
+  if ((i = find(name, len, cn__node_hash(name, len))) == 0)
+    return CN_ENOENT;
+  *idx = i;
+  return 0;
+}
+
 const char *cn_node_name(uint32_t idx) {
   if (idx == 0)
     return nonode_name;
@@ -143,17 +157,18 @@ const char *cn_node_name(uint32_t idx) {
   return entry_at(idx)->name;
 }
 
-int cn__intern_atom(const cn__atom *a, uint32_t *idx) {
+int cn__intern_atom(const cn__atom *a, uint32_t *idx, bool add) {
   char tmp[2 * 255];
   size_t n;
 
   if (!a->latin1)
-    return cn_node_intern((const char *)a->s, a->n, idx);
+    return add ? cn_node_intern((const char *)a->s, a->n, idx)
+               : cn_node_find((const char *)a->s, a->n, idx);
   n = cn__atom_utf8_len(a);
   if (n > sizeof tmp)
     return CN_EINVAL;
   cn__atom_utf8(a, tmp);
-  return cn_node_intern(tmp, n, idx);
+  return add ? cn_node_intern(tmp, n, idx) : cn_node_find(tmp, n, idx);
 }
 
 bool cn_pid_equal(const cn_pid *a, const cn_pid *b) {

@@ -140,7 +140,8 @@ bool cn_is_atom(cn_term t, const char *name) {
   return cn__atom_eq(&a, name, strlen(name));
 }
 
-int cn__ident_node(const char *p, cn_term_type type, uint32_t *node) {
+int cn__ident_node(const char *p, cn_term_type type, uint32_t *node,
+                   bool add) {
   unsigned char tag = (unsigned char)p[0];
   cn__atom a;
 
@@ -153,7 +154,7 @@ int cn__ident_node(const char *p, cn_term_type type, uint32_t *node) {
     cn__atom_view(p + 3, &a);
   else
     return CN_ENOMATCH;
-  return cn__intern_atom(&a, node);
+  return cn__intern_atom(&a, node, add);
 }
 
 void cn__pid_fill(const char *p, uint32_t node, cn_pid *out) {
@@ -199,7 +200,7 @@ void cn__ref_fill(const char *p, uint32_t node, cn_ref *out) {
 
 int cn__decode_pid(const char *p, cn_pid *out) {
   uint32_t node;
-  int rc = cn__ident_node(p, CN_T_PID, &node);
+  int rc = cn__ident_node(p, CN_T_PID, &node, true);
   if (rc == 0)
     cn__pid_fill(p, node, out);
   return rc;
@@ -207,9 +208,29 @@ int cn__decode_pid(const char *p, cn_pid *out) {
 
 int cn__decode_ref(const char *p, cn_ref *out) {
   uint32_t node;
-  int rc = cn__ident_node(p, CN_T_REF, &node);
+  int rc = cn__ident_node(p, CN_T_REF, &node, true);
   if (rc == 0)
     cn__ref_fill(p, node, out);
+  return rc;
+}
+
+int cn__get_pid_known(cn_term t, cn_pid *p) {
+  uint32_t node;
+  int rc;
+  if (t.len == 0)
+    return CN_ENOMATCH;
+  if ((rc = cn__ident_node(t.ptr, CN_T_PID, &node, false)) == 0)
+    cn__pid_fill(t.ptr, node, p);
+  return rc;
+}
+
+int cn__get_ref_known(cn_term t, cn_ref *r) {
+  uint32_t node;
+  int rc;
+  if (t.len == 0)
+    return CN_ENOMATCH;
+  if ((rc = cn__ident_node(t.ptr, CN_T_REF, &node, false)) == 0)
+    cn__ref_fill(t.ptr, node, r);
   return rc;
 }
 
@@ -223,7 +244,7 @@ int cn__decode_port(const char *p, cn_port *out) {
   if (tag != ETF_PORT && tag != ETF_NEW_PORT && tag != ETF_V4_PORT)
     return CN_ENOMATCH;
   q = cn__atom_view(p + 1, &node);
-  if ((rc = cn__intern_atom(&node, &idx)) != 0)
+  if ((rc = cn__intern_atom(&node, &idx, true)) != 0)
     return rc;
   out->node = idx;
   if (tag == ETF_V4_PORT) {

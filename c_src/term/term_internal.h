@@ -257,7 +257,9 @@ int cn__build_one(cn_buf *b, const char **fmt, va_list *ap, int key_mode);
 uint32_t cn__node_hash(const char *name, size_t len);
 
 /* Node table lookups used by the readers: interns a node atom. */
-int cn__intern_atom(const cn__atom *a, uint32_t *idx);
+/* The node index of an atom's name: interned (add), or only looked up
+ * (CN_ENOENT when no one interned it before). */
+int cn__intern_atom(const cn__atom *a, uint32_t *idx, bool add);
 
 /* Decoders for pid, reference and port terms (any encoding).  They intern
  * the node name, so they can fail with CN_ELIMIT or CN_ENOMEM. */
@@ -268,8 +270,16 @@ int cn__decode_port(const char *p, cn_port *out);
 /* The two halves of cn__decode_pid / cn__decode_ref, so that the matcher
  * can intern early (the step that can fail) and fill outputs late.
  * cn__ident_node checks that p is of the given type (CN_T_PID or
- * CN_T_REF) and interns its node. */
-int cn__ident_node(const char *p, cn_term_type type, uint32_t *node);
+ * CN_T_REF) and finds its node: interned when add, else CN_ENOENT for
+ * a name no one interned. */
+int cn__ident_node(const char *p, cn_term_type type, uint32_t *node,
+                   bool add);
+
+/* As cn_get_pid / cn_get_ref, but a node name that no one interned before
+ * is not interned: CN_ENOENT instead.  For reading what a peer sends
+ * without letting it fill the process-wide node table. */
+int cn__get_pid_known(cn_term t, cn_pid *p);
+int cn__get_ref_known(cn_term t, cn_ref *r);
 void cn__pid_fill(const char *p, uint32_t node, cn_pid *out);
 void cn__ref_fill(const char *p, uint32_t node, cn_ref *out);
 

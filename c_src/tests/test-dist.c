@@ -11,6 +11,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <cmocka.h>
 #include <cnode.h>
 #include <uv.h>
@@ -570,6 +574,55 @@ static void test_back_pressure(void **st) {
   cn_runtime_free(b);
 }
 
+/* Peers without the cookie cannot fill the process-wide node table: the
+ * name in a send_name is only looked up until the challenge is answered.
+ * 200 raw connections each send a send_name with a fresh name (all of
+ * them answered "sok") and go; none of the names is interned. */
+static void test_names_not_interned_before_auth(void **st) {
+  char a_name[128], fake[64];
+  cn_runtime *a;
+  uint32_t idx;
+  int i;
+  (void)st;
+  a = node_new(a_name, sizeof(a_name), "a", "names");
+  for (i = 0; i < 200; i++) {
+    struct sockaddr_in sa;
+    unsigned char msg[96], resp[16];
+    size_t nl, n = 0;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(cn_dist_port(a));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    nl = (size_t)snprintf(fake, sizeof(fake), "fake%d_%d@nowhere", i,
+                          (int)getpid());
+    /* send_name, version 6: 'N', flags (OTP 25's mandatory set and
+     * HANDSHAKE_23), creation, name. */
+    msg[0] = 0;
+    msg[1] = (unsigned char)(1 + 8 + 4 + 2 + nl);
+    msg[2] = 'N';
+    memcpy(msg + 3, "\0\0\0\0\x01\x07\x0f\x94", 8);
+    memcpy(msg + 11, "\0\0\0\x01", 4);
+    msg[15] = 0;
+    msg[16] = (unsigned char)nl;
+    memcpy(msg + 17, fake, nl);
+    assert_int_equal(write(fd, msg, 17 + nl), (ssize_t)(17 + nl));
+    while (n < 5) {
+      ssize_t r = read(fd, resp + n, 5 - n);
+      assert_true(r > 0);
+      n += (size_t)r;
+    }
+    assert_memory_equal(resp, "\0\x03sok", 5);
+    close(fd);
+    assert_int_equal(cn_node_find(fake, nl, &idx), CN_ENOENT);
+  }
+  /* A name that completes the handshake is interned, of course. */
+  assert_int_equal(cn_node_find(a_name, strlen(a_name), &idx), 0);
+  cn_runtime_free(a);
+}
+
 /* Both nodes dial each other at once: one connection wins, and every
  * call made during the race is answered. */
 typedef struct racer {
@@ -660,6 +713,7 @@ int main(void) {
       cmocka_unit_test(test_wrong_cookie),
       cmocka_unit_test(test_large_messages),
       cmocka_unit_test(test_back_pressure),
+      cmocka_unit_test(test_names_not_interned_before_auth),
       cmocka_unit_test(test_simultaneous_connect),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

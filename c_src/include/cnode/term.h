@@ -397,6 +397,11 @@ CN_EXTERN int cn_term_print(cn_term t, cn_buf *out);
 #define CN_MAX_NODES 65536
 CN_EXTERN int cn_node_intern(const char *name, size_t len, uint32_t *idx);
 
+/* The index of a node name already interned, without interning it: 0 with
+ * *idx set, CN_ENOENT when no one interned it, or CN_EINVAL.  For names
+ * that come from outside before they are trusted.  Thread-safe. */
+CN_EXTERN int cn_node_find(const char *name, size_t len, uint32_t *idx);
+
 /* Returns the interned name at idx (NUL-terminated, valid for the life of
  * the process), or NULL for an index never handed out.  Thread-safe. */
 CN_EXTERN const char *cn_node_name(uint32_t idx);
