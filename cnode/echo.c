@@ -181,9 +181,8 @@ static bool parse_timeout(cn_term t, int *ms) {
 /* True when req is a tuple tagged with one of the requests above, so that
  * a malformed one answers badarg rather than unknown_call. */
 static bool known_tag(cn_term req) {
-  static const char *const tags[] = {"echo", "pid",  "sleep", "stop",
-                                     "call", "cast", "blob",  "hold",
-                                     "mailbox"};
+  static const char *const tags[] = {"echo", "pid",  "sleep", "stop",   "call",
+                                     "cast", "blob", "hold",  "mailbox"};
   cn_iter it;
   cn_term tag;
   size_t i;

@@ -404,8 +404,7 @@ static int kv_cast(cn_proc *self, void *state, cn_term msg) {
   if (cn_match(msg, "{put, ~t, ~t}", &k, &v) == 0) {
     if (returnable(self, v))
       put(s, k, v); /* a cast has no one to tell about a failure */
-  }
-  else if (cn_match(msg, "{delete, ~t}", &k) == 0)
+  } else if (cn_match(msg, "{delete, ~t}", &k) == 0)
     erase(s, k);
   return CN_NOREPLY;
 }

@@ -56,8 +56,8 @@ typedef struct config {
 #define SYNOPSIS                                                               \
   "usage: cnode [--sname NAME | --name NAME@HOST] [--cookie COOKIE]\n"         \
   "             [--listen ADDR] [--port N] [--schedulers N]\n"                 \
-  "             [--hidden | --published] [--handshake-ms MS]\n"             \
-  "             [--ticktime S] [--max-handshakes N] [--max-message N]\n"    \
+  "             [--hidden | --published] [--handshake-ms MS]\n"                \
+  "             [--ticktime S] [--max-handshakes N] [--max-message N]\n"       \
   "             [--max-mailbox N] [--busy-limit N] [--no-dist] [--help]\n"
 
 static const char usage_text[] = SYNOPSIS
@@ -135,10 +135,20 @@ static bool parse_bytes(const char *s, unsigned long min, unsigned long max,
     return false;
   memcpy(num, s, n + 1);
   switch (num[n - 1]) {
-  case 'k': case 'K': mult = 1UL << 10; break;
-  case 'm': case 'M': mult = 1UL << 20; break;
-  case 'g': case 'G': mult = 1UL << 30; break;
-  default: break;
+  case 'k':
+  case 'K':
+    mult = 1UL << 10;
+    break;
+  case 'm':
+  case 'M':
+    mult = 1UL << 20;
+    break;
+  case 'g':
+  case 'G':
+    mult = 1UL << 30;
+    break;
+  default:
+    break;
   }
   if (mult != 1)
     num[n - 1] = '\0';
@@ -305,8 +315,9 @@ static int parse_args(int argc, char **argv, config *c) {
     case MAXMSG:
       if (!parse_bytes(optarg, 64, (unsigned long)CN_DEFAULT_MAX_MESSAGE * 3,
                        &v)) {
-        fprintf(stderr, "cnode: --max-message wants 64 to 3G bytes, not "
-                        "'%s'\n",
+        fprintf(stderr,
+                "cnode: --max-message wants 64 to 3G bytes, not "
+                "'%s'\n",
                 optarg);
         return -1;
       }
@@ -314,8 +325,9 @@ static int parse_args(int argc, char **argv, config *c) {
       break;
     case MAXMBOX:
       if (!parse_num(optarg, 0, 4294967295UL, &v)) {
-        fprintf(stderr, "cnode: --max-mailbox wants 0..4294967295, not "
-                        "'%s'\n",
+        fprintf(stderr,
+                "cnode: --max-mailbox wants 0..4294967295, not "
+                "'%s'\n",
                 optarg);
         return -1;
       }
@@ -323,8 +335,9 @@ static int parse_args(int argc, char **argv, config *c) {
       break;
     case BUSY:
       if (!parse_bytes(optarg, 1024, 1UL << 40, &v)) {
-        fprintf(stderr, "cnode: --busy-limit wants 1K to 1T bytes, not "
-                        "'%s'\n",
+        fprintf(stderr,
+                "cnode: --busy-limit wants 1K to 1T bytes, not "
+                "'%s'\n",
                 optarg);
         return -1;
       }

@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 /* {hello, Name} -> {hi, Name, Node};  {stop, Reason} stops the server. */
-static int greeter_call(cn_proc *self, void *state, cn_term req,
-                        cn_from *from, cn_buf *reply) {
+static int greeter_call(cn_proc *self, void *state, cn_term req, cn_from *from,
+                        cn_buf *reply) {
   cn_runtime *rt = cn_proc_runtime(self);
   cn_term who;
   (void)state;

@@ -233,9 +233,9 @@ static void emit_fragment(cn__conn *c, cn__oentry *e, const char *body,
   first = ctl_len > CN__FRAG_SIZE ? ctl_len : CN__FRAG_SIZE;
   if (is_first) {
     e->seq = ++c->next_seq;
-    e->left = 1 + (total > first ? (total - first + CN__FRAG_SIZE - 1) /
-                                       CN__FRAG_SIZE
-                                 : 0);
+    e->left =
+        1 + (total > first ? (total - first + CN__FRAG_SIZE - 1) / CN__FRAG_SIZE
+                           : 0);
   }
   chunk = is_first ? (total < first ? total : first)
                    : (total - e->sent < CN__FRAG_SIZE ? total - e->sent
@@ -251,8 +251,7 @@ static void emit_fragment(cn__conn *c, cn__oentry *e, const char *body,
   e->sent += chunk;
   e->left--;
   c->oq_bytes -= chunk;
-  atomic_fetch_add_explicit(&c->d->st_fragments_out, 1,
-                            memory_order_relaxed);
+  atomic_fetch_add_explicit(&c->d->st_fragments_out, 1, memory_order_relaxed);
   if (e->sent == total) {
     c->oq_bytes -= 4 + flen - total;
     e->pos += 4 + flen;
@@ -428,7 +427,6 @@ static void send_tick(cn__conn *c) {
   }
 }
 
-
 void cn__conn_tick_all(cn__dist *d) {
   uint64_t now = uv_now(d->loop);
   uint64_t limit = (uint64_t)d->opt.ticktime_s * 1000;
@@ -593,8 +591,7 @@ static bool skip_input(cn__conn *c, size_t avail) {
   }
   c->in_off += take;
   c->skip -= take;
-  if (!c->skip_told &&
-      (c->skip_head.len >= c->skip_need || c->skip_head.err)) {
+  if (!c->skip_told && (c->skip_head.len >= c->skip_need || c->skip_head.err)) {
     c->skip_told = 1;
     cn__route_refused(c->d, c, c->skip_head.data, c->skip_head.len,
                       c->skip_total);

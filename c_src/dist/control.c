@@ -161,8 +161,7 @@ static int frame_body(const char *frame, size_t len, size_t *off,
     *versioned = 1;
     return 0;
   }
-  if (len >= 3 && u[0] == ETF_VERSION && u[1] == CN__DIST_HEADER &&
-      u[2] == 0) {
+  if (len >= 3 && u[0] == ETF_VERSION && u[1] == CN__DIST_HEADER && u[2] == 0) {
     *off = 3;
     *versioned = 0;
     return 0;
@@ -215,9 +214,8 @@ static const op_spec *parse_head(const char *frame, size_t len,
   return s;
 }
 
-int cn__ctl_parse_head(const char *frame, size_t len,
-                       const cn_term_limits *lim, cn__ctl *out,
-                       size_t *payload) {
+int cn__ctl_parse_head(const char *frame, size_t len, const cn_term_limits *lim,
+                       cn__ctl *out, size_t *payload) {
   size_t off = 0;
   int rc;
   const op_spec *s = parse_head(frame, len, lim, out, &off, &rc);
@@ -269,8 +267,7 @@ static int head_term(const char *buf, size_t len, size_t *off, cn_term *t) {
   return 0;
 }
 
-int cn__call_head(const char *pay, size_t len, cn_term *caller,
-                  cn_term *tag) {
+int cn__call_head(const char *pay, size_t len, cn_term *caller, cn_term *tag) {
   const unsigned char *u = (const unsigned char *)pay;
   size_t off;
   cn_term e;

@@ -79,16 +79,16 @@ typedef struct cn__waiter {
 } cn__waiter;
 
 struct cn__dnode {
-  uint32_t node;            /* interned name */
-  cn__conn *conn;           /* the connection, once up */
-  cn__conn *pending;        /* our own attempt, while it runs */
+  uint32_t node;              /* interned name */
+  cn__conn *conn;             /* the connection, once up */
+  cn__conn *pending;          /* our own attempt, while it runs */
   cn__msg *wq_head, *wq_tail; /* waiting for the connection */
-  cn__rtab mons;            /* REC_OMON and REC_TMON, by ref */
-  cn__rtab links;           /* REC_LINK, by (local, remote) */
-  cn__waiter *waiters;      /* cn_dist_connect callers */
-  cn_proc *parked;          /* suspended senders (park_next), while the
-                             * connection is busy */
-  uint64_t wq_deadline;     /* after a nok: when the queue gives up */
+  cn__rtab mons;              /* REC_OMON and REC_TMON, by ref */
+  cn__rtab links;             /* REC_LINK, by (local, remote) */
+  cn__waiter *waiters;        /* cn_dist_connect callers */
+  cn_proc *parked;            /* suspended senders (park_next), while the
+                               * connection is busy */
+  uint64_t wq_deadline;       /* after a nok: when the queue gives up */
   uint64_t unlink_id;
 };
 
@@ -123,58 +123,58 @@ typedef struct cn__ostream {
 struct cn__conn {
   uv_tcp_t tcp;
   cn__dist *d;
-  cn__dnode *dn;            /* known from the start when we dial; after
-                             * the peer's name when we accept */
-  int state;                /* C_* */
+  cn__dnode *dn; /* known from the start when we dial; after
+                  * the peer's name when we accept */
+  int state;     /* C_* */
   int initiator;
   cn__hs hs;
-  cn_buf in;                /* bytes read, not yet consumed */
+  cn_buf in; /* bytes read, not yet consumed */
   size_t in_off;
-  cn_buf out;               /* frames produced this turn */
-  cn_buf wbuf;              /* frames being written */
+  cn_buf out;  /* frames produced this turn */
+  cn_buf wbuf; /* frames being written */
   int writing;
   uv_write_t wreq;
   uv_connect_t creq;
   uv_getaddrinfo_t gai;
-  uv_timer_t timer;         /* handshake deadline, then ticks */
-  uint64_t last_read;       /* loop time (ms) of the last bytes read */
-  int wrote;                /* something was written since the last tick */
-  uint64_t last_write;      /* loop time (ms) of the last write */
-  unsigned ticks_answered;  /* in this tick period (see answer_tick) */
+  uv_timer_t timer;        /* handshake deadline, then ticks */
+  uint64_t last_read;      /* loop time (ms) of the last bytes read */
+  int wrote;               /* something was written since the last tick */
+  uint64_t last_write;     /* loop time (ms) of the last write */
+  unsigned ticks_answered; /* in this tick period (see answer_tick) */
   uint64_t peer_flags;
-  int dirty;                /* on the dist's dirty list */
+  int dirty; /* on the dist's dirty list */
   struct cn__conn *next_dirty;
-  struct cn__conn *next;    /* every connection of the dist */
-  int tcp_open, etcp_open;  /* tcp / etcp were initialised */
-  int resolving;            /* gai is in flight */
-  int hs_rc;                /* why the connection failed (CN_E*) */
-  int close_after_write;    /* a refusal: close once out is written */
+  struct cn__conn *next;   /* every connection of the dist */
+  int tcp_open, etcp_open; /* tcp / etcp were initialised */
+  int resolving;           /* gai is in flight */
+  int hs_rc;               /* why the connection failed (CN_E*) */
+  int close_after_write;   /* a refusal: close once out is written */
   const char *close_why;
-  int handles;              /* open handles and requests in flight; the
-                             * connection is freed when none is left */
+  int handles; /* open handles and requests in flight; the
+                * connection is freed when none is left */
   /* Dialling: the peer's epmd, then the peer. */
   struct sockaddr_storage addr; /* the peer's address */
-  uint16_t port;            /* the peer's port (from epmd) */
-  uv_tcp_t etcp;            /* to the peer's epmd */
+  uint16_t port;                /* the peer's port (from epmd) */
+  uv_tcp_t etcp;                /* to the peer's epmd */
   uv_connect_t ecreq;
   uv_write_t ewreq;
   char ereq_buf[CN_MAX_NODE_NAME + 8];
   char ebuf[64];
-  cn_buf epmd;              /* epmd's answer so far */
+  cn_buf epmd; /* epmd's answer so far */
   /* Large messages in (see frag.c), and frames over the frame limit. */
   cn__frags frags;
-  cn_buf fdone, fhead;      /* a reassembled or refused message */
-  uint64_t skip;            /* bytes of an oversized frame left to drop */
-  size_t skip_total;        /* its length */
-  size_t skip_need;         /* of its head, bytes to keep */
-  int skip_told;            /* its head went to cn__route_refused */
+  cn_buf fdone, fhead; /* a reassembled or refused message */
+  uint64_t skip;       /* bytes of an oversized frame left to drop */
+  size_t skip_total;   /* its length */
+  size_t skip_need;    /* of its head, bytes to keep */
+  int skip_told;       /* its head went to cn__route_refused */
   cn_buf skip_head;
   /* Large messages out, and back-pressure. */
   cn__ostream *streams;
-  size_t oq_bytes;          /* bytes waiting in streams */
-  uint64_t next_seq;        /* fragment sequence ids */
-  int busy;                 /* output over busy_limit */
-  uint64_t write_start;     /* loop time the write in flight began */
+  size_t oq_bytes;      /* bytes waiting in streams */
+  uint64_t next_seq;    /* fragment sequence ids */
+  int busy;             /* output over busy_limit */
+  uint64_t write_start; /* loop time the write in flight began */
 };
 
 struct cn__dist {
@@ -182,52 +182,52 @@ struct cn__dist {
   uv_loop_t *loop;
   char name[CN_MAX_NODE_NAME + 1]; /* our node name */
   char cookie[256];
-  uint64_t flags;             /* what we offer */
+  uint64_t flags; /* what we offer */
   uint32_t creation;
-  cn_dist_options opt;        /* with defaults filled in */
-  cn_term_limits lim;         /* for payloads: depth from the runtime,
-                               * size max_message */
-  size_t frame_limit;         /* max_message + CN__CTL_ROOM */
-  _Atomic uint8_t *busy;      /* by node index (CN_MAX_NODES): its
-                               * connection is busy; read by senders */
-  _Atomic(cn_proc *) parkq;   /* MPSC: processes to park */
+  cn_dist_options opt;      /* with defaults filled in */
+  cn_term_limits lim;       /* for payloads: depth from the runtime,
+                             * size max_message */
+  size_t frame_limit;       /* max_message + CN__CTL_ROOM */
+  _Atomic uint8_t *busy;    /* by node index (CN_MAX_NODES): its
+                             * connection is busy; read by senders */
+  _Atomic(cn_proc *) parkq; /* MPSC: processes to park */
 
   uv_tcp_t listener;
   uint16_t port;
-  int epmd_fd;                /* the registration connection (epmd
-                               * forgets us when it closes) */
-  uv_async_t wake;            /* other threads queued messages */
-  uv_prepare_t flush;         /* writes, once per loop turn */
-  uv_timer_t ticker;          /* ticks and silence checks */
+  int epmd_fd;        /* the registration connection (epmd
+                       * forgets us when it closes) */
+  uv_async_t wake;    /* other threads queued messages */
+  uv_prepare_t flush; /* writes, once per loop turn */
+  uv_timer_t ticker;  /* ticks and silence checks */
 
-  _Atomic(cn__msg *) inq;     /* MPSC from other threads */
+  _Atomic(cn__msg *) inq; /* MPSC from other threads */
   _Atomic int stopping;
-  int handles;                /* open dist handles, for stop */
-  int stopped;                /* every handle closed */
-  int stop_began;             /* stop_on_loop ran: connections flush and
-                               * close */
-  int handles_closing;        /* the last one went: the dist's own handles
-                               * close */
+  int handles;         /* open dist handles, for stop */
+  int stopped;         /* every handle closed */
+  int stop_began;      /* stop_on_loop ran: connections flush and
+                        * close */
+  int handles_closing; /* the last one went: the dist's own handles
+                        * close */
 
-  cn__dnode **nodes;          /* by interned node index */
+  cn__dnode **nodes; /* by interned node index */
   size_t nodes_cap;
-  cn__conn *conns;            /* every connection */
-  cn__conn *dirty;            /* connections with output this turn */
-  unsigned pending_accepts;   /* accepted, handshake not done */
-  cn_pid net_kernel;          /* the built-in net_kernel process */
-  uint64_t log_window;        /* cn__dist_log's rate limit (dist loop) */
+  cn__conn *conns;          /* every connection */
+  cn__conn *dirty;          /* connections with output this turn */
+  unsigned pending_accepts; /* accepted, handshake not done */
+  cn_pid net_kernel;        /* the built-in net_kernel process */
+  uint64_t log_window;      /* cn__dist_log's rate limit (dist loop) */
   unsigned log_n, log_suppressed;
 
-  pthread_mutex_t mu;         /* guards up_nodes, for cn_dist_nodes, and
-                               * waiters' done flags */
-  pthread_cond_t cv;          /* also signalled when a busy connection
-                               * drains or goes (threads wait in sends) */
+  pthread_mutex_t mu; /* guards up_nodes, for cn_dist_nodes, and
+                       * waiters' done flags */
+  pthread_cond_t cv;  /* also signalled when a busy connection
+                       * drains or goes (threads wait in sends) */
   uint32_t *up_nodes;
   size_t n_up, up_cap;
 
-  _Atomic uint64_t st_connections, st_hs_failed, st_frames_in,
-      st_frames_out, st_bytes_in, st_bytes_out, st_dropped, st_bad_frames,
-      st_too_large, st_fragments_in, st_fragments_out, st_busy;
+  _Atomic uint64_t st_connections, st_hs_failed, st_frames_in, st_frames_out,
+      st_bytes_in, st_bytes_out, st_dropped, st_bad_frames, st_too_large,
+      st_fragments_in, st_fragments_out, st_busy;
 };
 
 /* node.c */
@@ -236,8 +236,7 @@ cn__dnode *cn__dnode_get(cn__dist *d, uint32_t node, int create);
 void cn__dist_log(cn__dist *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void cn__dist_node_up(cn__dist *d, cn__dnode *dn, cn__conn *c);
-void cn__dist_node_down(cn__dist *d, cn__dnode *dn, cn__conn *c,
-                        int rc);
+void cn__dist_node_down(cn__dist *d, cn__dnode *dn, cn__conn *c, int rc);
 void cn__dist_connect_node(cn__dist *d, cn__dnode *dn);
 void cn__dist_expire(cn__dist *d);
 /* A connection was unlinked: once stopping and none is left, the dist's
@@ -287,8 +286,8 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len);
  * only head (a frame cut short) was kept: counts and logs it, and fails
  * the call it carries at once, when it is one.  An exit signal or DOWN
  * whose reason was refused still fires, with {message_too_large, Max}. */
-void cn__route_refused(cn__dist *d, cn__conn *c, const char *head,
-                       size_t len, size_t total);
+void cn__route_refused(cn__dist *d, cn__conn *c, const char *head, size_t len,
+                       size_t total);
 void cn__route_node_down(cn__dist *d, cn__dnode *dn);
 void cn__rtab_free(cn__rtab *t);
 

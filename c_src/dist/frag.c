@@ -114,7 +114,8 @@ static int refuse(cn__frags *f, cn__frag_seq *s, const char *body, size_t n,
     cn_buf_append(head, s->data + 3, keep - 3);
   if (head->len < CN__FRAG_HEAD)
     cn_buf_append(head, body,
-                  n < CN__FRAG_HEAD - head->len ? n : CN__FRAG_HEAD - head->len);
+                  n < CN__FRAG_HEAD - head->len ? n
+                                                : CN__FRAG_HEAD - head->len);
   f->bytes -= s->cap;
   free(s->data);
   s->data = NULL;

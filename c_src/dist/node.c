@@ -728,8 +728,8 @@ static void dist_free(cn_runtime *rt) {
   dist_free_mem(d);
 }
 
-static const cn__dist_ops ops = {dist_deliver, dist_stop, dist_free,
-                                 dist_park, dist_busy};
+static const cn__dist_ops ops = {dist_deliver, dist_stop, dist_free, dist_park,
+                                 dist_busy};
 
 /* ---- Public calls ----------------------------------------------------- */
 
@@ -881,8 +881,7 @@ int cn_dist_get_stats(cn_runtime *rt, cn_dist_stats *st) {
   if (!d || !st)
     return d ? CN_EINVAL : CN_ENOTSUP;
   memset(st, 0, sizeof(*st));
-  if (!atomic_load(&d->stopping) &&
-      (on_dist_loop(d) || !cn__current_sched())) {
+  if (!atomic_load(&d->stopping) && (on_dist_loop(d) || !cn__current_sched())) {
     gauge_req r = {d, st};
     cn__sched_run(rt, DIST_SCHED, gauges_on_loop, &r);
   }

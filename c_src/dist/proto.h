@@ -243,18 +243,17 @@ typedef struct cn__ctl {
 
 /* The distribution header's tags (erl_ext_dist): a header with atom
  * cache references, and the first and later fragments of a message. */
-#define CN__DIST_HEADER 68 /* 'D' */
+#define CN__DIST_HEADER 68      /* 'D' */
 #define CN__DIST_FRAG_HEADER 69 /* 'E' */
-#define CN__DIST_FRAG_CONT 70 /* 'F' */
+#define CN__DIST_FRAG_CONT 70   /* 'F' */
 
 /* Parses one frame's content: the bytes after the 4-byte length.  Either
  * a pass-through frame, 'p' (112) then the control term (with its version
  * byte 131) and, for ops that have one, the payload term (also with 131);
  * or a frame with a distribution header that refers to no atom cache
  * entries (131, 'D', 0), then the two terms without version bytes, as OTP
- * nodes send to a peer that offers DFLAG_FRAGMENTS.  Both are checked by the bounded validator with lim before
- * anything reads them.  Returns:
- *   0            ok;
+ * nodes send to a peer that offers DFLAG_FRAGMENTS.  Both are checked by the
+ * bounded validator with lim before anything reads them.  Returns: 0 ok;
  *   CN_EPROTO    the frame or its control message is malformed, of an
  *                unknown or unsupported op, lacks its payload, or has
  *                bytes after a control message that takes no payload:
@@ -281,45 +280,45 @@ int cn__ctl_parse(const char *frame, size_t len, const cn_term_limits *lim,
  * control term must be there, and the op must take a payload.  Returns 0
  * with *payload set to where the payload term starts (past its version
  * byte), CN_EPROTO, CN_EBADTERM (no version byte) or CN_ENOMEM. */
-int cn__ctl_parse_head(const char *frame, size_t len,
-                       const cn_term_limits *lim, cn__ctl *out,
-                       size_t *payload);
+int cn__ctl_parse_head(const char *frame, size_t len, const cn_term_limits *lim,
+                       cn__ctl *out, size_t *payload);
 
 /* Reads the head of a payload that may be cut short: when it starts
  * {'$gen_call', {Pid, Tag}, ..., sets *caller and *tag (views into pay)
  * and returns 0; otherwise CN_ENOMATCH.  For failing a call whose
  * message was refused unread. */
-int cn__call_head(const char *pay, size_t len, cn_term *caller,
-                  cn_term *tag);
+int cn__call_head(const char *pay, size_t len, cn_term *caller, cn_term *tag);
 
 /* ---- Fragments (DFLAG_FRAGMENTS) ------------------------------------ */
 
-#define CN__FRAG_HDR_FIRST 19  /* 131 'E' SeqId(8) FragId(8) 0 */
-#define CN__FRAG_HDR_NEXT 18   /* 131 'F' SeqId(8) FragId(8) */
-#define CN__FRAG_SIZE 65536    /* the body of each fragment we send, as
-                                * an OTP node cuts them */
-#define CN__FRAG_HEAD 4096     /* bytes of a refused message kept to find
+#define CN__FRAG_HDR_FIRST 19 /* 131 'E' SeqId(8) FragId(8) 0 */
+#define CN__FRAG_HDR_NEXT 18  /* 131 'F' SeqId(8) FragId(8) */
+#define CN__FRAG_SIZE                                                          \
+  65536 /* the body of each fragment we send, as                               \
+         * an OTP node cuts them */
+#define CN__FRAG_HEAD                                                          \
+  4096                         /* bytes of a refused message kept to find      \
                                 * a call in it */
 #define CN__FRAG_MAX_SEQS 4096 /* sequences in progress per connection */
 
 /* A message being reassembled: 131 'D' 0, then the bodies so far. */
 typedef struct cn__frag_seq {
   struct cn__frag_seq *next;
-  uint64_t id;         /* the sender's sequence id */
-  uint64_t left;       /* fragments still to come */
-  char *data;          /* malloc'ed */
+  uint64_t id;   /* the sender's sequence id */
+  uint64_t left; /* fragments still to come */
+  char *data;    /* malloc'ed */
   size_t len, cap;
-  int refused;         /* over a limit: the rest is dropped */
+  int refused; /* over a limit: the rest is dropped */
 } cn__frag_seq;
 
 /* The sequences in progress on one connection. */
 typedef struct cn__frags {
-  cn__frag_seq *seqs;  /* most recently fed first */
-  size_t n;            /* sequences in progress */
-  size_t bytes;        /* their memory, bookkeeping included */
-  size_t max_body;     /* per sequence: control term and payload */
-  size_t budget;       /* all sequences together */
-  uint64_t refused;    /* sequences refused so far */
+  cn__frag_seq *seqs; /* most recently fed first */
+  size_t n;           /* sequences in progress */
+  size_t bytes;       /* their memory, bookkeeping included */
+  size_t max_body;    /* per sequence: control term and payload */
+  size_t budget;      /* all sequences together */
+  uint64_t refused;   /* sequences refused so far */
 } cn__frags;
 
 enum {

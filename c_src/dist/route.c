@@ -602,12 +602,14 @@ static void too_large(cn__dist *d, cn__conn *c, size_t total) {
   atomic_fetch_add(&d->st_too_large, 1);
   atomic_fetch_add(&d->st_dropped, 1);
   if (total)
-    cn__dist_log(d, "a message of %zu bytes from %s refused: over "
-                    "max_message (%zu)",
+    cn__dist_log(d,
+                 "a message of %zu bytes from %s refused: over "
+                 "max_message (%zu)",
                  total, cn_node_name(c->dn->node), cn_max_message(d->rt));
   else
-    cn__dist_log(d, "a fragmented message from %s refused: over "
-                    "max_message (%zu) or the reassembly budget",
+    cn__dist_log(d,
+                 "a fragmented message from %s refused: over "
+                 "max_message (%zu) or the reassembly budget",
                  cn_node_name(c->dn->node), cn_max_message(d->rt));
 }
 
@@ -625,11 +627,11 @@ static void fail_remote_call(cn__dist *d, cn__conn *c, cn_pid to,
   cn_buf reason;
   cn_ref alias;
   cn__rec *r;
-  if (!tag_alias(tag, &alias) ||
-      !(r = mon_find(&dn->mons, &alias, REC_TMON)) ||
+  if (!tag_alias(tag, &alias) || !(r = mon_find(&dn->mons, &alias, REC_TMON)) ||
       !cn_pid_equal(&r->remote, &caller) || !cn_pid_equal(&r->local, &to)) {
-    cn__dist_log(d, "a call from %s was refused (%s); its caller holds no "
-                    "monitor to tell it by",
+    cn__dist_log(d,
+                 "a call from %s was refused (%s); its caller holds no "
+                 "monitor to tell it by",
                  cn_node_name(dn->node), cn_strerror(err));
     return;
   }
@@ -648,8 +650,8 @@ static void fail_remote_call(cn__dist *d, cn__conn *c, cn_pid to,
 
 /* Delivers a message for local process `to` (reached through `name`, or
  * NULL): a call, a cast, a reply to one of our calls, or anything else. */
-static void deliver_msg(cn__dist *d, cn__conn *c, cn_pid to,
-                        const char *name, cn_pid from, cn_term msg) {
+static void deliver_msg(cn__dist *d, cn__conn *c, cn_pid to, const char *name,
+                        cn_pid from, cn_term msg) {
   cn_runtime *rt = d->rt;
   cn__dnode *dn = c->dn;
   cn_iter it;
@@ -928,8 +930,8 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
 
 /* ---- Refused for their size ------------------------------------------ */
 
-void cn__route_refused(cn__dist *d, cn__conn *c, const char *head,
-                       size_t len, size_t total) {
+void cn__route_refused(cn__dist *d, cn__conn *c, const char *head, size_t len,
+                       size_t total) {
   cn_runtime *rt = d->rt;
   cn__dnode *dn = c->dn;
   cn_term_limits lim = {0, 0};
@@ -982,8 +984,8 @@ void cn__route_refused(cn__dist *d, cn__conn *c, const char *head,
   case CN__DOP_PAYLOAD_EXIT2_TT: {
     /* A signal is never lost: it fires with a reason that says why its
      * own could not be read. */
-    bool linked = ctl.op == CN__DOP_PAYLOAD_EXIT ||
-                  ctl.op == CN__DOP_PAYLOAD_EXIT_TT;
+    bool linked =
+        ctl.op == CN__DOP_PAYLOAD_EXIT || ctl.op == CN__DOP_PAYLOAD_EXIT_TT;
     if (remote_pid(dn, ctl.from, &from) || local_pid(d, ctl.to, &to))
       break;
     if (linked)

@@ -230,8 +230,8 @@ static void check_head(const char *frame, size_t len, const cn__ctl *whole,
   if (rc == 0 && whole->has_payload) {
     FZ_CHECK(hrc == 0);
     FZ_CHECK(head.op == whole->op);
-    FZ_CHECK(frame + pay == (whole->msg.len ? whole->msg.ptr
-                                            : whole->reason.ptr));
+    FZ_CHECK(frame + pay ==
+             (whole->msg.len ? whole->msg.ptr : whole->reason.ptr));
   }
   if (hrc == 0) {
     FZ_CHECK(pay <= len);

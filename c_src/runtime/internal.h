@@ -63,19 +63,23 @@ typedef enum cn__kind {
 } cn__kind;
 
 /* Message flags. */
-#define CN__F_LINKED 0x1    /* S_EXIT: the signal comes from a link */
-#define CN__F_CALLMON 0x2   /* M_CALL: the call monitors the server */
-#define CN__F_DEMONDONE 0x4 /* M_REPLY: the server already dropped the
-                             * call monitor; no DEMONITOR is needed */
-#define CN__F_BYNAME 0x8    /* S_MONITOR/S_DOWN: monitored by name */
-#define CN__F_NOPROC 0x10   /* S_DOWN: the target never existed */
-#define CN__F_TONAME 0x20   /* to a remote registered name: {name, node
-                             * of `to`} (distribution) */
-#define CN__F_ALIAS 0x40    /* M_REPLY to a remote caller: data is
-                             * {Tag, Reply}, ref the caller's alias */
-#define CN__F_ERRNO 0x80    /* M_REPLY / S_DOWN answering a local call:
-                             * the call failed with status -aux (a CN_E*
-                             * code), such as CN_EFULL */
+#define CN__F_LINKED 0x1  /* S_EXIT: the signal comes from a link */
+#define CN__F_CALLMON 0x2 /* M_CALL: the call monitors the server */
+#define CN__F_DEMONDONE                                                        \
+  0x4                     /* M_REPLY: the server already dropped the           \
+                           * call monitor; no DEMONITOR is needed */
+#define CN__F_BYNAME 0x8  /* S_MONITOR/S_DOWN: monitored by name */
+#define CN__F_NOPROC 0x10 /* S_DOWN: the target never existed */
+#define CN__F_TONAME                                                           \
+  0x20 /* to a remote registered name: {name, node                             \
+        * of `to`} (distribution) */
+#define CN__F_ALIAS                                                            \
+  0x40 /* M_REPLY to a remote caller: data is                                  \
+        * {Tag, Reply}, ref the caller's alias */
+#define CN__F_ERRNO                                                            \
+  0x80 /* M_REPLY / S_DOWN answering a local call:                             \
+        * the call failed with status -aux (a CN_E*                            \
+        * code), such as CN_EFULL */
 
 /* The kinds a mailbox counts, and max_mailbox refuses. */
 #define CN__COUNTED(kind)                                                      \
@@ -109,13 +113,13 @@ void cn__msg_free(cn__msg *m);
  * with {Tag, Reply}, as DESIGN.md fact 1 says. */
 struct cn_from {
   cn_runtime *rt;
-  cn_pid pid;       /* who gets the reply */
-  cn_ref ref;       /* the call tag (local), or the alias (CN__FROM_ALIAS) */
-  cn_pid server;    /* the server's pid, to drop the call monitor */
-  uint32_t flags;   /* CN__FROM_* */
+  cn_pid pid;     /* who gets the reply */
+  cn_ref ref;     /* the call tag (local), or the alias (CN__FROM_ALIAS) */
+  cn_pid server;  /* the server's pid, to drop the call monitor */
+  uint32_t flags; /* CN__FROM_* */
   struct cn_from *next_free;
-  char *tag;        /* CN__FROM_REMOTE: the tag's bytes (tag_store or
-                     * malloc'ed) */
+  char *tag; /* CN__FROM_REMOTE: the tag's bytes (tag_store or
+              * malloc'ed) */
   size_t tag_len;
   char tag_store[64];
 };
@@ -132,11 +136,11 @@ cn_from *cn__from_new(cn_runtime *rt);
 /* An asynchronous call a process is waiting on. */
 typedef struct cn__pending {
   struct cn__pending *next;
-  cn_ref ref;        /* tag and monitor ref */
-  cn_pid server;     /* whom to demonitor */
+  cn_ref ref;    /* tag and monitor ref */
+  cn_pid server; /* whom to demonitor */
   cn_reply_cb cb;
   void *arg;
-  cn_ref tref;       /* timeout timer, when has_timer */
+  cn_ref tref; /* timeout timer, when has_timer */
   int has_timer;
 } cn__pending;
 
@@ -150,8 +154,8 @@ typedef struct cn__link {
 typedef struct cn__mon {
   struct cn__mon *next;
   cn_ref ref;
-  cn_pid pid;        /* the other side: watcher (on me) or target (mine) */
-  const char *name;  /* monitored by name: the interned name */
+  cn_pid pid;       /* the other side: watcher (on me) or target (mine) */
+  const char *name; /* monitored by name: the interned name */
 } cn__mon;
 
 /* ---- Processes -------------------------------------------------------- */
@@ -159,51 +163,52 @@ typedef struct cn__mon {
 #define CN__P_SCHED 0x1u   /* someone is responsible for running it */
 #define CN__P_EXITING 0x2u /* exit has begun; inbox closed */
 
-#define CN__PF_TRAP 0x1u    /* trap_exit */
-#define CN__PF_THREAD 0x2u  /* a plain thread's own pid, not scheduled */
-#define CN__PF_INIT 0x4u    /* init is running (start not yet returned) */
-#define CN__PF_DEAD 0x8u    /* exit finished */
-#define CN__PF_OWN_EXIT 0x10u /* parent exits and stop requests arrive as
-                               * {'EXIT', Parent, Reason} (supervisors) */
+#define CN__PF_TRAP 0x1u   /* trap_exit */
+#define CN__PF_THREAD 0x2u /* a plain thread's own pid, not scheduled */
+#define CN__PF_INIT 0x4u   /* init is running (start not yet returned) */
+#define CN__PF_DEAD 0x8u   /* exit finished */
+#define CN__PF_OWN_EXIT                                                        \
+  0x10u /* parent exits and stop requests arrive as                            \
+         * {'EXIT', Parent, Reason} (supervisors) */
 
 struct cn_proc {
   /* Shared, atomic. */
-  _Atomic uint32_t state;          /* CN__P_* */
-  _Atomic uint32_t refs;           /* 0 = free */
-  _Atomic(cn__msg *) inbox;        /* LIFO of pushed messages */
-  _Atomic uint32_t mbox_len;       /* CN__COUNTED messages pushed and not
-                                    * yet handled */
-  _Atomic uint64_t mbox_dropped;   /* sends and casts refused */
-  _Atomic uint64_t mbox_refused;   /* calls refused */
+  _Atomic uint32_t state;        /* CN__P_* */
+  _Atomic uint32_t refs;         /* 0 = free */
+  _Atomic(cn__msg *) inbox;      /* LIFO of pushed messages */
+  _Atomic uint32_t mbox_len;     /* CN__COUNTED messages pushed and not
+                                  * yet handled */
+  _Atomic uint64_t mbox_dropped; /* sends and casts refused */
+  _Atomic uint64_t mbox_refused; /* calls refused */
 
   /* Fixed while the process lives. */
   cn_pid pid;
   cn_runtime *rt;
   const cn_server_ops *ops;
-  struct cn_proc *rq_next;         /* run queue link (queue lock) */
-  _Atomic unsigned home;           /* scheduler it last ran on */
+  struct cn_proc *rq_next; /* run queue link (queue lock) */
+  _Atomic unsigned home;   /* scheduler it last ran on */
 
   /* Owned by whoever holds SCHED. */
-  uint32_t flags;                  /* CN__PF_* */
-  cn__msg *q_head, *q_tail;        /* private FIFO */
+  uint32_t flags;           /* CN__PF_* */
+  cn__msg *q_head, *q_tail; /* private FIFO */
   void *state_ptr;
-  cn_pid parent;                   /* start_link parent, or self */
+  cn_pid parent; /* start_link parent, or self */
   cn__link *links;
-  cn__mon *mon_on_me;              /* monitors others hold on me */
-  cn__mon *mon_mine;               /* monitors I hold */
-  cn__pending *calls;              /* my async calls in flight */
-  const char *reg_name;            /* registered name (registry lock) */
-  int timeout_ms;                  /* set by the current callback */
-  uint32_t timeout_gen;            /* bumped by every message */
-  cn_ref timeout_tref;             /* armed idle timeout */
+  cn__mon *mon_on_me;   /* monitors others hold on me */
+  cn__mon *mon_mine;    /* monitors I hold */
+  cn__pending *calls;   /* my async calls in flight */
+  const char *reg_name; /* registered name (registry lock) */
+  int timeout_ms;       /* set by the current callback */
+  uint32_t timeout_gen; /* bumped by every message */
+  cn_ref timeout_tref;  /* armed idle timeout */
   int timeout_armed;
-  cn_buf reason;                   /* set by cn_set_reason */
-  uint32_t park_node;              /* 1 + the node whose connection was
-                                    * busy when the current callback sent
-                                    * to it: suspend after the callback */
-  struct cn_proc *park_next;       /* while parked by the dist layer */
-  struct cn_proc *next_free;       /* free list link */
-  struct cn__thread *thread;       /* CN__PF_THREAD: the waiter */
+  cn_buf reason;             /* set by cn_set_reason */
+  uint32_t park_node;        /* 1 + the node whose connection was
+                              * busy when the current callback sent
+                              * to it: suspend after the callback */
+  struct cn_proc *park_next; /* while parked by the dist layer */
+  struct cn_proc *next_free; /* free list link */
+  struct cn__thread *thread; /* CN__PF_THREAD: the waiter */
 };
 
 /* A plain thread's own pid and wait state. */
@@ -212,7 +217,7 @@ typedef struct cn__thread {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   _Atomic int waiting;
-  cn_ref call_ref;     /* the call this thread is blocked in */
+  cn_ref call_ref; /* the call this thread is blocked in */
   int in_call;
   struct cn__msg *result; /* its reply or DOWN, once it arrives */
 } cn__thread;
@@ -228,27 +233,27 @@ typedef struct cn__sched {
   cn_runtime *rt;
   unsigned idx;
   uv_loop_t loop;
-  uv_async_t wake;       /* cross-thread wake-up */
-  uv_idle_t runner;      /* active while the run queue has work */
-  uv_prepare_t prepare;  /* before blocking: steal, or mark sleeping */
-  uv_check_t check;      /* after polling: clear sleeping */
-  uv_timer_t timer;      /* the earliest timer of this scheduler */
+  uv_async_t wake;      /* cross-thread wake-up */
+  uv_idle_t runner;     /* active while the run queue has work */
+  uv_prepare_t prepare; /* before blocking: steal, or mark sleeping */
+  uv_check_t check;     /* after polling: clear sleeping */
+  uv_timer_t timer;     /* the earliest timer of this scheduler */
   uv_thread_t thread;
-  int running_flag;      /* runner handle active (loop thread only) */
+  int running_flag; /* runner handle active (loop thread only) */
 
   pthread_mutex_t rq_mu;
   cn_proc *rq_head, *rq_tail;
   _Atomic size_t rq_len;
   _Atomic int sleeping;
   _Atomic int stopping;
-  struct cn__task *tasks;  /* cn__sched_run requests (rq_mu) */
+  struct cn__task *tasks; /* cn__sched_run requests (rq_mu) */
 
   /* Timers: heap and index, shared under timer_mu. */
   pthread_mutex_t timer_mu;
   cn__heap heap;
   struct cn__timer **tindex; /* hash buckets by id */
   size_t tindex_cap, tindex_n;
-  uint64_t armed_at;     /* deadline the uv timer is armed for, or 0 */
+  uint64_t armed_at; /* deadline the uv timer is armed for, or 0 */
   _Atomic int timer_dirty;
 } __attribute__((aligned(CN__CACHELINE))) cn__sched;
 
@@ -260,13 +265,13 @@ typedef struct cn__sched {
 struct cn_runtime {
   unsigned nsched;
   cn__sched *sched;
-  uint32_t node;      /* interned node name */
+  uint32_t node; /* interned node name */
   uint32_t creation;
   cn_term_limits limits;      /* max_size unused: see max_message */
   _Atomic size_t max_message; /* bytes; cn_dist_start may lower it */
   size_t max_mailbox;         /* 0: unlimited */
   _Atomic uint64_t st_mbox_dropped, st_mbox_refused, st_too_large;
-  pthread_mutex_t log_mu;     /* cn__log's rate limit */
+  pthread_mutex_t log_mu; /* cn__log's rate limit */
   uint64_t log_window;
   unsigned log_n, log_suppressed;
   _Atomic int shutting_down;
@@ -275,19 +280,19 @@ struct cn_runtime {
   /* Process table: chunks of CN__CHUNK slots, allocated on demand. */
   size_t max_procs;
   _Atomic(cn_proc *) *_Atomic *chunks;
-  uint32_t *serials;          /* per slot, under table_mu */
+  uint32_t *serials; /* per slot, under table_mu */
   pthread_mutex_t table_mu;
-  uint32_t *free_slots;       /* stack of free slot numbers */
+  uint32_t *free_slots; /* stack of free slot numbers */
   size_t nfree_slots;
-  size_t next_slot;           /* slots never used start here */
-  cn_proc *free_procs;        /* recycled process structs */
-  _Atomic size_t nprocs;      /* live processes (not threads) */
-  _Atomic size_t nthreads;    /* live thread pids */
-  pthread_mutex_t exit_mu;    /* signalled when a process exits */
+  size_t next_slot;        /* slots never used start here */
+  cn_proc *free_procs;     /* recycled process structs */
+  _Atomic size_t nprocs;   /* live processes (not threads) */
+  _Atomic size_t nthreads; /* live thread pids */
+  pthread_mutex_t exit_mu; /* signalled when a process exits */
   pthread_cond_t exit_cv;
 
   _Atomic uint64_t ref_counter;
-  _Atomic unsigned rr;        /* round-robin placement */
+  _Atomic unsigned rr; /* round-robin placement */
 
   /* Registered names. */
   pthread_rwlock_t names_mu;
@@ -298,12 +303,12 @@ struct cn_runtime {
   pthread_mutex_t modules_mu;
   struct cn__module *modules;
 
-  pthread_key_t thread_key;   /* the calling thread's cn__thread */
-  int key_ok;                 /* thread_key was created */
+  pthread_key_t thread_key; /* the calling thread's cn__thread */
+  int key_ok;               /* thread_key was created */
   pthread_mutex_t from_mu;
   cn_from *free_froms;
   pthread_mutex_t threads_mu;
-  cn__thread **threads;       /* every thread context, to free at the end */
+  cn__thread **threads; /* every thread context, to free at the end */
   size_t nthreads_ctx, threads_cap;
 
   /* Distribution, once cn_dist_start has run (see the dist hooks). */
@@ -382,8 +387,7 @@ typedef struct cn__task {
   void *arg;
   int done;
 } cn__task;
-void cn__sched_run(cn_runtime *rt, unsigned idx, void (*fn)(void *),
-                   void *arg);
+void cn__sched_run(cn_runtime *rt, unsigned idx, void (*fn)(void *), void *arg);
 uv_loop_t *cn__sched_loop(cn_runtime *rt, unsigned idx);
 
 /* Scheduling. */
@@ -473,8 +477,8 @@ void cn__names_free(cn_runtime *rt);
 
 /* Timers. */
 int cn__timer_start(cn_runtime *rt, uint64_t ms, cn_pid pid, cn_dest *dest,
-                    int kind, uint32_t aux, const cn_ref *ref,
-                    cn_term msg, cn_ref *tref);
+                    int kind, uint32_t aux, const cn_ref *ref, cn_term msg,
+                    cn_ref *tref);
 int cn__timer_cancel(cn_runtime *rt, const cn_ref *tref, long *left_ms);
 void cn__timers_init(cn__sched *s);
 void cn__timers_run(cn__sched *s);

@@ -92,8 +92,7 @@ int cn__proc_alloc(cn_runtime *rt, const cn_server_ops *ops, uint32_t flags,
   p->rt = rt;
   p->ops = ops;
   p->rq_next = NULL;
-  atomic_store_explicit(&p->home,
-                        atomic_fetch_add(&rt->rr, 1) % rt->nsched,
+  atomic_store_explicit(&p->home, atomic_fetch_add(&rt->rr, 1) % rt->nsched,
                         memory_order_relaxed);
   p->flags = flags;
   p->q_head = p->q_tail = NULL;
@@ -299,7 +298,7 @@ static cn__msg *exit_signal_new(cn_pid from, cn_term reason, int flags) {
 }
 
 cn__msg *cn__down_new(cn_pid from, const cn_ref *ref, const char *name,
-                         cn_term reason, int flags) {
+                      cn_term reason, int flags) {
   cn__msg *m = cn__msg_new(CN__S_DOWN, reason.ptr, reason.len);
   if (!m)
     return NULL;
@@ -449,8 +448,8 @@ static void answer_dead(cn_proc *p, cn__msg *m, cn_term reason) {
       cn__deliver(rt, m->from, ans);
     break;
   case CN__S_MONITOR:
-    ans = cn__down_new(p->pid, &m->ref, m->name, reason,
-                   m->flags & CN__F_BYNAME);
+    ans =
+        cn__down_new(p->pid, &m->ref, m->name, reason, m->flags & CN__F_BYNAME);
     if (ans)
       cn__deliver(rt, m->from, ans);
     break;
@@ -526,7 +525,7 @@ void cn__proc_exit(cn_proc *p, cn_term reason_in, bool run_terminate) {
   }
   while ((mo = p->mon_on_me)) {
     cn__msg *down = cn__down_new(p->pid, &mo->ref, mo->name, reason,
-                             mo->name ? CN__F_BYNAME : 0);
+                                 mo->name ? CN__F_BYNAME : 0);
     p->mon_on_me = mo->next;
     if (down)
       cn__deliver(rt, mo->pid, down);
@@ -562,8 +561,8 @@ void cn__proc_exit(cn_proc *p, cn_term reason_in, bool run_terminate) {
 /* ---- Pids and refs ---------------------------------------------------- */
 
 void cn__make_ref(cn_runtime *rt, cn_ref *r) {
-  uint64_t n = atomic_fetch_add_explicit(&rt->ref_counter, 1,
-                                         memory_order_relaxed);
+  uint64_t n =
+      atomic_fetch_add_explicit(&rt->ref_counter, 1, memory_order_relaxed);
   r->node = rt->node;
   r->creation = rt->creation;
   r->len = 3;
@@ -700,7 +699,7 @@ int cn_monitor(cn_runtime *rt, cn_dest target, cn_ref *mref) {
       cn_pid none = {rt->node, 0, 0, rt->creation};
       cn__make_ref(rt, mref);
       m = cn__down_new(none, mref, name, cn__atom_term("noproc"),
-                   CN__F_BYNAME | CN__F_NOPROC);
+                       CN__F_BYNAME | CN__F_NOPROC);
       if (!m)
         return CN_ENOMEM;
       if ((err = cn__add_mon(&me->mon_mine, mref, none, name))) {

@@ -15,8 +15,8 @@ void cn__thread_dtor(void *arg);
 
 /* SMALL_ATOM_UTF8_EXT encodings, built once. */
 static const char *const known_atoms[] = {
-    "normal", "kill",  "killed",  "noproc", "noconnection",
-    "shutdown", "timeout", "ok", "undefined", "error",
+    "normal",   "kill",    "killed", "noproc",    "noconnection",
+    "shutdown", "timeout", "ok",     "undefined", "error",
 };
 #define NKNOWN (sizeof(known_atoms) / sizeof(known_atoms[0]))
 static char atom_bytes[NKNOWN][2 + 16];
@@ -79,8 +79,7 @@ int cn__check_term(cn_runtime *rt, cn_term t) {
 int cn__refusal_reason(cn_runtime *rt, int err, cn_buf *b) {
   if (err == CN_EFULL)
     return cn_build(b, "{mailbox_full, ~u}", (uint64_t)rt->max_mailbox);
-  return cn_build(b, "{message_too_large, ~u}",
-                  (uint64_t)cn_max_message(rt));
+  return cn_build(b, "{message_too_large, ~u}", (uint64_t)cn_max_message(rt));
 }
 
 #define LOG_BURST 20
@@ -184,14 +183,13 @@ int cn_runtime_new(const cn_runtime_options *opts, cn_runtime **out) {
     rt->nsched = 1;
   if (rt->nsched > 1024)
     rt->nsched = 1024;
-  rt->max_procs = opts->max_processes ? opts->max_processes
-                                      : CN_DEFAULT_MAX_PROCESSES;
+  rt->max_procs =
+      opts->max_processes ? opts->max_processes : CN_DEFAULT_MAX_PROCESSES;
   if (rt->max_procs > ((size_t)1 << 27))
     rt->max_procs = (size_t)1 << 27;
   rt->limits = opts->limits;
-  atomic_init(&rt->max_message, opts->limits.max_size
-                                    ? opts->limits.max_size
-                                    : CN_DEFAULT_MAX_MESSAGE);
+  atomic_init(&rt->max_message, opts->limits.max_size ? opts->limits.max_size
+                                                      : CN_DEFAULT_MAX_MESSAGE);
   rt->max_mailbox = opts->max_mailbox;
   nchunks = (rt->max_procs + CN__CHUNK - 1) / CN__CHUNK;
   rt->chunks = calloc(nchunks, sizeof(*rt->chunks));
@@ -236,8 +234,8 @@ static void each_proc(cn_runtime *rt, void (*fn)(cn_runtime *, cn_proc *)) {
   n = rt->next_slot;
   pthread_mutex_unlock(&rt->table_mu);
   for (slot = 0; slot < n; slot++) {
-    _Atomic(cn_proc *) *chunk = atomic_load(&rt->chunks[slot >>
-                                                        CN__CHUNK_BITS]);
+    _Atomic(cn_proc *) *chunk =
+        atomic_load(&rt->chunks[slot >> CN__CHUNK_BITS]);
     cn_proc *p;
     uint32_t r;
     if (!chunk || !(p = atomic_load(&chunk[slot & (CN__CHUNK - 1)])))

@@ -109,16 +109,17 @@ void cn__fail_call(cn_proc *self, cn_from *from, int err, int flags) {
     if (self && (from->flags & CN__FROM_ALIAS))
       mo = cn__take_mon(&self->mon_on_me, &from->ref);
     if (!mo) {
-      cn__log(rt, "a call from %s over a limit (%s) could not be failed at "
-                  "once: its caller holds no monitor",
+      cn__log(rt,
+              "a call from %s over a limit (%s) could not be failed at "
+              "once: its caller holds no monitor",
               cn_node_name(from->pid.node), cn_strerror(err));
       return;
     }
     cn_buf_init_with(&b, store, sizeof(store));
     if (cn__refusal_reason(rt, err, &b) == 0) {
-      cn__msg *down = cn__down_new(self->pid, &mo->ref, mo->name,
-                                   cn_buf_term(&b),
-                                   mo->name ? CN__F_BYNAME : 0);
+      cn__msg *down =
+          cn__down_new(self->pid, &mo->ref, mo->name, cn_buf_term(&b),
+                       mo->name ? CN__F_BYNAME : 0);
       if (down)
         cn__deliver(rt, mo->pid, down);
     }
@@ -277,10 +278,10 @@ static int handle_call(cn_proc *p, cn_from *from, cn_term req, bool callmon,
       /* A reply over max_message (or too big to build at all): the
        * handler did its work and the server keeps its state; only this
        * caller is told, at once, that its answer cannot be carried. */
-      atomic_fetch_add_explicit(&p->rt->st_too_large, 1,
-                                memory_order_relaxed);
-      cn__log(p->rt, "%s: a reply of %zu bytes is over max_message (%zu); "
-                     "the caller gets an error instead",
+      atomic_fetch_add_explicit(&p->rt->st_too_large, 1, memory_order_relaxed);
+      cn__log(p->rt,
+              "%s: a reply of %zu bytes is over max_message (%zu); "
+              "the caller gets an error instead",
               p->ops->name ? p->ops->name : "cnode_server", rb->len,
               cn_max_message(p->rt));
       from->server = p->pid;
@@ -372,8 +373,7 @@ static int resolve_local(cn_runtime *rt, cn_dest to, cn_pid *pid) {
 }
 
 /* Sends m to a destination resolve() found remote.  Takes m. */
-static int deliver_remote(cn_runtime *rt, cn_dest to, cn_pid pid,
-                          cn__msg *m) {
+static int deliver_remote(cn_runtime *rt, cn_dest to, cn_pid pid, cn__msg *m) {
   if (to.kind == CN_DEST_REMOTE) {
     m->flags |= CN__F_TONAME;
     if (!(m->name = strdup(to.name))) {
@@ -387,8 +387,7 @@ static int deliver_remote(cn_runtime *rt, cn_dest to, cn_pid pid,
 /* A request that monitors its target, as gen_server:call does: a call,
  * stop or code change from caller, tagged ref. */
 static cn__msg *request_new(cn_runtime *rt, int kind, cn_term body,
-                            cn_pid caller, const cn_ref *ref,
-                            cn_pid server) {
+                            cn_pid caller, const cn_ref *ref, cn_pid server) {
   cn__msg *m = cn__msg_new(kind, body.ptr, body.len);
   if (!m)
     return NULL;
@@ -402,7 +401,6 @@ static cn__msg *request_new(cn_runtime *rt, int kind, cn_term body,
   m->cfrom->server = server;
   return m;
 }
-
 
 static cn__pending *take_pending(cn_proc *p, const cn_ref *ref) {
   cn__pending **pp;
@@ -517,8 +515,7 @@ int cn_call_async(cn_proc *self, cn_dest to, cn_term req, int timeout_ms,
   }
   if (timeout_ms >= 0) {
     if (cn__timer_start(rt, (uint64_t)timeout_ms, self->pid, NULL,
-                        CN__S_CALL_TMO, 0, &c->ref, no_data,
-                        &c->tref) != 0) {
+                        CN__S_CALL_TMO, 0, &c->ref, no_data, &c->tref) != 0) {
       free(c);
       cn__msg_free(m);
       return CN_ENOMEM;
@@ -689,8 +686,7 @@ void cn__handle_msg(cn_proc *p, cn__msg *m) {
   case CN__M_CALL: {
     cn_from *from = m->cfrom;
     m->cfrom = NULL;
-    handle_call(p, from, msg_term(m), (m->flags & CN__F_CALLMON) != 0,
-                NULL);
+    handle_call(p, from, msg_term(m), (m->flags & CN__F_CALLMON) != 0, NULL);
     break;
   }
   case CN__M_CAST: {
@@ -755,8 +751,8 @@ static int start(cn_runtime *rt, const cn_server_ops *ops, void *arg,
     return CN_EINVAL;
   if (link && (rc = cn__caller_proc_for(rt, &me)) != 0)
     return rc;
-  if ((rc = cn__proc_alloc(rt, ops, CN__PF_INIT, NULL,
-                           me ? &me->pid : NULL, &p)) != 0)
+  if ((rc = cn__proc_alloc(rt, ops, CN__PF_INIT, NULL, me ? &me->pid : NULL,
+                           &p)) != 0)
     return rc;
   if (name) {
     cn_pid holder;
@@ -896,8 +892,8 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, int timeout_ms,
 
   {
     uint32_t st = 0;
-    if (!p->thread && atomic_compare_exchange_strong(&p->state, &st,
-                                                     CN__P_SCHED)) {
+    if (!p->thread &&
+        atomic_compare_exchange_strong(&p->state, &st, CN__P_SCHED)) {
       /* The server is idle: run the call here (see cn_call's doc).  Our
        * lookup reference is the SCHED holder's. */
       cn_from *from = cn__from_new(rt);

@@ -72,8 +72,7 @@ cn__thread *cn__thread_ctx(cn_runtime *rt, int *err) {
     rt->threads_cap = cap;
   }
   pthread_mutex_unlock(&rt->threads_mu);
-  rc = cn__proc_alloc(rt, NULL, CN__PF_THREAD | CN__PF_TRAP, t, NULL,
-                      &t->proc);
+  rc = cn__proc_alloc(rt, NULL, CN__PF_THREAD | CN__PF_TRAP, t, NULL, &t->proc);
   if (rc) {
     free(t);
     *err = rc;
@@ -168,9 +167,8 @@ void cn__thread_handle(cn_proc *p, cn__msg *m) {
       keep_term(p, &b);
     break;
   case CN__M_CALL:
-    if (m->cfrom &&
-        cn_build(&b, "{'$gen_call', {~p, ~r}, ~t}", &m->cfrom->pid,
-                 &m->cfrom->ref, body) == 0)
+    if (m->cfrom && cn_build(&b, "{'$gen_call', {~p, ~r}, ~t}", &m->cfrom->pid,
+                             &m->cfrom->ref, body) == 0)
       keep_term(p, &b);
     break;
   default:
@@ -216,9 +214,8 @@ static int wait_until(cn__thread *t, int timeout_ms,
     atomic_store(&t->waiting, 1);
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load(&t->proc->inbox) == NULL) {
-      int rc = timeout_ms >= 0
-                   ? pthread_cond_timedwait(&t->cv, &t->mu, &dl)
-                   : pthread_cond_wait(&t->cv, &t->mu);
+      int rc = timeout_ms >= 0 ? pthread_cond_timedwait(&t->cv, &t->mu, &dl)
+                               : pthread_cond_wait(&t->cv, &t->mu);
       if (rc == ETIMEDOUT)
         timed_out = 1;
     }

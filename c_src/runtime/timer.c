@@ -12,13 +12,13 @@
 typedef struct cn__timer {
   struct cn__timer *hnext; /* index chain */
   uint64_t id;
-  uint64_t deadline;       /* uv_hrtime() nanoseconds */
+  uint64_t deadline; /* uv_hrtime() nanoseconds */
   size_t heap_idx;
-  int kind;                /* 0: send data to pid/name; else a signal kind */
+  int kind; /* 0: send data to pid/name; else a signal kind */
   uint32_t aux;
-  cn_ref ref;              /* for signal kinds that carry a ref */
+  cn_ref ref; /* for signal kinds that carry a ref */
   cn_pid pid;
-  char *name;              /* a destination by name, resolved on expiry */
+  char *name; /* a destination by name, resolved on expiry */
   size_t len;
   char data[];
 } cn__timer;
@@ -153,8 +153,8 @@ static void timer_free(cn__timer *t) {
 }
 
 int cn__timer_start(cn_runtime *rt, uint64_t ms, cn_pid pid, cn_dest *dest,
-                    int kind, uint32_t aux, const cn_ref *ref,
-                    cn_term msg, cn_ref *tref) {
+                    int kind, uint32_t aux, const cn_ref *ref, cn_term msg,
+                    cn_ref *tref) {
   cn__sched *cur = cn__current_sched(), *s;
   cn__timer *t;
   uint64_t id;
@@ -197,8 +197,7 @@ int cn__timer_start(cn_runtime *rt, uint64_t ms, cn_pid pid, cn_dest *dest,
     timer_free(t);
     return CN_ENOMEM;
   }
-  first = s->heap.v[0] == t &&
-          (s->armed_at == 0 || t->deadline < s->armed_at);
+  first = s->heap.v[0] == t && (s->armed_at == 0 || t->deadline < s->armed_at);
   pthread_mutex_unlock(&s->timer_mu);
 
   if (tref) {
@@ -247,9 +246,8 @@ int cn__timer_cancel(cn_runtime *rt, const cn_ref *tref, long *left_ms) {
   /* The uv timer may now fire early for nothing; it then re-arms. */
   if (left_ms) {
     now = uv_hrtime();
-    *left_ms = t->deadline > now
-                   ? (long)((t->deadline - now + 999999) / 1000000)
-                   : 0;
+    *left_ms =
+        t->deadline > now ? (long)((t->deadline - now + 999999) / 1000000) : 0;
   }
   timer_free(t);
   return 0;

@@ -266,7 +266,8 @@ static int match_hole(char h, va_list *ap, const char *x, outs *o,
   case 'r': {
     void *out = va_arg(*ap, void *);
     uint32_t node;
-    if ((rc = cn__ident_node(x, h == 'p' ? CN_T_PID : CN_T_REF, &node, true)) != 0)
+    if ((rc = cn__ident_node(x, h == 'p' ? CN_T_PID : CN_T_REF, &node, true)) !=
+        0)
       return rc;
     if ((q = add_out(o)) == NULL)
       return CN_ENOMEM;

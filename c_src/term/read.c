@@ -140,8 +140,7 @@ bool cn_is_atom(cn_term t, const char *name) {
   return cn__atom_eq(&a, name, strlen(name));
 }
 
-int cn__ident_node(const char *p, cn_term_type type, uint32_t *node,
-                   bool add) {
+int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add) {
   unsigned char tag = (unsigned char)p[0];
   cn__atom a;
 

@@ -272,8 +272,7 @@ int cn__decode_port(const char *p, cn_port *out);
  * cn__ident_node checks that p is of the given type (CN_T_PID or
  * CN_T_REF) and finds its node: interned when add, else CN_ENOENT for
  * a name no one interned. */
-int cn__ident_node(const char *p, cn_term_type type, uint32_t *node,
-                   bool add);
+int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add);
 
 /* As cn_get_pid / cn_get_ref, but a node name that no one interned before
  * is not interned: CN_ENOENT instead.  For reading what a peer sends

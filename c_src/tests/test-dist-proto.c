@@ -337,10 +337,9 @@ static void test_flags_match_dist_hrl(void **state) {
   assert_true((CN__DFLAGS_OURS & CN__DFLAGS_MANDATORY_25) ==
               CN__DFLAGS_MANDATORY_25);
   assert_true((CN__DFLAGS_OURS & CN__DFLAG_FRAGMENTS) != 0);
-  assert_true(
-      (CN__DFLAGS_OURS & (CN__DFLAG_PUBLISHED | CN__DFLAG_ATOM_CACHE |
-                          CN__DFLAG_DIST_HDR_ATOM_CACHE | CN__DFLAG_SPAWN |
-                          CN__DFLAG_NAME_ME)) == 0);
+  assert_true((CN__DFLAGS_OURS & (CN__DFLAG_PUBLISHED | CN__DFLAG_ATOM_CACHE |
+                                  CN__DFLAG_DIST_HDR_ATOM_CACHE |
+                                  CN__DFLAG_SPAWN | CN__DFLAG_NAME_ME)) == 0);
 }
 
 /* ---- The digest against erlang:md5 ----------------------------------- */
@@ -1912,11 +1911,14 @@ static void d_frame(cn_buf *d, const cn_buf *p) {
   size_t off = 2;
   assert_int_equal(cn_term_validate(p->data, p->len, &off, NULL), 0);
   cn_buf_reset(d);
-  assert_int_equal(cn_buf_append(d, "\x83" "D\0", 3), 0);
+  assert_int_equal(cn_buf_append(d,
+                                 "\x83"
+                                 "D\0",
+                                 3),
+                   0);
   assert_int_equal(cn_buf_append(d, p->data + 2, off - 2), 0);
   if (off < p->len)
-    assert_int_equal(cn_buf_append(d, p->data + off + 1, p->len - off - 1),
-                     0);
+    assert_int_equal(cn_buf_append(d, p->data + off + 1, p->len - off - 1), 0);
 }
 
 static void test_ctl_dist_header(void **state) {
@@ -1934,9 +1936,9 @@ static void test_ctl_dist_header(void **state) {
       assert_int_equal(cn__ctl_parse(copy, d.len, NULL, &b), 0);
       assert_int_equal(a.op, b.op);
       assert_int_equal(a.has_payload, b.has_payload);
-      assert_true(a.msg.len == b.msg.len &&
-                  (a.msg.len == 0 ||
-                   memcmp(a.msg.ptr, b.msg.ptr, a.msg.len) == 0));
+      assert_true(
+          a.msg.len == b.msg.len &&
+          (a.msg.len == 0 || memcmp(a.msg.ptr, b.msg.ptr, a.msg.len) == 0));
       assert_true(a.reason.len == b.reason.len);
       assert_true(a.to.len == b.to.len);
       free(copy);
@@ -1992,9 +1994,12 @@ static void test_ctl_head_and_call(void **state) {
                    CN_EPROTO);
   /* Other payloads are not calls. */
   {
-    static const char *not_calls[] = {
-        "{'$gen_cast', x}", "{'$gen_call', x, y}", "{'$gen_call', {1, t}, y}",
-        "{x, {~t, t}, y}", "[1]", "{'$gen_call', {~t, t}}"};
+    static const char *not_calls[] = {"{'$gen_cast', x}",
+                                      "{'$gen_call', x, y}",
+                                      "{'$gen_call', {1, t}, y}",
+                                      "{x, {~t, t}, y}",
+                                      "[1]",
+                                      "{'$gen_call', {~t, t}}"};
     for (size_t i = 0; i < COUNT(not_calls); i++) {
       cn_buf_reset(&d);
       assert_int_equal(cn_build(&d, not_calls[i], term_of('P')), 0);
@@ -2056,8 +2061,8 @@ static int feed(cn__frags *f, const char *p, size_t n, cn_buf *done,
 
 static void test_frags_reassemble(void **state) {
   cn_buf big = CN_BUF_INIT, f1 = CN_BUF_INIT, f2 = CN_BUF_INIT;
-  cn_buf d1 = CN_BUF_INIT, d2 = CN_BUF_INIT, s1 = CN_BUF_INIT,
-         s2 = CN_BUF_INIT, done = CN_BUF_INIT, head = CN_BUF_INIT;
+  cn_buf d1 = CN_BUF_INIT, d2 = CN_BUF_INIT, s1 = CN_BUF_INIT, s2 = CN_BUF_INIT,
+         done = CN_BUF_INIT, head = CN_BUF_INIT;
   cn__frags fr;
   size_t o1 = 0, o2 = 0, n1, n2, got = 0;
   const char *p;
@@ -2140,8 +2145,8 @@ static void test_frags_reassemble(void **state) {
 }
 
 static void test_frags_errors_and_limits(void **state) {
-  cn_buf f = CN_BUF_INIT, d = CN_BUF_INIT, s = CN_BUF_INIT,
-         done = CN_BUF_INIT, head = CN_BUF_INIT;
+  cn_buf f = CN_BUF_INIT, d = CN_BUF_INIT, s = CN_BUF_INIT, done = CN_BUF_INIT,
+         head = CN_BUF_INIT;
   cn__frags fr;
   size_t off, n, i;
   const char *p;
@@ -2209,12 +2214,11 @@ static void test_frags_errors_and_limits(void **state) {
     char *copy = exact(p, n);
     cn__frag_header(copy, 1, 1000 + i, 4);
     assert_int_equal(cn__frags_feed(&fr, copy, n, &done, &head),
-                     i < CN__FRAG_MAX_SEQS ? CN__FRAG_MORE
-                                           : CN__FRAG_REFUSED);
+                     i < CN__FRAG_MAX_SEQS ? CN__FRAG_MORE : CN__FRAG_REFUSED);
     free(copy);
   }
   assert_int_equal(fr.n, CN__FRAG_MAX_SEQS + 1); /* the refused one waits
-                                                 * for its last fragment */
+                                                  * for its last fragment */
   cn__frags_free(&fr);
   assert_int_equal(fr.n, 0);
 
@@ -2232,19 +2236,16 @@ static void test_frags_errors_and_limits(void **state) {
     assert_int_equal(cn__frags_feed(&fr, copy, n, &done, &head), CN_EPROTO);
     assert_int_equal(cn__frags_feed(&fr, copy, 10, &done, &head), CN_EPROTO);
     copy[18] = 0;
-    assert_int_equal(cn__frags_feed(&fr, copy, n, &done, &head),
-                     CN__FRAG_MORE);
+    assert_int_equal(cn__frags_feed(&fr, copy, n, &done, &head), CN__FRAG_MORE);
     /* The same sequence started again. */
     assert_int_equal(cn__frags_feed(&fr, copy, n, &done, &head), CN_EPROTO);
     free(copy);
   }
   /* Continuations: of an unknown sequence, out of order, then right. */
   cn__frag_header(hdr, 0, 6, 1);
-  assert_int_equal(feed(&fr, hdr, CN__FRAG_HDR_NEXT, &done, &head),
-                   CN_EPROTO);
+  assert_int_equal(feed(&fr, hdr, CN__FRAG_HDR_NEXT, &done, &head), CN_EPROTO);
   cn__frag_header(hdr, 0, 5, 2);
-  assert_int_equal(feed(&fr, hdr, CN__FRAG_HDR_NEXT, &done, &head),
-                   CN_EPROTO);
+  assert_int_equal(feed(&fr, hdr, CN__FRAG_HDR_NEXT, &done, &head), CN_EPROTO);
   cn__frag_header(hdr, 0, 5, 1);
   assert_int_equal(feed(&fr, hdr, CN__FRAG_HDR_NEXT, &done, &head),
                    CN__FRAG_DONE);
@@ -2264,8 +2265,8 @@ static void test_frags_errors_and_limits(void **state) {
         int k = rnd(&seed) % 4;
         for (int j = 0; j < k; j++)
           copy[rnd(&seed) % (n < 32 ? n : 32)] ^= (char)(1 + rnd(&seed) % 255);
-        (void)cn__frags_feed(&fr, copy, rnd(&seed) % 8 == 0 ? n / 2 : n,
-                             &done, &head);
+        (void)cn__frags_feed(&fr, copy, rnd(&seed) % 8 == 0 ? n / 2 : n, &done,
+                             &head);
         free(copy);
       }
       cn__frags_free(&fr);

@@ -43,8 +43,7 @@ static void node_name(char *out, size_t cap, const char *tag) {
   host[sizeof(host) - 1] = 0;
   if ((dot = strchr(host, '.')))
     *dot = 0;
-  snprintf(out, cap, "cntest_%s_%d_%d@%.64s", tag, (int)getpid(), ++seq,
-           host);
+  snprintf(out, cap, "cntest_%s_%d_%d@%.64s", tag, (int)getpid(), ++seq, host);
 }
 
 /* A node with schedulers threads and the given dist options (cookie and
@@ -130,8 +129,8 @@ static int srv_call(cn_proc *self, void *state, cn_term req, cn_from *from,
   }
   if (cn_match(req, "{call, ~a, ~a, ~t}", name, sizeof(name), node,
                sizeof(node), &t) == 0) {
-    if (cn_call_async(self, cn_to_remote(name, node), t, tmo(2000),
-                      call_done, from) != 0)
+    if (cn_call_async(self, cn_to_remote(name, node), t, tmo(2000), call_done,
+                      from) != 0)
       return CN_STOP;
     return CN_NOREPLY;
   }
@@ -163,8 +162,7 @@ static int srv_cast(cn_proc *self, void *state, cn_term msg) {
     cn_put_binary(&b, z, 1 << 20);
     free(z);
     for (i = 0; i < ms; i++)
-      cn_send(cn_proc_runtime(self), cn_to_remote(name, node),
-              cn_buf_term(&b));
+      cn_send(cn_proc_runtime(self), cn_to_remote(name, node), cn_buf_term(&b));
     cn_buf_free(&b);
   }
   return CN_NOREPLY;
@@ -197,24 +195,22 @@ static void test_call_both_ways(void **st) {
   start_srv(a, "echo");
 
   /* By {Name, Node}: connects on demand. */
-  assert_int_equal(cn_call(a, cn_to_remote("echo", b_name),
-                           T(&q, "{echo, {hello, ~b, ~f, [1 | 2]}}", "bin",
-                             (size_t)3, 1.5),
-                           tmo(5000), &r),
-                   0);
+  assert_int_equal(
+      cn_call(a, cn_to_remote("echo", b_name),
+              T(&q, "{echo, {hello, ~b, ~f, [1 | 2]}}", "bin", (size_t)3, 1.5),
+              tmo(5000), &r),
+      0);
   assert_true(cn_term_equal(cn_buf_term(&r), T(&x, "{hello, ~b, ~f, [1 | 2]}",
                                                "bin", (size_t)3, 1.5)));
   /* By pid, many times, in order. */
   for (i = 0; i < 200; i++) {
-    assert_int_equal(cn_call(a, cn_to_pid(bpid), T(&q, "{echo, ~i}",
-                                                   (int64_t)i),
-                             tmo(5000), &r),
+    assert_int_equal(cn_call(a, cn_to_pid(bpid),
+                             T(&q, "{echo, ~i}", (int64_t)i), tmo(5000), &r),
                      0);
     assert_true(cn_term_equal(cn_buf_term(&r), T(&x, "~i", (int64_t)i)));
   }
-  assert_int_equal(cn_call(a, cn_to_remote("echo", b_name), T(&q, "pid"),
-                           tmo(5000), &r),
-                   0);
+  assert_int_equal(
+      cn_call(a, cn_to_remote("echo", b_name), T(&q, "pid"), tmo(5000), &r), 0);
   assert_int_equal(cn_match(cn_buf_term(&r), "~p", &got), 0);
   assert_true(cn_pid_equal(&got, &bpid));
 
@@ -249,12 +245,12 @@ static void test_call_errors(void **st) {
 
   /* noproc at once for a missing name (no timeout wait). */
   t0 = uv_hrtime();
-  assert_int_equal(cn_call(a, cn_to_remote("nosuch", b_name), T(&q, "x"),
-                           tmo(5000), &r),
-                   CN_ENOPROC);
-  assert_int_equal(cn_call(a, cn_to_remote("nosuch", b_name), T(&q, "x"),
-                           tmo(5000), &r),
-                   CN_ENOPROC);
+  assert_int_equal(
+      cn_call(a, cn_to_remote("nosuch", b_name), T(&q, "x"), tmo(5000), &r),
+      CN_ENOPROC);
+  assert_int_equal(
+      cn_call(a, cn_to_remote("nosuch", b_name), T(&q, "x"), tmo(5000), &r),
+      CN_ENOPROC);
   assert_true(uv_hrtime() - t0 < (uint64_t)tmo(4000) * 1000000ULL);
 
   /* The server's exit reason reaches the caller. */
@@ -265,16 +261,16 @@ static void test_call_errors(void **st) {
 
   /* A timeout, and the late reply never reaches us. */
   start_srv(b, "echo");
-  assert_int_equal(cn_call(a, cn_to_remote("echo", b_name),
-                           T(&q, "{sleep, 300}"), 50, &r),
-                   CN_ETIMEDOUT);
+  assert_int_equal(
+      cn_call(a, cn_to_remote("echo", b_name), T(&q, "{sleep, 300}"), 50, &r),
+      CN_ETIMEDOUT);
   assert_int_equal(cn_receive(a, tmo(600), &r), CN_ETIMEDOUT);
 
   /* A node that does not exist. */
   node_name(ghost, sizeof(ghost), "ghost");
-  assert_int_equal(cn_call(a, cn_to_remote("echo", ghost), T(&q, "x"),
-                           tmo(5000), &r),
-                   CN_ENOCONN);
+  assert_int_equal(
+      cn_call(a, cn_to_remote("echo", ghost), T(&q, "x"), tmo(5000), &r),
+      CN_ENOCONN);
   assert_int_equal(cn_dist_connect(a, ghost, tmo(5000)), CN_ENOCONN);
   assert_int_equal(cn_dist_connect(a, b_name, tmo(5000)), 0);
 
@@ -300,13 +296,13 @@ static void test_monitor_link_nodedown(void **st) {
 
   /* A monitor by pid: DOWN with the reason. */
   assert_int_equal(cn_monitor(a, cn_to_pid(bpid), &mref), 0);
-  assert_int_equal(cn_call(a, cn_to_pid(bpid), T(&q, "{stop, bye}"),
-                           tmo(5000), &r),
-                   CN_EEXIT);
+  assert_int_equal(
+      cn_call(a, cn_to_pid(bpid), T(&q, "{stop, bye}"), tmo(5000), &r),
+      CN_EEXIT);
   assert_int_equal(cn_receive(a, tmo(5000), &r), 0);
-  assert_int_equal(cn_match(cn_buf_term(&r), "{'DOWN', ~r, process, _, ~t}",
-                            &got, &reason),
-                   0);
+  assert_int_equal(
+      cn_match(cn_buf_term(&r), "{'DOWN', ~r, process, _, ~t}", &got, &reason),
+      0);
   assert_true(cn_ref_equal(&got, &mref));
   assert_true(cn_is_atom(reason, "bye"));
 
@@ -314,32 +310,31 @@ static void test_monitor_link_nodedown(void **st) {
   assert_int_equal(cn_monitor(a, cn_to_remote("nosuch", b_name), &mref), 0);
   assert_int_equal(cn_receive(a, tmo(5000), &r), 0);
   assert_true(cn_term_equal(
-      cn_buf_term(&r), T(&x, "{'DOWN', ~r, process, {nosuch, ~a}, noproc}",
-                         &mref, b_name)));
+      cn_buf_term(&r),
+      T(&x, "{'DOWN', ~r, process, {nosuch, ~a}, noproc}", &mref, b_name)));
 
   /* A link: the thread (which traps) gets the EXIT. */
   bpid = start_srv(b, "echo");
   assert_int_equal(cn_link(a, bpid), 0);
   assert_int_equal(cn_exit(a, bpid, T(&q, "kill")), 0);
   assert_int_equal(cn_receive(a, tmo(5000), &r), 0);
-  assert_true(cn_term_equal(cn_buf_term(&r),
-                            T(&x, "{'EXIT', ~p, killed}", &bpid)));
+  assert_true(
+      cn_term_equal(cn_buf_term(&r), T(&x, "{'EXIT', ~p, killed}", &bpid)));
 
   /* Node down: monitors and links fire with noconnection. */
   bpid = start_srv(b, "echo2");
   assert_int_equal(cn_monitor(a, cn_to_pid(bpid), &mref), 0);
   assert_int_equal(cn_link(a, bpid), 0);
   /* A round trip makes sure both signals are through. */
-  assert_int_equal(cn_call(a, cn_to_pid(bpid), T(&q, "pid"), tmo(5000), &r),
-                   0);
+  assert_int_equal(cn_call(a, cn_to_pid(bpid), T(&q, "pid"), tmo(5000), &r), 0);
   assert_int_equal(cn_dist_disconnect(a, b_name), 0);
   {
     int downs = 0, exits = 0, i;
     for (i = 0; i < 2; i++) {
       assert_int_equal(cn_receive(a, tmo(5000), &r), 0);
-      if (cn_term_equal(cn_buf_term(&r),
-                        T(&x, "{'DOWN', ~r, process, ~p, noconnection}",
-                          &mref, &bpid)))
+      if (cn_term_equal(
+              cn_buf_term(&r),
+              T(&x, "{'DOWN', ~r, process, ~p, noconnection}", &mref, &bpid)))
         downs++;
       else if (cn_term_equal(cn_buf_term(&r),
                              T(&x, "{'EXIT', ~p, noconnection}", &bpid)))
@@ -372,9 +367,9 @@ static void test_monitor_link_nodedown(void **st) {
   assert_int_equal(cn_call(a, cn_to_pid(bpid), T(&q, "pid"), tmo(5000), &r),
                    CN_ENOPROC);
   bpid = start_srv(b, "echo3");
-  assert_int_equal(cn_call(a, cn_to_remote("echo3", b_name), T(&q, "pid"),
-                           tmo(5000), &r),
-                   0);
+  assert_int_equal(
+      cn_call(a, cn_to_remote("echo3", b_name), T(&q, "pid"), tmo(5000), &r),
+      0);
 
   cn_buf_free(&q);
   cn_buf_free(&r);
@@ -393,12 +388,11 @@ static void test_wrong_cookie(void **st) {
   b = node_new(b_name, sizeof(b_name), "b", "right");
   c = node_new(c_name, sizeof(c_name), "c", "wrong");
   start_srv(b, "echo");
-  assert_int_equal(cn_call(c, cn_to_remote("echo", b_name), T(&q, "pid"),
-                           tmo(5000), &r),
-                   CN_ENOCONN);
-  assert_int_equal(cn_call(a, cn_to_remote("echo", b_name), T(&q, "pid"),
-                           tmo(5000), &r),
-                   0);
+  assert_int_equal(
+      cn_call(c, cn_to_remote("echo", b_name), T(&q, "pid"), tmo(5000), &r),
+      CN_ENOCONN);
+  assert_int_equal(
+      cn_call(a, cn_to_remote("echo", b_name), T(&q, "pid"), tmo(5000), &r), 0);
   assert_int_equal(cn_dist_get_stats(b, &s), 0);
   assert_true(s.handshakes_failed >= 1);
   assert_true(s.connections >= 1);
@@ -455,8 +449,8 @@ static void test_large_messages(void **st) {
                            CN_INFINITY, &r),
                    CN_ETOOBIG);
   assert_int_equal(cn_call(a, cn_to_remote("echo", b_name),
-                           T(&q, "{blob, ~i}", (int64_t)(5 << 20)),
-                           CN_INFINITY, &r),
+                           T(&q, "{blob, ~i}", (int64_t)(5 << 20)), CN_INFINITY,
+                           &r),
                    CN_ETOOBIG);
   /* The connection and b's server are as they were. */
   assert_int_equal(cn_call(a, cn_to_remote("echo", b_name),
@@ -494,7 +488,7 @@ static int sink_call(cn_proc *self, void *state, cn_term req, cn_from *from,
   (void)req;
   (void)from;
   return cn_build(reply, "~i", (int64_t)((sink *)state)->n) == 0 ? CN_REPLY
-                                                                  : CN_STOP;
+                                                                 : CN_STOP;
 }
 
 static const cn_server_ops sink_ops = {
@@ -524,16 +518,15 @@ static void test_back_pressure(void **st) {
   start_srv(b, "holder");
   flooder = start_srv(a, NULL);
   /* Connect, then stop b's only scheduler for 3 s. */
-  assert_int_equal(cn_call(a, cn_to_remote("sink", b_name), T(&q, "n"),
-                           tmo(5000), &r),
-                   0);
+  assert_int_equal(
+      cn_call(a, cn_to_remote("sink", b_name), T(&q, "n"), tmo(5000), &r), 0);
   assert_int_equal(cn_cast(a, cn_to_remote("holder", b_name),
                            T(&q, "{hold, ~i}", (int64_t)tmo(3000))),
                    0);
   uv_sleep(200);
-  assert_int_equal(cn_cast(a, cn_to_pid(flooder),
-                           T(&q, "{flood, sink, ~a, 32}", b_name)),
-                   0);
+  assert_int_equal(
+      cn_cast(a, cn_to_pid(flooder), T(&q, "{flood, sink, ~a, 32}", b_name)),
+      0);
   /* Once the kernel's buffers are full, the connection is busy. */
   for (i = 0; i < tmo(200); i++) {
     rc = cn_send_opts(a, cn_to_remote("sink", b_name), T(&q, "x"),
@@ -551,8 +544,7 @@ static void test_back_pressure(void **st) {
   assert_int_equal(cn_dist_get_stats(a, &sa), 0);
   assert_true(sa.busy >= 1);
   /* b reads again: the flooder goes on, and every message arrived. */
-  assert_int_equal(cn_call(a, cn_to_pid(flooder), T(&q, "pid"), tmo(20000),
-                           &r),
+  assert_int_equal(cn_call(a, cn_to_pid(flooder), T(&q, "pid"), tmo(20000), &r),
                    0);
   {
     int64_t want = 32 - got, n = 0; /* got counted the extra sends */
@@ -636,9 +628,8 @@ static void race_thread(void *arg) {
   cn_buf q = CN_BUF_INIT, r = CN_BUF_INIT;
   int i;
   for (i = 0; i < 20; i++)
-    if (cn_call(rc->rt, cn_to_remote("echo", rc->peer), T(&q, "{echo, ~i}",
-                                                         (int64_t)i),
-                tmo(5000), &r) == 0)
+    if (cn_call(rc->rt, cn_to_remote("echo", rc->peer),
+                T(&q, "{echo, ~i}", (int64_t)i), tmo(5000), &r) == 0)
       rc->ok++;
   cn_buf_free(&q);
   cn_buf_free(&r);
@@ -690,14 +681,12 @@ static void test_api_errors(void **st) {
      * noconnection, and a call with CN_ENOCONN. */
     cn_buf q = CN_BUF_INIT, r = CN_BUF_INIT;
     cn_ref mref;
-    assert_int_equal(cn_call(rt, cn_to_remote("x", "y@z"), T(&q, "a"), 100,
-                             &r),
+    assert_int_equal(cn_call(rt, cn_to_remote("x", "y@z"), T(&q, "a"), 100, &r),
                      CN_ENOCONN);
     assert_int_equal(cn_monitor(rt, cn_to_remote("x", "y@z"), &mref), 0);
     assert_int_equal(cn_receive(rt, tmo(1000), &r), 0);
     assert_int_equal(
-        cn_match(cn_buf_term(&r), "{'DOWN', _, process, _, noconnection}"),
-        0);
+        cn_match(cn_buf_term(&r), "{'DOWN', _, process, _, noconnection}"), 0);
     cn_buf_free(&q);
     cn_buf_free(&r);
   }

@@ -126,8 +126,8 @@ static int srv_call(cn_proc *self, void *state, cn_term req, cn_from *from,
     cn_get_atom(t, name, sizeof(name));
     cn_buf_init_with(&b, store, sizeof(store));
     cn_build(&b, "get");
-    cn_call_async(self, cn_to_name(name), cn_buf_term(&b), tmo(2000),
-                  reply_cb, from);
+    cn_call_async(self, cn_to_name(name), cn_buf_term(&b), tmo(2000), reply_cb,
+                  from);
     cn_buf_free(&b);
     return CN_NOREPLY;
   }
@@ -303,8 +303,8 @@ static void test_call_cast_info(void **st) {
   assert_int_equal(cn_send(rt, cn_to_pid(pid), T(&b, "{hello, 1}")), 0);
   assert_int_equal(
       call_expect(rt, cn_to_pid(pid), "infos", "{ok, [{hello, 1}]}"), 0);
-  assert_int_equal(call_expect(rt, cn_to_pid(pid), "nope",
-                               "{error, unknown}"), 0);
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "nope", "{error, unknown}"),
+                   0);
   /* One buffer as request and reply, on the inline path (idle server). */
   {
     cn_buf one = CN_BUF_INIT;
@@ -325,8 +325,8 @@ static void test_call_cast_info(void **st) {
 static void test_deferred_reply(void **st) {
   cn_runtime *rt = rt_new(2);
   cn_pid pid = start_srv(rt, NULL);
-  assert_int_equal(call_expect(rt, cn_to_pid(pid), "{defer, 20}",
-                               "deferred_ok"), 0);
+  assert_int_equal(
+      call_expect(rt, cn_to_pid(pid), "{defer, 20}", "deferred_ok"), 0);
   cn_runtime_free(rt);
 }
 
@@ -369,17 +369,16 @@ static void test_exit_reason_reaches_caller(void **st) {
   int term = 0;
 
   assert_int_equal(cn_build(&rq, "{stop, {shutdown, boom}}"), 0);
-  assert_int_equal(cn_call(rt, cn_to_pid(pid), cn_buf_term(&rq), tmo(1000),
-                           &rep),
-                   CN_EEXIT);
+  assert_int_equal(
+      cn_call(rt, cn_to_pid(pid), cn_buf_term(&rq), tmo(1000), &rep), CN_EEXIT);
   cn_build(&ex, "{shutdown, boom}");
   assert_true(cn_term_equal(cn_buf_term(&rep), cn_buf_term(&ex)));
   assert_false(cn_is_alive(rt, pid));
 
   /* stop_reply: the caller gets the reply, then the server is gone. */
   pid = start_srv(rt, &term);
-  assert_int_equal(call_expect(rt, cn_to_pid(pid), "{stop_reply, normal}",
-                               "ok"), 0);
+  assert_int_equal(
+      call_expect(rt, cn_to_pid(pid), "{stop_reply, normal}", "ok"), 0);
   wait_dead(rt, pid);
   assert_true(term > 0);
 
@@ -387,9 +386,8 @@ static void test_exit_reason_reaches_caller(void **st) {
   pid = start_srv(rt, NULL);
   cn_buf_reset(&rq);
   cn_build(&rq, "bad");
-  assert_int_equal(cn_call(rt, cn_to_pid(pid), cn_buf_term(&rq), tmo(1000),
-                           &rep),
-                   CN_EEXIT);
+  assert_int_equal(
+      cn_call(rt, cn_to_pid(pid), cn_buf_term(&rq), tmo(1000), &rep), CN_EEXIT);
   cn_buf_reset(&ex);
   cn_build(&ex, "{bad_return_value, 42}");
   assert_true(cn_term_equal(cn_buf_term(&rep), cn_buf_term(&ex)));
@@ -404,12 +402,11 @@ static void test_deadlock_detected(void **st) {
   cn_pid pid = start_srv(rt, NULL);
   cn_pid me;
   cn_buf b = CN_BUF_INIT, r = CN_BUF_INIT;
-  assert_int_equal(call_expect(rt, cn_to_pid(pid), "sync_self",
-                               "'CN_EDEADLK'"), 0);
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "sync_self", "'CN_EDEADLK'"),
+                   0);
   /* A thread calling its own pid. */
   assert_int_equal(cn_self(rt, &me), 0);
-  assert_int_equal(cn_call(rt, cn_to_pid(me), T(&b, "x"), 100, &r),
-                   CN_EDEADLK);
+  assert_int_equal(cn_call(rt, cn_to_pid(me), T(&b, "x"), 100, &r), CN_EDEADLK);
   cn_buf_free(&b);
   cn_buf_free(&r);
   cn_runtime_free(rt);
@@ -455,8 +452,8 @@ static void test_monitors(void **st) {
 
   assert_int_equal(cn_monitor(rt, cn_to_pid(pid), &ref), 0);
   assert_int_equal(cn_exit(rt, pid, T(&b, "{custom, 1}")), 0);
-  assert_int_equal(cn_match(receive(rt), "{'DOWN', ~r, process, ~p, ~t}",
-                            &r2, &got, &reason),
+  assert_int_equal(cn_match(receive(rt), "{'DOWN', ~r, process, ~p, ~t}", &r2,
+                            &got, &reason),
                    0);
   assert_true(cn_ref_equal(&ref, &r2));
   assert_true(cn_pid_equal(&got, &pid));
@@ -464,9 +461,8 @@ static void test_monitors(void **st) {
 
   /* A dead pid: DOWN noproc at once. */
   assert_int_equal(cn_monitor(rt, cn_to_pid(pid), &ref), 0);
-  assert_int_equal(cn_match(receive(rt), "{'DOWN', ~r, process, _, noproc}",
-                            &r2),
-                   0);
+  assert_int_equal(
+      cn_match(receive(rt), "{'DOWN', ~r, process, _, noproc}", &r2), 0);
   assert_true(cn_ref_equal(&ref, &r2));
 
   /* By name: the object is {Name, Node}. */
@@ -528,8 +524,8 @@ static void test_links_and_exits(void **st) {
   }
   assert_int_equal(cn_monitor(rt, cn_to_pid(a), &ref), 0);
   assert_int_equal(cn_exit(rt, a, T(&t, "kill")), 0);
-  assert_int_equal(cn_match(receive(rt), "{'DOWN', _, process, _, ~t}",
-                            &reason), 0);
+  assert_int_equal(
+      cn_match(receive(rt), "{'DOWN', _, process, _, ~t}", &reason), 0);
   assert_true(cn_is_atom(reason, "killed"));
 
   /* A thread linked to a process gets {'EXIT', Pid, Reason}. */
@@ -592,8 +588,7 @@ static int stop_init(cn_proc *self, void *arg, void **state) {
   cn_set_reason(self, "{init_failed, ~i}", (int64_t)7);
   return CN_STOP;
 }
-static const cn_server_ops stop_ops = {.name = "stopper",
-                                       .init = stop_init};
+static const cn_server_ops stop_ops = {.name = "stopper", .init = stop_init};
 
 static void test_init_results(void **st) {
   cn_runtime *rt = rt_new(2);
@@ -620,37 +615,38 @@ static void test_process_calls(void **st) {
 
   assert_int_equal(call_expect(rt, cn_to_pid(b), "{add, 9}", "{ok, 9}"), 0);
   cn_build(&t, "{call, ~p}", &b);
-  assert_int_equal(cn_call(rt, cn_to_pid(a), cn_buf_term(&t), tmo(2000),
-                           &rep), 0);
+  assert_int_equal(cn_call(rt, cn_to_pid(a), cn_buf_term(&t), tmo(2000), &rep),
+                   0);
   assert_int_equal(cn_match(cn_buf_term(&rep), "{ok, {ok, 9}}"), 0);
 
   /* Async call to a missing name: noproc through the callback. */
   assert_int_equal(call_expect(rt, cn_to_pid(a), "{call_name, bee}",
-                               "{error, 'CN_ENOPROC'}"), 0);
+                               "{error, 'CN_ENOPROC'}"),
+                   0);
   assert_int_equal(cn_start(rt, &srv_ops, NULL, &o, &c), 0);
-  assert_int_equal(call_expect(rt, cn_to_pid(a), "{call_name, bee}",
-                               "{ok, {ok, 0}}"), 0);
+  assert_int_equal(
+      call_expect(rt, cn_to_pid(a), "{call_name, bee}", "{ok, {ok, 0}}"), 0);
   /* Async call timing out; the late reply is dropped. */
   cn_buf_reset(&t);
   cn_build(&t, "{call_req, ~p, {defer, 100}, 20}", &b);
-  assert_int_equal(cn_call(rt, cn_to_pid(a), cn_buf_term(&t), tmo(2000),
-                           &rep), 0);
+  assert_int_equal(cn_call(rt, cn_to_pid(a), cn_buf_term(&t), tmo(2000), &rep),
+                   0);
   assert_int_equal(cn_match(cn_buf_term(&rep), "{error, 'CN_ETIMEDOUT'}"), 0);
   uv_sleep(150);
   assert_int_equal(call_expect(rt, cn_to_pid(a), "infos", "{ok, []}"), 0);
   /* The target dying mid-call: the caller gets its exit reason. */
   cn_buf_reset(&t);
   cn_build(&t, "{call_req, ~p, {stop, {shutdown, mid}}, 2000}", &b);
-  assert_int_equal(cn_call(rt, cn_to_pid(a), cn_buf_term(&t), tmo(2000),
-                           &rep), 0);
+  assert_int_equal(cn_call(rt, cn_to_pid(a), cn_buf_term(&t), tmo(2000), &rep),
+                   0);
   assert_int_equal(
       cn_match(cn_buf_term(&rep), "{error, {exit, {shutdown, mid}}}"), 0);
   assert_false(cn_is_alive(rt, b));
   /* And a dead target: noproc. */
   cn_buf_reset(&t);
   cn_build(&t, "{call_req, ~p, get, 100}", &b);
-  assert_int_equal(cn_call(rt, cn_to_pid(a), cn_buf_term(&t), tmo(2000),
-                           &rep), 0);
+  assert_int_equal(cn_call(rt, cn_to_pid(a), cn_buf_term(&t), tmo(2000), &rep),
+                   0);
   assert_int_equal(cn_match(cn_buf_term(&rep), "{error, 'CN_ENOPROC'}"), 0);
   cn_buf_free(&t);
   cn_buf_free(&rep);
@@ -666,10 +662,9 @@ static void test_timers(void **st) {
   uint64_t t0 = uv_hrtime();
 
   assert_int_equal(cn_self(rt, &me), 0);
-  assert_int_equal(cn_send_after(rt, 30, cn_to_pid(me), T(&t, "tick"), &r1),
+  assert_int_equal(cn_send_after(rt, 30, cn_to_pid(me), T(&t, "tick"), &r1), 0);
+  assert_int_equal(cn_send_after(rt, 5000, cn_to_pid(me), T(&t, "never"), &r2),
                    0);
-  assert_int_equal(cn_send_after(rt, 5000, cn_to_pid(me), T(&t, "never"),
-                                 &r2), 0);
   assert_true(cn_is_atom(receive(rt), "tick"));
   assert_true(uv_hrtime() - t0 >= 29000000ULL);
   assert_int_equal(cn_cancel_timer(rt, &r1, NULL), CN_ENOENT);
@@ -691,15 +686,14 @@ static void test_server_timeout(void **st) {
   assert_int_equal(call_expect(rt, cn_to_pid(pid), "{timeout, 20}", "ok"), 0);
   uv_sleep(100);
   /* The call that reads infos itself comes after the timeout fired. */
-  assert_int_equal(call_expect(rt, cn_to_pid(pid), "infos",
-                               "{ok, [timeout]}"), 0);
-  /* A message before the timeout cancels it. */
-  assert_int_equal(call_expect(rt, cn_to_pid(pid), "{timeout, 100}", "ok"),
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "infos", "{ok, [timeout]}"),
                    0);
+  /* A message before the timeout cancels it. */
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "{timeout, 100}", "ok"), 0);
   assert_int_equal(call_expect(rt, cn_to_pid(pid), "get", "{ok, 0}"), 0);
   uv_sleep(200);
-  assert_int_equal(call_expect(rt, cn_to_pid(pid), "infos",
-                               "{ok, [timeout]}"), 0);
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "infos", "{ok, [timeout]}"),
+                   0);
   cn_runtime_free(rt);
 }
 
@@ -830,8 +824,7 @@ static void test_bad_terms(void **st) {
   assert_int_equal(cn_send_after(rt, 1, cn_to_pid(me), bad, &tref),
                    CN_EBADTERM);
   assert_int_equal(cn_exit(rt, pid, bad), CN_EBADTERM);
-  assert_int_equal(cn_stop(rt, cn_to_pid(pid), &bad, tmo(1000)),
-                   CN_EBADTERM);
+  assert_int_equal(cn_stop(rt, cn_to_pid(pid), &bad, tmo(1000)), CN_EBADTERM);
   assert_int_equal(call_expect(rt, cn_to_pid(pid), "infos", "{ok, []}"), 0);
   assert_int_equal(call_expect(rt, cn_to_pid(pid), "get", "{ok, 0}"), 0);
 
@@ -839,12 +832,10 @@ static void test_bad_terms(void **st) {
    * caller hears why, and another server is untouched. */
   cn_build(&ex, "garbage_reply");
   assert_int_equal(
-      cn_call(rt, cn_to_pid(pid), cn_buf_term(&ex), tmo(1000), &rep),
-      CN_EEXIT);
+      cn_call(rt, cn_to_pid(pid), cn_buf_term(&ex), tmo(1000), &rep), CN_EEXIT);
   assert_true(cn_is_atom(cn_buf_term(&rep), "bad_reply"));
   assert_false(cn_is_alive(rt, pid));
-  assert_int_equal(call_expect(rt, cn_to_pid(other), "{add, 1}", "{ok, 1}"),
-                   0);
+  assert_int_equal(call_expect(rt, cn_to_pid(other), "{add, 1}", "{ok, 1}"), 0);
   cn_buf_free(&rep);
   cn_buf_free(&ex);
   cn_runtime_free(rt);
@@ -910,9 +901,8 @@ static void test_max_mailbox(void **st) {
   assert_int_equal(cn_runtime_new(&o, &rt), 0);
   pid = start_srv(rt, NULL);
   caller = start_srv(rt, NULL);
-  assert_int_equal(cn_cast(rt, cn_to_pid(pid), T(&b, "{busy, ~i}",
-                                                 (int64_t)tmo(1000))),
-                   0);
+  assert_int_equal(
+      cn_cast(rt, cn_to_pid(pid), T(&b, "{busy, ~i}", (int64_t)tmo(1000))), 0);
   /* Wait until the busy cast is being handled: then the mailbox is
    * empty, and the server takes nothing from it for a while. */
   for (i = 0; i < 1000; i++) {
@@ -923,8 +913,7 @@ static void test_max_mailbox(void **st) {
   }
   for (i = 0; i < 4; i++)
     assert_int_equal(cn_cast(rt, cn_to_pid(pid), T(&b, "{add, 1}")), 0);
-  assert_int_equal(cn_cast(rt, cn_to_pid(pid), T(&b, "{add, 100}")),
-                   CN_EFULL);
+  assert_int_equal(cn_cast(rt, cn_to_pid(pid), T(&b, "{add, 100}")), CN_EFULL);
   assert_int_equal(cn_send(rt, cn_to_pid(pid), T(&b, "hello")), CN_EFULL);
   assert_int_equal(cn_call(rt, cn_to_pid(pid), T(&b, "get"), tmo(5000), &r),
                    CN_EFULL);
@@ -935,14 +924,11 @@ static void test_max_mailbox(void **st) {
    * when it comes.) */
   {
     cn_buf q = CN_BUF_INIT, ex = CN_BUF_INIT;
-    assert_int_equal(cn_build(&q, "{call_req, ~p, get, ~i}", &pid,
-                              (int64_t)tmo(5000)),
-                     0);
-    assert_int_equal(cn_call(rt, cn_to_pid(caller), cn_buf_term(&q),
-                             tmo(5000), &r),
-                     0);
-    assert_true(cn_term_equal(cn_buf_term(&r),
-                              T(&ex, "{error, 'CN_EFULL'}")));
+    assert_int_equal(
+        cn_build(&q, "{call_req, ~p, get, ~i}", &pid, (int64_t)tmo(5000)), 0);
+    assert_int_equal(
+        cn_call(rt, cn_to_pid(caller), cn_buf_term(&q), tmo(5000), &r), 0);
+    assert_true(cn_term_equal(cn_buf_term(&r), T(&ex, "{error, 'CN_EFULL'}")));
     cn_buf_free(&q);
     cn_buf_free(&ex);
   }
@@ -992,14 +978,13 @@ static void test_reply_too_large(void **st) {
   assert_int_equal(call_expect(rt, cn_to_pid(pid), "{add, 7}", "{ok, 7}"), 0);
   /* Under the limit, and just over it (a 1 MiB binary's header makes it
    * 1 MiB + 5 bytes). */
-  assert_int_equal(cn_call(rt, cn_to_pid(pid), T(&b, "{big, ~i}",
-                                                 (int64_t)1000000),
-                           tmo(5000), &r),
+  assert_int_equal(cn_call(rt, cn_to_pid(pid),
+                           T(&b, "{big, ~i}", (int64_t)1000000), tmo(5000), &r),
                    0);
   assert_int_equal(r.len, 1000005);
-  assert_int_equal(cn_call(rt, cn_to_pid(pid), T(&b, "{big, ~i}",
-                                                 (int64_t)(1 << 20)),
-                           tmo(5000), &r),
+  assert_int_equal(cn_call(rt, cn_to_pid(pid),
+                           T(&b, "{big, ~i}", (int64_t)(1 << 20)), tmo(5000),
+                           &r),
                    CN_ETOOBIG);
   assert_true(cn_is_alive(rt, pid));
   {
@@ -1007,11 +992,10 @@ static void test_reply_too_large(void **st) {
     assert_int_equal(cn_build(&q, "{call_req, ~p, {big, ~i}, ~i}", &pid,
                               (int64_t)(2 << 20), (int64_t)tmo(5000)),
                      0);
-    assert_int_equal(cn_call(rt, cn_to_pid(caller), cn_buf_term(&q),
-                             tmo(5000), &r),
-                     0);
-    assert_true(cn_term_equal(cn_buf_term(&r),
-                              T(&ex, "{error, 'CN_ETOOBIG'}")));
+    assert_int_equal(
+        cn_call(rt, cn_to_pid(caller), cn_buf_term(&q), tmo(5000), &r), 0);
+    assert_true(
+        cn_term_equal(cn_buf_term(&r), T(&ex, "{error, 'CN_ETOOBIG'}")));
     cn_buf_free(&q);
     cn_buf_free(&ex);
   }
@@ -1024,8 +1008,7 @@ static void test_reply_too_large(void **st) {
     cn_buf_reset(&b);
     cn_put_binary(&b, z, 2 << 20);
     free(z);
-    assert_int_equal(cn_send(rt, cn_to_pid(pid), cn_buf_term(&b)),
-                     CN_ETOOBIG);
+    assert_int_equal(cn_send(rt, cn_to_pid(pid), cn_buf_term(&b)), CN_ETOOBIG);
   }
   cn_buf_free(&b);
   cn_buf_free(&r);

@@ -5,8 +5,8 @@ const char *cn_strerror(int err) {
   switch (err) {
   case 0:
     return "ok";
-#define CN_STRERROR_CASE_(name, msg)                                          \
-  case CN_##name:                                                             \
+#define CN_STRERROR_CASE_(name, msg)                                           \
+  case CN_##name:                                                              \
     return msg;
     CN_ERRNO_MAP(CN_STRERROR_CASE_)
 #undef CN_STRERROR_CASE_
@@ -19,8 +19,8 @@ const char *cn_err_name(int err) {
   switch (err) {
   case 0:
     return "CN_OK";
-#define CN_ERRNAME_CASE_(name, msg)                                           \
-  case CN_##name:                                                             \
+#define CN_ERRNAME_CASE_(name, msg)                                            \
+  case CN_##name:                                                              \
     return "CN_" #name;
     CN_ERRNO_MAP(CN_ERRNAME_CASE_)
 #undef CN_ERRNAME_CASE_

@@ -26,31 +26,31 @@ extern "C" {
 
 /* XX(name, message).  Codes are numbered from -1 downwards in table order,
  * so new codes go at the end. */
-#define CN_ERRNO_MAP(XX)                                                      \
-  XX(EINVAL, "invalid argument")                                              \
-  XX(ENOMEM, "out of memory")                                                 \
-  XX(EBADTERM, "malformed term")                                              \
-  XX(ETOODEEP, "term nested too deeply")                                      \
-  XX(ETOOBIG, "term or message over its size limit")                          \
-  XX(ENOMATCH, "term does not match the pattern")                             \
-  XX(EBADFMT, "malformed format or pattern string")                           \
-  XX(ENOSPC, "buffer too small")                                              \
-  XX(ENOTSUP, "not supported")                                                \
-  XX(ENOPROC, "no such process")                                              \
-  XX(ETIMEDOUT, "timed out")                                                  \
-  XX(EDEADLK, "call would deadlock")                                          \
-  XX(EEXIT, "process exited")                                                 \
-  XX(ENOCONN, "no connection to node")                                        \
-  XX(EEXIST, "already exists")                                                \
-  XX(ENOENT, "not found")                                                     \
-  XX(ESHUTDOWN, "runtime is shutting down")                                   \
-  XX(ELIMIT, "resource limit reached")                                        \
-  XX(EIGNORE, "init returned ignore")                                         \
-  XX(ENOTSELF, "not called from inside a process")                            \
-  XX(ESYSTEM, "system call failed")                                           \
-  XX(EAUTH, "authentication failed (wrong cookie)")                           \
-  XX(EPROTO, "distribution protocol error")                                   \
-  XX(EFULL, "mailbox full (max_mailbox)")                                     \
+#define CN_ERRNO_MAP(XX)                                                       \
+  XX(EINVAL, "invalid argument")                                               \
+  XX(ENOMEM, "out of memory")                                                  \
+  XX(EBADTERM, "malformed term")                                               \
+  XX(ETOODEEP, "term nested too deeply")                                       \
+  XX(ETOOBIG, "term or message over its size limit")                           \
+  XX(ENOMATCH, "term does not match the pattern")                              \
+  XX(EBADFMT, "malformed format or pattern string")                            \
+  XX(ENOSPC, "buffer too small")                                               \
+  XX(ENOTSUP, "not supported")                                                 \
+  XX(ENOPROC, "no such process")                                               \
+  XX(ETIMEDOUT, "timed out")                                                   \
+  XX(EDEADLK, "call would deadlock")                                           \
+  XX(EEXIT, "process exited")                                                  \
+  XX(ENOCONN, "no connection to node")                                         \
+  XX(EEXIST, "already exists")                                                 \
+  XX(ENOENT, "not found")                                                      \
+  XX(ESHUTDOWN, "runtime is shutting down")                                    \
+  XX(ELIMIT, "resource limit reached")                                         \
+  XX(EIGNORE, "init returned ignore")                                          \
+  XX(ENOTSELF, "not called from inside a process")                             \
+  XX(ESYSTEM, "system call failed")                                            \
+  XX(EAUTH, "authentication failed (wrong cookie)")                            \
+  XX(EPROTO, "distribution protocol error")                                    \
+  XX(EFULL, "mailbox full (max_mailbox)")                                      \
   XX(EBUSY, "connection busy (output over its busy limit)")
 
 enum cn_errno_enum_ {
@@ -59,7 +59,7 @@ enum cn_errno_enum_ {
 #define CN_ERRNO_ENUM_(name, msg) CN_ERR_##name##_IDX_,
   CN_ERRNO_MAP(CN_ERRNO_ENUM_)
 #undef CN_ERRNO_ENUM_
-  CN_ERR_COUNT_
+      CN_ERR_COUNT_
 };
 
 #define CN_ERRNO_DEF_(name, msg) CN_##name = -(CN_ERR_##name##_IDX_),

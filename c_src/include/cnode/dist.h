@@ -43,9 +43,9 @@
 extern "C" {
 #endif
 
-#define CN_DIST_DEFAULT_TICKTIME 60            /* seconds, as net_ticktime */
-#define CN_DIST_DEFAULT_HANDSHAKE_MS 7000      /* as net_setuptime */
-#define CN_DIST_DEFAULT_MAX_HANDSHAKES 64      /* pending, accepted ones */
+#define CN_DIST_DEFAULT_TICKTIME 60       /* seconds, as net_ticktime */
+#define CN_DIST_DEFAULT_HANDSHAKE_MS 7000 /* as net_setuptime */
+#define CN_DIST_DEFAULT_MAX_HANDSHAKES 64 /* pending, accepted ones */
 #define CN_DIST_DEFAULT_BUSY_LIMIT ((size_t)1 << 20) /* as OTP's 1024 KB */
 #define CN_DIST_DEFAULT_EPMD_PORT 4369
 
@@ -68,13 +68,13 @@ typedef struct cn_dist_options {
    * the wire a call's envelope may add up to 4 KiB, and a frame holds up
    * to max_message plus 64 KiB with its control message. */
   size_t max_message;
-  size_t busy_limit;       /* output bytes that make a connection busy;
-                            * 0: CN_DIST_DEFAULT_BUSY_LIMIT */
-  size_t max_reassembly;   /* bytes of fragmented messages being
-                            * reassembled per connection; 0: twice
-                            * max_message plus 64 KiB */
-  uint16_t epmd_port;      /* 0: $ERL_EPMD_PORT, else 4369 */
-  bool no_epmd_daemon;     /* true: never start `epmd -daemon` */
+  size_t busy_limit;     /* output bytes that make a connection busy;
+                          * 0: CN_DIST_DEFAULT_BUSY_LIMIT */
+  size_t max_reassembly; /* bytes of fragmented messages being
+                          * reassembled per connection; 0: twice
+                          * max_message plus 64 KiB */
+  uint16_t epmd_port;    /* 0: $ERL_EPMD_PORT, else 4369 */
+  bool no_epmd_daemon;   /* true: never start `epmd -daemon` */
 } cn_dist_options;
 
 /* Starts distribution for rt, which must have been created with a
@@ -97,8 +97,7 @@ CN_EXTERN uint16_t cn_dist_port(cn_runtime *rt);
  * not know the node, or the connection or handshake failed), CN_ETIMEDOUT,
  * CN_EINVAL, CN_ENOTSUP (distribution is not started), or CN_EDEADLK from
  * inside a callback.  Sends do not need it: they connect on demand. */
-CN_EXTERN int cn_dist_connect(cn_runtime *rt, const char *node,
-                              int timeout_ms);
+CN_EXTERN int cn_dist_connect(cn_runtime *rt, const char *node, int timeout_ms);
 
 /* erlang:disconnect_node/1.  Links and monitors across the connection fire
  * with noconnection.  Returns 0 or CN_ENOENT (not connected).
@@ -108,8 +107,7 @@ CN_EXTERN int cn_dist_disconnect(cn_runtime *rt, const char *node);
 /* nodes(connected): fills names (static storage, valid as long as the
  * process) with up to cap connected node names and returns how many
  * nodes are connected (which may exceed cap).  Thread-safe. */
-CN_EXTERN size_t cn_dist_nodes(cn_runtime *rt, const char **names,
-                               size_t cap);
+CN_EXTERN size_t cn_dist_nodes(cn_runtime *rt, const char **names, size_t cap);
 
 /* Counters since cn_dist_start. */
 typedef struct cn_dist_stats {
@@ -117,19 +115,19 @@ typedef struct cn_dist_stats {
   uint64_t handshakes_failed; /* bad cookie, timeout, malformed, refused */
   uint64_t frames_in, frames_out;
   uint64_t bytes_in, bytes_out;
-  uint64_t dropped;           /* well-framed messages dropped (bad or
-                               * oversized payload, dead target name) */
-  uint64_t bad_frames;        /* frames that closed their connection */
-  uint64_t too_large;         /* messages refused over max_message (or
-                               * the reassembly budget) */
+  uint64_t dropped;    /* well-framed messages dropped (bad or
+                        * oversized payload, dead target name) */
+  uint64_t bad_frames; /* frames that closed their connection */
+  uint64_t too_large;  /* messages refused over max_message (or
+                        * the reassembly budget) */
   uint64_t fragments_in, fragments_out;
-  uint64_t busy;              /* times a connection became busy */
+  uint64_t busy; /* times a connection became busy */
   /* Gauges: what the node holds now. */
-  uint64_t nodes_up;          /* connected nodes */
-  uint64_t links;             /* links that cross a connection */
-  uint64_t monitors;          /* monitors that cross a connection, ours
-                               * and theirs */
-  uint64_t queued;            /* messages waiting for a connection */
+  uint64_t nodes_up; /* connected nodes */
+  uint64_t links;    /* links that cross a connection */
+  uint64_t monitors; /* monitors that cross a connection, ours
+                      * and theirs */
+  uint64_t queued;   /* messages waiting for a connection */
 } cn_dist_stats;
 
 /* Copies the counters and reads the gauges (on the dist loop, so that they

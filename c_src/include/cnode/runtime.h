@@ -44,11 +44,11 @@ typedef struct cn_from cn_from;       /* opaque; a caller awaiting a reply */
 /* ---- The runtime ------------------------------------------------------ */
 
 typedef struct cn_runtime_options {
-  unsigned schedulers;    /* scheduler threads; 0 = one per online core */
-  const char *node_name;  /* NULL = "nonode@nohost" (C-only mode) */
-  uint32_t creation;      /* the node's incarnation (0: a random one);
+  unsigned schedulers;   /* scheduler threads; 0 = one per online core */
+  const char *node_name; /* NULL = "nonode@nohost" (C-only mode) */
+  uint32_t creation;     /* the node's incarnation (0: a random one);
                           * ignored for nonode */
-  size_t max_processes;   /* 0 = CN_DEFAULT_MAX_PROCESSES */
+  size_t max_processes;  /* 0 = CN_DEFAULT_MAX_PROCESSES */
   /* Messages, casts and calls a process may have queued and not yet
    * handled; 0 = unlimited, as in Erlang.  Past it, a call fails at once
    * for its caller (CN_EFULL in C; a BEAM caller's gen_server:call exits
@@ -70,8 +70,7 @@ typedef struct cn_runtime_options {
  * cn_runtime_free().  Returns 0, CN_EINVAL (bad options, such as a node
  * name without '@'), CN_ENOMEM or CN_ESYSTEM (a thread or loop could not be
  * created). */
-CN_EXTERN int cn_runtime_new(const cn_runtime_options *opts,
-                             cn_runtime **out);
+CN_EXTERN int cn_runtime_new(const cn_runtime_options *opts, cn_runtime **out);
 
 /* Stops every process and then the schedulers.  Processes get an exit
  * signal `shutdown` (so trapping servers and supervisors run terminate);
@@ -115,8 +114,8 @@ CN_EXTERN int cn_process_info(cn_runtime *rt, cn_pid pid, cn_proc_info *info);
 
 /* Counters over the whole runtime, since it started. */
 typedef struct cn_runtime_stats {
-  uint64_t mailbox_dropped;  /* sends and casts refused at max_mailbox */
-  uint64_t mailbox_refused;  /* calls refused at max_mailbox */
+  uint64_t mailbox_dropped;   /* sends and casts refused at max_mailbox */
+  uint64_t mailbox_refused;   /* calls refused at max_mailbox */
   uint64_t replies_too_large; /* replies over max_message, answered with
                                * an error instead */
 } cn_runtime_stats;
@@ -127,9 +126,9 @@ CN_EXTERN int cn_runtime_get_stats(cn_runtime *rt, cn_runtime_stats *stats);
 /* ---- Destinations ----------------------------------------------------- */
 
 typedef enum cn_dest_kind {
-  CN_DEST_PID = 1,  /* a pid, local or remote */
-  CN_DEST_NAME,     /* a locally registered name */
-  CN_DEST_REMOTE    /* {Name, Node} */
+  CN_DEST_PID = 1, /* a pid, local or remote */
+  CN_DEST_NAME,    /* a locally registered name */
+  CN_DEST_REMOTE   /* {Name, Node} */
 } cn_dest_kind;
 
 typedef struct cn_dest {
@@ -182,8 +181,8 @@ typedef struct cn_server_ops {
    * well-formed term makes the server exit with reason bad_reply.  A
    * reply over max_message does not: the caller's call fails at once
    * (CN_ETOOBIG in C; a BEAM caller exits with
-   * {message_too_large, MaxMessage}), and the server carries on.  Optional: when NULL, a call
-   * makes the server exit with {bad_call, Req}. */
+   * {message_too_large, MaxMessage}), and the server carries on.  Optional:
+   * when NULL, a call makes the server exit with {bad_call, Req}. */
   int (*handle_call)(cn_proc *self, void *state, cn_term req, cn_from *from,
                      cn_buf *reply);
 
@@ -232,9 +231,8 @@ CN_EXTERN int cn_start(cn_runtime *rt, const cn_server_ops *ops, void *arg,
 /* gen_server:start_link: as cn_start, and the new process is linked to the
  * caller (a process, or the calling thread) before init runs.  If init
  * stops, the link delivers nothing: start returns the reason instead. */
-CN_EXTERN int cn_start_link(cn_runtime *rt, const cn_server_ops *ops,
-                            void *arg, const cn_start_options *opts,
-                            cn_pid *pid);
+CN_EXTERN int cn_start_link(cn_runtime *rt, const cn_server_ops *ops, void *arg,
+                            const cn_start_options *opts, cn_pid *pid);
 
 /* gen_server:stop: asks the server to exit with reason (NULL: normal),
  * runs its terminate, and waits up to timeout_ms for it to die.  Returns
@@ -278,8 +276,9 @@ CN_EXTERN int cn_cast(cn_runtime *rt, cn_dest to, cn_term msg);
  * or the reply the server built, is over max_message; the server lives on
  * with its state), and CN_EDEADLK when called from inside a callback (use
  * cn_call_async) or when a server calls itself.  CN_EFULL and CN_ETOOBIG
- * come at once, also from a server on another cnode node.  A reply that arrives after a timeout is
- * dropped.  An idle local server runs the call on the calling thread. */
+ * come at once, also from a server on another cnode node.  A reply that arrives
+ * after a timeout is dropped.  An idle local server runs the call on the
+ * calling thread. */
 CN_EXTERN int cn_call(cn_runtime *rt, cn_dest to, cn_term req, int timeout_ms,
                       cn_buf *reply);
 
