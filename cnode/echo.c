@@ -360,7 +360,7 @@ static int echo_init(cn_proc *self, void *arg, void **state) {
     return CN_STOP;
   s->rt = cn_proc_runtime(self);
   *state = s;
-  return 0;
+  return CN_NOREPLY;
 }
 
 static int echo_call(cn_proc *self, void *state, cn_term req, cn_from *from,

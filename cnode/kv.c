@@ -355,7 +355,7 @@ static int kv_init(cn_proc *self, void *arg, void **state) {
   }
   s->nbuckets = MIN_BUCKETS;
   *state = s;
-  return 0;
+  return CN_NOREPLY;
 }
 
 static int kv_call(cn_proc *self, void *state, cn_term req, cn_from *from,

@@ -21,7 +21,7 @@ static int counter_init(cn_proc *self, void *arg, void **state) {
     return CN_STOP;           /* cn_start then fails with CN_EEXIT */
   *n = *(const int64_t *)arg; /* arg is only lent to init: copy it */
   *state = n;
-  return 0;
+  return CN_NOREPLY;
 }
 
 /* get -> {ok, N};  {add, K} -> {ok, N + K}.  req is valid only until we

@@ -55,7 +55,7 @@ static int service_init(cn_proc *self, void *arg, void **state) {
   /* Trap exits, so that the supervisor's shutdown runs terminate. */
   cn_trap_exit(cn_proc_runtime(self), true);
   *state = s;
-  return 0;
+  return CN_NOREPLY;
 }
 
 /* get -> {ok, N};  {add, K} -> {ok, N + K}. */

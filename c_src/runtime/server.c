@@ -625,7 +625,7 @@ static void on_code_change(cn_proc *p, cn__msg *m) {
   cn_term vsn, extra;
   cn_from *from = m->cfrom;
   void *st = p->state_ptr;
-  int rc = 0;
+  int rc = CN_NOREPLY;
 
   m->cfrom = NULL;
   if (cn_match(msg_term(m), "{~t, ~t}", &vsn, &extra) != 0) {
@@ -634,7 +634,7 @@ static void on_code_change(cn_proc *p, cn__msg *m) {
   }
   if (p->ops->code_change)
     rc = p->ops->code_change(p, &st, vsn, extra);
-  if (rc == 0) {
+  if (rc == CN_NOREPLY) {
     /* sys:change_code answers ok; the old state is kept on failure. */
     p->state_ptr = st;
     send_reply(from, cn__atom_term("ok"), CN__F_DEMONDONE);
@@ -776,7 +776,7 @@ static int start(cn_runtime *rt, const cn_server_ops *ops, void *arg,
     }
   }
   prev = cn__set_current(p);
-  rc = ops->init ? ops->init(p, arg, &state) : 0;
+  rc = ops->init ? ops->init(p, arg, &state) : CN_NOREPLY;
   cn__set_current(prev);
 
   if (rc == CN_NOREPLY && !(p->flags & CN__PF_DEAD)) {

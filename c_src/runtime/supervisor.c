@@ -1749,7 +1749,7 @@ static int sup_init(cn_proc *self, void *arg, void **state) {
   if (s->strategy == S_SIMPLE) {
     cn_buf_free(&err);
     *state = s;
-    return 0;
+    return CN_NOREPLY;
   }
   /* start_children/2 */
   for (i = 0; i < s->nkids;) {
@@ -1772,7 +1772,7 @@ static int sup_init(cn_proc *self, void *arg, void **state) {
   }
   cn_buf_free(&err);
   *state = s;
-  return 0;
+  return CN_NOREPLY;
 
 out:
   cn_buf_free(&err);
@@ -1889,7 +1889,7 @@ static int reaper_init(cn_proc *self, void *arg, void **state) {
     return CN_IGNORE;
   }
   *state = s;
-  return 0;
+  return CN_NOREPLY;
 }
 
 static int reaper_info(cn_proc *self, void *state, cn_term msg) {

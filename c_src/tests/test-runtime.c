@@ -62,7 +62,7 @@ static int srv_init(cn_proc *self, void *arg, void **state) {
   s->terminated = arg;
   cn_buf_init(&s->infos);
   *state = s;
-  return 0;
+  return CN_NOREPLY;
 }
 
 typedef struct deferred {
@@ -154,6 +154,8 @@ static int srv_call(cn_proc *self, void *state, cn_term req, cn_from *from,
   }
   if (cn_match(req, "bad") == 0)
     return 42;
+  if (cn_match(req, "forgot") == 0)
+    return cn_build(reply, "done"); /* the trap: 0 is no result */
   if (cn_match(req, "garbage_reply") == 0) {
     /* A tuple that claims two elements and holds one. */
     static const char junk[] = {104, 2, 97, 1};
@@ -390,6 +392,16 @@ static void test_exit_reason_reaches_caller(void **st) {
       cn_call(rt, cn_to_pid(pid), cn_buf_term(&rq), tmo(1000), &rep), CN_EEXIT);
   cn_buf_reset(&ex);
   cn_build(&ex, "{bad_return_value, 42}");
+  assert_true(cn_term_equal(cn_buf_term(&rep), cn_buf_term(&ex)));
+  /* So does a handler that returns what cn_build returned (0): the
+   * forgotten CN_REPLY fails loudly, not as a caller's timeout. */
+  pid = start_srv(rt, NULL);
+  cn_buf_reset(&rq);
+  cn_build(&rq, "forgot");
+  assert_int_equal(
+      cn_call(rt, cn_to_pid(pid), cn_buf_term(&rq), tmo(1000), &rep), CN_EEXIT);
+  cn_buf_reset(&ex);
+  cn_build(&ex, "{bad_return_value, 0}");
   assert_true(cn_term_equal(cn_buf_term(&rep), cn_buf_term(&ex)));
   cn_buf_free(&rq);
   cn_buf_free(&rep);

@@ -84,7 +84,7 @@ static int w_init(cn_proc *self, void *arg, void **state) {
   if (a->trap)
     cn_trap_exit(cn_proc_runtime(self), true);
   *state = w;
-  return 0;
+  return CN_NOREPLY;
 }
 
 static int w_call(cn_proc *self, void *state, cn_term req, cn_from *from,

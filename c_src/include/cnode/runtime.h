@@ -154,14 +154,17 @@ static inline cn_dest cn_to_remote(const char *name, const char *node) {
 /* ---- Servers ---------------------------------------------------------- */
 
 /* What callbacks return.  Any other value makes the process exit with
- * reason {bad_return_value, Value}, as OTP's gen_server does. */
+ * reason {bad_return_value, Value}, as OTP's gen_server does.  0 is none
+ * of them on purpose: a callback that ends with `return cn_build(...)` or
+ * `return 0` by mistake fails loudly instead of leaving its caller to time
+ * out. */
 enum cn_callback_result {
-  CN_NOREPLY = 0,    /* carry on (handle_call: reply later, cn_reply) */
-  CN_REPLY = 1,      /* handle_call: send the term in *reply */
-  CN_STOP = 2,       /* exit with the reason set by cn_set_reason
+  CN_NOREPLY = 1,    /* carry on (handle_call: reply later, cn_reply) */
+  CN_REPLY = 2,      /* handle_call: send the term in *reply */
+  CN_STOP = 3,       /* exit with the reason set by cn_set_reason
                       * (normal when none was set) */
-  CN_STOP_REPLY = 3, /* handle_call: reply, then stop */
-  CN_IGNORE = 4      /* init only: start returns CN_EIGNORE */
+  CN_STOP_REPLY = 4, /* handle_call: reply, then stop */
+  CN_IGNORE = 5      /* init only: start returns CN_EIGNORE */
 };
 
 typedef struct cn_server_ops {
@@ -170,7 +173,7 @@ typedef struct cn_server_ops {
   const char *name;
 
   /* Runs in the new process before cn_start returns, on the caller's
-   * thread.  Sets *state and returns 0 (CN_NOREPLY), CN_STOP or CN_IGNORE.
+   * thread.  Sets *state and returns CN_NOREPLY, CN_STOP or CN_IGNORE.
    * Optional: NULL keeps the start argument as the state. */
   int (*init)(cn_proc *self, void *arg, void **state);
 
@@ -202,8 +205,8 @@ typedef struct cn_server_ops {
    * memory in free_state, which runs on every exit.  Optional. */
   void (*terminate)(cn_proc *self, void *state, cn_term reason);
 
-  /* An upgrade (cn_code_change).  Replaces *state; returns 0 or CN_STOP.
-   * Optional. */
+  /* An upgrade (cn_code_change).  Replaces *state and returns CN_NOREPLY,
+   * or returns CN_STOP to refuse (the old state stays).  Optional. */
   int (*code_change)(cn_proc *self, void **state, cn_term old_vsn,
                      cn_term extra);
 
