@@ -53,7 +53,7 @@ static int service_init(cn_proc *self, void *arg, void **state) {
     return CN_STOP;
   snprintf(s->name, sizeof(s->name), "%s", (const char *)arg);
   /* Trap exits, so that the supervisor's shutdown runs terminate. */
-  cn_trap_exit(cn_proc_runtime(self), true);
+  cn_trap_exit(self, true, NULL);
   *state = s;
   return CN_NOREPLY;
 }

@@ -778,7 +778,8 @@ static void unwait_on_loop(void *arg) {
   pthread_mutex_unlock(&r->d->mu);
 }
 
-int cn_dist_connect(cn_runtime *rt, const char *node, int timeout_ms) {
+int cn_dist_connect(cn_runtime *rt, const char *node, cn_ms timeout) {
+  int timeout_ms = cn__ms(timeout);
   cn__dist *d = rt ? cn__dist_of(rt) : NULL;
   connect_req r;
   uint64_t deadline;

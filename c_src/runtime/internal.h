@@ -350,6 +350,12 @@ typedef struct cn__module {
 
 /* ---- Internal API ----------------------------------------------------- */
 
+/* A cn_ms as the int milliseconds the internals wait with: -1 for
+ * CN_INFINITY (any negative), at most INT_MAX. */
+static inline int cn__ms(cn_ms ms) {
+  return ms < 0 ? -1 : ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
 /* The process running on this thread, or NULL. */
 cn_proc *cn__current(void);
 cn_proc *cn__set_current(cn_proc *p);

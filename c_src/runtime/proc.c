@@ -606,17 +606,16 @@ int cn_self(cn_runtime *rt, cn_pid *pid) {
   return 0;
 }
 
-int cn_trap_exit(cn_runtime *rt, bool on) {
-  cn_proc *cur = cn__current();
-  int old;
-  if (!cur || cur->rt != rt || cur->thread)
-    return CN_ENOTSELF;
-  old = (cur->flags & CN__PF_TRAP) != 0;
+int cn_trap_exit(cn_proc *self, bool on, bool *old) {
+  if (!self || self->thread)
+    return CN_EINVAL;
+  if (old)
+    *old = (self->flags & CN__PF_TRAP) != 0;
   if (on)
-    cur->flags |= CN__PF_TRAP;
+    self->flags |= CN__PF_TRAP;
   else
-    cur->flags &= ~CN__PF_TRAP;
-  return old;
+    self->flags &= ~CN__PF_TRAP;
+  return 0;
 }
 
 /* The caller's process struct: the running process, or the calling

@@ -301,7 +301,8 @@ static bool wait_empty(cn_runtime *rt, int timeout_ms) {
   return atomic_load(&rt->nprocs) == 0;
 }
 
-int cn_runtime_shutdown(cn_runtime *rt, int timeout_ms) {
+int cn_runtime_shutdown(cn_runtime *rt, cn_ms timeout) {
+  int timeout_ms = cn__ms(timeout);
   if (!rt)
     return CN_EINVAL;
   if (cn__current_sched() || cn__current())

@@ -160,8 +160,8 @@ cn_pid cn_proc_pid(const cn_proc *self) { return self->pid; }
 cn_runtime *cn_proc_runtime(const cn_proc *self) { return self->rt; }
 void *cn_proc_state(const cn_proc *self) { return self->state_ptr; }
 
-void cn_set_timeout(cn_proc *self, int ms) {
-  self->timeout_ms = ms < 0 ? CN_INFINITY : ms;
+void cn_set_timeout(cn_proc *self, cn_ms ms) {
+  self->timeout_ms = cn__ms(ms);
 }
 
 int cn_set_reason(cn_proc *self, const char *fmt, ...) {
@@ -483,8 +483,9 @@ void cn__drop_pending(cn_proc *p) {
   }
 }
 
-int cn_call_async(cn_proc *self, cn_dest to, cn_term req, int timeout_ms,
+int cn_call_async(cn_proc *self, cn_dest to, cn_term req, cn_ms timeout,
                   cn_reply_cb cb, void *arg) {
+  int timeout_ms = cn__ms(timeout);
   static const cn_term no_data = {NULL, 0};
   cn_runtime *rt = self->rt;
   cn__pending *c;
@@ -855,8 +856,9 @@ static int await(cn_runtime *rt, cn__thread *t, cn_pid server,
   return rc;
 }
 
-int cn_call(cn_runtime *rt, cn_dest to, cn_term req, int timeout_ms,
+int cn_call(cn_runtime *rt, cn_dest to, cn_term req, cn_ms timeout,
             cn_buf *reply) {
+  int timeout_ms = cn__ms(timeout);
   cn__thread *t;
   cn_proc *p;
   cn_pid pid;
@@ -946,7 +948,8 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, int timeout_ms,
 }
 
 int cn_stop(cn_runtime *rt, cn_dest server, const cn_term *reason,
-            int timeout_ms) {
+            cn_ms timeout) {
+  int timeout_ms = cn__ms(timeout);
   cn_term why = reason ? *reason : cn__atom_term("normal");
   cn__thread *t;
   cn_proc *p;
@@ -1009,7 +1012,8 @@ int cn_stop(cn_runtime *rt, cn_dest server, const cn_term *reason,
 }
 
 int cn_code_change(cn_runtime *rt, cn_dest server, cn_term old_vsn,
-                   cn_term extra, int timeout_ms) {
+                   cn_term extra, cn_ms timeout) {
+  int timeout_ms = cn__ms(timeout);
   char store[256];
   cn_buf b, reply = CN_BUF_INIT;
   cn__thread *t;

@@ -1696,7 +1696,7 @@ static int sup_init(cn_proc *self, void *arg, void **state) {
 
   if (cn_is_atom(a->spec, "ignore"))
     return CN_IGNORE;
-  cn_trap_exit(cn_proc_runtime(self), true);
+  cn_trap_exit(self, true, NULL);
   self->flags |= CN__PF_OWN_EXIT;
   if (!(s = calloc(1, sizeof(*s)))) {
     cn_set_reason(self, "enomem");
@@ -1870,7 +1870,7 @@ static int reaper_init(cn_proc *self, void *arg, void **state) {
   sup *s = calloc(1, sizeof(*s));
   if (!s)
     return CN_STOP;
-  cn_trap_exit(cn_proc_runtime(self), true);
+  cn_trap_exit(self, true, NULL);
   s->rt = cn_proc_runtime(self);
   s->me = cn_proc_pid(self);
   s->forge = 1;

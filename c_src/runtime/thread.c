@@ -242,7 +242,8 @@ int cn__thread_wait_ref(cn__thread *t, const cn_ref *ref, int timeout_ms,
   return *out ? 0 : rc;
 }
 
-int cn_receive(cn_runtime *rt, int timeout_ms, cn_buf *msg) {
+int cn_receive(cn_runtime *rt, cn_ms timeout, cn_buf *msg) {
+  int timeout_ms = cn__ms(timeout);
   cn__thread *t;
   cn__msg *m;
   int rc;

@@ -344,11 +344,11 @@ void cn__timers_free(cn__sched *s) {
 
 /* ---- Public ----------------------------------------------------------- */
 
-int cn_send_after(cn_runtime *rt, unsigned ms, cn_dest to, cn_term msg,
+int cn_send_after(cn_runtime *rt, cn_ms ms, cn_dest to, cn_term msg,
                   cn_ref *tref) {
   cn_pid pid = {0, 0, 0, 0};
   int rc;
-  if (!rt)
+  if (!rt || ms < 0)
     return CN_EINVAL;
   if ((rc = cn__check_term(rt, msg)) != 0)
     return rc;
@@ -359,11 +359,16 @@ int cn_send_after(cn_runtime *rt, unsigned ms, cn_dest to, cn_term msg,
   } else if (to.kind != CN_DEST_NAME || !to.name) {
     return CN_EINVAL;
   }
-  return cn__timer_start(rt, ms, pid, &to, 0, 0, NULL, msg, tref);
+  return cn__timer_start(rt, (uint64_t)ms, pid, &to, 0, 0, NULL, msg, tref);
 }
 
-int cn_cancel_timer(cn_runtime *rt, const cn_ref *tref, long *left_ms) {
+int cn_cancel_timer(cn_runtime *rt, const cn_ref *tref, cn_ms *left) {
+  long left_ms = 0;
+  int rc;
   if (!rt || !tref)
     return CN_EINVAL;
-  return cn__timer_cancel(rt, tref, left_ms);
+  rc = cn__timer_cancel(rt, tref, left ? &left_ms : NULL);
+  if (rc == 0 && left)
+    *left = left_ms;
+  return rc;
 }

@@ -193,7 +193,7 @@ static int caller_call(cn_proc *self, void *state, cn_term req, cn_from *from,
     return CN_REPLY;
   }
   if (cn_match(req, "{watch, ~t, ~t}", &links, &mons) == 0) {
-    cn_trap_exit(rt, true);
+    cn_trap_exit(self, true, NULL);
     if (cn_iter_init(&it, links, NULL) == 0)
       while (err == 0 && cn_iter_next(&it, &e))
         if ((err = cn_get_pid(e, &pid)) == 0)

@@ -166,8 +166,17 @@ static int srv_call(cn_proc *self, void *state, cn_term req, cn_from *from,
     cn_set_timeout(self, (int)k);
     return cn_build(reply, "ok"), CN_REPLY;
   }
+  if (cn_match(req, "trap_status") == 0) {
+    /* Sets the flag to what it was, and says what that was. */
+    bool old = false, again = true;
+    assert_int_equal(cn_trap_exit(self, false, &old), 0);
+    assert_int_equal(cn_trap_exit(self, old, &again), 0);
+    assert_false(again);
+    return cn_build(reply, "~a", old ? "trapping" : "not_trapping"),
+           CN_REPLY;
+  }
   if (cn_match(req, "trap") == 0) {
-    cn_trap_exit(cn_proc_runtime(self), true);
+    cn_trap_exit(self, true, NULL);
     return cn_build(reply, "ok"), CN_REPLY;
   }
   if (cn_match(req, "{link, ~p}", &pid) == 0) {
@@ -518,7 +527,12 @@ static void test_links_and_exits(void **st) {
   assert_int_equal(call_expect(rt, cn_to_pid(a), "get", "{ok, 0}"), 0);
 
   /* Trapping: exits become messages; kill cannot be trapped. */
+  assert_int_equal(
+      call_expect(rt, cn_to_pid(a), "trap_status", "not_trapping"), 0);
   assert_int_equal(call_expect(rt, cn_to_pid(a), "trap", "ok"), 0);
+  assert_int_equal(call_expect(rt, cn_to_pid(a), "trap_status", "trapping"),
+                   0);
+  assert_int_equal(cn_trap_exit(NULL, true, NULL), CN_EINVAL);
   assert_int_equal(cn_exit(rt, a, T(&t, "normal")), 0);
   assert_int_equal(cn_exit(rt, a, T(&t, "other")), 0);
   assert_int_equal(cn_self(rt, &from), 0);
@@ -670,7 +684,7 @@ static void test_timers(void **st) {
   cn_pid me;
   cn_ref r1, r2;
   cn_buf t = CN_BUF_INIT;
-  long left = -1;
+  cn_ms left = -1;
   uint64_t t0 = uv_hrtime();
 
   assert_int_equal(cn_self(rt, &me), 0);

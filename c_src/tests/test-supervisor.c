@@ -82,7 +82,7 @@ static int w_init(cn_proc *self, void *arg, void **state) {
   cn_buf_init(&w->args);
   cn_put_term(&w->args, a->args);
   if (a->trap)
-    cn_trap_exit(cn_proc_runtime(self), true);
+    cn_trap_exit(self, true, NULL);
   *state = w;
   return CN_NOREPLY;
 }

@@ -93,11 +93,11 @@ CN_EXTERN int cn_dist_start(cn_runtime *rt, const cn_dist_options *opts);
 CN_EXTERN uint16_t cn_dist_port(cn_runtime *rt);
 
 /* net_kernel:connect_node/1: connects to node (name@host) unless already
- * connected, waiting up to timeout_ms.  Returns 0, CN_ENOCONN (epmd does
+ * connected, waiting up to timeout.  Returns 0, CN_ENOCONN (epmd does
  * not know the node, or the connection or handshake failed), CN_ETIMEDOUT,
  * CN_EINVAL, CN_ENOTSUP (distribution is not started), or CN_EDEADLK from
  * inside a callback.  Sends do not need it: they connect on demand. */
-CN_EXTERN int cn_dist_connect(cn_runtime *rt, const char *node, int timeout_ms);
+CN_EXTERN int cn_dist_connect(cn_runtime *rt, const char *node, cn_ms timeout);
 
 /* erlang:disconnect_node/1.  Links and monitors across the connection fire
  * with noconnection.  Returns 0 or CN_ENOENT (not connected).

@@ -5,17 +5,23 @@
  * optional registered name.  Every process is a gen_server: a table of
  * callbacks (cn_server_ops) and a state pointer.
  *
- * Threads.  Functions that take a cn_runtime are thread-safe unless they
- * say otherwise; call them from scheduler threads (inside callbacks) and
- * from plain C threads alike.  Functions that take a cn_proc act on a
- * process and may be called only from inside that process's own callbacks,
- * where the runtime hands the cn_proc in.
+ * The caller: one rule.  A function's first argument says who it acts
+ * for.
+ *   - cn_proc *self: the function exists only inside self's own
+ *     callbacks, where the runtime hands self in (cn_call_async,
+ *     cn_set_timeout, cn_set_reason, cn_trap_exit, cn_proc_*).
+ *   - cn_runtime *rt: the function works from anywhere, thread-safely,
+ *     and where it acts for "the caller" (cn_self, cn_link, cn_monitor,
+ *     cn_exit, the sender of cn_send, the linked parent of cn_start_link)
+ *     that is the process running the current callback, or else the
+ *     calling thread's own pid, which the runtime mints the first time
+ *     the thread needs one.  A thread traps exits: exit signals reach its
+ *     mailbox as {'EXIT', Pid, Reason} messages, read with cn_receive.
+ *     The blocking calls (cn_call, cn_stop, cn_receive, ...) are for
+ *     plain threads and give CN_EDEADLK inside a callback.
+ *   - cn_from *from: the answer to one call (cn_reply).
  *
- * The caller.  Some functions act for "the caller": inside a callback that
- * is the process running the callback; on a plain thread it is the
- * thread's own pid, which the runtime mints the first time the thread
- * needs one (cn_self).  A thread traps exits: exit signals reach its
- * mailbox as {'EXIT', Pid, Reason} messages, read with cn_receive.
+ * Time.  Every timeout and delay is a cn_ms: milliseconds, or CN_INFINITY.
  *
  * Memory.  Pids are the handles to processes: a pid never dangles, and a
  * message to a dead pid is dropped, as in Erlang.  The runtime owns process
@@ -39,7 +45,11 @@ typedef struct cn_runtime cn_runtime; /* opaque */
 typedef struct cn_proc cn_proc;       /* opaque; see the header comment */
 typedef struct cn_from cn_from;       /* opaque; a caller awaiting a reply */
 
-#define CN_INFINITY (-1) /* a timeout that never expires */
+/* Every time in the API, a timeout or a delay: milliseconds, or
+ * CN_INFINITY where a wait may be endless.  Waits longer than 2^31-1 ms
+ * (24.8 days) wait that long. */
+typedef int64_t cn_ms;
+#define CN_INFINITY ((cn_ms)-1) /* a timeout that never expires */
 
 /* ---- The runtime ------------------------------------------------------ */
 
@@ -74,10 +84,10 @@ CN_EXTERN int cn_runtime_new(const cn_runtime_options *opts, cn_runtime **out);
 
 /* Stops every process and then the schedulers.  Processes get an exit
  * signal `shutdown` (so trapping servers and supervisors run terminate);
- * those still alive after timeout_ms are killed.  Blocks until the
+ * those still alive after timeout are killed.  Blocks until the
  * scheduler threads have exited.  Must not be called from a scheduler
  * thread (CN_EDEADLK).  Safe to call more than once. */
-CN_EXTERN int cn_runtime_shutdown(cn_runtime *rt, int timeout_ms);
+CN_EXTERN int cn_runtime_shutdown(cn_runtime *rt, cn_ms timeout);
 
 /* Shuts the runtime down (if it still runs, with a 5 s timeout) and frees
  * it.  Not thread-safe: no other thread may use rt during or after it. */
@@ -238,12 +248,12 @@ CN_EXTERN int cn_start_link(cn_runtime *rt, const cn_server_ops *ops, void *arg,
                             const cn_start_options *opts, cn_pid *pid);
 
 /* gen_server:stop: asks the server to exit with reason (NULL: normal),
- * runs its terminate, and waits up to timeout_ms for it to die.  Returns
+ * runs its terminate, and waits up to timeout for it to die.  Returns
  * 0, CN_ENOPROC, CN_ETIMEDOUT (the server is then killed), or CN_EDEADLK
  * when called from inside a callback.  Not for use from a callback; send an
  * exit signal there instead. */
 CN_EXTERN int cn_stop(cn_runtime *rt, cn_dest server, const cn_term *reason,
-                      int timeout_ms);
+                      cn_ms timeout);
 
 /* ---- Messages, calls and replies --------------------------------------
  * Each thread-safe.  Terms are copied before these return. */
@@ -282,7 +292,7 @@ CN_EXTERN int cn_cast(cn_runtime *rt, cn_dest to, cn_term msg);
  * come at once, also from a server on another cnode node.  A reply that arrives
  * after a timeout is dropped.  An idle local server runs the call on the
  * calling thread. */
-CN_EXTERN int cn_call(cn_runtime *rt, cn_dest to, cn_term req, int timeout_ms,
+CN_EXTERN int cn_call(cn_runtime *rt, cn_dest to, cn_term req, cn_ms timeout,
                       cn_buf *reply);
 
 /* Receives a reply for an asynchronous call.  status is 0 with the reply,
@@ -297,7 +307,7 @@ typedef void (*cn_reply_cb)(cn_proc *self, void *state, int status,
  * callback runs exactly once, later, in self's context, unless self exits
  * first.  Returns 0, or an error (then cb never runs). */
 CN_EXTERN int cn_call_async(cn_proc *self, cn_dest to, cn_term req,
-                            int timeout_ms, cn_reply_cb cb, void *arg);
+                            cn_ms timeout, cn_reply_cb cb, void *arg);
 
 /* Answers a call taken with CN_NOREPLY.  Thread-safe.  Returns 0 and
  * consumes from (do not use it again), or fails with CN_EBADTERM,
@@ -316,9 +326,9 @@ CN_EXTERN void cn_from_free(cn_from *from);
 CN_EXTERN cn_pid cn_from_pid(const cn_from *from);
 
 /* Receives the next message sent to the calling thread's own pid (see
- * cn_self), waiting up to timeout_ms.  Returns 0 with the message in *msg,
+ * cn_self), waiting up to timeout.  Returns 0 with the message in *msg,
  * CN_ETIMEDOUT, or CN_EDEADLK inside a callback. */
-CN_EXTERN int cn_receive(cn_runtime *rt, int timeout_ms, cn_buf *msg);
+CN_EXTERN int cn_receive(cn_runtime *rt, cn_ms timeout, cn_buf *msg);
 
 /* ---- Inside a process ------------------------------------------------- */
 
@@ -334,7 +344,7 @@ CN_EXTERN void *cn_proc_state(const cn_proc *self);
 /* Sets the idle timeout for the wait that follows the current callback:
  * if no message arrives within ms, handle_info receives the atom timeout.
  * Every callback starts with no timeout, as in gen_server. */
-CN_EXTERN void cn_set_timeout(cn_proc *self, int ms);
+CN_EXTERN void cn_set_timeout(cn_proc *self, cn_ms ms);
 
 /* Sets the exit reason used when the callback returns CN_STOP or
  * CN_STOP_REPLY, from a cn_build format.  Returns 0, CN_EBADFMT or
@@ -350,9 +360,10 @@ CN_EXTERN int cn_set_reason_term(cn_proc *self, cn_term reason);
  * calling thread's own pid.  Returns 0 or CN_ENOMEM/CN_ELIMIT. */
 CN_EXTERN int cn_self(cn_runtime *rt, cn_pid *pid);
 
-/* process_flag(trap_exit, On) for the calling process.  Returns the old
- * value (0 or 1), or CN_ENOTSELF on a plain thread (threads always trap). */
-CN_EXTERN int cn_trap_exit(cn_runtime *rt, bool on);
+/* process_flag(trap_exit, On) for self, from inside its callbacks (a
+ * plain thread always traps exits).  Sets *old (if not NULL) to the flag
+ * as it was.  Returns 0, or CN_EINVAL for a NULL self. */
+CN_EXTERN int cn_trap_exit(cn_proc *self, bool on, bool *old);
 
 /* link/1 for the caller.  Linking to a dead or missing pid delivers an
  * exit signal noproc to the caller. */
@@ -394,14 +405,14 @@ CN_EXTERN int cn_whereis(cn_runtime *rt, const char *name, cn_pid *pid);
 /* erlang:send_after/3: sends msg to `to` after ms milliseconds.  A name is
  * resolved when the timer fires.  *tref identifies the timer.  Returns 0,
  * CN_EINVAL or CN_ENOMEM. */
-CN_EXTERN int cn_send_after(cn_runtime *rt, unsigned ms, cn_dest to,
+CN_EXTERN int cn_send_after(cn_runtime *rt, cn_ms ms, cn_dest to,
                             cn_term msg, cn_ref *tref);
 
 /* erlang:cancel_timer/1.  Returns 0 and the milliseconds that were left
- * (in *left_ms, if not NULL) when the timer was still pending, or
+ * (in *left, if not NULL) when the timer was still pending, or
  * CN_ENOENT when it had fired or was cancelled already. */
 CN_EXTERN int cn_cancel_timer(cn_runtime *rt, const cn_ref *tref,
-                              long *left_ms);
+                              cn_ms *left);
 
 /* ---- Upgrades --------------------------------------------------------- */
 
@@ -410,7 +421,7 @@ CN_EXTERN int cn_cancel_timer(cn_runtime *rt, const cn_ref *tref,
  * CN_ETIMEDOUT, CN_EEXIT (code_change failed; the server keeps its old
  * state), or CN_EDEADLK from inside a callback. */
 CN_EXTERN int cn_code_change(cn_runtime *rt, cn_dest server, cn_term old_vsn,
-                             cn_term extra, int timeout_ms);
+                             cn_term extra, cn_ms timeout);
 
 #ifdef __cplusplus
 }
