@@ -1099,3 +1099,62 @@ int cn_send_opts(cn_runtime *rt, cn_dest to, cn_term msg, unsigned flags) {
 int cn_cast(cn_runtime *rt, cn_dest to, cn_term msg) {
   return send_kind(rt, to, msg, CN__M_CAST, true, 0);
 }
+
+/* ---- With a format ---------------------------------------------------- */
+
+/* Builds the term of fmt into b (over store) for one of the calls below.
+ * Returns 0 or the builder's error, with b freed. */
+static int vbuild_in(cn_buf *b, char *store, size_t cap, const char *fmt,
+                     va_list ap) {
+  int rc;
+  cn_buf_init_with(b, store, cap);
+  if ((rc = cn_vbuild(b, fmt, ap)) != 0)
+    cn_buf_free(b);
+  return rc;
+}
+
+int cn_sendf(cn_runtime *rt, cn_dest to, const char *fmt, ...) {
+  char store[256];
+  cn_buf b;
+  va_list ap;
+  int rc;
+  va_start(ap, fmt);
+  rc = vbuild_in(&b, store, sizeof(store), fmt, ap);
+  va_end(ap);
+  if (rc == 0) {
+    rc = cn_send(rt, to, cn_buf_term(&b));
+    cn_buf_free(&b);
+  }
+  return rc;
+}
+
+int cn_castf(cn_runtime *rt, cn_dest to, const char *fmt, ...) {
+  char store[256];
+  cn_buf b;
+  va_list ap;
+  int rc;
+  va_start(ap, fmt);
+  rc = vbuild_in(&b, store, sizeof(store), fmt, ap);
+  va_end(ap);
+  if (rc == 0) {
+    rc = cn_cast(rt, to, cn_buf_term(&b));
+    cn_buf_free(&b);
+  }
+  return rc;
+}
+
+int cn_callf(cn_runtime *rt, cn_dest to, cn_ms timeout, cn_buf *reply,
+             const char *fmt, ...) {
+  char store[256];
+  cn_buf b;
+  va_list ap;
+  int rc;
+  va_start(ap, fmt);
+  rc = vbuild_in(&b, store, sizeof(store), fmt, ap);
+  va_end(ap);
+  if (rc == 0) {
+    rc = cn_call(rt, to, cn_buf_term(&b), timeout, reply);
+    cn_buf_free(&b);
+  }
+  return rc;
+}

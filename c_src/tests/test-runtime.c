@@ -333,6 +333,33 @@ static void test_call_cast_info(void **st) {
   cn_runtime_free(rt);
 }
 
+/* The format forms build the term themselves. */
+static void test_formatted_calls(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_pid pid = start_srv(rt, NULL);
+  cn_buf r = CN_BUF_INIT, ex = CN_BUF_INIT;
+  (void)st;
+  assert_int_equal(cn_castf(rt, cn_to_pid(pid), "{add, ~i}", (int64_t)5), 0);
+  assert_int_equal(cn_callf(rt, cn_to_pid(pid), tmo(2000), &r, "{add, ~i}",
+                            (int64_t)2),
+                   0);
+  assert_true(cn_term_equal(cn_buf_term(&r), T(&ex, "{ok, 7}")));
+  assert_int_equal(cn_sendf(rt, cn_to_pid(pid), "{hello, ~a}", "world"), 0);
+  assert_int_equal(cn_callf(rt, cn_to_pid(pid), tmo(2000), &r, "infos"), 0);
+  assert_true(
+      cn_term_equal(cn_buf_term(&r), T(&ex, "{ok, [{hello, world}]}")));
+  /* A bad format sends nothing. */
+  assert_int_equal(cn_castf(rt, cn_to_pid(pid), "{add, "), CN_EBADFMT);
+  assert_int_equal(cn_sendf(rt, cn_to_pid(pid), "{"), CN_EBADFMT);
+  assert_int_equal(cn_callf(rt, cn_to_pid(pid), tmo(2000), &r, "]"),
+                   CN_EBADFMT);
+  assert_int_equal(cn_callf(rt, cn_to_pid(pid), tmo(2000), &r, "get"), 0);
+  assert_true(cn_term_equal(cn_buf_term(&r), T(&ex, "{ok, 7}")));
+  cn_buf_free(&r);
+  cn_buf_free(&ex);
+  cn_runtime_free(rt);
+}
+
 static void test_deferred_reply(void **st) {
   cn_runtime *rt = rt_new(2);
   cn_pid pid = start_srv(rt, NULL);
@@ -1052,6 +1079,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_strerror),
       cmocka_unit_test(test_max_mailbox),
+      cmocka_unit_test(test_formatted_calls),
       cmocka_unit_test(test_reply_too_large),
       cmocka_unit_test(test_node_identity),
       cmocka_unit_test(test_bad_terms),

@@ -295,6 +295,16 @@ CN_EXTERN int cn_cast(cn_runtime *rt, cn_dest to, cn_term msg);
 CN_EXTERN int cn_call(cn_runtime *rt, cn_dest to, cn_term req, cn_ms timeout,
                       cn_buf *reply);
 
+/* cn_send, cn_cast and cn_call with the term built from a cn_build
+ * format and its arguments (see term.h), on a buffer of their own:
+ *   cn_callf(rt, cn_to_name("kv"), 5000, &reply, "{put, ~a, ~i}", "x", n);
+ * Errors as the plain calls, and CN_EBADFMT for a bad format (then
+ * nothing is sent). */
+CN_EXTERN int cn_sendf(cn_runtime *rt, cn_dest to, const char *fmt, ...);
+CN_EXTERN int cn_castf(cn_runtime *rt, cn_dest to, const char *fmt, ...);
+CN_EXTERN int cn_callf(cn_runtime *rt, cn_dest to, cn_ms timeout,
+                       cn_buf *reply, const char *fmt, ...);
+
 /* Receives a reply for an asynchronous call.  status is 0 with the reply,
  * or CN_ETIMEDOUT, CN_ENOPROC, CN_ENOCONN, CN_EFULL, CN_ETOOBIG (reply is
  * empty; see cn_call), or CN_EEXIT with the server's exit reason in
