@@ -458,18 +458,3 @@ const cn_server_ops echo_server_ops = {
     .handle_info = echo_info,
     .free_state = echo_free,
 };
-
-int echo_start_link(cn_runtime *rt, cn_term args, void *arg, cn_pid *pid,
-                    cn_buf *reason) {
-  cn_start_options opts = {.name = ECHO_NAME, .reason = reason};
-  int err;
-
-  if (cn_term_typeof(args) != CN_T_NIL) {
-    cn_build(reason, "{badarg, ~t}", args);
-    return CN_EINVAL;
-  }
-  err = cn_start_link(rt, &echo_server_ops, NULL, &opts, pid);
-  if (err == CN_EEXIST) /* *pid is the name's holder */
-    cn_build(reason, "{already_started, ~p}", pid);
-  return err;
-}

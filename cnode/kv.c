@@ -432,18 +432,3 @@ const cn_server_ops kv_server_ops = {
     .handle_cast = kv_cast,
     .free_state = kv_free,
 };
-
-int kv_start_link(cn_runtime *rt, cn_term args, void *arg, cn_pid *pid,
-                  cn_buf *reason) {
-  cn_start_options opts = {.name = KV_NAME, .reason = reason};
-  int err;
-
-  if (cn_term_typeof(args) != CN_T_NIL) {
-    cn_build(reason, "{badarg, ~t}", args);
-    return CN_EINVAL;
-  }
-  err = cn_start_link(rt, &kv_server_ops, NULL, &opts, pid);
-  if (err == CN_EEXIST) /* *pid is the name's holder */
-    cn_build(reason, "{already_started, ~p}", pid);
-  return err;
-}

@@ -5,10 +5,10 @@
  *   `-- echo   module cnode_echo: echoes, sleeps, stops and calls on
  *              request, for testing callers (and the node) from outside
  *
- * Each start function has the cn_child_start_fn signature, so that
- * node_sup_start can register it with cn_module_register for the child
- * specs' start MFAs.  The requests each server answers are listed in its
- * file.
+ * Each server is registered by its callbacks (cn_server_register), so the
+ * child specs start them with {Module, start_link, [{local, Name}, []]}
+ * and no start function of their own.  The requests each server answers
+ * are listed in its file.
  */
 #ifndef CNODE_PROGRAM_SERVERS_H
 #define CNODE_PROGRAM_SERVERS_H
@@ -23,25 +23,13 @@
  * init; the start argument is ignored. */
 extern const cn_server_ops kv_server_ops;
 
-/* {cnode_kv, start_link, []}: starts the kv server registered as "kv",
- * linked to the caller.  Returns as cn_start_link, with the reason for a
- * failure in *reason ({already_started, Pid} when the name is taken,
- * {badarg, Args} for arguments other than []). */
-int kv_start_link(cn_runtime *rt, cn_term args, void *arg, cn_pid *pid,
-                  cn_buf *reason);
-
 /* The echo server's callbacks (module cnode_echo). */
 extern const cn_server_ops echo_server_ops;
-
-/* {cnode_echo, start_link, []}: starts the echo server registered as
- * "echo", linked to the caller.  Returns as kv_start_link. */
-int echo_start_link(cn_runtime *rt, cn_term args, void *arg, cn_pid *pid,
-                    cn_buf *reason);
 
 /* Registers the modules cnode_kv and cnode_echo with rt and starts the
  * supervisor registered as "cnode_sup", with kv and echo as its children,
  * not linked to the caller.  Returns 0 with *pid set once both children
- * run, or an error of cn_module_register or cn_supervisor_start, with the
+ * run, or an error of cn_server_register or cn_supervisor_start, with the
  * supervisor's reason (if any) in *reason.  Thread-safe; call it once per
  * runtime, since the modules stay registered. */
 int node_sup_start(cn_runtime *rt, cn_pid *pid, cn_buf *reason);

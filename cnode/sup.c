@@ -8,10 +8,10 @@
  * second. */
 #define SUP_SPEC                                                               \
   "{#{strategy => one_for_one, intensity => 100, period => 1},"                \
-  " [#{id => kv, start => {cnode_kv, start_link, []},"                         \
+  " [#{id => kv, start => {cnode_kv, start_link, [{local, kv}, []]},"          \
   "    restart => permanent, shutdown => 5000, type => worker,"                \
   "    modules => [cnode_kv]},"                                                \
-  "  #{id => echo, start => {cnode_echo, start_link, []},"                     \
+  "  #{id => echo, start => {cnode_echo, start_link, [{local, echo}, []]},"    \
   "    restart => permanent, shutdown => 5000, type => worker,"                \
   "    modules => [cnode_echo]}]}"
 
@@ -20,9 +20,8 @@ int node_sup_start(cn_runtime *rt, cn_pid *pid, cn_buf *reason) {
   cn_buf spec = CN_BUF_INIT;
   int err;
 
-  if ((err = cn_module_register(rt, "cnode_kv", kv_start_link, NULL)) != 0 ||
-      (err = cn_module_register(rt, "cnode_echo", echo_start_link, NULL)) !=
-          0 ||
+  if ((err = cn_server_register(rt, &kv_server_ops)) != 0 ||
+      (err = cn_server_register(rt, &echo_server_ops)) != 0 ||
       (err = cn_build(&spec, SUP_SPEC)) != 0) {
     cn_buf_free(&spec);
     return err;

@@ -7,9 +7,12 @@
  *       `-- cache     registered as "cache"; it depends on db
  *
  * The tree is described by an Erlang term, the same one an Erlang
- * supervisor's init/1 would return.  Its start MFAs name C modules
- * registered with cn_module_register: "service" starts a worker,
- * "supervisor" starts a nested supervisor from the spec in its args.
+ * supervisor's init/1 would return.  Its start MFAs name C modules: the
+ * "service" server, registered by its callbacks (cn_server_register), so
+ * that {service, start_link, [{local, Name}, Name]} starts and registers
+ * it with no start function of ours; and "supervisor", a start function
+ * registered with cn_module_register, which starts a nested supervisor
+ * from the spec in its args.
  *
  * main() kills kv and checks that root restarted it (with a fresh state);
  * kills db and checks that store restarted db and then cache (rest_for_one)
@@ -51,7 +54,11 @@ static int service_init(cn_proc *self, void *arg, void **state) {
   service *s = calloc(1, sizeof(*s));
   if (s == NULL)
     return CN_STOP;
-  snprintf(s->name, sizeof(s->name), "%s", (const char *)arg);
+  /* arg: the start MFA's Arg (an atom here), valid while init runs. */
+  if (cn_get_atom(*(const cn_term *)arg, s->name, sizeof(s->name)) != 0) {
+    free(s);
+    return CN_STOP;
+  }
   /* Trap exits, so that the supervisor's shutdown runs terminate. */
   cn_trap_exit(self, true, NULL);
   *state = s;
@@ -97,24 +104,6 @@ static const cn_server_ops service_ops = {
     .free_state = service_free,
 };
 
-/* The "service" module: {service, start_link, [Name]}.  It must link the
- * child to its caller, the supervisor: cn_start_link does that. */
-static int service_start(cn_runtime *rt, cn_term args, void *arg, cn_pid *pid,
-                         cn_buf *reason) {
-  char name[32];
-  cn_start_options opts = {.name = name, .reason = reason};
-  int err;
-
-  if (cn_match(args, "[~a]", name, sizeof(name)) != 0) {
-    cn_build(reason, "{badarg, ~t}", args);
-    return CN_EINVAL;
-  }
-  err = cn_start_link(rt, &service_ops, name, &opts, pid);
-  if (err == CN_EEXIST) /* *pid is the holder of the name */
-    cn_build(reason, "{already_started, ~p}", pid);
-  return err;
-}
-
 /* The "supervisor" module: {supervisor, start_link, [Name, Spec]}. */
 static int supervisor_start(cn_runtime *rt, cn_term args, void *arg,
                             cn_pid *pid, cn_buf *reason) {
@@ -133,12 +122,13 @@ static int supervisor_start(cn_runtime *rt, cn_term args, void *arg,
 
 #define TREE                                                                   \
   "{#{strategy => one_for_one, intensity => 5, period => 10},"                 \
-  " [#{id => kv, start => {service, start_link, [kv]}},"                       \
+  " [#{id => kv, start => {service, start_link, [{local, kv}, kv]}},"          \
   "  #{id => store, type => supervisor,"                                       \
   "    start => {supervisor, start_link, [store,"                              \
   "      {#{strategy => rest_for_one, intensity => 5, period => 10},"          \
-  "       [#{id => db, start => {service, start_link, [db]}},"                 \
-  "        #{id => cache, start => {service, start_link, [cache]}}]}]}}]}"
+  "       [#{id => db, start => {service, start_link, [{local, db}, db]}},"    \
+  "        #{id => cache, start => {service, start_link, [{local, cache}, "    \
+  "cache]}}]}]}}]}"
 
 static int failures;
 
@@ -200,7 +190,7 @@ int main(void) {
     fprintf(stderr, "supervision_tree: cn_runtime_new: %s\n", cn_strerror(err));
     return 1;
   }
-  if ((err = cn_module_register(rt, "service", service_start, NULL)) != 0 ||
+  if ((err = cn_server_register(rt, &service_ops)) != 0 ||
       (err = cn_module_register(rt, "supervisor", supervisor_start, NULL)) !=
           0 ||
       (err = cn_build(&spec, TREE)) != 0) {

@@ -160,9 +160,7 @@ cn_pid cn_proc_pid(const cn_proc *self) { return self->pid; }
 cn_runtime *cn_proc_runtime(const cn_proc *self) { return self->rt; }
 void *cn_proc_state(const cn_proc *self) { return self->state_ptr; }
 
-void cn_set_timeout(cn_proc *self, cn_ms ms) {
-  self->timeout_ms = cn__ms(ms);
-}
+void cn_set_timeout(cn_proc *self, cn_ms ms) { self->timeout_ms = cn__ms(ms); }
 
 int cn_set_reason(cn_proc *self, const char *fmt, ...) {
   va_list ap;

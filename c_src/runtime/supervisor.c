@@ -99,6 +99,41 @@ int cn_module_register(cn_runtime *rt, const char *module,
   return 0;
 }
 
+/* The start function of every module registered by its callbacks. */
+static int server_start(cn_runtime *rt, cn_term args, void *arg, cn_pid *pid,
+                        cn_buf *reason) {
+  const cn_server_ops *ops = arg;
+  char name[1024];
+  cn_start_options opts = {NULL, reason};
+  cn_term init_arg;
+  int err;
+
+  if (cn_term_typeof(args) == CN_T_NIL) {
+    err = cn_start_link(rt, ops, NULL, &opts, pid);
+  } else if (cn_match(args, "[~t]", &init_arg) == 0) {
+    err = cn_start_link(rt, ops, &init_arg, &opts, pid);
+  } else if (cn_match(args, "[{local, ~a}, ~t]", name, sizeof(name),
+                      &init_arg) == 0) {
+    opts.name = name;
+    err = cn_start_link(rt, ops, &init_arg, &opts, pid);
+  } else {
+    cn_buf_reset(reason);
+    cn_build(reason, "{badarg, ~t}", args);
+    return CN_EINVAL;
+  }
+  if (err == CN_EEXIST) { /* *pid is the name's holder */
+    cn_buf_reset(reason);
+    cn_build(reason, "{already_started, ~p}", pid);
+  }
+  return err;
+}
+
+int cn_server_register(cn_runtime *rt, const cn_server_ops *ops) {
+  if (!rt || !ops || !ops->name)
+    return CN_EINVAL;
+  return cn_module_register(rt, ops->name, server_start, (void *)ops);
+}
+
 static bool module_find(cn_runtime *rt, const char *name,
                         cn_child_start_fn *start, void **arg) {
   cn__module *m;

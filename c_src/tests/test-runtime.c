@@ -172,8 +172,7 @@ static int srv_call(cn_proc *self, void *state, cn_term req, cn_from *from,
     assert_int_equal(cn_trap_exit(self, false, &old), 0);
     assert_int_equal(cn_trap_exit(self, old, &again), 0);
     assert_false(again);
-    return cn_build(reply, "~a", old ? "trapping" : "not_trapping"),
-           CN_REPLY;
+    return cn_build(reply, "~a", old ? "trapping" : "not_trapping"), CN_REPLY;
   }
   if (cn_match(req, "trap") == 0) {
     cn_trap_exit(self, true, NULL);
@@ -340,14 +339,12 @@ static void test_formatted_calls(void **st) {
   cn_buf r = CN_BUF_INIT, ex = CN_BUF_INIT;
   (void)st;
   assert_int_equal(cn_castf(rt, cn_to_pid(pid), "{add, ~i}", (int64_t)5), 0);
-  assert_int_equal(cn_callf(rt, cn_to_pid(pid), tmo(2000), &r, "{add, ~i}",
-                            (int64_t)2),
-                   0);
+  assert_int_equal(
+      cn_callf(rt, cn_to_pid(pid), tmo(2000), &r, "{add, ~i}", (int64_t)2), 0);
   assert_true(cn_term_equal(cn_buf_term(&r), T(&ex, "{ok, 7}")));
   assert_int_equal(cn_sendf(rt, cn_to_pid(pid), "{hello, ~a}", "world"), 0);
   assert_int_equal(cn_callf(rt, cn_to_pid(pid), tmo(2000), &r, "infos"), 0);
-  assert_true(
-      cn_term_equal(cn_buf_term(&r), T(&ex, "{ok, [{hello, world}]}")));
+  assert_true(cn_term_equal(cn_buf_term(&r), T(&ex, "{ok, [{hello, world}]}")));
   /* A bad format sends nothing. */
   assert_int_equal(cn_castf(rt, cn_to_pid(pid), "{add, "), CN_EBADFMT);
   assert_int_equal(cn_sendf(rt, cn_to_pid(pid), "{"), CN_EBADFMT);
@@ -554,11 +551,10 @@ static void test_links_and_exits(void **st) {
   assert_int_equal(call_expect(rt, cn_to_pid(a), "get", "{ok, 0}"), 0);
 
   /* Trapping: exits become messages; kill cannot be trapped. */
-  assert_int_equal(
-      call_expect(rt, cn_to_pid(a), "trap_status", "not_trapping"), 0);
-  assert_int_equal(call_expect(rt, cn_to_pid(a), "trap", "ok"), 0);
-  assert_int_equal(call_expect(rt, cn_to_pid(a), "trap_status", "trapping"),
+  assert_int_equal(call_expect(rt, cn_to_pid(a), "trap_status", "not_trapping"),
                    0);
+  assert_int_equal(call_expect(rt, cn_to_pid(a), "trap", "ok"), 0);
+  assert_int_equal(call_expect(rt, cn_to_pid(a), "trap_status", "trapping"), 0);
   assert_int_equal(cn_trap_exit(NULL, true, NULL), CN_EINVAL);
   assert_int_equal(cn_exit(rt, a, T(&t, "normal")), 0);
   assert_int_equal(cn_exit(rt, a, T(&t, "other")), 0);

@@ -403,6 +403,115 @@ static void test_module_register(void **st) {
   cn_runtime_free(rt);
 }
 
+/* A server registered by its callbacks alone: no start function, and the
+ * start MFA's Args take gen_server:start_link's shapes. */
+static int reg_init(cn_proc *self, void *arg, void **state) {
+  cn_buf *b = calloc(1, sizeof(*b));
+  (void)self;
+  cn_buf_init(b);
+  if (arg)
+    cn_put_term(b, *(const cn_term *)arg); /* a copy: arg lives in init */
+  else
+    cn_build(b, "none");
+  *state = b;
+  return CN_NOREPLY;
+}
+
+static int reg_call(cn_proc *self, void *state, cn_term req, cn_from *from,
+                    cn_buf *reply) {
+  (void)self;
+  (void)req;
+  (void)from;
+  return cn_put_term(reply, cn_buf_term(state)) == 0 ? CN_REPLY : CN_STOP;
+}
+
+static void reg_free(void *state) {
+  cn_buf_free(state);
+  free(state);
+}
+
+static const cn_server_ops reg_ops = {.name = "reg_srv",
+                                      .init = reg_init,
+                                      .handle_call = reg_call,
+                                      .free_state = reg_free};
+
+static void test_server_register(void **st) {
+  cn_runtime *rt = rt_new();
+  cn_buf q = CN_BUF_INIT, r = CN_BUF_INIT, ex = CN_BUF_INIT;
+  cn_pid sup, named;
+  (void)st;
+  assert_int_equal(cn_server_register(rt, &reg_ops), 0);
+  assert_int_equal(cn_server_register(rt, &reg_ops), CN_EEXIST);
+  assert_int_equal(cn_server_register(rt, NULL), CN_EINVAL);
+  sup = start_sup(rt, "{#{strategy => one_for_one},"
+                      " [#{id => a, start => {reg_srv, start_link, []}},"
+                      "  #{id => b, start => {reg_srv, start_link, [hello]}},"
+                      "  #{id => c, start => {reg_srv, start_link,"
+                      "                       [{local, named_c}, {x, 1}]}}]}");
+  assert_int_equal(cn_whereis(rt, "named_c", &named), 0);
+  assert_int_equal(cn_call(rt, cn_to_pid(named), T(&q, "arg"), tmo(2000), &r),
+                   0);
+  expect_eq(cn_buf_term(&r), T(&ex, "{x, 1}"));
+  /* A taken name is already_started, with its holder, as OTP says it. */
+  assert_int_equal(
+      cn_call(rt, cn_to_pid(sup),
+              T(&q, "{start_child, #{id => d, start => {reg_srv, start_link,"
+                    " [{local, named_c}, y]}}}"),
+              tmo(2000), &r),
+      0);
+  /* (start_child wraps a start error with the child, as OTP does.) */
+  {
+    cn_pid holder;
+    assert_int_equal(cn_match(cn_buf_term(&r),
+                              "{error, {{already_started, ~p}, _}}", &holder),
+                     0);
+    assert_true(cn_pid_equal(&holder, &named));
+  }
+  /* Args of another shape. */
+  assert_int_equal(cn_call(rt, cn_to_pid(sup),
+                           T(&q, "{start_child, #{id => e, start => {reg_srv,"
+                                 " start_link, [a, b, c]}}}"),
+                           tmo(2000), &r),
+                   0);
+  {
+    cn_term why;
+    assert_int_equal(cn_match(cn_buf_term(&r), "{error, {~t, _}}", &why), 0);
+    expect_eq(why, T(&ex, "{badarg, [a, b, c]}"));
+  }
+  /* The other two got their Args. */
+  {
+    cn_buf kids = CN_BUF_INIT;
+    cn_iter it;
+    cn_term child, id, pid_t;
+    int seen = 0;
+    assert_int_equal(
+        cn_call(rt, cn_to_pid(sup), T(&q, "which_children"), tmo(2000), &kids),
+        0);
+    assert_int_equal(cn_iter_init(&it, cn_buf_term(&kids), NULL), 0);
+    while (cn_iter_next(&it, &child)) {
+      cn_pid pid;
+      assert_int_equal(
+          cn_match(child, "{~t, ~t, worker, [reg_srv]}", &id, &pid_t), 0);
+      assert_int_equal(cn_get_pid(pid_t, &pid), 0);
+      assert_int_equal(cn_call(rt, cn_to_pid(pid), T(&q, "arg"), tmo(2000), &r),
+                       0);
+      if (cn_is_atom(id, "a")) {
+        expect_eq(cn_buf_term(&r), T(&ex, "none"));
+        seen++;
+      } else if (cn_is_atom(id, "b")) {
+        expect_eq(cn_buf_term(&r), T(&ex, "hello"));
+        seen++;
+      }
+    }
+    assert_int_equal(seen, 2);
+    cn_buf_free(&kids);
+  }
+  cn_buf_free(&q);
+  cn_buf_free(&r);
+  cn_buf_free(&ex);
+  cn_runtime_free(rt);
+}
+
 static void bad_spec(cn_runtime *rt, const char *spec, const char *reason) {
   cn_buf b = CN_BUF_INIT, why = CN_BUF_INIT, ex = CN_BUF_INIT;
   cn_start_options o = {NULL, &why};
@@ -1375,6 +1484,7 @@ static void test_runtime_shutdown(void **st) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_module_register),
+      cmocka_unit_test(test_server_register),
       cmocka_unit_test(test_bad_specs),
       cmocka_unit_test(test_start_failure),
       cmocka_unit_test(test_one_for_one),

@@ -302,8 +302,8 @@ CN_EXTERN int cn_call(cn_runtime *rt, cn_dest to, cn_term req, cn_ms timeout,
  * nothing is sent). */
 CN_EXTERN int cn_sendf(cn_runtime *rt, cn_dest to, const char *fmt, ...);
 CN_EXTERN int cn_castf(cn_runtime *rt, cn_dest to, const char *fmt, ...);
-CN_EXTERN int cn_callf(cn_runtime *rt, cn_dest to, cn_ms timeout,
-                       cn_buf *reply, const char *fmt, ...);
+CN_EXTERN int cn_callf(cn_runtime *rt, cn_dest to, cn_ms timeout, cn_buf *reply,
+                       const char *fmt, ...);
 
 /* Receives a reply for an asynchronous call.  status is 0 with the reply,
  * or CN_ETIMEDOUT, CN_ENOPROC, CN_ENOCONN, CN_EFULL, CN_ETOOBIG (reply is
@@ -415,14 +415,13 @@ CN_EXTERN int cn_whereis(cn_runtime *rt, const char *name, cn_pid *pid);
 /* erlang:send_after/3: sends msg to `to` after ms milliseconds.  A name is
  * resolved when the timer fires.  *tref identifies the timer.  Returns 0,
  * CN_EINVAL or CN_ENOMEM. */
-CN_EXTERN int cn_send_after(cn_runtime *rt, cn_ms ms, cn_dest to,
-                            cn_term msg, cn_ref *tref);
+CN_EXTERN int cn_send_after(cn_runtime *rt, cn_ms ms, cn_dest to, cn_term msg,
+                            cn_ref *tref);
 
 /* erlang:cancel_timer/1.  Returns 0 and the milliseconds that were left
  * (in *left, if not NULL) when the timer was still pending, or
  * CN_ENOENT when it had fired or was cancelled already. */
-CN_EXTERN int cn_cancel_timer(cn_runtime *rt, const cn_ref *tref,
-                              cn_ms *left);
+CN_EXTERN int cn_cancel_timer(cn_runtime *rt, const cn_ref *tref, cn_ms *left);
 
 /* ---- Upgrades --------------------------------------------------------- */
 

@@ -43,6 +43,21 @@ typedef int (*cn_child_start_fn)(cn_runtime *rt, cn_term args, void *arg,
 CN_EXTERN int cn_module_register(cn_runtime *rt, const char *module,
                                  cn_child_start_fn start, void *arg);
 
+/* Registers a server module by its callbacks alone: ops->name (an atom)
+ * is the module, and a child spec's {Module, start_link, Args} starts the
+ * server linked to its supervisor, with no start function of your own.
+ * Args take the shapes gen_server:start_link/3,4 take:
+ *   []                      init gets a NULL arg;
+ *   [Arg]                   init gets a const cn_term * to Arg;
+ *   [{local, Name}, Arg]    the same, and the server is registered as
+ *                           Name; a name already taken fails the start
+ *                           with {already_started, Pid}.
+ * Arg lives in the supervisor's spec and is valid while init runs: copy
+ * what you keep.  Other Args fail the start with {badarg, Args}.  ops must
+ * outlive the runtime.  Returns 0, CN_EEXIST (the module is registered),
+ * CN_EINVAL (no ops or no ops->name) or CN_ENOMEM.  Thread-safe. */
+CN_EXTERN int cn_server_register(cn_runtime *rt, const cn_server_ops *ops);
+
 /* Starts a supervisor with spec (see above).  The children start in order
  * before this returns; if one fails, those already started are shut down
  * and CN_EEXIT is returned with {shutdown, {failed_to_start_child, Id,
