@@ -59,7 +59,9 @@ typedef enum cn__kind {
   CN__S_CALL_TMO,    /* an async call's timer expired, ref */
   CN__S_STOP,        /* cn_stop: exit with reason after terminate */
   CN__S_CODE_CHANGE, /* cn_code_change: data is {OldVsn, Extra}, cfrom */
-  CN__S_SHUTDOWN     /* runtime shutdown: exit as if from the parent */
+  CN__S_SHUTDOWN,    /* runtime shutdown: exit as if from the parent */
+  CN__S_CONTINUE     /* handle_continue is due (at the head of the
+                      * private queue; the term is in p->cont) */
 } cn__kind;
 
 /* Message flags. */
@@ -203,6 +205,8 @@ struct cn_proc {
   cn_ref timeout_tref;  /* armed idle timeout */
   int timeout_armed;
   cn_buf reason;             /* set by cn_set_reason */
+  cn_buf cont;               /* set by cn_continue */
+  int has_cont;              /* a continue waits for its turn */
   uint32_t park_node;        /* 1 + the node whose connection was
                               * busy when the current callback sent
                               * to it: suspend after the callback */

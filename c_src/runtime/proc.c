@@ -107,6 +107,8 @@ int cn__proc_alloc(cn_runtime *rt, const cn_server_ops *ops, uint32_t flags,
   p->timeout_gen = 0;
   p->timeout_armed = 0;
   cn_buf_init(&p->reason);
+  cn_buf_init(&p->cont);
+  p->has_cont = 0;
   p->park_node = 0;
   p->park_next = NULL;
   p->next_free = NULL;
@@ -170,6 +172,7 @@ void cn__proc_unref(cn_proc *p) {
   free_queue(p->q_head);
   p->q_head = p->q_tail = NULL;
   cn_buf_free(&p->reason);
+  cn_buf_free(&p->cont);
   pthread_mutex_lock(&rt->table_mu);
   p->next_free = rt->free_procs;
   rt->free_procs = p;

@@ -162,6 +162,19 @@ void *cn_proc_state(const cn_proc *self) { return self->state_ptr; }
 
 void cn_set_timeout(cn_proc *self, cn_ms ms) { self->timeout_ms = cn__ms(ms); }
 
+int cn_continue(cn_proc *self, const char *fmt, ...) {
+  va_list ap;
+  int rc;
+  if (!self->ops || !self->ops->handle_continue)
+    return CN_ENOTSUP;
+  cn_buf_reset(&self->cont);
+  va_start(ap, fmt);
+  rc = cn_vbuild(&self->cont, fmt, ap);
+  va_end(ap);
+  self->has_cont = rc == 0;
+  return rc;
+}
+
 int cn_set_reason(cn_proc *self, const char *fmt, ...) {
   va_list ap;
   int rc;
@@ -219,10 +232,29 @@ static void bad_return(cn_proc *p, int rc) {
 }
 
 /* Finishes a non-call callback. */
+/* Queues the continue a callback asked for at the head of p's private
+ * queue, so that it is the next thing p handles (its runner, or whoever
+ * releases p, sees the queue). */
+static void queue_continue(cn_proc *p) {
+  cn__msg *m;
+  p->has_cont = 0;
+  if (!(m = cn__msg_new(CN__S_CONTINUE, NULL, 0)))
+    return; /* no memory: the continue is lost, as a crash would lose it */
+  m->next = p->q_head;
+  p->q_head = m;
+  if (!p->q_tail)
+    p->q_tail = m;
+}
+
 static void end_cb(cn_proc *p, int rc) {
+  if (rc != CN_NOREPLY)
+    p->has_cont = 0;
   switch (rc) {
   case CN_NOREPLY:
-    arm_timeout(p);
+    if (p->has_cont)
+      queue_continue(p);
+    else
+      arm_timeout(p);
     break;
   case CN_STOP:
     cn__proc_exit(p, stop_reason(p), true);
@@ -729,6 +761,18 @@ void cn__handle_msg(cn_proc *p, cn__msg *m) {
   case CN__S_CODE_CHANGE:
     on_code_change(p, m);
     break;
+  case CN__S_CONTINUE: {
+    /* The term is taken out first: handle_continue may continue again,
+     * which rewrites p->cont. */
+    cn_buf c = p->cont;
+    int rc;
+    cn_buf_init(&p->cont);
+    begin_cb(p);
+    rc = p->ops->handle_continue(p, p->state_ptr, cn_buf_term(&c));
+    cn_buf_free(&c);
+    end_cb(p, rc);
+    break;
+  }
   default:
     break;
   }
@@ -781,9 +825,16 @@ static int start(cn_runtime *rt, const cn_server_ops *ops, void *arg,
   if (rc == CN_NOREPLY && !(p->flags & CN__PF_DEAD)) {
     p->state_ptr = state;
     p->flags &= ~CN__PF_INIT;
-    arm_timeout(p);
     if (pid)
       *pid = p->pid;
+    if (p->has_cont) {
+      /* init's continue runs in the new process, first thing, after
+       * start has returned (our reference goes to the run queue). */
+      queue_continue(p);
+      cn__schedule(p);
+      return 0;
+    }
+    arm_timeout(p);
     if (!cn__release(p))
       cn__proc_unref(p);
     return 0;
@@ -922,6 +973,8 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, cn_ms timeout,
       }
       if (p->flags & CN__PF_DEAD)
         cn__proc_unref(p);
+      else if (p->q_head)
+        cn__schedule(p); /* a continue waits: the server's runner runs it */
       else if (!cn__release(p))
         cn__proc_unref(p);
       cn_buf_free(&copy);

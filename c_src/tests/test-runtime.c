@@ -154,6 +154,8 @@ static int srv_call(cn_proc *self, void *state, cn_term req, cn_from *from,
   }
   if (cn_match(req, "bad") == 0)
     return 42;
+  if (cn_match(req, "continue") == 0) /* srv has no handle_continue */
+    return cn_build(reply, "~a", cn_err_name(cn_continue(self, "x"))), CN_REPLY;
   if (cn_match(req, "forgot") == 0)
     return cn_build(reply, "done"); /* the trap: 0 is no result */
   if (cn_match(req, "garbage_reply") == 0) {
@@ -328,6 +330,106 @@ static void test_call_cast_info(void **st) {
   assert_int_equal(cn_stop(rt, cn_to_pid(pid), NULL, tmo(1000)), 0);
   assert_false(cn_is_alive(rt, pid));
   assert_int_equal(cn_process_count(rt), 0);
+  cn_buf_free(&b);
+  cn_runtime_free(rt);
+}
+
+/* handle_continue: a server that records what it handles, in order. */
+typedef struct contsrv {
+  cn_buf events; /* list cells, oldest first */
+  int n;
+} contsrv;
+
+static void note(contsrv *s, cn_term t) {
+  cn_put_term(&s->events, t);
+  s->n++;
+}
+
+static int cont_init(cn_proc *self, void *arg, void **state) {
+  contsrv *s = calloc(1, sizeof(*s));
+  (void)arg;
+  cn_buf_init(&s->events);
+  *state = s;
+  assert_int_equal(cn_continue(self, "from_init"), 0);
+  return CN_NOREPLY;
+}
+
+static int cont_continue(cn_proc *self, void *state, cn_term c) {
+  int64_t n;
+  note(state, c);
+  if (cn_match(c, "{again, ~i}", &n) == 0 && n > 0)
+    cn_continue(self, "{again, ~i}", n - 1);
+  return CN_NOREPLY;
+}
+
+static int cont_call(cn_proc *self, void *state, cn_term req, cn_from *from,
+                     cn_buf *reply) {
+  contsrv *s = state;
+  (void)from;
+  if (cn_match(req, "cont") == 0) {
+    cn_continue(self, "{again, 2}");
+    return cn_build(reply, "ok"), CN_REPLY;
+  }
+  if (cn_match(req, "stop_cont") == 0) {
+    cn_continue(self, "never");
+    return CN_STOP; /* a stop drops the continue */
+  }
+  cn_put_list(reply, (uint32_t)s->n);
+  cn_buf_append(reply, s->events.data, s->events.len);
+  cn_put_nil(reply);
+  return CN_REPLY;
+}
+
+static int cont_cast(cn_proc *self, void *state, cn_term msg) {
+  char store[64];
+  cn_buf b;
+  (void)self;
+  cn_buf_init_with(&b, store, sizeof(store));
+  cn_build(&b, "{cast, ~t}", msg);
+  note(state, cn_buf_term(&b));
+  cn_buf_free(&b);
+  return CN_NOREPLY;
+}
+
+static void cont_free(void *state) {
+  contsrv *s = state;
+  cn_buf_free(&s->events);
+  free(s);
+}
+
+static const cn_server_ops cont_ops = {.name = "cont_srv",
+                                       .init = cont_init,
+                                       .handle_call = cont_call,
+                                       .handle_cast = cont_cast,
+                                       .handle_continue = cont_continue,
+                                       .free_state = cont_free};
+
+static void test_handle_continue(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_buf b = CN_BUF_INIT;
+  cn_pid pid;
+  (void)st;
+  assert_int_equal(cn_start(rt, &cont_ops, NULL, NULL, &pid), 0);
+  /* init's continue comes before a cast sent the moment start returned. */
+  assert_int_equal(cn_cast(rt, cn_to_pid(pid), T(&b, "a")), 0);
+  assert_int_equal(
+      call_expect(rt, cn_to_pid(pid), "events", "[from_init, {cast, a}]"), 0);
+  /* After a call's reply, before the next message; and again. */
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "cont", "ok"), 0);
+  assert_int_equal(cn_cast(rt, cn_to_pid(pid), T(&b, "b")), 0);
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "events",
+                               "[from_init, {cast, a}, {again, 2}, "
+                               "{again, 1}, {again, 0}, {cast, b}]"),
+                   0);
+  /* Without handle_continue there is no continue. */
+  {
+    cn_pid other = start_srv(rt, NULL);
+    assert_int_equal(
+        call_expect(rt, cn_to_pid(other), "continue", "'CN_ENOTSUP'"), 0);
+  }
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "stop_cont", NULL),
+                   CN_EEXIT);
+  wait_dead(rt, pid);
   cn_buf_free(&b);
   cn_runtime_free(rt);
 }
@@ -1076,6 +1178,7 @@ int main(void) {
       cmocka_unit_test(test_strerror),
       cmocka_unit_test(test_max_mailbox),
       cmocka_unit_test(test_formatted_calls),
+      cmocka_unit_test(test_handle_continue),
       cmocka_unit_test(test_reply_too_large),
       cmocka_unit_test(test_node_identity),
       cmocka_unit_test(test_bad_terms),

@@ -208,6 +208,13 @@ typedef struct cn_server_ops {
    * Optional. */
   int (*handle_info)(cn_proc *self, void *state, cn_term msg);
 
+  /* A continuation (OTP's handle_continue): runs when a callback (init
+   * included) called cn_continue and returned without stopping, before
+   * the process takes any other message, with the term given there.
+   * Returns CN_NOREPLY or CN_STOP, and may continue again.  Optional;
+   * without it cn_continue fails. */
+  int (*handle_continue)(cn_proc *self, void *state, cn_term cont);
+
   /* Runs when the process stops through a callback's CN_STOP, through
    * cn_stop, or through an exit signal while it traps exits (the
    * gen_server rule: a process that does not trap exits dies at once,
@@ -355,6 +362,14 @@ CN_EXTERN void *cn_proc_state(const cn_proc *self);
  * if no message arrives within ms, handle_info receives the atom timeout.
  * Every callback starts with no timeout, as in gen_server. */
 CN_EXTERN void cn_set_timeout(cn_proc *self, cn_ms ms);
+
+/* {continue, Cont} for the current callback: once it returns without
+ * stopping (from init, after the reply of a handle_call), the server's
+ * handle_continue runs with the term of fmt before anything else the
+ * process would take from its mailbox.  A second call replaces the
+ * first.  Returns 0, CN_ENOTSUP (the server has no handle_continue),
+ * CN_EBADFMT or CN_ENOMEM. */
+CN_EXTERN int cn_continue(cn_proc *self, const char *fmt, ...);
 
 /* Sets the exit reason used when the callback returns CN_STOP or
  * CN_STOP_REPLY, from a cn_build format.  Returns 0, CN_EBADFMT or
