@@ -14,7 +14,7 @@
 /* ---- The server: every callback runs inside the "counter" process ----- */
 
 /* init runs in the new process before cn_start returns.  The state it
- * allocates belongs to the process until terminate frees it. */
+ * allocates belongs to the process until free_state gives it back. */
 static int counter_init(cn_proc *self, void *arg, void **state) {
   int64_t *n = malloc(sizeof *n);
   if (n == NULL)
@@ -49,17 +49,18 @@ static int counter_cast(cn_proc *self, void *state, cn_term msg) {
   return CN_NOREPLY;
 }
 
-/* Runs when cn_stop stops the server: give back what init allocated. */
-static void counter_terminate(cn_proc *self, void *state, cn_term reason) {
-  free(state);
-}
+/* Runs on every exit, however the server goes: cn_stop, a crash, a kill,
+ * a shutdown.  (terminate, if a server has one, is for cleanup with
+ * effects, and does not run when an exit signal kills a server that does
+ * not trap exits: memory must not wait for it.) */
+static void counter_free(void *state) { free(state); }
 
 static const cn_server_ops counter_ops = {
     .name = "counter",
     .init = counter_init,
     .handle_call = counter_call,
     .handle_cast = counter_cast,
-    .terminate = counter_terminate,
+    .free_state = counter_free,
 };
 
 /* ---- The client: main() is a plain thread ----------------------------- */
@@ -109,8 +110,8 @@ int main(void) {
     err = call(rt, &got, "get");
   if (err == 0)
     err = call(rt, &added, "{add, ~i}", (int64_t)10);
-  /* cn_stop runs terminate, which frees the state.  cn_runtime_free alone
-   * would kill the server (it does not trap exits) without terminate. */
+  /* cn_stop stops the server with reason normal; free_state frees its
+   * state.  (cn_runtime_free alone would also do, through free_state.) */
   if (err == 0)
     err = cn_stop(rt, cn_to_pid(pid), NULL, 5000);
   cn_buf_free(&msg);
