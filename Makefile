@@ -46,7 +46,13 @@ VERSION_MAJOR := $(shell sed -n 's/.*define CN_VERSION_MAJOR *//p' $(VERSION_H))
 VERSION_MINOR := $(shell sed -n 's/.*define CN_VERSION_MINOR *//p' $(VERSION_H))
 VERSION_PATCH := $(shell sed -n 's/.*define CN_VERSION_PATCH *//p' $(VERSION_H))
 VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+# Before 1.0 every minor version may break the ABI, so it is part of the
+# soname (libcnode.so.0.2); from 1.0 on, only the major version is.
+ifeq ($(VERSION_MAJOR),0)
+SONAME := libcnode.so.$(VERSION_MAJOR).$(VERSION_MINOR)
+else
 SONAME := libcnode.so.$(VERSION_MAJOR)
+endif
 
 CC ?= cc
 OPT ?= -O2

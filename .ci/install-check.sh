@@ -42,11 +42,14 @@ if ! $MAKE --no-print-directory install DESTDIR="$root" PREFIX="$prefix" \
 fi
 
 for f in include/cnode.h include/cnode/common.h lib/libcnode.a \
-  lib/libcnode.so lib/libcnode.so.0 lib/pkgconfig/cnode.pc; do
+  lib/libcnode.so lib/pkgconfig/cnode.pc; do
   [ -e "$root$prefix/$f" ] || fail "$prefix/$f was not installed"
 done
 find "$root$prefix" -name 'libcnode.so.*.*.*' -type f | grep -q . ||
   fail "no versioned libcnode.so.X.Y.Z"
+soname=$(objdump -p "$root$prefix/lib/libcnode.so" | awk '/SONAME/ { print $2 }')
+[ -e "$root$prefix/lib/$soname" ] ||
+  fail "the soname $soname is not installed"
 
 # The shared library exports the public API and nothing else: cn_ names
 # (STYLE.md: CN_EXTERN, -fvisibility=hidden), not cn__ internals nor ei.

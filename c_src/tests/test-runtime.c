@@ -1166,6 +1166,16 @@ static void test_reply_too_large(void **st) {
   cn_runtime_free(rt);
 }
 
+/* The library says which version it is, as the headers do. */
+static void test_version(void **st) {
+  char want[32];
+  (void)st;
+  assert_int_equal(cn_version(), CN_VERSION_HEX);
+  snprintf(want, sizeof(want), "%d.%d.%d", CN_VERSION_MAJOR, CN_VERSION_MINOR,
+           CN_VERSION_PATCH);
+  assert_string_equal(cn_version_string(), want);
+}
+
 static void test_strerror(void **st) {
   assert_string_equal(cn_strerror(0), "ok");
   assert_string_equal(cn_strerror(CN_ENOPROC), "no such process");
@@ -1176,6 +1186,7 @@ static void test_strerror(void **st) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_strerror),
+      cmocka_unit_test(test_version),
       cmocka_unit_test(test_max_mailbox),
       cmocka_unit_test(test_formatted_calls),
       cmocka_unit_test(test_handle_continue),

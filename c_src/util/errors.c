@@ -28,3 +28,13 @@ const char *cn_err_name(int err) {
     return "CN_UNKNOWN";
   }
 }
+
+#define CN_STR_(x) #x
+#define CN_STR(x) CN_STR_(x)
+
+unsigned cn_version(void) { return CN_VERSION_HEX; }
+
+const char *cn_version_string(void) {
+  return CN_STR(CN_VERSION_MAJOR) "." CN_STR(CN_VERSION_MINOR) "." CN_STR(
+      CN_VERSION_PATCH);
+}

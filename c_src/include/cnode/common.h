@@ -20,9 +20,15 @@ extern "C" {
 #define CN_EXTERN
 #endif
 
+/* The version of these headers.  Before 1.0 a minor version may change
+ * the API and the ABI (the soname is libcnode.so.0.MINOR); from 1.0 on
+ * only a major version may.  cn_version() gives the library's own, to
+ * check a program against the library it runs with. */
 #define CN_VERSION_MAJOR 0
-#define CN_VERSION_MINOR 1
+#define CN_VERSION_MINOR 2
 #define CN_VERSION_PATCH 0
+#define CN_VERSION_HEX                                                         \
+  ((CN_VERSION_MAJOR << 16) | (CN_VERSION_MINOR << 8) | CN_VERSION_PATCH)
 
 /* XX(name, message).  Codes are numbered from -1 downwards in table order,
  * so new codes go at the end. */
@@ -65,6 +71,14 @@ enum cn_errno_enum_ {
 #define CN_ERRNO_DEF_(name, msg) CN_##name = -(CN_ERR_##name##_IDX_),
 enum cn_errno { CN_ERRNO_MAP(CN_ERRNO_DEF_) };
 #undef CN_ERRNO_DEF_
+
+/* The library's version as CN_VERSION_HEX makes it ((major << 16) |
+ * (minor << 8) | patch): what the program runs with, which may differ
+ * from the headers it was built with.  Thread-safe. */
+CN_EXTERN unsigned cn_version(void);
+
+/* The same as text, "MAJOR.MINOR.PATCH" (static storage). */
+CN_EXTERN const char *cn_version_string(void);
 
 /* Returns a static, human-readable message for an error code (0 gives
  * "ok"; an unknown code gives "unknown error").  Thread-safe. */
