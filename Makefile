@@ -144,7 +144,7 @@ DEPS_PKGS := gcc make pkg-config erlang-nox erlang-dev elixir rebar3 \
         format format-check
 .DEFAULT_GOAL := all
 
-all: lib tests examples $(if $(NODE_SRCS),$(NODE_BIN)) $(BENCH_BINS)
+all: lib tests examples $(NODE_BIN) $(BENCH_BINS)
 
 lib: $(LIB_A) $(LIB_SO)
 tests: $(TEST_BINS)
@@ -236,12 +236,8 @@ test: deps
 # Common Test suites run through rebar3 (rebar.config points it at
 # test_erl/), ExUnit scripts with elixir; see .ci/test-erl.sh.  The node is
 # built first.
-test-erl: $(if $(ERL_SUITES)$(ERL_SCRIPTS),all)
-ifeq ($(ERL_SUITES)$(ERL_SCRIPTS),)
-	@echo "test-erl: test_erl/ has no *_SUITE.erl or *_test.exs yet; nothing to run"
-else
+test-erl: all
 	$(Q)sh .ci/test-erl.sh $(BUILD)
-endif
 
 # ---- Install --------------------------------------------------------------
 
@@ -292,15 +288,7 @@ run: deps
 	+$(Q)$(SUBMAKE) SANITIZER= run-node
 
 run-node: all
-ifeq ($(NODE_SRCS),)
-	@echo "make run: the node program (cnode/) is not there yet."
-	@echo "The node program arrives with the distribution layer (issue 3):" \
-	        "make run will start cnode@$$(hostname -s) with its built-in kv" \
-	        "and echo servers."
-	@echo "Until then, libcnode and its tests build; try make test."
-else
 	./$(NODE_BIN) $(RUN_ARGS)
-endif
 
 # Benchmarks run in the optimised release configuration.  bench/run.sh
 # measures each figure side by side with the BEAM in the same run.
@@ -308,8 +296,7 @@ bench: deps
 	+$(Q)$(SUBMAKE) SANITIZER= OPT=-O2 bench-run
 
 bench-run: lib $(BENCH_BINS)
-	$(Q)if [ -f bench/run.sh ]; then sh bench/run.sh $(BUILD); \
-	else echo "make bench: bench/run.sh is not there yet; nothing to run"; fi
+	$(Q)sh bench/run.sh $(BUILD)
 
 format:
 	$(CLANG_FORMAT) -i $(FORMAT_SRCS)

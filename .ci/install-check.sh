@@ -52,7 +52,7 @@ soname=$(objdump -p "$root$prefix/lib/libcnode.so" | awk '/SONAME/ { print $2 }'
   fail "the soname $soname is not installed"
 
 # The shared library exports the public API and nothing else: cn_ names
-# (STYLE.md: CN_EXTERN, -fvisibility=hidden), not cn__ internals nor ei.
+# (CN_EXTERN and -fvisibility=hidden), not cn__ internals nor ei.
 stray=$(nm -D --defined-only "$root$prefix/lib/libcnode.so" |
   awk '{ print $NF }' | grep -v '^cn_[a-z0-9]' || true)
 [ -z "$stray" ] ||

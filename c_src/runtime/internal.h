@@ -20,7 +20,8 @@
  *
  * Placement.  A process made runnable by a process running on scheduler S
  * goes on S's run queue, so a caller and its server end up sharing a
- * scheduler (no cross-core wake-ups: fact 8 in DESIGN.md).  Plain threads
+ * scheduler (no cross-core wake-ups, which cost tens of microseconds on a busy
+ * machine).  Plain threads
  * inject into the process's last scheduler.  A scheduler with surplus work
  * wakes a sleeping one, which steals half of its queue.
  *
@@ -112,7 +113,7 @@ void cn__msg_free(cn__msg *m);
 
 /* A caller awaiting a reply.  Local callers have a ref tag; remote callers
  * (distribution) carry their tag as opaque term bytes in tag, answered
- * with {Tag, Reply}, as DESIGN.md fact 1 says. */
+ * with {Tag, Reply}, which is what gen_server:call waits for. */
 struct cn_from {
   cn_runtime *rt;
   cn_pid pid;     /* who gets the reply */
@@ -321,7 +322,7 @@ struct cn_runtime {
 };
 
 /* What the runtime asks of the distribution layer.  The runtime knows
- * nothing else about it: layers depend downwards (DESIGN.md). */
+ * nothing else about it: layers depend downwards (README, Layout). */
 typedef struct cn__dist_ops {
   /* Takes m in every case (sends or frees it).  to is a pid of another
    * node, or, with CN__F_TONAME, stands for {m->name, node of to}.
