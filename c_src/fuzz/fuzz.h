@@ -4,8 +4,8 @@
  *
  * A failed invariant aborts: libFuzzer treats the abort as a crash, saves
  * the input that caused it and stops, which is exactly what a broken
- * invariant deserves.  Library code itself never aborts, however bad its input; only
- * these harnesses do.
+ * invariant deserves.  Library code itself never aborts, however bad its input;
+ * only these harnesses do.
  */
 #ifndef CN_FUZZ_H
 #define CN_FUZZ_H

@@ -53,8 +53,8 @@ void cn_from_free(cn_from *from) {
 cn_pid cn_from_pid(const cn_from *from) { return from->pid; }
 
 /* A reply to a caller on another node: {Tag, Reply}, sent to its alias
- * when the tag has one (OTP 24+ callers tag a call [alias | Ref]; a reply sent to the alias
- * is dropped once the caller has given up). */
+ * when the tag has one (OTP 24+ callers tag a call [alias | Ref]; a reply sent
+ * to the alias is dropped once the caller has given up). */
 static int send_remote_reply(cn_from *from, cn_term reply) {
   size_t n = 2 + from->tag_len + reply.len;
   cn__msg *m = cn__msg_new(CN__M_REPLY, NULL, n);
