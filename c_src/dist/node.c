@@ -296,25 +296,12 @@ static bool dist_busy(cn_runtime *rt, uint32_t node) {
   return d && node_busy(d, node);
 }
 
-/* Waits on d->cv (d->mu held) for at most ms: a waiter rechecks its
- * condition at least that often, whatever wake-up it missed. */
-static void wait_a_while(cn__dist *d, long ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_nsec += ms * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
-  pthread_cond_timedwait(&d->cv, &d->mu, &ts);
-}
-
 /* A plain thread that sent to a busy connection waits for it to drain,
  * or to go. */
 static void wait_not_busy(cn__dist *d, uint32_t node) {
   pthread_mutex_lock(&d->mu);
   while (node_busy(d, node) && !atomic_load(&d->stopping))
-    wait_a_while(d, 100);
+    cn__cond_wait(&d->cv, &d->mu, 0);
   pthread_mutex_unlock(&d->mu);
 }
 
@@ -598,7 +585,7 @@ int cn_dist_start(cn_runtime *rt, const cn_dist_options *opts) {
   }
   d->epmd_fd = -1;
   pthread_mutex_init(&d->mu, NULL);
-  pthread_cond_init(&d->cv, NULL);
+  uv_cond_init(&d->cv); /* monotonic, for cn__cond_wait */
   at = strchr(d->name, '@');
   snprintf(alive, sizeof(alive), "%.*s", (int)(at - d->name), d->name);
   if (opts->listen_addr)
@@ -799,13 +786,10 @@ int cn_dist_connect(cn_runtime *rt, const char *node, cn_ms timeout) {
     return 0; /* ourselves: always "connected" */
   cn__sched_run(rt, DIST_SCHED, connect_on_loop, &r);
   deadline =
-      uv_hrtime() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000ULL;
+      timeout_ms < 0 ? 0 : uv_hrtime() + (uint64_t)timeout_ms * 1000000ULL + 1;
   pthread_mutex_lock(&d->mu);
-  while (!r.w.done) {
-    if (timeout_ms >= 0 && uv_hrtime() >= deadline)
-      break;
-    wait_a_while(d, 20);
-  }
+  while (!r.w.done && cn__cond_wait(&d->cv, &d->mu, deadline))
+    ;
   rc = r.w.done ? r.w.rc : CN_ETIMEDOUT;
   pthread_mutex_unlock(&d->mu);
   if (!r.w.done)

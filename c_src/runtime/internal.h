@@ -355,6 +355,24 @@ typedef struct cn__module {
 
 /* ---- Internal API ----------------------------------------------------- */
 
+/* Waits on cv (initialised with uv_cond_init, so on the monotonic clock;
+ * mu held) until it is signalled or the uv_hrtime() deadline (0: none)
+ * passes.  Returns false once the deadline has passed.  Callers loop on
+ * their own condition: wake-ups may be spurious. */
+static inline bool cn__cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu,
+                                 uint64_t deadline) {
+  uint64_t now;
+  if (!deadline) {
+    uv_cond_wait(cv, mu);
+    return true;
+  }
+  now = uv_hrtime();
+  if (now >= deadline)
+    return false;
+  uv_cond_timedwait(cv, mu, deadline - now);
+  return true;
+}
+
 /* A cn_ms as the int milliseconds the internals wait with: -1 for
  * CN_INFINITY (any negative), at most INT_MAX. */
 static inline int cn__ms(cn_ms ms) {

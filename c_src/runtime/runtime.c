@@ -205,7 +205,7 @@ int cn_runtime_new(const cn_runtime_options *opts, cn_runtime **out) {
   atomic_init(&rt->ref_counter, 1);
   pthread_mutex_init(&rt->table_mu, NULL);
   pthread_mutex_init(&rt->exit_mu, NULL);
-  pthread_cond_init(&rt->exit_cv, NULL);
+  uv_cond_init(&rt->exit_cv); /* monotonic, for cn__cond_wait */
   pthread_rwlock_init(&rt->names_mu, NULL);
   pthread_mutex_init(&rt->modules_mu, NULL);
   pthread_mutex_init(&rt->from_mu, NULL);
@@ -282,21 +282,12 @@ static void send_kill(cn_runtime *rt, cn_proc *p) {
 
 /* Waits until no process is left or timeout_ms passes.  True if none. */
 static bool wait_empty(cn_runtime *rt, int timeout_ms) {
-  uint64_t deadline = uv_hrtime() + (uint64_t)timeout_ms * 1000000ULL;
+  uint64_t deadline =
+      timeout_ms < 0 ? 0 : uv_hrtime() + (uint64_t)timeout_ms * 1000000ULL + 1;
   pthread_mutex_lock(&rt->exit_mu);
-  while (atomic_load(&rt->nprocs) > 0) {
-    struct timespec ts;
-    uint64_t now = uv_hrtime();
-    if (timeout_ms >= 0 && now >= deadline)
-      break;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 10 * 1000000L; /* re-check every 10 ms */
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&rt->exit_cv, &rt->exit_mu, &ts);
-  }
+  while (atomic_load(&rt->nprocs) > 0 &&
+         cn__cond_wait(&rt->exit_cv, &rt->exit_mu, deadline))
+    ;
   pthread_mutex_unlock(&rt->exit_mu);
   return atomic_load(&rt->nprocs) == 0;
 }
