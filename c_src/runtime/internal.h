@@ -39,6 +39,7 @@
 #include <stdatomic.h>
 #include <uv.h>
 
+#include "util/htab.h"    /* the one hash table */
 #include "util/siphash.h" /* keyed hashes for tables that peers fill */
 
 #define CN__CACHELINE 64
@@ -149,8 +150,14 @@ typedef struct cn__pending {
 
 /* ---- Links and monitors (owned by the process) ------------------------ */
 
+/* A link, in its process's table of links (keyed by the other pid, so
+ * that adding, finding and removing one is O(1): a large supervisor is
+ * not quadratic), and in its list of links, newest first: at exit the
+ * signals go out in that order, children before the parent that started
+ * them, as they always have. */
 typedef struct cn__link {
-  struct cn__link *next;
+  cn__hnode node;
+  struct cn__link *prev, *next; /* the process's list, newest first */
   cn_pid pid;
 } cn__link;
 
@@ -195,8 +202,9 @@ struct cn_proc {
   uint32_t flags;           /* CN__PF_* */
   cn__msg *q_head, *q_tail; /* private FIFO */
   void *state_ptr;
-  cn_pid parent; /* start_link parent, or self */
-  cn__link *links;
+  cn_pid parent;        /* start_link parent, or self */
+  cn__htab links;       /* cn__link, by pid */
+  cn__link *link_list;  /* the same, newest first */
   cn__mon *mon_on_me;   /* monitors others hold on me */
   cn__mon *mon_mine;    /* monitors I hold */
   cn__pending *calls;   /* my async calls in flight */

@@ -98,7 +98,8 @@ int cn__proc_alloc(cn_runtime *rt, const cn_server_ops *ops, uint32_t flags,
   p->q_head = p->q_tail = NULL;
   p->state_ptr = NULL;
   p->parent = parent ? *parent : p->pid;
-  p->links = NULL;
+  p->links = (cn__htab)CN__HTAB_INIT;
+  p->link_list = NULL;
   p->mon_on_me = NULL;
   p->mon_mine = NULL;
   p->calls = NULL;
@@ -344,38 +345,50 @@ int cn__signal(cn_runtime *rt, cn_pid to, cn__msg *m) {
 
 /* ---- Links and monitors ----------------------------------------------- */
 
-static bool has_link(cn_proc *p, cn_pid pid) {
-  cn__link *l;
-  for (l = p->links; l; l = l->next)
-    if (cn_pid_equal(&l->pid, &pid))
-      return true;
-  return false;
+/* Links are keyed by the other pid, hashed with the keyed SipHash (peers
+ * choose the pids that link to us). */
+static uint64_t pid_hash(const cn_pid *pid) {
+  return cn__siphash(cn__hash_key(), pid, sizeof(*pid));
+}
+
+static bool link_is(const cn__hnode *n, const void *pid) {
+  return cn_pid_equal(&cn__container_of(n, cn__link, node)->pid, pid);
 }
 
 int cn__add_link(cn_proc *p, cn_pid pid) {
+  uint64_t h = pid_hash(&pid);
   cn__link *l;
-  if (has_link(p, pid))
+  if (cn__htab_find(&p->links, h, link_is, &pid))
     return 0;
-  l = malloc(sizeof(*l));
-  if (!l)
+  if (!(l = malloc(sizeof(*l))))
     return CN_ENOMEM;
   l->pid = pid;
-  l->next = p->links;
-  p->links = l;
+  if (cn__htab_add(&p->links, &l->node, h) != 0) {
+    free(l);
+    return CN_ENOMEM;
+  }
+  l->prev = NULL;
+  l->next = p->link_list;
+  if (l->next)
+    l->next->prev = l;
+  p->link_list = l;
   return 0;
 }
 
 bool cn__remove_link(cn_proc *p, cn_pid pid) {
-  cn__link **lp;
-  for (lp = &p->links; *lp; lp = &(*lp)->next) {
-    if (cn_pid_equal(&(*lp)->pid, &pid)) {
-      cn__link *l = *lp;
-      *lp = l->next;
-      free(l);
-      return true;
-    }
-  }
-  return false;
+  cn__hnode *n = cn__htab_take(&p->links, pid_hash(&pid), link_is, &pid);
+  cn__link *l;
+  if (!n)
+    return false;
+  l = cn__container_of(n, cn__link, node);
+  if (l->prev)
+    l->prev->next = l->next;
+  else
+    p->link_list = l->next;
+  if (l->next)
+    l->next->prev = l->prev;
+  free(l);
+  return true;
 }
 
 int cn__add_mon(cn__mon **list, const cn_ref *ref, cn_pid pid,
@@ -519,9 +532,10 @@ void cn__proc_exit(cn_proc *p, cn_term reason_in, bool run_terminate) {
   }
   cn__drop_pending(p);
 
-  while ((l = p->links)) {
+  cn__htab_clear(&p->links);
+  while ((l = p->link_list)) {
     cn__msg *sig = exit_signal_new(p->pid, reason, CN__F_LINKED);
-    p->links = l->next;
+    p->link_list = l->next;
     if (sig)
       cn__deliver(rt, l->pid, sig);
     free(l);
@@ -647,7 +661,8 @@ int cn_link(cn_runtime *rt, cn_pid pid) {
   cn__msg *m;
   if (!me)
     return err;
-  if (cn_pid_equal(&pid, &me->pid) || has_link(me, pid))
+  if (cn_pid_equal(&pid, &me->pid) ||
+      cn__htab_find(&me->links, pid_hash(&pid), link_is, &pid))
     return 0;
   /* A remote link that cannot be made comes back as an exit signal
    * noconnection, as in Erlang. */

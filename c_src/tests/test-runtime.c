@@ -184,6 +184,10 @@ static int srv_call(cn_proc *self, void *state, cn_term req, cn_from *from,
     cn_link(cn_proc_runtime(self), pid);
     return cn_build(reply, "ok"), CN_REPLY;
   }
+  if (cn_match(req, "{unlink, ~p}", &pid) == 0) {
+    cn_unlink(cn_proc_runtime(self), pid);
+    return cn_build(reply, "ok"), CN_REPLY;
+  }
   if (cn_match(req, "{monitor, ~p}", &pid) == 0) {
     cn_ref r;
     cn_monitor(cn_proc_runtime(self), cn_to_pid(pid), &r);
@@ -431,6 +435,42 @@ static void test_handle_continue(void **st) {
                    CN_EEXIT);
   wait_dead(rt, pid);
   cn_buf_free(&b);
+  cn_runtime_free(rt);
+}
+
+/* Many links on one process (a large supervisor's shape): linked and
+ * unlinked one by one, the right ones die with it. */
+static void test_many_links(void **st) {
+  enum { N = 20000 };
+  cn_runtime *rt = rt_new(2);
+  cn_pid hub = start_srv(rt, NULL), *kids = malloc(N * sizeof(*kids));
+  cn_buf r = CN_BUF_INIT;
+  int i, alive = 0;
+  (void)st;
+  for (i = 0; i < N; i++) {
+    kids[i] = start_srv(rt, NULL);
+    assert_int_equal(
+        cn_callf(rt, cn_to_pid(hub), tmo(2000), &r, "{link, ~p}", &kids[i]), 0);
+  }
+  for (i = 1; i < N; i += 2)
+    assert_int_equal(
+        cn_callf(rt, cn_to_pid(hub), tmo(2000), &r, "{unlink, ~p}", &kids[i]),
+        0);
+  assert_int_equal(cn_exit(rt, hub, T(&r, "boom")), 0);
+  wait_dead(rt, hub);
+  /* The linked half dies, asynchronously. */
+  for (int tries = 0; tries < tmo(5000); tries++) {
+    for (alive = 0, i = 0; i < N; i += 2)
+      alive += cn_is_alive(rt, kids[i]);
+    if (alive == 0)
+      break;
+    uv_sleep(1);
+  }
+  assert_int_equal(alive, 0);
+  for (i = 1; i < N; i += 2)
+    assert_true(cn_is_alive(rt, kids[i]));
+  free(kids);
+  cn_buf_free(&r);
   cn_runtime_free(rt);
 }
 
@@ -1189,6 +1229,7 @@ int main(void) {
       cmocka_unit_test(test_version),
       cmocka_unit_test(test_max_mailbox),
       cmocka_unit_test(test_formatted_calls),
+      cmocka_unit_test(test_many_links),
       cmocka_unit_test(test_handle_continue),
       cmocka_unit_test(test_reply_too_large),
       cmocka_unit_test(test_node_identity),
