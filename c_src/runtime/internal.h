@@ -264,8 +264,7 @@ typedef struct cn__sched {
   /* Timers: heap and index, shared under timer_mu. */
   pthread_mutex_t timer_mu;
   cn__heap heap;
-  struct cn__timer **tindex; /* hash buckets by id */
-  size_t tindex_cap, tindex_n;
+  cn__htab tindex; /* the same timers, by id */
   uint64_t armed_at; /* deadline the uv timer is armed for, or 0 */
   _Atomic int timer_dirty;
 } __attribute__((aligned(CN__CACHELINE))) cn__sched;
@@ -309,8 +308,7 @@ struct cn_runtime {
 
   /* Registered names. */
   pthread_rwlock_t names_mu;
-  struct cn__name **names;
-  size_t names_cap, names_n;
+  cn__htab names; /* cn__name, by name */
 
   /* Modules for supervisors (cn_module_register). */
   pthread_mutex_t modules_mu;

@@ -10,7 +10,7 @@
 #include <string.h>
 
 typedef struct cn__name {
-  struct cn__name *next;
+  cn__hnode node; /* in rt->names */
   cn_pid pid;
   cn_proc *proc; /* for dropping the name at exit (not a reference) */
   char name[];
@@ -29,62 +29,37 @@ static int valid_name(const char *name) {
   return n > 0 && n <= 255 * 4 && strcmp(name, "undefined") != 0;
 }
 
-static cn__name **find(cn_runtime *rt, const char *name) {
-  cn__name **np;
-  if (!rt->names_cap)
-    return NULL;
-  np = &rt->names[cn__name_hash(name) & (rt->names_cap - 1)];
-  for (; *np; np = &(*np)->next)
-    if (strcmp((*np)->name, name) == 0)
-      return np;
-  return NULL;
+static bool name_is(const cn__hnode *n, const void *name) {
+  return strcmp(cn__container_of(n, cn__name, node)->name, name) == 0;
 }
 
-static int grow(cn_runtime *rt) {
-  size_t cap = rt->names_cap ? rt->names_cap * 2 : 64, i;
-  cn__name **v = calloc(cap, sizeof(*v));
-  if (!v)
-    return CN_ENOMEM;
-  for (i = 0; i < rt->names_cap; i++) {
-    cn__name *e = rt->names[i];
-    while (e) {
-      cn__name *next = e->next;
-      size_t b = cn__name_hash(e->name) & (cap - 1);
-      e->next = v[b];
-      v[b] = e;
-      e = next;
-    }
-  }
-  free(rt->names);
-  rt->names = v;
-  rt->names_cap = cap;
-  return 0;
+static cn__name *find(cn_runtime *rt, const char *name) {
+  cn__hnode **lp =
+      cn__htab_find(&rt->names, cn__name_hash(name), name_is, name);
+  return lp ? cn__container_of(*lp, cn__name, node) : NULL;
 }
 
 /* Inserts under the write lock.  p must be alive and nameless. */
 static int insert(cn_runtime *rt, const char *name, cn_proc *p,
                   cn_pid *holder) {
-  cn__name **np = find(rt, name), *e;
+  cn__name *e = find(rt, name);
   size_t len = strlen(name);
-  if (np) {
+  if (e) {
     if (holder)
-      *holder = (*np)->pid;
+      *holder = e->pid;
     return CN_EEXIST;
   }
   if (p->reg_name)
     return CN_EEXIST;
-  if (rt->names_n + 1 > rt->names_cap * 3 / 4 && grow(rt) != 0)
-    return CN_ENOMEM;
-  e = malloc(sizeof(*e) + len + 1);
-  if (!e)
+  if (!(e = malloc(sizeof(*e) + len + 1)))
     return CN_ENOMEM;
   memcpy(e->name, name, len + 1);
   e->pid = p->pid;
   e->proc = p;
-  np = &rt->names[cn__name_hash(name) & (rt->names_cap - 1)];
-  e->next = *np;
-  *np = e;
-  rt->names_n++;
+  if (cn__htab_add(&rt->names, &e->node, cn__name_hash(name)) != 0) {
+    free(e);
+    return CN_ENOMEM;
+  }
   p->reg_name = e->name;
   return 0;
 }
@@ -119,34 +94,35 @@ int cn_register(cn_runtime *rt, const char *name, cn_pid pid) {
   return rc;
 }
 
-static void unlink_entry(cn_runtime *rt, cn__name **np) {
-  cn__name *e = *np;
-  *np = e->next;
+/* Drops a name (under the write lock). */
+static bool drop(cn_runtime *rt, const char *name) {
+  cn__hnode *n =
+      cn__htab_take(&rt->names, cn__name_hash(name), name_is, name);
+  cn__name *e;
+  if (!n)
+    return false;
+  e = cn__container_of(n, cn__name, node);
   e->proc->reg_name = NULL;
-  rt->names_n--;
   free(e);
+  return true;
 }
 
 int cn_unregister(cn_runtime *rt, const char *name) {
-  cn__name **np;
-  int rc = CN_ENOENT;
+  int rc;
   if (!rt || !name)
     return CN_EINVAL;
   pthread_rwlock_wrlock(&rt->names_mu);
-  if ((np = find(rt, name))) {
-    unlink_entry(rt, np);
-    rc = 0;
-  }
+  rc = drop(rt, name) ? 0 : CN_ENOENT;
   pthread_rwlock_unlock(&rt->names_mu);
   return rc;
 }
 
 int cn__name_lookup(cn_runtime *rt, const char *name, cn_pid *pid) {
-  cn__name **np;
+  cn__name *e;
   int rc = CN_ENOENT;
   pthread_rwlock_rdlock(&rt->names_mu);
-  if ((np = find(rt, name))) {
-    *pid = (*np)->pid;
+  if ((e = find(rt, name))) {
+    *pid = e->pid;
     rc = 0;
   }
   pthread_rwlock_unlock(&rt->names_mu);
@@ -160,24 +136,17 @@ int cn_whereis(cn_runtime *rt, const char *name, cn_pid *pid) {
 }
 
 void cn__name_drop_proc(cn_runtime *rt, cn_proc *p) {
-  cn__name **np;
   pthread_rwlock_wrlock(&rt->names_mu);
-  if (p->reg_name && (np = find(rt, p->reg_name)))
-    unlink_entry(rt, np);
+  if (p->reg_name)
+    drop(rt, p->reg_name);
   pthread_rwlock_unlock(&rt->names_mu);
 }
 
+static void free_name(cn__hnode *n, void *arg) {
+  (void)arg;
+  free(cn__container_of(n, cn__name, node));
+}
+
 void cn__names_free(cn_runtime *rt) {
-  size_t i;
-  for (i = 0; i < rt->names_cap; i++) {
-    cn__name *e = rt->names[i];
-    while (e) {
-      cn__name *next = e->next;
-      free(e);
-      e = next;
-    }
-  }
-  free(rt->names);
-  rt->names = NULL;
-  rt->names_cap = rt->names_n = 0;
+  cn__htab_drain(&rt->names, free_name, NULL);
 }

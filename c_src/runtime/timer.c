@@ -10,7 +10,8 @@
 #include <string.h>
 
 typedef struct cn__timer {
-  struct cn__timer *hnext; /* index chain */
+  cn__hnode node;          /* in the scheduler's index, by id */
+  struct cn__timer *hnext; /* the list of timers due, on expiry */
   uint64_t id;
   uint64_t deadline; /* uv_hrtime() nanoseconds */
   size_t heap_idx;
@@ -95,54 +96,21 @@ static void heap_remove(cn__heap *h, cn__timer *t) {
 
 /* ---- Index ------------------------------------------------------------ */
 
-static size_t bucket(const cn__sched *s, uint64_t id) {
-  return (size_t)((id * 0x9E3779B97F4A7C15ULL) >> 20) & (s->tindex_cap - 1);
+/* Ids come from the runtime's counter, never from outside: a plain mix
+ * spreads them. */
+static uint64_t id_hash(uint64_t id) { return id * 0x9E3779B97F4A7C15ULL; }
+
+static bool timer_is(const cn__hnode *n, const void *id) {
+  return cn__container_of(n, cn__timer, node)->id == *(const uint64_t *)id;
 }
 
 static int index_add(cn__sched *s, cn__timer *t) {
-  if (s->tindex_n + 1 > s->tindex_cap * 3 / 4) {
-    size_t cap = s->tindex_cap ? s->tindex_cap * 2 : 64, i;
-    cn__timer **v = calloc(cap, sizeof(*v));
-    cn__timer **old = s->tindex;
-    size_t oldcap = s->tindex_cap;
-    if (!v)
-      return CN_ENOMEM;
-    s->tindex = v;
-    s->tindex_cap = cap;
-    for (i = 0; i < oldcap; i++) {
-      cn__timer *e = old[i];
-      while (e) {
-        cn__timer *next = e->hnext;
-        size_t b = bucket(s, e->id);
-        e->hnext = v[b];
-        v[b] = e;
-        e = next;
-      }
-    }
-    free(old);
-  }
-  {
-    size_t b = bucket(s, t->id);
-    t->hnext = s->tindex[b];
-    s->tindex[b] = t;
-    s->tindex_n++;
-  }
-  return 0;
+  return cn__htab_add(&s->tindex, &t->node, id_hash(t->id));
 }
 
 static cn__timer *index_take(cn__sched *s, uint64_t id) {
-  cn__timer **tp;
-  if (!s->tindex_cap)
-    return NULL;
-  for (tp = &s->tindex[bucket(s, id)]; *tp; tp = &(*tp)->hnext) {
-    if ((*tp)->id == id) {
-      cn__timer *t = *tp;
-      *tp = t->hnext;
-      s->tindex_n--;
-      return t;
-    }
-  }
-  return NULL;
+  cn__hnode *n = cn__htab_take(&s->tindex, id_hash(id), timer_is, &id);
+  return n ? cn__container_of(n, cn__timer, node) : NULL;
 }
 
 /* ---- Start and cancel ------------------------------------------------- */
@@ -336,10 +304,8 @@ void cn__timers_free(cn__sched *s) {
   for (i = 0; i < s->heap.n; i++)
     timer_free(s->heap.v[i]);
   free(s->heap.v);
-  free(s->tindex);
+  cn__htab_clear(&s->tindex); /* its timers were the heap's, freed above */
   memset(&s->heap, 0, sizeof(s->heap));
-  s->tindex = NULL;
-  s->tindex_cap = s->tindex_n = 0;
 }
 
 /* ---- Public ----------------------------------------------------------- */
