@@ -55,21 +55,18 @@ typedef struct cn__dnode cn__dnode;
 enum { REC_LINK = 1, REC_OMON, REC_TMON };
 
 typedef struct cn__rec {
-  struct cn__rec *next; /* hash chain */
-  uint8_t kind;         /* REC_* */
-  cn_ref ref;           /* monitors: the monitor ref (and alias) */
-  cn_pid local;         /* our process */
-  cn_pid remote;        /* theirs; for our by-name monitors, the
-                         * node only */
-  char *name;           /* our by-name monitors (REC_OMON): the name
-                         * monitored there */
-  uint8_t byname;       /* their monitors (REC_TMON): by a name of ours */
+  cn__hnode node; /* in its node's mons or links */
+  uint8_t kind;   /* REC_* */
+  cn_ref ref;     /* monitors: the monitor ref (and alias) */
+  cn_pid local;   /* our process */
+  cn_pid remote;  /* theirs; for our by-name monitors, the
+                   * node only */
+  char *name;     /* our by-name monitors (REC_OMON): the name
+                   * monitored there */
+  uint8_t byname; /* their monitors (REC_TMON): by a name of ours */
 } cn__rec;
 
-typedef struct cn__rtab {
-  cn__rec **b;
-  size_t cap, n; /* cap is a power of two */
-} cn__rtab;
+typedef cn__htab cn__rtab; /* of cn__rec */
 
 /* ---- Nodes and connections -------------------------------------------- */
 

@@ -41,33 +41,35 @@ static uint64_t link_hash(cn_pid local, cn_pid remote) {
   return cn__sip_final(&s);
 }
 
-static int rtab_grow(cn__rtab *t) {
-  size_t cap = t->cap ? t->cap * 2 : 16, i;
-  cn__rec **nb = calloc(cap, sizeof(*nb));
-  if (!nb)
-    return CN_ENOMEM;
-  for (i = 0; i < t->cap; i++) {
-    cn__rec *r, *next;
-    for (r = t->b[i]; r; r = next) {
-      uint64_t h = r->kind == REC_LINK ? link_hash(r->local, r->remote)
-                                       : ref_hash(&r->ref);
-      next = r->next;
-      r->next = nb[h & (cap - 1)];
-      nb[h & (cap - 1)] = r;
-    }
-  }
-  free(t->b);
-  t->b = nb;
-  t->cap = cap;
-  return 0;
+static cn__rec *rec_of(cn__hnode *n) {
+  return cn__container_of(n, cn__rec, node);
+}
+
+typedef struct mon_key {
+  const cn_ref *ref;
+  int kind;
+} mon_key;
+
+static bool mon_is(const cn__hnode *n, const void *key) {
+  const cn__rec *r = cn__container_of(n, cn__rec, node);
+  const mon_key *k = key;
+  return r->kind == k->kind && cn_ref_equal(&r->ref, k->ref);
+}
+
+typedef struct link_key {
+  cn_pid local, remote;
+} link_key;
+
+static bool link_is(const cn__hnode *n, const void *key) {
+  const cn__rec *r = cn__container_of(n, cn__rec, node);
+  const link_key *k = key;
+  return r->kind == REC_LINK && cn_pid_equal(&r->local, &k->local) &&
+         cn_pid_equal(&r->remote, &k->remote);
 }
 
 static cn__rec *rec_add(cn__rtab *t, int kind, const cn_ref *ref, cn_pid local,
                         cn_pid remote, const char *name) {
   cn__rec *r;
-  uint64_t h;
-  if (t->n >= t->cap && rtab_grow(t) != 0)
-    return NULL;
   if (!(r = calloc(1, sizeof(*r))))
     return NULL;
   if (name && !(r->name = strdup(name))) {
@@ -79,10 +81,13 @@ static cn__rec *rec_add(cn__rtab *t, int kind, const cn_ref *ref, cn_pid local,
     r->ref = *ref;
   r->local = local;
   r->remote = remote;
-  h = kind == REC_LINK ? link_hash(local, remote) : ref_hash(&r->ref);
-  r->next = t->b[h & (t->cap - 1)];
-  t->b[h & (t->cap - 1)] = r;
-  t->n++;
+  if (cn__htab_add(t, &r->node,
+                   kind == REC_LINK ? link_hash(local, remote)
+                                    : ref_hash(&r->ref)) != 0) {
+    free(r->name);
+    free(r);
+    return NULL;
+  }
   return r;
 }
 
@@ -93,70 +98,36 @@ static void rec_free(cn__rec *r) {
 
 /* Takes the monitor record for ref (of the given kind) out of t. */
 static cn__rec *mon_take(cn__rtab *t, const cn_ref *ref, int kind) {
-  cn__rec **rp;
-  if (!t->cap)
-    return NULL;
-  for (rp = &t->b[ref_hash(ref) & (t->cap - 1)]; *rp; rp = &(*rp)->next) {
-    cn__rec *r = *rp;
-    if (r->kind == kind && cn_ref_equal(&r->ref, ref)) {
-      *rp = r->next;
-      t->n--;
-      return r;
-    }
-  }
-  return NULL;
+  mon_key k = {ref, kind};
+  cn__hnode *n = cn__htab_take(t, ref_hash(ref), mon_is, &k);
+  return n ? rec_of(n) : NULL;
 }
 
 static cn__rec *mon_find(cn__rtab *t, const cn_ref *ref, int kind) {
-  cn__rec *r;
-  if (!t->cap)
-    return NULL;
-  for (r = t->b[ref_hash(ref) & (t->cap - 1)]; r; r = r->next)
-    if (r->kind == kind && cn_ref_equal(&r->ref, ref))
-      return r;
-  return NULL;
-}
-
-static cn__rec **link_slot(cn__rtab *t, cn_pid local, cn_pid remote) {
-  cn__rec **rp;
-  if (!t->cap)
-    return NULL;
-  for (rp = &t->b[link_hash(local, remote) & (t->cap - 1)]; *rp;
-       rp = &(*rp)->next)
-    if (cn_pid_equal(&(*rp)->local, &local) &&
-        cn_pid_equal(&(*rp)->remote, &remote))
-      return rp;
-  return NULL;
+  mon_key k = {ref, kind};
+  cn__hnode **lp = cn__htab_find(t, ref_hash(ref), mon_is, &k);
+  return lp ? rec_of(*lp) : NULL;
 }
 
 static void link_add(cn__rtab *t, cn_pid local, cn_pid remote) {
-  if (!link_slot(t, local, remote))
+  link_key k = {local, remote};
+  if (!cn__htab_find(t, link_hash(local, remote), link_is, &k))
     rec_add(t, REC_LINK, NULL, local, remote, NULL);
 }
 
 static void link_remove(cn__rtab *t, cn_pid local, cn_pid remote) {
-  cn__rec **rp = link_slot(t, local, remote);
-  if (rp) {
-    cn__rec *r = *rp;
-    *rp = r->next;
-    t->n--;
-    rec_free(r);
-  }
+  link_key k = {local, remote};
+  cn__hnode *n = cn__htab_take(t, link_hash(local, remote), link_is, &k);
+  if (n)
+    rec_free(rec_of(n));
 }
 
-void cn__rtab_free(cn__rtab *t) {
-  size_t i;
-  for (i = 0; i < t->cap; i++) {
-    cn__rec *r, *next;
-    for (r = t->b[i]; r; r = next) {
-      next = r->next;
-      rec_free(r);
-    }
-  }
-  free(t->b);
-  t->b = NULL;
-  t->cap = t->n = 0;
+static void free_rec(cn__hnode *n, void *arg) {
+  (void)arg;
+  rec_free(rec_of(n));
 }
+
+void cn__rtab_free(cn__rtab *t) { cn__htab_drain(t, free_rec, NULL); }
 
 /* ---- Signals to local processes --------------------------------------- */
 
@@ -497,33 +468,31 @@ void cn__route_fail(cn__dist *d, cn__msg *m) {
   cn__msg_free(m);
 }
 
-void cn__route_node_down(cn__dist *d, cn__dnode *dn) {
+/* A record of a connection that went: its signal fires, and it goes. */
+static void fire_rec(cn__hnode *n, void *arg) {
+  cn__dist *d = arg;
+  cn__rec *r = rec_of(n);
   cn_term nc = cn__atom_term("noconnection");
-  cn__rtab mons = dn->mons, links = dn->links;
-  size_t i;
-  /* Fire from detached tables: what the signals cause must not see
-   * half-cleared ones. */
-  memset(&dn->mons, 0, sizeof(dn->mons));
-  memset(&dn->links, 0, sizeof(dn->links));
-  for (i = 0; i < links.cap; i++) {
-    cn__rec *r;
-    for (r = links.b[i]; r; r = r->next)
-      local_signal(d, CN__S_EXIT, r->local, r->remote, NULL, NULL, nc,
-                   CN__F_LINKED);
-  }
-  for (i = 0; i < mons.cap; i++) {
-    cn__rec *r;
-    for (r = mons.b[i]; r; r = r->next) {
-      if (r->kind == REC_OMON)
-        local_signal(d, CN__S_DOWN, r->local, r->remote, &r->ref, r->name, nc,
-                     r->name ? CN__F_BYNAME : 0);
-      else
-        local_signal(d, CN__S_DEMONITOR, r->local, r->remote, &r->ref, NULL,
-                     no_term, 0);
-    }
-  }
-  cn__rtab_free(&mons);
-  cn__rtab_free(&links);
+  if (r->kind == REC_LINK)
+    local_signal(d, CN__S_EXIT, r->local, r->remote, NULL, NULL, nc,
+                 CN__F_LINKED);
+  else if (r->kind == REC_OMON)
+    local_signal(d, CN__S_DOWN, r->local, r->remote, &r->ref, r->name, nc,
+                 r->name ? CN__F_BYNAME : 0);
+  else
+    local_signal(d, CN__S_DEMONITOR, r->local, r->remote, &r->ref, NULL,
+                 no_term, 0);
+  rec_free(r);
+}
+
+void cn__route_node_down(cn__dist *d, cn__dnode *dn) {
+  /* Both tables are detached before any record fires, so what the
+   * signals cause never sees them half-cleared. */
+  cn__rtab links = dn->links, mons = dn->mons;
+  dn->links = (cn__rtab)CN__HTAB_INIT;
+  dn->mons = (cn__rtab)CN__HTAB_INIT;
+  cn__htab_drain(&links, fire_rec, d);
+  cn__htab_drain(&mons, fire_rec, d);
 }
 
 /* ---- Incoming --------------------------------------------------------- */

@@ -264,7 +264,7 @@ typedef struct cn__sched {
   /* Timers: heap and index, shared under timer_mu. */
   pthread_mutex_t timer_mu;
   cn__heap heap;
-  cn__htab tindex; /* the same timers, by id */
+  cn__htab tindex;   /* the same timers, by id */
   uint64_t armed_at; /* deadline the uv timer is armed for, or 0 */
   _Atomic int timer_dirty;
 } __attribute__((aligned(CN__CACHELINE))) cn__sched;

@@ -96,8 +96,7 @@ int cn_register(cn_runtime *rt, const char *name, cn_pid pid) {
 
 /* Drops a name (under the write lock). */
 static bool drop(cn_runtime *rt, const char *name) {
-  cn__hnode *n =
-      cn__htab_take(&rt->names, cn__name_hash(name), name_is, name);
+  cn__hnode *n = cn__htab_take(&rt->names, cn__name_hash(name), name_is, name);
   cn__name *e;
   if (!n)
     return false;
