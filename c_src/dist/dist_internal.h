@@ -50,6 +50,10 @@ typedef struct cn__dist cn__dist;
 typedef struct cn__conn cn__conn;
 typedef struct cn__dnode cn__dnode;
 
+/* Processes waiting to be parked (cn__dist.parkq): the one MPSC queue,
+ * of processes linked through park_next. */
+CN__MPSC_DEFINE(cn__procq, cn_proc, park_next)
+
 /* ---- Link and monitor records ----------------------------------------- */
 
 enum { REC_LINK = 1, REC_OMON, REC_TMON };

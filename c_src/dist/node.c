@@ -180,14 +180,8 @@ void cn__dist_connect_node(cn__dist *d, cn__dnode *dn) {
 static int dist_deliver_now(cn__dist *d, cn_pid to, cn__msg *m);
 
 static void drain_inq(cn__dist *d) {
-  cn__msg *m = atomic_exchange_explicit(&d->inq, NULL, memory_order_acquire);
-  cn__msg *rev = NULL, *next;
-  for (; m; m = next) { /* the stack is newest first */
-    next = m->next;
-    m->next = rev;
-    rev = m;
-  }
-  for (m = rev; m; m = next) {
+  cn__msg *tail, *m = cn__msgq_take(&d->inq, NULL, NULL, &tail), *next;
+  for (; m; m = next) { /* oldest first */
     next = m->next;
     m->next = NULL;
     cn__route_out(d, m->to, m);
@@ -249,7 +243,7 @@ static void park_on_loop(cn__dist *d, cn_proc *p) {
 }
 
 static void drain_parkq(cn__dist *d) {
-  cn_proc *p = atomic_exchange(&d->parkq, NULL), *next;
+  cn_proc *tail, *p = cn__procq_take(&d->parkq, NULL, NULL, &tail), *next;
   for (; p; p = next) {
     next = p->park_next;
     p->park_next = NULL;
@@ -259,7 +253,6 @@ static void drain_parkq(cn__dist *d) {
 
 static bool dist_park(cn_runtime *rt, cn_proc *p, uint32_t node) {
   cn__dist *d = cn__dist_of(rt);
-  cn_proc *h;
   if (!d)
     return false;
   if (on_dist_loop(d)) {
@@ -281,11 +274,7 @@ static bool dist_park(cn_runtime *rt, cn_proc *p, uint32_t node) {
     return false;
   }
   p->park_node = node + 1;
-  h = atomic_load_explicit(&d->parkq, memory_order_relaxed);
-  do {
-    p->park_next = h;
-  } while (!atomic_compare_exchange_weak_explicit(
-      &d->parkq, &h, p, memory_order_release, memory_order_relaxed));
+  cn__procq_push(&d->parkq, p, NULL);
   pthread_mutex_unlock(&d->mu);
   uv_async_send(&d->wake);
   return true;
@@ -340,19 +329,14 @@ static void on_wake(uv_async_t *h) {
 }
 
 static int dist_deliver_now(cn__dist *d, cn_pid to, cn__msg *m) {
-  cn__msg *h;
   if (on_dist_loop(d)) {
     /* Keep the order of what other threads queued before us. */
     drain_inq(d);
     cn__route_out(d, to, m);
     return 0;
   }
-  h = atomic_load_explicit(&d->inq, memory_order_relaxed);
-  do {
-    m->next = h;
-  } while (!atomic_compare_exchange_weak_explicit(
-      &d->inq, &h, m, memory_order_release, memory_order_relaxed));
-  if (!h) /* the first since the last drain wakes the loop */
+  if (!cn__msgq_push(&d->inq, m, NULL)) /* the first since the last
+                                         * drain wakes the loop */
     uv_async_send(&d->wake);
   return 0;
 }

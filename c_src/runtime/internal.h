@@ -40,6 +40,7 @@
 #include <uv.h>
 
 #include "util/htab.h"    /* the one hash table */
+#include "util/mpsc.h"    /* the one MPSC queue */
 #include "util/siphash.h" /* keyed hashes for tables that peers fill */
 
 #define CN__CACHELINE 64
@@ -109,6 +110,10 @@ void cn__msg_free(cn__msg *m);
 
 /* The inbox of an exited process: pushes that meet it fail. */
 #define CN__MBOX_CLOSED ((cn__msg *)(uintptr_t)1)
+
+/* Mailboxes and the dist layer's queue of outgoing messages: the one MPSC
+ * queue (util/mpsc.h), of messages linked through next. */
+CN__MPSC_DEFINE(cn__msgq, cn__msg, next)
 
 /* ---- Calls ------------------------------------------------------------ */
 

@@ -183,20 +183,7 @@ void cn__proc_unref(cn_proc *p) {
 /* ---- Inboxes ---------------------------------------------------------- */
 
 cn__msg *cn__inbox_take(cn_proc *p, cn__msg *with, cn__msg **tail) {
-  cn__msg *batch = atomic_exchange(&p->inbox, with), *rev = NULL;
-  if (batch == CN__MBOX_CLOSED) {
-    /* Already closed: nothing to take, and it must stay closed. */
-    atomic_store(&p->inbox, CN__MBOX_CLOSED);
-    batch = NULL;
-  }
-  *tail = batch;
-  while (batch) {
-    cn__msg *next = batch->next;
-    batch->next = rev;
-    rev = batch;
-    batch = next;
-  }
-  return rev;
+  return cn__msgq_take(&p->inbox, with, CN__MBOX_CLOSED, tail);
 }
 
 void cn__inbox_to_queue(cn_proc *p, cn__msg *with) {
@@ -233,23 +220,18 @@ static int count_in(cn_proc *p, const cn__msg *m) {
 }
 
 int cn__deliver_to(cn_proc *p, cn__msg *m) {
-  cn__msg *h = atomic_load_explicit(&p->inbox, memory_order_relaxed);
   uint32_t st;
 
   if (count_in(p, m) != 0) {
     cn__msg_free(m);
     return CN_EFULL;
   }
-  do {
-    if (h == CN__MBOX_CLOSED) {
-      if (!p->thread && CN__COUNTED(m->kind))
-        atomic_fetch_sub_explicit(&p->mbox_len, 1, memory_order_relaxed);
-      cn__msg_free(m);
-      return CN_ENOPROC;
-    }
-    m->next = h;
-  } while (!atomic_compare_exchange_weak_explicit(
-      &p->inbox, &h, m, memory_order_acq_rel, memory_order_relaxed));
+  if (cn__msgq_push(&p->inbox, m, CN__MBOX_CLOSED) == CN__MBOX_CLOSED) {
+    if (!p->thread && CN__COUNTED(m->kind))
+      atomic_fetch_sub_explicit(&p->mbox_len, 1, memory_order_relaxed);
+    cn__msg_free(m);
+    return CN_ENOPROC;
+  }
 
   if (p->thread) {
     cn__thread_wake(p->thread);
