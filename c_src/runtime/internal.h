@@ -63,8 +63,8 @@ typedef enum cn__kind {
   CN__S_STOP,        /* cn_stop: exit with reason after terminate */
   CN__S_CODE_CHANGE, /* cn_code_change: data is {OldVsn, Extra}, cfrom */
   CN__S_SHUTDOWN,    /* runtime shutdown: exit as if from the parent */
-  CN__S_CONTINUE     /* handle_continue is due (at the head of the
-                      * private queue; the term is in p->cont) */
+  CN__S_CONTINUE     /* handle_continue is due, with the term in data
+                      * (at the head of the private queue) */
 } cn__kind;
 
 /* Message flags. */
@@ -155,11 +155,13 @@ typedef struct cn__pending {
 
 /* ---- Links and monitors (owned by the process) ------------------------ */
 
-/* A link, in its process's table of links (keyed by the other pid, so
- * that adding, finding and removing one is O(1): a large supervisor is
- * not quadratic), and in its list of links, newest first: at exit the
+#define CN__LINK_INDEX_AT 8 /* links before a process indexes them */
+
+/* A link, in its process's list of links, newest first (at exit the
  * signals go out in that order, children before the parent that started
- * them, as they always have. */
+ * them, as they always have), and, once a process has more than a few,
+ * in its table of links by the other pid, so that adding, finding and
+ * removing one stays O(1): a large supervisor is not quadratic. */
 typedef struct cn__link {
   cn__hnode node;
   struct cn__link *prev, *next; /* the process's list, newest first */
@@ -208,8 +210,8 @@ struct cn_proc {
   cn__msg *q_head, *q_tail; /* private FIFO */
   void *state_ptr;
   cn_pid parent;        /* start_link parent, or self */
-  cn__htab links;       /* cn__link, by pid */
-  cn__link *link_list;  /* the same, newest first */
+  cn__link *link_list;  /* cn__link, newest first */
+  cn__htab *link_index; /* the same by pid, past CN__LINK_INDEX_AT */
   cn__mon *mon_on_me;   /* monitors others hold on me */
   cn__mon *mon_mine;    /* monitors I hold */
   cn__pending *calls;   /* my async calls in flight */
@@ -219,8 +221,8 @@ struct cn_proc {
   cn_ref timeout_tref;  /* armed idle timeout */
   int timeout_armed;
   cn_buf reason;             /* set by cn_set_reason */
-  cn_buf cont;               /* set by cn_continue */
-  int has_cont;              /* a continue waits for its turn */
+  struct cn__msg *cont;      /* an S_CONTINUE set by cn_continue, not
+                              * yet queued */
   uint32_t park_node;        /* 1 + the node whose connection was
                               * busy when the current callback sent
                               * to it: suspend after the callback */

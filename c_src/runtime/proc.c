@@ -98,8 +98,8 @@ int cn__proc_alloc(cn_runtime *rt, const cn_server_ops *ops, uint32_t flags,
   p->q_head = p->q_tail = NULL;
   p->state_ptr = NULL;
   p->parent = parent ? *parent : p->pid;
-  p->links = (cn__htab)CN__HTAB_INIT;
   p->link_list = NULL;
+  p->link_index = NULL;
   p->mon_on_me = NULL;
   p->mon_mine = NULL;
   p->calls = NULL;
@@ -108,8 +108,7 @@ int cn__proc_alloc(cn_runtime *rt, const cn_server_ops *ops, uint32_t flags,
   p->timeout_gen = 0;
   p->timeout_armed = 0;
   cn_buf_init(&p->reason);
-  cn_buf_init(&p->cont);
-  p->has_cont = 0;
+  p->cont = NULL;
   p->park_node = 0;
   p->park_next = NULL;
   p->next_free = NULL;
@@ -173,7 +172,8 @@ void cn__proc_unref(cn_proc *p) {
   free_queue(p->q_head);
   p->q_head = p->q_tail = NULL;
   cn_buf_free(&p->reason);
-  cn_buf_free(&p->cont);
+  cn__msg_free(p->cont);
+  p->cont = NULL;
   pthread_mutex_lock(&rt->table_mu);
   p->next_free = rt->free_procs;
   rt->free_procs = p;
@@ -337,15 +337,49 @@ static bool link_is(const cn__hnode *n, const void *pid) {
   return cn_pid_equal(&cn__container_of(n, cn__link, node)->pid, pid);
 }
 
-int cn__add_link(cn_proc *p, cn_pid pid) {
-  uint64_t h = pid_hash(&pid);
+/* The link to pid, or NULL: a walk of the list while it is short, the
+ * table once there is one. */
+static cn__link *find_link(cn_proc *p, cn_pid pid) {
   cn__link *l;
-  if (cn__htab_find(&p->links, h, link_is, &pid))
+  if (p->link_index) {
+    cn__hnode **lp =
+        cn__htab_find(p->link_index, pid_hash(&pid), link_is, &pid);
+    return lp ? cn__container_of(*lp, cn__link, node) : NULL;
+  }
+  for (l = p->link_list; l; l = l->next)
+    if (cn_pid_equal(&l->pid, &pid))
+      return l;
+  return NULL;
+}
+
+/* Builds the table once the list passes CN__LINK_INDEX_AT.  Without
+ * memory the list alone serves, only slower. */
+static void index_links(cn_proc *p) {
+  size_t n = 0;
+  cn__link *l;
+  for (l = p->link_list; l && n <= CN__LINK_INDEX_AT; l = l->next)
+    n++;
+  if (n <= CN__LINK_INDEX_AT || !(p->link_index = calloc(1, sizeof(cn__htab))))
+    return;
+  for (l = p->link_list; l; l = l->next) {
+    if (cn__htab_add(p->link_index, &l->node, pid_hash(&l->pid)) != 0) {
+      cn__htab_clear(p->link_index);
+      free(p->link_index);
+      p->link_index = NULL;
+      return;
+    }
+  }
+}
+
+int cn__add_link(cn_proc *p, cn_pid pid) {
+  cn__link *l;
+  if (find_link(p, pid))
     return 0;
   if (!(l = malloc(sizeof(*l))))
     return CN_ENOMEM;
   l->pid = pid;
-  if (cn__htab_add(&p->links, &l->node, h) != 0) {
+  if (p->link_index &&
+      cn__htab_add(p->link_index, &l->node, pid_hash(&pid)) != 0) {
     free(l);
     return CN_ENOMEM;
   }
@@ -354,15 +388,17 @@ int cn__add_link(cn_proc *p, cn_pid pid) {
   if (l->next)
     l->next->prev = l;
   p->link_list = l;
+  if (!p->link_index)
+    index_links(p);
   return 0;
 }
 
 bool cn__remove_link(cn_proc *p, cn_pid pid) {
-  cn__hnode *n = cn__htab_take(&p->links, pid_hash(&pid), link_is, &pid);
-  cn__link *l;
-  if (!n)
+  cn__link *l = find_link(p, pid);
+  if (!l)
     return false;
-  l = cn__container_of(n, cn__link, node);
+  if (p->link_index)
+    cn__htab_take(p->link_index, pid_hash(&pid), link_is, &pid);
   if (l->prev)
     l->prev->next = l->next;
   else
@@ -514,7 +550,11 @@ void cn__proc_exit(cn_proc *p, cn_term reason_in, bool run_terminate) {
   }
   cn__drop_pending(p);
 
-  cn__htab_clear(&p->links);
+  if (p->link_index) {
+    cn__htab_clear(p->link_index);
+    free(p->link_index);
+    p->link_index = NULL;
+  }
   while ((l = p->link_list)) {
     cn__msg *sig = exit_signal_new(p->pid, reason, CN__F_LINKED);
     p->link_list = l->next;
@@ -643,8 +683,7 @@ int cn_link(cn_runtime *rt, cn_pid pid) {
   cn__msg *m;
   if (!me)
     return err;
-  if (cn_pid_equal(&pid, &me->pid) ||
-      cn__htab_find(&me->links, pid_hash(&pid), link_is, &pid))
+  if (cn_pid_equal(&pid, &me->pid) || find_link(me, pid))
     return 0;
   /* A remote link that cannot be made comes back as an exit signal
    * noconnection, as in Erlang. */

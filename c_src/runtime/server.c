@@ -164,16 +164,25 @@ void *cn_proc_state(const cn_proc *self) { return self->state_ptr; }
 void cn_set_timeout(cn_proc *self, cn_ms ms) { self->timeout_ms = cn__ms(ms); }
 
 int cn_continue(cn_proc *self, const char *fmt, ...) {
+  char store[256];
+  cn__msg *m;
+  cn_buf b;
   va_list ap;
   int rc;
   if (!self->ops || !self->ops->handle_continue)
     return CN_ENOTSUP;
-  cn_buf_reset(&self->cont);
+  cn_buf_init_with(&b, store, sizeof(store));
   va_start(ap, fmt);
-  rc = cn_vbuild(&self->cont, fmt, ap);
+  rc = cn_vbuild(&b, fmt, ap);
   va_end(ap);
-  self->has_cont = rc == 0;
-  return rc;
+  if (rc == 0 && !(m = cn__msg_new(CN__S_CONTINUE, b.data, b.len)))
+    rc = CN_ENOMEM;
+  cn_buf_free(&b);
+  if (rc != 0)
+    return rc;
+  cn__msg_free(self->cont); /* a second call replaces the first */
+  self->cont = m;
+  return 0;
 }
 
 int cn_set_reason(cn_proc *self, const char *fmt, ...) {
@@ -237,10 +246,8 @@ static void bad_return(cn_proc *p, int rc) {
  * queue, so that it is the next thing p handles (its runner, or whoever
  * releases p, sees the queue). */
 static void queue_continue(cn_proc *p) {
-  cn__msg *m;
-  p->has_cont = 0;
-  if (!(m = cn__msg_new(CN__S_CONTINUE, NULL, 0)))
-    return; /* no memory: the continue is lost, as a crash would lose it */
+  cn__msg *m = p->cont;
+  p->cont = NULL;
   m->next = p->q_head;
   p->q_head = m;
   if (!p->q_tail)
@@ -248,11 +255,13 @@ static void queue_continue(cn_proc *p) {
 }
 
 static void end_cb(cn_proc *p, int rc) {
-  if (rc != CN_NOREPLY)
-    p->has_cont = 0;
+  if (rc != CN_NOREPLY && p->cont) {
+    cn__msg_free(p->cont); /* a stop drops the continue */
+    p->cont = NULL;
+  }
   switch (rc) {
   case CN_NOREPLY:
-    if (p->has_cont)
+    if (p->cont)
       queue_continue(p);
     else
       arm_timeout(p);
@@ -763,14 +772,9 @@ void cn__handle_msg(cn_proc *p, cn__msg *m) {
     on_code_change(p, m);
     break;
   case CN__S_CONTINUE: {
-    /* The term is taken out first: handle_continue may continue again,
-     * which rewrites p->cont. */
-    cn_buf c = p->cont;
     int rc;
-    cn_buf_init(&p->cont);
     begin_cb(p);
-    rc = p->ops->handle_continue(p, p->state_ptr, cn_buf_term(&c));
-    cn_buf_free(&c);
+    rc = p->ops->handle_continue(p, p->state_ptr, msg_term(m));
     end_cb(p, rc);
     break;
   }
@@ -828,7 +832,7 @@ static int start(cn_runtime *rt, const cn_server_ops *ops, void *arg,
     p->flags &= ~CN__PF_INIT;
     if (pid)
       *pid = p->pid;
-    if (p->has_cont) {
+    if (p->cont) {
       /* init's continue runs in the new process, first thing, after
        * start has returned (our reference goes to the run queue). */
       queue_continue(p);
