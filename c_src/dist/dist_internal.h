@@ -282,6 +282,8 @@ bool cn__conn_streaming(cn__conn *c, cn_pid sender);
 /* route.c */
 void cn__route_out(cn__dist *d, cn_pid to, cn__msg *m);
 void cn__route_fail(cn__dist *d, cn__msg *m);
+/* cn__dist_ops.reply: answers a remote caller with {Tag, Reply}. */
+int cn__route_reply(cn_runtime *rt, const cn_from *from, cn_term reply);
 int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len);
 /* A message refused for its size (total bytes, 0 when unknown), of which
  * only head (a frame cut short) was kept: counts and logs it, and fails

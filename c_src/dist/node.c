@@ -699,8 +699,8 @@ static void dist_free(cn_runtime *rt) {
   dist_free_mem(d);
 }
 
-static const cn__dist_ops ops = {dist_deliver, dist_stop, dist_free, dist_park,
-                                 dist_busy};
+static const cn__dist_ops ops = {dist_deliver, dist_stop, dist_free,
+                                 dist_park,    dist_busy, cn__route_reply};
 
 /* ---- Public calls ----------------------------------------------------- */
 

@@ -516,6 +516,49 @@ static bool tag_alias(cn_term tag, cn_ref *alias) {
   return false;
 }
 
+/* ---- Answering a remote caller ----------------------------------------- */
+
+/* How to answer a gen_server:call from another node: its tag, copied.  A
+ * cn_from holds it, opaque to the runtime (cn_from.route). */
+typedef struct call_route {
+  size_t len;
+  char tag[];
+} call_route;
+
+static call_route *route_new(cn_term tag) {
+  call_route *r = malloc(sizeof(*r) + tag.len);
+  if (r) {
+    r->len = tag.len;
+    memcpy(r->tag, tag.ptr, tag.len);
+  }
+  return r;
+}
+
+/* The reply gen_server:call waits for, {Tag, Reply}, sent to the caller's
+ * alias when its tag has one (OTP 24+ callers tag a call [alias | Ref]; a
+ * reply sent to the alias is dropped once the caller has given up). */
+int cn__route_reply(cn_runtime *rt, const cn_from *from, cn_term reply) {
+  const call_route *r = from->route;
+  cn_term tag = {r->tag, r->len};
+  size_t n = 2 + tag.len + reply.len; /* SMALL_TUPLE_EXT, arity, Tag, Reply */
+  cn__msg *m = cn__msg_new(CN__M_REPLY, NULL, n);
+  cn_buf b;
+  if (!m)
+    return CN_ENOMEM;
+  cn_buf_init_with(&b, m->data, n);
+  if (cn_build(&b, "{~t, ~t}", tag, reply) != 0 || b.data != m->data ||
+      b.len != n) {
+    cn_buf_free(&b);
+    cn__msg_free(m);
+    return CN_EINVAL; /* not reached: both terms were checked */
+  }
+  m->ref = from->ref;
+  m->from = from->server;
+  m->flags = (from->flags & CN__FROM_ALIAS) ? CN__F_ALIAS : 0;
+  cn__deliver(rt, from->pid, m);
+  return 0;
+}
+
 /* A reply to one of our calls, {Tag, Reply}, sent to the caller's pid by
  * a peer that does not use aliases. */
 static bool as_reply(cn__dnode *dn, cn_pid to, cn_term msg, cn_ref *ref,
@@ -647,11 +690,12 @@ static void deliver_msg(cn__dist *d, cn__conn *c, cn_pid to, const char *name,
           cn_get_pid(caller, &cpid) == 0) {
         if (!(m = cn__msg_new(CN__M_CALL, e[2].ptr, e[2].len)) ||
             !(m->cfrom = cn__from_new(rt)) ||
-            cn__from_set_tag(m->cfrom, tag) != 0) {
+            !(m->cfrom->route = route_new(tag))) {
           cn__msg_free(m);
           drop(d, "out of memory");
           return;
         }
+        m->cfrom->flags |= CN__FROM_REMOTE;
         m->cfrom->pid = cpid;
         m->cfrom->server = to;
         if (tag_alias(tag, &m->cfrom->ref))

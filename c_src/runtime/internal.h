@@ -117,9 +117,10 @@ CN__MPSC_DEFINE(cn__msgq, cn__msg, next)
 
 /* ---- Calls ------------------------------------------------------------ */
 
-/* A caller awaiting a reply.  Local callers have a ref tag; remote callers
- * (distribution) carry their tag as opaque term bytes in tag, answered
- * with {Tag, Reply}, which is what gen_server:call waits for. */
+/* A caller awaiting a reply.  Local callers have a ref tag.  A remote
+ * caller (CN__FROM_REMOTE) has a route: what the distribution layer needs
+ * to answer it (the tag of its gen_server:call), opaque to the runtime and
+ * answered through cn__dist_ops.reply. */
 struct cn_from {
   cn_runtime *rt;
   cn_pid pid;     /* who gets the reply */
@@ -127,18 +128,13 @@ struct cn_from {
   cn_pid server;  /* the server's pid, to drop the call monitor */
   uint32_t flags; /* CN__FROM_* */
   struct cn_from *next_free;
-  char *tag; /* CN__FROM_REMOTE: the tag's bytes (tag_store or
-              * malloc'ed) */
-  size_t tag_len;
-  char tag_store[64];
+  void *route; /* CN__FROM_REMOTE: the dist layer's, malloc'ed; freed with
+                * the from */
 };
 
 #define CN__FROM_MON 0x1    /* the server holds a monitor for this call */
-#define CN__FROM_REMOTE 0x2 /* a caller on another node: tag is set */
-#define CN__FROM_ALIAS 0x4  /* the tag carries the alias in ref */
-
-/* Sets a remote caller's tag (copied).  Returns 0 or CN_ENOMEM. */
-int cn__from_set_tag(cn_from *f, cn_term tag);
+#define CN__FROM_REMOTE 0x2 /* a caller on another node: route is set */
+#define CN__FROM_ALIAS 0x4  /* the caller's tag carries an alias, in ref */
 
 cn_from *cn__from_new(cn_runtime *rt);
 
@@ -357,6 +353,9 @@ typedef struct cn__dist_ops {
   /* True while node's connection is busy (cn_send_opts with
    * CN_SEND_NOSUSPEND). */
   bool (*busy)(cn_runtime *rt, uint32_t node);
+  /* Answers a remote caller (from->route) with reply, a term the runtime
+   * has checked.  from stays the caller's.  Returns 0 or CN_ENOMEM. */
+  int (*reply)(cn_runtime *rt, const cn_from *from, cn_term reply);
 } cn__dist_ops;
 
 typedef struct cn__module {

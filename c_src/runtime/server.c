@@ -25,25 +25,13 @@ cn_from *cn__from_new(cn_runtime *rt) {
   return f;
 }
 
-int cn__from_set_tag(cn_from *f, cn_term tag) {
-  char *p = f->tag_store;
-  if (tag.len > sizeof(f->tag_store) && !(p = malloc(tag.len)))
-    return CN_ENOMEM;
-  memcpy(p, tag.ptr, tag.len);
-  f->tag = p;
-  f->tag_len = tag.len;
-  f->flags |= CN__FROM_REMOTE;
-  return 0;
-}
-
 void cn_from_free(cn_from *from) {
   cn_runtime *rt;
   if (!from)
     return;
   rt = from->rt;
-  if (from->tag && from->tag != from->tag_store)
-    free(from->tag);
-  from->tag = NULL;
+  free(from->route);
+  from->route = NULL;
   pthread_mutex_lock(&rt->from_mu);
   from->next_free = rt->free_froms;
   rt->free_froms = from;
@@ -52,29 +40,14 @@ void cn_from_free(cn_from *from) {
 
 cn_pid cn_from_pid(const cn_from *from) { return from->pid; }
 
-/* A reply to a caller on another node: {Tag, Reply}, sent to its alias
- * when the tag has one (OTP 24+ callers tag a call [alias | Ref]; a reply sent
- * to the alias is dropped once the caller has given up). */
-static int send_remote_reply(cn_from *from, cn_term reply) {
-  size_t n = 2 + from->tag_len + reply.len;
-  cn__msg *m = cn__msg_new(CN__M_REPLY, NULL, n);
-  if (!m)
-    return CN_ENOMEM;
-  m->data[0] = 104; /* SMALL_TUPLE_EXT */
-  m->data[1] = 2;
-  memcpy(m->data + 2, from->tag, from->tag_len);
-  memcpy(m->data + 2 + from->tag_len, reply.ptr, reply.len);
-  m->ref = from->ref;
-  m->from = from->server;
-  m->flags = (from->flags & CN__FROM_ALIAS) ? CN__F_ALIAS : 0;
-  cn__deliver(from->rt, from->pid, m);
-  return 0;
-}
-
 static int send_reply(cn_from *from, cn_term reply, int flags) {
   cn__msg *m;
-  if (from->flags & CN__FROM_REMOTE)
-    return send_remote_reply(from, reply);
+  if (from->flags & CN__FROM_REMOTE) {
+    const cn__dist_ops *ops = from->rt->dist_ops;
+    /* No distribution any more: the caller's node is gone for us, and
+     * its caller has had its noconnection. */
+    return ops ? ops->reply(from->rt, from, reply) : 0;
+  }
   if (!(m = cn__msg_new(CN__M_REPLY, reply.ptr, reply.len)))
     return CN_ENOMEM;
   m->ref = from->ref;
