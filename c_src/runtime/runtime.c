@@ -20,15 +20,16 @@ static const char *const known_atoms[] = {
 };
 #define NKNOWN (sizeof(known_atoms) / sizeof(known_atoms[0]))
 static char atom_bytes[NKNOWN][2 + 16];
+static size_t atom_len[NKNOWN];
 static pthread_once_t atoms_once = PTHREAD_ONCE_INIT;
 
 static void atoms_init(void) {
   size_t i;
   for (i = 0; i < NKNOWN; i++) {
-    size_t n = strlen(known_atoms[i]);
-    atom_bytes[i][0] = 119; /* SMALL_ATOM_UTF8_EXT */
-    atom_bytes[i][1] = (char)n;
-    memcpy(&atom_bytes[i][2], known_atoms[i], n);
+    cn_buf b;
+    cn_buf_init_with(&b, atom_bytes[i], sizeof(atom_bytes[i]));
+    cn_build(&b, "~a", known_atoms[i]); /* fits: the names are short */
+    atom_len[i] = b.len;
   }
 }
 
@@ -39,7 +40,7 @@ cn_term cn__atom_term(const char *name) {
   for (i = 0; i < NKNOWN; i++) {
     if (strcmp(known_atoms[i], name) == 0) {
       t.ptr = atom_bytes[i];
-      t.len = 2 + strlen(name);
+      t.len = atom_len[i];
       return t;
     }
   }
