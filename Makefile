@@ -215,11 +215,12 @@ test: deps
 	+$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(SUBMAKE) SANITIZER= check
 	@echo "==== make test: make install, then the examples built outside the tree"
 	+$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(SUBMAKE) SANITIZER= install-check
-	@echo "==== make test: AddressSanitizer + UndefinedBehaviorSanitizer"
-	+$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(SAN_MULT) \
+	@echo "==== make test: AddressSanitizer + UndefinedBehaviorSanitizer," \
+	        "each group's tests in reverse order"
+	+$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(SAN_MULT) CN_TEST_ORDER=reverse \
 	        $(SUBMAKE) SANITIZER=address check
-	@echo "==== make test: ThreadSanitizer, runtime tests"
-	+$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(SAN_MULT) \
+	@echo "==== make test: ThreadSanitizer, runtime tests, shuffled"
+	+$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(SAN_MULT) CN_TEST_ORDER=shuffle \
 	        $(SUBMAKE) SANITIZER=thread check-tsan
 	@echo "==== make test: Erlang and Elixir tests against the node"
 	$(Q)CN_TEST_SUMMARY=$(TEST_SUMMARY) $(MAKE) --no-print-directory SANITIZER= test-erl

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "dist/proto.h"
+#include "helpers.h"
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -2358,5 +2359,5 @@ int main(void) {
       cmocka_unit_test(test_frags_reassemble),
       cmocka_unit_test(test_frags_errors_and_limits),
   };
-  return cmocka_run_group_tests_name("dist-proto", tests, NULL, teardown_terms);
+  return run_group("dist-proto", tests, NULL, teardown_terms);
 }

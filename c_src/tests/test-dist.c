@@ -18,33 +18,7 @@
 #include <cmocka.h>
 #include <cnode.h>
 #include <uv.h>
-
-static int tmo(int ms) {
-  const char *m = getenv("CN_TEST_TIMEOUT_MULT");
-  int k = m ? atoi(m) : 1;
-  return ms * (k > 0 ? k : 1);
-}
-
-static cn_term T(cn_buf *b, const char *fmt, ...) {
-  va_list ap;
-  cn_buf_reset(b);
-  va_start(ap, fmt);
-  assert_int_equal(cn_vbuild(b, fmt, ap), 0);
-  va_end(ap);
-  return cn_buf_term(b);
-}
-
-/* A unique node name on this host, so that runs never clash in epmd. */
-static void node_name(char *out, size_t cap, const char *tag) {
-  static int seq;
-  char host[256];
-  char *dot;
-  gethostname(host, sizeof(host));
-  host[sizeof(host) - 1] = 0;
-  if ((dot = strchr(host, '.')))
-    *dot = 0;
-  snprintf(out, cap, "cntest_%s_%d_%d@%.64s", tag, (int)getpid(), ++seq, host);
-}
+#include "helpers.h"
 
 /* A node with schedulers threads and the given dist options (cookie and
  * handshake time filled in). */
@@ -705,5 +679,5 @@ int main(void) {
       cmocka_unit_test(test_names_not_interned_before_auth),
       cmocka_unit_test(test_simultaneous_connect),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return run_group("dist", tests, NULL, NULL);
 }

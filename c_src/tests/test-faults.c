@@ -39,6 +39,7 @@
 #include <cmocka.h>
 #include <cnode.h>
 #include <uv.h>
+#include "helpers.h"
 
 extern char **environ;
 
@@ -51,23 +52,6 @@ extern char **environ;
 #define CALLS (CALLERS * CALLS_EACH)
 #define REMOTE_PIDS                                                            \
   (MAIN_LINKS + MAIN_MONITORS + CALLERS * (PROC_LINKS + PROC_MONITORS))
-
-static int tmo(int ms) {
-  const char *m = getenv("CN_TEST_TIMEOUT_MULT");
-  int k = m ? atoi(m) : 1;
-  return ms * (k > 0 ? k : 1);
-}
-
-static cn_term T(cn_buf *b, const char *fmt, ...) {
-  va_list ap;
-  cn_buf_reset(b);
-  va_start(ap, fmt);
-  assert_int_equal(cn_vbuild(b, fmt, ap), 0);
-  va_end(ap);
-  return cn_buf_term(b);
-}
-
-static double ms_since(uint64_t t0) { return (uv_hrtime() - t0) / 1e6; }
 
 static void short_host(char *out, size_t cap) {
   char *dot;
@@ -453,5 +437,5 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_peer_killed_under_calls, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return run_group("faults", tests, NULL, NULL);
 }

@@ -11,30 +11,7 @@
 #include <cmocka.h>
 #include <cnode.h>
 #include <uv.h>
-
-static int tmo(int ms) {
-  const char *m = getenv("CN_TEST_TIMEOUT_MULT");
-  int k = m ? atoi(m) : 1;
-  return ms * (k > 0 ? k : 1);
-}
-
-static cn_runtime *rt_new(unsigned nsched) {
-  cn_runtime_options o;
-  cn_runtime *rt = NULL;
-  memset(&o, 0, sizeof(o));
-  o.schedulers = nsched;
-  assert_int_equal(cn_runtime_new(&o, &rt), 0);
-  return rt;
-}
-
-static cn_term T(cn_buf *b, const char *fmt, ...) {
-  va_list ap;
-  cn_buf_reset(b);
-  va_start(ap, fmt);
-  assert_int_equal(cn_vbuild(b, fmt, ap), 0);
-  va_end(ap);
-  return cn_buf_term(b);
-}
+#include "helpers.h"
 
 /* ---- A test server ---------------------------------------------------
  * State: a counter.  Calls:
@@ -1253,7 +1230,7 @@ int main(void) {
       cmocka_unit_test(test_stress),
       cmocka_unit_test(test_many_processes),
   };
-  int rc = cmocka_run_group_tests_name("runtime", tests, NULL, NULL);
+  int rc = run_group("runtime", tests, NULL, NULL);
   cn_buf_free(&rx);
   return rc;
 }

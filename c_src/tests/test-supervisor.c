@@ -15,12 +15,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <uv.h>
-
-static int tmo(int ms) {
-  const char *m = getenv("CN_TEST_TIMEOUT_MULT");
-  double k = m ? atof(m) : 1;
-  return (int)(ms * (k >= 1 ? k : 1));
-}
+#include "helpers.h"
 
 /* ---- What the children did ---------------------------------------------
  * Each worker that runs terminate appends "name/reason," here. */
@@ -183,12 +178,8 @@ static int sup_start(cn_runtime *rt, cn_term args, void *arg, cn_pid *pid,
 
 /* ---- Helpers ---------------------------------------------------------- */
 
-static cn_runtime *rt_new(void) {
-  cn_runtime_options o;
-  cn_runtime *rt = NULL;
-  memset(&o, 0, sizeof(o));
-  o.schedulers = 2;
-  assert_int_equal(cn_runtime_new(&o, &rt), 0);
+static cn_runtime *sup_rt(void) {
+  cn_runtime *rt = rt_new(2);
   assert_int_equal(cn_module_register(rt, "worker", worker_start, NULL), 0);
   assert_int_equal(cn_module_register(rt, "sup", sup_start, NULL), 0);
   atomic_store(&g_flaky, 0);
@@ -201,15 +192,6 @@ static cn_term vT(cn_buf *b, const char *fmt, va_list ap) {
   if (cn_vbuild(b, fmt, ap) != 0)
     fail_msg("bad format: %s", fmt);
   return cn_buf_term(b);
-}
-
-static cn_term T(cn_buf *b, const char *fmt, ...) {
-  va_list ap;
-  cn_term t;
-  va_start(ap, fmt);
-  t = vT(b, fmt, ap);
-  va_end(ap);
-  return t;
 }
 
 static bool same(cn_term got, cn_term want) { return cn_term_equal(got, want); }
@@ -389,7 +371,7 @@ static void expect_down(cn_runtime *rt, const cn_ref *ref, const char *want) {
 /* ---- Modules and specs ------------------------------------------------ */
 
 static void test_module_register(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   char big[300];
   assert_int_equal(cn_module_register(rt, "worker", worker_start, NULL),
                    CN_EEXIST);
@@ -436,7 +418,7 @@ static const cn_server_ops reg_ops = {.name = "reg_srv",
                                       .free_state = reg_free};
 
 static void test_server_register(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_buf q = CN_BUF_INIT, r = CN_BUF_INIT, ex = CN_BUF_INIT;
   cn_pid sup, named;
   (void)st;
@@ -524,7 +506,7 @@ static void bad_spec(cn_runtime *rt, const char *spec, const char *reason) {
 }
 
 static void test_bad_specs(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_buf b = CN_BUF_INIT;
   cn_pid pid;
 
@@ -599,7 +581,7 @@ static void test_bad_specs(void **st) {
 }
 
 static void test_start_failure(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_buf b = CN_BUF_INIT, why = CN_BUF_INIT, ex = CN_BUF_INIT;
   cn_start_options o = {"top", &why};
   cn_pid pid, p;
@@ -646,7 +628,7 @@ static void test_start_failure(void **st) {
 /* ---- Strategies ------------------------------------------------------- */
 
 static void test_one_for_one(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_pid sup = start_sup(rt, "{" FLAGS("one_for_one", "10") ", [" CH(
                                  "a") ", " CH("b") ", " CH("c") "]}");
   cn_pid a = whereis(rt, "a"), b = whereis(rt, "b"), c = whereis(rt, "c");
@@ -671,7 +653,7 @@ static void test_one_for_one(void **st) {
 }
 
 static void test_one_for_all(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_pid sup = start_sup(rt, "{" FLAGS("one_for_all", "10") ", [" CH(
                                  "a") ", " CH("b") ", " CH("c") "]}");
   cn_pid a = whereis(rt, "a"), b = whereis(rt, "b"), c = whereis(rt, "c");
@@ -693,7 +675,7 @@ static void test_one_for_all(void **st) {
 }
 
 static void test_rest_for_one(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_pid sup =
       start_sup(rt, "{" FLAGS("rest_for_one", "10") ", [" CH("a") ", " CH(
                         "b") ", " CH("c") ", " CH("d") "]}");
@@ -723,7 +705,7 @@ static void test_rest_for_one(void **st) {
 /* A restart that fails is retried (try_again_restart), and the retries
  * count towards the intensity; one_for_all restarts everyone again. */
 static void test_restart_retries(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_pid sup =
       start_sup(rt, "{" FLAGS("one_for_all", "100") ", [" CH("a") ", " CHM(
                         "b", "flaky", "") ", " CH("c") "]}");
@@ -746,7 +728,7 @@ static void test_restart_retries(void **st) {
 
 /* While a restart keeps failing the child is `restarting`. */
 static void test_restarting_state(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_pid sup =
       start_sup(rt, "{{one_for_one, 100000, 5}, [" CHM("x", "flaky", "") "]}");
   cn_pid x = whereis(rt, "x"), x2;
@@ -768,7 +750,7 @@ static void test_restarting_state(void **st) {
 /* ---- Restart types ---------------------------------------------------- */
 
 static void test_restart_types(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_pid sup = start_sup(
       rt,
       "{" FLAGS("one_for_one", "100") ", [" CH("p") ", " CHM(
@@ -818,7 +800,7 @@ static void test_restart_types(void **st) {
 /* ---- Intensity -------------------------------------------------------- */
 
 static void test_intensity(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_pid sup =
       start_sup(rt, "{{one_for_one, 2, 10}, [" CH("a") ", " CH("b") "]}");
   cn_pid a = whereis(rt, "a"), b = whereis(rt, "b");
@@ -843,7 +825,7 @@ static void test_intensity(void **st) {
 
 /* Intensity 0: no restart at all. */
 static void test_intensity_zero(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_pid sup = start_sup(rt, "{{one_for_one, 0, 1}, [" CH("a") "]}");
   cn_ref ref;
   assert_int_equal(cn_monitor(rt, cn_to_pid(sup), &ref), 0);
@@ -856,7 +838,7 @@ static void test_intensity_zero(void **st) {
 /* ---- Shutdown --------------------------------------------------------- */
 
 static void test_shutdown_order(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_buf b = CN_BUF_INIT, m = CN_BUF_INIT, ex = CN_BUF_INIT;
   cn_pid sup = start_sup(
       rt, "{#{}, [" CH("a") ", " CH("b") ", " CH("c") ", " CH("d") "]}");
@@ -897,7 +879,7 @@ static void test_shutdown_order(void **st) {
 }
 
 static void test_brutal_kill(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_pid sup = start_sup(
       rt,
       "{#{}, [" CHM("k", "trap",
@@ -918,7 +900,7 @@ static void test_brutal_kill(void **st) {
 }
 
 static void test_shutdown_timeout(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_pid sup = start_sup(
       rt, "{#{}, [" CHM("i", "trap",
                         ", shutdown => "
@@ -977,7 +959,7 @@ static void *bg_stop(void *arg) {
 }
 
 static void test_calls_postponed(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_pid sup = start_sup(rt, "{#{}, [" CH("a") ", " CHM(
                                  "s", "stubborn", ", shutdown => 300") "]}");
   cn_pid a = whereis(rt, "a");
@@ -1022,7 +1004,7 @@ static void test_calls_postponed(void **st) {
 /* ---- Calls ------------------------------------------------------------ */
 
 static void test_calls(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_pid sup = start_sup(
       rt, "{" FLAGS("one_for_one", "10") ", [" CH("a") ", " CH("b") "]}");
   cn_pid a = whereis(rt, "a"), b = whereis(rt, "b"), c, b2;
@@ -1125,7 +1107,7 @@ static void test_calls(void **st) {
 /* Other messages are ignored; an unknown cast is a function_clause crash,
  * as in OTP. */
 static void test_stray_messages(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_buf b = CN_BUF_INIT, rq = CN_BUF_INIT;
   cn_pid sup = start_sup(rt, "{#{}, [" CH("a") "]}");
   cn_pid a = whereis(rt, "a");
@@ -1160,7 +1142,7 @@ static void test_stray_messages(void **st) {
 /* ---- simple_one_for_one ----------------------------------------------- */
 
 static void test_simple_one_for_one(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_pid sup =
       start_sup(rt, "{" FLAGS("simple_one_for_one",
                               "10") ", "
@@ -1236,7 +1218,7 @@ static void test_simple_one_for_one(void **st) {
 }
 
 static void test_simple_temporary_and_restarting(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_pid sup = start_sup(
       rt, "{" FLAGS("simple_one_for_one",
                     "100000") ", "
@@ -1279,7 +1261,7 @@ static void test_simple_temporary_and_restarting(void **st) {
  * once. */
 static void test_simple_many(void **st) {
   enum { N = 2000 };
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_pid sup = start_sup(rt, "{{simple_one_for_one, 1000, 5}, [#{id => w, "
                              "start => {worker, start_link, [normal]}}]}");
   cn_buf rq = CN_BUF_INIT, rep = CN_BUF_INIT, ex = CN_BUF_INIT;
@@ -1331,7 +1313,7 @@ static void test_simple_many(void **st) {
 /* ---- auto_shutdown ---------------------------------------------------- */
 
 static void test_auto_shutdown(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_ref ref;
   cn_pid sup = start_sup(
       rt, "{#{auto_shutdown => any_significant}, [" CHM(
@@ -1375,7 +1357,7 @@ static void test_auto_shutdown(void **st) {
 #define TREE "{" FLAGS("one_for_one", "10") ", [" CH("w0") ", " INNER_CHILD "]}"
 
 static void test_nested(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_pid root = start_sup(rt, TREE);
   cn_pid w0 = whereis(rt, "w0"), in = whereis(rt, "inner");
   cn_pid x = whereis(rt, "x"), y = whereis(rt, "y"), in2, x2, y2;
@@ -1421,7 +1403,7 @@ static void test_nested(void **st) {
 
 /* A nested supervisor that fails to start fails its parent's start. */
 static void test_nested_start_failure(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_buf b = CN_BUF_INIT, why = CN_BUF_INIT, ex = CN_BUF_INIT;
   cn_start_options o = {NULL, &why};
   cn_pid pid;
@@ -1453,7 +1435,7 @@ static void test_nested_start_failure(void **st) {
 
 /* The runtime shuts a running tree down, root first, in order. */
 static void test_runtime_shutdown(void **st) {
-  cn_runtime *rt = rt_new();
+  cn_runtime *rt = sup_rt();
   cn_buf b = CN_BUF_INIT;
   cn_pid root;
   (void)start_sup(rt, TREE);
@@ -1509,5 +1491,5 @@ int main(void) {
       cmocka_unit_test(test_nested_start_failure),
       cmocka_unit_test(test_runtime_shutdown),
   };
-  return cmocka_run_group_tests_name("supervisor", tests, NULL, NULL);
+  return run_group("supervisor", tests, NULL, NULL);
 }

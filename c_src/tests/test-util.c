@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "util/htab.h"
+#include "helpers.h"
 
 typedef struct item {
   cn__hnode node;
@@ -90,5 +91,5 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_htab_model),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return run_group("util", tests, NULL, NULL);
 }
