@@ -3,6 +3,7 @@
 #define CNODE_H
 
 #include "cnode/common.h"
+#include "cnode/log.h"
 #include "cnode/term.h"
 #include "cnode/runtime.h"
 #include "cnode/supervisor.h"
