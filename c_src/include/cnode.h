@@ -8,5 +8,6 @@
 #include "cnode/runtime.h"
 #include "cnode/supervisor.h"
 #include "cnode/dist.h"
+#include "cnode/node.h"
 
 #endif /* CNODE_H */
