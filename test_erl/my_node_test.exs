@@ -217,6 +217,7 @@ defmodule MyNodeTest do
     # What it logged: timestamped lines through the library's log hook.
     log = File.read!(mn.log)
     assert log =~ ~r/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info cnode: SIGTERM: stopping$/m
+    assert log =~ ~r/Z info cnode: ready as #{node} on port [0-9]+$/m
     assert log =~ ~r/Z info cnode: stopped$/m
   end
 end

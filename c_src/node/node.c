@@ -286,9 +286,10 @@ static int run(const cn_node_options *opts, const char *node,
       log_err(err, "cannot monitor the watched process", NULL);
   }
   if (err == 0) {
+    unsigned port = opts->no_dist ? 0u : (unsigned)cn_dist_port(rt);
+    cn_log(CN_LOG_INFO, DOMAIN, "ready as %s on port %u", node, port);
     if (!opts->quiet) {
-      printf("cnode: ready as %s on port %u\n", node,
-             opts->no_dist ? 0u : (unsigned)cn_dist_port(rt));
+      printf("cnode: ready as %s on port %u\n", node, port);
       fflush(stdout);
     }
     err = wait_for_end(rt, sigs, watching ? &watch : NULL, &mon);

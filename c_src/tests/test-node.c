@@ -88,6 +88,18 @@ static const seen_event *find_seen(const char *needle) {
   return NULL;
 }
 
+/* Waits up to ms for an event whose text holds needle: 0 or
+ * CN_ETIMEDOUT. */
+static int wait_seen(const char *needle, int ms) {
+  for (;;) {
+    if (find_seen(needle))
+      return 0;
+    if ((ms -= 5) < 0)
+      return CN_ETIMEDOUT;
+    usleep(5000);
+  }
+}
+
 static int64_t now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -775,9 +787,13 @@ static void *run_thread(void *arg) {
   if (err == 0 && x->what == DIST_CALL_THEN_SIGTERM)
     err = dist_call(x);
   if (err == 0 && x->what == THEN_STOP_SERVER) {
+    /* Once the node watches the server (the ready event comes after),
+     * so that the DOWN carries the server's reason, not noproc. */
+    err = wait_seen("ready as ", 10000);
     cn_buf_reset(&req);
-    if ((err = cn_build(&req, "{stop, {shutdown, test}}")) == 0)
-      err = cn_cast(x->rt, cn_to_name("pinger"), cn_buf_term(&req));
+    if (err == 0)
+      if ((err = cn_build(&req, "{stop, {shutdown, test}}")) == 0)
+        err = cn_cast(x->rt, cn_to_name("pinger"), cn_buf_term(&req));
   } else {
     /* To the process, not this thread: the node's thread takes it. */
     kill(getpid(), SIGTERM);
@@ -896,6 +912,9 @@ static void test_run_until_sigterm(void **state) {
   assert_int_equal(x.port, 0);
   snprintf(want, sizeof(want), "cnode: ready as %s on port 0\n", want_node);
   assert_string_equal(out, want);
+  snprintf(want, sizeof(want), "ready as %s on port 0", want_node);
+  assert_non_null(e = find_seen(want)); /* in the log too */
+  assert_int_equal(e->level, CN_LOG_INFO);
   assert_non_null(e = find_seen("SIGTERM: stopping"));
   assert_int_equal(e->level, CN_LOG_INFO);
   assert_non_null(e = find_seen("stopped"));

@@ -112,7 +112,8 @@ CN_EXTERN int cn_node_shortname(const char *name, char *out, size_t cap);
  * host name after its first dot; the rest of the name the resolver gives
  * as the host's canonical name.  Returns as cn_node_shortname, and
  * CN_ENOENT when no domain is found (erl: "Can't set long node name!").
- * May block on the resolver.  Thread-safe. */
+ * May block on the resolver.  Thread-safe, but for changes of the
+ * environment (it reads ERL_INET_ETC_DIR). */
 CN_EXTERN int cn_node_longname(const char *name, char *out, size_t cap);
 
 /* ---- Running a node --------------------------------------------------- */
@@ -122,8 +123,10 @@ CN_EXTERN int cn_node_longname(const char *name, char *out, size_t cap);
  * out zeroed, which watches nothing; set it to a pid (normally the top
  * supervisor's) to make the node stop when that process exits, for
  * whatever reason, as an Erlang node stops when its permanent
- * application's top supervisor dies.  Returns 0 to run, or an error code
- * (then the node is shut down and cn_node_run returns that code). */
+ * application's top supervisor dies.  (cn_node_run monitors it once start
+ * has returned: a process already gone by then stops the node at once,
+ * with the reason noproc.)  Returns 0 to run, or an error code (then the
+ * node is shut down and cn_node_run returns that code). */
 typedef int (*cn_node_start_fn)(cn_runtime *rt, void *arg, cn_pid *watch);
 
 #define CN_NODE_DEFAULT_SHUTDOWN_MS 10000
@@ -155,9 +158,10 @@ typedef struct cn_node_options {
  *      must give an error, not kill the program; so must a closed stdout);
  *   3. creates the runtime and starts distribution (unless no_dist);
  *   4. calls start(rt, arg, &watch);
- *   5. prints "cnode: ready as NODE on port PORT" on stdout (port 0 with
- *      no_dist) and flushes it, unless quiet: the one line on stdout, which
- *      scripts wait for;
+ *   5. logs "ready as NODE on port PORT" at info level and, unless quiet,
+ *      prints "cnode: ready as NODE on port PORT" on stdout (port 0 with
+ *      no_dist) and flushes it: the one line on stdout, which scripts
+ *      wait for;
  *   6. waits for SIGINT or SIGTERM, or for the watched process to exit;
  *   7. shuts the runtime down (cn_runtime_shutdown with shutdown_ms, so
  *      that supervisors stop their children in order), frees it, takes
