@@ -99,9 +99,9 @@ else
 Q :=
 endif
 
-# The library, layer by layer: util <- term <- runtime <- dist.
+# The library, layer by layer: util <- term <- runtime <- dist <- node.
 LIB_SRCS := $(sort $(wildcard c_src/util/*.c c_src/term/*.c \
-        c_src/runtime/*.c c_src/dist/*.c))
+        c_src/runtime/*.c c_src/dist/*.c c_src/node/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB_A := $(BUILD)/libcnode.a
 LIB_SO := $(BUILD)/libcnode.so

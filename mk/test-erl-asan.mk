@@ -9,5 +9,6 @@ TEST_EXTRAS += test-erl-asan
 .PHONY: test-erl-asan
 
 test-erl-asan:
-	+$(Q)$(MAKE) --no-print-directory SANITIZER=address build/asan/cnode
+	+$(Q)$(MAKE) --no-print-directory SANITIZER=address build/asan/cnode \
+	        build/asan/examples/my_node
 	$(Q)sh .ci/test-erl-asan.sh build/asan

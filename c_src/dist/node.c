@@ -1,6 +1,7 @@
 /* Distribution: start and stop, epmd registration, the node table, and
  * the public cn_dist_* calls.  See dist_internal.h for the threading. */
 #include "dist_internal.h"
+#include "util/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,10 +36,13 @@ static bool on_dist_loop(cn__dist *d) {
 void cn__dist_log(cn__dist *d, const char *fmt, ...) {
   uint64_t now = uv_hrtime() / 1000000000ULL;
   va_list ap;
+  /* Dropped levels do not count against the rate limit. */
+  if (!cn__log_enabled(CN_LOG_WARNING))
+    return;
   if (now != d->log_window) {
     if (d->log_suppressed)
-      fprintf(stderr, "cnode dist: %u log lines suppressed\n",
-              d->log_suppressed);
+      cn__logf(d->rt, CN_LOG_WARNING, "cnode dist", "%u log lines suppressed",
+               d->log_suppressed);
     d->log_window = now;
     d->log_n = d->log_suppressed = 0;
   }
@@ -46,11 +50,9 @@ void cn__dist_log(cn__dist *d, const char *fmt, ...) {
     d->log_suppressed++;
     return;
   }
-  fputs("cnode dist: ", stderr);
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  cn__logv(d->rt, CN_LOG_WARNING, "cnode dist", fmt, ap);
   va_end(ap);
-  fputc('\n', stderr);
 }
 
 /* ---- The node table --------------------------------------------------- */
@@ -599,8 +601,8 @@ int cn_dist_start(cn_runtime *rt, const cn_dist_options *opts) {
     return rc;
   }
   if ((rc = cn__net_kernel_start(d)) != 0)
-    fprintf(stderr, "cnode dist: net_kernel did not start: %s\n",
-            cn_strerror(rc));
+    cn__logf(rt, CN_LOG_ERROR, "cnode dist", "net_kernel did not start: %s",
+             cn_strerror(rc));
   return 0;
 }
 

@@ -3,9 +3,11 @@
 #define CNODE_H
 
 #include "cnode/common.h"
+#include "cnode/log.h"
 #include "cnode/term.h"
 #include "cnode/runtime.h"
 #include "cnode/supervisor.h"
 #include "cnode/dist.h"
+#include "cnode/node.h"
 
 #endif /* CNODE_H */

@@ -472,9 +472,10 @@ void cn__drop_pending(cn_proc *p);
  * (NULL outside it).  flags go on a local caller's answer. */
 void cn__fail_call(cn_proc *self, cn_from *from, int err, int flags);
 
-/* Writes one line to stderr, "cnode: " first.  At most 20 lines a second
- * over the runtime (the rest are counted and reported), so that a flood of
- * bad input cannot fill a disk through it.  Thread-safe. */
+/* Logs one event at warning level for the domain "cnode", through the log
+ * hook (cnode/log.h; by default a line on stderr).  At most 20 events a
+ * second over the runtime (the rest are counted and reported), so that a
+ * flood of bad input cannot fill a disk through it.  Thread-safe. */
 void cn__log(cn_runtime *rt, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

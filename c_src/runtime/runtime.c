@@ -1,5 +1,6 @@
 /* The runtime: creation, shutdown, and the terms the runtime builds. */
 #include "internal.h"
+#include "util/log.h"
 
 #include <openssl/rand.h>
 #include <stdarg.h>
@@ -89,7 +90,9 @@ void cn__log(cn_runtime *rt, const char *fmt, ...) {
   uint64_t now = uv_hrtime() / 1000000000ULL;
   unsigned suppressed = 0;
   va_list ap;
-  char line[512];
+  /* Dropped levels do not count against the rate limit. */
+  if (!cn__log_enabled(CN_LOG_WARNING))
+    return;
   pthread_mutex_lock(&rt->log_mu);
   if (now != rt->log_window) {
     suppressed = rt->log_suppressed;
@@ -102,12 +105,12 @@ void cn__log(cn_runtime *rt, const char *fmt, ...) {
     return;
   }
   pthread_mutex_unlock(&rt->log_mu);
-  va_start(ap, fmt);
-  vsnprintf(line, sizeof(line), fmt, ap);
-  va_end(ap);
   if (suppressed)
-    fprintf(stderr, "cnode: %u log lines suppressed\n", suppressed);
-  fprintf(stderr, "cnode: %s\n", line);
+    cn__logf(rt, CN_LOG_WARNING, "cnode", "%u log lines suppressed",
+             suppressed);
+  va_start(ap, fmt);
+  cn__logv(rt, CN_LOG_WARNING, "cnode", fmt, ap);
+  va_end(ap);
 }
 
 size_t cn_max_message(cn_runtime *rt) {
