@@ -92,27 +92,22 @@ static const cn_server_ops counter_ops = {
 
 /* ---- The node's servers ------------------------------------------------ */
 
-/* {my_counter, start_link, []}: how the supervisor starts the counter,
- * registered as "counter" and linked to the supervisor. */
-static int counter_start_link(cn_runtime *rt, cn_term args, void *arg,
-                              cn_pid *pid, cn_buf *reason) {
-  cn_start_options so = {.name = "counter", .reason = reason};
-  return cn_start_link(rt, &counter_ops, NULL, &so, pid);
-}
-
 /* cn_node_run calls this once distribution runs.  The supervisor is the
  * process to watch: should it give up (more than 10 restarts in a
  * second), the node stops, with exit status 1. */
 static int start_servers(cn_runtime *rt, void *arg, cn_pid *watch) {
   cn_start_options so = {.name = "my_node_sup"};
   cn_buf spec = CN_BUF_INIT;
-  int err = cn_module_register(rt, "my_counter", counter_start_link, NULL);
+  int err = cn_server_register(rt, &counter_ops); /* module my_counter */
 
+  /* {my_counter, start_link, [{local, counter}, []]}: as
+   * gen_server:start_link({local, counter}, my_counter, [], []). */
   if (err == 0)
     err = cn_build(&spec, "{#{strategy => one_for_one, intensity => 10,"
                           "   period => 1},"
                           " [#{id => counter,"
-                          "    start => {my_counter, start_link, []}}]}");
+                          "    start => {my_counter, start_link,"
+                          "              [{local, counter}, []]}}]}");
   if (err == 0)
     err = cn_supervisor_start(rt, cn_buf_term(&spec), &so, watch);
   cn_buf_free(&spec);

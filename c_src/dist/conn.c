@@ -84,6 +84,19 @@ static void unlink_conn(cn__conn *c) {
   }
 }
 
+/* A close that is part of normal operation (logged at info), not a
+ * fault (logged as a warning). */
+static bool orderly(const char *why) {
+  static const char *const normal[] = {"node stopping", "closed by peer",
+                                       "disconnected",
+                                       "replaced by a new connection"};
+  size_t i;
+  for (i = 0; i < sizeof(normal) / sizeof(normal[0]); i++)
+    if (strcmp(why, normal[i]) == 0)
+      return true;
+  return false;
+}
+
 void cn__conn_close(cn__conn *c, const char *why) {
   cn__dist *d = c->d;
   int was = c->state;
@@ -104,10 +117,11 @@ void cn__conn_close(cn__conn *c, const char *why) {
   if (!c->initiator && was != C_UP && d->pending_accepts > 0)
     d->pending_accepts--;
   if (why && (was == C_UP || c->initiator))
-    cn__dist_log(d, "connection to %s closed: %s",
+    cn__dist_log(d, orderly(why) ? CN_LOG_INFO : CN_LOG_WARNING,
+                 "connection to %s closed: %s",
                  c->dn ? cn_node_name(c->dn->node) : "?", why);
   else if (why && was != C_UP)
-    cn__dist_log(d, "handshake with %s failed: %s",
+    cn__dist_log(d, CN_LOG_WARNING, "handshake with %s failed: %s",
                  c->hs.peer_name_len ? c->hs.peer_name : "a peer", why);
   if (was != C_UP)
     atomic_fetch_add(&d->st_hs_failed, 1);
@@ -769,7 +783,8 @@ int cn__conn_listen(cn__dist *d, const char *addr, uint16_t port) {
     return CN_EINVAL;
   if ((rc = uv_tcp_bind(&d->listener, (struct sockaddr *)&ss, 0)) != 0 ||
       (rc = uv_listen((uv_stream_t *)&d->listener, 128, on_connection)) != 0) {
-    cn__dist_log(d, "cannot listen on %s:%u: %s", addr, port, uv_strerror(rc));
+    cn__dist_log(d, CN_LOG_ERROR, "cannot listen on %s:%u: %s", addr, port,
+                 uv_strerror(rc));
     return CN_ESYSTEM;
   }
   if (uv_tcp_getsockname(&d->listener, (struct sockaddr *)&ss, &len) == 0)

@@ -234,11 +234,11 @@ struct cn__dist {
 /* node.c */
 cn__dist *cn__dist_of(cn_runtime *rt);
 cn__dnode *cn__dnode_get(cn__dist *d, uint32_t node, int create);
-/* Logs one event at warning level for the domain "cnode dist", through
- * the log hook (cnode/log.h).  At most 20 a second (the rest are counted
- * and reported).  Dist loop only. */
-void cn__dist_log(cn__dist *d, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* Logs one event at level for the domain "cnode dist", through the log
+ * hook (cnode/log.h).  At most 20 a second (the rest are counted and
+ * reported).  Dist loop only. */
+void cn__dist_log(cn__dist *d, cn_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 void cn__dist_node_up(cn__dist *d, cn__dnode *dn, cn__conn *c);
 void cn__dist_node_down(cn__dist *d, cn__dnode *dn, cn__conn *c, int rc);
 void cn__dist_connect_node(cn__dist *d, cn__dnode *dn);

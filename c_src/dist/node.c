@@ -33,11 +33,11 @@ static bool on_dist_loop(cn__dist *d) {
  * fill the disk through us.  Suppressed lines are counted and reported. */
 #define LOG_BURST 20
 
-void cn__dist_log(cn__dist *d, const char *fmt, ...) {
+void cn__dist_log(cn__dist *d, cn_log_level level, const char *fmt, ...) {
   uint64_t now = uv_hrtime() / 1000000000ULL;
   va_list ap;
   /* Dropped levels do not count against the rate limit. */
-  if (!cn__log_enabled(CN_LOG_WARNING))
+  if (!cn__log_enabled(level))
     return;
   if (now != d->log_window) {
     if (d->log_suppressed)
@@ -51,7 +51,7 @@ void cn__dist_log(cn__dist *d, const char *fmt, ...) {
     return;
   }
   va_start(ap, fmt);
-  cn__logv(d->rt, CN_LOG_WARNING, "cnode dist", fmt, ap);
+  cn__logv(d->rt, level, "cnode dist", fmt, ap);
   va_end(ap);
 }
 

@@ -190,7 +190,7 @@ static int frame_end(cn__dist *d, cn_buf *b, size_t mark) {
   if (b->err || n > UINT32_MAX) {
     b->len = mark;
     b->err = 0;
-    cn__dist_log(d, "a message could not be encoded; dropped");
+    cn__dist_log(d, CN_LOG_WARNING, "a message could not be encoded; dropped");
     return CN_ENOMEM;
   }
   p[0] = (unsigned char)(n >> 24);
@@ -578,7 +578,7 @@ static bool as_reply(cn__dnode *dn, cn_pid to, cn_term msg, cn_ref *ref,
 
 static void drop(cn__dist *d, const char *why) {
   atomic_fetch_add(&d->st_dropped, 1);
-  cn__dist_log(d, "message dropped: %s", why);
+  cn__dist_log(d, CN_LOG_WARNING, "message dropped: %s", why);
 }
 
 /* The reply to our call with monitor (and alias) ref was refused for its
@@ -614,12 +614,12 @@ static void too_large(cn__dist *d, cn__conn *c, size_t total) {
   atomic_fetch_add(&d->st_too_large, 1);
   atomic_fetch_add(&d->st_dropped, 1);
   if (total)
-    cn__dist_log(d,
+    cn__dist_log(d, CN_LOG_WARNING,
                  "a message of %zu bytes from %s refused: over "
                  "max_message (%zu)",
                  total, cn_node_name(c->dn->node), cn_max_message(d->rt));
   else
-    cn__dist_log(d,
+    cn__dist_log(d, CN_LOG_WARNING,
                  "a fragmented message from %s refused: over "
                  "max_message (%zu) or the reassembly budget",
                  cn_node_name(c->dn->node), cn_max_message(d->rt));
@@ -641,7 +641,7 @@ static void fail_remote_call(cn__dist *d, cn__conn *c, cn_pid to,
   cn__rec *r;
   if (!tag_alias(tag, &alias) || !(r = mon_find(&dn->mons, &alias, REC_TMON)) ||
       !cn_pid_equal(&r->remote, &caller) || !cn_pid_equal(&r->local, &to)) {
-    cn__dist_log(d,
+    cn__dist_log(d, CN_LOG_WARNING,
                  "a call from %s was refused (%s); its caller holds no "
                  "monitor to tell it by",
                  cn_node_name(dn->node), cn_strerror(err));
@@ -782,7 +782,7 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
   if (rc == CN_EBADTERM || rc == CN_ETOODEEP) {
     /* The control message is sound: only this message is lost. */
     atomic_fetch_add(&d->st_dropped, 1);
-    cn__dist_log(d, "message from %s dropped: payload %s",
+    cn__dist_log(d, CN_LOG_WARNING, "message from %s dropped: payload %s",
                  cn_node_name(dn->node), cn_strerror(rc));
     return 0;
   }

@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include "helpers.h"
 
 /* ---- A handler that records events ------------------------------------ */
 
@@ -1045,5 +1046,5 @@ int main(void) {
       cmocka_unit_test(test_run_start_fails),
       cmocka_unit_test(test_run_distributed),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return run_group("node", tests, NULL, NULL);
 }
