@@ -327,7 +327,7 @@ static void test_log_dist_events(void **state) {
   record_from_now(CN_LOG_WARNING);
   assert_int_equal(cn_dist_start(rt, &d), CN_ESYSTEM);
   assert_non_null(e = find_seen("cannot listen on 203.0.113.7:"));
-  assert_int_equal(e->level, CN_LOG_WARNING);
+  assert_int_equal(e->level, CN_LOG_ERROR);
   assert_string_equal(e->domain, "cnode dist");
   assert_ptr_equal(e->rt, rt);
   record_stop();
