@@ -5,7 +5,9 @@
 #   make check           run the C tests and examples in this configuration
 #   make run             install missing deps, build and start the node
 #   make bench           side-by-side benchmarks against the BEAM
-#   make install         PREFIX=/usr/local DESTDIR=
+#   make install         PREFIX=/usr/local DESTDIR= (library, headers,
+#                        cnode.pc, the cnode program and its man page)
+#   make uninstall       removes what make install put there
 #   make install-check   install into a scratch dir, build examples with it
 #   make deps            check the Debian packages (apt-get install as root)
 #   make format          clang-format every C file; format-check only checks
@@ -21,6 +23,8 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 SANITIZER ?=
 V ?= 0
@@ -137,7 +141,7 @@ CLANG_FORMAT ?= clang-format
 # What `make deps` checks for (and installs when run as root).
 DEPS_PKGS := gcc make pkg-config erlang-nox erlang-dev elixir rebar3 \
         erlang-common-test libuv1-dev libcmocka-dev libssl-dev \
-        clang clang-format libclang-rt-14-dev valgrind
+        clang clang-format libclang-rt-14-dev valgrind groff-base
 
 .PHONY: all lib tests examples check check-tsan test test-erl run run-node \
         bench bench-run install install-check uninstall pc clean deps \
@@ -253,9 +257,14 @@ pc:
 	        -e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|' -e 's|@EI_DIR@|$(EI_DIR)|' \
 	        -e 's|@VERSION@|$(VERSION)|' cnode.pc.in >$(BUILD)/cnode.pc
 
-install: lib pc
+# The cnode program links libcnode statically, so it runs from BINDIR
+# without LD_LIBRARY_PATH; its manual is man/cnode.1.
+install: lib pc $(NODE_BIN)
 	install -d $(DESTDIR)$(INCLUDEDIR)/cnode $(DESTDIR)$(LIBDIR) \
-	        $(DESTDIR)$(PKGCONFIGDIR)
+	        $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(BINDIR) \
+	        $(DESTDIR)$(MANDIR)/man1
+	install -m 755 $(NODE_BIN) $(DESTDIR)$(BINDIR)/cnode
+	install -m 644 man/cnode.1 $(DESTDIR)$(MANDIR)/man1/cnode.1
 	install -m 644 c_src/include/cnode.h $(DESTDIR)$(INCLUDEDIR)/cnode.h
 	install -m 644 c_src/include/cnode/*.h $(DESTDIR)$(INCLUDEDIR)/cnode/
 	install -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/libcnode.a
@@ -273,12 +282,13 @@ uninstall:
 	        $(DESTDIR)$(LIBDIR)/$(SONAME) \
 	        $(DESTDIR)$(LIBDIR)/libcnode.so.$(VERSION)
 	rm -f $(DESTDIR)$(PKGCONFIGDIR)/cnode.pc
+	rm -f $(DESTDIR)$(BINDIR)/cnode $(DESTDIR)$(MANDIR)/man1/cnode.1
 
 # Installs into a scratch DESTDIR, then builds each example (and a smoke
 # program, so that the check has something to build before examples exist)
 # outside the tree with nothing but `pkg-config cnode`: once against
 # libcnode.so, once against libcnode.a with `pkg-config --static`.
-install-check: lib pc
+install-check: lib pc $(NODE_BIN)
 	$(Q)MAKE="$(MAKE)" CC="$(CC)" sh .ci/install-check.sh $(BUILD)
 
 # ---- Run, bench, format, clean ---------------------------------------------

@@ -42,7 +42,7 @@ if ! $MAKE --no-print-directory install DESTDIR="$root" PREFIX="$prefix" \
 fi
 
 for f in include/cnode.h include/cnode/common.h lib/libcnode.a \
-  lib/libcnode.so lib/pkgconfig/cnode.pc; do
+  lib/libcnode.so lib/pkgconfig/cnode.pc bin/cnode share/man/man1/cnode.1; do
   [ -e "$root$prefix/$f" ] || fail "$prefix/$f was not installed"
 done
 find "$root$prefix" -name 'libcnode.so.*.*.*' -type f | grep -q . ||
@@ -57,6 +57,46 @@ stray=$(nm -D --defined-only "$root$prefix/lib/libcnode.so" |
   awk '{ print $NF }' | grep -v '^cn_[a-z0-9]' || true)
 [ -z "$stray" ] ||
   fail "libcnode.so exports names outside the public API:" $stray
+
+# The installed program runs from its own directory, with no
+# LD_LIBRARY_PATH: it serves (the ready line) and stops cleanly on SIGTERM.
+node=$root$prefix/bin/cnode
+env -u LD_LIBRARY_PATH "$node" --help >"$work/help.txt" ||
+  fail "the installed cnode --help failed"
+env -u LD_LIBRARY_PATH "$node" --no-dist --log-level error \
+  >"$work/ready.txt" 2>"$work/node.err" &
+npid=$!
+i=0
+until grep -q '^cnode: ready as ' "$work/ready.txt"; do
+  i=$((i + 1))
+  if [ $i -gt 100 ] || ! kill -0 $npid 2>/dev/null; then
+    cat "$work/node.err" >&2
+    fail "the installed cnode did not print its ready line"
+  fi
+  sleep 0.1
+done
+kill -TERM $npid
+st=0
+wait $npid || st=$?
+[ $st -eq 0 ] || fail "the installed cnode exited $st after SIGTERM, not 0"
+echo "install-check: $prefix/bin/cnode serves and stops (exit 0)"
+
+# Its manual renders without warnings and names every flag that
+# `cnode --help` names; so does the README.
+man1=$root$prefix/share/man/man1/cnode.1
+warn=$(groff -man -Tutf8 -ww -z "$man1" 2>&1) ||
+  fail "cnode.1 does not render: $warn"
+[ -z "$warn" ] || fail "cnode.1 renders with warnings: $warn"
+flags=$(grep -o -- '--[a-z][a-z-]*' "$work/help.txt" | sort -u)
+[ -n "$flags" ] || fail "cnode --help names no flags"
+for f in $flags; do
+  # troff writes each - of a flag as \-
+  grep -qF -- "$(printf '%s' "$f" | sed 's/-/\\-/g')" "$man1" ||
+    fail "cnode.1 does not document $f"
+  grep -qF -- "$f" "$top/README.md" || fail "README.md does not document $f"
+done
+echo "install-check: cnode.1 and README.md document all" \
+  "$(echo "$flags" | wc -l) flags of cnode --help"
 
 export PKG_CONFIG_PATH="$root$prefix/lib/pkgconfig"
 got=$(pkg-config --variable=prefix cnode)
