@@ -141,7 +141,7 @@ CLANG_FORMAT ?= clang-format
 # What `make deps` checks for (and installs when run as root).
 DEPS_PKGS := gcc make pkg-config erlang-nox erlang-dev elixir rebar3 \
         erlang-common-test libuv1-dev libcmocka-dev libssl-dev \
-        clang clang-format libclang-rt-14-dev valgrind groff-base
+        clang clang-format libclang-rt-14-dev valgrind groff-base tmux
 
 .PHONY: all lib tests examples check check-tsan test test-erl run run-node \
         bench bench-run install install-check uninstall pc clean deps \
