@@ -564,6 +564,9 @@ static void handshake_done(cn__conn *c) {
   c->peer_flags = c->hs.peer_flags;
   c->last_read = uv_now(d->loop);
   uv_timer_stop(&c->timer);
+  cn__dist_log(d, CN_LOG_INFO, "connection to %s up (%s, %s)",
+               cn_node_name(node), c->initiator ? "outgoing" : "incoming",
+               c->peer_flags & CN__DFLAG_PUBLISHED ? "visible" : "hidden");
   cn__dist_node_up(d, dn, c);
 }
 
