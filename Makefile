@@ -295,11 +295,15 @@ install-check: lib pc $(NODE_BIN)
 
 RUN_ARGS ?=
 
+# make run builds only the node program (libcnode and cnode/), printing
+# nothing but errors, then runs it: its ready line is the first thing on
+# stdout.
 run: deps
+	+$(Q)$(SUBMAKE) -s SANITIZER= $(NODE_BIN) >/dev/null
 	+$(Q)$(SUBMAKE) SANITIZER= run-node
 
-run-node: all
-	./$(NODE_BIN) $(RUN_ARGS)
+run-node: $(NODE_BIN)
+	$(Q)exec ./$(NODE_BIN) $(RUN_ARGS)
 
 # Benchmarks run in the optimised release configuration.  bench/run.sh
 # measures each figure side by side with the BEAM in the same run.
