@@ -385,6 +385,26 @@ CN_EXTERN uint64_t cn_term_hash_keyed(cn_term t, const uint8_t key[16]);
  * out->len is as it was). */
 CN_EXTERN int cn_term_print(cn_term t, cn_buf *out);
 
+/* Where cn_term_parse stopped, and why. */
+typedef struct cn_parse_error {
+  size_t offset;    /* byte offset in the text */
+  const char *what; /* static text, such as "expected }" */
+} cn_parse_error;
+
+/* Appends the term written in Erlang syntax in text[0 .. len) to b: what
+ * erl_parse:parse_term/1 reads, as a user types it at a shell prompt.
+ * Atoms (ok, 'Quoted', with Erlang's escapes), integers of any size
+ * (-12, 16#ff, 1_000, $a), floats (1.5, 2.0e-3), "strings" (charlists,
+ * as in Erlang), <<"bytes">>, <<"text"/utf8>>, <<1,2,3>>, {tuples},
+ * [lists | Tail], #{maps => too} (in key order, the last value for a
+ * repeated key), % comments, and an optional full stop at the end.
+ * Pids, ports, references and funs have no text form to read.  Text is
+ * UTF-8.  Nesting is capped at 512 levels.  Every byte is checked: the
+ * text may come from anyone.  Returns 0, CN_EBADFMT (with *err, when not
+ * NULL, saying where and why) or CN_ENOMEM; on error b is as it was. */
+CN_EXTERN int cn_term_parse(cn_buf *b, const char *text, size_t len,
+                            cn_parse_error *err);
+
 /* ---- Nodes, pids, references ------------------------------------------ */
 
 #define CN_MAX_NODE_NAME 255
