@@ -22,6 +22,7 @@
  * times in a second), after which the node shuts down rather than run on
  * without its servers; 2 for a bad command line.
  */
+#include "cli.h"
 #include "servers.h"
 
 #include <errno.h>
@@ -368,7 +369,11 @@ static int start(cn_runtime *rt, void *arg, cn_pid *sup) {
  * exit status. */
 int main(int argc, char **argv) {
   config c;
-  int rc = parse_args(argc, argv, &c);
+  int rc;
+
+  if (argc > 1 && cnode_cli_command(argv[1]))
+    return cnode_cli(argc - 1, argv + 1);
+  rc = parse_args(argc, argv, &c);
 
   if (rc != 0)
     return rc > 0 ? 0 : 2;

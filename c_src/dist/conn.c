@@ -491,6 +491,12 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   cn__conn *c = s->data;
   (void)buf;
   if (n < 0) {
+    if (c->state != C_UP && cn__hs_awaits_ack(&c->hs)) {
+      c->hs_rc = CN_EAUTH;
+      cn__conn_close(c, "closed by peer after our challenge_reply: "
+                        "it refused our cookie");
+      return;
+    }
     cn__conn_close(c, n == UV_EOF ? "closed by peer" : uv_strerror((int)n));
     return;
   }

@@ -425,6 +425,10 @@ static int on_ack(cn__hs *h, const char *m, size_t n) {
   return 1;
 }
 
+bool cn__hs_awaits_ack(const cn__hs *h) {
+  return h->initiator && h->state == ST_I_ACK;
+}
+
 int cn__hs_feed(cn__hs *h, const char *buf, size_t len, size_t *used,
                 cn_buf *out) {
   size_t off = 0, n, min, max;

@@ -185,6 +185,13 @@ int cn__hs_begin(cn__hs *h, cn_buf *out);
 int cn__hs_feed(cn__hs *h, const char *buf, size_t len, size_t *used,
                 cn_buf *out);
 
+/* True when h is an initiator that sent its challenge_reply (its digest
+ * of the cookie) and waits for the challenge_ack.  A BEAM peer that finds
+ * the digest wrong says nothing: it closes the connection (dist_util's
+ * recv_challenge_reply), so a close at this point is how an initiator
+ * learns that its cookie was refused. */
+bool cn__hs_awaits_ack(const cn__hs *h);
+
 /* The digest: MD5 of the cookie followed by the challenge as a decimal
  * unsigned integer (dist_util:gen_digest/2).  When MD5 is unavailable
  * (OpenSSL in FIPS mode) out is zeroed; the handshake itself checks for

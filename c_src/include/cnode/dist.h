@@ -94,7 +94,9 @@ CN_EXTERN uint16_t cn_dist_port(cn_runtime *rt);
 
 /* net_kernel:connect_node/1: connects to node (name@host) unless already
  * connected, waiting up to timeout.  Returns 0, CN_ENOCONN (epmd does
- * not know the node, or the connection or handshake failed), CN_ETIMEDOUT,
+ * not know the node, or the connection or handshake failed), CN_EAUTH
+ * (the node refused our cookie: it closed the connection on our
+ * challenge_reply, as a BEAM node does), CN_ETIMEDOUT,
  * CN_EINVAL, CN_ENOTSUP (distribution is not started), or CN_EDEADLK from
  * inside a callback.  Sends do not need it: they connect on demand. */
 CN_EXTERN int cn_dist_connect(cn_runtime *rt, const char *node, cn_ms timeout);

@@ -1,0 +1,14 @@
+/* cnode call | cast | ping: the node program's client commands (cli.c). */
+#ifndef CNODE_PROGRAM_CLI_H
+#define CNODE_PROGRAM_CLI_H
+
+#include <stdbool.h>
+
+/* True when word (argv[1]) names a client command. */
+bool cnode_cli_command(const char *word);
+
+/* Runs the client command argv[0] ("call", "cast" or "ping") with its
+ * options and arguments, and returns the exit status (see cli.c). */
+int cnode_cli(int argc, char **argv);
+
+#endif
