@@ -20,14 +20,15 @@
 %%                  the node's own default (~/.erlang.cookie).  Passed in
 %%                  the environment (CNODE_COOKIE), never on a command
 %%                  line; this VM uses it for that node (set_cookie/2)
-%%   log_level      error | warning | info | debug (the node's stderr,
-%%                  which is this VM's stderr)
+%%   log_level      error | warning | info | debug: what the node logs
+%%   log_file       a file the node's log (its stderr) is appended to;
+%%                  default: this VM's stderr
 %%   extra_args     more command-line flags, a list of strings
 %%                  (["--max-message", "10M", "--published"])
 %%   config         accepted and ignored: the node program has no config
 %%                  file yet
-%%   exe            the node program to run (default: priv/cnode of the
-%%                  application cnode, else $CNODE_EXE)
+%%   exe            the node program to run (default: $CNODE_EXE when
+%%                  set, else priv/cnode of the application cnode)
 %%   start_timeout  milliseconds to wait for the ready line (20000)
 %%   id             the child id in child_spec/1 (default cnode)
 %%
@@ -87,13 +88,16 @@ stop(Pid) ->
     gen_server:stop(Pid, normal, ?SHUTDOWN + 5000).
 
 %% The node program start_link would run with Opts: {ok, Path} or
-%% {error, {no_node_program, Tried}}.
+%% {error, {no_node_program, Tried}}.  An exe option that names no file is
+%% an error, not a reason to look elsewhere.
 -spec exe(list() | map()) -> {ok, file:filename()} | {error, term()}.
 exe(Opts) ->
     M = to_map(Opts),
-    Tried = [P || P <- [maps:get(exe, M, false), priv_exe(),
-                        os:getenv("CNODE_EXE")],
-                  P =/= false],
+    Tried = case maps:find(exe, M) of
+                {ok, E} -> [str(E)];
+                error -> [P || P <- [os:getenv("CNODE_EXE"), priv_exe()],
+                               P =/= false]
+            end,
     case [P || P <- Tried, filelib:is_regular(P)] of
         [P | _] -> {ok, P};
         [] -> {error, {no_node_program, Tried}}
@@ -106,9 +110,7 @@ init(Opts) ->
     try args(Opts) of
         {Exe, Args, Env, {Kind, Name}} ->
             ok = wait_name_free(Kind, Name),
-            Port = open_port({spawn_executable, Exe},
-                             [{args, Args}, {env, Env}, {line, 4096}, binary,
-                              exit_status, use_stdio]),
+            Port = open(Exe, Args, Env, maps:get(log_file, Opts, false)),
             {os_pid, OsPid} = erlang:port_info(Port, os_pid),
             Timeout = maps:get(start_timeout, Opts, ?START_TIMEOUT),
             %% The state keeps no cookie: it would show in crash reports.
@@ -195,6 +197,18 @@ args(Opts) ->
              end,
     Args = ["--" ++ atom_to_list(Kind), Name, "--stdin-eof"] ++ LogLevel ++ Extra,
     {Exe, Args, [{"CNODE_COOKIE", Cookie}], {Kind, Name}}.
+
+%% The port.  With a log file, /bin/sh appends stderr to it and execs the
+%% program, so that the port's OS pid is still the node's own.
+open(Exe, Args, Env, false) ->
+    open_port({spawn_executable, Exe},
+              [{args, Args}, {env, Env}, {line, 4096}, binary, exit_status,
+               use_stdio]);
+open(Exe, Args, Env, LogFile) ->
+    open_port({spawn_executable, "/bin/sh"},
+              [{args, ["-c", "exec \"$0\" \"$@\" 2>>\"$CNODE_LOG_FILE\"", Exe | Args]},
+               {env, [{"CNODE_LOG_FILE", str(LogFile)} | Env]},
+               {line, 4096}, binary, exit_status, use_stdio]).
 
 %% A node of this name that has just died (kill -9) may still be in epmd
 %% for a moment; starting now would find the name taken.  Wait for it to

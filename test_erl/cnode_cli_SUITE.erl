@@ -44,7 +44,7 @@ run(Args) ->
     run(Args, [], 10000).
 
 run(Args, Env, Ms) ->
-    Err = filename:join(priv_tmp(), "stderr-" ++ cn_node:uniq()),
+    Err = new_log(),
     %% open_port takes an empty value as "unset": the shell sets that one.
     Script = case lists:member({"CNODE_COOKIE", ""}, Env) of
                  true -> "CNODE_COOKIE= exec \"$0\" \"$@\" 2>\"$CN_ERR\" </dev/null";
@@ -70,6 +70,13 @@ collect(Port, OsPid, Acc, Ms) ->
             _ = os:cmd("kill -KILL " ++ integer_to_list(OsPid)),
             ct:fail({no_exit, Ms, Acc})
     end.
+
+%% A file for the node's stderr, where test-erl-asan looks for sanitizer
+%% reports ($CN_BUILD/test-erl/nodes/*.log).
+new_log() ->
+    Dir = filename:join([filename:dirname(cn_node:exe()), "test-erl", "nodes"]),
+    ok = filelib:ensure_dir(filename:join(Dir, "x")),
+    filename:join(Dir, "cli" ++ cn_node:uniq() ++ ".log").
 
 priv_tmp() ->
     Dir = filename:join([filename:dirname(cn_node:exe()), "test-erl", "cli"]),
@@ -109,7 +116,7 @@ cookie_file(Cookie, Mode) ->
 %% Starts the node program under a port with Args and Env, waits for its
 %% ready line and returns {Port, OsPid, Node}.
 start_port(Args, Env) ->
-    Err = filename:join(priv_tmp(), "stderr-" ++ cn_node:uniq()),
+    Err = new_log(),
     Port = open_port({spawn_executable, "/bin/sh"},
                      [{args, ["-c", "exec \"$0\" \"$@\" 2>\"$CN_ERR\"",
                               cn_node:exe() | Args]},
@@ -306,7 +313,7 @@ start_epmd_false(_Config) ->
 stdin_eof_stops(_Config) ->
     F = cookie_file("x", 8#400),
     Cmd = "sleep 1 | \"" ++ cn_node:exe() ++ "\" --sname " ++ name() ++
-        " --cookie-file " ++ F ++ " --stdin-eof 2>/dev/null; echo status=$?",
+        " --cookie-file " ++ F ++ " --stdin-eof 2>>" ++ new_log() ++ "; echo status=$?",
     T0 = erlang:monotonic_time(),
     Out = os:cmd(Cmd),
     ct:log("~s", [Out]),
@@ -330,7 +337,7 @@ stdin_eof_port_close(_Config) ->
 no_stdin_eof_keeps_running(_Config) ->
     F = cookie_file("y", 8#400),
     Cmd = "\"" ++ cn_node:exe() ++ "\" --sname " ++ name() ++ " --cookie-file " ++ F ++
-        " </dev/null 2>/dev/null & P=$!; sleep 1.5; kill -0 $P && echo alive; "
+        " </dev/null 2>>" ++ new_log() ++ " & P=$!; sleep 1.5; kill -0 $P && echo alive; "
         "kill -TERM $P; wait $P; echo status=$?",
     Out = os:cmd(Cmd),
     ct:log("~s", [Out]),
