@@ -632,15 +632,6 @@ static int start(cn_runtime *rt, void *arg, cn_pid *sup) {
   pthread_t th;
   int err;
 
-  if (c->stdin_eof) {
-    err = pthread_create(&th, NULL, stdin_watch, NULL);
-    if (err != 0) {
-      cn_log(CN_LOG_ERROR, "cnode", "cannot start the stdin watcher: %s",
-             strerror(err));
-      return CN_ESYSTEM;
-    }
-    pthread_detach(th);
-  }
   err = node_sup_start(rt, sup, &reason);
   if (err != 0) {
     if (reason.len == 0 || cn_term_print(cn_buf_term(&reason), &text) != 0)
@@ -649,6 +640,17 @@ static int start(cn_runtime *rt, void *arg, cn_pid *sup) {
            "cannot start " NODE_SUP_NAME ": %s (%s); the reason: %s",
            cn_strerror(err), cn_err_name(err),
            text.data ? text.data : "(none given)");
+  } else if (c->stdin_eof) {
+    /* Only once the node is up: a node that failed to start stops
+     * without it. */
+    err = pthread_create(&th, NULL, stdin_watch, NULL);
+    if (err != 0) {
+      cn_log(CN_LOG_ERROR, "cnode", "cannot start the stdin watcher: %s",
+             strerror(err));
+      err = CN_ESYSTEM;
+    } else {
+      pthread_detach(th);
+    }
   }
   cn_buf_free(&reason);
   cn_buf_free(&text);
@@ -667,6 +669,18 @@ int main(int argc, char **argv) {
   cn_log_set_level(c.log_level);
   if (c.cookie_file && read_cookie_file(&c) != 0)
     return 1;
+  /* The stdin watcher's SIGTERM may come after cn_node_run has put the
+   * signal mask back (the node stopped on a signal of its own meanwhile):
+   * with the stop signals blocked from here on, it stays pending and the
+   * exit status stays 0.  (epmd, when the node starts it, gets a clean
+   * mask of its own.) */
+  if (c.stdin_eof) {
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+  }
   if (c.cookie_in_argv)
     cn_log(CN_LOG_WARNING, "cnode",
            "the cookie given with --cookie is visible to every user in ps; "

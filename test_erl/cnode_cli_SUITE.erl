@@ -16,7 +16,7 @@
          cookie_file/1, cookie_file_refused/1, cookie_env/1,
          cookie_env_bad/1, cookie_env_loses_to_flag/1, cookie_flag_warns/1,
          start_epmd_false/1, stdin_eof_stops/1, stdin_eof_port_close/1,
-         no_stdin_eof_keeps_running/1]).
+         stdin_eof_sigterm/1, no_stdin_eof_keeps_running/1]).
 
 suite() ->
     [{timetrap, {seconds, 60}}].
@@ -26,7 +26,7 @@ all() ->
      bad_values, cookie_file, cookie_file_refused, cookie_env,
      cookie_env_bad, cookie_env_loses_to_flag, cookie_flag_warns,
      start_epmd_false, stdin_eof_stops, stdin_eof_port_close,
-     no_stdin_eof_keeps_running].
+     stdin_eof_sigterm, no_stdin_eof_keeps_running].
 
 init_per_suite(Config) ->
     ok = cn_node:ensure_dist(),
@@ -332,6 +332,21 @@ stdin_eof_port_close(_Config) ->
     {ok, Log} = file:read_file(Err),
     ?assertNotEqual(nomatch, binary:match(Log, <<"stdin reached its end">>)),
     ?assertNotEqual(nomatch, binary:match(Log, <<"info cnode: stopped">>)).
+
+%% With --stdin-eof, SIGTERM still stops the node with status 0, and so
+%% does the end of stdin that follows it (the port closing after the
+%% signal): the watcher's late signal must not kill the program.
+stdin_eof_sigterm(_Config) ->
+    F = cookie_file("x", 8#400),
+    Cmd = "(sleep 2; echo) | \"" ++ cn_node:exe() ++ "\" --sname " ++ name() ++
+        " --cookie-file " ++ F ++ " --stdin-eof 2>>" ++ new_log() ++
+        " & P=$!; sleep 1; kill -TERM $P; wait $P; echo status=$?",
+    Out = os:cmd(Cmd),
+    ct:log("~s", [Out]),
+    {match, _} = re:run(Out, "status=0\n$"),
+    {Port, OsPid, _, _} =
+        start_port(["--sname", name(), "--cookie-file", F, "--stdin-eof"], []),
+    0 = stop_port(Port, OsPid).
 
 %% Without the flag, the end of stdin changes nothing.
 no_stdin_eof_keeps_running(_Config) ->
