@@ -14,7 +14,8 @@
 %%
 %% Options (a proplist, an Elixir keyword list or a map):
 %%   sname | name   the node name, string or atom, as the program's
-%%                  --sname and --name (default: sname "cnode")
+%%                  --sname and --name (default: "cnode", a long name
+%%                  when this VM runs with long names, else a short one)
 %%   cookie         atom or string (or a fun returning one); default
 %%                  erlang:get_cookie() when this VM is distributed, else
 %%                  the node's own default (~/.erlang.cookie).  Passed in
@@ -180,7 +181,13 @@ args(Opts) ->
             {{ok, _}, {ok, _}} -> throw({bad_option, {sname_and_name}});
             {{ok, N}, error} -> {sname, str(N)};
             {error, {ok, N}} -> {name, str(N)};
-            {error, error} -> {sname, "cnode"}
+            {error, error} ->
+                %% A node this VM can reach: a long name for a VM of long
+                %% names.
+                case is_alive() andalso net_kernel:longnames() of
+                    true -> {name, "cnode"};
+                    false -> {sname, "cnode"}
+                end
         end,
     LogLevel = case maps:find(log_level, Opts) of
                    {ok, L} -> ["--log-level", str(L)];
