@@ -63,7 +63,8 @@ child_spec(Opts) ->
     %% The start arguments show in the supervisor's reports: the cookie
     %% goes in them inside a fun, which prints as #Fun<...>.
     Hidden = case maps:find(cookie, M) of
-                 {ok, C} when not is_function(C) -> M#{cookie := fun() -> C end};
+                 {ok, C} when not is_function(C) ->
+                     M#{cookie := fun() -> C end};
                  _ -> M
              end,
     #{id => maps:get(id, M, cnode),
@@ -202,7 +203,8 @@ args(Opts) ->
                          C -> atom_to_list(C)
                      end
              end,
-    Args = ["--" ++ atom_to_list(Kind), Name, "--stdin-eof"] ++ LogLevel ++ Extra,
+    Args = ["--" ++ atom_to_list(Kind), Name, "--stdin-eof"]
+        ++ LogLevel ++ Extra,
     {Exe, Args, [{"CNODE_COOKIE", Cookie}], {Kind, Name}}.
 
 %% The port.  With a log file, /bin/sh appends stderr to it and execs the
@@ -213,7 +215,8 @@ open(Exe, Args, Env, false) ->
                use_stdio]);
 open(Exe, Args, Env, LogFile) ->
     open_port({spawn_executable, "/bin/sh"},
-              [{args, ["-c", "exec \"$0\" \"$@\" 2>>\"$CNODE_LOG_FILE\"", Exe | Args]},
+              [{args, ["-c", "exec \"$0\" \"$@\" 2>>\"$CNODE_LOG_FILE\"",
+                       Exe | Args]},
                {env, [{"CNODE_LOG_FILE", str(LogFile)} | Env]},
                {line, 4096}, binary, exit_status, use_stdio]).
 
