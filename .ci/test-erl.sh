@@ -55,8 +55,9 @@ run() {
 
 if ls test_erl/*_SUITE.erl >/dev/null 2>&1; then
   # rebar3 copies test_erl/ under _build and never deletes from the copy,
-  # so a removed or renamed suite would live on there.
-  rm -rf _build/test/extras
+  # so a removed or renamed suite would live on there.  (Since src/ made
+  # the tree the application cnode, it keeps a second copy in its lib.)
+  rm -rf _build/test/extras _build/test/lib/cnode/test_erl
   run ct rebar3 ct
 fi
 for t in test_erl/*_test.exs; do

@@ -72,7 +72,9 @@ start(Opts) ->
     ok = ensure_dist(),
     Name = maps:get(name, Opts, "cn" ++ uniq()),
     Cookie = maps:get(cookie, Opts, random_cookie()),
-    Args = ["--sname", Name, "--cookie", Cookie] ++ maps:get(args, Opts, []),
+    %% The cookie goes through CNODE_COOKIE, which the node reads and then
+    %% removes from its environment: never on a command line (ps).
+    Args = ["--sname", Name] ++ maps:get(args, Opts, []),
     LogDir = maps:get(log_dir, Opts, default_log_dir()),
     Log = filename:join(LogDir, Name ++ ".log"),
     ok = filelib:ensure_dir(Log),
@@ -87,7 +89,8 @@ start(Opts) ->
     ReadyTimeout = maps:get(ready_timeout, Opts, ?READY_TIMEOUT),
     StopTimeout = maps:get(stop_timeout, Opts, ?STOP_TIMEOUT),
     Holder = spawn(fun() ->
-                           holder_init(Parent, Cmd, Log, Owner, StopTimeout)
+                           holder_init(Parent, Cmd, Cookie, Log, Owner,
+                                       StopTimeout)
                    end),
     MRef = erlang:monitor(process, Holder),
     receive
@@ -169,7 +172,7 @@ holder_req(Holder, Req, Timeout) ->
 %% The node program runs under /bin/sh only long enough for the shell to
 %% redirect stderr to the log and exec it, so the port's OS pid is the
 %% node's own pid.
-holder_init(Parent, [Exe | Args], Log, Owner, StopTimeout) ->
+holder_init(Parent, [Exe | Args], Cookie, Log, Owner, StopTimeout) ->
     OwnerRef = case Owner of
                    none -> none;
                    _ -> erlang:monitor(process, Owner)
@@ -177,7 +180,7 @@ holder_init(Parent, [Exe | Args], Log, Owner, StopTimeout) ->
     Port = open_port({spawn_executable, "/bin/sh"},
                      [{args, ["-c", "exec \"$0\" \"$@\" 2>>\"$CN_NODE_LOG\"",
                               Exe | Args]},
-                      {env, [{"CN_NODE_LOG", Log}]},
+                      {env, [{"CN_NODE_LOG", Log}, {"CNODE_COOKIE", Cookie}]},
                       {line, 4096}, binary, exit_status, use_stdio]),
     {os_pid, OsPid} = erlang:port_info(Port, os_pid),
     S = #{port => Port, os_pid => OsPid, lines => [], partial => <<>>,

@@ -42,8 +42,10 @@ defmodule CnodeTest.Node do
     File.mkdir_p!(log_dir)
     log = Path.join(log_dir, name <> ".log")
     parent = self()
-    args = [exe(), "--sname", name, "--cookie", cookie]
-    holder = spawn(fn -> holder_init(parent, args, log, owner) end)
+    # The cookie goes in CNODE_COOKIE, which the node reads and removes
+    # from its environment: never on a command line.
+    args = [exe(), "--sname", name]
+    holder = spawn(fn -> holder_init(parent, args, cookie, log, owner) end)
 
     receive do
       {^holder, :ready, node, os_pid} ->
@@ -69,7 +71,7 @@ defmodule CnodeTest.Node do
     end
   end
 
-  defp holder_init(parent, args, log, owner) do
+  defp holder_init(parent, args, cookie, log, owner) do
     if owner, do: Process.monitor(owner)
 
     port =
@@ -78,7 +80,10 @@ defmodule CnodeTest.Node do
         :exit_status,
         {:line, 4096},
         args: ["-c", "exec \"$0\" \"$@\" 2>>\"$CN_NODE_LOG\"" | args],
-        env: [{~c"CN_NODE_LOG", String.to_charlist(log)}]
+        env: [
+          {~c"CN_NODE_LOG", String.to_charlist(log)},
+          {~c"CNODE_COOKIE", String.to_charlist(cookie)}
+        ]
       ])
 
     {:os_pid, os_pid} = Port.info(port, :os_pid)
