@@ -503,7 +503,9 @@ bool cn__sys_suspended(const cn_proc *p);
 /* At exit: puts the held messages back at the head of p's queue (to be
  * answered as a dead process's) and frees p's sys state. */
 void cn__sys_exit(cn_proc *p);
-/* A call handler sent a reply: counted for sys:statistics. */
+/* A call ran inline (not through the mailbox), and a call handler sent
+ * a reply: counted for sys:statistics. */
+void cn__sys_count_in(cn_proc *p);
 void cn__sys_count_out(cn_proc *p);
 /* p's registered name, or else its pid as ~w prints it, into out. */
 void cn__proc_label(cn_proc *p, char *out, size_t cap);

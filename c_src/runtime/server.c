@@ -359,6 +359,8 @@ int cn__server_call_inline(cn_proc *p, cn_from *from, cn_term req,
   cn_term prev = last_msg;
   int rc;
   last_msg = req;
+  if (p->sys)
+    cn__sys_count_in(p);
   rc = handle_call(p, from, req, true, reply);
   last_msg = prev;
   return rc;

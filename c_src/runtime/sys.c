@@ -53,6 +53,11 @@ static cn__sys *get_sys(cn_proc *p) {
 
 bool cn__sys_suspended(const cn_proc *p) { return p->sys && p->sys->suspended; }
 
+void cn__sys_count_in(cn_proc *p) {
+  if (p->sys && p->sys->stats)
+    p->sys->in++;
+}
+
 void cn__sys_count_out(cn_proc *p) {
   if (p->sys && p->sys->stats)
     p->sys->out++;
