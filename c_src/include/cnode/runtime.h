@@ -177,6 +177,11 @@ enum cn_callback_result {
   CN_IGNORE = 5      /* init only: start returns CN_EIGNORE */
 };
 
+/* A server's callbacks.  Every server (and every supervisor) also answers
+ * OTP's system messages, {system, From, Req} as sys.erl sends them:
+ * get_state (through format_state), get_status, suspend and resume,
+ * change_code (through code_change, while suspended), terminate and the
+ * debug requests; see the README, "sys and OTP's tools". */
 typedef struct cn_server_ops {
   /* The module name reported to supervisors and sys (an atom), or NULL
    * for "cnode_server". */
