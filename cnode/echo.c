@@ -42,6 +42,10 @@
  * term limits (a reply already at the depth limit) answers
  * {error, too_deep} or {error, too_big}.
  *
+ * sys:get_state({echo, Node}) shows #{pending => N, next_id => Id}: how
+ * many callers wait for a deferred reply (sleeps and calls), and the
+ * number the next sleep gets.
+ *
  * Sleeps and calls reply later: handle_call keeps the caller's cn_from in
  * a pending record and returns CN_NOREPLY.  A sleep's timer message names
  * its record by a number, never by address, since any process may send
@@ -450,6 +454,17 @@ static void echo_free(void *state) {
   free(s);
 }
 
+/* format_state: see the header. */
+static int echo_format_state(cn_proc *self, void *state, cn_buf *out) {
+  echo *s = state;
+  uint64_t n = 0;
+  pending *p;
+  (void)self;
+  for (p = s->head; p; p = p->next)
+    n++;
+  return cn_build(out, "#{pending => ~u, next_id => ~u}", n, s->next_id);
+}
+
 const cn_server_ops echo_server_ops = {
     .name = "cnode_echo",
     .init = echo_init,
@@ -457,4 +472,5 @@ const cn_server_ops echo_server_ops = {
     .handle_cast = echo_cast,
     .handle_info = echo_info,
     .free_state = echo_free,
+    .format_state = echo_format_state,
 };

@@ -14,6 +14,10 @@
  * Casts: {put, K, V} and {delete, K}; other casts and all infos are
  * ignored.
  *
+ * sys:get_state({kv, Node}) (:sys.get_state in iex) shows the store as a
+ * map of its keys to their values, #{K => V}, the way an Elixir user sees
+ * an Agent holding a map; sys:get_status shows the same map as the State.
+ *
  * incr.  N must be an integer ({error, badarg} otherwise, checked first).
  * A missing key counts as 0; a stored value that is not an integer gives
  * {error, not_integer}.  The sum is computed exactly, over integers of any
@@ -425,10 +429,29 @@ static void kv_free(void *state) {
   free(s);
 }
 
+/* format_state: the store as a map, #{K => V} (see the header). */
+static int kv_format_state(cn_proc *self, void *state, cn_buf *out) {
+  kv *s = state;
+  size_t i;
+  entry *e;
+  (void)self;
+  if (s->count > UINT32_MAX)
+    return CN_ETOOBIG;
+  cn_put_map(out, (uint32_t)s->count);
+  for (i = 0; i < s->nbuckets; i++) {
+    for (e = s->buckets[i]; e; e = e->next) {
+      cn_put_term(out, key_of(e));
+      cn_put_term(out, val_of(e));
+    }
+  }
+  return out->err;
+}
+
 const cn_server_ops kv_server_ops = {
     .name = "cnode_kv",
     .init = kv_init,
     .handle_call = kv_call,
     .handle_cast = kv_cast,
     .free_state = kv_free,
+    .format_state = kv_format_state,
 };

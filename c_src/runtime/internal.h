@@ -225,6 +225,8 @@ struct cn_proc {
   struct cn_proc *park_next; /* while parked by the dist layer */
   struct cn_proc *next_free; /* free list link */
   struct cn__thread *thread; /* CN__PF_THREAD: the waiter */
+  struct cn__sys *sys;       /* sys's state (sys.c): NULL until the first
+                              * system message */
 };
 
 /* A plain thread's own pid and wait state. */
@@ -478,6 +480,51 @@ void cn__fail_call(cn_proc *self, cn_from *from, int err, int flags);
  * flood of bad input cannot fill a disk through it.  Thread-safe. */
 void cn__log(cn_runtime *rt, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* cn__log at another level (CN_LOG_ERROR, CN_LOG_INFO, ...), under the
+ * same rate limit. */
+void cn__log_at(cn_runtime *rt, cn_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- sys (sys.c) ------------------------------------------------------ */
+
+/* What cn__sys_filter did with a message. */
+#define CN__SYS_PASS 0 /* not for sys: dispatch it as usual */
+#define CN__SYS_DONE 1 /* a system message, answered: free it */
+#define CN__SYS_KEPT 2 /* held while suspended: sys owns it now */
+
+/* Called by cn__handle_msg for every message of a server, before
+ * dispatch: answers {system, From, Req} (sys.erl's requests), and while
+ * the server is suspended holds back everything but system messages and
+ * the signals that end it, to replay them in order on resume. */
+int cn__sys_filter(cn_proc *p, cn__msg *m);
+/* True while sys has p suspended (p's owner only). */
+bool cn__sys_suspended(const cn_proc *p);
+/* At exit: puts the held messages back at the head of p's queue (to be
+ * answered as a dead process's) and frees p's sys state. */
+void cn__sys_exit(cn_proc *p);
+/* A call ran inline (not through the mailbox), and a call handler sent
+ * a reply: counted for sys:statistics. */
+void cn__sys_count_in(cn_proc *p);
+void cn__sys_count_out(cn_proc *p);
+/* p's registered name, or else its pid as ~w prints it, into out. */
+void cn__proc_label(cn_proc *p, char *out, size_t cap);
+/* Logs the crash report of p exiting with reason (not normal, shutdown
+ * or {shutdown, _}) after its own callback or a stop ran terminate. */
+void cn__crash_report(cn_proc *p, cn_term reason);
+/* Prints t as ~w would, cut to at most cap-1 bytes ("..." at the end when
+ * cut), into out. */
+void cn__term_short(cn_term t, char *out, size_t cap);
+
+/* server.c, for sys: stop as cn_stop asks (terminate, then exit with
+ * reason; a supervisor gets it as its parent's exit), and run the
+ * code_change callback (0: the new state is in place; otherwise the old
+ * state stays and *why holds {error, Reason}'s Reason). */
+void cn__server_stop(cn_proc *p, cn_term reason);
+int cn__server_code_change(cn_proc *p, cn_term vsn, cn_term extra, cn_buf *why);
+/* The message a process's callback is handling on this thread, or an
+ * empty term (for crash reports). */
+cn_term cn__last_msg(void);
 
 /* Checks a term that a caller hands the runtime: one whole, well-formed
  * term within rt's limits (max_message).  Returns 0, CN_EBADTERM,

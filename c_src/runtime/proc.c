@@ -109,6 +109,7 @@ int cn__proc_alloc(cn_runtime *rt, const cn_server_ops *ops, uint32_t flags,
   p->timeout_armed = 0;
   cn_buf_init(&p->reason);
   p->cont = NULL;
+  p->sys = NULL;
   p->park_node = 0;
   p->park_next = NULL;
   p->next_free = NULL;
@@ -522,6 +523,11 @@ void cn__proc_exit(cn_proc *p, cn_term reason_in, bool run_terminate) {
   if (run_terminate && p->ops && p->ops->terminate &&
       !(p->flags & CN__PF_THREAD))
     p->ops->terminate(p, p->state_ptr, reason);
+  /* gen_server's crash report: a server that stops with an abnormal
+   * reason through its own callbacks or a stop request.  A process killed
+   * by a signal it does not trap dies without one, as on the BEAM. */
+  if (run_terminate && !(p->flags & (CN__PF_THREAD | CN__PF_INIT)))
+    cn__crash_report(p, reason);
 
   if (p->ops && p->ops->free_state && !(p->flags & CN__PF_INIT))
     p->ops->free_state(p->state_ptr);
@@ -529,6 +535,8 @@ void cn__proc_exit(cn_proc *p, cn_term reason_in, bool run_terminate) {
 
   atomic_fetch_or(&p->state, CN__P_EXITING);
   cn__inbox_to_queue(p, CN__MBOX_CLOSED);
+  if (p->sys)
+    cn__sys_exit(p); /* held messages first: they came before the queue */
 
   cn__name_drop_proc(rt, p);
   /* Leave the table before anyone hears of the exit, so that whoever

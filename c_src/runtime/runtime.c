@@ -86,12 +86,13 @@ int cn__refusal_reason(cn_runtime *rt, int err, cn_buf *b) {
 
 #define LOG_BURST 20
 
-void cn__log(cn_runtime *rt, const char *fmt, ...) {
+/* The rate limit and the line, for cn__log and cn__log_at. */
+static void vlog_at(cn_runtime *rt, cn_log_level level, const char *fmt,
+                    va_list ap) {
   uint64_t now = uv_hrtime() / 1000000000ULL;
   unsigned suppressed = 0;
-  va_list ap;
   /* Dropped levels do not count against the rate limit. */
-  if (!cn__log_enabled(CN_LOG_WARNING))
+  if (!cn__log_enabled(level))
     return;
   pthread_mutex_lock(&rt->log_mu);
   if (now != rt->log_window) {
@@ -108,8 +109,20 @@ void cn__log(cn_runtime *rt, const char *fmt, ...) {
   if (suppressed)
     cn__logf(rt, CN_LOG_WARNING, "cnode", "%u log lines suppressed",
              suppressed);
+  cn__logv(rt, level, "cnode", fmt, ap);
+}
+
+void cn__log(cn_runtime *rt, const char *fmt, ...) {
+  va_list ap;
   va_start(ap, fmt);
-  cn__logv(rt, CN_LOG_WARNING, "cnode", fmt, ap);
+  vlog_at(rt, CN_LOG_WARNING, fmt, ap);
+  va_end(ap);
+}
+
+void cn__log_at(cn_runtime *rt, cn_log_level level, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vlog_at(rt, level, fmt, ap);
   va_end(ap);
 }
 

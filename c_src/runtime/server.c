@@ -9,6 +9,12 @@ static cn_term msg_term(const cn__msg *m) {
   return t;
 }
 
+/* The message the callback running on this thread handles, for the crash
+ * report of a server that dies of it (cn__crash_report). */
+static _Thread_local cn_term last_msg;
+
+cn_term cn__last_msg(void) { return last_msg; }
+
 /* ---- Froms ------------------------------------------------------------ */
 
 cn_from *cn__from_new(cn_runtime *rt) {
@@ -323,6 +329,8 @@ static int handle_call(cn_proc *p, cn_from *from, cn_term req, bool callmon,
       cn__proc_exit(p, stop_reason(p), true);
       return 0;
     }
+    if (p->sys)
+      cn__sys_count_out(p);
     if (direct) {
       replied = 1;
     } else {
@@ -348,7 +356,14 @@ static int handle_call(cn_proc *p, cn_from *from, cn_term req, bool callmon,
 
 int cn__server_call_inline(cn_proc *p, cn_from *from, cn_term req,
                            cn_buf *reply) {
-  return handle_call(p, from, req, true, reply);
+  cn_term prev = last_msg;
+  int rc;
+  last_msg = req;
+  if (p->sys)
+    cn__sys_count_in(p);
+  rc = handle_call(p, from, req, true, reply);
+  last_msg = prev;
+  return rc;
 }
 
 /* ---- Calls (client side) ---------------------------------------------- */
@@ -635,34 +650,71 @@ static void on_call_timeout(cn_proc *p, cn__msg *m) {
   finish_pending(p, c, CN_ETIMEDOUT, empty);
 }
 
-static void on_code_change(cn_proc *p, cn__msg *m) {
-  cn_term vsn, extra;
-  cn_from *from = m->cfrom;
+int cn__server_code_change(cn_proc *p, cn_term vsn, cn_term extra,
+                           cn_buf *why) {
   void *st = p->state_ptr;
   int rc = CN_NOREPLY;
+
+  cn_buf_reset(&p->reason);
+  if (p->ops->code_change)
+    rc = p->ops->code_change(p, &st, vsn, extra);
+  if (rc == CN_NOREPLY) {
+    p->state_ptr = st;
+    return 0;
+  }
+  /* The old state is kept.  The reason is the one the callback set, or
+   * else the value it returned. */
+  cn_buf_reset(why);
+  if (p->reason.len && !p->reason.err)
+    cn_put_term(why, cn_buf_term(&p->reason));
+  else
+    cn_put_int(why, rc);
+  cn_buf_reset(&p->reason);
+  return -1;
+}
+
+static void on_code_change(cn_proc *p, cn__msg *m) {
+  char store[64], wstore[64];
+  cn_term vsn, extra;
+  cn_from *from = m->cfrom;
+  cn_buf b, why;
 
   m->cfrom = NULL;
   if (cn_match(msg_term(m), "{~t, ~t}", &vsn, &extra) != 0) {
     cn_replyf(from, "{error, badarg}");
     return;
   }
-  if (p->ops->code_change)
-    rc = p->ops->code_change(p, &st, vsn, extra);
-  if (rc == CN_NOREPLY) {
+  cn_buf_init_with(&why, wstore, sizeof(wstore));
+  if (cn__server_code_change(p, vsn, extra, &why) == 0) {
     /* sys:change_code answers ok; the old state is kept on failure. */
-    p->state_ptr = st;
     send_reply(from, cn__atom_term("ok"), CN__F_DEMONDONE);
-    cn_from_free(from);
   } else {
-    char store[64];
-    cn_buf b;
     cn_buf_init_with(&b, store, sizeof(store));
-    cn_build(&b, "{error, ~i}", (int64_t)rc);
+    cn_build(&b, "{error, ~t}", cn_buf_term(&why));
     send_reply(from, cn_buf_term(&b), CN__F_DEMONDONE);
-    cn_from_free(from);
     cn_buf_free(&b);
   }
+  cn_from_free(from);
+  cn_buf_free(&why);
 }
+
+/* cn_stop's request, and sys:terminate's: terminate, then exit with
+ * reason.  A process that takes its parent's exit as a message (a
+ * supervisor) gets {'EXIT', Parent, Reason} and stops in its own time. */
+void cn__server_stop(cn_proc *p, cn_term reason) {
+  if (p->flags & CN__PF_OWN_EXIT) {
+    char store[256];
+    cn_buf b;
+    cn_buf_init_with(&b, store, sizeof(store));
+    if (cn__build_exit_msg(&b, p->parent, reason) == 0)
+      invoke_info(p, cn_buf_term(&b));
+    cn_buf_free(&b);
+  } else {
+    cn__proc_exit(p, reason, true);
+  }
+}
+
+static void dispatch(cn_proc *p, cn__msg *m);
 
 void cn__handle_msg(cn_proc *p, cn__msg *m) {
   if (!p->thread && CN__COUNTED(m->kind))
@@ -675,6 +727,20 @@ void cn__handle_msg(cn_proc *p, cn__msg *m) {
     cn__thread_handle(p, m);
     return;
   }
+  {
+    cn_term prev = last_msg;
+    int what;
+    last_msg = CN__COUNTED(m->kind) ? msg_term(m) : (cn_term){NULL, 0};
+    what = cn__sys_filter(p, m);
+    if (what == CN__SYS_PASS)
+      dispatch(p, m);
+    last_msg = prev;
+    if (what != CN__SYS_KEPT)
+      cn__msg_free(m);
+  }
+}
+
+static void dispatch(cn_proc *p, cn__msg *m) {
   switch (m->kind) {
   case CN__S_EXIT:
     exit_signal(p, m);
@@ -717,16 +783,7 @@ void cn__handle_msg(cn_proc *p, cn__msg *m) {
       cn_from_free(m->cfrom);
       m->cfrom = NULL;
     }
-    if (p->flags & CN__PF_OWN_EXIT) {
-      char store[256];
-      cn_buf b;
-      cn_buf_init_with(&b, store, sizeof(store));
-      if (cn__build_exit_msg(&b, p->parent, msg_term(m)) == 0)
-        invoke_info(p, cn_buf_term(&b));
-      cn_buf_free(&b);
-    } else {
-      cn__proc_exit(p, msg_term(m), true);
-    }
+    cn__server_stop(p, msg_term(m));
     break;
   case CN__S_SHUTDOWN:
     if (p->flags & CN__PF_OWN_EXIT) {
@@ -754,7 +811,6 @@ void cn__handle_msg(cn_proc *p, cn__msg *m) {
   default:
     break;
   }
-  cn__msg_free(m);
 }
 
 /* ---- Start ------------------------------------------------------------ */
@@ -921,8 +977,14 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, cn_ms timeout,
 
   {
     uint32_t st = 0;
-    if (!p->thread &&
-        atomic_compare_exchange_strong(&p->state, &st, CN__P_SCHED)) {
+    bool held = !p->thread &&
+                atomic_compare_exchange_strong(&p->state, &st, CN__P_SCHED);
+    if (held && cn__sys_suspended(p)) {
+      /* Suspended by sys: the call waits in the mailbox for resume. */
+      if (!cn__release(p))
+        cn__proc_unref(p);
+      p = NULL;
+    } else if (held) {
       /* The server is idle: run the call here (see cn_call's doc).  Our
        * lookup reference is the SCHED holder's. */
       cn_from *from = cn__from_new(rt);
@@ -966,11 +1028,16 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, cn_ms timeout,
     }
   }
   if (!(m = request_new(rt, CN__M_CALL, req, t->proc->pid, &ref, pid))) {
-    cn__proc_unref(p);
+    if (p)
+      cn__proc_unref(p);
     return CN_ENOMEM;
   }
-  rc = cn__deliver_to(p, m);
-  cn__proc_unref(p);
+  if (p) {
+    rc = cn__deliver_to(p, m);
+    cn__proc_unref(p);
+  } else {
+    rc = cn__deliver(rt, pid, m);
+  }
   if (rc)
     return rc;
   return await(rt, t, pid, &ref, timeout_ms, reply);

@@ -30,12 +30,17 @@
  * which is the children's parent), and cn_supervisor_start waits for the
  * reaper when it was called from a plain thread, where waiting is allowed.
  *
- * Logging.  supervisor.erl logs progress and error reports; libcnode has
- * no logger yet, so those reports are left out.
+ * Logging.  Through the log hook, one line per event, where
+ * supervisor.erl writes its reports: a child restarted (info: which child,
+ * its old pid, the reason it exited) and a supervisor giving up (error:
+ * "reached max restart intensity", then it shuts down).  The crash of the
+ * child itself is its own crash report (sys.c).
  */
 #include "internal.h"
+#include "util/log.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1072,18 +1077,73 @@ static void begin_restart_multi(sup *s, child *c) {
   job_begin(s);
 }
 
+/* The supervisor's label (its name, or its pid) for a log line: the
+ * process running this callback is the supervisor. */
+static void sup_label(char *out, size_t cap) {
+  cn_proc *me = cn__current();
+  if (me)
+    cn__proc_label(me, out, cap);
+  else
+    snprintf(out, cap, "?");
+}
+
+/* The reports supervisor.erl logs around restart/2: a child restarted
+ * (info), or, when the restart goes over the intensity, the supervisor
+ * giving up (error).  why is the child's exit reason (empty for a
+ * try_again restart). */
+static void log_restart(sup *s, bool giving_up, cn_term id, const cn_pid *old,
+                        cn_term why) {
+  char me[300], cid[160], cpid[64], reason[320];
+  cn_log_level level = giving_up ? CN_LOG_ERROR : CN_LOG_INFO;
+  char store[64];
+  cn_buf b;
+  if (!cn__log_enabled(level))
+    return;
+  sup_label(me, sizeof(me));
+  cn__term_short(id, cid, sizeof(cid));
+  cn_buf_init_with(&b, store, sizeof(store));
+  if (cn_put_pid(&b, old) == 0)
+    cn__term_short(cn_buf_term(&b), cpid, sizeof(cpid));
+  else
+    snprintf(cpid, sizeof(cpid), "?");
+  cn_buf_free(&b);
+  if (why.len)
+    cn__term_short(why, reason, sizeof(reason));
+  else
+    snprintf(reason, sizeof(reason), "none (its last restart failed)");
+  if (!giving_up && !why.len)
+    cn__log_at(s->rt, level,
+               "supervisor %s: restarting child %s again: its last restart "
+               "failed",
+               me, cid);
+  else if (giving_up)
+    cn__log_at(s->rt, level,
+               "supervisor %s: reached max restart intensity (more than %lld "
+               "restarts in %lld s): child %s (%s) exited with reason %s; "
+               "shutting down",
+               me, (long long)s->intensity, (long long)s->period, cid, cpid,
+               reason);
+  else
+    cn__log_at(s->rt, level,
+               "supervisor %s: restarting child %s (%s), which exited with "
+               "reason %s",
+               me, cid, cpid, reason);
+}
+
 /* restart/2 for a static child. */
-static void restart_kid(sup *s, child *c) {
+static void restart_kid(sup *s, child *c, cn_term why) {
   cn_buf err = CN_BUF_INIT;
   cn_pid pid;
   int r;
 
   if (!add_restart(s)) {
     /* reached_max_restart_intensity */
+    log_restart(s, true, c->id, &c->pid, why);
     del_kid(s, c);
     begin_shutdown(s);
     return;
   }
+  log_restart(s, false, c->id, &c->pid, why);
   if (s->strategy != S_ONE_FOR_ONE) {
     begin_restart_multi(s, c);
     return;
@@ -1101,17 +1161,20 @@ static void restart_kid(sup *s, child *c) {
 }
 
 /* restart/2 for a simple_one_for_one child. */
-static void restart_dyn(sup *s, dyn *d) {
+static void restart_dyn(sup *s, dyn *d, cn_term why) {
   child *t = s->kids[0];
   cn_buf err = CN_BUF_INIT;
+  cn_term undef = cn__atom_term("undefined");
   cn_pid pid;
   int r;
 
   if (!add_restart(s)) {
+    log_restart(s, true, undef, &d->pid, why);
     dyn_erase(s, d);
     begin_shutdown(s);
     return;
   }
+  log_restart(s, false, undef, &d->pid, why);
   if (d->restarting) {
     d->restarting = 0;
     s->ndyn_restarting--;
@@ -1172,7 +1235,7 @@ static void child_exited(sup *s, cn_pid pid, cn_term reason) {
     significant = s->kids[0]->significant;
     if (restart == R_PERMANENT ||
         (restart == R_TRANSIENT && !is_shutdown_reason(reason))) {
-      restart_dyn(s, d);
+      restart_dyn(s, d, reason);
       return;
     }
     dyn_erase(s, d);
@@ -1184,7 +1247,7 @@ static void child_exited(sup *s, cn_pid pid, cn_term reason) {
     significant = c->significant;
     if (restart == R_PERMANENT ||
         (restart == R_TRANSIENT && !is_shutdown_reason(reason))) {
-      restart_kid(s, c);
+      restart_kid(s, c, reason);
       return;
     }
     del_kid(s, c);
@@ -1195,16 +1258,17 @@ static void child_exited(sup *s, cn_pid pid, cn_term reason) {
 
 /* handle_cast({try_again_restart, Id}). */
 static void on_try_again(sup *s, cn_term id) {
+  cn_term empty = {NULL, 0};
   if (s->strategy == S_SIMPLE) {
     cn_pid pid;
     dyn *d;
     if (cn_match(id, "{restarting, ~p}", &pid) == 0 &&
         (d = pm_get(&s->map, pid)) != NULL && d->restarting)
-      restart_dyn(s, d);
+      restart_dyn(s, d, empty);
   } else {
     child *c = find_kid(s, id);
     if (c && c->pst == P_RESTARTING)
-      restart_kid(s, c);
+      restart_kid(s, c, empty);
   }
 }
 
@@ -1883,6 +1947,25 @@ static int sup_info(cn_proc *self, void *state, cn_term msg) {
 /* Runs on every exit, killed or not. */
 static void sup_free_state(void *state) { sup_free(state); }
 
+/* The state sys:get_state shows: a map of the flags and the children as
+ * which_children lists them, where OTP shows its #state{} record. */
+static int sup_format_state(cn_proc *self, void *state, cn_buf *out) {
+  sup *s = state;
+  (void)self;
+  cn_put_map(out, 5);
+  cn_put_atom(out, "strategy");
+  cn_put_atom(out, strategy_names[s->strategy]);
+  cn_put_atom(out, "intensity");
+  cn_put_int(out, s->intensity);
+  cn_put_atom(out, "period");
+  cn_put_int(out, s->period);
+  cn_put_atom(out, "auto_shutdown");
+  cn_put_atom(out, auto_names[s->auto_shutdown]);
+  cn_put_atom(out, "children");
+  which_children(s, out);
+  return out->err;
+}
+
 static const cn_server_ops sup_ops = {
     .name = "supervisor",
     .init = sup_init,
@@ -1890,6 +1973,7 @@ static const cn_server_ops sup_ops = {
     .handle_cast = sup_cast,
     .handle_info = sup_info,
     .free_state = sup_free_state,
+    .format_state = sup_format_state,
 };
 
 /* ---- The reaper ------------------------------------------------------- */

@@ -177,6 +177,11 @@ enum cn_callback_result {
   CN_IGNORE = 5      /* init only: start returns CN_EIGNORE */
 };
 
+/* A server's callbacks.  Every server (and every supervisor) also answers
+ * OTP's system messages, {system, From, Req} as sys.erl sends them:
+ * get_state (through format_state), get_status, suspend and resume,
+ * change_code (through code_change, while suspended), terminate and the
+ * debug requests; see the README, "sys and OTP's tools". */
 typedef struct cn_server_ops {
   /* The module name reported to supervisors and sys (an atom), or NULL
    * for "cnode_server". */
@@ -231,6 +236,16 @@ typedef struct cn_server_ops {
    * terminate when that runs, and also when an exit signal kills the
    * process).  Not called when init fails.  Optional. */
   void (*free_state)(void *state);
+
+  /* The state as a term, for sys:get_state and sys:get_status (and
+   * :sys.get_state/1 in iex).  Appends one term to out (an empty buffer
+   * on entry) and returns 0, or returns a CN_E* code: then get_state
+   * raises {callback_failed, {Module, format_state}, Code} in its caller
+   * and get_status shows that term as the state.  Runs in the process,
+   * with its state, and must not change it.  Optional: without it the
+   * state shows as {cnode_state, Module}, Module being name above.
+   * Added last, so initialisers written before it keep working. */
+  int (*format_state)(cn_proc *self, void *state, cn_buf *out);
 } cn_server_ops;
 
 typedef struct cn_start_options {
