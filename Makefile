@@ -116,6 +116,13 @@ TEST_HELPERS := $(filter-out $(TEST_SRCS),$(wildcard c_src/tests/*.c))
 
 EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
+# Server modules for the node program: examples/modules/NAME.c is built
+# as NAME.so, and with -DCOUNTER_VSN=2 as NAME_v2.so too (two versions of
+# one module, for the live upgrade).
+MODULE_SRCS := $(sort $(wildcard examples/modules/*.c))
+MODULE_SOS := $(MODULE_SRCS:examples/%.c=$(BUILD)/examples/%.so) \
+        $(MODULE_SRCS:examples/%.c=$(BUILD)/examples/%_v2.so)
+
 
 NODE_SRCS := $(sort $(wildcard cnode/*.c))
 NODE_OBJS := $(NODE_SRCS:cnode/%.c=$(BUILD)/node/%.o)
@@ -135,7 +142,8 @@ ERL_SUITES := $(wildcard test_erl/*_SUITE.erl)
 ERL_SCRIPTS := $(wildcard test_erl/*_test.exs)
 
 FORMAT_SRCS := $(sort $(wildcard c_src/include/*.h c_src/include/*/*.h \
-        c_src/*/*.[ch] cnode/*.[ch] examples/*.[ch] bench/*.[ch]))
+        c_src/*/*.[ch] cnode/*.[ch] examples/*.[ch] examples/modules/*.[ch] \
+        bench/*.[ch]))
 CLANG_FORMAT ?= clang-format
 
 # What `make deps` checks for (and installs when run as root).
@@ -152,7 +160,7 @@ all: lib tests examples $(NODE_BIN) $(BENCH_BINS)
 
 lib: $(LIB_A) $(LIB_SO)
 tests: $(TEST_BINS)
-examples: $(EXAMPLE_BINS)
+examples: $(EXAMPLE_BINS) $(MODULE_SOS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -191,9 +199,25 @@ $(BUILD)/node/%.o: cnode/%.c
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 
+# The node program carries all of libcnode and exports its cn_* API, so
+# that the server modules it loads (--load; cnode/module.h) link nothing.
+NODE_LDFLAGS := -Wl,--export-dynamic-symbol=cn_* -Wl,--whole-archive \
+        $(LIB_A) -Wl,--no-whole-archive
+
 $(NODE_BIN): $(NODE_OBJS) $(LIB_A)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $(NODE_OBJS) $(LIB_A) $(LIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(NODE_OBJS) $(NODE_LDFLAGS) $(LIBS) -ldl
+
+# The rules for the server modules (MODULE_SOS, above).
+$(BUILD)/examples/modules/%.so: examples/modules/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@ (module)"
+	$(Q)$(CC) $(CFLAGS) -fPIC -shared -o $@ $<
+
+$(BUILD)/examples/modules/%_v2.so: examples/modules/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@ (module, version 2)"
+	$(Q)$(CC) $(CFLAGS) -DCOUNTER_VSN=2 -fPIC -shared -o $@ $<
 
 # ---- Tests ----------------------------------------------------------------
 

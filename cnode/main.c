@@ -37,6 +37,7 @@
  * CNODE_COOKIE.
  */
 #include "cli.h"
+#include "modules.h"
 #include "servers.h"
 
 #include <errno.h>
@@ -378,7 +379,9 @@ static int parse_args(int argc, char **argv, config *c) {
     EPMD_PORT,
     STDIN_EOF,
     LOGLEVEL,
-    VERSION
+    VERSION,
+    LOAD,
+    CONFIG
   };
   static const struct option opts[] = {
       {"sname", required_argument, NULL, SNAME},
@@ -403,6 +406,8 @@ static int parse_args(int argc, char **argv, config *c) {
       {"log-level", required_argument, NULL, LOGLEVEL},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, VERSION},
+      {"load", required_argument, NULL, LOAD},
+      {"config", required_argument, NULL, CONFIG},
       {NULL, 0, NULL, 0},
   };
   cn_runtime_options *ro = &c->node.runtime;
@@ -566,6 +571,14 @@ static int parse_args(int argc, char **argv, config *c) {
     case VERSION:
       printf("cnode %s\n", cn_version_string());
       return 1;
+    case LOAD:
+      if (modules_add_path(optarg) != 0) {
+        fprintf(stderr, "cnode: out of memory\n");
+        return -1;
+      }
+      break;
+    case CONFIG: /* read before the rest: see with_config() */
+      break;
     case ':':
       fprintf(stderr, "cnode: %s needs an argument\n", argv[optind - 1]);
       fputs(SYNOPSIS, stderr);
@@ -644,6 +657,8 @@ static int start(cn_runtime *rt, void *arg, cn_pid *sup) {
            "cannot start " NODE_SUP_NAME ": %s (%s); the reason: %s",
            cn_strerror(err), cn_err_name(err),
            text.data ? text.data : "(none given)");
+  } else if ((err = modules_start(rt, NODE_SUP_NAME)) != 0) {
+    /* modules_start said why */
   } else if (c->stdin_eof) {
     /* Only once the node is up: a node that failed to start stops
      * without it. */
@@ -661,6 +676,37 @@ static int start(cn_runtime *rt, void *arg, cn_pid *sup) {
   return err;
 }
 
+/* --config FILE: the file's node settings come first as flags, so that the
+ * command line wins; its modules are queued before those of --load.
+ * Replaces *argc and *argv when there is a file.  Returns 0 or -1. */
+static int with_config(int *argc, char ***argv) {
+  char **args = NULL, **all;
+  const char *file = NULL;
+  int i, n = 0;
+
+  for (i = 1; i < *argc; i++) {
+    if (strcmp((*argv)[i], "--config") == 0 && i + 1 < *argc)
+      file = (*argv)[++i];
+    else if (strncmp((*argv)[i], "--config=", 9) == 0)
+      file = (*argv)[i] + 9;
+  }
+  if (!file)
+    return 0;
+  if (config_read(file, &args, &n) != 0)
+    return -1;
+  if (!(all = malloc((size_t)(*argc + n + 1) * sizeof *all))) {
+    fprintf(stderr, "cnode: out of memory\n");
+    return -1;
+  }
+  all[0] = (*argv)[0];
+  memcpy(all + 1, args, (size_t)n * sizeof *all);
+  memcpy(all + 1 + n, *argv + 1, (size_t)*argc * sizeof *all); /* + NULL */
+  free(args);
+  *argc += n;
+  *argv = all; /* lives as long as the program */
+  return 0;
+}
+
 /* Parses the command line and runs the node until SIGINT, SIGTERM, the
  * end of stdin (--stdin-eof) or the death of cnode_sup; see the top of
  * this file for the output and the exit status. */
@@ -670,6 +716,8 @@ int main(int argc, char **argv) {
 
   if (argc > 1 && cnode_cli_command(argv[1]))
     return cnode_cli(argc - 1, argv + 1);
+  if (with_config(&argc, &argv) != 0)
+    return 2;
   rc = parse_args(argc, argv, &c);
 
   if (rc != 0)

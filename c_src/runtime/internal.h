@@ -194,10 +194,12 @@ struct cn_proc {
   _Atomic uint64_t mbox_dropped; /* sends and casts refused */
   _Atomic uint64_t mbox_refused; /* calls refused */
 
-  /* Fixed while the process lives. */
+  /* Fixed while the process lives, but for ops, which sys:change_code
+   * may switch to a new version of the module (in the process's own
+   * turn); atomic so that cn_server_users may read it from elsewhere. */
   cn_pid pid;
   cn_runtime *rt;
-  const cn_server_ops *ops;
+  const cn_server_ops *_Atomic ops;
   struct cn_proc *rq_next; /* run queue link (queue lock) */
   _Atomic unsigned home;   /* scheduler it last ran on */
 
@@ -367,6 +369,11 @@ typedef struct cn__module {
   void *arg;
 } cn__module;
 
+/* The version of the server module `name` (registered by its callbacks,
+ * cn_server_register) that starts use now, or NULL when name is no such
+ * module. */
+const cn_server_ops *cn__server_module_ops(cn_runtime *rt, const char *name);
+
 /* ---- Internal API ----------------------------------------------------- */
 
 /* Waits on cv (initialised with uv_cond_init, so on the monotonic clock;
@@ -519,9 +526,13 @@ void cn__term_short(cn_term t, char *out, size_t cap);
 /* server.c, for sys: stop as cn_stop asks (terminate, then exit with
  * reason; a supervisor gets it as its parent's exit), and run the
  * code_change callback (0: the new state is in place; otherwise the old
- * state stays and *why holds {error, Reason}'s Reason). */
+ * state stays and *why holds {error, Reason}'s Reason).  module (NULL:
+ * none) is sys:change_code's Module: when it is the server's own and a
+ * newer version of it is registered, that version converts the state and
+ * becomes the server's code. */
 void cn__server_stop(cn_proc *p, cn_term reason);
-int cn__server_code_change(cn_proc *p, cn_term vsn, cn_term extra, cn_buf *why);
+int cn__server_code_change(cn_proc *p, const cn_term *module, cn_term vsn,
+                           cn_term extra, cn_buf *why);
 /* The message a process's callback is handling on this thread, or an
  * empty term (for crash reports). */
 cn_term cn__last_msg(void);

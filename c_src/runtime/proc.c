@@ -634,6 +634,43 @@ cn_pid cn__caller_pid(cn_runtime *rt, int *err) {
 
 size_t cn_process_count(cn_runtime *rt) { return atomic_load(&rt->nprocs); }
 
+size_t cn_server_users(cn_runtime *rt, const cn_server_ops *ops) {
+  size_t slot, end, n = 0;
+
+  if (!rt || !ops)
+    return 0;
+  pthread_mutex_lock(&rt->table_mu);
+  end = rt->next_slot;
+  pthread_mutex_unlock(&rt->table_mu);
+  for (slot = 0; slot < end; slot++) {
+    _Atomic(cn_proc *) *chunk = atomic_load_explicit(
+        &rt->chunks[slot >> CN__CHUNK_BITS], memory_order_acquire);
+    cn_proc *p;
+    uint32_t r;
+    if (!chunk)
+      continue;
+    p = atomic_load_explicit(&chunk[slot & (CN__CHUNK - 1)],
+                             memory_order_acquire);
+    if (!p)
+      continue;
+    /* A reference, as cn__lookup takes one, keeps p from being reused
+     * while its ops are read. */
+    r = atomic_load_explicit(&p->refs, memory_order_relaxed);
+    do {
+      if (r == 0)
+        break;
+    } while (!atomic_compare_exchange_weak_explicit(
+        &p->refs, &r, r + 1, memory_order_acquire, memory_order_relaxed));
+    if (r == 0)
+      continue;
+    if (!p->thread && !(atomic_load(&p->state) & CN__P_EXITING) &&
+        atomic_load(&p->ops) == ops)
+      n++;
+    cn__proc_unref(p);
+  }
+  return n;
+}
+
 bool cn_is_alive(cn_runtime *rt, cn_pid pid) {
   cn_proc *p = cn__lookup(rt, pid);
   bool alive;

@@ -650,16 +650,25 @@ static void on_call_timeout(cn_proc *p, cn__msg *m) {
   finish_pending(p, c, CN_ETIMEDOUT, empty);
 }
 
-int cn__server_code_change(cn_proc *p, cn_term vsn, cn_term extra,
-                           cn_buf *why) {
+int cn__server_code_change(cn_proc *p, const cn_term *module, cn_term vsn,
+                           cn_term extra, cn_buf *why) {
+  const cn_server_ops *ops = p->ops, *next = NULL;
   void *st = p->state_ptr;
   int rc = CN_NOREPLY;
 
+  /* sys:change_code names the module: when it is this server's and a new
+   * version of it is registered (cn_server_upgrade), the new version's
+   * code_change converts the state and its callbacks take over. */
+  if (module && ops->name && cn_is_atom(*module, ops->name) &&
+      (next = cn__server_module_ops(p->rt, ops->name)) == ops)
+    next = NULL;
   cn_buf_reset(&p->reason);
-  if (p->ops->code_change)
-    rc = p->ops->code_change(p, &st, vsn, extra);
+  if ((next ? next : ops)->code_change)
+    rc = (next ? next : ops)->code_change(p, &st, vsn, extra);
   if (rc == CN_NOREPLY) {
     p->state_ptr = st;
+    if (next)
+      p->ops = next;
     return 0;
   }
   /* The old state is kept.  The reason is the one the callback set, or
@@ -685,7 +694,7 @@ static void on_code_change(cn_proc *p, cn__msg *m) {
     return;
   }
   cn_buf_init_with(&why, wstore, sizeof(wstore));
-  if (cn__server_code_change(p, vsn, extra, &why) == 0) {
+  if (cn__server_code_change(p, NULL, vsn, extra, &why) == 0) {
     /* sys:change_code answers ok; the old state is kept on failure. */
     send_reply(from, cn__atom_term("ok"), CN__F_DEMONDONE);
   } else {

@@ -139,6 +139,41 @@ int cn_server_register(cn_runtime *rt, const cn_server_ops *ops) {
   return cn_module_register(rt, ops->name, server_start, (void *)ops);
 }
 
+int cn_server_upgrade(cn_runtime *rt, const cn_server_ops *ops) {
+  cn__module *m;
+  int rc = CN_ENOENT;
+
+  if (!rt || !ops || !ops->name)
+    return CN_EINVAL;
+  pthread_mutex_lock(&rt->modules_mu);
+  for (m = rt->modules; m; m = m->next) {
+    if (strcmp(m->name, ops->name) == 0) {
+      rc = m->start == server_start ? 0 : CN_EINVAL;
+      if (rc == 0)
+        m->arg = (void *)ops;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&rt->modules_mu);
+  return rc;
+}
+
+const cn_server_ops *cn__server_module_ops(cn_runtime *rt, const char *name) {
+  const cn_server_ops *ops = NULL;
+  cn__module *m;
+
+  pthread_mutex_lock(&rt->modules_mu);
+  for (m = rt->modules; m; m = m->next) {
+    if (strcmp(m->name, name) == 0) {
+      if (m->start == server_start)
+        ops = m->arg;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&rt->modules_mu);
+  return ops;
+}
+
 static bool module_find(cn_runtime *rt, const char *name,
                         cn_child_start_fn *start, void **arg) {
   cn__module *m;

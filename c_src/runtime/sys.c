@@ -420,8 +420,7 @@ static void handle_system(cn_proc *p, cn_pid caller, cn_term tag, cn_term req) {
   } else if (s->suspended &&
              cn_match(req, "{change_code, ~t, ~t, ~t}", &a, &b, &c) == 0) {
     cn_buf why = CN_BUF_INIT;
-    (void)a; /* the module: the server's callbacks are its only code */
-    if (cn__server_code_change(p, b, c, &why) == 0)
+    if (cn__server_code_change(p, &a, b, c, &why) == 0)
       cn_put_atom(&r, "ok");
     else
       cn_build(&r, "{error, ~t}", cn_buf_term(&why));

@@ -58,6 +58,21 @@ CN_EXTERN int cn_module_register(cn_runtime *rt, const char *module,
  * CN_EINVAL (no ops or no ops->name) or CN_ENOMEM.  Thread-safe. */
 CN_EXTERN int cn_server_register(cn_runtime *rt, const cn_server_ops *ops);
 
+/* Makes ops the version of its server module (ops->name, registered with
+ * cn_server_register) that later starts use, and that sys:change_code(
+ * Server, Module, OldVsn, Extra) moves a suspended server of the module
+ * to: the new version's code_change gets the old state (and OldVsn) and
+ * returns the new one, and from then on the server runs the new
+ * callbacks.  The old ops must stay valid until no process runs them
+ * (cn_server_users).  Returns 0, CN_ENOENT (no such module), or
+ * CN_EINVAL (no ops or name, or a module registered with
+ * cn_module_register).  Thread-safe. */
+CN_EXTERN int cn_server_upgrade(cn_runtime *rt, const cn_server_ops *ops);
+
+/* How many live processes run ops now.  A snapshot: a process may start
+ * or switch just after.  Thread-safe. */
+CN_EXTERN size_t cn_server_users(cn_runtime *rt, const cn_server_ops *ops);
+
 /* Starts a supervisor with spec (see above).  The children start in order
  * before this returns; if one fails, those already started are shut down
  * and CN_EEXIT is returned with {shutdown, {failed_to_start_child, Id,
