@@ -199,7 +199,8 @@ int cnode_cli(int argc, char **argv) {
     if (cn_term_parse(&req, t, strlen(t), &pe) != 0) {
       fprintf(stderr, "cnode: TERM: %s at byte %zu: %s\n",
               pe.what ? pe.what : "out of memory", pe.offset, t);
-      return CLI_EXIT_USAGE;
+      status = CLI_EXIT_USAGE;
+      goto out;
     }
   }
   if (target_name(node_arg, node, sizeof node) != 0) {

@@ -679,6 +679,18 @@ static int start(cn_runtime *rt, void *arg, cn_pid *sup) {
 /* --config FILE: the file's node settings come first as flags, so that the
  * command line wins; its modules are queued before those of --load.
  * Replaces *argc and *argv when there is a file.  Returns 0 or -1. */
+/* The command line with the --config file's flags in front (argv[1 ..
+ * config_n] are the file's, malloc'ed), freed when the node is done. */
+static char **config_argv;
+static int config_n;
+
+static void free_config_argv(void) {
+  int i;
+  for (i = 1; config_argv && i <= config_n; i++)
+    free(config_argv[i]);
+  free(config_argv);
+}
+
 static int with_config(int *argc, char ***argv) {
   char **args = NULL, **all;
   const char *file = NULL;
@@ -692,10 +704,11 @@ static int with_config(int *argc, char ***argv) {
   }
   if (!file)
     return 0;
-  if (config_read(file, &args, &n) != 0)
-    return -1;
-  if (!(all = malloc((size_t)(*argc + n + 1) * sizeof *all))) {
-    fprintf(stderr, "cnode: out of memory\n");
+  if (config_read(file, &args, &n) != 0 ||
+      !(all = malloc((size_t)(*argc + n + 1) * sizeof *all))) {
+    for (i = 0; i < n; i++)
+      free(args[i]);
+    free(args);
     return -1;
   }
   all[0] = (*argv)[0];
@@ -703,7 +716,9 @@ static int with_config(int *argc, char ***argv) {
   memcpy(all + 1 + n, *argv + 1, (size_t)*argc * sizeof *all); /* + NULL */
   free(args);
   *argc += n;
-  *argv = all; /* lives as long as the program */
+  *argv = config_argv = all;
+  config_n = n;
+  atexit(free_config_argv);
   return 0;
 }
 
