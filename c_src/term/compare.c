@@ -1,15 +1,11 @@
-/* Term order, exact equality and hashing.
+/* Why not ei: ei has no term order, no =:= across encodings and no hash
+ * of a term's value; this is term order, exact equality and hashing.
  *
- * A term's encoding is its pre-order walk, so two terms compare by walking
- * both byte streams in lockstep, with an explicit stack of open containers
- * (never the C stack: terms nest as deep as the validator allows).  The
- * stream positions are two pointers that only move forward, except inside
- * maps, whose pairs are visited in key order.
- *
- * Encodings do not matter: an atom may come in four forms, a list may be a
- * STRING_EXT or be split over several LIST_EXT headers ([1|[2]]), an
- * integer may be a non-canonical bignum.  Lists are read through a cursor
- * that steps from one segment into the next.
+ * Two terms compare by walking both in lockstep (cn__walk, never the C
+ * stack: terms nest as deep as the validator allows).  Encodings do not
+ * matter: an atom may come in four forms, a list may be a STRING_EXT or be
+ * split over several LIST_EXT headers ([1|[2]]), an integer may be a
+ * non-canonical bignum, map pairs come in any order.
  *
  * Map keys are sorted with this same comparison, which is the one place
  * where it calls itself; see KEY_NESTING_CAP.
@@ -26,8 +22,6 @@
  * costs one C stack frame of compare(); erts itself would have refused
  * such a term long before, and the validator's default depth does too. */
 #define KEY_NESTING_CAP 64
-
-#define INLINE_FRAMES 8
 
 /* ---- Scalars ------------------------------------------------------------ */
 
@@ -257,44 +251,31 @@ static int ident_cmp(int cls, const char *a, const char *b) {
   return 0;
 }
 
-/* A NEW_FUN_EXT's identity, and where its free variables start. */
+/* A NEW_FUN_EXT's identity (cn__walk finds its free variables). */
 typedef struct funv {
   cn__atom module;
   uint32_t index;
   uint32_t old_uniq;
   uint32_t numfree;
-  const char *free; /* first free variable */
 } funv;
-
-static uint32_t small_int_value(const char *p, const char **next) {
-  if ((unsigned char)p[0] == ETF_SMALL_INTEGER) {
-    *next = p + 2;
-    return (unsigned char)p[1];
-  }
-  *next = p + 5;
-  return cn__get32(p + 1);
-}
 
 static void fun_view(const char *p, funv *f) {
   const char *q;
   f->index = cn__get32(p + 1 + 21);
   f->numfree = cn__get32(p + 1 + 25);
   q = cn__atom_view(p + 1 + 29, &f->module);
-  small_int_value(q, &q); /* OldIndex */
-  f->old_uniq = small_int_value(q, &q);
-  f->free = cn__skip_fast(q); /* past the creator pid */
+  q += (unsigned char)q[0] == ETF_SMALL_INTEGER ? 2 : 5; /* OldIndex */
+  f->old_uniq = (unsigned char)q[0] == ETF_SMALL_INTEGER ? (unsigned char)q[1]
+                                                         : cn__get32(q + 1);
 }
 
-/* Compares two funs up to their free variables.  Local funs order before
- * exports (erts, OTP 25).  Returns the order, and for two local funs with
- * equal headers *nfree and the free-variable positions. */
-static int fun_cmp(const char *a, const char *b, uint32_t *nfree,
-                   const char **fa, const char **fb) {
+/* Compares two funs up to their free variables, which the walk compares.
+ * Local funs order before exports (erts, OTP 25). */
+static int fun_cmp(const char *a, const char *b) {
   int ea = (unsigned char)a[0] == ETF_EXPORT;
   int eb = (unsigned char)b[0] == ETF_EXPORT;
   int r;
 
-  *nfree = 0;
   if (ea != eb)
     return ea ? 1 : -1;
   if (ea) {
@@ -312,13 +293,9 @@ static int fun_cmp(const char *a, const char *b, uint32_t *nfree,
     fun_view(b, &y);
     if ((r = cn__atom_cmp(&x.module, &y.module)) != 0 ||
         (r = u64_cmp(x.index, y.index)) != 0 ||
-        (r = u64_cmp(x.old_uniq, y.old_uniq)) != 0 ||
-        (r = u64_cmp(x.numfree, y.numfree)) != 0)
+        (r = u64_cmp(x.old_uniq, y.old_uniq)) != 0)
       return r;
-    *nfree = x.numfree;
-    *fa = x.free;
-    *fb = y.free;
-    return 0;
+    return u64_cmp(x.numfree, y.numfree);
   }
 }
 
@@ -357,68 +334,7 @@ static int bits_cmp(const char *a, const char *b) {
   return u64_cmp(ta, tb);
 }
 
-/* ---- Lists ------------------------------------------------------------- */
-
-/* One side's position in a list, across segments: the elements of a
- * LIST_EXT, whose tail may be another LIST_EXT or a STRING_EXT, or the
- * bytes of a STRING_EXT (whose tail is an implicit nil). */
-typedef struct lside {
-  uint64_t left; /* elements left in this segment */
-  int str;       /* this segment is STRING_EXT bytes */
-} lside;
-
-/* Enters the list term at *pp (LIST_EXT or non-empty STRING_EXT). */
-static void list_enter(lside *s, const char **pp) {
-  const char *p = *pp;
-  if ((unsigned char)p[0] == ETF_STRING) {
-    s->left = cn__get16(p + 1);
-    s->str = 1;
-    *pp = p + 3;
-  } else {
-    s->left = cn__get32(p + 1);
-    s->str = 0;
-    *pp = p + 5;
-  }
-}
-
-/* Steps to the next element.  Returns 1 with *x the element, or 0 with *x
- * the tail.  *virt is 1 when *x is not at *pp in the stream (a STRING_EXT
- * byte, which has already been consumed, or the implicit nil). */
-static int list_next(lside *s, const char **pp, const char **x, int *virt) {
-  for (;;) {
-    if (s->left > 0) {
-      s->left--;
-      if (s->str) {
-        *x = cn__small_ints[(unsigned char)**pp];
-        *virt = 1;
-        (*pp)++;
-      } else {
-        *x = *pp;
-        *virt = 0;
-      }
-      return 1;
-    }
-    if (s->str) {
-      *x = cn__nil;
-      *virt = 1;
-      return 0;
-    }
-    if ((unsigned char)(*pp)[0] == ETF_LIST ||
-        ((unsigned char)(*pp)[0] == ETF_STRING && cn__get16(*pp + 1) != 0)) {
-      list_enter(s, pp);
-      continue;
-    }
-    *x = *pp;
-    *virt = 0;
-    return 0;
-  }
-}
-
 /* ---- Map key order ---------------------------------------------------- */
-
-typedef struct kv {
-  const char *k, *v;
-} kv;
 
 static int bytes_cmp(const char *a, const char *b) {
   const char *ea = cn__skip_fast(a), *eb = cn__skip_fast(b);
@@ -430,7 +346,7 @@ static int bytes_cmp(const char *a, const char *b) {
 /* Pairs order by key; a key that repeats (erts never sends one, but the
  * validator does not look) orders by value, so that the order of the
  * pairs in the encoding never shows. */
-static int pair_cmp(const kv *x, const kv *y, int level) {
+static int pair_cmp(const cn__kv *x, const cn__kv *y, int level) {
   int r;
   if (level > KEY_NESTING_CAP) {
     /* Too deep to recurse again: fall back to a plain byte order. */
@@ -441,12 +357,12 @@ static int pair_cmp(const kv *x, const kv *y, int level) {
   return r != 0 ? r : cn__compare(x->v, y->v, level, 0);
 }
 
-static void sort_pairs(kv *v, kv *tmp, size_t n, int level) {
+static void sort_pairs(cn__kv *v, cn__kv *tmp, size_t n, int level) {
   size_t i, j, k, mid;
 
   if (n <= 8) {
     for (i = 1; i < n; i++) {
-      kv x = v[i];
+      cn__kv x = v[i];
       for (j = i; j > 0 && pair_cmp(&v[j - 1], &x, level) > 0; j--)
         v[j] = v[j - 1];
       v[j] = x;
@@ -472,13 +388,11 @@ static void sort_pairs(kv *v, kv *tmp, size_t n, int level) {
     v[k++] = tmp[i++];
 }
 
-/* Collects and sorts the pairs of a map whose first key is at p.  Returns
- * the first byte after the map, or NULL when memory runs out. */
-static const char *map_pairs(const char *p, uint64_t n, kv **out, int level) {
-  kv *v;
+const char *cn__map_pairs(const char *p, uint64_t n, cn__kv **out, int level) {
+  cn__kv *v;
   uint64_t i;
 
-  if (n > SIZE_MAX / (2 * sizeof(kv)))
+  if (n > SIZE_MAX / (2 * sizeof *v))
     return NULL;
   v = malloc((size_t)n * 2 * sizeof *v); /* pairs, then merge space */
   if (v == NULL)
@@ -495,9 +409,9 @@ static const char *map_pairs(const char *p, uint64_t n, kv **out, int level) {
 
 const char *cn__map_sorted(const char *p, uint64_t n, const char **keys,
                            const char **vals, int level) {
-  kv *v;
+  cn__kv *v;
   uint64_t i;
-  const char *end = map_pairs(p, n, &v, level);
+  const char *end = cn__map_pairs(p, n, &v, level);
   if (end == NULL) {
     /* Out of memory: hand the pairs out in encoded order. */
     for (i = 0; i < n; i++) {
@@ -517,235 +431,67 @@ const char *cn__map_sorted(const char *p, uint64_t n, const char **keys,
 
 /* ---- The comparison walk ------------------------------------------------ */
 
-enum { F_SEQ, F_LIST, F_MAP };
+/* Compares two terms as far as their headers go: scalars wholly,
+ * containers by size; the walk then compares what is inside. */
+static int head_cmp(const char *a, const char *b, int keys) {
+  int ca = cn__class(a), cb = cn__class(b);
 
-typedef struct cframe {
-  int kind;
-  int keys;                /* items compare in map key order */
-  uint64_t left;           /* F_SEQ: elements left; F_MAP: items left */
-  uint64_t n;              /* F_MAP: pairs */
-  lside a, b;              /* F_LIST: both cursors */
-  kv *ma, *mb;             /* F_MAP: sorted pairs */
-  const char *enda, *endb; /* F_MAP: first byte after each map */
-} cframe;
-
-typedef struct cstack {
-  cframe *f;
-  size_t n, cap;
-  cframe inl[INLINE_FRAMES];
-} cstack;
-
-static cframe *cpush(cstack *s, int kind, int keys) {
-  cframe *f;
-  if (s->n == s->cap) {
-    size_t cap = s->cap * 2;
-    if (s->f == s->inl) {
-      f = malloc(cap * sizeof *f);
-      if (f != NULL)
-        memcpy(f, s->inl, sizeof s->inl);
-    } else {
-      f = realloc(s->f, cap * sizeof *f);
-    }
-    if (f == NULL)
-      return NULL;
-    s->f = f;
-    s->cap = cap;
-  }
-  f = &s->f[s->n++];
-  f->kind = kind;
-  f->keys = keys;
-  f->ma = f->mb = NULL;
-  return f;
-}
-
-static void cpop(cstack *s) {
-  cframe *f = &s->f[--s->n];
-  if (f->kind == F_MAP) {
-    free(f->ma);
-    free(f->mb);
+  if (ca != cb)
+    return ca < cb ? -1 : 1;
+  switch (ca) {
+  case CLS_NUMBER:
+    return num_cmp(a, b, keys);
+  case CLS_ATOM:
+    return atom_term_cmp(a, b);
+  case CLS_REF:
+  case CLS_PORT:
+  case CLS_PID:
+    return ident_cmp(ca, a, b);
+  case CLS_BITS:
+    return bits_cmp(a, b);
+  case CLS_FUN:
+    return fun_cmp(a, b);
+  case CLS_TUPLE:
+    return u64_cmp(cn__tuple_arity(a), cn__tuple_arity(b));
+  case CLS_MAP:
+    return u64_cmp(cn__get32(a + 1), cn__get32(b + 1));
+  default:
+    return 0; /* nil; lists, whose elements the walk compares */
   }
 }
-
-/* Out of memory in the middle of a walk leaves no good answer; the bytes
- * from the current positions at least give a stable one. */
-#define oom_order bytes_cmp
 
 int cn__compare(const char *a, const char *b, int level, int keys) {
-  cstack s;
-  cframe *f;
-  int km = keys;               /* the pair being compared is in map key order */
-  const char *pa = a, *pb = b; /* stream positions */
-  const char *xa = a, *xb = b; /* the pair being compared */
-  int va = 0, vb = 0;          /* xa / xb are not at pa / pb */
+  /* All keys of a map first, then the values in key order (erts). */
+  const int mode = CN__WALK_FUNS | CN__WALK_KEYS_FIRST;
+  cn__walk wa, wb;
+  const char *xa = a, *xb = b;
   int r = 0;
 
-  s.f = s.inl;
-  s.n = 0;
-  s.cap = INLINE_FRAMES;
-
+  cn__walk_init(&wa, a, mode, level, keys);
+  cn__walk_init(&wb, b, mode, level, keys);
   for (;;) {
-    int ca = cn__class(xa), cb = cn__class(xb);
-    int scalar = 1;
-
-    if (ca != cb) {
-      r = ca < cb ? -1 : 1;
-      goto out;
-    }
-    switch (ca) {
-    case CLS_NUMBER:
-      r = num_cmp(xa, xb, km);
-      break;
-    case CLS_ATOM:
-      r = atom_term_cmp(xa, xb);
-      break;
-    case CLS_REF:
-    case CLS_PORT:
-    case CLS_PID:
-      r = ident_cmp(ca, xa, xb);
-      break;
-    case CLS_NIL:
-      r = 0;
-      break;
-    case CLS_BITS:
-      r = bits_cmp(xa, xb);
-      break;
-    case CLS_FUN: {
-      uint32_t nfree;
-      const char *fa = NULL, *fb = NULL;
-      r = fun_cmp(xa, xb, &nfree, &fa, &fb);
-      if (r == 0 && nfree != 0) {
-        if ((f = cpush(&s, F_SEQ, km)) == NULL)
-          goto oom;
-        f->left = nfree;
-        pa = fa;
-        pb = fb;
-        scalar = 0;
-      }
+    int ea = cn__walk_next(&wa, &xa), eb = cn__walk_next(&wb, &xb);
+    if (wa.err != 0 || wb.err != 0) {
+      /* Out of memory leaves no good answer; the bytes of the pair being
+       * entered at least give a stable one. */
+      r = bytes_cmp(xa, xb);
       break;
     }
-    case CLS_TUPLE: {
-      int sa = (unsigned char)xa[0] == ETF_SMALL_TUPLE;
-      int sb = (unsigned char)xb[0] == ETF_SMALL_TUPLE;
-      uint64_t na = sa ? (unsigned char)xa[1] : cn__get32(xa + 1);
-      uint64_t nb = sb ? (unsigned char)xb[1] : cn__get32(xb + 1);
-      r = u64_cmp(na, nb);
-      if (r == 0 && na != 0) {
-        if ((f = cpush(&s, F_SEQ, km)) == NULL)
-          goto oom;
-        f->left = na;
-        pa = xa + (sa ? 2 : 5);
-        pb = xb + (sb ? 2 : 5);
-        scalar = 0;
-      }
+    if (ea != eb) {
+      /* One list ended: its tail (never a list) meets an element. */
+      if (ea == CN__W_TAIL)
+        r = cn__class(xa) < CLS_LIST ? -1 : 1;
+      else
+        r = cn__class(xb) < CLS_LIST ? 1 : -1;
       break;
     }
-    case CLS_MAP: {
-      uint64_t na = cn__get32(xa + 1), nb = cn__get32(xb + 1);
-      r = u64_cmp(na, nb);
-      if (r == 0 && na != 0) {
-        if ((f = cpush(&s, F_MAP, km)) == NULL)
-          goto oom;
-        f->n = na;
-        f->left = 2 * na;
-        f->enda = map_pairs(xa + 5, na, &f->ma, level);
-        f->endb = map_pairs(xb + 5, nb, &f->mb, level);
-        if (f->enda == NULL || f->endb == NULL) {
-          r = oom_order(xa, xb);
-          goto out;
-        }
-        scalar = 0;
-      }
+    if (ea == CN__W_DONE)
       break;
-    }
-    case CLS_LIST:
-      if ((f = cpush(&s, F_LIST, km)) == NULL)
-        goto oom;
-      pa = xa;
-      pb = xb;
-      list_enter(&f->a, &pa);
-      list_enter(&f->b, &pb);
-      scalar = 0;
+    if (ea != CN__W_END && (r = head_cmp(xa, xb, wa.key)) != 0)
       break;
-    default:
-      r = 0; /* not a term: only for unvalidated input */
-      break;
-    }
-    if (r != 0)
-      goto out;
-    if (scalar) {
-      if (!va)
-        pa = cn__skip_fast(xa);
-      if (!vb)
-        pb = cn__skip_fast(xb);
-    }
-
-    /* Find the next pair to compare. */
-    for (;;) {
-      if (s.n == 0)
-        goto out;
-      f = &s.f[s.n - 1];
-      if (f->kind == F_SEQ) {
-        if (f->left == 0) {
-          cpop(&s);
-          continue;
-        }
-        f->left--;
-        xa = pa;
-        xb = pb;
-        va = vb = 0;
-        km = f->keys;
-        break;
-      }
-      if (f->kind == F_MAP) {
-        uint64_t i;
-        if (f->left == 0) {
-          pa = f->enda;
-          pb = f->endb;
-          cpop(&s);
-          continue;
-        }
-        /* All keys first, then the values in key order (erts). */
-        i = 2 * f->n - f->left--;
-        if (i < f->n) {
-          xa = f->ma[i].k;
-          xb = f->mb[i].k;
-          km = 1; /* keys compare in map key order */
-        } else {
-          xa = f->ma[i - f->n].v;
-          xb = f->mb[i - f->n].v;
-          km = f->keys;
-        }
-        pa = xa;
-        pb = xb;
-        va = vb = 0;
-        break;
-      } else {
-        int ea = list_next(&f->a, &pa, &xa, &va);
-        int eb = list_next(&f->b, &pb, &xb, &vb);
-        km = f->keys;
-        if (ea && eb)
-          break;
-        if (ea != eb) {
-          /* One list ended: its tail (not a list) meets a list. */
-          if (!ea)
-            r = cn__class(xa) < CLS_LIST ? -1 : 1;
-          else
-            r = cn__class(xb) < CLS_LIST ? 1 : -1;
-          goto out;
-        }
-        cpop(&s); /* both ended: compare the tails */
-        break;
-      }
-    }
   }
-
-oom:
-  r = oom_order(xa, xb);
-out:
-  while (s.n > 0)
-    cpop(&s);
-  if (s.f != s.inl)
-    free(s.f);
+  cn__walk_free(&wa);
+  cn__walk_free(&wb);
   return r;
 }
 
@@ -886,38 +632,61 @@ static void hscalar(cn__sip *h, int cls, const char *p) {
   }
 }
 
-typedef struct hframe {
-  int kind;
-  uint64_t left; /* F_SEQ: elements; F_MAP: items (keys and values) */
-  uint64_t n;    /* F_MAP: pairs */
-  cn__sip saved; /* F_MAP: the hash state before the map */
-  uint64_t acc;  /* F_MAP: sum of the pair hashes */
-  lside l;       /* F_LIST */
-} hframe;
+/* A map being hashed: the hash state before it, and the sum so far. */
+typedef struct hmap {
+  cn__sip saved;
+  uint64_t acc;
+  uint64_t n; /* pairs */
+} hmap;
 
 static uint64_t term_hash(cn_term t, const cn__sipkey *key) {
-  hframe inl[INLINE_FRAMES], *fs = inl, *f;
-  size_t n = 0, cap = INLINE_FRAMES;
-  const char *p = t.ptr, *x = t.ptr;
+  cn__walk w;
+  cn__stack maps;
+  hmap inl[4], *m;
+  const char *x;
   cn__sip h;
-  int virt = 0;
+  int ev;
 
   if (t.len == 0)
     return 0;
   cn__sip_init(&h, key);
-  for (;;) {
-    int cls = cn__class(x);
-    int kind = -1;
-    uint64_t cnt = 0;
-
-    switch (cls) {
+  cn__walk_init(&w, t.ptr, CN__WALK_FUNS, 0, 0);
+  cn__stack_init(&maps, inl);
+  /* Without memory the walk stops, and what was seen so far is hashed:
+   * still the same for the same bytes, the best left to do. */
+  while ((ev = cn__walk_next(&w, &x)) != CN__W_DONE) {
+    cn__frame *f = cn__walk_top(&w);
+    int cls;
+    if (ev == CN__W_END) {
+      if (w.kind == CN__F_MAP) {
+        m = cn__stack_top(&maps);
+        m->acc += cn__sip_final(&h);
+        h = m->saved;
+        cn__sip_word(&h, H_MAP);
+        cn__sip_word(&h, m->n);
+        cn__sip_word(&h, m->acc);
+        maps.n--;
+      }
+      continue;
+    }
+    if (ev == CN__W_TAIL) {
+      cn__sip_word(&h, H_TAIL);
+    } else if (f->kind == CN__F_MAP && f->i % 2 == 1) {
+      /* A key: pairs are hashed apart and summed, so order does not
+       * matter. */
+      m = cn__stack_top(&maps);
+      if (f->i > 1)
+        m->acc += cn__sip_final(&h);
+      cn__sip_init(&h, key);
+    }
+    switch (cls = cn__class(x)) {
     case CLS_FUN:
       if ((unsigned char)x[0] == ETF_EXPORT) {
-        cn__atom m, fn;
-        const char *q = cn__atom_view(x + 1, &m);
+        cn__atom mod, fn;
+        const char *q = cn__atom_view(x + 1, &mod);
         q = cn__atom_view(q, &fn);
         cn__sip_word(&h, H_EXPORT);
-        hatom(&h, &m);
+        hatom(&h, &mod);
         hatom(&h, &fn);
         cn__sip_word(&h, (unsigned char)q[1]);
       } else {
@@ -928,117 +697,35 @@ static uint64_t term_hash(cn_term t, const cn__sipkey *key) {
         cn__sip_word(&h, fv.index);
         cn__sip_word(&h, fv.old_uniq);
         cn__sip_word(&h, fv.numfree);
-        if (fv.numfree != 0) {
-          kind = F_SEQ;
-          cnt = fv.numfree;
-          p = fv.free;
-        }
       }
       break;
-    case CLS_TUPLE: {
-      int small = (unsigned char)x[0] == ETF_SMALL_TUPLE;
-      cnt = small ? (unsigned char)x[1] : cn__get32(x + 1);
+    case CLS_TUPLE:
       cn__sip_word(&h, H_TUPLE);
-      cn__sip_word(&h, cnt);
-      if (cnt != 0) {
-        kind = F_SEQ;
-        p = x + (small ? 2 : 5);
-      }
+      cn__sip_word(&h, cn__tuple_arity(x));
       break;
-    }
     case CLS_MAP:
-      cnt = cn__get32(x + 1);
-      if (cnt == 0) {
+      if (cn__get32(x + 1) == 0) {
         cn__sip_word(&h, H_MAP);
         cn__sip_word(&h, 0);
+      } else if ((m = cn__stack_push(&maps)) != NULL) {
+        m->saved = h;
+        m->acc = 0;
+        m->n = cn__get32(x + 1);
       } else {
-        kind = F_MAP;
-        p = x + 5;
+        goto done;
       }
       break;
     case CLS_LIST:
       cn__sip_word(&h, H_LIST);
-      kind = F_LIST;
-      p = x;
       break;
     default:
       hscalar(&h, cls, x);
       break;
     }
-
-    /* An item with nothing inside to visit: step over it. */
-    if (kind < 0 && !virt)
-      p = cn__skip_fast(x);
-    if (kind >= 0) {
-      if (n == cap) {
-        hframe *nf = fs == inl ? malloc(2 * cap * sizeof *nf)
-                               : realloc(fs, 2 * cap * sizeof *nf);
-        if (nf == NULL) {
-          /* Without memory, hash what was seen so far: still the same
-           * for the same bytes, which is the best left to do. */
-          goto done;
-        }
-        if (fs == inl)
-          memcpy(nf, inl, sizeof inl);
-        fs = nf;
-        cap *= 2;
-      }
-      f = &fs[n++];
-      f->kind = kind;
-      f->left = kind == F_MAP ? 2 * cnt : cnt;
-      f->n = cnt;
-      if (kind == F_MAP) {
-        f->saved = h;
-        f->acc = 0;
-      }
-      if (kind == F_LIST)
-        list_enter(&f->l, &p);
-    }
-
-    /* Next item. */
-    for (;;) {
-      if (n == 0)
-        goto done;
-      f = &fs[n - 1];
-      if (f->kind == F_SEQ) {
-        if (f->left == 0) {
-          n--;
-          continue;
-        }
-        f->left--;
-        x = p;
-        virt = 0;
-        break;
-      }
-      if (f->kind == F_MAP) {
-        /* Pairs are hashed apart and summed, so order does not matter. */
-        if (f->left != 2 * f->n && f->left % 2 == 0)
-          f->acc += cn__sip_final(&h);
-        if (f->left == 0) {
-          h = f->saved;
-          cn__sip_word(&h, H_MAP);
-          cn__sip_word(&h, f->n);
-          cn__sip_word(&h, f->acc);
-          n--;
-          continue;
-        }
-        if (f->left % 2 == 0)
-          cn__sip_init(&h, key);
-        f->left--;
-        x = p;
-        virt = 0;
-        break;
-      }
-      if (list_next(&f->l, &p, &x, &virt))
-        break;
-      cn__sip_word(&h, H_TAIL);
-      n--; /* the tail is the next item */
-      break;
-    }
   }
 done:
-  if (fs != inl)
-    free(fs);
+  cn__walk_free(&w);
+  cn__stack_free(&maps);
   return cn__sip_final(&h);
 }
 

@@ -1,5 +1,8 @@
-/* Small shared pieces of the term layer: atom names, UTF-8, skipping a
- * trusted term, and reading numbers in any of their encodings.
+/* Why not ei: ei compares atoms by bytes and reads each number encoding
+ * through its own call; these are the shared views the term layer needs.
+ *
+ * Small shared pieces of the term layer: atom names, UTF-8, and reading
+ * numbers in any of their encodings.
  */
 #include <locale.h>
 #include <math.h>
@@ -159,119 +162,6 @@ void cn__atom_utf8(const cn__atom *a, char *out) {
       *out++ = (char)(0x80 | (c & 0x3F));
     }
   }
-}
-
-/* One counter of terms still to skip replaces a stack: a container only
- * adds its element count. */
-const char *cn__skip(const char *p) {
-  uint64_t todo = 1; /* terms still to skip */
-
-  while (todo != 0) {
-    unsigned char tag = (unsigned char)*p;
-    todo--;
-    switch (tag) {
-    case ETF_SMALL_INTEGER:
-      p += 2;
-      break;
-    case ETF_INTEGER:
-      p += 5;
-      break;
-    case ETF_FLOAT:
-      p += 1 + ETF_FLOAT_TEXT;
-      break;
-    case ETF_NEW_FLOAT:
-      p += 9;
-      break;
-    case ETF_ATOM:
-    case ETF_ATOM_UTF8:
-    case ETF_SMALL_ATOM:
-    case ETF_SMALL_ATOM_UTF8:
-      p += cn__atom_size(p);
-      break;
-    case ETF_PID:
-      p += 1;
-      p += cn__atom_size(p) + 9;
-      break;
-    case ETF_NEW_PID:
-      p += 1;
-      p += cn__atom_size(p) + 12;
-      break;
-    case ETF_PORT:
-      p += 1;
-      p += cn__atom_size(p) + 5;
-      break;
-    case ETF_NEW_PORT:
-      p += 1;
-      p += cn__atom_size(p) + 8;
-      break;
-    case ETF_V4_PORT:
-      p += 1;
-      p += cn__atom_size(p) + 12;
-      break;
-    case ETF_REFERENCE:
-      p += 1;
-      p += cn__atom_size(p) + 5;
-      break;
-    case ETF_NEW_REFERENCE: {
-      size_t words = cn__get16(p + 1);
-      p += 3;
-      p += cn__atom_size(p) + 1 + 4 * words;
-      break;
-    }
-    case ETF_NEWER_REFERENCE: {
-      size_t words = cn__get16(p + 1);
-      p += 3;
-      p += cn__atom_size(p) + 4 + 4 * words;
-      break;
-    }
-    case ETF_SMALL_TUPLE:
-      todo += (unsigned char)p[1];
-      p += 2;
-      break;
-    case ETF_LARGE_TUPLE:
-      todo += cn__get32(p + 1);
-      p += 5;
-      break;
-    case ETF_MAP:
-      todo += 2 * (uint64_t)cn__get32(p + 1);
-      p += 5;
-      break;
-    case ETF_NIL:
-      p += 1;
-      break;
-    case ETF_STRING:
-      p += 3 + (size_t)cn__get16(p + 1);
-      break;
-    case ETF_LIST:
-      todo += (uint64_t)cn__get32(p + 1) + 1; /* elements and tail */
-      p += 5;
-      break;
-    case ETF_BINARY:
-      p += 5 + (size_t)cn__get32(p + 1);
-      break;
-    case ETF_BIT_BINARY:
-      p += 6 + (size_t)cn__get32(p + 1);
-      break;
-    case ETF_SMALL_BIG:
-      p += 3 + (size_t)(unsigned char)p[1];
-      break;
-    case ETF_LARGE_BIG:
-      p += 6 + (size_t)cn__get32(p + 1);
-      break;
-    case ETF_NEW_FUN:
-      /* Size counts itself and everything after it, free vars too. */
-      p += 1 + (size_t)cn__get32(p + 1);
-      break;
-    case ETF_EXPORT:
-      todo += 3;
-      p += 1;
-      break;
-    default:
-      /* Unreachable for validated terms; stop rather than loop. */
-      return p + 1;
-    }
-  }
-  return p;
 }
 
 int cn__parse_float_text(const char *p, double *out) {

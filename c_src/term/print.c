@@ -1,4 +1,7 @@
-/* cn_term_print: a term in Erlang syntax, as io:format("~w") writes it on
+/* Why not ei: ei_print_term does not write what ~w writes (floats, atom
+ * quoting, strings, bitstrings, maps, pids); this prints as erts does.
+ *
+ * cn_term_print: a term in Erlang syntax, as io:format("~w") writes it on
  * OTP 25, so that a log line reads the same on either side.
  *
  * Where ~w depends on the node it runs on, the output is made
@@ -18,8 +21,6 @@
 #include <string.h>
 
 #include "term_internal.h"
-
-#define INLINE_FRAMES 8
 
 typedef struct out {
   cn_buf *b;
@@ -526,63 +527,11 @@ static void put_scalar(out *o, int cls, const char *p) {
 
 /* ---- The walk ------------------------------------------------------------ */
 
-enum { P_TUPLE, P_LIST, P_TAIL, P_MAP };
-
-typedef struct pframe {
-  int kind;
-  int first;         /* no element printed yet */
-  uint64_t left;     /* P_TUPLE: elements; P_MAP: items */
-  uint64_t n;        /* P_MAP: pairs */
-  uint64_t lleft;    /* P_LIST: elements left in this segment */
-  int lstr;          /* P_LIST: segment is a STRING_EXT */
-  const char **keys; /* P_MAP: n keys then n values, in key order */
-  const char *end;   /* P_MAP: first byte after the map */
-} pframe;
-
-/* The list cursor of compare.c, over a frame's fields. */
-static int list_next(pframe *f, const char **pp, const char **x, int *virt) {
-  for (;;) {
-    unsigned char tag;
-    if (f->lleft > 0) {
-      f->lleft--;
-      if (f->lstr) {
-        *x = cn__small_ints[(unsigned char)**pp];
-        *virt = 1;
-        (*pp)++;
-      } else {
-        *x = *pp;
-        *virt = 0;
-      }
-      return 1;
-    }
-    if (f->lstr) {
-      *x = cn__nil;
-      *virt = 1;
-      return 0;
-    }
-    tag = (unsigned char)(*pp)[0];
-    if (tag == ETF_LIST) {
-      f->lleft = cn__get32(*pp + 1);
-      *pp += 5;
-      continue;
-    }
-    if (tag == ETF_STRING && cn__get16(*pp + 1) != 0) {
-      f->lleft = cn__get16(*pp + 1);
-      f->lstr = 1;
-      *pp += 3;
-      continue;
-    }
-    *x = *pp;
-    *virt = 0;
-    return 0;
-  }
-}
-
 int cn_term_print(cn_term t, cn_buf *b) {
-  pframe inl[INLINE_FRAMES], *fs = inl, *f;
-  size_t n = 0, cap = INLINE_FRAMES, start;
-  const char *p = t.ptr, *x = t.ptr;
-  int virt = 0;
+  cn__walk w;
+  const char *x;
+  size_t start;
+  int ev;
   out o;
 
   if (b == NULL)
@@ -590,157 +539,39 @@ int cn_term_print(cn_term t, cn_buf *b) {
   o.b = b;
   o.err = 0;
   start = b->len;
-  if (t.len == 0)
-    goto done;
-
-  for (;;) {
-    int cls = cn__class(x);
-    int kind = -1;
-
-    switch (cls) {
-    case CLS_TUPLE: {
-      int small = (unsigned char)x[0] == ETF_SMALL_TUPLE;
-      uint64_t arity = small ? (unsigned char)x[1] : cn__get32(x + 1);
-      if (arity == 0) {
-        puts_(&o, "{}");
-        p = x + (small ? 2 : 5);
-        break;
-      }
-      putch(&o, '{');
-      kind = P_TUPLE;
-      p = x + (small ? 2 : 5);
-      break;
+  cn__walk_init(&w, t.ptr, CN__WALK_SORTED, 0, 0);
+  while (t.len != 0 && o.err == 0 &&
+         (ev = cn__walk_next(&w, &x)) != CN__W_DONE) {
+    cn__frame *f = cn__walk_top(&w);
+    if (ev == CN__W_END) {
+      putch(&o, w.kind == CN__F_LIST ? ']' : '}');
+      continue;
     }
+    if (ev == CN__W_TAIL) {
+      if (cn__class(x) == CLS_NIL)
+        continue; /* a proper list */
+      putch(&o, '|');
+    } else if (f->i > 1) {
+      puts_(&o, f->kind == CN__F_MAP && f->i % 2 == 0 ? " => " : ",");
+    }
+    switch (cn__class(x)) {
+    case CLS_TUPLE:
+      puts_(&o, cn__tuple_arity(x) == 0 ? "{}" : "{");
+      break;
     case CLS_MAP:
-      if (cn__get32(x + 1) == 0) {
-        puts_(&o, "#{}");
-        p = x + 5;
-        break;
-      }
-      puts_(&o, "#{");
-      kind = P_MAP;
+      puts_(&o, cn__get32(x + 1) == 0 ? "#{}" : "#{");
       break;
     case CLS_LIST:
       putch(&o, '[');
-      kind = P_LIST;
       break;
     default:
-      put_scalar(&o, cls, x);
-      if (!virt)
-        p = cn__skip_fast(x);
-      break;
-    }
-    if (o.err != 0)
-      goto done;
-
-    if (kind >= 0) {
-      if (n == cap) {
-        pframe *nf = fs == inl ? malloc(2 * cap * sizeof *nf)
-                               : realloc(fs, 2 * cap * sizeof *nf);
-        if (nf == NULL) {
-          o.err = CN_ENOMEM;
-          goto done;
-        }
-        if (fs == inl)
-          memcpy(nf, inl, sizeof inl);
-        fs = nf;
-        cap *= 2;
-      }
-      f = &fs[n++];
-      f->kind = kind;
-      f->first = 1;
-      f->keys = NULL;
-      if (kind == P_TUPLE) {
-        f->left = (unsigned char)x[0] == ETF_SMALL_TUPLE ? (unsigned char)x[1]
-                                                         : cn__get32(x + 1);
-      } else if (kind == P_MAP) {
-        f->n = cn__get32(x + 1);
-        f->left = 2 * f->n;
-        f->keys = f->n <= SIZE_MAX / (2 * sizeof *f->keys)
-                      ? malloc((size_t)f->n * 2 * sizeof *f->keys)
-                      : NULL;
-        if (f->keys == NULL) {
-          o.err = CN_ENOMEM;
-          goto done;
-        }
-        f->end = cn__map_sorted(x + 5, f->n, f->keys, f->keys + f->n, 0);
-      } else {
-        f->lleft = 0;
-        f->lstr = 0;
-        p = x;
-      }
-    }
-
-    /* Next item, with the punctuation before it. */
-    for (;;) {
-      if (n == 0)
-        goto done;
-      f = &fs[n - 1];
-      if (f->kind == P_TUPLE) {
-        if (f->left == 0) {
-          putch(&o, '}');
-          n--;
-          continue;
-        }
-        if (!f->first)
-          putch(&o, ',');
-        f->first = 0;
-        f->left--;
-        x = p;
-        virt = 0;
-        break;
-      }
-      if (f->kind == P_MAP) {
-        uint64_t i = 2 * f->n - f->left;
-        if (f->left == 0) {
-          putch(&o, '}');
-          p = f->end;
-          free(f->keys);
-          n--;
-          continue;
-        }
-        if (i % 2 == 1)
-          puts_(&o, " => ");
-        else if (i != 0)
-          putch(&o, ',');
-        f->left--;
-        x = i % 2 == 0 ? f->keys[i / 2] : f->keys[f->n + i / 2];
-        p = x;
-        virt = 0;
-        break;
-      }
-      if (f->kind == P_TAIL) {
-        putch(&o, ']');
-        n--;
-        continue;
-      }
-      if (list_next(f, &p, &x, &virt)) {
-        if (!f->first)
-          putch(&o, ',');
-        f->first = 0;
-        break;
-      }
-      if (cn__class(x) == CLS_NIL) {
-        putch(&o, ']');
-        if (!virt)
-          p = cn__skip_fast(x);
-        n--;
-        continue;
-      }
-      putch(&o, '|');
-      f->kind = P_TAIL; /* print the tail, then close */
+      put_scalar(&o, cn__class(x), x);
       break;
     }
   }
-
-done:
-  while (n > 0) {
-    if (fs[n - 1].kind == P_MAP)
-      free(fs[n - 1].keys);
-    n--;
-  }
-  if (fs != inl)
-    free(fs);
+  if (o.err == 0)
+    o.err = w.err;
+  cn__walk_free(&w);
   if (o.err == 0 && cn__room(b, 1) == NULL)
     o.err = CN_ENOMEM;
   if (o.err != 0) {

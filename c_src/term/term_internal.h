@@ -149,6 +149,15 @@ void cn__atom_utf8(const cn__atom *a, char *out);
  * are rejected, as erts does). */
 long cn__utf8_count(const unsigned char *s, size_t n);
 
+/* The layout of the term at p, for the validator and cn__skip alike:
+ * returns the bytes of its head (all of it for a term without elements;
+ * up to the first element for a tuple, map, list or export), with *kids
+ * the elements that follow (a list's tail counts as one).  Reads only
+ * bytes [p, p + avail), avail >= 1: when a length field lies beyond them,
+ * returns the bytes needed to read it, which exceed avail.  Returns 0 for
+ * a byte that is no tag of a term (or an identifier without an atom). */
+uint64_t cn__head(const char *p, uint64_t avail, uint64_t *kids);
+
 /* Returns the first byte after the trusted term at p.  Iterative. */
 const char *cn__skip(const char *p);
 
@@ -198,6 +207,12 @@ const char *cn__int_view(const char *p, cn__int *v);
  * before every float, at any depth: #{2 => b, 1.5 => a}. */
 int cn__compare(const char *a, const char *b, int level, int keys);
 
+/* The arity of the tuple at p (SMALL_TUPLE_EXT or LARGE_TUPLE_EXT). */
+static inline uint64_t cn__tuple_arity(const char *p) {
+  return (unsigned char)p[0] == ETF_SMALL_TUPLE ? (unsigned char)p[1]
+                                                : cn__get32(p + 1);
+}
+
 /* The class (CLS_*) of each tag; 0 for bytes that are not tags. */
 extern const unsigned char cn__class_tab[256];
 
@@ -215,12 +230,184 @@ static inline int cn__class(const char *p) {
 const char *cn__map_sorted(const char *p, uint64_t n, const char **keys,
                            const char **vals, int level);
 
+/* One map pair. */
+typedef struct cn__kv {
+  const char *k, *v;
+} cn__kv;
+
+/* cn__map_sorted into one array that it allocates (*out, 2 * n pairs, the
+ * second half scratch; the caller frees it).  Returns the first byte after
+ * the map, or NULL (and no array) when memory runs out. */
+const char *cn__map_pairs(const char *p, uint64_t n, cn__kv **out, int level);
+
 /* Each of these is a SMALL_INTEGER_EXT term for one byte value, so that a
  * STRING_EXT element can be handed out as a term of its own. */
 extern const char cn__small_ints[256][2];
 
 /* A NIL_EXT term, for the implicit tail of a STRING_EXT. */
 extern const char cn__nil[1];
+
+/* ---- Walking terms (walk.c) ---------------------------------------------
+ *
+ * Terms nest as deep as the validator allows, so nothing in this layer
+ * walks them on the C stack.  Three pieces serve every walk:
+ *  - cn__stack, a stack of fixed-size frames that starts in an array the
+ *    caller owns (on the C stack) and spills to the heap;
+ *  - cn__list, the one list cursor: a list may be a STRING_EXT, a LIST_EXT,
+ *    or several of them chained through their tails ([1|"ab"]);
+ *  - cn__walk, the pre-order walk of one trusted term that compare, hash
+ *    and print share, built from the other two.
+ */
+
+/* Frames of `size` bytes at base: the caller's array inl, or the heap. */
+typedef struct cn__stack {
+  char *base;  /* the frames */
+  char *inl;   /* the caller's array, used until it is full */
+  size_t n;    /* frames in use */
+  size_t cap;  /* frames that fit at base */
+  size_t size; /* bytes per frame */
+} cn__stack;
+
+#define cn__stack_init(s, arr)                                                 \
+  cn__stack_init_((s), (arr), sizeof(arr) / sizeof((arr)[0]), sizeof((arr)[0]))
+
+void cn__stack_init_(cn__stack *s, void *inl, size_t cap, size_t size);
+
+/* Slow path of cn__stack_push: moves the frames to a heap array twice as
+ * big.  Returns the new top frame, or NULL (the stack as it was) when
+ * memory runs out. */
+void *cn__stack_grow(cn__stack *s);
+
+/* Returns a new top frame (uninitialised), or NULL when memory runs out. */
+static inline void *cn__stack_push(cn__stack *s) {
+  if (s->n < s->cap)
+    return s->base + s->size * s->n++;
+  return cn__stack_grow(s);
+}
+
+/* The top frame, or NULL when the stack is empty. */
+static inline void *cn__stack_top(const cn__stack *s) {
+  return s->n != 0 ? s->base + s->size * (s->n - 1) : NULL;
+}
+
+/* Frees the heap array, if any.  The stack must be initialised again
+ * before it is used again. */
+void cn__stack_free(cn__stack *s);
+
+/* The list cursor, for every reader of lists in this layer (match.c may
+ * adopt it too).  The cursor does not own the stream position: the caller
+ * passes it as *pp, because only the caller knows when it has walked past
+ * an element (an element may be a whole subtree).  The cursor steps from a
+ * segment into its tail when the tail continues the list (a LIST_EXT or a
+ * non-empty STRING_EXT), hands out STRING_EXT bytes as cn__small_ints terms
+ * and the implicit tail of a STRING_EXT as cn__nil.  So a handed-out term x
+ * lies in the stream exactly when x == *pp; the caller then moves *pp past
+ * it, while a string byte has been consumed already. */
+typedef struct cn__list {
+  uint64_t left; /* elements left in the current segment */
+  int str;       /* the current segment is STRING_EXT bytes */
+} cn__list;
+
+/* Enters the list at *pp (LIST_EXT or STRING_EXT, even an empty one, which
+ * yields only its tail, cn__nil); *pp moves to the first element. */
+static inline void cn__list_enter(cn__list *l, const char **pp) {
+  const char *p = *pp;
+  l->str = (unsigned char)p[0] == ETF_STRING;
+  l->left = l->str ? cn__get16(p + 1) : cn__get32(p + 1);
+  *pp = p + (l->str ? 3 : 5);
+}
+
+/* Returns 1 with *x the next element, or 0 with *x the list's tail (never
+ * a list itself; [] may come as NIL_EXT, "" or cn__nil). */
+static inline int cn__list_next(cn__list *l, const char **pp, const char **x) {
+  for (;;) {
+    const char *p = *pp;
+    if (l->left > 0) {
+      l->left--;
+      if (l->str) {
+        *x = cn__small_ints[(unsigned char)*p];
+        *pp = p + 1;
+      } else {
+        *x = p;
+      }
+      return 1;
+    }
+    if (l->str) {
+      *x = cn__nil;
+      return 0;
+    }
+    if ((unsigned char)p[0] != ETF_LIST &&
+        ((unsigned char)p[0] != ETF_STRING || cn__get16(p + 1) == 0)) {
+      *x = p;
+      return 0;
+    }
+    cn__list_enter(l, pp);
+  }
+}
+
+/* Elements of the trusted list at p, across all its segments. */
+uint64_t cn__list_count(const char *p);
+
+/* What cn__walk_next found. */
+enum {
+  CN__W_DONE, /* the walk is over (or failed: see err) */
+  CN__W_TERM, /* *x is the next term: the root, an element, key or value */
+  CN__W_TAIL, /* *x is a list's tail, once its elements are done */
+  CN__W_END   /* a container closed; kind says which */
+};
+
+/* Frame kinds: tuples and a fun's free variables, lists, maps. */
+enum { CN__F_SEQ, CN__F_LIST, CN__F_MAP };
+
+/* Walk modes, or-ed. */
+enum {
+  CN__WALK_FUNS = 1,      /* visit a fun's free variables */
+  CN__WALK_SORTED = 2,    /* map pairs in key order: k1 v1 k2 v2 ... */
+  CN__WALK_KEYS_FIRST = 4 /* map pairs in key order: k1 k2 ... v1 v2 ... */
+};
+
+/* An open container.  While a term that a frame handed out is being
+ * looked at, the frame is the top one. */
+typedef struct cn__frame {
+  uint64_t n;         /* SEQ, MAP: items (for a map, keys and values) */
+  uint64_t i;         /* items handed out so far, for a list elements */
+  cn__list l;         /* LIST: the cursor */
+  cn__kv *kv;         /* MAP in key order: the sorted pairs */
+  const char *end;    /* MAP in key order: the first byte after the map */
+  unsigned char kind; /* CN__F_* */
+  unsigned char key;  /* the container is (inside) a map key */
+  unsigned char tail; /* LIST: the tail was handed out */
+} cn__frame;
+
+/* The pre-order walk of one trusted term.  cn__walk_next hands out one
+ * term at a time; at the next call the walk steps into that term when it
+ * is a container (the caller has seen its header) and over it otherwise,
+ * so a caller that stops early never pays for what it did not look at. */
+typedef struct cn__walk {
+  cn__stack s;   /* of cn__frame */
+  const char *p; /* the stream: the first byte not yet walked */
+  const char *x; /* the term handed out last, not yet entered */
+  int mode;      /* CN__WALK_* */
+  int level;     /* map key nesting, for cn__map_pairs */
+  int key;       /* the term handed out last is (inside) a map key */
+  int kind;      /* after CN__W_END: the kind of the frame closed */
+  int err;       /* CN_ENOMEM when a frame or a map sort failed */
+  cn__frame inl[8];
+} cn__walk;
+
+/* Starts a walk of the term at t; key: t is (inside) a map key. */
+void cn__walk_init(cn__walk *w, const char *t, int mode, int level, int key);
+
+/* Steps the walk; returns CN__W_*.  *x is set for TERM and TAIL only. */
+int cn__walk_next(cn__walk *w, const char **x);
+
+/* The innermost open container (the one of the term handed out last). */
+static inline cn__frame *cn__walk_top(const cn__walk *w) {
+  return (cn__frame *)cn__stack_top(&w->s);
+}
+
+/* Frees what the walk holds; needed whether or not it reached the end. */
+void cn__walk_free(cn__walk *w);
 
 /* Grows b so that it can hold n more bytes.  Slow path of cn__room. */
 int cn__buf_grow(cn_buf *b, size_t n);
