@@ -1,8 +1,9 @@
 /* Why not ei: ei has no term order, no =:= across encodings and no hash
  * of a term's value; this is term order, exact equality and hashing.
  *
- * Two terms compare by walking both in lockstep (cn__walk, never the C
- * stack: terms nest as deep as the validator allows).  Encodings do not
+ * Two terms compare by walking both in lockstep, with the shared stack and
+ * list cursor (never the C stack: terms nest as deep as the validator
+ * allows); hashing walks one term the same way.  Encodings do not
  * matter: an atom may come in four forms, a list may be a STRING_EXT or be
  * split over several LIST_EXT headers ([1|[2]]), an integer may be a
  * non-canonical bignum, map pairs come in any order.
@@ -154,73 +155,11 @@ static int atom_term_cmp(const char *a, const char *b) {
 
 static int u64_cmp(uint64_t a, uint64_t b) { return a < b ? -1 : a > b; }
 
-/* Pids, ports and references, decoded without interning their node. */
-typedef struct ident {
-  cn__atom node;
-  uint32_t creation;
-  uint64_t id;       /* pid number, port number */
-  uint32_t serial;   /* pid serial */
-  uint32_t len;      /* reference words */
-  const char *words; /* reference words, big-endian, lowest first */
-} ident;
-
-static void ident_view(const char *p, ident *d) {
-  unsigned char tag = (unsigned char)p[0];
-  const char *q;
-
-  d->id = 0;
-  d->serial = 0;
-  d->len = 0;
-  d->words = NULL;
-  switch (tag) {
-  case ETF_PID:
-  case ETF_NEW_PID:
-    q = cn__atom_view(p + 1, &d->node);
-    d->id = cn__get32(q);
-    d->serial = cn__get32(q + 4);
-    d->creation = tag == ETF_PID ? (unsigned char)q[8] : cn__get32(q + 8);
-    break;
-  case ETF_PORT:
-    q = cn__atom_view(p + 1, &d->node);
-    d->id = cn__get32(q);
-    d->creation = (unsigned char)q[4];
-    break;
-  case ETF_NEW_PORT:
-    q = cn__atom_view(p + 1, &d->node);
-    d->id = cn__get32(q);
-    d->creation = cn__get32(q + 4);
-    break;
-  case ETF_V4_PORT:
-    q = cn__atom_view(p + 1, &d->node);
-    d->id = cn__get64(q);
-    d->creation = cn__get32(q + 8);
-    break;
-  case ETF_REFERENCE:
-    q = cn__atom_view(p + 1, &d->node);
-    d->len = 1;
-    d->words = q;
-    d->creation = (unsigned char)q[4];
-    break;
-  case ETF_NEW_REFERENCE:
-    d->len = cn__get16(p + 1);
-    q = cn__atom_view(p + 3, &d->node);
-    d->creation = (unsigned char)q[0];
-    d->words = q + 1;
-    break;
-  default: /* ETF_NEWER_REFERENCE */
-    d->len = cn__get16(p + 1);
-    q = cn__atom_view(p + 3, &d->node);
-    d->creation = cn__get32(q);
-    d->words = q + 4;
-    break;
-  }
-}
-
-static uint32_t ref_word(const ident *d, uint32_t i) {
+static uint32_t ref_word(const cn__ident *d, uint32_t i) {
   return i < d->len ? cn__get32(d->words + 4 * (size_t)i) : 0;
 }
 
-static int node_cmp(const ident *a, const ident *b) {
+static int node_cmp(const cn__ident *a, const cn__ident *b) {
   int r = cn__atom_cmp(&a->node, &b->node);
   return r != 0 ? r : u64_cmp(a->creation, b->creation);
 }
@@ -229,12 +168,12 @@ static int node_cmp(const ident *a, const ident *b) {
  * references by node first.  References of different lengths compare as
  * if the shorter had zero high words. */
 static int ident_cmp(int cls, const char *a, const char *b) {
-  ident x, y;
+  cn__ident x, y;
   uint32_t i;
   int r;
 
-  ident_view(a, &x);
-  ident_view(b, &y);
+  cn__ident_view(a, &x);
+  cn__ident_view(b, &y);
   if (cls == CLS_PID) {
     if ((r = u64_cmp(x.serial, y.serial)) != 0 ||
         (r = u64_cmp(x.id, y.id)) != 0)
@@ -251,71 +190,33 @@ static int ident_cmp(int cls, const char *a, const char *b) {
   return 0;
 }
 
-/* A NEW_FUN_EXT's identity (cn__walk finds its free variables). */
-typedef struct funv {
-  cn__atom module;
-  uint32_t index;
-  uint32_t old_uniq;
-  uint32_t numfree;
-} funv;
-
-static void fun_view(const char *p, funv *f) {
-  const char *q;
-  f->index = cn__get32(p + 1 + 21);
-  f->numfree = cn__get32(p + 1 + 25);
-  q = cn__atom_view(p + 1 + 29, &f->module);
-  q += (unsigned char)q[0] == ETF_SMALL_INTEGER ? 2 : 5; /* OldIndex */
-  f->old_uniq = (unsigned char)q[0] == ETF_SMALL_INTEGER ? (unsigned char)q[1]
-                                                         : cn__get32(q + 1);
-}
-
 /* Compares two funs up to their free variables, which the walk compares.
  * Local funs order before exports (erts, OTP 25). */
 static int fun_cmp(const char *a, const char *b) {
-  int ea = (unsigned char)a[0] == ETF_EXPORT;
-  int eb = (unsigned char)b[0] == ETF_EXPORT;
+  cn__fun x, y;
   int r;
 
-  if (ea != eb)
-    return ea ? 1 : -1;
-  if (ea) {
-    cn__atom m1, f1, m2, f2;
-    const char *q1 = cn__atom_view(a + 1, &m1);
-    const char *q2 = cn__atom_view(b + 1, &m2);
-    q1 = cn__atom_view(q1, &f1);
-    q2 = cn__atom_view(q2, &f2);
-    if ((r = cn__atom_cmp(&m1, &m2)) != 0 || (r = cn__atom_cmp(&f1, &f2)))
-      return r;
-    return u64_cmp((unsigned char)q1[1], (unsigned char)q2[1]);
-  } else {
-    funv x, y;
-    fun_view(a, &x);
-    fun_view(b, &y);
-    if ((r = cn__atom_cmp(&x.module, &y.module)) != 0 ||
-        (r = u64_cmp(x.index, y.index)) != 0 ||
-        (r = u64_cmp(x.old_uniq, y.old_uniq)) != 0)
-      return r;
-    return u64_cmp(x.numfree, y.numfree);
+  cn__fun_view(a, &x);
+  cn__fun_view(b, &y);
+  if (x.export != y.export)
+    return x.export ? 1 : -1;
+  if ((r = cn__atom_cmp(&x.module, &y.module)) != 0)
+    return r;
+  if (x.export) {
+    r = cn__atom_cmp(&x.name, &y.name);
+    return r != 0 ? r : u64_cmp(x.arity, y.arity);
   }
-}
-
-/* A binary or bitstring: bytes and the bits used in the last byte. */
-static const unsigned char *bits_view(const char *p, size_t *n,
-                                      unsigned *last) {
-  *n = cn__get32(p + 1);
-  if ((unsigned char)p[0] == ETF_BINARY) {
-    *last = 8;
-    return (const unsigned char *)p + 5;
-  }
-  *last = (unsigned char)p[5];
-  return (const unsigned char *)p + 6;
+  if ((r = u64_cmp(x.index, y.index)) != 0 ||
+      (r = u64_cmp(x.old_uniq, y.old_uniq)) != 0)
+    return r;
+  return u64_cmp(x.numfree, y.numfree);
 }
 
 static int bits_cmp(const char *a, const char *b) {
   size_t na, nb, ta, tb, m, full;
   unsigned la, lb, rem;
-  const unsigned char *x = bits_view(a, &na, &la);
-  const unsigned char *y = bits_view(b, &nb, &lb);
+  const unsigned char *x = cn__bits_view(a, &na, &la);
+  const unsigned char *y = cn__bits_view(b, &nb, &lb);
   int r;
 
   ta = na ? (na - 1) * 8 + la : 0;
@@ -460,38 +361,165 @@ static int head_cmp(const char *a, const char *b, int keys) {
   }
 }
 
-int cn__compare(const char *a, const char *b, int level, int keys) {
-  /* All keys of a map first, then the values in key order (erts). */
-  const int mode = CN__WALK_FUNS | CN__WALK_KEYS_FIRST;
-  cn__walk wa, wb;
-  const char *xa = a, *xb = b;
-  int r = 0;
+/* An open container of both terms, which have had one shape so far. */
+typedef struct cframe {
+  uint64_t left;           /* SEQ: elements left; MAP: items left */
+  uint64_t n;              /* MAP: pairs */
+  cn__list a, b;           /* LIST: both cursors */
+  cn__kv *ma, *mb;         /* MAP: the pairs in key order */
+  const char *enda, *endb; /* MAP: the first byte after each map */
+  int kind;                /* CN__F_* */
+  int keys;                /* items compare in map key order */
+} cframe;
 
-  cn__walk_init(&wa, a, mode, level, keys);
-  cn__walk_init(&wb, b, mode, level, keys);
-  for (;;) {
-    int ea = cn__walk_next(&wa, &xa), eb = cn__walk_next(&wb, &xb);
-    if (wa.err != 0 || wb.err != 0) {
-      /* Out of memory leaves no good answer; the bytes of the pair being
-       * entered at least give a stable one. */
-      r = bytes_cmp(xa, xb);
-      break;
-    }
-    if (ea != eb) {
-      /* One list ended: its tail (never a list) meets an element. */
-      if (ea == CN__W_TAIL)
-        r = cn__class(xa) < CLS_LIST ? -1 : 1;
-      else
-        r = cn__class(xb) < CLS_LIST ? 1 : -1;
-      break;
-    }
-    if (ea == CN__W_DONE)
-      break;
-    if (ea != CN__W_END && (r = head_cmp(xa, xb, wa.key)) != 0)
-      break;
+static void cpop(cn__stack *s) {
+  cframe *f = CN__STACK_TOP(s, cframe);
+  if (f->kind == CN__F_MAP) {
+    free(f->ma);
+    free(f->mb);
   }
-  cn__walk_free(&wa);
-  cn__walk_free(&wb);
+  s->n--;
+}
+
+/* The two terms are walked in one loop: one frame serves both sides,
+ * which halves the work per element on this hot path. */
+int cn__compare(const char *a, const char *b, int level, int keys) {
+  cframe inl[8], *f;
+  cn__stack s;
+  int km = keys;               /* the pair being compared is in map key order */
+  const char *pa = a, *pb = b; /* stream positions */
+  const char *xa = a, *xb = b; /* the pair being compared */
+  int r;
+
+  cn__stack_init(&s, inl);
+  for (;;) {
+    int kind = -1;
+    uint64_t n = 0;
+
+    if ((r = head_cmp(xa, xb, km)) != 0)
+      goto out;
+    /* Equal so far: step into containers, over anything else. */
+    switch (cn__class(xa)) {
+    case CLS_TUPLE:
+      n = cn__tuple_arity(xa);
+      pa = xa + ((unsigned char)xa[0] == ETF_SMALL_TUPLE ? 2 : 5);
+      pb = xb + ((unsigned char)xb[0] == ETF_SMALL_TUPLE ? 2 : 5);
+      kind = CN__F_SEQ;
+      break;
+    case CLS_FUN:
+      if ((unsigned char)xa[0] == ETF_NEW_FUN) {
+        cn__fun fa, fb;
+        cn__fun_view(xa, &fa);
+        cn__fun_view(xb, &fb);
+        n = fa.numfree;
+        pa = fa.free;
+        pb = fb.free;
+        kind = CN__F_SEQ;
+      }
+      break;
+    case CLS_MAP:
+      n = cn__get32(xa + 1);
+      kind = CN__F_MAP;
+      break;
+    case CLS_LIST:
+      n = 1;
+      kind = CN__F_LIST;
+      break;
+    default:
+      break;
+    }
+    if (n == 0) {
+      /* A string byte or the nil of a string lies outside the stream. */
+      if (xa == pa)
+        pa = cn__skip_fast(xa);
+      if (xb == pb)
+        pb = cn__skip_fast(xb);
+    } else {
+      if ((f = CN__STACK_PUSH(&s, cframe)) == NULL)
+        goto oom;
+      f->kind = kind;
+      f->keys = km;
+      f->left = n;
+      f->ma = f->mb = NULL;
+      if (kind == CN__F_LIST) {
+        pa = xa;
+        pb = xb;
+        cn__list_enter(&f->a, &pa);
+        cn__list_enter(&f->b, &pb);
+      } else if (kind == CN__F_MAP) {
+        f->n = n;
+        f->left = 2 * n;
+        f->enda = cn__map_pairs(xa + 5, n, &f->ma, level);
+        f->endb = cn__map_pairs(xb + 5, n, &f->mb, level);
+        if (f->enda == NULL || f->endb == NULL)
+          goto oom;
+      }
+    }
+
+    /* Find the next pair to compare. */
+    for (;;) {
+      if (s.n == 0)
+        goto out;
+      f = CN__STACK_TOP(&s, cframe);
+      km = f->keys;
+      if (f->kind == CN__F_SEQ) {
+        if (f->left == 0) {
+          cpop(&s);
+          continue;
+        }
+        f->left--;
+        xa = pa;
+        xb = pb;
+        break;
+      }
+      if (f->kind == CN__F_MAP) {
+        uint64_t i;
+        if (f->left == 0) {
+          pa = f->enda;
+          pb = f->endb;
+          cpop(&s);
+          continue;
+        }
+        /* All keys first, then the values in key order (erts). */
+        i = 2 * f->n - f->left--;
+        if (i < f->n) {
+          xa = f->ma[i].k;
+          xb = f->mb[i].k;
+          km = 1; /* keys compare in map key order */
+        } else {
+          xa = f->ma[i - f->n].v;
+          xb = f->mb[i - f->n].v;
+        }
+        pa = xa;
+        pb = xb;
+        break;
+      } else {
+        int ea = cn__list_next(&f->a, &pa, &xa);
+        int eb = cn__list_next(&f->b, &pb, &xb);
+        if (ea && eb)
+          break;
+        if (ea != eb) {
+          /* One list ended: its tail (never a list) meets an element. */
+          if (!ea)
+            r = cn__class(xa) < CLS_LIST ? -1 : 1;
+          else
+            r = cn__class(xb) < CLS_LIST ? 1 : -1;
+          goto out;
+        }
+        cpop(&s); /* both ended: compare the tails */
+        break;
+      }
+    }
+  }
+
+oom:
+  /* Out of memory leaves no good answer; the bytes of the pair being
+   * entered at least give a stable one. */
+  r = bytes_cmp(xa, xb);
+out:
+  while (s.n > 0)
+    cpop(&s);
+  cn__stack_free(&s);
   return r;
 }
 
@@ -595,9 +623,9 @@ static void hscalar(cn__sip *h, int cls, const char *p) {
   case CLS_REF:
   case CLS_PORT:
   case CLS_PID: {
-    ident d;
+    cn__ident d;
     uint32_t i, n;
-    ident_view(p, &d);
+    cn__ident_view(p, &d);
     cn__sip_word(h, cls == CLS_REF ? H_REF : cls == CLS_PORT ? H_PORT : H_PID);
     hatom(h, &d.node);
     cn__sip_word(h, d.creation);
@@ -616,7 +644,7 @@ static void hscalar(cn__sip *h, int cls, const char *p) {
   case CLS_BITS: {
     size_t n;
     unsigned last;
-    const unsigned char *s = bits_view(p, &n, &last);
+    const unsigned char *s = cn__bits_view(p, &n, &last);
     cn__sip_word(h, H_BITS);
     if (n == 0) {
       cn__sip_word(h, 0); /* <<>>, in either encoding */
@@ -632,100 +660,140 @@ static void hscalar(cn__sip *h, int cls, const char *p) {
   }
 }
 
-/* A map being hashed: the hash state before it, and the sum so far. */
-typedef struct hmap {
-  cn__sip saved;
-  uint64_t acc;
-  uint64_t n; /* pairs */
-} hmap;
+typedef struct hframe {
+  int kind;      /* CN__F_* */
+  uint64_t left; /* SEQ: elements; MAP: items (keys and values) */
+  uint64_t n;    /* MAP: pairs */
+  cn__sip saved; /* MAP: the hash state before the map */
+  uint64_t acc;  /* MAP: sum of the pair hashes */
+  cn__list l;    /* LIST */
+} hframe;
 
 static uint64_t term_hash(cn_term t, const cn__sipkey *key) {
-  cn__walk w;
-  cn__stack maps;
-  hmap inl[4], *m;
-  const char *x;
+  hframe inl[8], *f;
+  cn__stack s;
+  const char *p = t.ptr, *x = t.ptr;
   cn__sip h;
-  int ev;
 
   if (t.len == 0)
     return 0;
   cn__sip_init(&h, key);
-  cn__walk_init(&w, t.ptr, CN__WALK_FUNS, 0, 0);
-  cn__stack_init(&maps, inl);
-  /* Without memory the walk stops, and what was seen so far is hashed:
-   * still the same for the same bytes, the best left to do. */
-  while ((ev = cn__walk_next(&w, &x)) != CN__W_DONE) {
-    cn__frame *f = cn__walk_top(&w);
-    int cls;
-    if (ev == CN__W_END) {
-      if (w.kind == CN__F_MAP) {
-        m = cn__stack_top(&maps);
-        m->acc += cn__sip_final(&h);
-        h = m->saved;
-        cn__sip_word(&h, H_MAP);
-        cn__sip_word(&h, m->n);
-        cn__sip_word(&h, m->acc);
-        maps.n--;
-      }
-      continue;
-    }
-    if (ev == CN__W_TAIL) {
-      cn__sip_word(&h, H_TAIL);
-    } else if (f->kind == CN__F_MAP && f->i % 2 == 1) {
-      /* A key: pairs are hashed apart and summed, so order does not
-       * matter. */
-      m = cn__stack_top(&maps);
-      if (f->i > 1)
-        m->acc += cn__sip_final(&h);
-      cn__sip_init(&h, key);
-    }
-    switch (cls = cn__class(x)) {
-    case CLS_FUN:
-      if ((unsigned char)x[0] == ETF_EXPORT) {
-        cn__atom mod, fn;
-        const char *q = cn__atom_view(x + 1, &mod);
-        q = cn__atom_view(q, &fn);
-        cn__sip_word(&h, H_EXPORT);
-        hatom(&h, &mod);
-        hatom(&h, &fn);
-        cn__sip_word(&h, (unsigned char)q[1]);
+  cn__stack_init(&s, inl);
+  for (;;) {
+    int cls = cn__class(x), kind = -1;
+    uint64_t cnt = 0;
+
+    switch (cls) {
+    case CLS_FUN: {
+      cn__fun fv;
+      cn__fun_view(x, &fv);
+      cn__sip_word(&h, fv.export ? H_EXPORT : H_FUN);
+      hatom(&h, &fv.module);
+      if (fv.export) {
+        hatom(&h, &fv.name);
+        cn__sip_word(&h, fv.arity);
       } else {
-        funv fv;
-        fun_view(x, &fv);
-        cn__sip_word(&h, H_FUN);
-        hatom(&h, &fv.module);
         cn__sip_word(&h, fv.index);
         cn__sip_word(&h, fv.old_uniq);
         cn__sip_word(&h, fv.numfree);
+        if ((cnt = fv.numfree) != 0) {
+          kind = CN__F_SEQ;
+          p = fv.free;
+        }
       }
       break;
+    }
     case CLS_TUPLE:
+      cnt = cn__tuple_arity(x);
       cn__sip_word(&h, H_TUPLE);
-      cn__sip_word(&h, cn__tuple_arity(x));
+      cn__sip_word(&h, cnt);
+      if (cnt != 0) {
+        kind = CN__F_SEQ;
+        p = x + ((unsigned char)x[0] == ETF_SMALL_TUPLE ? 2 : 5);
+      }
       break;
     case CLS_MAP:
-      if (cn__get32(x + 1) == 0) {
+      cnt = cn__get32(x + 1);
+      if (cnt == 0) {
         cn__sip_word(&h, H_MAP);
         cn__sip_word(&h, 0);
-      } else if ((m = cn__stack_push(&maps)) != NULL) {
-        m->saved = h;
-        m->acc = 0;
-        m->n = cn__get32(x + 1);
       } else {
-        goto done;
+        kind = CN__F_MAP;
+        p = x + 5;
       }
       break;
     case CLS_LIST:
       cn__sip_word(&h, H_LIST);
+      kind = CN__F_LIST;
+      p = x;
       break;
     default:
       hscalar(&h, cls, x);
       break;
     }
+
+    if (kind < 0) {
+      /* Nothing inside to visit: step over it, unless it is a string byte
+       * or the nil of a string, which lie outside the stream. */
+      if (x == p)
+        p = cn__skip_fast(x);
+    } else {
+      /* Without memory, hash what was seen so far: still the same for the
+       * same bytes, which is the best left to do. */
+      if ((f = CN__STACK_PUSH(&s, hframe)) == NULL)
+        goto done;
+      f->kind = kind;
+      f->left = kind == CN__F_MAP ? 2 * cnt : cnt;
+      f->n = cnt;
+      if (kind == CN__F_MAP) {
+        f->saved = h;
+        f->acc = 0;
+      }
+      if (kind == CN__F_LIST)
+        cn__list_enter(&f->l, &p);
+    }
+
+    /* Next item. */
+    for (;;) {
+      if (s.n == 0)
+        goto done;
+      f = CN__STACK_TOP(&s, hframe);
+      if (f->kind == CN__F_SEQ) {
+        if (f->left == 0) {
+          s.n--;
+          continue;
+        }
+        f->left--;
+        x = p;
+        break;
+      }
+      if (f->kind == CN__F_MAP) {
+        /* Pairs are hashed apart and summed, so order does not matter. */
+        if (f->left != 2 * f->n && f->left % 2 == 0)
+          f->acc += cn__sip_final(&h);
+        if (f->left == 0) {
+          h = f->saved;
+          cn__sip_word(&h, H_MAP);
+          cn__sip_word(&h, f->n);
+          cn__sip_word(&h, f->acc);
+          s.n--;
+          continue;
+        }
+        if (f->left % 2 == 0)
+          cn__sip_init(&h, key);
+        f->left--;
+        x = p;
+        break;
+      }
+      if (cn__list_next(&f->l, &p, &x))
+        break;
+      cn__sip_word(&h, H_TAIL);
+      s.n--; /* the tail is the next item */
+      break;
+    }
   }
 done:
-  cn__walk_free(&w);
-  cn__stack_free(&maps);
+  cn__stack_free(&s);
   return cn__sip_final(&h);
 }
 

@@ -1,8 +1,8 @@
 /* Why not ei: ei compares atoms by bytes and reads each number encoding
  * through its own call; these are the shared views the term layer needs.
  *
- * Small shared pieces of the term layer: atom names, UTF-8, and reading
- * numbers in any of their encodings.
+ * Small shared pieces of the term layer: atom names, UTF-8, and views of
+ * numbers, identifiers and funs in any of their encodings.
  */
 #include <locale.h>
 #include <math.h>
@@ -75,9 +75,7 @@ long cn__utf8_count(const unsigned char *s, size_t n) {
   return count;
 }
 
-/* Next code point of an atom name; *i advances.  The name was validated,
- * so UTF-8 decoding needs no checks. */
-static uint32_t next_cp(const cn__atom *a, size_t *i) {
+uint32_t cn__atom_next(const cn__atom *a, size_t *i) {
   const unsigned char *s = a->s;
   uint32_t c = s[(*i)++];
   if (a->latin1 || c < 0x80)
@@ -118,7 +116,7 @@ int cn__atom_cmp(const cn__atom *a, const cn__atom *b) {
     return a->n < b->n ? -1 : a->n > b->n;
   }
   while (i < a->n && j < b->n) {
-    uint32_t x = next_cp(a, &i), y = next_cp(b, &j);
+    uint32_t x = cn__atom_next(a, &i), y = cn__atom_next(b, &j);
     if (x != y)
       return x < y ? -1 : 1;
   }
@@ -162,6 +160,82 @@ void cn__atom_utf8(const cn__atom *a, char *out) {
       *out++ = (char)(0x80 | (c & 0x3F));
     }
   }
+}
+
+void cn__ident_view(const char *p, cn__ident *d) {
+  unsigned char tag = (unsigned char)p[0];
+  const char *q;
+
+  d->id = 0;
+  d->serial = 0;
+  d->len = 0;
+  d->words = NULL;
+  switch (tag) {
+  case ETF_PID:
+  case ETF_NEW_PID:
+    q = cn__atom_view(p + 1, &d->node);
+    d->id = cn__get32(q);
+    d->serial = cn__get32(q + 4);
+    d->creation = tag == ETF_PID ? (unsigned char)q[8] : cn__get32(q + 8);
+    break;
+  case ETF_PORT:
+    q = cn__atom_view(p + 1, &d->node);
+    d->id = cn__get32(q);
+    d->creation = (unsigned char)q[4];
+    break;
+  case ETF_NEW_PORT:
+    q = cn__atom_view(p + 1, &d->node);
+    d->id = cn__get32(q);
+    d->creation = cn__get32(q + 4);
+    break;
+  case ETF_V4_PORT:
+    q = cn__atom_view(p + 1, &d->node);
+    d->id = cn__get64(q);
+    d->creation = cn__get32(q + 8);
+    break;
+  case ETF_REFERENCE:
+    q = cn__atom_view(p + 1, &d->node);
+    d->len = 1;
+    d->words = q;
+    d->creation = (unsigned char)q[4];
+    break;
+  case ETF_NEW_REFERENCE:
+    d->len = cn__get16(p + 1);
+    q = cn__atom_view(p + 3, &d->node);
+    d->creation = (unsigned char)q[0];
+    d->words = q + 1;
+    break;
+  default: /* ETF_NEWER_REFERENCE */
+    d->len = cn__get16(p + 1);
+    q = cn__atom_view(p + 3, &d->node);
+    d->creation = cn__get32(q);
+    d->words = q + 4;
+    break;
+  }
+}
+
+void cn__fun_view(const char *p, cn__fun *f) {
+  const char *q;
+
+  f->export = (unsigned char)p[0] == ETF_EXPORT;
+  if (f->export) {
+    q = cn__atom_view(p + 1, &f->module);
+    q = cn__atom_view(q, &f->name);
+    f->arity = (unsigned char)q[1];
+    f->index = f->old_uniq = f->numfree = 0;
+    f->free = q + 2;
+    return;
+  }
+  f->index = cn__get32(p + 1 + 21);
+  f->numfree = cn__get32(p + 1 + 25);
+  q = cn__atom_view(p + 1 + 29, &f->module);
+  q += (unsigned char)q[0] == ETF_SMALL_INTEGER ? 2 : 5; /* OldIndex */
+  f->old_uniq = (unsigned char)q[0] == ETF_SMALL_INTEGER ? (unsigned char)q[1]
+                                                         : cn__get32(q + 1);
+  q += (unsigned char)q[0] == ETF_SMALL_INTEGER ? 2 : 5;
+  f->free = cn__skip_fast(q); /* past the creator pid */
+  f->name = f->module;
+  f->arity = 0;
 }
 
 int cn__parse_float_text(const char *p, double *out) {

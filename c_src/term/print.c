@@ -244,17 +244,8 @@ static const char *const reserved[] = {
 /* Decodes the atom into code points; returns the count. */
 static size_t atom_cps(const cn__atom *a, uint32_t *cp) {
   size_t i = 0, n = 0;
-  const unsigned char *s = a->s;
-  while (i < a->n && n < 255) {
-    uint32_t c = s[i++];
-    if (!a->latin1 && c >= 0x80) {
-      int extra = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : 1;
-      c &= extra == 3 ? 0x07 : extra == 2 ? 0x0F : 0x1F;
-      while (extra-- > 0 && i < a->n)
-        c = (c << 6) | (s[i++] & 0x3F);
-    }
-    cp[n++] = c;
-  }
+  while (i < a->n && n < 255)
+    cp[n++] = cn__atom_next(a, &i);
   return n;
 }
 
@@ -370,111 +361,78 @@ static void put_atom_at(out *o, const char *p) {
 /* ---- Identifiers, funs, bits --------------------------------------------- */
 
 /* The node part of a pid, port or reference: 0 for "nonode@nohost". */
-static int put_node(out *o, const cn__atom *node) {
+static void put_node(out *o, const cn__atom *node) {
   size_t n = cn__atom_utf8_len(node);
   /* Up to 255 characters of up to 4 bytes in UTF-8 (a Latin-1 name takes
    * at most 2 per character). */
   char tmp[4 * 255];
   if (cn__atom_eq(node, "nonode@nohost", 13)) {
     putch(o, '0');
-    return 1;
+    return;
   }
   if (n > sizeof tmp)
     n = 0; /* not a validated atom */
   else
     cn__atom_utf8(node, tmp);
   put(o, tmp, n);
-  return 0;
 }
 
-static void put_ident(out *o, const char *p) {
-  unsigned char tag = (unsigned char)p[0];
-  cn__atom node;
-  const char *q;
+static void put_ident(out *o, int cls, const char *p) {
+  cn__ident d;
+  uint32_t i;
 
-  if (tag == ETF_PID || tag == ETF_NEW_PID) {
-    q = cn__atom_view(p + 1, &node);
-    if (!cn__atom_eq(&node, "nonode@nohost", 13))
-      puts_(o, "#Pid");
-    putch(o, '<');
-    put_node(o, &node);
+  cn__ident_view(p, &d);
+  if (cls == CLS_PID)
+    puts_(o, cn__atom_eq(&d.node, "nonode@nohost", 13) ? "<" : "#Pid<");
+  else
+    puts_(o, cls == CLS_PORT ? "#Port<" : "#Ref<");
+  put_node(o, &d.node);
+  for (i = d.len; i-- > 0;) { /* a reference's words, highest first */
     putch(o, '.');
-    put_u64(o, cn__get32(q));
-    putch(o, '.');
-    put_u64(o, cn__get32(q + 4));
-    putch(o, '>');
-  } else if (tag == ETF_PORT || tag == ETF_NEW_PORT || tag == ETF_V4_PORT) {
-    q = cn__atom_view(p + 1, &node);
-    puts_(o, "#Port<");
-    put_node(o, &node);
-    putch(o, '.');
-    put_u64(o, tag == ETF_V4_PORT ? cn__get64(q) : cn__get32(q));
-    putch(o, '>');
-  } else {
-    uint32_t len, i;
-    const char *words;
-    if (tag == ETF_REFERENCE) {
-      len = 1;
-      words = cn__atom_view(p + 1, &node);
-    } else {
-      len = cn__get16(p + 1);
-      words = cn__atom_view(p + 3, &node);
-      words += tag == ETF_NEW_REFERENCE ? 1 : 4;
-    }
-    puts_(o, "#Ref<");
-    put_node(o, &node);
-    for (i = len; i-- > 0;) {
-      putch(o, '.');
-      put_u64(o, cn__get32(words + 4 * (size_t)i));
-    }
-    putch(o, '>');
+    put_u64(o, cn__get32(d.words + 4 * (size_t)i));
   }
+  if (cls != CLS_REF) {
+    putch(o, '.');
+    put_u64(o, d.id);
+  }
+  if (cls == CLS_PID) {
+    putch(o, '.');
+    put_u64(o, d.serial);
+  }
+  putch(o, '>');
 }
 
 static void put_fun(out *o, const char *p) {
-  if ((unsigned char)p[0] == ETF_EXPORT) {
-    const char *q = p + 1;
+  cn__fun f;
+  int32_t uniq;
+
+  cn__fun_view(p, &f);
+  if (f.export) {
     puts_(o, "fun ");
-    put_atom_at(o, q);
-    q += cn__atom_size(q);
+    put_atom(o, &f.module);
     putch(o, ':');
-    put_atom_at(o, q);
-    q += cn__atom_size(q);
+    put_atom(o, &f.name);
     putch(o, '/');
-    put_u64(o, (unsigned char)q[1]);
-  } else {
-    const char *q = p + 1 + 29;
-    uint32_t index = cn__get32(p + 1 + 21);
-    int64_t uniq;
-    puts_(o, "#Fun<");
-    put_atom_at(o, q);
-    q += cn__atom_size(q);
-    q += (unsigned char)q[0] == ETF_SMALL_INTEGER ? 2 : 5; /* OldIndex */
-    uniq = (unsigned char)q[0] == ETF_SMALL_INTEGER
-               ? (unsigned char)q[1]
-               : (int64_t)(int32_t)cn__get32(q + 1);
-    putch(o, '.');
-    put_u64(o, index);
-    putch(o, '.');
-    if (uniq < 0) {
-      putch(o, '-');
-      put_u64(o, (uint64_t)(-uniq));
-    } else {
-      put_u64(o, (uint64_t)uniq);
-    }
-    putch(o, '>');
+    put_u64(o, f.arity);
+    return;
   }
+  puts_(o, "#Fun<");
+  put_atom(o, &f.module);
+  putch(o, '.');
+  put_u64(o, f.index);
+  putch(o, '.');
+  uniq = (int32_t)f.old_uniq; /* an INTEGER_EXT is signed */
+  if (uniq < 0)
+    putch(o, '-');
+  put_u64(o, uniq < 0 ? (uint64_t) - (int64_t)uniq : (uint64_t)uniq);
+  putch(o, '>');
 }
 
 static void put_bits(out *o, const char *p) {
-  size_t n = cn__get32(p + 1), i;
-  unsigned last = 8;
-  const unsigned char *s = (const unsigned char *)p + 5;
+  size_t n, i;
+  unsigned last;
+  const unsigned char *s = cn__bits_view(p, &n, &last);
 
-  if ((unsigned char)p[0] == ETF_BIT_BINARY) {
-    last = (unsigned char)p[5];
-    s++;
-  }
   puts_(o, "<<");
   for (i = 0; i < n; i++) {
     if (i != 0)
@@ -509,7 +467,7 @@ static void put_scalar(out *o, int cls, const char *p) {
   case CLS_REF:
   case CLS_PORT:
   case CLS_PID:
-    put_ident(o, p);
+    put_ident(o, cls, p);
     break;
   case CLS_FUN:
     put_fun(o, p);
@@ -527,11 +485,23 @@ static void put_scalar(out *o, int cls, const char *p) {
 
 /* ---- The walk ------------------------------------------------------------ */
 
+enum { P_TUPLE, P_LIST, P_TAIL, P_MAP };
+
+typedef struct pframe {
+  int kind;
+  int first;       /* no element printed yet */
+  uint64_t left;   /* P_TUPLE: elements; P_MAP: items */
+  uint64_t n;      /* P_MAP: pairs */
+  cn__list l;      /* P_LIST */
+  cn__kv *kv;      /* P_MAP: the pairs in key order */
+  const char *end; /* P_MAP: first byte after the map */
+} pframe;
+
 int cn_term_print(cn_term t, cn_buf *b) {
-  cn__walk w;
-  const char *x;
+  pframe inl[8], *f;
+  cn__stack s;
+  const char *p = t.ptr, *x = t.ptr;
   size_t start;
-  int ev;
   out o;
 
   if (b == NULL)
@@ -539,39 +509,130 @@ int cn_term_print(cn_term t, cn_buf *b) {
   o.b = b;
   o.err = 0;
   start = b->len;
-  cn__walk_init(&w, t.ptr, CN__WALK_SORTED, 0, 0);
-  while (t.len != 0 && o.err == 0 &&
-         (ev = cn__walk_next(&w, &x)) != CN__W_DONE) {
-    cn__frame *f = cn__walk_top(&w);
-    if (ev == CN__W_END) {
-      putch(&o, w.kind == CN__F_LIST ? ']' : '}');
-      continue;
-    }
-    if (ev == CN__W_TAIL) {
-      if (cn__class(x) == CLS_NIL)
-        continue; /* a proper list */
-      putch(&o, '|');
-    } else if (f->i > 1) {
-      puts_(&o, f->kind == CN__F_MAP && f->i % 2 == 0 ? " => " : ",");
-    }
-    switch (cn__class(x)) {
+  cn__stack_init(&s, inl);
+  if (t.len == 0)
+    goto done;
+
+  for (;;) {
+    int cls = cn__class(x);
+    int kind = -1;
+
+    switch (cls) {
     case CLS_TUPLE:
       puts_(&o, cn__tuple_arity(x) == 0 ? "{}" : "{");
+      kind = cn__tuple_arity(x) == 0 ? -1 : P_TUPLE;
+      p = x + ((unsigned char)x[0] == ETF_SMALL_TUPLE ? 2 : 5);
       break;
     case CLS_MAP:
       puts_(&o, cn__get32(x + 1) == 0 ? "#{}" : "#{");
+      kind = cn__get32(x + 1) == 0 ? -1 : P_MAP;
+      p = x + 5;
       break;
     case CLS_LIST:
       putch(&o, '[');
+      kind = P_LIST;
       break;
     default:
-      put_scalar(&o, cn__class(x), x);
+      put_scalar(&o, cls, x);
+      /* A string byte or the nil of a string lies outside the stream. */
+      if (x == p)
+        p = cn__skip_fast(x);
+      break;
+    }
+    if (o.err != 0)
+      goto done;
+
+    if (kind >= 0) {
+      if ((f = CN__STACK_PUSH(&s, pframe)) == NULL) {
+        o.err = CN_ENOMEM;
+        goto done;
+      }
+      f->kind = kind;
+      f->first = 1;
+      f->kv = NULL;
+      if (kind == P_TUPLE) {
+        f->left = cn__tuple_arity(x);
+      } else if (kind == P_MAP) {
+        f->n = cn__get32(x + 1);
+        f->left = 2 * f->n;
+        f->end = cn__map_pairs(x + 5, f->n, &f->kv, 0);
+        if (f->end == NULL) {
+          o.err = CN_ENOMEM;
+          goto done;
+        }
+      } else {
+        p = x;
+        cn__list_enter(&f->l, &p);
+      }
+    }
+
+    /* Next item, with the punctuation before it. */
+    for (;;) {
+      if (s.n == 0)
+        goto done;
+      f = CN__STACK_TOP(&s, pframe);
+      if (f->kind == P_TUPLE) {
+        if (f->left == 0) {
+          putch(&o, '}');
+          s.n--;
+          continue;
+        }
+        if (!f->first)
+          putch(&o, ',');
+        f->first = 0;
+        f->left--;
+        x = p;
+        break;
+      }
+      if (f->kind == P_MAP) {
+        uint64_t i = 2 * f->n - f->left;
+        if (f->left == 0) {
+          putch(&o, '}');
+          p = f->end;
+          free(f->kv);
+          s.n--;
+          continue;
+        }
+        if (i % 2 == 1)
+          puts_(&o, " => ");
+        else if (i != 0)
+          putch(&o, ',');
+        f->left--;
+        x = p = i % 2 == 0 ? f->kv[i / 2].k : f->kv[i / 2].v;
+        break;
+      }
+      if (f->kind == P_TAIL) {
+        putch(&o, ']');
+        s.n--;
+        continue;
+      }
+      if (cn__list_next(&f->l, &p, &x)) {
+        if (!f->first)
+          putch(&o, ',');
+        f->first = 0;
+        break;
+      }
+      if (cn__class(x) == CLS_NIL) {
+        putch(&o, ']');
+        if (x == p)
+          p = cn__skip_fast(x);
+        s.n--;
+        continue;
+      }
+      putch(&o, '|');
+      f->kind = P_TAIL; /* print the tail, then close */
       break;
     }
   }
-  if (o.err == 0)
-    o.err = w.err;
-  cn__walk_free(&w);
+
+done:
+  while (s.n > 0) {
+    f = CN__STACK_TOP(&s, pframe);
+    if (f->kind == P_MAP)
+      free(f->kv);
+    s.n--;
+  }
+  cn__stack_free(&s);
   if (o.err == 0 && cn__room(b, 1) == NULL)
     o.err = CN_ENOMEM;
   if (o.err != 0) {

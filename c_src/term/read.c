@@ -328,11 +328,10 @@ bool cn_iter_next(cn_iter *it, cn_term *elem) {
   const char *x;
   int more;
 
-  if (it->left > 0 && it->pos >= it->end)
-    return false; /* only for a view that lies about its length */
-  if (it->string == IT_FLAT) {
-    if (it->left == 0)
-      return false;
+  if (it->left > 0 && it->string != IT_STRING) {
+    /* An element of a tuple, a map or a LIST_EXT segment. */
+    if (it->pos >= it->end)
+      return false; /* only for a view that lies about its length */
     it->left--;
     x = it->pos;
     it->pos = cn__skip_fast(x);
@@ -340,6 +339,9 @@ bool cn_iter_next(cn_iter *it, cn_term *elem) {
     elem->len = (size_t)(it->pos - x);
     return true;
   }
+  if (it->string == IT_FLAT)
+    return false;
+  /* String bytes, the next segment, or the tail: the list cursor. */
   l.left = it->left;
   l.str = it->string == IT_STRING;
   more = cn__list_next(&l, &it->pos, &x);
@@ -351,7 +353,7 @@ bool cn_iter_next(cn_iter *it, cn_term *elem) {
     return false;
   }
   elem->ptr = x;
-  if (x == it->pos) { /* a LIST_EXT element */
+  if (x == it->pos) { /* the first element of a LIST_EXT segment */
     it->pos = cn__skip_fast(x);
     elem->len = (size_t)(it->pos - x);
   } else { /* a STRING_EXT byte: the static table outlives the iterator */

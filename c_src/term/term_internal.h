@@ -135,6 +135,10 @@ static inline size_t cn__atom_size(const char *p) {
  * order, so two UTF-8 names compare with memcmp). */
 int cn__atom_cmp(const cn__atom *a, const cn__atom *b);
 
+/* The code point at byte *i of the atom's name; *i advances past it.  The
+ * name was validated, so UTF-8 decoding needs no checks. */
+uint32_t cn__atom_next(const cn__atom *a, size_t *i);
+
 /* True when the atom's name is the UTF-8 string s[0 .. n). */
 bool cn__atom_eq(const cn__atom *a, const char *s, size_t n);
 
@@ -148,15 +152,6 @@ void cn__atom_utf8(const cn__atom *a, char *out);
  * valid UTF-8 (overlong forms, surrogates and code points above U+10FFFF
  * are rejected, as erts does). */
 long cn__utf8_count(const unsigned char *s, size_t n);
-
-/* The layout of the term at p, for the validator and cn__skip alike:
- * returns the bytes of its head (all of it for a term without elements;
- * up to the first element for a tuple, map, list or export), with *kids
- * the elements that follow (a list's tail counts as one).  Reads only
- * bytes [p, p + avail), avail >= 1: when a length field lies beyond them,
- * returns the bytes needed to read it, which exceed avail.  Returns 0 for
- * a byte that is no tag of a term (or an identifier without an atom). */
-uint64_t cn__head(const char *p, uint64_t avail, uint64_t *kids);
 
 /* Returns the first byte after the trusted term at p.  Iterative. */
 const char *cn__skip(const char *p);
@@ -179,6 +174,41 @@ static inline const char *cn__skip_fast(const char *p) {
   default:
     return cn__skip(p);
   }
+}
+
+/* A pid, port or reference in any encoding, its node not interned. */
+typedef struct cn__ident {
+  cn__atom node;
+  uint32_t creation;
+  uint64_t id;       /* pid number, port number */
+  uint32_t serial;   /* pid serial */
+  uint32_t len;      /* reference words */
+  const char *words; /* reference words, big-endian, lowest first */
+} cn__ident;
+
+void cn__ident_view(const char *p, cn__ident *d);
+
+/* A fun: a NEW_FUN_EXT (local) or an EXPORT_EXT. */
+typedef struct cn__fun {
+  int export;        /* 1: EXPORT_EXT, module:name/arity */
+  cn__atom module;   /* the module */
+  cn__atom name;     /* export: the function */
+  uint32_t arity;    /* export: the arity */
+  uint32_t index;    /* local: Index */
+  uint32_t old_uniq; /* local: OldUniq */
+  uint32_t numfree;  /* local: free variables */
+  const char *free;  /* local: the first free variable */
+} cn__fun;
+
+void cn__fun_view(const char *p, cn__fun *f);
+
+/* A binary or bitstring: returns its bytes; *n is their count and *last
+ * the bits used in the last one. */
+static inline const unsigned char *cn__bits_view(const char *p, size_t *n,
+                                                 unsigned *last) {
+  *n = cn__get32(p + 1);
+  *last = (unsigned char)p[0] == ETF_BINARY ? 8 : (unsigned char)p[5];
+  return (const unsigned char *)p + ((unsigned char)p[0] == ETF_BINARY ? 5 : 6);
 }
 
 /* Reads a float term (NEW_FLOAT_EXT or FLOAT_EXT).  Returns 0, or -1 when
@@ -250,13 +280,14 @@ extern const char cn__nil[1];
 /* ---- Walking terms (walk.c) ---------------------------------------------
  *
  * Terms nest as deep as the validator allows, so nothing in this layer
- * walks them on the C stack.  Three pieces serve every walk:
+ * walks them on the C stack.  Two pieces serve every walk (validate,
+ * compare, hash, print, cn_iter; cn__skip needs only a counter):
  *  - cn__stack, a stack of fixed-size frames that starts in an array the
  *    caller owns (on the C stack) and spills to the heap;
  *  - cn__list, the one list cursor: a list may be a STRING_EXT, a LIST_EXT,
- *    or several of them chained through their tails ([1|"ab"]);
- *  - cn__walk, the pre-order walk of one trusted term that compare, hash
- *    and print share, built from the other two.
+ *    or several of them chained through their tails ([1|"ab"]).
+ * Each walk keeps its own frame type: one generic walk was tried, and the
+ * two walks of compare and the events of hash cost 13-45% more time.
  */
 
 /* Frames of `size` bytes at base: the caller's array inl, or the heap. */
@@ -289,6 +320,13 @@ static inline void *cn__stack_push(cn__stack *s) {
 static inline void *cn__stack_top(const cn__stack *s) {
   return s->n != 0 ? s->base + s->size * (s->n - 1) : NULL;
 }
+
+/* cn__stack_push and cn__stack_top for frames of a known type, which spare
+ * the hot paths a multiplication; the stack must not be empty for TOP. */
+#define CN__STACK_PUSH(s, type)                                                \
+  ((s)->n < (s)->cap ? (type *)(void *)(s)->base + (s)->n++                    \
+                     : (type *)cn__stack_grow(s))
+#define CN__STACK_TOP(s, type) ((type *)(void *)(s)->base + ((s)->n - 1))
 
 /* Frees the heap array, if any.  The stack must be initialised again
  * before it is used again. */
@@ -348,66 +386,9 @@ static inline int cn__list_next(cn__list *l, const char **pp, const char **x) {
 /* Elements of the trusted list at p, across all its segments. */
 uint64_t cn__list_count(const char *p);
 
-/* What cn__walk_next found. */
-enum {
-  CN__W_DONE, /* the walk is over (or failed: see err) */
-  CN__W_TERM, /* *x is the next term: the root, an element, key or value */
-  CN__W_TAIL, /* *x is a list's tail, once its elements are done */
-  CN__W_END   /* a container closed; kind says which */
-};
-
-/* Frame kinds: tuples and a fun's free variables, lists, maps. */
+/* Kinds of open containers, for the walks' frames: tuples and a fun's
+ * free variables, lists, maps. */
 enum { CN__F_SEQ, CN__F_LIST, CN__F_MAP };
-
-/* Walk modes, or-ed. */
-enum {
-  CN__WALK_FUNS = 1,      /* visit a fun's free variables */
-  CN__WALK_SORTED = 2,    /* map pairs in key order: k1 v1 k2 v2 ... */
-  CN__WALK_KEYS_FIRST = 4 /* map pairs in key order: k1 k2 ... v1 v2 ... */
-};
-
-/* An open container.  While a term that a frame handed out is being
- * looked at, the frame is the top one. */
-typedef struct cn__frame {
-  uint64_t n;         /* SEQ, MAP: items (for a map, keys and values) */
-  uint64_t i;         /* items handed out so far, for a list elements */
-  cn__list l;         /* LIST: the cursor */
-  cn__kv *kv;         /* MAP in key order: the sorted pairs */
-  const char *end;    /* MAP in key order: the first byte after the map */
-  unsigned char kind; /* CN__F_* */
-  unsigned char key;  /* the container is (inside) a map key */
-  unsigned char tail; /* LIST: the tail was handed out */
-} cn__frame;
-
-/* The pre-order walk of one trusted term.  cn__walk_next hands out one
- * term at a time; at the next call the walk steps into that term when it
- * is a container (the caller has seen its header) and over it otherwise,
- * so a caller that stops early never pays for what it did not look at. */
-typedef struct cn__walk {
-  cn__stack s;   /* of cn__frame */
-  const char *p; /* the stream: the first byte not yet walked */
-  const char *x; /* the term handed out last, not yet entered */
-  int mode;      /* CN__WALK_* */
-  int level;     /* map key nesting, for cn__map_pairs */
-  int key;       /* the term handed out last is (inside) a map key */
-  int kind;      /* after CN__W_END: the kind of the frame closed */
-  int err;       /* CN_ENOMEM when a frame or a map sort failed */
-  cn__frame inl[8];
-} cn__walk;
-
-/* Starts a walk of the term at t; key: t is (inside) a map key. */
-void cn__walk_init(cn__walk *w, const char *t, int mode, int level, int key);
-
-/* Steps the walk; returns CN__W_*.  *x is set for TERM and TAIL only. */
-int cn__walk_next(cn__walk *w, const char **x);
-
-/* The innermost open container (the one of the term handed out last). */
-static inline cn__frame *cn__walk_top(const cn__walk *w) {
-  return (cn__frame *)cn__stack_top(&w->s);
-}
-
-/* Frees what the walk holds; needed whether or not it reached the end. */
-void cn__walk_free(cn__walk *w);
 
 /* Grows b so that it can hold n more bytes.  Slow path of cn__room. */
 int cn__buf_grow(cn_buf *b, size_t n);

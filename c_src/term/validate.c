@@ -5,13 +5,13 @@
  * The validator: the gate every byte from outside passes before any other
  * code of the term layer (or ei) reads it.
  *
- * It walks the term once, with an explicit stack of open containers
- * (cn__stack), so a hostile term cannot overflow the C stack however deep
- * it nests.  The layout comes from cn__head, which cn__skip shares, and
- * every length or count is checked against the bytes that remain before it
- * is used: each element takes at least one byte, so a list that claims
- * 2^32 elements in a short buffer fails at once, and the walk costs time
- * linear in the bytes it reads.
+ * It walks the term once, with an explicit stack of open containers (the
+ * shared cn__stack), so a
+ * hostile term cannot overflow the C stack however deep it nests.  Every
+ * length or count is checked against the bytes that remain before it is
+ * used: each element takes at least one byte, so a list that claims 2^32
+ * elements in a short buffer fails at once, and the walk costs time linear
+ * in the bytes it reads.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -35,89 +35,103 @@ static inline int need(const char *p, const char *lim, const char *end,
   return (uint64_t)(end - p) >= k ? CN_ETOOBIG : CN_EBADTERM;
 }
 
-/* Latin-1 names hold at most 255 bytes; UTF-8 names must be valid UTF-8
- * of at most 255 characters, as erts demands. */
-static int atom_ok(const char *p) {
-  cn__atom a;
-  long chars;
+static inline int push(cn__stack *s, size_t max, uint64_t left, int list,
+                       const char *fun_end) {
+  vframe *f;
 
-  cn__atom_view(p, &a);
-  if (a.latin1)
-    return a.n > 255 ? CN_EBADTERM : 0;
-  chars = a.n > 4 * 255 ? -1 : cn__utf8_count(a.s, a.n);
-  return chars < 0 || chars > 255 ? CN_EBADTERM : 0;
+  if (s->n >= max)
+    return CN_ETOODEEP;
+  if ((f = CN__STACK_PUSH(s, vframe)) == NULL)
+    return CN_ENOMEM;
+  f->left = left;
+  f->list = list;
+  f->fun_end = fun_end;
+  return 0;
 }
 
-/* What the bytes of a term whose head lies in the buffer must hold beyond
- * their layout. */
-static int content_ok(const char *p) {
-  unsigned char tag = (unsigned char)p[0];
-  size_t words;
-  double d;
+/* Validates the atom at *pp and advances *pp past it.  Latin-1 names hold
+ * at most 255 bytes; UTF-8 names must be valid UTF-8 of at most 255
+ * characters, as erts demands. */
+static int atom(const char **pp, const char *lim, const char *end) {
+  const char *p = *pp;
+  unsigned char tag;
+  size_t n, hdr;
+  int rc;
 
+  if ((rc = need(p, lim, end, 2)) != 0)
+    return rc;
+  tag = (unsigned char)p[0];
   switch (tag) {
-  case ETF_FLOAT:
-    return cn__parse_float_text(p + 1, &d) != 0 ? CN_EBADTERM : 0;
-  case ETF_NEW_FLOAT:
-    cn__float_value(p, &d);
-    return isfinite(d) ? 0 : CN_EBADTERM; /* the BEAM has no inf or NaN */
-  case ETF_ATOM:
   case ETF_SMALL_ATOM:
-  case ETF_ATOM_UTF8:
   case ETF_SMALL_ATOM_UTF8:
-    return atom_ok(p);
-  case ETF_PID:
-  case ETF_NEW_PID:
-  case ETF_PORT:
-  case ETF_NEW_PORT:
-  case ETF_V4_PORT:
-  case ETF_REFERENCE:
-    return atom_ok(p + 1);
-  case ETF_NEW_REFERENCE:
-  case ETF_NEWER_REFERENCE:
-    words = cn__get16(p + 1);
-    if (words == 0 || words > CN_REF_MAX_WORDS)
-      return CN_EBADTERM;
-    return atom_ok(p + 3);
-  case ETF_LIST:
-    /* erts never emits an empty LIST_EXT, and rejecting it keeps every
-     * LIST_EXT a non-empty list for the readers. */
-    return cn__get32(p + 1) == 0 ? CN_EBADTERM : 0;
-  case ETF_BIT_BINARY: {
-    /* erts: 1..8 bits in the last byte, and 0 only when empty. */
-    unsigned bits = (unsigned char)p[5];
-    return (bits == 0) != (cn__get32(p + 1) == 0) || bits > 8 ? CN_EBADTERM : 0;
-  }
+    n = (unsigned char)p[1];
+    hdr = 2;
+    break;
+  case ETF_ATOM:
+  case ETF_ATOM_UTF8:
+    if ((rc = need(p, lim, end, 3)) != 0)
+      return rc;
+    n = cn__get16(p + 1);
+    hdr = 3;
+    break;
   default:
+    return CN_EBADTERM;
+  }
+  if ((rc = need(p, lim, end, hdr + n)) != 0)
+    return rc;
+  if (tag == ETF_ATOM || tag == ETF_SMALL_ATOM) {
+    if (n > 255)
+      return CN_EBADTERM;
+  } else {
+    long chars;
+    if (n > 4 * 255)
+      return CN_EBADTERM;
+    chars = cn__utf8_count((const unsigned char *)p + hdr, n);
+    if (chars < 0 || chars > 255)
+      return CN_EBADTERM;
+  }
+  *pp = p + hdr + n;
+  return 0;
+}
+
+/* An integer that must be SMALL_INTEGER_EXT or INTEGER_EXT (fun fields). */
+static int small_int(const char **pp, const char *end) {
+  const char *p = *pp;
+  if (p >= end)
+    return CN_EBADTERM;
+  if ((unsigned char)p[0] == ETF_SMALL_INTEGER && end - p >= 2) {
+    *pp = p + 2;
     return 0;
   }
+  if ((unsigned char)p[0] == ETF_INTEGER && end - p >= 5) {
+    *pp = p + 5;
+    return 0;
+  }
+  return CN_EBADTERM;
 }
 
-/* The fields of a fun or an export, one letter each: 'a' an atom, 'i' a
- * SMALL_INTEGER_EXT or INTEGER_EXT, 's' a SMALL_INTEGER_EXT, 'p' a pid.
- * Each is validated and *pp moves past it. */
-static int fields(const char **pp, const char *lim, const char *end,
-                  const char *kinds) {
+/* PID_EXT or NEW_PID_EXT. */
+static int pid(const char **pp, const char *lim, const char *end) {
   const char *p = *pp;
-  uint64_t k, kids;
-  int rc, ok;
+  unsigned char tag;
+  size_t tail;
+  int rc;
 
-  for (; *kinds != '\0'; kinds++) {
-    unsigned char tag;
-    if ((rc = need(p, lim, end, 1)) != 0)
-      return rc;
-    tag = (unsigned char)p[0];
-    ok = *kinds == 'a'   ? cn__is_atom_tag(tag)
-         : *kinds == 'p' ? tag == ETF_PID || tag == ETF_NEW_PID
-                         : tag == ETF_SMALL_INTEGER ||
-                               (*kinds == 'i' && tag == ETF_INTEGER);
-    if (!ok || (k = cn__head(p, (uint64_t)(end - p), &kids)) == 0)
-      return CN_EBADTERM;
-    if ((rc = need(p, lim, end, k)) != 0 || (rc = content_ok(p)) != 0)
-      return rc;
-    p += k;
-  }
-  *pp = p;
+  if ((rc = need(p, lim, end, 1)) != 0)
+    return rc;
+  tag = (unsigned char)p[0];
+  if (tag == ETF_PID)
+    tail = 9;
+  else if (tag == ETF_NEW_PID)
+    tail = 12;
+  else
+    return CN_EBADTERM;
+  p++;
+  if ((rc = atom(&p, lim, end)) != 0)
+    return rc;
+  if ((rc = need(p, lim, end, tail)) != 0)
+    return rc;
+  *pp = p + tail;
   return 0;
 }
 
@@ -141,8 +155,13 @@ static int fun_header(const char **pp, const char *lim, const char *end,
   fend = p + 1 + size;
   *numfree = cn__get32(p + 1 + 25);
   p += 1 + 29;
-  /* Module, OldIndex, OldUniq, the creator pid. */
-  if ((rc = fields(&p, fend, fend, "aiip")) != 0)
+  if ((rc = atom(&p, fend, fend)) != 0)
+    return rc;
+  if ((rc = small_int(&p, fend)) != 0) /* OldIndex */
+    return rc;
+  if ((rc = small_int(&p, fend)) != 0) /* OldUniq */
+    return rc;
+  if ((rc = pid(&p, fend, fend)) != 0)
     return rc;
   if (*numfree > (uint64_t)(fend - p))
     return CN_EBADTERM;
@@ -153,68 +172,215 @@ static int fun_header(const char **pp, const char *lim, const char *end,
 
 static int validate(const char *start, const char *lim, const char *end,
                     size_t max_depth, const char **out) {
-  vframe inl[32], *f;
+  vframe inl[32];
   cn__stack s;
   const char *p = start;
   int rc = 0;
 
   cn__stack_init(&s, inl);
+
   for (;;) {
-    const char *fend = NULL;
-    uint64_t k, kids;
-    int list;
+    unsigned char tag;
+    uint64_t n;
 
     /* A term starts at p. */
     if ((rc = need(p, lim, end, 1)) != 0)
       goto out;
-    list = (unsigned char)p[0] == ETF_LIST;
-    switch ((unsigned char)p[0]) {
-    case ETF_EXPORT:
-      /* Module, function, arity. */
-      p++;
-      if ((rc = fields(&p, lim, end, "aas")) != 0)
+    tag = (unsigned char)p[0];
+    switch (tag) {
+    case ETF_SMALL_INTEGER:
+      if ((rc = need(p, lim, end, 2)) != 0)
         goto out;
-      kids = 0;
+      p += 2;
       break;
-    case ETF_NEW_FUN:
-      if ((rc = fun_header(&p, lim, end, &fend, &kids)) != 0)
+    case ETF_INTEGER:
+      if ((rc = need(p, lim, end, 5)) != 0)
         goto out;
-      if (kids == 0 && p != fend)
+      p += 5;
+      break;
+    case ETF_FLOAT: {
+      double d;
+      if ((rc = need(p, lim, end, 1 + ETF_FLOAT_TEXT)) != 0)
+        goto out;
+      if (cn__parse_float_text(p + 1, &d) != 0)
         goto bad;
+      p += 1 + ETF_FLOAT_TEXT;
+      break;
+    }
+    case ETF_NEW_FLOAT: {
+      double d;
+      if ((rc = need(p, lim, end, 9)) != 0)
+        goto out;
+      cn__float_value(p, &d);
+      if (!isfinite(d)) /* the BEAM has no inf or NaN */
+        goto bad;
+      p += 9;
+      break;
+    }
+    case ETF_ATOM:
+    case ETF_SMALL_ATOM:
+    case ETF_ATOM_UTF8:
+    case ETF_SMALL_ATOM_UTF8:
+      if ((rc = atom(&p, lim, end)) != 0)
+        goto out;
+      break;
+    case ETF_PID:
+    case ETF_NEW_PID:
+      if ((rc = pid(&p, lim, end)) != 0)
+        goto out;
+      break;
+    case ETF_PORT:
+    case ETF_NEW_PORT:
+    case ETF_V4_PORT:
+    case ETF_REFERENCE: {
+      size_t tail = tag == ETF_NEW_PORT ? 8 : tag == ETF_V4_PORT ? 12 : 5;
+      p++;
+      if ((rc = atom(&p, lim, end)) != 0 || (rc = need(p, lim, end, tail)) != 0)
+        goto out;
+      p += tail;
+      break;
+    }
+    case ETF_NEW_REFERENCE:
+    case ETF_NEWER_REFERENCE: {
+      size_t words;
+      if ((rc = need(p, lim, end, 3)) != 0)
+        goto out;
+      words = cn__get16(p + 1);
+      if (words == 0 || words > CN_REF_MAX_WORDS)
+        goto bad;
+      p += 3;
+      if ((rc = atom(&p, lim, end)) != 0)
+        goto out;
+      n = (tag == ETF_NEW_REFERENCE ? 1 : 4) + 4 * words;
+      if ((rc = need(p, lim, end, n)) != 0)
+        goto out;
+      p += n;
+      break;
+    }
+    case ETF_SMALL_TUPLE:
+      if ((rc = need(p, lim, end, 2)) != 0)
+        goto out;
+      n = (unsigned char)p[1];
+      p += 2;
+      if (n != 0) {
+        if ((rc = need(p, lim, end, n)) != 0 ||
+            (rc = push(&s, max_depth, n, 0, NULL)))
+          goto out;
+        continue;
+      }
+      break;
+    case ETF_LARGE_TUPLE:
+    case ETF_MAP:
+      if ((rc = need(p, lim, end, 5)) != 0)
+        goto out;
+      n = cn__get32(p + 1);
+      if (tag == ETF_MAP)
+        n *= 2;
+      p += 5;
+      if (n != 0) {
+        if ((rc = need(p, lim, end, n)) != 0 ||
+            (rc = push(&s, max_depth, n, 0, NULL)))
+          goto out;
+        continue;
+      }
+      break;
+    case ETF_NIL:
+      p++;
+      break;
+    case ETF_STRING:
+      if ((rc = need(p, lim, end, 3)) != 0)
+        goto out;
+      n = cn__get16(p + 1);
+      if ((rc = need(p, lim, end, 3 + n)) != 0)
+        goto out;
+      p += 3 + n;
+      break;
+    case ETF_LIST:
+      if ((rc = need(p, lim, end, 5)) != 0)
+        goto out;
+      n = cn__get32(p + 1);
+      /* erts never emits an empty LIST_EXT, and rejecting it keeps every
+       * LIST_EXT a non-empty list for the readers. */
+      if (n == 0)
+        goto bad;
+      p += 5;
+      if ((rc = need(p, lim, end, n + 1)) != 0 ||
+          (rc = push(&s, max_depth, n, 1, NULL)))
+        goto out;
+      continue;
+    case ETF_BINARY:
+      if ((rc = need(p, lim, end, 5)) != 0)
+        goto out;
+      n = cn__get32(p + 1);
+      if ((rc = need(p, lim, end, 5 + n)) != 0)
+        goto out;
+      p += 5 + n;
+      break;
+    case ETF_BIT_BINARY: {
+      unsigned bits;
+      if ((rc = need(p, lim, end, 6)) != 0)
+        goto out;
+      n = cn__get32(p + 1);
+      bits = (unsigned char)p[5];
+      /* erts: 1..8 bits in the last byte, and 0 only when empty. */
+      if ((bits == 0) != (n == 0) || bits > 8)
+        goto bad;
+      if ((rc = need(p, lim, end, 6 + n)) != 0)
+        goto out;
+      p += 6 + n;
+      break;
+    }
+    case ETF_SMALL_BIG:
+      if ((rc = need(p, lim, end, 3)) != 0)
+        goto out;
+      n = (unsigned char)p[1];
+      if ((rc = need(p, lim, end, 3 + n)) != 0)
+        goto out;
+      p += 3 + n;
+      break;
+    case ETF_LARGE_BIG:
+      if ((rc = need(p, lim, end, 6)) != 0)
+        goto out;
+      n = cn__get32(p + 1);
+      if ((rc = need(p, lim, end, 6 + n)) != 0)
+        goto out;
+      p += 6 + n;
+      break;
+    case ETF_NEW_FUN: {
+      const char *fend;
+      if ((rc = fun_header(&p, lim, end, &fend, &n)) != 0)
+        goto out;
+      if (n != 0) {
+        if ((rc = push(&s, max_depth, n, 0, fend)) != 0)
+          goto out;
+        continue;
+      }
+      if (p != fend)
+        goto bad;
+      break;
+    }
+    case ETF_EXPORT:
+      p++;
+      if ((rc = atom(&p, lim, end)) != 0 || (rc = atom(&p, lim, end)) != 0 ||
+          (rc = need(p, lim, end, 2)) != 0)
+        goto out;
+      if ((unsigned char)p[0] != ETF_SMALL_INTEGER)
+        goto bad;
+      p += 2;
       break;
     default:
       /* ATOM_CACHE_REF only means something after a distribution header,
        * COMPRESSED only at the top (cn_term_from_etf), FUN_EXT is gone
-       * since OTP 23; cn__head knows none of them. */
-      k = cn__head(p, (uint64_t)(end - p), &kids);
-      if (k == 0)
-        goto bad;
-      if ((rc = need(p, lim, end, k)) != 0 || (rc = content_ok(p)) != 0)
-        goto out;
-      p += k;
-      break;
-    }
-    if (kids != 0) {
-      if ((rc = need(p, lim, end, kids)) != 0)
-        goto out;
-      if (s.n >= max_depth) {
-        rc = CN_ETOODEEP;
-        goto out;
-      }
-      if ((f = cn__stack_push(&s)) == NULL) {
-        rc = CN_ENOMEM;
-        goto out;
-      }
-      f->left = kids - (uint64_t)list; /* the tail comes after */
-      f->list = list;
-      f->fun_end = fend;
-      continue;
+       * since OTP 23; anything else is not a tag. */
+      goto bad;
     }
 
     /* A term is complete: close every container it completes. */
     for (;;) {
-      if ((f = cn__stack_top(&s)) == NULL)
+      vframe *f;
+      if (s.n == 0)
         goto out;
+      f = CN__STACK_TOP(&s, vframe);
       if (--f->left != 0)
         break;
       s.n--;
