@@ -1,5 +1,5 @@
-/* Why not ei: ei has no term order, no =:= across encodings and no hash
- * of a term's value; this is term order, exact equality and hashing.
+/* Not ei: ei has no term order, no =:= across encodings, no value hash. */
+/* Term order, exact equality and hashing.
  *
  * Two terms compare by walking both in lockstep, with the shared stack and
  * list cursor (never the C stack: terms nest as deep as the validator

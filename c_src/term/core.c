@@ -1,7 +1,5 @@
-/* Why not ei: ei compares atoms by bytes and reads each number encoding
- * through its own call; these are the shared views the term layer needs.
- *
- * Small shared pieces of the term layer: atom names, UTF-8, and views of
+/* Not ei: ei has no views across encodings (atom code points, bignums). */
+/* Small shared pieces of the term layer: atom names, UTF-8, and views of
  * numbers, identifiers and funs in any of their encodings.
  */
 #include <locale.h>

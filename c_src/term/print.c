@@ -1,7 +1,5 @@
-/* Why not ei: ei_print_term does not write what ~w writes (floats, atom
- * quoting, strings, bitstrings, maps, pids); this prints as erts does.
- *
- * cn_term_print: a term in Erlang syntax, as io:format("~w") writes it on
+/* Not ei: ei_print_term does not print ~w as erts does (floats, quoting). */
+/* cn_term_print: a term in Erlang syntax, as io:format("~w") writes it on
  * OTP 25, so that a log line reads the same on either side.
  *
  * Where ~w depends on the node it runs on, the output is made

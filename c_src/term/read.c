@@ -1,3 +1,4 @@
+/* Not ei: ei_decode_* copies out and trusts; these read views in place. */
 /* Readers: the type of a term, its scalar values, and iteration over the
  * elements of tuples, lists and maps.
  */

@@ -1,3 +1,4 @@
+/* Not ei: ei's API is per call and trusting; these are the shared views. */
 /* Private helpers shared by the files of the term layer.
  *
  * Everything here works on encoded terms (ETF without the version byte).

@@ -1,8 +1,5 @@
-/* Why not ei: ei_decode_* and ei_skip_term trust their input (no buffer
- * length, recursion per level); this is the bounded validator that runs
- * before any of them.
- *
- * The validator: the gate every byte from outside passes before any other
+/* Not ei: ei_decode_* trusts its input; this bounded validator runs first. */
+/* The validator: the gate every byte from outside passes before any other
  * code of the term layer (or ei) reads it.
  *
  * It walks the term once, with an explicit stack of open containers (the
@@ -41,7 +38,9 @@ static inline int push(cn__stack *s, size_t max, uint64_t left, int list,
 
   if (s->n >= max)
     return CN_ETOODEEP;
-  if ((f = CN__STACK_PUSH(s, vframe)) == NULL)
+  if (s->n < s->cap)
+    f = (vframe *)(void *)s->base + s->n++;
+  else if ((f = cn__stack_grow(s)) == NULL)
     return CN_ENOMEM;
   f->left = left;
   f->list = list;

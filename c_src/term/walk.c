@@ -1,8 +1,7 @@
-/* Why not ei: ei_skip_term recurses once per level of nesting, and ei has
- * no cursor over a list split across its tails; these are the iterative
- * pieces that validate, compare, hash, print and the readers share.
- *
- * The stack and the list cursor are declared, and described, in
+/* Not ei: ei_skip_term recurses per level; ei has no cursor over lists. */
+/* The iterative pieces that validate, compare, hash, print and the readers
+ * share: a stack that spills to the heap, the list cursor, cn__skip.  The
+ * stack and the list cursor are declared, and described, in
  * term_internal.h.
  */
 #include <stdlib.h>
