@@ -9,6 +9,7 @@
 #ifndef CN_TERM_INTERNAL_H
 #define CN_TERM_INTERNAL_H
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <cnode/term.h>
@@ -303,7 +304,13 @@ typedef struct cn__stack {
 #define cn__stack_init(s, arr)                                                 \
   cn__stack_init_((s), (arr), sizeof(arr) / sizeof((arr)[0]), sizeof((arr)[0]))
 
-void cn__stack_init_(cn__stack *s, void *inl, size_t cap, size_t size);
+static inline void cn__stack_init_(cn__stack *s, void *inl, size_t cap,
+                                   size_t size) {
+  s->base = s->inl = (char *)inl;
+  s->n = 0;
+  s->cap = cap;
+  s->size = size;
+}
 
 /* Slow path of cn__stack_push: moves the frames to a heap array twice as
  * big.  Returns the new top frame, or NULL (the stack as it was) when
@@ -331,7 +338,10 @@ static inline void *cn__stack_top(const cn__stack *s) {
 
 /* Frees the heap array, if any.  The stack must be initialised again
  * before it is used again. */
-void cn__stack_free(cn__stack *s);
+static inline void cn__stack_free(cn__stack *s) {
+  if (s->base != s->inl)
+    free(s->base);
+}
 
 /* The list cursor, for every reader of lists in this layer (match.c may
  * adopt it too).  The cursor does not own the stream position: the caller

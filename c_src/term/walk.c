@@ -124,13 +124,6 @@ const char *cn__skip(const char *p) {
 
 /* ---- The stack ---------------------------------------------------------- */
 
-void cn__stack_init_(cn__stack *s, void *inl, size_t cap, size_t size) {
-  s->base = s->inl = inl;
-  s->n = 0;
-  s->cap = cap;
-  s->size = size;
-}
-
 void *cn__stack_grow(cn__stack *s) {
   size_t cap = s->cap * 2;
   char *f;
@@ -149,13 +142,6 @@ void *cn__stack_grow(cn__stack *s) {
   s->base = f;
   s->cap = cap;
   return s->base + s->size * s->n++;
-}
-
-void cn__stack_free(cn__stack *s) {
-  if (s->base != s->inl)
-    free(s->base);
-  s->base = s->inl;
-  s->n = 0;
 }
 
 /* ---- Lists -------------------------------------------------------------- */
