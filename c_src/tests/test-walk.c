@@ -160,6 +160,13 @@ static void test_string_tail(void **state) {
 
   t = term(&a);
   same(t, term(&b), "[1,97,98]");
+  /* A prefix sorts first: its implicit nil meets the longer list's 98. */
+  b.p[2] = 2; /* "\001a" */
+  b.n--;
+  assert_true(cn_term_compare(term(&b), t) < 0);
+  assert_true(cn_term_compare(t, term(&b)) > 0);
+  assert_false(cn_term_equal(t, term(&b)));
+  prints(term(&b), "[1,97]");
   assert_int_equal(cn_iter_init(&it, t, &count), 0);
   assert_int_equal(count, 3);
   assert_true(cn_iter_next(&it, &e));
