@@ -302,7 +302,7 @@ int cn_iter_init(cn_iter *it, cn_term t, size_t *count) {
     it->pos = p + 5;
     break;
   case CLS_NIL: /* [] or "" */
-    it->pos = p + t.len;
+    it->pos = cn__skip_fast(p);
     it->tail = t;
     break;
   case CLS_LIST: {
@@ -329,10 +329,10 @@ bool cn_iter_next(cn_iter *it, cn_term *elem) {
   const char *x;
   int more;
 
+  if (it->left > 0 && it->pos >= it->end)
+    return false; /* only for a view that lies about its length */
   if (it->left > 0 && it->string != IT_STRING) {
     /* An element of a tuple, a map or a LIST_EXT segment. */
-    if (it->pos >= it->end)
-      return false; /* only for a view that lies about its length */
     it->left--;
     x = it->pos;
     it->pos = cn__skip_fast(x);
