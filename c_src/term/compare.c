@@ -1,15 +1,12 @@
+/* Not ei: ei has no term order, no =:= across encodings, no value hash. */
 /* Term order, exact equality and hashing.
  *
- * A term's encoding is its pre-order walk, so two terms compare by walking
- * both byte streams in lockstep, with an explicit stack of open containers
- * (never the C stack: terms nest as deep as the validator allows).  The
- * stream positions are two pointers that only move forward, except inside
- * maps, whose pairs are visited in key order.
- *
- * Encodings do not matter: an atom may come in four forms, a list may be a
- * STRING_EXT or be split over several LIST_EXT headers ([1|[2]]), an
- * integer may be a non-canonical bignum.  Lists are read through a cursor
- * that steps from one segment into the next.
+ * Two terms compare by walking both in lockstep, with the shared stack and
+ * list cursor (never the C stack: terms nest as deep as the validator
+ * allows); hashing walks one term the same way.  Encodings do not
+ * matter: an atom may come in four forms, a list may be a STRING_EXT or be
+ * split over several LIST_EXT headers ([1|[2]]), an integer may be a
+ * non-canonical bignum, map pairs come in any order.
  *
  * Map keys are sorted with this same comparison, which is the one place
  * where it calls itself; see KEY_NESTING_CAP.
@@ -26,8 +23,6 @@
  * costs one C stack frame of compare(); erts itself would have refused
  * such a term long before, and the validator's default depth does too. */
 #define KEY_NESTING_CAP 64
-
-#define INLINE_FRAMES 8
 
 /* ---- Scalars ------------------------------------------------------------ */
 
@@ -160,73 +155,11 @@ static int atom_term_cmp(const char *a, const char *b) {
 
 static int u64_cmp(uint64_t a, uint64_t b) { return a < b ? -1 : a > b; }
 
-/* Pids, ports and references, decoded without interning their node. */
-typedef struct ident {
-  cn__atom node;
-  uint32_t creation;
-  uint64_t id;       /* pid number, port number */
-  uint32_t serial;   /* pid serial */
-  uint32_t len;      /* reference words */
-  const char *words; /* reference words, big-endian, lowest first */
-} ident;
-
-static void ident_view(const char *p, ident *d) {
-  unsigned char tag = (unsigned char)p[0];
-  const char *q;
-
-  d->id = 0;
-  d->serial = 0;
-  d->len = 0;
-  d->words = NULL;
-  switch (tag) {
-  case ETF_PID:
-  case ETF_NEW_PID:
-    q = cn__atom_view(p + 1, &d->node);
-    d->id = cn__get32(q);
-    d->serial = cn__get32(q + 4);
-    d->creation = tag == ETF_PID ? (unsigned char)q[8] : cn__get32(q + 8);
-    break;
-  case ETF_PORT:
-    q = cn__atom_view(p + 1, &d->node);
-    d->id = cn__get32(q);
-    d->creation = (unsigned char)q[4];
-    break;
-  case ETF_NEW_PORT:
-    q = cn__atom_view(p + 1, &d->node);
-    d->id = cn__get32(q);
-    d->creation = cn__get32(q + 4);
-    break;
-  case ETF_V4_PORT:
-    q = cn__atom_view(p + 1, &d->node);
-    d->id = cn__get64(q);
-    d->creation = cn__get32(q + 8);
-    break;
-  case ETF_REFERENCE:
-    q = cn__atom_view(p + 1, &d->node);
-    d->len = 1;
-    d->words = q;
-    d->creation = (unsigned char)q[4];
-    break;
-  case ETF_NEW_REFERENCE:
-    d->len = cn__get16(p + 1);
-    q = cn__atom_view(p + 3, &d->node);
-    d->creation = (unsigned char)q[0];
-    d->words = q + 1;
-    break;
-  default: /* ETF_NEWER_REFERENCE */
-    d->len = cn__get16(p + 1);
-    q = cn__atom_view(p + 3, &d->node);
-    d->creation = cn__get32(q);
-    d->words = q + 4;
-    break;
-  }
-}
-
-static uint32_t ref_word(const ident *d, uint32_t i) {
+static uint32_t ref_word(const cn__ident *d, uint32_t i) {
   return i < d->len ? cn__get32(d->words + 4 * (size_t)i) : 0;
 }
 
-static int node_cmp(const ident *a, const ident *b) {
+static int node_cmp(const cn__ident *a, const cn__ident *b) {
   int r = cn__atom_cmp(&a->node, &b->node);
   return r != 0 ? r : u64_cmp(a->creation, b->creation);
 }
@@ -235,12 +168,12 @@ static int node_cmp(const ident *a, const ident *b) {
  * references by node first.  References of different lengths compare as
  * if the shorter had zero high words. */
 static int ident_cmp(int cls, const char *a, const char *b) {
-  ident x, y;
+  cn__ident x, y;
   uint32_t i;
   int r;
 
-  ident_view(a, &x);
-  ident_view(b, &y);
+  cn__ident_view(a, &x);
+  cn__ident_view(b, &y);
   if (cls == CLS_PID) {
     if ((r = u64_cmp(x.serial, y.serial)) != 0 ||
         (r = u64_cmp(x.id, y.id)) != 0)
@@ -257,88 +190,33 @@ static int ident_cmp(int cls, const char *a, const char *b) {
   return 0;
 }
 
-/* A NEW_FUN_EXT's identity, and where its free variables start. */
-typedef struct funv {
-  cn__atom module;
-  uint32_t index;
-  uint32_t old_uniq;
-  uint32_t numfree;
-  const char *free; /* first free variable */
-} funv;
-
-static uint32_t small_int_value(const char *p, const char **next) {
-  if ((unsigned char)p[0] == ETF_SMALL_INTEGER) {
-    *next = p + 2;
-    return (unsigned char)p[1];
-  }
-  *next = p + 5;
-  return cn__get32(p + 1);
-}
-
-static void fun_view(const char *p, funv *f) {
-  const char *q;
-  f->index = cn__get32(p + 1 + 21);
-  f->numfree = cn__get32(p + 1 + 25);
-  q = cn__atom_view(p + 1 + 29, &f->module);
-  small_int_value(q, &q); /* OldIndex */
-  f->old_uniq = small_int_value(q, &q);
-  f->free = cn__skip_fast(q); /* past the creator pid */
-}
-
-/* Compares two funs up to their free variables.  Local funs order before
- * exports (erts, OTP 25).  Returns the order, and for two local funs with
- * equal headers *nfree and the free-variable positions. */
-static int fun_cmp(const char *a, const char *b, uint32_t *nfree,
-                   const char **fa, const char **fb) {
-  int ea = (unsigned char)a[0] == ETF_EXPORT;
-  int eb = (unsigned char)b[0] == ETF_EXPORT;
+/* Compares two funs up to their free variables, which the walk compares.
+ * Local funs order before exports (erts, OTP 25). */
+static int fun_cmp(const char *a, const char *b) {
+  cn__fun x, y;
   int r;
 
-  *nfree = 0;
-  if (ea != eb)
-    return ea ? 1 : -1;
-  if (ea) {
-    cn__atom m1, f1, m2, f2;
-    const char *q1 = cn__atom_view(a + 1, &m1);
-    const char *q2 = cn__atom_view(b + 1, &m2);
-    q1 = cn__atom_view(q1, &f1);
-    q2 = cn__atom_view(q2, &f2);
-    if ((r = cn__atom_cmp(&m1, &m2)) != 0 || (r = cn__atom_cmp(&f1, &f2)))
-      return r;
-    return u64_cmp((unsigned char)q1[1], (unsigned char)q2[1]);
-  } else {
-    funv x, y;
-    fun_view(a, &x);
-    fun_view(b, &y);
-    if ((r = cn__atom_cmp(&x.module, &y.module)) != 0 ||
-        (r = u64_cmp(x.index, y.index)) != 0 ||
-        (r = u64_cmp(x.old_uniq, y.old_uniq)) != 0 ||
-        (r = u64_cmp(x.numfree, y.numfree)) != 0)
-      return r;
-    *nfree = x.numfree;
-    *fa = x.free;
-    *fb = y.free;
-    return 0;
+  cn__fun_view(a, &x);
+  cn__fun_view(b, &y);
+  if (x.export != y.export)
+    return x.export ? 1 : -1;
+  if ((r = cn__atom_cmp(&x.module, &y.module)) != 0)
+    return r;
+  if (x.export) {
+    r = cn__atom_cmp(&x.name, &y.name);
+    return r != 0 ? r : u64_cmp(x.arity, y.arity);
   }
-}
-
-/* A binary or bitstring: bytes and the bits used in the last byte. */
-static const unsigned char *bits_view(const char *p, size_t *n,
-                                      unsigned *last) {
-  *n = cn__get32(p + 1);
-  if ((unsigned char)p[0] == ETF_BINARY) {
-    *last = 8;
-    return (const unsigned char *)p + 5;
-  }
-  *last = (unsigned char)p[5];
-  return (const unsigned char *)p + 6;
+  if ((r = u64_cmp(x.index, y.index)) != 0 ||
+      (r = u64_cmp(x.old_uniq, y.old_uniq)) != 0)
+    return r;
+  return u64_cmp(x.numfree, y.numfree);
 }
 
 static int bits_cmp(const char *a, const char *b) {
   size_t na, nb, ta, tb, m, full;
   unsigned la, lb, rem;
-  const unsigned char *x = bits_view(a, &na, &la);
-  const unsigned char *y = bits_view(b, &nb, &lb);
+  const unsigned char *x = cn__bits_view(a, &na, &la);
+  const unsigned char *y = cn__bits_view(b, &nb, &lb);
   int r;
 
   ta = na ? (na - 1) * 8 + la : 0;
@@ -357,68 +235,7 @@ static int bits_cmp(const char *a, const char *b) {
   return u64_cmp(ta, tb);
 }
 
-/* ---- Lists ------------------------------------------------------------- */
-
-/* One side's position in a list, across segments: the elements of a
- * LIST_EXT, whose tail may be another LIST_EXT or a STRING_EXT, or the
- * bytes of a STRING_EXT (whose tail is an implicit nil). */
-typedef struct lside {
-  uint64_t left; /* elements left in this segment */
-  int str;       /* this segment is STRING_EXT bytes */
-} lside;
-
-/* Enters the list term at *pp (LIST_EXT or non-empty STRING_EXT). */
-static void list_enter(lside *s, const char **pp) {
-  const char *p = *pp;
-  if ((unsigned char)p[0] == ETF_STRING) {
-    s->left = cn__get16(p + 1);
-    s->str = 1;
-    *pp = p + 3;
-  } else {
-    s->left = cn__get32(p + 1);
-    s->str = 0;
-    *pp = p + 5;
-  }
-}
-
-/* Steps to the next element.  Returns 1 with *x the element, or 0 with *x
- * the tail.  *virt is 1 when *x is not at *pp in the stream (a STRING_EXT
- * byte, which has already been consumed, or the implicit nil). */
-static int list_next(lside *s, const char **pp, const char **x, int *virt) {
-  for (;;) {
-    if (s->left > 0) {
-      s->left--;
-      if (s->str) {
-        *x = cn__small_ints[(unsigned char)**pp];
-        *virt = 1;
-        (*pp)++;
-      } else {
-        *x = *pp;
-        *virt = 0;
-      }
-      return 1;
-    }
-    if (s->str) {
-      *x = cn__nil;
-      *virt = 1;
-      return 0;
-    }
-    if ((unsigned char)(*pp)[0] == ETF_LIST ||
-        ((unsigned char)(*pp)[0] == ETF_STRING && cn__get16(*pp + 1) != 0)) {
-      list_enter(s, pp);
-      continue;
-    }
-    *x = *pp;
-    *virt = 0;
-    return 0;
-  }
-}
-
 /* ---- Map key order ---------------------------------------------------- */
-
-typedef struct kv {
-  const char *k, *v;
-} kv;
 
 static int bytes_cmp(const char *a, const char *b) {
   const char *ea = cn__skip_fast(a), *eb = cn__skip_fast(b);
@@ -430,7 +247,7 @@ static int bytes_cmp(const char *a, const char *b) {
 /* Pairs order by key; a key that repeats (erts never sends one, but the
  * validator does not look) orders by value, so that the order of the
  * pairs in the encoding never shows. */
-static int pair_cmp(const kv *x, const kv *y, int level) {
+static int pair_cmp(const cn__kv *x, const cn__kv *y, int level) {
   int r;
   if (level > KEY_NESTING_CAP) {
     /* Too deep to recurse again: fall back to a plain byte order. */
@@ -441,12 +258,12 @@ static int pair_cmp(const kv *x, const kv *y, int level) {
   return r != 0 ? r : cn__compare(x->v, y->v, level, 0);
 }
 
-static void sort_pairs(kv *v, kv *tmp, size_t n, int level) {
+static void sort_pairs(cn__kv *v, cn__kv *tmp, size_t n, int level) {
   size_t i, j, k, mid;
 
   if (n <= 8) {
     for (i = 1; i < n; i++) {
-      kv x = v[i];
+      cn__kv x = v[i];
       for (j = i; j > 0 && pair_cmp(&v[j - 1], &x, level) > 0; j--)
         v[j] = v[j - 1];
       v[j] = x;
@@ -472,13 +289,11 @@ static void sort_pairs(kv *v, kv *tmp, size_t n, int level) {
     v[k++] = tmp[i++];
 }
 
-/* Collects and sorts the pairs of a map whose first key is at p.  Returns
- * the first byte after the map, or NULL when memory runs out. */
-static const char *map_pairs(const char *p, uint64_t n, kv **out, int level) {
-  kv *v;
+const char *cn__map_pairs(const char *p, uint64_t n, cn__kv **out, int level) {
+  cn__kv *v;
   uint64_t i;
 
-  if (n > SIZE_MAX / (2 * sizeof(kv)))
+  if (n > SIZE_MAX / (2 * sizeof *v))
     return NULL;
   v = malloc((size_t)n * 2 * sizeof *v); /* pairs, then merge space */
   if (v == NULL)
@@ -495,9 +310,9 @@ static const char *map_pairs(const char *p, uint64_t n, kv **out, int level) {
 
 const char *cn__map_sorted(const char *p, uint64_t n, const char **keys,
                            const char **vals, int level) {
-  kv *v;
+  cn__kv *v;
   uint64_t i;
-  const char *end = map_pairs(p, n, &v, level);
+  const char *end = cn__map_pairs(p, n, &v, level);
   if (end == NULL) {
     /* Out of memory: hand the pairs out in encoded order. */
     for (i = 0; i < n; i++) {
@@ -517,174 +332,137 @@ const char *cn__map_sorted(const char *p, uint64_t n, const char **keys,
 
 /* ---- The comparison walk ------------------------------------------------ */
 
-enum { F_SEQ, F_LIST, F_MAP };
+/* Compares two terms as far as their headers go: scalars wholly,
+ * containers by size; the walk then compares what is inside. */
+static int head_cmp(const char *a, const char *b, int keys) {
+  int ca = cn__class(a), cb = cn__class(b);
 
-typedef struct cframe {
-  int kind;
-  int keys;                /* items compare in map key order */
-  uint64_t left;           /* F_SEQ: elements left; F_MAP: items left */
-  uint64_t n;              /* F_MAP: pairs */
-  lside a, b;              /* F_LIST: both cursors */
-  kv *ma, *mb;             /* F_MAP: sorted pairs */
-  const char *enda, *endb; /* F_MAP: first byte after each map */
-} cframe;
-
-typedef struct cstack {
-  cframe *f;
-  size_t n, cap;
-  cframe inl[INLINE_FRAMES];
-} cstack;
-
-static cframe *cpush(cstack *s, int kind, int keys) {
-  cframe *f;
-  if (s->n == s->cap) {
-    size_t cap = s->cap * 2;
-    if (s->f == s->inl) {
-      f = malloc(cap * sizeof *f);
-      if (f != NULL)
-        memcpy(f, s->inl, sizeof s->inl);
-    } else {
-      f = realloc(s->f, cap * sizeof *f);
-    }
-    if (f == NULL)
-      return NULL;
-    s->f = f;
-    s->cap = cap;
+  if (ca != cb)
+    return ca < cb ? -1 : 1;
+  switch (ca) {
+  case CLS_NUMBER:
+    return num_cmp(a, b, keys);
+  case CLS_ATOM:
+    return atom_term_cmp(a, b);
+  case CLS_REF:
+  case CLS_PORT:
+  case CLS_PID:
+    return ident_cmp(ca, a, b);
+  case CLS_BITS:
+    return bits_cmp(a, b);
+  case CLS_FUN:
+    return fun_cmp(a, b);
+  case CLS_TUPLE:
+    return u64_cmp(cn__tuple_arity(a), cn__tuple_arity(b));
+  case CLS_MAP:
+    return u64_cmp(cn__get32(a + 1), cn__get32(b + 1));
+  default:
+    return 0; /* nil; lists, whose elements the walk compares */
   }
-  f = &s->f[s->n++];
-  f->kind = kind;
-  f->keys = keys;
-  f->ma = f->mb = NULL;
-  return f;
 }
 
-static void cpop(cstack *s) {
-  cframe *f = &s->f[--s->n];
-  if (f->kind == F_MAP) {
+/* An open container of both terms, which have had one shape so far. */
+typedef struct cframe {
+  uint64_t left;           /* SEQ: elements left; MAP: items left */
+  uint64_t n;              /* MAP: pairs */
+  cn__list a, b;           /* LIST: both cursors */
+  cn__kv *ma, *mb;         /* MAP: the pairs in key order */
+  const char *enda, *endb; /* MAP: the first byte after each map */
+  int kind;                /* CN__F_* */
+  int keys;                /* items compare in map key order */
+} cframe;
+
+static void cpop(cn__stack *s) {
+  cframe *f = CN__STACK_TOP(s, cframe);
+  if (f->kind == CN__F_MAP) {
     free(f->ma);
     free(f->mb);
   }
+  s->n--;
 }
 
-/* Out of memory in the middle of a walk leaves no good answer; the bytes
- * from the current positions at least give a stable one. */
-#define oom_order bytes_cmp
-
+/* The two terms are walked in one loop: one frame serves both sides,
+ * which halves the work per element on this hot path. */
 int cn__compare(const char *a, const char *b, int level, int keys) {
-  cstack s;
-  cframe *f;
+  cframe inl[8], *f;
+  cn__stack s;
   int km = keys;               /* the pair being compared is in map key order */
   const char *pa = a, *pb = b; /* stream positions */
   const char *xa = a, *xb = b; /* the pair being compared */
-  int va = 0, vb = 0;          /* xa / xb are not at pa / pb */
-  int r = 0;
+  int r;
 
-  s.f = s.inl;
-  s.n = 0;
-  s.cap = INLINE_FRAMES;
-
+  cn__stack_init(&s, inl);
   for (;;) {
-    int ca = cn__class(xa), cb = cn__class(xb);
-    int scalar = 1;
+    int kind = -1;
+    uint64_t n = 0;
 
-    if (ca != cb) {
-      r = ca < cb ? -1 : 1;
+    if ((r = head_cmp(xa, xb, km)) != 0)
       goto out;
-    }
-    switch (ca) {
-    case CLS_NUMBER:
-      r = num_cmp(xa, xb, km);
+    /* Equal so far: step into containers, over anything else. */
+    switch (cn__class(xa)) {
+    case CLS_TUPLE:
+      n = cn__tuple_arity(xa);
+      pa = xa + ((unsigned char)xa[0] == ETF_SMALL_TUPLE ? 2 : 5);
+      pb = xb + ((unsigned char)xb[0] == ETF_SMALL_TUPLE ? 2 : 5);
+      kind = CN__F_SEQ;
       break;
-    case CLS_ATOM:
-      r = atom_term_cmp(xa, xb);
-      break;
-    case CLS_REF:
-    case CLS_PORT:
-    case CLS_PID:
-      r = ident_cmp(ca, xa, xb);
-      break;
-    case CLS_NIL:
-      r = 0;
-      break;
-    case CLS_BITS:
-      r = bits_cmp(xa, xb);
-      break;
-    case CLS_FUN: {
-      uint32_t nfree;
-      const char *fa = NULL, *fb = NULL;
-      r = fun_cmp(xa, xb, &nfree, &fa, &fb);
-      if (r == 0 && nfree != 0) {
-        if ((f = cpush(&s, F_SEQ, km)) == NULL)
-          goto oom;
-        f->left = nfree;
-        pa = fa;
-        pb = fb;
-        scalar = 0;
+    case CLS_FUN:
+      if ((unsigned char)xa[0] == ETF_NEW_FUN) {
+        cn__fun fa, fb;
+        cn__fun_view(xa, &fa);
+        cn__fun_view(xb, &fb);
+        n = fa.numfree;
+        pa = fa.free;
+        pb = fb.free;
+        kind = CN__F_SEQ;
       }
       break;
-    }
-    case CLS_TUPLE: {
-      int sa = (unsigned char)xa[0] == ETF_SMALL_TUPLE;
-      int sb = (unsigned char)xb[0] == ETF_SMALL_TUPLE;
-      uint64_t na = sa ? (unsigned char)xa[1] : cn__get32(xa + 1);
-      uint64_t nb = sb ? (unsigned char)xb[1] : cn__get32(xb + 1);
-      r = u64_cmp(na, nb);
-      if (r == 0 && na != 0) {
-        if ((f = cpush(&s, F_SEQ, km)) == NULL)
-          goto oom;
-        f->left = na;
-        pa = xa + (sa ? 2 : 5);
-        pb = xb + (sb ? 2 : 5);
-        scalar = 0;
-      }
+    case CLS_MAP:
+      n = cn__get32(xa + 1);
+      kind = CN__F_MAP;
       break;
-    }
-    case CLS_MAP: {
-      uint64_t na = cn__get32(xa + 1), nb = cn__get32(xb + 1);
-      r = u64_cmp(na, nb);
-      if (r == 0 && na != 0) {
-        if ((f = cpush(&s, F_MAP, km)) == NULL)
-          goto oom;
-        f->n = na;
-        f->left = 2 * na;
-        f->enda = map_pairs(xa + 5, na, &f->ma, level);
-        f->endb = map_pairs(xb + 5, nb, &f->mb, level);
-        if (f->enda == NULL || f->endb == NULL) {
-          r = oom_order(xa, xb);
-          goto out;
-        }
-        scalar = 0;
-      }
-      break;
-    }
     case CLS_LIST:
-      if ((f = cpush(&s, F_LIST, km)) == NULL)
-        goto oom;
-      pa = xa;
-      pb = xb;
-      list_enter(&f->a, &pa);
-      list_enter(&f->b, &pb);
-      scalar = 0;
+      n = 1;
+      kind = CN__F_LIST;
       break;
     default:
-      r = 0; /* not a term: only for unvalidated input */
       break;
     }
-    if (r != 0)
-      goto out;
-    if (scalar) {
-      if (!va)
+    if (n == 0) {
+      /* A string byte or the nil of a string lies outside the stream. */
+      if (xa == pa)
         pa = cn__skip_fast(xa);
-      if (!vb)
+      if (xb == pb)
         pb = cn__skip_fast(xb);
+    } else {
+      if ((f = CN__STACK_PUSH(&s, cframe)) == NULL)
+        goto oom;
+      f->kind = kind;
+      f->keys = km;
+      f->left = n;
+      f->ma = f->mb = NULL;
+      if (kind == CN__F_LIST) {
+        pa = xa;
+        pb = xb;
+        cn__list_enter(&f->a, &pa);
+        cn__list_enter(&f->b, &pb);
+      } else if (kind == CN__F_MAP) {
+        f->n = n;
+        f->left = 2 * n;
+        f->enda = cn__map_pairs(xa + 5, n, &f->ma, level);
+        f->endb = cn__map_pairs(xb + 5, n, &f->mb, level);
+        if (f->enda == NULL || f->endb == NULL)
+          goto oom;
+      }
     }
 
     /* Find the next pair to compare. */
     for (;;) {
       if (s.n == 0)
         goto out;
-      f = &s.f[s.n - 1];
-      if (f->kind == F_SEQ) {
+      f = CN__STACK_TOP(&s, cframe);
+      km = f->keys;
+      if (f->kind == CN__F_SEQ) {
         if (f->left == 0) {
           cpop(&s);
           continue;
@@ -692,11 +470,9 @@ int cn__compare(const char *a, const char *b, int level, int keys) {
         f->left--;
         xa = pa;
         xb = pb;
-        va = vb = 0;
-        km = f->keys;
         break;
       }
-      if (f->kind == F_MAP) {
+      if (f->kind == CN__F_MAP) {
         uint64_t i;
         if (f->left == 0) {
           pa = f->enda;
@@ -713,20 +489,17 @@ int cn__compare(const char *a, const char *b, int level, int keys) {
         } else {
           xa = f->ma[i - f->n].v;
           xb = f->mb[i - f->n].v;
-          km = f->keys;
         }
         pa = xa;
         pb = xb;
-        va = vb = 0;
         break;
       } else {
-        int ea = list_next(&f->a, &pa, &xa, &va);
-        int eb = list_next(&f->b, &pb, &xb, &vb);
-        km = f->keys;
+        int ea = cn__list_next(&f->a, &pa, &xa);
+        int eb = cn__list_next(&f->b, &pb, &xb);
         if (ea && eb)
           break;
         if (ea != eb) {
-          /* One list ended: its tail (not a list) meets a list. */
+          /* One list ended: its tail (never a list) meets an element. */
           if (!ea)
             r = cn__class(xa) < CLS_LIST ? -1 : 1;
           else
@@ -740,12 +513,13 @@ int cn__compare(const char *a, const char *b, int level, int keys) {
   }
 
 oom:
-  r = oom_order(xa, xb);
+  /* Out of memory leaves no good answer; the bytes of the pair being
+   * entered at least give a stable one. */
+  r = bytes_cmp(xa, xb);
 out:
   while (s.n > 0)
     cpop(&s);
-  if (s.f != s.inl)
-    free(s.f);
+  cn__stack_free(&s);
   return r;
 }
 
@@ -849,9 +623,9 @@ static void hscalar(cn__sip *h, int cls, const char *p) {
   case CLS_REF:
   case CLS_PORT:
   case CLS_PID: {
-    ident d;
+    cn__ident d;
     uint32_t i, n;
-    ident_view(p, &d);
+    cn__ident_view(p, &d);
     cn__sip_word(h, cls == CLS_REF ? H_REF : cls == CLS_PORT ? H_PORT : H_PID);
     hatom(h, &d.node);
     cn__sip_word(h, d.creation);
@@ -870,7 +644,7 @@ static void hscalar(cn__sip *h, int cls, const char *p) {
   case CLS_BITS: {
     size_t n;
     unsigned last;
-    const unsigned char *s = bits_view(p, &n, &last);
+    const unsigned char *s = cn__bits_view(p, &n, &last);
     cn__sip_word(h, H_BITS);
     if (n == 0) {
       cn__sip_word(h, 0); /* <<>>, in either encoding */
@@ -887,78 +661,70 @@ static void hscalar(cn__sip *h, int cls, const char *p) {
 }
 
 typedef struct hframe {
-  int kind;
-  uint64_t left; /* F_SEQ: elements; F_MAP: items (keys and values) */
-  uint64_t n;    /* F_MAP: pairs */
-  cn__sip saved; /* F_MAP: the hash state before the map */
-  uint64_t acc;  /* F_MAP: sum of the pair hashes */
-  lside l;       /* F_LIST */
+  int kind;      /* CN__F_* */
+  uint64_t left; /* SEQ: elements; MAP: items (keys and values) */
+  uint64_t n;    /* MAP: pairs */
+  cn__sip saved; /* MAP: the hash state before the map */
+  uint64_t acc;  /* MAP: sum of the pair hashes */
+  cn__list l;    /* LIST */
 } hframe;
 
 static uint64_t term_hash(cn_term t, const cn__sipkey *key) {
-  hframe inl[INLINE_FRAMES], *fs = inl, *f;
-  size_t n = 0, cap = INLINE_FRAMES;
+  hframe inl[8], *f;
+  cn__stack s;
   const char *p = t.ptr, *x = t.ptr;
   cn__sip h;
-  int virt = 0;
 
   if (t.len == 0)
     return 0;
   cn__sip_init(&h, key);
+  cn__stack_init(&s, inl);
   for (;;) {
-    int cls = cn__class(x);
-    int kind = -1;
+    int cls = cn__class(x), kind = -1;
     uint64_t cnt = 0;
 
     switch (cls) {
-    case CLS_FUN:
-      if ((unsigned char)x[0] == ETF_EXPORT) {
-        cn__atom m, fn;
-        const char *q = cn__atom_view(x + 1, &m);
-        q = cn__atom_view(q, &fn);
-        cn__sip_word(&h, H_EXPORT);
-        hatom(&h, &m);
-        hatom(&h, &fn);
-        cn__sip_word(&h, (unsigned char)q[1]);
+    case CLS_FUN: {
+      cn__fun fv;
+      cn__fun_view(x, &fv);
+      cn__sip_word(&h, fv.export ? H_EXPORT : H_FUN);
+      hatom(&h, &fv.module);
+      if (fv.export) {
+        hatom(&h, &fv.name);
+        cn__sip_word(&h, fv.arity);
       } else {
-        funv fv;
-        fun_view(x, &fv);
-        cn__sip_word(&h, H_FUN);
-        hatom(&h, &fv.module);
         cn__sip_word(&h, fv.index);
         cn__sip_word(&h, fv.old_uniq);
         cn__sip_word(&h, fv.numfree);
-        if (fv.numfree != 0) {
-          kind = F_SEQ;
-          cnt = fv.numfree;
+        if ((cnt = fv.numfree) != 0) {
+          kind = CN__F_SEQ;
           p = fv.free;
         }
       }
       break;
-    case CLS_TUPLE: {
-      int small = (unsigned char)x[0] == ETF_SMALL_TUPLE;
-      cnt = small ? (unsigned char)x[1] : cn__get32(x + 1);
+    }
+    case CLS_TUPLE:
+      cnt = cn__tuple_arity(x);
       cn__sip_word(&h, H_TUPLE);
       cn__sip_word(&h, cnt);
       if (cnt != 0) {
-        kind = F_SEQ;
-        p = x + (small ? 2 : 5);
+        kind = CN__F_SEQ;
+        p = x + ((unsigned char)x[0] == ETF_SMALL_TUPLE ? 2 : 5);
       }
       break;
-    }
     case CLS_MAP:
       cnt = cn__get32(x + 1);
       if (cnt == 0) {
         cn__sip_word(&h, H_MAP);
         cn__sip_word(&h, 0);
       } else {
-        kind = F_MAP;
+        kind = CN__F_MAP;
         p = x + 5;
       }
       break;
     case CLS_LIST:
       cn__sip_word(&h, H_LIST);
-      kind = F_LIST;
+      kind = CN__F_LIST;
       p = x;
       break;
     default:
@@ -966,51 +732,42 @@ static uint64_t term_hash(cn_term t, const cn__sipkey *key) {
       break;
     }
 
-    /* An item with nothing inside to visit: step over it. */
-    if (kind < 0 && !virt)
-      p = cn__skip_fast(x);
-    if (kind >= 0) {
-      if (n == cap) {
-        hframe *nf = fs == inl ? malloc(2 * cap * sizeof *nf)
-                               : realloc(fs, 2 * cap * sizeof *nf);
-        if (nf == NULL) {
-          /* Without memory, hash what was seen so far: still the same
-           * for the same bytes, which is the best left to do. */
-          goto done;
-        }
-        if (fs == inl)
-          memcpy(nf, inl, sizeof inl);
-        fs = nf;
-        cap *= 2;
-      }
-      f = &fs[n++];
+    if (kind < 0) {
+      /* Nothing inside to visit: step over it, unless it is a string byte
+       * or the nil of a string, which lie outside the stream. */
+      if (x == p)
+        p = cn__skip_fast(x);
+    } else {
+      /* Without memory, hash what was seen so far: still the same for the
+       * same bytes, which is the best left to do. */
+      if ((f = CN__STACK_PUSH(&s, hframe)) == NULL)
+        goto done;
       f->kind = kind;
-      f->left = kind == F_MAP ? 2 * cnt : cnt;
+      f->left = kind == CN__F_MAP ? 2 * cnt : cnt;
       f->n = cnt;
-      if (kind == F_MAP) {
+      if (kind == CN__F_MAP) {
         f->saved = h;
         f->acc = 0;
       }
-      if (kind == F_LIST)
-        list_enter(&f->l, &p);
+      if (kind == CN__F_LIST)
+        cn__list_enter(&f->l, &p);
     }
 
     /* Next item. */
     for (;;) {
-      if (n == 0)
+      if (s.n == 0)
         goto done;
-      f = &fs[n - 1];
-      if (f->kind == F_SEQ) {
+      f = CN__STACK_TOP(&s, hframe);
+      if (f->kind == CN__F_SEQ) {
         if (f->left == 0) {
-          n--;
+          s.n--;
           continue;
         }
         f->left--;
         x = p;
-        virt = 0;
         break;
       }
-      if (f->kind == F_MAP) {
+      if (f->kind == CN__F_MAP) {
         /* Pairs are hashed apart and summed, so order does not matter. */
         if (f->left != 2 * f->n && f->left % 2 == 0)
           f->acc += cn__sip_final(&h);
@@ -1019,26 +776,24 @@ static uint64_t term_hash(cn_term t, const cn__sipkey *key) {
           cn__sip_word(&h, H_MAP);
           cn__sip_word(&h, f->n);
           cn__sip_word(&h, f->acc);
-          n--;
+          s.n--;
           continue;
         }
         if (f->left % 2 == 0)
           cn__sip_init(&h, key);
         f->left--;
         x = p;
-        virt = 0;
         break;
       }
-      if (list_next(&f->l, &p, &x, &virt))
+      if (cn__list_next(&f->l, &p, &x))
         break;
       cn__sip_word(&h, H_TAIL);
-      n--; /* the tail is the next item */
+      s.n--; /* the tail is the next item */
       break;
     }
   }
 done:
-  if (fs != inl)
-    free(fs);
+  cn__stack_free(&s);
   return cn__sip_final(&h);
 }
 

@@ -1,5 +1,6 @@
-/* Small shared pieces of the term layer: atom names, UTF-8, skipping a
- * trusted term, and reading numbers in any of their encodings.
+/* Not ei: ei has no views across encodings (atom code points, bignums). */
+/* Small shared pieces of the term layer: atom names, UTF-8, and views of
+ * numbers, identifiers and funs in any of their encodings.
  */
 #include <locale.h>
 #include <math.h>
@@ -72,9 +73,7 @@ long cn__utf8_count(const unsigned char *s, size_t n) {
   return count;
 }
 
-/* Next code point of an atom name; *i advances.  The name was validated,
- * so UTF-8 decoding needs no checks. */
-static uint32_t next_cp(const cn__atom *a, size_t *i) {
+uint32_t cn__atom_next(const cn__atom *a, size_t *i) {
   const unsigned char *s = a->s;
   uint32_t c = s[(*i)++];
   if (a->latin1 || c < 0x80)
@@ -115,7 +114,7 @@ int cn__atom_cmp(const cn__atom *a, const cn__atom *b) {
     return a->n < b->n ? -1 : a->n > b->n;
   }
   while (i < a->n && j < b->n) {
-    uint32_t x = next_cp(a, &i), y = next_cp(b, &j);
+    uint32_t x = cn__atom_next(a, &i), y = cn__atom_next(b, &j);
     if (x != y)
       return x < y ? -1 : 1;
   }
@@ -161,117 +160,80 @@ void cn__atom_utf8(const cn__atom *a, char *out) {
   }
 }
 
-/* One counter of terms still to skip replaces a stack: a container only
- * adds its element count. */
-const char *cn__skip(const char *p) {
-  uint64_t todo = 1; /* terms still to skip */
+void cn__ident_view(const char *p, cn__ident *d) {
+  unsigned char tag = (unsigned char)p[0];
+  const char *q;
 
-  while (todo != 0) {
-    unsigned char tag = (unsigned char)*p;
-    todo--;
-    switch (tag) {
-    case ETF_SMALL_INTEGER:
-      p += 2;
-      break;
-    case ETF_INTEGER:
-      p += 5;
-      break;
-    case ETF_FLOAT:
-      p += 1 + ETF_FLOAT_TEXT;
-      break;
-    case ETF_NEW_FLOAT:
-      p += 9;
-      break;
-    case ETF_ATOM:
-    case ETF_ATOM_UTF8:
-    case ETF_SMALL_ATOM:
-    case ETF_SMALL_ATOM_UTF8:
-      p += cn__atom_size(p);
-      break;
-    case ETF_PID:
-      p += 1;
-      p += cn__atom_size(p) + 9;
-      break;
-    case ETF_NEW_PID:
-      p += 1;
-      p += cn__atom_size(p) + 12;
-      break;
-    case ETF_PORT:
-      p += 1;
-      p += cn__atom_size(p) + 5;
-      break;
-    case ETF_NEW_PORT:
-      p += 1;
-      p += cn__atom_size(p) + 8;
-      break;
-    case ETF_V4_PORT:
-      p += 1;
-      p += cn__atom_size(p) + 12;
-      break;
-    case ETF_REFERENCE:
-      p += 1;
-      p += cn__atom_size(p) + 5;
-      break;
-    case ETF_NEW_REFERENCE: {
-      size_t words = cn__get16(p + 1);
-      p += 3;
-      p += cn__atom_size(p) + 1 + 4 * words;
-      break;
-    }
-    case ETF_NEWER_REFERENCE: {
-      size_t words = cn__get16(p + 1);
-      p += 3;
-      p += cn__atom_size(p) + 4 + 4 * words;
-      break;
-    }
-    case ETF_SMALL_TUPLE:
-      todo += (unsigned char)p[1];
-      p += 2;
-      break;
-    case ETF_LARGE_TUPLE:
-      todo += cn__get32(p + 1);
-      p += 5;
-      break;
-    case ETF_MAP:
-      todo += 2 * (uint64_t)cn__get32(p + 1);
-      p += 5;
-      break;
-    case ETF_NIL:
-      p += 1;
-      break;
-    case ETF_STRING:
-      p += 3 + (size_t)cn__get16(p + 1);
-      break;
-    case ETF_LIST:
-      todo += (uint64_t)cn__get32(p + 1) + 1; /* elements and tail */
-      p += 5;
-      break;
-    case ETF_BINARY:
-      p += 5 + (size_t)cn__get32(p + 1);
-      break;
-    case ETF_BIT_BINARY:
-      p += 6 + (size_t)cn__get32(p + 1);
-      break;
-    case ETF_SMALL_BIG:
-      p += 3 + (size_t)(unsigned char)p[1];
-      break;
-    case ETF_LARGE_BIG:
-      p += 6 + (size_t)cn__get32(p + 1);
-      break;
-    case ETF_NEW_FUN:
-      /* Size counts itself and everything after it, free vars too. */
-      p += 1 + (size_t)cn__get32(p + 1);
-      break;
-    case ETF_EXPORT:
-      todo += 3;
-      p += 1;
-      break;
-    default:
-      /* Unreachable for validated terms; stop rather than loop. */
-      return p + 1;
-    }
+  d->id = 0;
+  d->serial = 0;
+  d->len = 0;
+  d->words = NULL;
+  switch (tag) {
+  case ETF_PID:
+  case ETF_NEW_PID:
+    q = cn__atom_view(p + 1, &d->node);
+    d->id = cn__get32(q);
+    d->serial = cn__get32(q + 4);
+    d->creation = tag == ETF_PID ? (unsigned char)q[8] : cn__get32(q + 8);
+    break;
+  case ETF_PORT:
+    q = cn__atom_view(p + 1, &d->node);
+    d->id = cn__get32(q);
+    d->creation = (unsigned char)q[4];
+    break;
+  case ETF_NEW_PORT:
+    q = cn__atom_view(p + 1, &d->node);
+    d->id = cn__get32(q);
+    d->creation = cn__get32(q + 4);
+    break;
+  case ETF_V4_PORT:
+    q = cn__atom_view(p + 1, &d->node);
+    d->id = cn__get64(q);
+    d->creation = cn__get32(q + 8);
+    break;
+  case ETF_REFERENCE:
+    q = cn__atom_view(p + 1, &d->node);
+    d->len = 1;
+    d->words = q;
+    d->creation = (unsigned char)q[4];
+    break;
+  case ETF_NEW_REFERENCE:
+    d->len = cn__get16(p + 1);
+    q = cn__atom_view(p + 3, &d->node);
+    d->creation = (unsigned char)q[0];
+    d->words = q + 1;
+    break;
+  default: /* ETF_NEWER_REFERENCE */
+    d->len = cn__get16(p + 1);
+    q = cn__atom_view(p + 3, &d->node);
+    d->creation = cn__get32(q);
+    d->words = q + 4;
+    break;
   }
-  return p;
+}
+
+void cn__fun_view(const char *p, cn__fun *f) {
+  const char *q;
+
+  f->export = (unsigned char)p[0] == ETF_EXPORT;
+  if (f->export) {
+    q = cn__atom_view(p + 1, &f->module);
+    q = cn__atom_view(q, &f->name);
+    f->arity = (unsigned char)q[1];
+    f->index = f->old_uniq = f->numfree = 0;
+    f->free = q + 2;
+    return;
+  }
+  f->index = cn__get32(p + 1 + 21);
+  f->numfree = cn__get32(p + 1 + 25);
+  q = cn__atom_view(p + 1 + 29, &f->module);
+  q += (unsigned char)q[0] == ETF_SMALL_INTEGER ? 2 : 5; /* OldIndex */
+  f->old_uniq = (unsigned char)q[0] == ETF_SMALL_INTEGER ? (unsigned char)q[1]
+                                                         : cn__get32(q + 1);
+  q += (unsigned char)q[0] == ETF_SMALL_INTEGER ? 2 : 5;
+  f->free = cn__skip_fast(q); /* past the creator pid */
+  f->name = f->module;
+  f->arity = 0;
 }
 
 int cn__parse_float_text(const char *p, double *out) {

@@ -1,3 +1,4 @@
+/* Not ei: ei_print_term does not print ~w as erts does (floats, quoting). */
 /* cn_term_print: a term in Erlang syntax, as io:format("~w") writes it on
  * OTP 25, so that a log line reads the same on either side.
  *
@@ -18,8 +19,6 @@
 #include <string.h>
 
 #include "term_internal.h"
-
-#define INLINE_FRAMES 8
 
 typedef struct out {
   cn_buf *b;
@@ -243,17 +242,8 @@ static const char *const reserved[] = {
 /* Decodes the atom into code points; returns the count. */
 static size_t atom_cps(const cn__atom *a, uint32_t *cp) {
   size_t i = 0, n = 0;
-  const unsigned char *s = a->s;
-  while (i < a->n && n < 255) {
-    uint32_t c = s[i++];
-    if (!a->latin1 && c >= 0x80) {
-      int extra = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : 1;
-      c &= extra == 3 ? 0x07 : extra == 2 ? 0x0F : 0x1F;
-      while (extra-- > 0 && i < a->n)
-        c = (c << 6) | (s[i++] & 0x3F);
-    }
-    cp[n++] = c;
-  }
+  while (i < a->n && n < 255)
+    cp[n++] = cn__atom_next(a, &i);
   return n;
 }
 
@@ -369,111 +359,78 @@ static void put_atom_at(out *o, const char *p) {
 /* ---- Identifiers, funs, bits --------------------------------------------- */
 
 /* The node part of a pid, port or reference: 0 for "nonode@nohost". */
-static int put_node(out *o, const cn__atom *node) {
+static void put_node(out *o, const cn__atom *node) {
   size_t n = cn__atom_utf8_len(node);
   /* Up to 255 characters of up to 4 bytes in UTF-8 (a Latin-1 name takes
    * at most 2 per character). */
   char tmp[4 * 255];
   if (cn__atom_eq(node, "nonode@nohost", 13)) {
     putch(o, '0');
-    return 1;
+    return;
   }
   if (n > sizeof tmp)
     n = 0; /* not a validated atom */
   else
     cn__atom_utf8(node, tmp);
   put(o, tmp, n);
-  return 0;
 }
 
-static void put_ident(out *o, const char *p) {
-  unsigned char tag = (unsigned char)p[0];
-  cn__atom node;
-  const char *q;
+static void put_ident(out *o, int cls, const char *p) {
+  cn__ident d;
+  uint32_t i;
 
-  if (tag == ETF_PID || tag == ETF_NEW_PID) {
-    q = cn__atom_view(p + 1, &node);
-    if (!cn__atom_eq(&node, "nonode@nohost", 13))
-      puts_(o, "#Pid");
-    putch(o, '<');
-    put_node(o, &node);
+  cn__ident_view(p, &d);
+  if (cls == CLS_PID)
+    puts_(o, cn__atom_eq(&d.node, "nonode@nohost", 13) ? "<" : "#Pid<");
+  else
+    puts_(o, cls == CLS_PORT ? "#Port<" : "#Ref<");
+  put_node(o, &d.node);
+  for (i = d.len; i-- > 0;) { /* a reference's words, highest first */
     putch(o, '.');
-    put_u64(o, cn__get32(q));
-    putch(o, '.');
-    put_u64(o, cn__get32(q + 4));
-    putch(o, '>');
-  } else if (tag == ETF_PORT || tag == ETF_NEW_PORT || tag == ETF_V4_PORT) {
-    q = cn__atom_view(p + 1, &node);
-    puts_(o, "#Port<");
-    put_node(o, &node);
-    putch(o, '.');
-    put_u64(o, tag == ETF_V4_PORT ? cn__get64(q) : cn__get32(q));
-    putch(o, '>');
-  } else {
-    uint32_t len, i;
-    const char *words;
-    if (tag == ETF_REFERENCE) {
-      len = 1;
-      words = cn__atom_view(p + 1, &node);
-    } else {
-      len = cn__get16(p + 1);
-      words = cn__atom_view(p + 3, &node);
-      words += tag == ETF_NEW_REFERENCE ? 1 : 4;
-    }
-    puts_(o, "#Ref<");
-    put_node(o, &node);
-    for (i = len; i-- > 0;) {
-      putch(o, '.');
-      put_u64(o, cn__get32(words + 4 * (size_t)i));
-    }
-    putch(o, '>');
+    put_u64(o, cn__get32(d.words + 4 * (size_t)i));
   }
+  if (cls != CLS_REF) {
+    putch(o, '.');
+    put_u64(o, d.id);
+  }
+  if (cls == CLS_PID) {
+    putch(o, '.');
+    put_u64(o, d.serial);
+  }
+  putch(o, '>');
 }
 
 static void put_fun(out *o, const char *p) {
-  if ((unsigned char)p[0] == ETF_EXPORT) {
-    const char *q = p + 1;
+  cn__fun f;
+  int32_t uniq;
+
+  cn__fun_view(p, &f);
+  if (f.export) {
     puts_(o, "fun ");
-    put_atom_at(o, q);
-    q += cn__atom_size(q);
+    put_atom(o, &f.module);
     putch(o, ':');
-    put_atom_at(o, q);
-    q += cn__atom_size(q);
+    put_atom(o, &f.name);
     putch(o, '/');
-    put_u64(o, (unsigned char)q[1]);
-  } else {
-    const char *q = p + 1 + 29;
-    uint32_t index = cn__get32(p + 1 + 21);
-    int64_t uniq;
-    puts_(o, "#Fun<");
-    put_atom_at(o, q);
-    q += cn__atom_size(q);
-    q += (unsigned char)q[0] == ETF_SMALL_INTEGER ? 2 : 5; /* OldIndex */
-    uniq = (unsigned char)q[0] == ETF_SMALL_INTEGER
-               ? (unsigned char)q[1]
-               : (int64_t)(int32_t)cn__get32(q + 1);
-    putch(o, '.');
-    put_u64(o, index);
-    putch(o, '.');
-    if (uniq < 0) {
-      putch(o, '-');
-      put_u64(o, (uint64_t)(-uniq));
-    } else {
-      put_u64(o, (uint64_t)uniq);
-    }
-    putch(o, '>');
+    put_u64(o, f.arity);
+    return;
   }
+  puts_(o, "#Fun<");
+  put_atom(o, &f.module);
+  putch(o, '.');
+  put_u64(o, f.index);
+  putch(o, '.');
+  uniq = (int32_t)f.old_uniq; /* an INTEGER_EXT is signed */
+  if (uniq < 0)
+    putch(o, '-');
+  put_u64(o, uniq < 0 ? (uint64_t) - (int64_t)uniq : (uint64_t)uniq);
+  putch(o, '>');
 }
 
 static void put_bits(out *o, const char *p) {
-  size_t n = cn__get32(p + 1), i;
-  unsigned last = 8;
-  const unsigned char *s = (const unsigned char *)p + 5;
+  size_t n, i;
+  unsigned last;
+  const unsigned char *s = cn__bits_view(p, &n, &last);
 
-  if ((unsigned char)p[0] == ETF_BIT_BINARY) {
-    last = (unsigned char)p[5];
-    s++;
-  }
   puts_(o, "<<");
   for (i = 0; i < n; i++) {
     if (i != 0)
@@ -508,7 +465,7 @@ static void put_scalar(out *o, int cls, const char *p) {
   case CLS_REF:
   case CLS_PORT:
   case CLS_PID:
-    put_ident(o, p);
+    put_ident(o, cls, p);
     break;
   case CLS_FUN:
     put_fun(o, p);
@@ -530,59 +487,19 @@ enum { P_TUPLE, P_LIST, P_TAIL, P_MAP };
 
 typedef struct pframe {
   int kind;
-  int first;         /* no element printed yet */
-  uint64_t left;     /* P_TUPLE: elements; P_MAP: items */
-  uint64_t n;        /* P_MAP: pairs */
-  uint64_t lleft;    /* P_LIST: elements left in this segment */
-  int lstr;          /* P_LIST: segment is a STRING_EXT */
-  const char **keys; /* P_MAP: n keys then n values, in key order */
-  const char *end;   /* P_MAP: first byte after the map */
+  int first;       /* no element printed yet */
+  uint64_t left;   /* P_TUPLE: elements; P_MAP: items */
+  uint64_t n;      /* P_MAP: pairs */
+  cn__list l;      /* P_LIST */
+  cn__kv *kv;      /* P_MAP: the pairs in key order */
+  const char *end; /* P_MAP: first byte after the map */
 } pframe;
 
-/* The list cursor of compare.c, over a frame's fields. */
-static int list_next(pframe *f, const char **pp, const char **x, int *virt) {
-  for (;;) {
-    unsigned char tag;
-    if (f->lleft > 0) {
-      f->lleft--;
-      if (f->lstr) {
-        *x = cn__small_ints[(unsigned char)**pp];
-        *virt = 1;
-        (*pp)++;
-      } else {
-        *x = *pp;
-        *virt = 0;
-      }
-      return 1;
-    }
-    if (f->lstr) {
-      *x = cn__nil;
-      *virt = 1;
-      return 0;
-    }
-    tag = (unsigned char)(*pp)[0];
-    if (tag == ETF_LIST) {
-      f->lleft = cn__get32(*pp + 1);
-      *pp += 5;
-      continue;
-    }
-    if (tag == ETF_STRING && cn__get16(*pp + 1) != 0) {
-      f->lleft = cn__get16(*pp + 1);
-      f->lstr = 1;
-      *pp += 3;
-      continue;
-    }
-    *x = *pp;
-    *virt = 0;
-    return 0;
-  }
-}
-
 int cn_term_print(cn_term t, cn_buf *b) {
-  pframe inl[INLINE_FRAMES], *fs = inl, *f;
-  size_t n = 0, cap = INLINE_FRAMES, start;
+  pframe inl[8], *f;
+  cn__stack s;
   const char *p = t.ptr, *x = t.ptr;
-  int virt = 0;
+  size_t start;
   out o;
 
   if (b == NULL)
@@ -590,6 +507,7 @@ int cn_term_print(cn_term t, cn_buf *b) {
   o.b = b;
   o.err = 0;
   start = b->len;
+  cn__stack_init(&s, inl);
   if (t.len == 0)
     goto done;
 
@@ -598,27 +516,15 @@ int cn_term_print(cn_term t, cn_buf *b) {
     int kind = -1;
 
     switch (cls) {
-    case CLS_TUPLE: {
-      int small = (unsigned char)x[0] == ETF_SMALL_TUPLE;
-      uint64_t arity = small ? (unsigned char)x[1] : cn__get32(x + 1);
-      if (arity == 0) {
-        puts_(&o, "{}");
-        p = x + (small ? 2 : 5);
-        break;
-      }
-      putch(&o, '{');
-      kind = P_TUPLE;
-      p = x + (small ? 2 : 5);
+    case CLS_TUPLE:
+      puts_(&o, cn__tuple_arity(x) == 0 ? "{}" : "{");
+      kind = cn__tuple_arity(x) == 0 ? -1 : P_TUPLE;
+      p = x + ((unsigned char)x[0] == ETF_SMALL_TUPLE ? 2 : 5);
       break;
-    }
     case CLS_MAP:
-      if (cn__get32(x + 1) == 0) {
-        puts_(&o, "#{}");
-        p = x + 5;
-        break;
-      }
-      puts_(&o, "#{");
-      kind = P_MAP;
+      puts_(&o, cn__get32(x + 1) == 0 ? "#{}" : "#{");
+      kind = cn__get32(x + 1) == 0 ? -1 : P_MAP;
+      p = x + 5;
       break;
     case CLS_LIST:
       putch(&o, '[');
@@ -626,7 +532,8 @@ int cn_term_print(cn_term t, cn_buf *b) {
       break;
     default:
       put_scalar(&o, cls, x);
-      if (!virt)
+      /* A string byte or the nil of a string lies outside the stream. */
+      if (x == p)
         p = cn__skip_fast(x);
       break;
     }
@@ -634,52 +541,38 @@ int cn_term_print(cn_term t, cn_buf *b) {
       goto done;
 
     if (kind >= 0) {
-      if (n == cap) {
-        pframe *nf = fs == inl ? malloc(2 * cap * sizeof *nf)
-                               : realloc(fs, 2 * cap * sizeof *nf);
-        if (nf == NULL) {
-          o.err = CN_ENOMEM;
-          goto done;
-        }
-        if (fs == inl)
-          memcpy(nf, inl, sizeof inl);
-        fs = nf;
-        cap *= 2;
+      if ((f = CN__STACK_PUSH(&s, pframe)) == NULL) {
+        o.err = CN_ENOMEM;
+        goto done;
       }
-      f = &fs[n++];
       f->kind = kind;
       f->first = 1;
-      f->keys = NULL;
+      f->kv = NULL;
       if (kind == P_TUPLE) {
-        f->left = (unsigned char)x[0] == ETF_SMALL_TUPLE ? (unsigned char)x[1]
-                                                         : cn__get32(x + 1);
+        f->left = cn__tuple_arity(x);
       } else if (kind == P_MAP) {
         f->n = cn__get32(x + 1);
         f->left = 2 * f->n;
-        f->keys = f->n <= SIZE_MAX / (2 * sizeof *f->keys)
-                      ? malloc((size_t)f->n * 2 * sizeof *f->keys)
-                      : NULL;
-        if (f->keys == NULL) {
+        f->end = cn__map_pairs(x + 5, f->n, &f->kv, 0);
+        if (f->end == NULL) {
           o.err = CN_ENOMEM;
           goto done;
         }
-        f->end = cn__map_sorted(x + 5, f->n, f->keys, f->keys + f->n, 0);
       } else {
-        f->lleft = 0;
-        f->lstr = 0;
         p = x;
+        cn__list_enter(&f->l, &p);
       }
     }
 
     /* Next item, with the punctuation before it. */
     for (;;) {
-      if (n == 0)
+      if (s.n == 0)
         goto done;
-      f = &fs[n - 1];
+      f = CN__STACK_TOP(&s, pframe);
       if (f->kind == P_TUPLE) {
         if (f->left == 0) {
           putch(&o, '}');
-          n--;
+          s.n--;
           continue;
         }
         if (!f->first)
@@ -687,7 +580,6 @@ int cn_term_print(cn_term t, cn_buf *b) {
         f->first = 0;
         f->left--;
         x = p;
-        virt = 0;
         break;
       }
       if (f->kind == P_MAP) {
@@ -695,8 +587,8 @@ int cn_term_print(cn_term t, cn_buf *b) {
         if (f->left == 0) {
           putch(&o, '}');
           p = f->end;
-          free(f->keys);
-          n--;
+          free(f->kv);
+          s.n--;
           continue;
         }
         if (i % 2 == 1)
@@ -704,17 +596,15 @@ int cn_term_print(cn_term t, cn_buf *b) {
         else if (i != 0)
           putch(&o, ',');
         f->left--;
-        x = i % 2 == 0 ? f->keys[i / 2] : f->keys[f->n + i / 2];
-        p = x;
-        virt = 0;
+        x = p = i % 2 == 0 ? f->kv[i / 2].k : f->kv[i / 2].v;
         break;
       }
       if (f->kind == P_TAIL) {
         putch(&o, ']');
-        n--;
+        s.n--;
         continue;
       }
-      if (list_next(f, &p, &x, &virt)) {
+      if (cn__list_next(&f->l, &p, &x)) {
         if (!f->first)
           putch(&o, ',');
         f->first = 0;
@@ -722,9 +612,9 @@ int cn_term_print(cn_term t, cn_buf *b) {
       }
       if (cn__class(x) == CLS_NIL) {
         putch(&o, ']');
-        if (!virt)
+        if (x == p)
           p = cn__skip_fast(x);
-        n--;
+        s.n--;
         continue;
       }
       putch(&o, '|');
@@ -734,13 +624,13 @@ int cn_term_print(cn_term t, cn_buf *b) {
   }
 
 done:
-  while (n > 0) {
-    if (fs[n - 1].kind == P_MAP)
-      free(fs[n - 1].keys);
-    n--;
+  while (s.n > 0) {
+    f = CN__STACK_TOP(&s, pframe);
+    if (f->kind == P_MAP)
+      free(f->kv);
+    s.n--;
   }
-  if (fs != inl)
-    free(fs);
+  cn__stack_free(&s);
   if (o.err == 0 && cn__room(b, 1) == NULL)
     o.err = CN_ENOMEM;
   if (o.err != 0) {

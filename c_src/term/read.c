@@ -1,3 +1,4 @@
+/* Not ei: ei_decode_* copies out and trusts; these read views in place. */
 /* Readers: the type of a term, its scalar values, and iteration over the
  * elements of tuples, lists and maps.
  */
@@ -278,71 +279,42 @@ int cn_get_ref(cn_term t, cn_ref *r) {
 
 /* ---- Iteration ---------------------------------------------------------- */
 
-/* Elements of the list that starts at p, across all its segments. */
-static size_t list_count(const char *p) {
-  size_t total = 0;
-  for (;;) {
-    unsigned char tag = (unsigned char)p[0];
-    if (tag == ETF_STRING)
-      return total + cn__get16(p + 1);
-    if (tag != ETF_LIST)
-      return total;
-    {
-      uint32_t n = cn__get32(p + 1), i;
-      total += n;
-      p += 5;
-      for (i = 0; i < n; i++)
-        p = cn__skip_fast(p);
-    }
-  }
-}
-
 int cn_iter_init(cn_iter *it, cn_term t, size_t *count) {
   const char *p = t.ptr;
-  size_t n;
+  unsigned char tag;
+  size_t n = 0;
 
   if (t.len == 0 || p == NULL)
     return CN_ENOMATCH;
+  tag = (unsigned char)p[0];
   it->end = p + t.len;
   it->tail.ptr = NULL;
   it->tail.len = 0;
   it->string = IT_FLAT;
   it->scratch[0] = it->scratch[1] = 0;
-  switch ((unsigned char)p[0]) {
-  case ETF_SMALL_TUPLE:
-    n = (unsigned char)p[1];
-    it->pos = p + 2;
+  switch (cn__class(p)) {
+  case CLS_TUPLE:
+    n = cn__tuple_arity(p);
+    it->pos = p + (tag == ETF_SMALL_TUPLE ? 2 : 5);
     break;
-  case ETF_LARGE_TUPLE:
-    n = cn__get32(p + 1);
-    it->pos = p + 5;
-    break;
-  case ETF_MAP:
+  case CLS_MAP:
     n = 2 * (size_t)cn__get32(p + 1);
     it->pos = p + 5;
     break;
-  case ETF_NIL:
-    n = 0;
-    it->pos = p + 1;
+  case CLS_NIL: /* [] or "" */
+    it->pos = cn__skip_fast(p);
     it->tail = t;
     break;
-  case ETF_STRING:
-    n = cn__get16(p + 1);
-    it->pos = p + 3;
-    it->string = IT_STRING;
-    if (n == 0) {
-      it->string = IT_FLAT;
-      it->tail = t;
-    }
-    break;
-  case ETF_LIST:
-    n = cn__get32(p + 1);
-    it->pos = p + 5;
-    it->string = IT_LIST;
+  case CLS_LIST: {
+    cn__list l;
+    it->pos = p;
+    cn__list_enter(&l, &it->pos);
+    it->string = l.str ? IT_STRING : IT_LIST;
+    it->left = (size_t)l.left;
     if (count != NULL)
-      *count = list_count(p);
-    it->left = n;
+      *count = l.str ? (size_t)l.left : (size_t)cn__list_count(p);
     return 0;
+  }
   default:
     return CN_ENOMATCH;
   }
@@ -353,45 +325,40 @@ int cn_iter_init(cn_iter *it, cn_term t, size_t *count) {
 }
 
 bool cn_iter_next(cn_iter *it, cn_term *elem) {
-  for (;;) {
-    if (it->left > 0) {
-      if (it->pos >= it->end)
-        return false; /* only for a view that lies about its length */
-      it->left--;
-      if (it->string == IT_STRING) {
-        /* The static table outlives the iterator, unlike a scratch copy. */
-        elem->ptr = cn__small_ints[(unsigned char)*it->pos++];
-        elem->len = 2;
-      } else {
-        const char *next = cn__skip_fast(it->pos);
-        elem->ptr = it->pos;
-        elem->len = (size_t)(next - it->pos);
-        it->pos = next;
-      }
-      return true;
-    }
-    if (it->string == IT_STRING) {
-      it->tail.ptr = cn__nil;
-      it->tail.len = 1;
-    } else if (it->string == IT_LIST) {
-      const char *p = it->pos;
-      unsigned char tag = (unsigned char)p[0];
-      /* A tail that is itself a list continues this one: [1|[2]]. */
-      if (tag == ETF_LIST) {
-        it->left = cn__get32(p + 1);
-        it->pos = p + 5;
-        continue;
-      }
-      if (tag == ETF_STRING && cn__get16(p + 1) != 0) {
-        it->left = cn__get16(p + 1);
-        it->pos = p + 3;
-        it->string = IT_STRING;
-        continue;
-      }
-      it->tail.ptr = p;
-      it->tail.len = (size_t)(cn__skip_fast(p) - p);
-    }
-    it->string = IT_FLAT;
+  cn__list l;
+  const char *x;
+  int more;
+
+  if (it->left > 0 && it->pos >= it->end)
+    return false; /* only for a view that lies about its length */
+  if (it->left > 0 && it->string != IT_STRING) {
+    /* An element of a tuple, a map or a LIST_EXT segment. */
+    it->left--;
+    x = it->pos;
+    it->pos = cn__skip_fast(x);
+    elem->ptr = x;
+    elem->len = (size_t)(it->pos - x);
+    return true;
+  }
+  if (it->string == IT_FLAT)
+    return false;
+  /* String bytes, the next segment, or the tail: the list cursor. */
+  l.left = it->left;
+  l.str = it->string == IT_STRING;
+  more = cn__list_next(&l, &it->pos, &x);
+  it->left = (size_t)l.left;
+  it->string = !more ? IT_FLAT : l.str ? IT_STRING : IT_LIST;
+  if (!more) {
+    it->tail.ptr = x;
+    it->tail.len = x == it->pos ? (size_t)(cn__skip_fast(x) - x) : 1;
     return false;
   }
+  elem->ptr = x;
+  if (x == it->pos) { /* the first element of a LIST_EXT segment */
+    it->pos = cn__skip_fast(x);
+    elem->len = (size_t)(it->pos - x);
+  } else { /* a STRING_EXT byte: the static table outlives the iterator */
+    elem->len = 2;
+  }
+  return true;
 }

@@ -1,7 +1,9 @@
+/* Not ei: ei_decode_* trusts its input; this bounded validator runs first. */
 /* The validator: the gate every byte from outside passes before any other
  * code of the term layer (or ei) reads it.
  *
- * It walks the term once, with an explicit stack of open containers, so a
+ * It walks the term once, with an explicit stack of open containers (the
+ * shared cn__stack), so a
  * hostile term cannot overflow the C stack however deep it nests.  Every
  * length or count is checked against the bytes that remain before it is
  * used: each element takes at least one byte, so a list that claims 2^32
@@ -14,22 +16,11 @@
 
 #include "term_internal.h"
 
-/* Frames live on the C stack up to this depth, on the heap beyond. */
-#define INLINE_FRAMES 32
-
 typedef struct vframe {
   uint64_t left;       /* elements of this container still to come */
   const char *fun_end; /* for a fun: where its free variables must end */
   int list;            /* a list: its tail follows the elements */
 } vframe;
-
-typedef struct vstack {
-  vframe *f;  /* INLINE_FRAMES inline frames, or a heap copy */
-  size_t n;   /* frames in use: the current depth */
-  size_t cap; /* frames available at f */
-  size_t max; /* the depth limit */
-  vframe inl[INLINE_FRAMES];
-} vstack;
 
 /* Bytes [p, p + k) must lie inside the term's allowance.  Past the size
  * limit but inside the buffer is CN_ETOOBIG; past the buffer, the term is
@@ -41,37 +32,16 @@ static inline int need(const char *p, const char *lim, const char *end,
   return (uint64_t)(end - p) >= k ? CN_ETOOBIG : CN_EBADTERM;
 }
 
-/* Moves the frames to a bigger heap array. */
-static int grow(vstack *s) {
-  size_t cap = s->cap * 2;
-  vframe *f;
-
-  if (cap > s->max)
-    cap = s->max;
-  if (s->f == s->inl) {
-    f = malloc(cap * sizeof *f);
-    if (f != NULL)
-      memcpy(f, s->inl, sizeof s->inl);
-  } else {
-    f = realloc(s->f, cap * sizeof *f);
-  }
-  if (f == NULL)
-    return CN_ENOMEM;
-  s->f = f;
-  s->cap = cap;
-  return 0;
-}
-
-static inline int push(vstack *s, uint64_t left, int list,
+static inline int push(cn__stack *s, size_t max, uint64_t left, int list,
                        const char *fun_end) {
   vframe *f;
-  int rc;
 
-  if (s->n >= s->max)
+  if (s->n >= max)
     return CN_ETOODEEP;
-  if (s->n == s->cap && (rc = grow(s)) != 0)
-    return rc;
-  f = &s->f[s->n++];
+  if (s->n < s->cap)
+    f = (vframe *)(void *)s->base + s->n++;
+  else if ((f = cn__stack_grow(s)) == NULL)
+    return CN_ENOMEM;
   f->left = left;
   f->list = list;
   f->fun_end = fun_end;
@@ -201,14 +171,12 @@ static int fun_header(const char **pp, const char *lim, const char *end,
 
 static int validate(const char *start, const char *lim, const char *end,
                     size_t max_depth, const char **out) {
-  vstack s;
+  vframe inl[32];
+  cn__stack s;
   const char *p = start;
   int rc = 0;
 
-  s.f = s.inl;
-  s.n = 0;
-  s.cap = INLINE_FRAMES;
-  s.max = max_depth;
+  cn__stack_init(&s, inl);
 
   for (;;) {
     unsigned char tag;
@@ -294,7 +262,8 @@ static int validate(const char *start, const char *lim, const char *end,
       n = (unsigned char)p[1];
       p += 2;
       if (n != 0) {
-        if ((rc = need(p, lim, end, n)) != 0 || (rc = push(&s, n, 0, NULL)))
+        if ((rc = need(p, lim, end, n)) != 0 ||
+            (rc = push(&s, max_depth, n, 0, NULL)))
           goto out;
         continue;
       }
@@ -308,7 +277,8 @@ static int validate(const char *start, const char *lim, const char *end,
         n *= 2;
       p += 5;
       if (n != 0) {
-        if ((rc = need(p, lim, end, n)) != 0 || (rc = push(&s, n, 0, NULL)))
+        if ((rc = need(p, lim, end, n)) != 0 ||
+            (rc = push(&s, max_depth, n, 0, NULL)))
           goto out;
         continue;
       }
@@ -333,7 +303,8 @@ static int validate(const char *start, const char *lim, const char *end,
       if (n == 0)
         goto bad;
       p += 5;
-      if ((rc = need(p, lim, end, n + 1)) != 0 || (rc = push(&s, n, 1, NULL)))
+      if ((rc = need(p, lim, end, n + 1)) != 0 ||
+          (rc = push(&s, max_depth, n, 1, NULL)))
         goto out;
       continue;
     case ETF_BINARY:
@@ -379,7 +350,7 @@ static int validate(const char *start, const char *lim, const char *end,
       if ((rc = fun_header(&p, lim, end, &fend, &n)) != 0)
         goto out;
       if (n != 0) {
-        if ((rc = push(&s, n, 0, fend)) != 0)
+        if ((rc = push(&s, max_depth, n, 0, fend)) != 0)
           goto out;
         continue;
       }
@@ -408,7 +379,7 @@ static int validate(const char *start, const char *lim, const char *end,
       vframe *f;
       if (s.n == 0)
         goto out;
-      f = &s.f[s.n - 1];
+      f = CN__STACK_TOP(&s, vframe);
       if (--f->left != 0)
         break;
       s.n--;
@@ -422,8 +393,7 @@ static int validate(const char *start, const char *lim, const char *end,
 bad:
   rc = CN_EBADTERM;
 out:
-  if (s.f != s.inl)
-    free(s.f);
+  cn__stack_free(&s);
   if (rc == 0)
     *out = p;
   return rc;
