@@ -1,4 +1,4 @@
-# The OTP application cnode for mix: `mix compile` runs `make all` (which
+# The OTP application cnode for mix: `mix compile` runs `make app` (which
 # builds libcnode and the node program and copies it to priv/cnode), then
 # compiles src/*.erl.  No hex package and no elixir_make: the compiler that
 # runs make is the module below.  As a dependency:
@@ -9,7 +9,7 @@
 # README.md, "In your supervision tree".
 
 defmodule Mix.Tasks.Compile.CnodeMake do
-  @moduledoc "Builds the C parts of cnode with `make all`."
+  @moduledoc "Builds the C parts of cnode with `make app`."
   use Mix.Task.Compiler
 
   @impl true
@@ -20,7 +20,7 @@ defmodule Mix.Tasks.Compile.CnodeMake do
     # A make that calls mix must not hand its jobserver flags down to ours.
     env = for v <- ~w(MAKEFLAGS MFLAGS MAKELEVEL), do: {v, nil}
 
-    case System.cmd(make, ["-C", dir, "all"],
+    case System.cmd(make, ["-s", "-C", dir, "app"],
            env: env,
            stderr_to_stdout: true,
            into: IO.stream(:stdio, :line)
@@ -29,7 +29,7 @@ defmodule Mix.Tasks.Compile.CnodeMake do
         {:ok, []}
 
       {_, status} ->
-        Mix.shell().error("cnode: `#{make} -C #{dir} all` failed with status #{status}")
+        Mix.shell().error("cnode: `#{make} -C #{dir} app` failed with status #{status}")
         {:error, []}
     end
   end

@@ -21,6 +21,11 @@ ifeq ($(SANITIZER),)
 all: $(OTPAPP_PRIV)
 endif
 
+# What the application needs and nothing more: libcnode, the node program
+# and its copy in priv/.  rebar3's pre_hook and mix's compiler run it, so
+# that a project that depends on cnode builds no tests or examples.
+app: $(OTPAPP_PRIV)
+
 $(OTPAPP_PRIV): $(NODE_BIN)
 	@mkdir -p $(dir $@)
 	@echo "  CP      $@"
@@ -28,7 +33,7 @@ $(OTPAPP_PRIV): $(NODE_BIN)
 
 TEST_EXTRAS += otpapp-test
 
-.PHONY: otpapp-test otpapp-clean
+.PHONY: app otpapp-test otpapp-clean
 
 otpapp-test: all
 	$(Q)CN_ROOT=$(CURDIR) sh .ci/otpapp-test.sh $(CURDIR)/$(OTPAPP_DIR)

@@ -26,8 +26,10 @@
 %%                  default: this VM's stderr
 %%   extra_args     more command-line flags, a list of strings
 %%                  (["--max-message", "10M", "--published"])
-%%   config         accepted and ignored: the node program has no config
-%%                  file yet
+%%   config         a --config file (string): its node settings and the
+%%                  modules it names (the options given here win)
+%%   modules        server modules to load and start (--load), a list of
+%%                  paths to shared objects (cnode/module.h)
 %%   exe            the node program to run (default: $CNODE_EXE when
 %%                  set, else priv/cnode of the application cnode)
 %%   start_timeout  milliseconds to wait for the ready line (20000)
@@ -195,6 +197,11 @@ args(Opts) ->
                    error -> []
                end,
     Extra = [str(A) || A <- maps:get(extra_args, Opts, [])],
+    Config = case maps:find(config, Opts) of
+                 {ok, F} -> ["--config", str(F)];
+                 error -> []
+             end,
+    Load = lists:append([["--load", str(P)] || P <- maps:get(modules, Opts, [])]),
     Cookie = case maps:find(cookie, Opts) of
                  {ok, C} -> str(C);
                  error ->
@@ -203,8 +210,8 @@ args(Opts) ->
                          C -> atom_to_list(C)
                      end
              end,
-    Args = ["--" ++ atom_to_list(Kind), Name, "--stdin-eof"]
-        ++ LogLevel ++ Extra,
+    Args = Config ++ ["--" ++ atom_to_list(Kind), Name, "--stdin-eof"]
+        ++ LogLevel ++ Load ++ Extra,
     {Exe, Args, [{"CNODE_COOKIE", Cookie}], {Kind, Name}}.
 
 %% The port.  With a log file, /bin/sh appends stderr to it and execs the

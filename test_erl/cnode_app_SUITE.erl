@@ -18,15 +18,16 @@
 
 -export([start_call_stop/1, default_exe_in_priv/1, c_process_killed/1,
          owner_killed/1, cookie_option/1, cookie_not_in_child_spec/1,
-         extra_args/1, under_supervisor/1, start_errors/1]).
+         extra_args/1, modules_and_config/1, under_supervisor/1,
+         start_errors/1]).
 
 suite() ->
     [{timetrap, {seconds, 60}}].
 
 all() ->
     [start_call_stop, default_exe_in_priv, c_process_killed, owner_killed,
-     cookie_option, cookie_not_in_child_spec, extra_args, under_supervisor,
-     start_errors].
+     cookie_option, cookie_not_in_child_spec, extra_args, modules_and_config,
+     under_supervisor, start_errors].
 
 init_per_suite(Config) ->
     ok = cn_node:ensure_dist(),
@@ -145,6 +146,20 @@ extra_args(_Config) ->
     Pid = start([{extra_args, ["--published", "--max-mailbox", "100"]}]),
     N = cnode:node_name(Pid),
     ?assert(lists:member(N, nodes())),
+    stop_and_check(Pid).
+
+%% modules loads server modules (--load); config names a --config file,
+%% whose modules start too.
+modules_and_config(Config) ->
+    Build = filename:dirname(cn_node:exe()),
+    So = filename:join([Build, "examples", "modules", "counter.so"]),
+    File = filename:join(?config(priv_dir, Config), "app.config"),
+    ok = file:write_file(File, io_lib:format(
+        "[{modules, [{~p, [{name, tally}, {args, 7}]}]}].~n", [So])),
+    Pid = start([{modules, [So]}, {config, File}]),
+    N = cnode:node_name(Pid),
+    {ok, 1} = gen_server:call({counter, N}, {add, 1}),
+    {ok, 8} = gen_server:call({tally, N}, {add, 1}),
     stop_and_check(Pid).
 
 %% Under a supervisor: kill -9 of the C process, and the supervisor starts
