@@ -172,39 +172,33 @@ static int enc_int_literal(cn_buf *b, const char *f, const char *end) {
   int neg = *f == '-';
   const char *s = f + neg;
   size_t nd = (size_t)(end - s), i, n = 0;
-  unsigned char small[32], *mag;
+  unsigned short small[16], *dig;
   uint64_t v = 0;
   int rc;
 
   if (nd <= 19) {
     for (; s < end; s++)
       v = v * 10 + (uint64_t)(*s - '0');
-    if (!neg)
-      return cn__enc_uint(b, v);
-    if (v <= (uint64_t)INT64_MAX + 1)
-      return cn__enc_int(b, v == (uint64_t)INT64_MAX + 1 ? INT64_MIN
-                                                         : -(int64_t)v);
+    return cn__enc_mag64(b, neg, v);
   }
-  /* A bignum: schoolbook decimal to base 256, big-endian. */
-  mag = nd / 2 + 2 <= sizeof small ? small : malloc(nd / 2 + 2);
-  if (mag == NULL)
+  /* A bignum: schoolbook decimal to ei's base-65536 digits, least
+   * significant first (about 0.21 digits per decimal digit). */
+  dig = nd / 4 + 2 <= 16 ? small : malloc((nd / 4 + 2) * sizeof *dig);
+  if (dig == NULL)
     return CN_ENOMEM;
-  for (s = f + neg; s < end; s++) {
-    unsigned carry = (unsigned)(*s - '0');
-    for (i = n; i-- > 0;) {
-      unsigned x = mag[i] * 10u + carry;
-      mag[i] = (unsigned char)x;
-      carry = x >> 8;
+  for (; s < end; s++) {
+    unsigned long carry = (unsigned long)(*s - '0');
+    for (i = 0; i < n; i++) {
+      unsigned long x = dig[i] * 10ul + carry;
+      dig[i] = (unsigned short)x;
+      carry = x >> 16;
     }
-    if (carry != 0) {
-      memmove(mag + 1, mag, n);
-      mag[0] = (unsigned char)carry;
-      n++;
-    }
+    if (carry != 0)
+      dig[n++] = (unsigned short)carry;
   }
-  rc = cn__enc_bigmag(b, neg, mag, n);
-  if (mag != small)
-    free(mag);
+  rc = cn__enc_big(b, neg, dig, 2 * n);
+  if (dig != small)
+    free(dig);
   return rc;
 }
 

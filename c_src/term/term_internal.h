@@ -243,8 +243,11 @@ int cn__enc_binary(cn_buf *b, const void *p, size_t n);
 int cn__enc_charlist(cn_buf *b, const char *s, size_t n);
 int cn__enc_pid(cn_buf *b, const cn_pid *p);
 int cn__enc_ref(cn_buf *b, const cn_ref *r);
-/* Encodes an integer from a big-endian magnitude of n bytes. */
-int cn__enc_bigmag(cn_buf *b, int neg, const unsigned char *be, size_t n);
+/* Encodes the integer with sign neg and magnitude m. */
+int cn__enc_mag64(cn_buf *b, int neg, uint64_t m);
+/* Encodes the integer with sign neg and the magnitude of n bytes held, as
+ * ei's erlang_big holds it, in 16-bit digits, least significant first. */
+int cn__enc_big(cn_buf *b, int neg, const unsigned short *digits, size_t n);
 
 /* Builds one term from the format at *fmt, consuming arguments from *ap
  * and advancing *fmt past it.  In key mode (used by the matcher for map
