@@ -1,10 +1,17 @@
 /* Readers: the type of a term, its scalar values, and iteration over the
  * elements of tuples, lists and maps.
+ *
+ * Scalars are decoded by ei_decode_*.  ei trusts its input (it takes no
+ * length), which is safe here only because a cn_term is a view of bytes
+ * the bounded validator accepted, or that cn_build / cn_put_* wrote: no
+ * ei call below ever sees anything else.  ei has no call for a term's
+ * type or for iteration, which stay by hand.
  */
 #include <string.h>
 
-#include "term_internal.h"
+#include <ei.h>
 
+#include "term_internal.h"
 /* Values of cn_iter.string. */
 enum { IT_FLAT = 0, IT_STRING = 1, IT_LIST = 2 };
 
@@ -44,74 +51,45 @@ cn_term_type cn_term_typeof(cn_term t) {
   }
 }
 
-static int is_int_tag(unsigned char tag) {
-  return tag == ETF_SMALL_INTEGER || tag == ETF_INTEGER ||
-         tag == ETF_SMALL_BIG || tag == ETF_LARGE_BIG;
-}
-
-/* The integer's magnitude, when it fits in 64 bits. */
-static int int_mag(cn_term t, uint64_t *m, int *neg) {
-  cn__int v;
-  size_t i;
-
-  if (t.len == 0 || !is_int_tag((unsigned char)t.ptr[0]))
-    return CN_ENOMATCH;
-  cn__int_view(t.ptr, &v);
-  if (v.n > 8)
-    return CN_ENOMATCH;
-  *m = 0;
-  for (i = v.n; i-- > 0;)
-    *m = (*m << 8) | v.mag[i];
-  *neg = v.neg;
-  return 0;
-}
-
 int cn_get_int64(cn_term t, int64_t *v) {
-  uint64_t m;
-  int neg;
-
-  if (int_mag(t, &m, &neg) != 0)
+  long long x;
+  int i = 0;
+  if (t.len == 0 || ei_decode_longlong(t.ptr, &i, &x) < 0)
     return CN_ENOMATCH;
-  if (neg) {
-    if (m > (uint64_t)INT64_MAX + 1)
-      return CN_ENOMATCH;
-    *v = m == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)m;
-  } else {
-    if (m > (uint64_t)INT64_MAX)
-      return CN_ENOMATCH;
-    *v = (int64_t)m;
-  }
+  *v = x;
   return 0;
 }
 
 int cn_get_uint64(cn_term t, uint64_t *v) {
-  uint64_t m;
-  int neg;
-
-  if (int_mag(t, &m, &neg) != 0 || neg)
+  unsigned long long x;
+  int i = 0;
+  if (t.len == 0 || ei_decode_ulonglong(t.ptr, &i, &x) < 0)
     return CN_ENOMATCH;
-  *v = m;
+  *v = x;
   return 0;
 }
 
 int cn_get_double(cn_term t, double *v) {
-  unsigned char tag;
   double d;
-
+  int i = 0;
   if (t.len == 0)
     return CN_ENOMATCH;
-  tag = (unsigned char)t.ptr[0];
-  if (tag != ETF_NEW_FLOAT && tag != ETF_FLOAT)
+  /* ei reads FLOAT_EXT's text with sscanf, which follows the C locale's
+   * decimal point; cn__float_value does not. */
+  if ((unsigned char)t.ptr[0] == ETF_FLOAT) {
+    if (cn__float_value(t.ptr, &d) != 0)
+      return CN_ENOMATCH;
+  } else if (ei_decode_double(t.ptr, &i, &d) < 0) {
     return CN_ENOMATCH;
-  if (cn__float_value(t.ptr, &d) != 0)
-    return CN_ENOMATCH;
+  }
   *v = d;
   return 0;
 }
 
-int cn_get_atom(cn_term t, char *buf, size_t cap) {
+int cn_get_atom_n(cn_term t, char *buf, size_t cap, size_t *len) {
   cn__atom a;
   size_t n;
+  int i = 0;
 
   if (t.len == 0 || !cn__is_atom_tag((unsigned char)t.ptr[0]))
     return CN_ENOMATCH;
@@ -119,16 +97,35 @@ int cn_get_atom(cn_term t, char *buf, size_t cap) {
   n = cn__atom_utf8_len(&a);
   if (buf == NULL || n >= cap)
     return CN_ENOSPC;
-  cn__atom_utf8(&a, buf);
-  buf[n] = '\0';
+  /* n is at most 2 * 65535 bytes (a Latin-1 ATOM_EXT), so n + 1 is an int;
+   * ei writes the name in UTF-8 and a NUL after it. */
+  if (ei_decode_atom_as(t.ptr, &i, buf, (int)n + 1, ERLANG_UTF8, NULL, NULL) <
+      0)
+    return CN_ENOMATCH;
+  if (len != NULL)
+    *len = n;
   return 0;
 }
 
-int cn_get_binary(cn_term t, const char **p, size_t *n) {
-  if (cn_term_typeof(t) != CN_T_BINARY)
+int cn_get_atom(cn_term t, char *buf, size_t cap) {
+  cn__atom a;
+  if (t.len == 0 || !cn__is_atom_tag((unsigned char)t.ptr[0]))
     return CN_ENOMATCH;
-  *n = cn__get32(t.ptr + 1);
-  *p = t.ptr + ((unsigned char)t.ptr[0] == ETF_BINARY ? 5 : 6);
+  cn__atom_view(t.ptr, &a);
+  if (a.n != 0 && memchr(a.s, 0, a.n) != NULL)
+    return CN_ENOTSUP; /* not a C string */
+  return cn_get_atom_n(t, buf, cap, NULL);
+}
+
+int cn_get_binary(cn_term t, const char **p, size_t *n) {
+  const char *d;
+  size_t bits;
+  int i = 0;
+  if (t.len == 0 || ei_decode_bitstring(t.ptr, &i, &d, NULL, &bits) < 0 ||
+      bits % 8 != 0)
+    return CN_ENOMATCH;
+  *p = d;
+  *n = bits / 8;
   return 0;
 }
 
@@ -140,140 +137,141 @@ bool cn_is_atom(cn_term t, const char *name) {
   return cn__atom_eq(&a, name, strlen(name));
 }
 
-int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add) {
-  unsigned char tag = (unsigned char)p[0];
-  cn__atom a;
+/* ---- Pids, references and ports ----------------------------------------- */
 
-  if (type == CN_T_PID && (tag == ETF_PID || tag == ETF_NEW_PID))
-    cn__atom_view(p + 1, &a);
-  else if (type == CN_T_REF && tag == ETF_REFERENCE)
-    cn__atom_view(p + 1, &a);
-  else if (type == CN_T_REF &&
-           (tag == ETF_NEW_REFERENCE || tag == ETF_NEWER_REFERENCE))
-    cn__atom_view(p + 3, &a);
-  else
+/* What ei_decode_pid / _ref / _port fill in. */
+typedef union ident {
+  erlang_pid pid;
+  erlang_ref ref;
+  erlang_port port;
+} ident;
+
+/* Decodes the pid, reference or port (type) at p with ei into *e, and finds
+ * its node: interned when add, else only looked up (CN_ENOENT). */
+static int ident_decode(const char *p, cn_term_type type, ident *e,
+                        uint32_t *node, bool add) {
+  unsigned char tag = (unsigned char)p[0];
+  const char *name;
+  cn__atom a;
+  int i = 0, rc;
+
+  if (type == CN_T_PID) {
+    rc = ei_decode_pid(p, &i, &e->pid);
+    name = e->pid.node;
+  } else if (type == CN_T_REF) {
+    rc = ei_decode_ref(p, &i, &e->ref);
+    name = e->ref.node;
+  } else {
+    rc = ei_decode_port(p, &i, &e->port);
+    name = e->port.node;
+  }
+  if (rc < 0)
     return CN_ENOMATCH;
-  return cn__intern_atom(&a, node, add);
+  /* ei hands the node's name out as a C string.  A NUL in the name would
+   * cut it short, and intern some other node's name (perhaps ours). */
+  cn__atom_view(
+      p + (tag == ETF_NEW_REFERENCE || tag == ETF_NEWER_REFERENCE ? 3 : 1), &a);
+  if (a.n != 0 && memchr(a.s, 0, a.n) != NULL)
+    return CN_EINVAL;
+  return add ? cn_node_intern(name, strlen(name), node)
+             : cn_node_find(name, strlen(name), node);
+}
+
+static void pid_set(const erlang_pid *e, uint32_t node, cn_pid *out) {
+  out->node = node;
+  out->id = e->num;
+  out->serial = e->serial;
+  out->creation = e->creation;
+}
+
+static void ref_set(const erlang_ref *e, uint32_t node, cn_ref *out) {
+  uint32_t i;
+  out->node = node;
+  out->len = (uint32_t)e->len;
+  out->creation = e->creation;
+  for (i = 0; i < CN_REF_MAX_WORDS; i++)
+    out->n[i] = e->n[i]; /* ei zeroes the words past len */
+}
+
+int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add) {
+  ident e;
+  if (type != CN_T_PID && type != CN_T_REF)
+    return CN_ENOMATCH;
+  return ident_decode(p, type, &e, node, add);
 }
 
 void cn__pid_fill(const char *p, uint32_t node, cn_pid *out) {
-  const char *q = p + 1;
-  q += cn__atom_size(q);
-  out->node = node;
-  out->id = cn__get32(q);
-  out->serial = cn__get32(q + 4);
-  out->creation =
-      (unsigned char)p[0] == ETF_PID ? (unsigned char)q[8] : cn__get32(q + 8);
+  erlang_pid e;
+  int i = 0;
+  if (ei_decode_pid(p, &i, &e) == 0)
+    pid_set(&e, node, out);
 }
 
 void cn__ref_fill(const char *p, uint32_t node, cn_ref *out) {
-  unsigned char tag = (unsigned char)p[0];
-  const char *q;
-  uint32_t i, len;
-
-  out->node = node;
-  if (tag == ETF_REFERENCE) {
-    q = p + 1;
-    q += cn__atom_size(q);
-    out->len = 1;
-    out->n[0] = cn__get32(q);
-    for (i = 1; i < CN_REF_MAX_WORDS; i++)
-      out->n[i] = 0;
-    out->creation = (unsigned char)q[4];
-    return;
-  }
-  len = cn__get16(p + 1);
-  q = p + 3;
-  q += cn__atom_size(q);
-  if (tag == ETF_NEW_REFERENCE) {
-    out->creation = (unsigned char)q[0];
-    q += 1;
-  } else {
-    out->creation = cn__get32(q);
-    q += 4;
-  }
-  out->len = len;
-  for (i = 0; i < CN_REF_MAX_WORDS; i++)
-    out->n[i] = i < len ? cn__get32(q + 4 * i) : 0;
+  erlang_ref e;
+  int i = 0;
+  if (ei_decode_ref(p, &i, &e) == 0)
+    ref_set(&e, node, out);
 }
 
 int cn__decode_pid(const char *p, cn_pid *out) {
+  ident e;
   uint32_t node;
-  int rc = cn__ident_node(p, CN_T_PID, &node, true);
+  int rc = ident_decode(p, CN_T_PID, &e, &node, true);
   if (rc == 0)
-    cn__pid_fill(p, node, out);
+    pid_set(&e.pid, node, out);
   return rc;
 }
 
 int cn__decode_ref(const char *p, cn_ref *out) {
+  ident e;
   uint32_t node;
-  int rc = cn__ident_node(p, CN_T_REF, &node, true);
+  int rc = ident_decode(p, CN_T_REF, &e, &node, true);
   if (rc == 0)
-    cn__ref_fill(p, node, out);
-  return rc;
-}
-
-int cn__get_pid_known(cn_term t, cn_pid *p) {
-  uint32_t node;
-  int rc;
-  if (t.len == 0)
-    return CN_ENOMATCH;
-  if ((rc = cn__ident_node(t.ptr, CN_T_PID, &node, false)) == 0)
-    cn__pid_fill(t.ptr, node, p);
-  return rc;
-}
-
-int cn__get_ref_known(cn_term t, cn_ref *r) {
-  uint32_t node;
-  int rc;
-  if (t.len == 0)
-    return CN_ENOMATCH;
-  if ((rc = cn__ident_node(t.ptr, CN_T_REF, &node, false)) == 0)
-    cn__ref_fill(t.ptr, node, r);
+    ref_set(&e.ref, node, out);
   return rc;
 }
 
 int cn__decode_port(const char *p, cn_port *out) {
-  unsigned char tag = (unsigned char)p[0];
-  cn__atom node;
-  const char *q;
-  uint32_t idx;
-  int rc;
-
-  if (tag != ETF_PORT && tag != ETF_NEW_PORT && tag != ETF_V4_PORT)
-    return CN_ENOMATCH;
-  q = cn__atom_view(p + 1, &node);
-  if ((rc = cn__intern_atom(&node, &idx, true)) != 0)
-    return rc;
-  out->node = idx;
-  if (tag == ETF_V4_PORT) {
-    out->id = cn__get64(q);
-    out->creation = cn__get32(q + 8);
-  } else {
-    out->id = cn__get32(q);
-    out->creation = tag == ETF_PORT ? (unsigned char)q[4] : cn__get32(q + 4);
+  ident e;
+  uint32_t node;
+  int rc = ident_decode(p, CN_T_PORT, &e, &node, true);
+  if (rc == 0) {
+    out->node = node;
+    out->id = e.port.id;
+    out->creation = e.port.creation;
   }
-  return 0;
+  return rc;
+}
+
+int cn__get_pid_known(cn_term t, cn_pid *p) {
+  ident e;
+  uint32_t node;
+  int rc;
+  if (t.len == 0)
+    return CN_ENOMATCH;
+  if ((rc = ident_decode(t.ptr, CN_T_PID, &e, &node, false)) == 0)
+    pid_set(&e.pid, node, p);
+  return rc;
+}
+
+int cn__get_ref_known(cn_term t, cn_ref *r) {
+  ident e;
+  uint32_t node;
+  int rc;
+  if (t.len == 0)
+    return CN_ENOMATCH;
+  if ((rc = ident_decode(t.ptr, CN_T_REF, &e, &node, false)) == 0)
+    ref_set(&e.ref, node, r);
+  return rc;
 }
 
 int cn_get_pid(cn_term t, cn_pid *p) {
-  cn_pid tmp;
-  int rc;
-  if (t.len == 0)
-    return CN_ENOMATCH;
-  if ((rc = cn__decode_pid(t.ptr, &tmp)) == 0)
-    *p = tmp;
-  return rc;
+  return t.len == 0 ? CN_ENOMATCH : cn__decode_pid(t.ptr, p);
 }
 
 int cn_get_ref(cn_term t, cn_ref *r) {
-  cn_ref tmp;
-  int rc;
-  if (t.len == 0)
-    return CN_ENOMATCH;
-  if ((rc = cn__decode_ref(t.ptr, &tmp)) == 0)
-    *r = tmp;
-  return rc;
+  return t.len == 0 ? CN_ENOMATCH : cn__decode_ref(t.ptr, r);
 }
 
 /* ---- Iteration ---------------------------------------------------------- */
