@@ -1,54 +1,40 @@
-/* Readers: the type of a term, its scalar values, and iteration over the
- * elements of tuples, lists and maps.
+/* By hand only what ei has no call for: a term's type, views, iteration.
  *
- * Scalars are decoded by ei_decode_*.  ei trusts its input (it takes no
- * length), which is safe here only because a cn_term is a view of bytes
- * the bounded validator accepted, or that cn_build / cn_put_* wrote: no
- * ei call below ever sees anything else.  ei has no call for a term's
- * type or for iteration, which stay by hand.
+ * Readers: the type of a term, its scalar values, and iteration over the
+ * elements of tuples, lists and maps.  Scalars are decoded by ei_decode_*.
+ * ei trusts its input (it takes no length), which is safe here only
+ * because a cn_term is a view of bytes the bounded validator accepted, or
+ * that cn_build / cn_put_* wrote: no ei call below ever sees anything
+ * else.
  */
 #include <string.h>
 
 #include <ei.h>
 
 #include "term_internal.h"
+
 /* Values of cn_iter.string. */
 enum { IT_FLAT = 0, IT_STRING = 1, IT_LIST = 2 };
 
+/* The type of each class (CLS_*); floats and bitstrings are told apart by
+ * their tags. */
+static const cn_term_type class_type[CLS_BITS + 1] = {
+    [CLS_NUMBER] = CN_T_INTEGER, [CLS_ATOM] = CN_T_ATOM,  [CLS_REF] = CN_T_REF,
+    [CLS_FUN] = CN_T_FUN,        [CLS_PORT] = CN_T_PORT,  [CLS_PID] = CN_T_PID,
+    [CLS_TUPLE] = CN_T_TUPLE,    [CLS_MAP] = CN_T_MAP,    [CLS_NIL] = CN_T_NIL,
+    [CLS_LIST] = CN_T_LIST,      [CLS_BITS] = CN_T_BINARY};
+
 cn_term_type cn_term_typeof(cn_term t) {
+  unsigned char tag;
   if (t.len == 0 || t.ptr == NULL)
     return CN_T_INVALID;
-  switch (cn__class(t.ptr)) {
-  case CLS_NUMBER: {
-    unsigned char tag = (unsigned char)t.ptr[0];
-    return tag == ETF_NEW_FLOAT || tag == ETF_FLOAT ? CN_T_FLOAT : CN_T_INTEGER;
-  }
-  case CLS_ATOM:
-    return CN_T_ATOM;
-  case CLS_REF:
-    return CN_T_REF;
-  case CLS_FUN:
-    return CN_T_FUN;
-  case CLS_PORT:
-    return CN_T_PORT;
-  case CLS_PID:
-    return CN_T_PID;
-  case CLS_TUPLE:
-    return CN_T_TUPLE;
-  case CLS_MAP:
-    return CN_T_MAP;
-  case CLS_NIL:
-    return CN_T_NIL;
-  case CLS_LIST:
-    return CN_T_LIST;
-  case CLS_BITS:
-    if ((unsigned char)t.ptr[0] == ETF_BINARY || (unsigned char)t.ptr[5] == 8 ||
-        cn__get32(t.ptr + 1) == 0)
-      return CN_T_BINARY;
+  tag = (unsigned char)t.ptr[0];
+  if (tag == ETF_NEW_FLOAT || tag == ETF_FLOAT)
+    return CN_T_FLOAT;
+  if (tag == ETF_BIT_BINARY && (unsigned char)t.ptr[5] != 8 &&
+      cn__get32(t.ptr + 1) != 0)
     return CN_T_BITSTRING;
-  default:
-    return CN_T_INVALID;
-  }
+  return class_type[cn__class(t.ptr)];
 }
 
 int cn_get_int64(cn_term t, int64_t *v) {
@@ -177,20 +163,40 @@ static int ident_decode(const char *p, cn_term_type type, ident *e,
              : cn_node_find(name, strlen(name), node);
 }
 
-static void pid_set(const erlang_pid *e, uint32_t node, cn_pid *out) {
-  out->node = node;
-  out->id = e->num;
-  out->serial = e->serial;
-  out->creation = e->creation;
+/* Fills out (a cn_pid, cn_ref or cn_port, by type) from what ei decoded. */
+static void ident_set(cn_term_type type, const ident *e, uint32_t node,
+                      void *out) {
+  uint32_t i;
+  if (type == CN_T_PID) {
+    cn_pid *o = out;
+    o->node = node;
+    o->id = e->pid.num;
+    o->serial = e->pid.serial;
+    o->creation = e->pid.creation;
+  } else if (type == CN_T_REF) {
+    cn_ref *o = out;
+    o->node = node;
+    o->len = (uint32_t)e->ref.len;
+    o->creation = e->ref.creation;
+    for (i = 0; i < CN_REF_MAX_WORDS; i++)
+      o->n[i] = e->ref.n[i]; /* ei zeroes the words past len */
+  } else {
+    cn_port *o = out;
+    o->node = node;
+    o->id = e->port.id;
+    o->creation = e->port.creation;
+  }
 }
 
-static void ref_set(const erlang_ref *e, uint32_t node, cn_ref *out) {
-  uint32_t i;
-  out->node = node;
-  out->len = (uint32_t)e->len;
-  out->creation = e->creation;
-  for (i = 0; i < CN_REF_MAX_WORDS; i++)
-    out->n[i] = e->n[i]; /* ei zeroes the words past len */
+/* Decodes the identifier at p into out (see ident_set); out is left alone
+ * on failure. */
+static int ident_get(const char *p, cn_term_type type, bool add, void *out) {
+  uint32_t node;
+  ident e;
+  int rc = ident_decode(p, type, &e, &node, add);
+  if (rc == 0)
+    ident_set(type, &e, node, out);
+  return rc;
 }
 
 int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add) {
@@ -201,69 +207,37 @@ int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add) {
 }
 
 void cn__pid_fill(const char *p, uint32_t node, cn_pid *out) {
-  erlang_pid e;
+  ident e;
   int i = 0;
-  if (ei_decode_pid(p, &i, &e) == 0)
-    pid_set(&e, node, out);
+  if (ei_decode_pid(p, &i, &e.pid) == 0)
+    ident_set(CN_T_PID, &e, node, out);
 }
 
 void cn__ref_fill(const char *p, uint32_t node, cn_ref *out) {
-  erlang_ref e;
+  ident e;
   int i = 0;
-  if (ei_decode_ref(p, &i, &e) == 0)
-    ref_set(&e, node, out);
+  if (ei_decode_ref(p, &i, &e.ref) == 0)
+    ident_set(CN_T_REF, &e, node, out);
 }
 
 int cn__decode_pid(const char *p, cn_pid *out) {
-  ident e;
-  uint32_t node;
-  int rc = ident_decode(p, CN_T_PID, &e, &node, true);
-  if (rc == 0)
-    pid_set(&e.pid, node, out);
-  return rc;
+  return ident_get(p, CN_T_PID, true, out);
 }
 
 int cn__decode_ref(const char *p, cn_ref *out) {
-  ident e;
-  uint32_t node;
-  int rc = ident_decode(p, CN_T_REF, &e, &node, true);
-  if (rc == 0)
-    ref_set(&e.ref, node, out);
-  return rc;
+  return ident_get(p, CN_T_REF, true, out);
 }
 
 int cn__decode_port(const char *p, cn_port *out) {
-  ident e;
-  uint32_t node;
-  int rc = ident_decode(p, CN_T_PORT, &e, &node, true);
-  if (rc == 0) {
-    out->node = node;
-    out->id = e.port.id;
-    out->creation = e.port.creation;
-  }
-  return rc;
+  return ident_get(p, CN_T_PORT, true, out);
 }
 
 int cn__get_pid_known(cn_term t, cn_pid *p) {
-  ident e;
-  uint32_t node;
-  int rc;
-  if (t.len == 0)
-    return CN_ENOMATCH;
-  if ((rc = ident_decode(t.ptr, CN_T_PID, &e, &node, false)) == 0)
-    pid_set(&e.pid, node, p);
-  return rc;
+  return t.len == 0 ? CN_ENOMATCH : ident_get(t.ptr, CN_T_PID, false, p);
 }
 
 int cn__get_ref_known(cn_term t, cn_ref *r) {
-  ident e;
-  uint32_t node;
-  int rc;
-  if (t.len == 0)
-    return CN_ENOMATCH;
-  if ((rc = ident_decode(t.ptr, CN_T_REF, &e, &node, false)) == 0)
-    ref_set(&e.ref, node, r);
-  return rc;
+  return t.len == 0 ? CN_ENOMATCH : ident_get(t.ptr, CN_T_REF, false, r);
 }
 
 int cn_get_pid(cn_term t, cn_pid *p) {
