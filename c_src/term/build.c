@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "term_internal.h"
+#include "fmt.h"
 
 /* Formats nest containers at most this deep. */
 #define MAX_NEST 64
@@ -125,9 +125,9 @@ static int close_tail(cn_buf *b, bframe *fr) {
  * here; key order is valid for any size).  The sort is compare.c's. */
 static int close_map(cn_buf *b, bframe *fr) {
   size_t n = fr->count, body = fr->hdr + 5, out = body, i, j, size;
-  const char *p = b->data + body, *prev = NULL, **keys;
+  const char *p = b->data + body, *prev = NULL, *inl_keys[32], **keys;
+  char inl_copy[512], *copy;
   uint32_t kept = 0;
-  char *copy;
 
   cn__put32(b->data + fr->hdr + 1, (uint32_t)n);
   /* Most maps are written in key order: check before copying anything. */
@@ -137,12 +137,11 @@ static int close_map(cn_buf *b, bframe *fr) {
   if (i == n)
     return 0;
   size = b->len - body;
-  keys = malloc(2 * n * sizeof *keys);
-  copy = malloc(size);
+  keys = 2 * n <= 32 ? inl_keys : malloc(2 * n * sizeof *keys);
+  copy = size <= sizeof inl_copy ? inl_copy : malloc(size);
   if (keys == NULL || copy == NULL) {
-    free(keys);
-    free(copy);
-    return CN_ENOMEM;
+    i = 0; /* reported below */
+    goto done;
   }
   memcpy(copy, b->data + body, size);
   cn__map_sorted(copy, n, keys, keys + n, 0);
@@ -162,8 +161,11 @@ static int close_map(cn_buf *b, bframe *fr) {
     out += len;
     kept++;
   }
-  free(keys);
-  free(copy);
+done:
+  if (keys != inl_keys)
+    free(keys);
+  if (copy != inl_copy)
+    free(copy);
   if (i < n)
     return CN_ENOMEM;
   b->len = out;

@@ -5,11 +5,11 @@
  * tuples, lists and maps.  This file turns the text at a position into one
  * token, and encodes the number literals; the callers keep their own grammar.
  */
-#include <stdio.h>
+#include <locale.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "term_internal.h"
+#include "fmt.h"
 
 static inline int is_digit(char c) { return c >= '0' && c <= '9'; }
 
@@ -72,40 +72,9 @@ static const char *number_end(const char *f, int *is_float) {
   return s;
 }
 
-const char *cn__fmt_term(const char *f, cn__tok *t, char *tmp, size_t cap) {
+const char *cn__fmt_literal(const char *f, cn__tok *t, char *tmp, size_t cap) {
   const char *s;
-  char c;
-
-  f = cn__fmt_ws(f);
-  c = *f;
-  t->s = f;
-  t->kind = CN_TK_BAD;
-  if (c >= 'a' && c <= 'z') {
-    for (s = f; cn__fmt_is_name(*s); s++)
-      ;
-    t->kind = CN_TK_ATOM;
-    t->n = (size_t)(s - f);
-    return s;
-  }
-  if (c == '_' && !cn__fmt_is_name(f[1])) {
-    t->kind = CN_TK_WILD;
-    return f + 1;
-  }
-  if (c == '~' && f[1] != '\0') {
-    t->kind = CN_TK_HOLE;
-    t->c = f[1];
-    return f + 2;
-  }
-  if (c == '{' || c == '[' || (c == '#' && f[1] == '{')) {
-    char close = c == '[' ? ']' : '}';
-    t->c = c;
-    t->kind = CN_TK_OPEN;
-    s = cn__fmt_ws(f + (c == '#' ? 2 : 1));
-    if (*s != close)
-      return s;
-    t->kind = CN_TK_EMPTY; /* {} [] #{} */
-    return s + 1;
-  }
+  char c = *f;
   if (c == '-' || is_digit(c)) {
     int is_float;
     if ((s = number_end(f, &is_float)) == NULL)
@@ -123,20 +92,6 @@ const char *cn__fmt_term(const char *f, cn__tok *t, char *tmp, size_t cap) {
   return f;
 }
 
-int cn__fmt_punct(const char **fp) {
-  const char *f = cn__fmt_ws(*fp);
-  char c = *f;
-  if (c == '\0')
-    return 0;
-  if (c == '=') {
-    if (f[1] != '>')
-      return -1;
-    f++;
-  }
-  *fp = f + 1;
-  return c == ',' || c == '}' || c == ']' || c == '|' || c == '=' ? c : -1;
-}
-
 int cn__fmt_small_int(const cn__tok *t, int64_t *v) {
   const char *s = t->s, *end = t->s + t->n;
   int neg = *s == '-';
@@ -150,34 +105,20 @@ int cn__fmt_small_int(const cn__tok *t, int64_t *v) {
   return 0;
 }
 
-/* Parses a float literal without the C locale's decimal point: the digits
- * are rewritten as an integer mantissa and a decimal exponent. */
-static int parse_float(const char *f, const char *end, double *out) {
-  char tmp[512];
-  size_t k = 0;
-  long exp10 = 0, frac = 0;
-  const char *s = f;
-  int seen_dot = 0;
+/* Parses a float literal with strtod, whose decimal point is the C
+ * locale's, which a program may have changed (as cn__parse_float_text). */
+static int parse_float(const char *f, size_t n, double *out) {
+  const char *dp = localeconv()->decimal_point;
+  char text[512], *dot;
 
-  if (*s == '-')
-    tmp[k++] = *s++;
-  for (; s < end && *s != 'e' && *s != 'E'; s++) {
-    if (*s == '.') {
-      seen_dot = 1;
-      continue;
-    }
-    if (k + 32 >= sizeof tmp)
-      return CN_EBADFMT;
-    tmp[k++] = *s;
-    frac += seen_dot;
-  }
-  if (s < end)
-    exp10 = strtol(s + 1, NULL, 10);
-  if (exp10 > 100000 || exp10 < -100000)
+  if (n >= sizeof text)
     return CN_EBADFMT;
-  k += (size_t)snprintf(tmp + k, sizeof tmp - k, "e%ld", exp10 - frac);
-  tmp[k] = '\0';
-  *out = strtod(tmp, NULL);
+  memcpy(text, f, n);
+  text[n] = '\0';
+  if ((dot = strchr(text, '.')) != NULL && dp != NULL && dp[0] != '\0' &&
+      dp[1] == '\0')
+    *dot = dp[0];
+  *out = strtod(text, NULL);
   return 0;
 }
 
@@ -221,7 +162,7 @@ int cn__fmt_number(cn_buf *b, const cn__tok *t) {
   int rc;
   if (t->kind == CN_TK_INT)
     return enc_int(b, t->s, t->s + t->n);
-  if ((rc = parse_float(t->s, t->s + t->n, &v)) != 0)
+  if ((rc = parse_float(t->s, t->n, &v)) != 0)
     return rc;
   rc = cn__enc_double(b, v);
   return rc == CN_EINVAL ? CN_EBADFMT : rc; /* out of range, as 1.0e999 */

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "term_internal.h"
+#include "fmt.h"
 
 #define MAX_NEST 64
 #define INLINE_OUTS 16
@@ -56,20 +56,21 @@ typedef struct outs {
   pending inl[INLINE_OUTS];
 } outs;
 
-static int add_out(outs *o, const pending *q) {
+/* The next free slot of o, which becomes an output when o->n counts it;
+ * NULL when memory runs out. */
+static pending *slot(outs *o) {
   if (o->n == o->cap) {
     size_t cap = o->cap * 2;
     pending *p = o->p == o->inl ? malloc(cap * sizeof *p)
                                 : realloc(o->p, cap * sizeof *p);
     if (p == NULL)
-      return CN_ENOMEM;
+      return NULL;
     if (o->p == o->inl)
       memcpy(p, o->inl, sizeof o->inl);
     o->p = p;
     o->cap = cap;
   }
-  o->p[o->n++] = *q;
-  return 0;
+  return &o->p[o->n];
 }
 
 /* Normalises a list cursor: steps into a tail that continues the list.
@@ -215,11 +216,7 @@ static int take(pending *q, int write) {
     else if (q->o1 != NULL)
       cn__ref_fill(q->x, q->v.node, q->o1);
     return 0;
-  default: /* 't' */
-    if (write && q->o1 != NULL) {
-      ((cn_term *)q->o1)->ptr = q->x;
-      ((cn_term *)q->o1)->len = q->v.len;
-    }
+  default: /* 't' is done by the callers */
     return 0;
   }
 }
@@ -228,57 +225,69 @@ static int take(pending *q, int write) {
  * subject, and queues the outputs in o. */
 static int match_hole(char h, va_list *ap, const char *x, outs *o,
                       const char **end) {
-  pending q = {h, NULL, NULL, x, {0}};
+  pending *q = slot(o);
   const char *name;
   cn_term t = {x, 1};
   int rc;
 
+  if (q == NULL)
+    return CN_ENOMEM;
+  q->kind = h;
+  q->x = x;
+  q->o2 = NULL;
   switch (h) {
   case 'A':
     if ((name = va_arg(*ap, const char *)) == NULL)
       return CN_EINVAL;
     return cn_is_atom(t, name) ? 0 : CN_ENOMATCH;
   case 'a':
-    q.o1 = va_arg(*ap, char *);
-    q.v.len = va_arg(*ap, size_t);
+    q->o1 = va_arg(*ap, char *);
+    q->v.len = va_arg(*ap, size_t);
     break;
   case 'i':
-    q.o1 = va_arg(*ap, int64_t *);
+    q->o1 = va_arg(*ap, int64_t *);
     break;
   case 'u':
-    q.o1 = va_arg(*ap, uint64_t *);
+    q->o1 = va_arg(*ap, uint64_t *);
     break;
   case 'f':
-    q.o1 = va_arg(*ap, double *);
+    q->o1 = va_arg(*ap, double *);
     break;
   case 'b':
-    q.o1 = va_arg(*ap, const char **);
-    q.o2 = va_arg(*ap, size_t *);
+    q->o1 = va_arg(*ap, const char **);
+    q->o2 = va_arg(*ap, size_t *);
     break;
   case 'p':
-    q.o1 = va_arg(*ap, cn_pid *);
+    q->o1 = va_arg(*ap, cn_pid *);
     break;
   case 'r':
-    q.o1 = va_arg(*ap, cn_ref *);
+    q->o1 = va_arg(*ap, cn_ref *);
     break;
   case 't':
-    q.o1 = va_arg(*ap, cn_term *);
+    q->o1 = va_arg(*ap, cn_term *);
     if (*end == NULL)
       *end = cn__skip_fast(x);
-    q.v.len = (size_t)(*end - x);
-    break;
+    q->v.len = (size_t)(*end - x);
+    o->n++; /* any term fits: no need to take() */
+    return 0;
   default:
     return CN_EBADFMT;
   }
-  if ((rc = take(&q, 0)) != 0)
+  if ((rc = take(q, 0)) != 0)
     return rc;
-  return add_out(o, &q);
+  o->n++;
+  return 0;
 }
 
 static void commit(outs *o) {
   size_t i;
-  for (i = 0; i < o->n; i++)
-    take(&o->p[i], 1);
+  for (i = 0; i < o->n; i++) {
+    pending *q = &o->p[i];
+    if (q->kind != 't')
+      take(q, 1);
+    else if (q->o1 != NULL) /* the commonest hole, inline */
+      *(cn_term *)q->o1 = (cn_term){q->x, q->v.len};
+  }
 }
 
 /* Matches a pattern term that opens no container (tk, read from the

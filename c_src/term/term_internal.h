@@ -249,58 +249,6 @@ int cn__enc_mag64(cn_buf *b, int neg, uint64_t m);
  * ei's erlang_big holds it, in 16-bit digits, least significant first. */
 int cn__enc_big(cn_buf *b, int neg, const unsigned short *digits, size_t n);
 
-/* ---- The format lexer (fmt.c), shared by cn_build and cn_match ---- */
-
-enum {
-  CN_TK_BAD,   /* not a term */
-  CN_TK_ATOM,  /* a bare atom; s[0 .. n) is its name */
-  CN_TK_WILD,  /* _ */
-  CN_TK_HOLE,  /* ~c; c is the letter */
-  CN_TK_OPEN,  /* a container opens; c is '{', '[' or '#' (for #{) */
-  CN_TK_EMPTY, /* {} [] or #{}; c as for CN_TK_OPEN */
-  CN_TK_INT,   /* an integer literal; s[0 .. n) is its text */
-  CN_TK_FLOAT, /* a float literal; s[0 .. n) is its text */
-  CN_TK_QATOM, /* a quoted atom; s[0 .. n) is its unescaped name */
-  CN_TK_STRING /* "text"; s[0 .. n) is the unescaped text */
-};
-
-typedef struct cn__tok {
-  int kind;      /* CN_TK_* */
-  char c;        /* see CN_TK_HOLE, CN_TK_OPEN */
-  const char *s; /* the token's text (for CN_TK_BAD: where it failed) */
-  size_t n;      /* bytes at s */
-} cn__tok;
-
-static inline const char *cn__fmt_ws(const char *f) {
-  while (*f == ' ' || *f == '\t' || *f == '\n' || *f == '\r')
-    f++;
-  return f;
-}
-
-static inline int cn__fmt_is_name(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         (c >= '0' && c <= '9') || c == '_' || c == '@';
-}
-
-/* Reads the term that starts at f (after white space) into *t and returns
- * the position after it; after CN_TK_OPEN that is the first element.  A
- * quoted literal with escapes is unescaped into tmp (cap bytes); one that
- * does not fit is CN_TK_BAD. */
-const char *cn__fmt_term(const char *f, cn__tok *t, char *tmp, size_t cap);
-
-/* Reads the punctuation after a term at *fp (after white space): returns
- * ',', '}', ']', '|' or '=' (for =>) and advances *fp past it; 0 at the
- * end of the format; -1 for anything else. */
-int cn__fmt_punct(const char **fp);
-
-/* The value of a CN_TK_INT of up to 18 digits, which always fits; -1 for
- * any other token. */
-int cn__fmt_small_int(const cn__tok *t, int64_t *v);
-
-/* Encodes a CN_TK_INT or CN_TK_FLOAT.  Returns 0, CN_EBADFMT (a float out
- * of range, such as 1.0e999) or CN_ENOMEM. */
-int cn__fmt_number(cn_buf *b, const cn__tok *t);
-
 /* Builds one term from the format at *fmt, consuming arguments from *ap
  * and advancing *fmt past it.  In key mode (used by the matcher for map
  * keys) the hole ~A stands for an atom and output holes are errors. */
@@ -324,9 +272,9 @@ int cn__decode_port(const char *p, cn_port *out);
 
 /* The two halves of cn__decode_pid / cn__decode_ref, so that the matcher
  * can intern early (the step that can fail) and fill outputs late.
- * cn__ident_node checks that p is of the given type (CN_T_PID or
- * CN_T_REF) and finds its node: interned when add, else CN_ENOENT for
- * a name no one interned. */
+ * cn__ident_node checks that p is of the given type (CN_T_PID, CN_T_REF
+ * or CN_T_PORT) and finds its node: interned when add, else CN_ENOENT
+ * for a name no one interned, CN_EINVAL for a name with a NUL. */
 int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add);
 
 /* As cn_get_pid / cn_get_ref, but a node name that no one interned before
