@@ -194,14 +194,15 @@ static inline cn_term cn_buf_term(const cn_buf *b) {
  * integers 0..255, one list for [a | [b]], map pairs in key order (erts
  * uses a hash order above 32 pairs; any order is valid), the last value
  * for a repeated map key.  Formats nest at most 64 containers deep.
- * Allocates nothing unless the buffer must grow (or a map of more than 8
- * pairs needs sorting).
+ * Allocates nothing unless the buffer must grow (or a map's pairs are
+ * out of key order and need sorting).
  *
  * Returns 0, CN_EBADFMT (the format is malformed, or a literal is not a
  * valid term, such as 1.0e999), CN_EINVAL (an argument is: a non-finite
  * double, an atom that is not UTF-8 or longer than 255 characters, a NULL
  * string, an empty ~t, a pid or reference of an unknown node index or of
- * 0 or over 5 words) or CN_ENOMEM.  On error the buffer's bytes are left
+ * 0 or over 5 words, a binary or charlist whose term would pass 2 GiB, the
+ * limit of ei's int offsets) or CN_ENOMEM.  On error the buffer's bytes are left
  * as they were before the call, and its sticky error is set. */
 CN_EXTERN int cn_build(cn_buf *b, const char *fmt, ...);
 CN_EXTERN int cn_vbuild(cn_buf *b, const char *fmt, va_list ap);
