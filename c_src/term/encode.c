@@ -97,24 +97,17 @@ int cn__enc_int(cn_buf *b, int64_t v) {
     b->len += 5;
     return 0;
   }
-  if (v < 0)
-    return enc_big64(b, 1, (uint64_t)0 - (uint64_t)v);
-  return enc_big64(b, 0, (uint64_t)v);
-}
-
-int cn__enc_uint(cn_buf *b, uint64_t v) {
-  if (v <= INT32_MAX)
-    return cn__enc_int(b, (int64_t)v);
-  return enc_big64(b, 0, v);
+  return enc_big64(b, v < 0, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v);
 }
 
 int cn__enc_mag64(cn_buf *b, int neg, uint64_t m) {
-  if (!neg)
-    return cn__enc_uint(b, m);
-  if (m <= (uint64_t)1 << 31)
-    return cn__enc_int(b, -(int64_t)m);
-  return enc_big64(b, 1, m);
+  /* INTEGER_EXT holds up to 2^31 - 1, and 2^31 when negative. */
+  if (m <= (uint64_t)INT32_MAX + (neg != 0))
+    return cn__enc_int(b, neg ? -(int64_t)m : (int64_t)m);
+  return enc_big64(b, neg, m);
 }
+
+int cn__enc_uint(cn_buf *b, uint64_t v) { return cn__enc_mag64(b, 0, v); }
 
 int cn__enc_big(cn_buf *b, int neg, const unsigned short *digits, size_t n) {
   erlang_big big;

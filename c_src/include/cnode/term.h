@@ -202,8 +202,8 @@ static inline cn_term cn_buf_term(const cn_buf *b) {
  * double, an atom that is not UTF-8 or longer than 255 characters, a NULL
  * string, an empty ~t, a pid or reference of an unknown node index or of
  * 0 or over 5 words, a binary or charlist whose term would pass 2 GiB, the
- * limit of ei's int offsets) or CN_ENOMEM.  On error the buffer's bytes are left
- * as they were before the call, and its sticky error is set. */
+ * limit of ei's int offsets) or CN_ENOMEM.  On error the buffer's bytes are
+ * left as they were before the call, and its sticky error is set. */
 CN_EXTERN int cn_build(cn_buf *b, const char *fmt, ...);
 CN_EXTERN int cn_vbuild(cn_buf *b, const char *fmt, va_list ap);
 
