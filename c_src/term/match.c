@@ -166,7 +166,7 @@ static int match_number(const cn__tok *t, const char *x) {
 /* Checks that the subject of q fits its hole (write == 0), or, once the
  * whole pattern has matched, writes the value to q's outputs (write ==
  * 1).  Returns 0, CN_ENOMATCH, or an error. */
-static int take(pending *q, int write) {
+static inline int take(pending *q, int write) {
   cn_term t = {q->x, 1}; /* the readers only need the tag to be there */
   const char *p;
   cn__atom a;
@@ -184,7 +184,7 @@ static int take(pending *q, int write) {
     if (!cn__is_atom_tag((unsigned char)q->x[0]))
       return CN_ENOMATCH;
     cn__atom_view(q->x, &a);
-    if (a.n != 0 && memchr(a.s, 0, a.n) != NULL)
+    if (cn__atom_has_nul(&a))
       return CN_ENOTSUP; /* as cn_get_atom: not a C string */
     return q->o1 == NULL || cn__atom_utf8_len(&a) >= q->v.len ? CN_ENOSPC : 0;
   case 'i':

@@ -108,7 +108,7 @@ int cn_get_atom(cn_term t, char *buf, size_t cap) {
   if (t.len == 0 || !cn__is_atom_tag((unsigned char)t.ptr[0]))
     return CN_ENOMATCH;
   cn__atom_view(t.ptr, &a);
-  if (a.n != 0 && memchr(a.s, 0, a.n) != NULL)
+  if (cn__atom_has_nul(&a))
     return CN_ENOTSUP; /* not a C string */
   return cn_get_atom_n(t, buf, cap, NULL);
 }
@@ -142,64 +142,67 @@ typedef union ident {
   erlang_port port;
 } ident;
 
-/* Decodes the words of the pid, reference or port (type) at p into *e.
- * NEW_PID_EXT and NEWER_REFERENCE_EXT, all that OTP 23+ sends, are read
- * here: ei_decode_pid first copies the node's name into a 1 KiB struct,
- * which made reading a pid 30% slower.  ei reads the older encodings. */
-static int ident_words(const char *p, cn_term_type type, ident *e) {
+/* Reads the pid, reference or port (type) at p, whose node's index is
+ * node, into out (a cn_pid, cn_ref or cn_port); out is left alone on
+ * failure.  NEW_PID_EXT and NEWER_REFERENCE_EXT, all that OTP 23+ sends,
+ * are read here: ei_decode_pid first copies the node's name into a 1 KiB
+ * struct, which made reading a pid 30% slower.  ei reads the older
+ * encodings. */
+static int ident_fill(const char *p, cn_term_type type, uint32_t node,
+                      void *out) {
   unsigned char tag = (unsigned char)p[0];
-  cn__atom a;
+  cn_pid *pid = out;
+  cn_ref *ref = out;
+  cn_port *port = out;
   const char *q;
+  cn__atom a;
   uint32_t k;
+  ident e;
   int i = 0;
 
   if (type == CN_T_PID && tag == ETF_NEW_PID) {
     q = cn__atom_view(p + 1, &a);
-    e->pid.num = cn__get32(q);
-    e->pid.serial = cn__get32(q + 4);
-    e->pid.creation = cn__get32(q + 8);
-  } else if (type == CN_T_REF && tag == ETF_NEWER_REFERENCE) {
+    pid->node = node;
+    pid->id = cn__get32(q);
+    pid->serial = cn__get32(q + 4);
+    pid->creation = cn__get32(q + 8);
+    return 0;
+  }
+  if (type == CN_T_REF && tag == ETF_NEWER_REFERENCE) {
     q = cn__atom_view(p + 3, &a);
-    e->ref.len = cn__get16(p + 1); /* the validator allows 1 to 5 */
-    e->ref.creation = cn__get32(q);
+    ref->node = node;
+    ref->len = cn__get16(p + 1); /* the validator allows 1 to 5 */
+    ref->creation = cn__get32(q);
     for (k = 0; k < CN_REF_MAX_WORDS; k++)
-      e->ref.n[k] = k < (uint32_t)e->ref.len ? cn__get32(q + 4 + 4 * k) : 0;
-  } else if ((type == CN_T_PID   ? ei_decode_pid(p, &i, &e->pid)
-              : type == CN_T_REF ? ei_decode_ref(p, &i, &e->ref)
-                                 : ei_decode_port(p, &i, &e->port)) < 0) {
+      ref->n[k] = k < ref->len ? cn__get32(q + 4 + 4 * k) : 0;
+    return 0;
+  }
+  if ((type == CN_T_PID   ? ei_decode_pid(p, &i, &e.pid)
+       : type == CN_T_REF ? ei_decode_ref(p, &i, &e.ref)
+                          : ei_decode_port(p, &i, &e.port)) < 0)
     return CN_ENOMATCH;
+  if (type == CN_T_PID) {
+    pid->node = node;
+    pid->id = e.pid.num;
+    pid->serial = e.pid.serial;
+    pid->creation = e.pid.creation;
+  } else if (type == CN_T_REF) {
+    ref->node = node;
+    ref->len = (uint32_t)e.ref.len;
+    ref->creation = e.ref.creation;
+    for (k = 0; k < CN_REF_MAX_WORDS; k++)
+      ref->n[k] = e.ref.n[k]; /* ei zeroes the words past len */
+  } else {
+    port->node = node;
+    port->id = e.port.id;
+    port->creation = e.port.creation;
   }
   return 0;
 }
 
-/* Fills out (a cn_pid, cn_ref or cn_port, by type) from what ei decoded. */
-static void ident_set(cn_term_type type, const ident *e, uint32_t node,
-                      void *out) {
-  uint32_t i;
-  if (type == CN_T_PID) {
-    cn_pid *o = out;
-    o->node = node;
-    o->id = e->pid.num;
-    o->serial = e->pid.serial;
-    o->creation = e->pid.creation;
-  } else if (type == CN_T_REF) {
-    cn_ref *o = out;
-    o->node = node;
-    o->len = (uint32_t)e->ref.len;
-    o->creation = e->ref.creation;
-    for (i = 0; i < CN_REF_MAX_WORDS; i++)
-      o->n[i] = e->ref.n[i]; /* ei zeroes the words past len */
-  } else {
-    cn_port *o = out;
-    o->node = node;
-    o->id = e->port.id;
-    o->creation = e->port.creation;
-  }
-}
-
 int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add) {
   unsigned char tag = (unsigned char)p[0];
-  int ref3 = tag == ETF_NEW_REFERENCE || tag == ETF_NEWER_REFERENCE;
+  int ref3 = tag == ETF_NEW_REFERENCE || tag == ETF_NEWER_REFERENCE, rc;
   cn__atom a;
 
   if (type == CN_T_PID ? tag != ETF_PID && tag != ETF_NEW_PID
@@ -208,36 +211,30 @@ int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add) {
           : tag != ETF_PORT && tag != ETF_NEW_PORT && tag != ETF_V4_PORT)
     return CN_ENOMATCH;
   /* The node is interned from the term's own bytes, which is cheaper than
-   * measuring ei's copy, and exact: ei hands the name out as a C string,
-   * which a NUL in it would cut short (to some other node's name, perhaps
-   * ours), so such a name is refused. */
+   * measuring ei's copy of them.  A new name with a NUL in it is refused:
+   * as a C string (ei's, or cn_node_name's) it would read as another
+   * node's name, perhaps ours.  Known names skip that check. */
   cn__atom_view(p + (ref3 ? 3 : 1), &a);
-  if (a.n != 0 && memchr(a.s, 0, a.n) != NULL)
-    return CN_EINVAL;
-  return cn__intern_atom(&a, node, add);
+  rc = cn__intern_atom(&a, node, false);
+  if (rc != CN_ENOENT || !add)
+    return rc;
+  return cn__atom_has_nul(&a) ? CN_EINVAL : cn__intern_atom(&a, node, true);
 }
 
-/* Decodes the identifier at p into out (see ident_set), interning its node
- * when add; out is left alone on failure. */
+/* Decodes the identifier at p into out (see ident_fill), interning its
+ * node when add. */
 static int ident_get(const char *p, cn_term_type type, bool add, void *out) {
   uint32_t node;
-  ident e;
   int rc = cn__ident_node(p, type, &node, add);
-  if (rc == 0 && (rc = ident_words(p, type, &e)) == 0)
-    ident_set(type, &e, node, out);
-  return rc;
+  return rc != 0 ? rc : ident_fill(p, type, node, out);
 }
 
 void cn__pid_fill(const char *p, uint32_t node, cn_pid *out) {
-  ident e;
-  if (ident_words(p, CN_T_PID, &e) == 0)
-    ident_set(CN_T_PID, &e, node, out);
+  ident_fill(p, CN_T_PID, node, out);
 }
 
 void cn__ref_fill(const char *p, uint32_t node, cn_ref *out) {
-  ident e;
-  if (ident_words(p, CN_T_REF, &e) == 0)
-    ident_set(CN_T_REF, &e, node, out);
+  ident_fill(p, CN_T_REF, node, out);
 }
 
 int cn__decode_pid(const char *p, cn_pid *out) {

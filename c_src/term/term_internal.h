@@ -131,6 +131,16 @@ static inline size_t cn__atom_size(const char *p) {
   return 3 + (size_t)cn__get16(p + 1);
 }
 
+/* True when the atom's name holds a NUL byte, and so is no C string.  A
+ * loop rather than memchr: names are short, and the call cost more. */
+static inline bool cn__atom_has_nul(const cn__atom *a) {
+  size_t k;
+  for (k = 0; k < a->n; k++)
+    if (a->s[k] == 0)
+      return true;
+  return false;
+}
+
 /* Atom comparison by code point (UTF-8 byte order equals code point
  * order, so two UTF-8 names compare with memcmp). */
 int cn__atom_cmp(const cn__atom *a, const cn__atom *b);
