@@ -33,7 +33,7 @@ FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all \
 # are not, so that the fuzzer's feedback is about library code and not
 # about the checks around it (which also runs them faster).
 FUZZ_CFLAGS := -std=c11 $(FUZZ_OPT) -g -pthread -D_REENTRANT -D_GNU_SOURCE \
-        $(WARN) -Ic_src/include -Ic_src $(FUZZ_SAN)
+        $(WARN) -Ic_src/include -Ic_src -I$(EI_DIR)/include $(FUZZ_SAN)
 FUZZ_COV := -fsanitize=fuzzer-no-link
 
 FUZZ_LIB_SRCS := $(sort $(wildcard c_src/util/*.c c_src/term/*.c)) \
@@ -67,8 +67,8 @@ $(FUZZ_LIB_A): $(FUZZ_LIB_OBJS)
 
 $(FUZZ_BINS): $(FUZZ_BUILD)/%: $(FUZZ_BUILD)/obj/c_src/fuzz/%.o $(FUZZ_LIB_A)
 	@echo "  LD      $@"
-	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ -lcrypto -lm \
-	        -pthread
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ \
+	        -L$(EI_DIR)/lib -lei -lcrypto -lm -pthread
 
 # The runs go through c_src/fuzz/run.sh, which reads libFuzzer's final
 # statistics and keeps the working corpora and any crash under build/fuzz/.

@@ -53,9 +53,18 @@ int cn_get_int64(cn_term t, int64_t *v) {
 
 int cn_get_uint64(cn_term t, uint64_t *v) {
   unsigned long long x;
+  long long z;
   int i = 0;
-  if (t.len == 0 || ei_decode_ulonglong(t.ptr, &i, &x) < 0)
+  if (t.len == 0)
     return CN_ENOMATCH;
+  if (ei_decode_ulonglong(t.ptr, &i, &x) < 0) {
+    /* ei refuses a bignum whose sign is set even when its magnitude is
+     * zero, which erts reads as 0. */
+    i = 0;
+    if (ei_decode_longlong(t.ptr, &i, &z) < 0 || z != 0)
+      return CN_ENOMATCH;
+    x = 0;
+  }
   *v = x;
   return 0;
 }
@@ -181,6 +190,16 @@ static int ident_fill(const char *p, cn_term_type type, uint32_t node,
        : type == CN_T_REF ? ei_decode_ref(p, &i, &e.ref)
                           : ei_decode_port(p, &i, &e.port)) < 0)
     return CN_ENOMATCH;
+  /* ei keeps 2 bits of the 8-bit creation of PID_EXT, REFERENCE_EXT,
+   * NEW_REFERENCE_EXT and PORT_EXT.  The validator lets the whole byte
+   * through, so it is read whole, and the term re-encodes as it came. */
+  q = cn__atom_view(p + (tag == ETF_NEW_REFERENCE ? 3 : 1), &a);
+  if (tag == ETF_PID)
+    e.pid.creation = (unsigned char)q[8];
+  else if (tag == ETF_REFERENCE || tag == ETF_NEW_REFERENCE)
+    e.ref.creation = (unsigned char)q[tag == ETF_REFERENCE ? 4 : 0];
+  else if (tag == ETF_PORT)
+    e.port.creation = (unsigned char)q[4];
   if (type == CN_T_PID) {
     pid->node = node;
     pid->id = e.pid.num;

@@ -186,6 +186,17 @@ static void test_bignums(void **state) {
   T(&b, "-00000000000000000009223372036854775808");
   assert_int_equal(ei_decode_longlong(b.data, &i, &v), 0);
   assert_true(v == INT64_MIN);
+  /* A bignum -0, which erts reads as 0 and ei_decode_ulonglong refuses. */
+  {
+    static const char negzero[] = {110, 2, 1, 0, 0};
+    uint64_t z = 1;
+    int64_t zi = 1;
+    i = 0;
+    assert_int_equal(ei_decode_ulonglong(negzero, &i, &u), -1);
+    assert_int_equal(cn_get_uint64(from_ei(negzero, sizeof negzero), &z), 0);
+    assert_int_equal(cn_get_int64(from_ei(negzero, sizeof negzero), &zi), 0);
+    assert_true(z == 0 && zi == 0);
+  }
   /* A LARGE_BIG: 300 bytes of 0xFF is 2^2400 - 1. */
   {
     char digits[800];
@@ -449,6 +460,20 @@ static void test_pids_refs(void **state) {
   assert_int_equal(cn_get_ref(from_ei(buf, n), &r2), 0);
   assert_true(cn_ref_equal(&r, &r2));
 
+  /* ei keeps 2 bits of an old PID_EXT's creation byte; we keep all 8, so
+   * that the pid re-encodes as it came (erts would refuse it). */
+  {
+    static const char old_pid[] = {103, 119, 3, 'a', '@', 'b', 0, 0,
+                                   0,   5,   0, 0,   0,   6,   7};
+    erlang_pid e;
+    int k = 0;
+    assert_int_equal(cn_get_pid(from_ei(old_pid, sizeof old_pid), &p2), 0);
+    assert_int_equal(p2.id, 5);
+    assert_int_equal(p2.serial, 6);
+    assert_int_equal(p2.creation, 7);
+    assert_int_equal(ei_decode_pid(old_pid, &k, &e), 0);
+    assert_int_equal(e.creation, 3);
+  }
   /* A node name with a NUL byte would be cut short by ei's C strings. */
   {
     static const char bad[] = {88, 119, 5, 'a', '@', 'b', 0, 'c', 0, 0,
