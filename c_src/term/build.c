@@ -295,11 +295,22 @@ int cn__build_one(cn_buf *b, const char **fmtp, va_list *ap, int key_mode) {
   char tmp[4 * 255]; /* an escaped literal; long data belongs in ~s, ~b */
   int sp = 0, rc;
   cn__tok t;
+  char *d;
 
   do {
     f = cn__fmt_term(f, &t, tmp, sizeof tmp);
     switch (t.kind) {
-    case CN_TK_ATOM:
+    case CN_TK_ATOM: /* ASCII by the lexer's rules: no check, no call */
+      if (t.n <= 255 && (d = cn__room(b, t.n + 2)) != NULL) {
+        d[0] = (char)ETF_SMALL_ATOM_UTF8;
+        d[1] = (char)t.n;
+        memcpy(d + 2, t.s, t.n);
+        b->len += t.n + 2;
+        rc = 0;
+        break;
+      }
+      /* Too long, or out of memory: cn__enc_atom tells which. */
+      /* fall through */
     case CN_TK_QATOM:
       rc = cn__enc_atom(b, t.s, t.n);
       if (rc == CN_EINVAL)
