@@ -67,8 +67,8 @@ $(FUZZ_LIB_A): $(FUZZ_LIB_OBJS)
 
 $(FUZZ_BINS): $(FUZZ_BUILD)/%: $(FUZZ_BUILD)/obj/c_src/fuzz/%.o $(FUZZ_LIB_A)
 	@echo "  LD      $@"
-	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ -L$(EI_DIR)/lib -lei -lcrypto -lm \
-	        -pthread
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ \
+	        -L$(EI_DIR)/lib -lei -lcrypto -lm -pthread
 
 # The runs go through c_src/fuzz/run.sh, which reads libFuzzer's final
 # statistics and keeps the working corpora and any crash under build/fuzz/.

@@ -94,31 +94,17 @@ static inline int fz_utf8_ok(const unsigned char *s, size_t n) {
 }
 
 /* The UTF-8 name of an atom term and its length (names may hold U+0000,
- * so strlen cannot tell).  cn_get_atom gives CN_ENOSPC exactly when the
- * name and its NUL do not fit, so a binary search on the capacity finds
- * the length; the boundary itself is checked on the way.  Returns 0, or
- * CN_ENOMATCH when t is not an atom.  buf must hold 1024 bytes (an atom
- * has at most 255 characters of at most 4 bytes). */
+ * so strlen cannot tell), by cn_get_atom_n, whose CN_ENOSPC boundary is
+ * checked on the way.  Returns 0, or CN_ENOMATCH when t is not an atom.
+ * buf must hold 1024 bytes (an atom has at most 255 characters of at most
+ * 4 bytes). */
 static inline int fz_atom_name(cn_term t, char buf[1024], size_t *len) {
-  size_t lo = 1, hi = 1024; /* the smallest capacity that fits is in here */
-  int rc = cn_get_atom(t, buf, 1024);
+  int rc = cn_get_atom_n(t, buf, 1024, len);
   if (rc != 0)
     return rc;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    rc = cn_get_atom(t, buf, mid);
-    FZ_CHECK(rc == 0 || rc == CN_ENOSPC);
-    if (rc == 0)
-      hi = mid;
-    else
-      lo = mid + 1;
-  }
-  FZ_OK(cn_get_atom(t, buf, lo));
-  FZ_CHECK(buf[lo - 1] == '\0');
-  if (lo > 1)
-    FZ_CHECK(cn_get_atom(t, buf, lo - 1) == CN_ENOSPC);
-  FZ_OK(cn_get_atom(t, buf, lo));
-  *len = lo - 1;
+  FZ_CHECK(*len < 1024 && buf[*len] == '\0');
+  FZ_CHECK(cn_get_atom_n(t, buf, *len, NULL) == CN_ENOSPC);
+  FZ_OK(cn_get_atom_n(t, buf, *len + 1, NULL));
   return 0;
 }
 

@@ -1,23 +1,24 @@
-/* cn_build: terms from Erlang-like format strings.
+/* By hand: ei has no format builder with maps, refs, bignums or terms.
  *
- * One pass over the format writes the encoding straight into the buffer.
- * A container's header goes out with a placeholder count, patched when
- * the container closes; the few containers whose best encoding is only
- * known at the end are rewritten then, in place:
+ * cn_build writes terms from Erlang-like format strings (read by the
+ * lexer in fmt.c) in one pass, straight into the buffer; the scalars go
+ * through the ei encoders of encode.c.  A container's header goes out
+ * with a placeholder count, patched when the container closes; the few
+ * containers whose best encoding is only known at the end are rewritten
+ * then, in place:
  *  - a tuple of more than 255 elements moves 3 bytes up (LARGE_TUPLE_EXT);
  *  - a proper list of small integers 0..255 becomes a STRING_EXT, and
  *    [a, b | [c]] becomes one list, as term_to_binary would write them;
  *  - map pairs are sorted by key, and a repeated key keeps its last value
  *    (as the Erlang expression #{a => 1, a => 2} does).
- * Nothing is allocated unless the buffer must grow, or a map with more
- * than a few pairs needs sorting.
+ * Nothing is allocated unless the buffer must grow, or a map's pairs are
+ * out of order.
  */
 #include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "term_internal.h"
+#include "fmt.h"
 
 /* Formats nest containers at most this deep. */
 #define MAX_NEST 64
@@ -30,183 +31,6 @@ typedef struct bframe {
   uint32_t count; /* elements, or pairs of a map */
   int kind;
 } bframe;
-
-static inline const char *ws(const char *f) {
-  while (*f == ' ' || *f == '\t' || *f == '\n' || *f == '\r')
-    f++;
-  return f;
-}
-
-static inline int is_lower(char c) { return c >= 'a' && c <= 'z'; }
-
-static inline int is_name(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         (c >= '0' && c <= '9') || c == '_' || c == '@';
-}
-
-static inline int is_digit(char c) { return c >= '0' && c <= '9'; }
-
-/* ---- Literals ------------------------------------------------------------ */
-
-/* Decodes a quoted literal (atom or string) that starts after its opening
- * quote q.  Escapes: \\ \' \" \n \r \t \e \0.  Returns the position after
- * the closing quote, or NULL when the literal does not end; *out and *n
- * describe the text (a view of the format when there is no escape). */
-static const char *quoted(const char *f, char q, char *tmp, size_t cap,
-                          const char **out, size_t *n) {
-  const char *s = f;
-  size_t k = 0;
-
-  while (*s != q && *s != '\\' && *s != '\0')
-    s++;
-  if (*s == q) {
-    *out = f;
-    *n = (size_t)(s - f);
-    return s + 1;
-  }
-  for (s = f; *s != q; s++) {
-    char c = *s;
-    if (c == '\0')
-      return NULL;
-    if (c == '\\') {
-      switch (*++s) {
-      case '\\':
-        c = '\\';
-        break;
-      case '\'':
-        c = '\'';
-        break;
-      case '"':
-        c = '"';
-        break;
-      case 'n':
-        c = '\n';
-        break;
-      case 'r':
-        c = '\r';
-        break;
-      case 't':
-        c = '\t';
-        break;
-      case 'e':
-        c = 27;
-        break;
-      case '0':
-        c = '\0';
-        break;
-      default:
-        return NULL;
-      }
-    }
-    if (k == cap)
-      return NULL;
-    tmp[k++] = c;
-  }
-  *out = tmp;
-  *n = k;
-  return s + 1;
-}
-
-/* Text of the number at f: [-]digits[.digits[(e|E)[+|-]digits]]. */
-static const char *number_end(const char *f, int *is_float) {
-  const char *s = f;
-  *is_float = 0;
-  if (*s == '-')
-    s++;
-  if (!is_digit(*s))
-    return NULL;
-  while (is_digit(*s))
-    s++;
-  if (*s == '.' && is_digit(s[1])) {
-    *is_float = 1;
-    s++;
-    while (is_digit(*s))
-      s++;
-    if (*s == 'e' || *s == 'E') {
-      const char *e = s + 1;
-      if (*e == '+' || *e == '-')
-        e++;
-      if (!is_digit(*e))
-        return NULL;
-      while (is_digit(*e))
-        e++;
-      s = e;
-    }
-  }
-  return s;
-}
-
-/* Parses a float literal without the C locale's decimal point: the digits
- * are rewritten as an integer mantissa and a decimal exponent. */
-static int parse_float(const char *f, const char *end, double *out) {
-  char tmp[512];
-  size_t k = 0;
-  long exp10 = 0, frac = 0;
-  const char *s = f;
-  int seen_dot = 0;
-
-  if (*s == '-')
-    tmp[k++] = *s++;
-  for (; s < end && *s != 'e' && *s != 'E'; s++) {
-    if (*s == '.') {
-      seen_dot = 1;
-      continue;
-    }
-    if (k + 32 >= sizeof tmp)
-      return CN_EBADFMT;
-    tmp[k++] = *s;
-    frac += seen_dot;
-  }
-  if (s < end)
-    exp10 = strtol(s + 1, NULL, 10);
-  if (exp10 > 100000 || exp10 < -100000)
-    return CN_EBADFMT;
-  k += (size_t)snprintf(tmp + k, sizeof tmp - k, "e%ld", exp10 - frac);
-  tmp[k] = '\0';
-  *out = strtod(tmp, NULL);
-  return 0;
-}
-
-/* Encodes an integer literal of any size. */
-static int enc_int_literal(cn_buf *b, const char *f, const char *end) {
-  int neg = *f == '-';
-  const char *s = f + neg;
-  size_t nd = (size_t)(end - s), i, n = 0;
-  unsigned char small[32], *mag;
-  uint64_t v = 0;
-  int rc;
-
-  if (nd <= 19) {
-    for (; s < end; s++)
-      v = v * 10 + (uint64_t)(*s - '0');
-    if (!neg)
-      return cn__enc_uint(b, v);
-    if (v <= (uint64_t)INT64_MAX + 1)
-      return cn__enc_int(b, v == (uint64_t)INT64_MAX + 1 ? INT64_MIN
-                                                         : -(int64_t)v);
-  }
-  /* A bignum: schoolbook decimal to base 256, big-endian. */
-  mag = nd / 2 + 2 <= sizeof small ? small : malloc(nd / 2 + 2);
-  if (mag == NULL)
-    return CN_ENOMEM;
-  for (s = f + neg; s < end; s++) {
-    unsigned carry = (unsigned)(*s - '0');
-    for (i = n; i-- > 0;) {
-      unsigned x = mag[i] * 10u + carry;
-      mag[i] = (unsigned char)x;
-      carry = x >> 8;
-    }
-    if (carry != 0) {
-      memmove(mag + 1, mag, n);
-      mag[0] = (unsigned char)carry;
-      n++;
-    }
-  }
-  rc = cn__enc_bigmag(b, neg, mag, n);
-  if (mag != small)
-    free(mag);
-  return rc;
-}
 
 /* ---- Closing containers -------------------------------------------------- */
 
@@ -296,312 +120,158 @@ static int close_tail(cn_buf *b, bframe *fr) {
   return 0;
 }
 
-typedef struct pair {
-  size_t k, v, end; /* offsets of key, value, and the byte after */
-  int drop;         /* a later pair has the same key */
-} pair;
-
-static int pair_cmp(const cn_buf *b, const pair *x, const pair *y) {
-  return cn__compare(b->data + x->k, b->data + y->k, 0, 1);
-}
-
-/* Stable merge sort of pairs by key. */
-static void sort_pairs(const cn_buf *b, pair *v, pair *tmp, size_t n) {
-  size_t i, j, k, mid;
-  if (n <= 8) {
-    for (i = 1; i < n; i++) {
-      pair x = v[i];
-      for (j = i; j > 0 && pair_cmp(b, &v[j - 1], &x) > 0; j--)
-        v[j] = v[j - 1];
-      v[j] = x;
-    }
-    return;
-  }
-  mid = n / 2;
-  sort_pairs(b, v, tmp, mid);
-  sort_pairs(b, v + mid, tmp, n - mid);
-  memcpy(tmp, v, mid * sizeof *v);
-  i = 0;
-  j = mid;
-  k = 0;
-  while (i < mid && j < n) {
-    if (pair_cmp(b, &v[j], &tmp[i]) < 0)
-      v[k++] = v[j++];
-    else
-      v[k++] = tmp[i++];
-  }
-  while (i < mid)
-    v[k++] = tmp[i++];
-}
-
 /* Puts map pairs in key order, as term_to_binary writes maps of up to 32
  * pairs (larger ones it writes in hash order, which is not reproducible
- * here; key order is valid for any size). */
+ * here; key order is valid for any size).  The sort is compare.c's. */
 static int close_map(cn_buf *b, bframe *fr) {
-  pair inl[16], *v = inl;
-  size_t n = fr->count, i, out, body = fr->hdr + 5, size;
-  const char *p = b->data + body;
+  size_t n = fr->count, body = fr->hdr + 5, out = body, i, j, size;
+  const char *p = b->data + body, *prev = NULL, *inl_keys[32], **keys;
+  char inl_copy[512], *copy;
   uint32_t kept = 0;
-  char *copy;
-  int sorted = 1;
 
   cn__put32(b->data + fr->hdr + 1, (uint32_t)n);
-  if (n < 2)
+  /* Most maps are written in key order: check before copying anything. */
+  for (i = 0; i < n; i++, prev = p, p = cn__skip(cn__skip(p)))
+    if (prev != NULL && cn__compare(prev, p, 0, 1) >= 0)
+      break;
+  if (i == n)
     return 0;
-  if (n > sizeof inl / (2 * sizeof *inl)) {
-    v = malloc(2 * n * sizeof *v);
-    if (v == NULL)
-      return CN_ENOMEM;
-  }
-  for (i = 0; i < n; i++) {
-    v[i].k = (size_t)(p - b->data);
-    p = cn__skip(p);
-    v[i].v = (size_t)(p - b->data);
-    p = cn__skip(p);
-    v[i].end = (size_t)(p - b->data);
-    v[i].drop = 0;
-    if (i > 0 && sorted && pair_cmp(b, &v[i - 1], &v[i]) >= 0)
-      sorted = 0;
-  }
-  if (sorted)
-    goto done;
-  sort_pairs(b, v, v + n, n);
-  for (i = 0; i + 1 < n; i++)
-    v[i].drop = pair_cmp(b, &v[i], &v[i + 1]) == 0;
   size = b->len - body;
-  copy = malloc(size);
-  if (copy == NULL) {
-    if (v != inl)
-      free(v);
-    return CN_ENOMEM;
+  keys = 2 * n <= 32 ? inl_keys : malloc(2 * n * sizeof *keys);
+  copy = size <= sizeof inl_copy ? inl_copy : malloc(size);
+  if (keys == NULL || copy == NULL) {
+    i = 0; /* reported below */
+    goto done;
   }
   memcpy(copy, b->data + body, size);
-  out = body;
-  for (i = 0; i < n; i++) {
-    size_t len = v[i].end - v[i].k;
-    if (v[i].drop)
-      continue;
-    memcpy(b->data + out, copy + (v[i].k - body), len);
+  cn__map_sorted(copy, n, keys, keys + n, 0);
+  for (i = 0; i < n; i = j) {
+    size_t last = i, len;
+    int c = -1;
+    /* Pairs with equal keys sort by value; the one written last, which
+     * wins, sits highest in the copy. */
+    for (j = i + 1; j < n && (c = cn__compare(keys[i], keys[j], 0, 1)) == 0;
+         j++)
+      if (keys[j] > keys[last])
+        last = j;
+    if (c > 0)
+      break; /* out of order: cn__map_sorted ran out of memory */
+    len = (size_t)(cn__skip(keys[n + last]) - keys[last]);
+    memcpy(b->data + out, keys[last], len);
     out += len;
     kept++;
   }
-  free(copy);
+done:
+  if (keys != inl_keys)
+    free(keys);
+  if (copy != inl_copy)
+    free(copy);
+  if (i < n)
+    return CN_ENOMEM;
   b->len = out;
   cn__put32(b->data + fr->hdr + 1, kept);
-done:
-  if (v != inl)
-    free(v);
   return 0;
 }
 
 /* ---- The parser ---------------------------------------------------------- */
 
+static int put_term(cn_buf *b, const cn_term *t) {
+  if (t == NULL || t->len == 0 || t->ptr == NULL)
+    return CN_EINVAL;
+  return cn_buf_append(b, t->ptr, t->len);
+}
+
 static int hole(cn_buf *b, char h, va_list *ap, int key_mode) {
-  if (key_mode) {
-    const char *s;
-    if (h != 'A')
-      return CN_EBADFMT;
-    s = va_arg(*ap, const char *);
-    if (s == NULL)
-      return CN_EINVAL;
-    return cn__enc_atom(b, s, strlen(s));
-  }
+  const char *s;
+  cn_term t;
+
+  if (key_mode != (h == 'A'))
+    return CN_EBADFMT; /* in key mode only ~A, and ~A only there */
   switch (h) {
-  case 'a': {
-    const char *s = va_arg(*ap, const char *);
-    if (s == NULL)
+  case 'A':
+  case 'a':
+  case 's':
+  case 'c':
+    if ((s = va_arg(*ap, const char *)) == NULL)
       return CN_EINVAL;
+    if (h == 's')
+      return cn__enc_binary(b, s, strlen(s));
+    if (h == 'c')
+      return cn__enc_charlist(b, s, strlen(s));
     return cn__enc_atom(b, s, strlen(s));
-  }
   case 'i':
     return cn__enc_int(b, va_arg(*ap, int64_t));
   case 'u':
     return cn__enc_uint(b, va_arg(*ap, uint64_t));
   case 'f':
     return cn__enc_double(b, va_arg(*ap, double));
-  case 's': {
-    const char *s = va_arg(*ap, const char *);
-    if (s == NULL)
-      return CN_EINVAL;
-    return cn__enc_binary(b, s, strlen(s));
-  }
   case 'b': {
     const void *p = va_arg(*ap, const void *);
-    size_t n = va_arg(*ap, size_t);
-    return cn__enc_binary(b, p, n);
-  }
-  case 'c': {
-    const char *s = va_arg(*ap, const char *);
-    if (s == NULL)
-      return CN_EINVAL;
-    return cn__enc_charlist(b, s, strlen(s));
+    return cn__enc_binary(b, p, va_arg(*ap, size_t));
   }
   case 'p':
     return cn__enc_pid(b, va_arg(*ap, const cn_pid *));
   case 'r':
     return cn__enc_ref(b, va_arg(*ap, const cn_ref *));
-  case 't': {
-    cn_term t = va_arg(*ap, cn_term);
-    if (t.len == 0 || t.ptr == NULL)
-      return CN_EINVAL;
-    return cn_buf_append(b, t.ptr, t.len);
-  }
-  case 'T': {
-    const cn_term *t = va_arg(*ap, const cn_term *);
-    if (t == NULL || t->len == 0 || t->ptr == NULL)
-      return CN_EINVAL;
-    return cn_buf_append(b, t->ptr, t->len);
-  }
+  case 't':
+    t = va_arg(*ap, cn_term);
+    return put_term(b, &t);
+  case 'T':
+    return put_term(b, va_arg(*ap, const cn_term *));
   default:
     return CN_EBADFMT;
   }
 }
 
-int cn__build_one(cn_buf *b, const char **fmtp, va_list *ap, int key_mode) {
-  bframe st[MAX_NEST];
-  int sp = 0, rc = 0;
-  const char *f = *fmtp;
+/* Opens a container (c is '{', '[' or '#') with a placeholder header. */
+static int open(cn_buf *b, bframe *st, int *sp, char c) {
+  bframe *fr = &st[*sp];
   char *d;
 
-  for (;;) {
-    char c;
+  if (*sp == MAX_NEST)
+    return CN_EBADFMT;
+  if ((d = cn__room(b, 5)) == NULL)
+    return CN_ENOMEM;
+  fr->hdr = b->len;
+  fr->count = 0;
+  fr->kind = c == '{' ? B_TUPLE : c == '[' ? B_LIST : B_MAP_K;
+  d[0] = (char)(c == '{' ? ETF_SMALL_TUPLE : c == '[' ? ETF_LIST : ETF_MAP);
+  b->len += c == '{' ? 2 : 5;
+  (*sp)++;
+  return 0;
+}
 
-    /* A term starts here. */
-    f = ws(f);
-    c = *f;
-    if (is_lower(c)) {
-      /* A bare atom: ASCII only, so no UTF-8 check is needed. */
-      const char *s = f;
-      size_t n;
-      while (is_name(*f))
-        f++;
-      n = (size_t)(f - s);
-      if (n > 255)
-        goto badfmt;
-      if ((d = cn__room(b, n + 2)) == NULL)
-        goto nomem;
-      d[0] = (char)ETF_SMALL_ATOM_UTF8;
-      d[1] = (char)n;
-      memcpy(d + 2, s, n);
-      b->len += n + 2;
-    } else if (c == '~') {
-      if (f[1] == '\0')
-        goto badfmt;
-      if ((rc = hole(b, f[1], ap, key_mode)) != 0)
-        goto fail;
-      f += 2;
-    } else if (c == '{' || c == '[' || (c == '#' && f[1] == '{')) {
-      int kind = c == '{' ? B_TUPLE : c == '[' ? B_LIST : B_MAP_K;
-      char close = c == '[' ? ']' : '}';
-      f = ws(f + (c == '#' ? 2 : 1));
-      if (*f == close) {
-        /* Empty: {} [] #{} */
-        f++;
-        if ((d = cn__room(b, 5)) == NULL)
-          goto nomem;
-        if (kind == B_TUPLE) {
-          d[0] = (char)ETF_SMALL_TUPLE;
-          d[1] = 0;
-          b->len += 2;
-        } else if (kind == B_LIST) {
-          d[0] = (char)ETF_NIL;
-          b->len += 1;
-        } else {
-          d[0] = (char)ETF_MAP;
-          cn__put32(d + 1, 0);
-          b->len += 5;
-        }
-      } else {
-        if (sp == MAX_NEST)
-          goto badfmt;
-        if ((d = cn__room(b, 5)) == NULL)
-          goto nomem;
-        st[sp].hdr = b->len;
-        st[sp].count = 0;
-        st[sp].kind = kind;
-        sp++;
-        if (kind == B_TUPLE) {
-          d[0] = (char)ETF_SMALL_TUPLE;
-          b->len += 2;
-        } else {
-          d[0] = (char)(kind == B_LIST ? ETF_LIST : ETF_MAP);
-          b->len += 5;
-        }
-        continue;
-      }
-    } else if (c == '-' || is_digit(c)) {
-      int is_float;
-      const char *end = number_end(f, &is_float);
-      if (end == NULL)
-        goto badfmt;
-      if (is_float) {
-        double v;
-        if ((rc = parse_float(f, end, &v)) != 0)
-          goto fail;
-        rc = cn__enc_double(b, v);
-        if (rc == CN_EINVAL)
-          rc = CN_EBADFMT; /* a literal out of range, such as 1.0e999 */
-      } else {
-        rc = enc_int_literal(b, f, end);
-      }
-      if (rc != 0)
-        goto fail;
-      f = end;
-    } else if (c == '\'' || c == '"') {
-      char tmp[4 * 255];
-      const char *s;
-      size_t n;
-      /* Literals longer than tmp only fit when free of escapes; long
-       * data belongs in ~s or ~b anyway. */
-      f = quoted(f + 1, c, tmp, sizeof tmp, &s, &n);
-      if (f == NULL)
-        goto badfmt;
-      rc = c == '"' ? cn__enc_binary(b, s, n) : cn__enc_atom(b, s, n);
-      if (rc == CN_EINVAL)
-        rc = CN_EBADFMT; /* an atom literal that is not a valid atom */
-      if (rc != 0)
-        goto fail;
-    } else {
-      goto badfmt;
+/* After a term: reads the punctuation that follows, closing the containers
+ * it ends, until the next term is due or the outermost term is complete
+ * (*sp is then 0).  Returns 0 or an error. */
+static int punct(cn_buf *b, bframe *st, int *sp, const char **fp) {
+  while (*sp > 0) {
+    bframe *fr = &st[*sp - 1];
+    int c = cn__fmt_punct(fp), rc;
+
+    if (fr->kind == B_MAP_K) {
+      if (c != '=')
+        return CN_EBADFMT;
+      fr->kind = B_MAP_V;
+      return 0;
     }
-
-    /* A term is complete: punctuation decides what comes next. */
-    for (;;) {
-      bframe *fr;
-      if (sp == 0) {
-        *fmtp = f;
-        return 0;
-      }
-      fr = &st[sp - 1];
-      f = ws(f);
-      c = *f++;
-      if (fr->kind == B_MAP_K) {
-        if (c != '=' || *f != '>')
-          goto badfmt;
-        f++;
-        fr->kind = B_MAP_V;
-        break;
-      }
-      if (fr->kind == B_TAIL) {
-        if (c != ']')
-          goto badfmt;
-        if ((rc = close_tail(b, fr)) != 0)
-          goto fail;
-        sp--;
-        continue;
-      }
+    if (fr->kind == B_TAIL) {
+      if (c != ']')
+        return CN_EBADFMT;
+      rc = close_tail(b, fr);
+    } else {
       if (fr->count == UINT32_MAX)
-        goto badfmt;
+        return CN_EBADFMT;
       fr->count++;
       if (c == ',') {
         if (fr->kind == B_MAP_V)
           fr->kind = B_MAP_K;
-        break;
+        return 0;
       }
       if (fr->kind == B_LIST && c == '|') {
         fr->kind = B_TAIL;
         fr->tail = b->len;
-        break;
+        return 0;
       }
       if (fr->kind == B_TUPLE && c == '}')
         rc = close_tuple(b, fr);
@@ -610,19 +280,69 @@ int cn__build_one(cn_buf *b, const char **fmtp, va_list *ap, int key_mode) {
       else if (fr->kind == B_MAP_V && c == '}')
         rc = close_map(b, fr);
       else
-        goto badfmt;
-      if (rc != 0)
-        goto fail;
-      sp--;
+        return CN_EBADFMT;
     }
+    if (rc != 0)
+      return rc;
+    (*sp)--;
   }
+  return 0;
+}
 
-badfmt:
-  rc = CN_EBADFMT;
-  goto fail;
-nomem:
-  rc = CN_ENOMEM;
-fail:
+int cn__build_one(cn_buf *b, const char **fmtp, va_list *ap, int key_mode) {
+  bframe st[MAX_NEST];
+  const char *f = *fmtp;
+  char tmp[4 * 255]; /* an escaped literal; long data belongs in ~s, ~b */
+  int sp = 0, rc;
+  cn__tok t;
+  char *d;
+
+  do {
+    f = cn__fmt_term(f, &t, tmp, sizeof tmp);
+    switch (t.kind) {
+    case CN_TK_ATOM: /* ASCII by the lexer's rules: no check, no call */
+      if (t.n <= 255 && (d = cn__room(b, t.n + 2)) != NULL) {
+        d[0] = (char)ETF_SMALL_ATOM_UTF8;
+        d[1] = (char)t.n;
+        memcpy(d + 2, t.s, t.n);
+        b->len += t.n + 2;
+        rc = 0;
+        break;
+      }
+      /* Too long, or out of memory: cn__enc_atom tells which. */
+      /* fall through */
+    case CN_TK_QATOM:
+      rc = cn__enc_atom(b, t.s, t.n);
+      if (rc == CN_EINVAL)
+        rc = CN_EBADFMT; /* a literal that is not a valid atom */
+      break;
+    case CN_TK_HOLE:
+      rc = hole(b, t.c, ap, key_mode);
+      break;
+    case CN_TK_OPEN:
+      if ((rc = open(b, st, &sp, t.c)) == 0)
+        continue; /* the first element is next */
+      break;
+    case CN_TK_EMPTY:
+      rc = t.c == '{'   ? cn_put_tuple(b, 0)
+           : t.c == '[' ? cn_put_nil(b)
+                        : cn_put_map(b, 0);
+      break;
+    case CN_TK_INT:
+    case CN_TK_FLOAT:
+      rc = cn__fmt_number(b, &t);
+      break;
+    case CN_TK_STRING:
+      rc = cn__enc_binary(b, t.s, t.n);
+      break;
+    default:
+      rc = CN_EBADFMT;
+    }
+    if (rc == 0)
+      rc = punct(b, st, &sp, &f);
+  } while (rc == 0 && sp > 0);
+  if (rc == 0)
+    *fmtp = f;
   return rc;
 }
 
@@ -637,7 +357,7 @@ int cn_vbuild(cn_buf *b, const char *fmt, va_list ap) {
   va_copy(cp, ap);
   rc = cn__build_one(b, &fmt, &cp, 0);
   va_end(cp);
-  if (rc == 0 && *ws(fmt) != '\0')
+  if (rc == 0 && *cn__fmt_ws(fmt) != '\0')
     rc = CN_EBADFMT; /* one term per call */
   if (rc != 0) {
     b->len = start;

@@ -1,118 +1,95 @@
-/* Not ei: ei_decode_* copies out and trusts; these read views in place. */
-/* Readers: the type of a term, its scalar values, and iteration over the
- * elements of tuples, lists and maps.
+/* By hand only what ei has no call for: a term's type, views, iteration.
+ *
+ * Readers: the type of a term, its scalar values, and iteration over the
+ * elements of tuples, lists and maps.  Scalars are decoded by ei_decode_*.
+ * ei trusts its input (it takes no length), which is safe here only
+ * because a cn_term is a view of bytes the bounded validator accepted, or
+ * that cn_build / cn_put_* wrote: no ei call below ever sees anything
+ * else.
  */
 #include <string.h>
+
+#include <ei.h>
 
 #include "term_internal.h"
 
 /* Values of cn_iter.string. */
 enum { IT_FLAT = 0, IT_STRING = 1, IT_LIST = 2 };
 
+/* The type of each class (CLS_*); floats and bitstrings are told apart by
+ * their tags. */
+static const cn_term_type class_type[CLS_BITS + 1] = {
+    [CLS_NUMBER] = CN_T_INTEGER, [CLS_ATOM] = CN_T_ATOM,  [CLS_REF] = CN_T_REF,
+    [CLS_FUN] = CN_T_FUN,        [CLS_PORT] = CN_T_PORT,  [CLS_PID] = CN_T_PID,
+    [CLS_TUPLE] = CN_T_TUPLE,    [CLS_MAP] = CN_T_MAP,    [CLS_NIL] = CN_T_NIL,
+    [CLS_LIST] = CN_T_LIST,      [CLS_BITS] = CN_T_BINARY};
+
 cn_term_type cn_term_typeof(cn_term t) {
+  unsigned char tag;
   if (t.len == 0 || t.ptr == NULL)
     return CN_T_INVALID;
-  switch (cn__class(t.ptr)) {
-  case CLS_NUMBER: {
-    unsigned char tag = (unsigned char)t.ptr[0];
-    return tag == ETF_NEW_FLOAT || tag == ETF_FLOAT ? CN_T_FLOAT : CN_T_INTEGER;
-  }
-  case CLS_ATOM:
-    return CN_T_ATOM;
-  case CLS_REF:
-    return CN_T_REF;
-  case CLS_FUN:
-    return CN_T_FUN;
-  case CLS_PORT:
-    return CN_T_PORT;
-  case CLS_PID:
-    return CN_T_PID;
-  case CLS_TUPLE:
-    return CN_T_TUPLE;
-  case CLS_MAP:
-    return CN_T_MAP;
-  case CLS_NIL:
-    return CN_T_NIL;
-  case CLS_LIST:
-    return CN_T_LIST;
-  case CLS_BITS:
-    if ((unsigned char)t.ptr[0] == ETF_BINARY || (unsigned char)t.ptr[5] == 8 ||
-        cn__get32(t.ptr + 1) == 0)
-      return CN_T_BINARY;
+  tag = (unsigned char)t.ptr[0];
+  if (tag == ETF_NEW_FLOAT || tag == ETF_FLOAT)
+    return CN_T_FLOAT;
+  if (tag == ETF_BIT_BINARY && (unsigned char)t.ptr[5] != 8 &&
+      cn__get32(t.ptr + 1) != 0)
     return CN_T_BITSTRING;
-  default:
-    return CN_T_INVALID;
-  }
-}
-
-static int is_int_tag(unsigned char tag) {
-  return tag == ETF_SMALL_INTEGER || tag == ETF_INTEGER ||
-         tag == ETF_SMALL_BIG || tag == ETF_LARGE_BIG;
-}
-
-/* The integer's magnitude, when it fits in 64 bits. */
-static int int_mag(cn_term t, uint64_t *m, int *neg) {
-  cn__int v;
-  size_t i;
-
-  if (t.len == 0 || !is_int_tag((unsigned char)t.ptr[0]))
-    return CN_ENOMATCH;
-  cn__int_view(t.ptr, &v);
-  if (v.n > 8)
-    return CN_ENOMATCH;
-  *m = 0;
-  for (i = v.n; i-- > 0;)
-    *m = (*m << 8) | v.mag[i];
-  *neg = v.neg;
-  return 0;
+  return class_type[cn__class(t.ptr)];
 }
 
 int cn_get_int64(cn_term t, int64_t *v) {
-  uint64_t m;
-  int neg;
-
-  if (int_mag(t, &m, &neg) != 0)
-    return CN_ENOMATCH;
-  if (neg) {
-    if (m > (uint64_t)INT64_MAX + 1)
-      return CN_ENOMATCH;
-    *v = m == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)m;
-  } else {
-    if (m > (uint64_t)INT64_MAX)
-      return CN_ENOMATCH;
-    *v = (int64_t)m;
+  long long x;
+  int i = 0;
+  /* The commonest integer is read inline: the call into ei costs more. */
+  if (t.len != 0 && (unsigned char)t.ptr[0] == ETF_SMALL_INTEGER) {
+    *v = (unsigned char)t.ptr[1];
+    return 0;
   }
+  if (t.len == 0 || ei_decode_longlong(t.ptr, &i, &x) < 0)
+    return CN_ENOMATCH;
+  *v = x;
   return 0;
 }
 
 int cn_get_uint64(cn_term t, uint64_t *v) {
-  uint64_t m;
-  int neg;
-
-  if (int_mag(t, &m, &neg) != 0 || neg)
+  unsigned long long x;
+  long long z;
+  int i = 0;
+  if (t.len == 0)
     return CN_ENOMATCH;
-  *v = m;
+  if (ei_decode_ulonglong(t.ptr, &i, &x) < 0) {
+    /* ei refuses a bignum whose sign is set even when its magnitude is
+     * zero, which erts reads as 0. */
+    i = 0;
+    if (ei_decode_longlong(t.ptr, &i, &z) < 0 || z != 0)
+      return CN_ENOMATCH;
+    x = 0;
+  }
+  *v = x;
   return 0;
 }
 
 int cn_get_double(cn_term t, double *v) {
-  unsigned char tag;
   double d;
-
+  int i = 0;
   if (t.len == 0)
     return CN_ENOMATCH;
-  tag = (unsigned char)t.ptr[0];
-  if (tag != ETF_NEW_FLOAT && tag != ETF_FLOAT)
+  /* ei reads FLOAT_EXT's text with sscanf, which follows the C locale's
+   * decimal point; cn__float_value does not. */
+  if ((unsigned char)t.ptr[0] == ETF_FLOAT) {
+    if (cn__float_value(t.ptr, &d) != 0)
+      return CN_ENOMATCH;
+  } else if (ei_decode_double(t.ptr, &i, &d) < 0) {
     return CN_ENOMATCH;
-  if (cn__float_value(t.ptr, &d) != 0)
-    return CN_ENOMATCH;
+  }
   *v = d;
   return 0;
 }
 
-int cn_get_atom(cn_term t, char *buf, size_t cap) {
+int cn_get_atom_n(cn_term t, char *buf, size_t cap, size_t *len) {
   cn__atom a;
   size_t n;
+  int i = 0;
 
   if (t.len == 0 || !cn__is_atom_tag((unsigned char)t.ptr[0]))
     return CN_ENOMATCH;
@@ -120,16 +97,40 @@ int cn_get_atom(cn_term t, char *buf, size_t cap) {
   n = cn__atom_utf8_len(&a);
   if (buf == NULL || n >= cap)
     return CN_ENOSPC;
-  cn__atom_utf8(&a, buf);
-  buf[n] = '\0';
+  /* A UTF-8 name is copied as it is.  ei converts a Latin-1 one; it copies
+   * byte by byte, which made reading a UTF-8 'hello' twice as slow.  n is
+   * at most 2 * 65535 bytes (a Latin-1 ATOM_EXT), so n + 1 is an int. */
+  if (!a.latin1) {
+    memcpy(buf, a.s, n);
+    buf[n] = '\0';
+  } else if (ei_decode_atom_as(t.ptr, &i, buf, (int)n + 1, ERLANG_UTF8, NULL,
+                               NULL) < 0) {
+    return CN_ENOMATCH;
+  }
+  if (len != NULL)
+    *len = n;
   return 0;
 }
 
-int cn_get_binary(cn_term t, const char **p, size_t *n) {
-  if (cn_term_typeof(t) != CN_T_BINARY)
+int cn_get_atom(cn_term t, char *buf, size_t cap) {
+  cn__atom a;
+  if (t.len == 0 || !cn__is_atom_tag((unsigned char)t.ptr[0]))
     return CN_ENOMATCH;
-  *n = cn__get32(t.ptr + 1);
-  *p = t.ptr + ((unsigned char)t.ptr[0] == ETF_BINARY ? 5 : 6);
+  cn__atom_view(t.ptr, &a);
+  if (cn__atom_has_nul(&a))
+    return CN_ENOTSUP; /* not a C string */
+  return cn_get_atom_n(t, buf, cap, NULL);
+}
+
+int cn_get_binary(cn_term t, const char **p, size_t *n) {
+  const char *d;
+  size_t bits;
+  int i = 0;
+  if (t.len == 0 || ei_decode_bitstring(t.ptr, &i, &d, NULL, &bits) < 0 ||
+      bits % 8 != 0)
+    return CN_ENOMATCH;
+  *p = d;
+  *n = bits / 8;
   return 0;
 }
 
@@ -141,140 +142,160 @@ bool cn_is_atom(cn_term t, const char *name) {
   return cn__atom_eq(&a, name, strlen(name));
 }
 
-int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add) {
+/* ---- Pids, references and ports ----------------------------------------- */
+
+/* What ei_decode_pid / _ref / _port fill in. */
+typedef union ident {
+  erlang_pid pid;
+  erlang_ref ref;
+  erlang_port port;
+} ident;
+
+/* ident_fill's path through ei, for the older encodings; apart, so that
+ * the fast path does not carry ei's 1 KiB structs in its frame. */
+static int ident_fill_ei(const char *p, cn_term_type type, uint32_t node,
+                         void *out) {
   unsigned char tag = (unsigned char)p[0];
+  cn_pid *pid = out;
+  cn_ref *ref = out;
+  cn_port *port = out;
+  const char *q;
   cn__atom a;
+  uint32_t k;
+  ident e;
+  int i = 0;
 
-  if (type == CN_T_PID && (tag == ETF_PID || tag == ETF_NEW_PID))
-    cn__atom_view(p + 1, &a);
-  else if (type == CN_T_REF && tag == ETF_REFERENCE)
-    cn__atom_view(p + 1, &a);
-  else if (type == CN_T_REF &&
-           (tag == ETF_NEW_REFERENCE || tag == ETF_NEWER_REFERENCE))
-    cn__atom_view(p + 3, &a);
-  else
+  if ((type == CN_T_PID   ? ei_decode_pid(p, &i, &e.pid)
+       : type == CN_T_REF ? ei_decode_ref(p, &i, &e.ref)
+                          : ei_decode_port(p, &i, &e.port)) < 0)
     return CN_ENOMATCH;
-  return cn__intern_atom(&a, node, add);
-}
-
-void cn__pid_fill(const char *p, uint32_t node, cn_pid *out) {
-  const char *q = p + 1;
-  q += cn__atom_size(q);
-  out->node = node;
-  out->id = cn__get32(q);
-  out->serial = cn__get32(q + 4);
-  out->creation =
-      (unsigned char)p[0] == ETF_PID ? (unsigned char)q[8] : cn__get32(q + 8);
-}
-
-void cn__ref_fill(const char *p, uint32_t node, cn_ref *out) {
-  unsigned char tag = (unsigned char)p[0];
-  const char *q;
-  uint32_t i, len;
-
-  out->node = node;
-  if (tag == ETF_REFERENCE) {
-    q = p + 1;
-    q += cn__atom_size(q);
-    out->len = 1;
-    out->n[0] = cn__get32(q);
-    for (i = 1; i < CN_REF_MAX_WORDS; i++)
-      out->n[i] = 0;
-    out->creation = (unsigned char)q[4];
-    return;
-  }
-  len = cn__get16(p + 1);
-  q = p + 3;
-  q += cn__atom_size(q);
-  if (tag == ETF_NEW_REFERENCE) {
-    out->creation = (unsigned char)q[0];
-    q += 1;
+  /* ei keeps 2 bits of the 8-bit creation of PID_EXT, REFERENCE_EXT,
+   * NEW_REFERENCE_EXT and PORT_EXT.  The validator lets the whole byte
+   * through, so it is read whole, and the term re-encodes as it came. */
+  q = cn__atom_view(p + (tag == ETF_NEW_REFERENCE ? 3 : 1), &a);
+  if (tag == ETF_PID)
+    e.pid.creation = (unsigned char)q[8];
+  else if (tag == ETF_REFERENCE || tag == ETF_NEW_REFERENCE)
+    e.ref.creation = (unsigned char)q[tag == ETF_REFERENCE ? 4 : 0];
+  else if (tag == ETF_PORT)
+    e.port.creation = (unsigned char)q[4];
+  if (type == CN_T_PID) {
+    pid->node = node;
+    pid->id = e.pid.num;
+    pid->serial = e.pid.serial;
+    pid->creation = e.pid.creation;
+  } else if (type == CN_T_REF) {
+    ref->node = node;
+    ref->len = (uint32_t)e.ref.len;
+    ref->creation = e.ref.creation;
+    for (k = 0; k < CN_REF_MAX_WORDS; k++)
+      ref->n[k] = e.ref.n[k]; /* ei zeroes the words past len */
   } else {
-    out->creation = cn__get32(q);
-    q += 4;
-  }
-  out->len = len;
-  for (i = 0; i < CN_REF_MAX_WORDS; i++)
-    out->n[i] = i < len ? cn__get32(q + 4 * i) : 0;
-}
-
-int cn__decode_pid(const char *p, cn_pid *out) {
-  uint32_t node;
-  int rc = cn__ident_node(p, CN_T_PID, &node, true);
-  if (rc == 0)
-    cn__pid_fill(p, node, out);
-  return rc;
-}
-
-int cn__decode_ref(const char *p, cn_ref *out) {
-  uint32_t node;
-  int rc = cn__ident_node(p, CN_T_REF, &node, true);
-  if (rc == 0)
-    cn__ref_fill(p, node, out);
-  return rc;
-}
-
-int cn__get_pid_known(cn_term t, cn_pid *p) {
-  uint32_t node;
-  int rc;
-  if (t.len == 0)
-    return CN_ENOMATCH;
-  if ((rc = cn__ident_node(t.ptr, CN_T_PID, &node, false)) == 0)
-    cn__pid_fill(t.ptr, node, p);
-  return rc;
-}
-
-int cn__get_ref_known(cn_term t, cn_ref *r) {
-  uint32_t node;
-  int rc;
-  if (t.len == 0)
-    return CN_ENOMATCH;
-  if ((rc = cn__ident_node(t.ptr, CN_T_REF, &node, false)) == 0)
-    cn__ref_fill(t.ptr, node, r);
-  return rc;
-}
-
-int cn__decode_port(const char *p, cn_port *out) {
-  unsigned char tag = (unsigned char)p[0];
-  cn__atom node;
-  const char *q;
-  uint32_t idx;
-  int rc;
-
-  if (tag != ETF_PORT && tag != ETF_NEW_PORT && tag != ETF_V4_PORT)
-    return CN_ENOMATCH;
-  q = cn__atom_view(p + 1, &node);
-  if ((rc = cn__intern_atom(&node, &idx, true)) != 0)
-    return rc;
-  out->node = idx;
-  if (tag == ETF_V4_PORT) {
-    out->id = cn__get64(q);
-    out->creation = cn__get32(q + 8);
-  } else {
-    out->id = cn__get32(q);
-    out->creation = tag == ETF_PORT ? (unsigned char)q[4] : cn__get32(q + 4);
+    port->node = node;
+    port->id = e.port.id;
+    port->creation = e.port.creation;
   }
   return 0;
 }
 
-int cn_get_pid(cn_term t, cn_pid *p) {
-  cn_pid tmp;
-  int rc;
-  if (t.len == 0)
+/* Reads the pid, reference or port (type) at p, whose node's index is
+ * node, into out (a cn_pid, cn_ref or cn_port); out is left alone on
+ * failure.  NEW_PID_EXT and NEWER_REFERENCE_EXT, all that OTP 23+ sends,
+ * are read here: ei_decode_pid first copies the node's name into a 1 KiB
+ * struct, which made reading a pid 30% slower.  ei reads the older
+ * encodings. */
+static int ident_fill(const char *p, cn_term_type type, uint32_t node,
+                      void *out) {
+  unsigned char tag = (unsigned char)p[0];
+  cn_pid *pid = out;
+  cn_ref *ref = out;
+  const char *q;
+  cn__atom a;
+  uint32_t k;
+
+  if (type == CN_T_PID && tag == ETF_NEW_PID) {
+    q = cn__atom_view(p + 1, &a);
+    pid->node = node;
+    pid->id = cn__get32(q);
+    pid->serial = cn__get32(q + 4);
+    pid->creation = cn__get32(q + 8);
+    return 0;
+  }
+  if (type == CN_T_REF && tag == ETF_NEWER_REFERENCE) {
+    q = cn__atom_view(p + 3, &a);
+    ref->node = node;
+    ref->len = cn__get16(p + 1); /* the validator allows 1 to 5 */
+    ref->creation = cn__get32(q);
+    for (k = 0; k < CN_REF_MAX_WORDS; k++)
+      ref->n[k] = k < ref->len ? cn__get32(q + 4 + 4 * k) : 0;
+    return 0;
+  }
+  return ident_fill_ei(p, type, node, out);
+}
+
+int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add) {
+  unsigned char tag = (unsigned char)p[0];
+  int ref3 = tag == ETF_NEW_REFERENCE || tag == ETF_NEWER_REFERENCE, rc;
+  cn__atom a;
+
+  if (type == CN_T_PID ? tag != ETF_PID && tag != ETF_NEW_PID
+      : type == CN_T_REF
+          ? tag != ETF_REFERENCE && !ref3
+          : tag != ETF_PORT && tag != ETF_NEW_PORT && tag != ETF_V4_PORT)
     return CN_ENOMATCH;
-  if ((rc = cn__decode_pid(t.ptr, &tmp)) == 0)
-    *p = tmp;
-  return rc;
+  /* The node is interned from the term's own bytes, which is cheaper than
+   * measuring ei's copy of them.  A new name with a NUL in it is refused:
+   * as a C string (ei's, or cn_node_name's) it would read as another
+   * node's name, perhaps ours.  Known names skip that check. */
+  cn__atom_view(p + (ref3 ? 3 : 1), &a);
+  rc = cn__intern_atom(&a, node, false);
+  if (rc != CN_ENOENT || !add)
+    return rc;
+  return cn__atom_has_nul(&a) ? CN_EINVAL : cn__intern_atom(&a, node, true);
+}
+
+/* Decodes the identifier at p into out (see ident_fill), interning its
+ * node when add. */
+static int ident_get(const char *p, cn_term_type type, bool add, void *out) {
+  uint32_t node;
+  int rc = cn__ident_node(p, type, &node, add);
+  return rc != 0 ? rc : ident_fill(p, type, node, out);
+}
+
+void cn__pid_fill(const char *p, uint32_t node, cn_pid *out) {
+  ident_fill(p, CN_T_PID, node, out);
+}
+
+void cn__ref_fill(const char *p, uint32_t node, cn_ref *out) {
+  ident_fill(p, CN_T_REF, node, out);
+}
+
+int cn__decode_pid(const char *p, cn_pid *out) {
+  return ident_get(p, CN_T_PID, true, out);
+}
+
+int cn__decode_ref(const char *p, cn_ref *out) {
+  return ident_get(p, CN_T_REF, true, out);
+}
+
+int cn__decode_port(const char *p, cn_port *out) {
+  return ident_get(p, CN_T_PORT, true, out);
+}
+
+int cn__get_pid_known(cn_term t, cn_pid *p) {
+  return t.len == 0 ? CN_ENOMATCH : ident_get(t.ptr, CN_T_PID, false, p);
+}
+
+int cn__get_ref_known(cn_term t, cn_ref *r) {
+  return t.len == 0 ? CN_ENOMATCH : ident_get(t.ptr, CN_T_REF, false, r);
+}
+
+int cn_get_pid(cn_term t, cn_pid *p) {
+  return t.len == 0 ? CN_ENOMATCH : cn__decode_pid(t.ptr, p);
 }
 
 int cn_get_ref(cn_term t, cn_ref *r) {
-  cn_ref tmp;
-  int rc;
-  if (t.len == 0)
-    return CN_ENOMATCH;
-  if ((rc = cn__decode_ref(t.ptr, &tmp)) == 0)
-    *r = tmp;
-  return rc;
+  return t.len == 0 ? CN_ENOMATCH : cn__decode_ref(t.ptr, r);
 }
 
 /* ---- Iteration ---------------------------------------------------------- */

@@ -133,6 +133,16 @@ static inline size_t cn__atom_size(const char *p) {
   return 3 + (size_t)cn__get16(p + 1);
 }
 
+/* True when the atom's name holds a NUL byte, and so is no C string.  A
+ * loop rather than memchr: names are short, and the call cost more. */
+static inline bool cn__atom_has_nul(const cn__atom *a) {
+  size_t k;
+  for (k = 0; k < a->n; k++)
+    if (a->s[k] == 0)
+      return true;
+  return false;
+}
+
 /* Atom comparison by code point (UTF-8 byte order equals code point
  * order, so two UTF-8 names compare with memcmp). */
 int cn__atom_cmp(const cn__atom *a, const cn__atom *b);
@@ -422,8 +432,11 @@ int cn__enc_binary(cn_buf *b, const void *p, size_t n);
 int cn__enc_charlist(cn_buf *b, const char *s, size_t n);
 int cn__enc_pid(cn_buf *b, const cn_pid *p);
 int cn__enc_ref(cn_buf *b, const cn_ref *r);
-/* Encodes an integer from a big-endian magnitude of n bytes. */
-int cn__enc_bigmag(cn_buf *b, int neg, const unsigned char *be, size_t n);
+/* Encodes the integer with sign neg and magnitude m. */
+int cn__enc_mag64(cn_buf *b, int neg, uint64_t m);
+/* Encodes the integer with sign neg and the magnitude of n bytes held, as
+ * ei's erlang_big holds it, in 16-bit digits, least significant first. */
+int cn__enc_big(cn_buf *b, int neg, const unsigned short *digits, size_t n);
 
 /* Builds one term from the format at *fmt, consuming arguments from *ap
  * and advancing *fmt past it.  In key mode (used by the matcher for map
@@ -448,9 +461,9 @@ int cn__decode_port(const char *p, cn_port *out);
 
 /* The two halves of cn__decode_pid / cn__decode_ref, so that the matcher
  * can intern early (the step that can fail) and fill outputs late.
- * cn__ident_node checks that p is of the given type (CN_T_PID or
- * CN_T_REF) and finds its node: interned when add, else CN_ENOENT for
- * a name no one interned. */
+ * cn__ident_node checks that p is of the given type (CN_T_PID, CN_T_REF
+ * or CN_T_PORT) and finds its node: interned when add, else CN_ENOENT
+ * for a name no one interned, CN_EINVAL for a name with a NUL. */
 int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add);
 
 /* As cn_get_pid / cn_get_ref, but a node name that no one interned before

@@ -194,15 +194,16 @@ static inline cn_term cn_buf_term(const cn_buf *b) {
  * integers 0..255, one list for [a | [b]], map pairs in key order (erts
  * uses a hash order above 32 pairs; any order is valid), the last value
  * for a repeated map key.  Formats nest at most 64 containers deep.
- * Allocates nothing unless the buffer must grow (or a map of more than 8
- * pairs needs sorting).
+ * Allocates nothing unless the buffer must grow (or a map's pairs are
+ * out of key order and need sorting).
  *
  * Returns 0, CN_EBADFMT (the format is malformed, or a literal is not a
  * valid term, such as 1.0e999), CN_EINVAL (an argument is: a non-finite
  * double, an atom that is not UTF-8 or longer than 255 characters, a NULL
  * string, an empty ~t, a pid or reference of an unknown node index or of
- * 0 or over 5 words) or CN_ENOMEM.  On error the buffer's bytes are left
- * as they were before the call, and its sticky error is set. */
+ * 0 or over 5 words, a binary or charlist whose term would pass 2 GiB, the
+ * limit of ei's int offsets) or CN_ENOMEM.  On error the buffer's bytes are
+ * left as they were before the call, and its sticky error is set. */
 CN_EXTERN int cn_build(cn_buf *b, const char *fmt, ...);
 CN_EXTERN int cn_vbuild(cn_buf *b, const char *fmt, va_list ap);
 
@@ -263,9 +264,9 @@ CN_EXTERN int cn_put_term(cn_buf *b, cn_term t);
  * Returns 0 on a match, CN_ENOMATCH, CN_ENOSPC (an atom did not fit its
  * buffer), CN_EBADFMT for a malformed pattern (patterns nest at most 64
  * deep; a malformed part after a mismatch may go unnoticed), CN_ENOTSUP
- * (see above), CN_EINVAL (a NULL ~A name), or an error of cn_get_pid for
- * ~p and ~r.  Matching "{put, ~t, ~t}" takes tens of nanoseconds and
- * allocates nothing. */
+ * (see above, or ~a met a name with a NUL byte), CN_EINVAL (a NULL ~A name), or
+ * an error of cn_get_pid for ~p and ~r.  Matching "{put, ~t, ~t}" takes tens of
+ * nanoseconds and allocates nothing. */
 CN_EXTERN int cn_match(cn_term t, const char *pattern, ...);
 CN_EXTERN int cn_vmatch(cn_term t, const char *pattern, va_list ap);
 
@@ -280,14 +281,22 @@ CN_EXTERN int cn_get_int64(cn_term t, int64_t *v);
 CN_EXTERN int cn_get_uint64(cn_term t, uint64_t *v);
 CN_EXTERN int cn_get_double(cn_term t, double *v);
 /* Copies the atom's UTF-8 name, NUL-terminated.  CN_ENOSPC if it does not
- * fit in cap bytes. */
+ * fit in cap bytes, CN_ENOTSUP if the name holds a NUL byte ('a\0b' is a
+ * valid atom, but not a C string: read it with cn_get_atom_n). */
 CN_EXTERN int cn_get_atom(cn_term t, char *buf, size_t cap);
+/* As cn_get_atom, for any atom: copies the UTF-8 name and a NUL after it
+ * to buf, and sets *len (when len is not NULL) to the name's length in
+ * bytes, without that NUL, so that a name with a NUL byte in it reads back
+ * whole.  Returns 0, CN_ENOMATCH (not an atom) or CN_ENOSPC (the name and
+ * its NUL do not fit in cap bytes).  Thread-safe. */
+CN_EXTERN int cn_get_atom_n(cn_term t, char *buf, size_t cap, size_t *len);
 /* Views a binary's bytes in place (a BIT_BINARY_EXT of whole bytes too;
  * a bitstring is CN_ENOMATCH). */
 CN_EXTERN int cn_get_binary(cn_term t, const char **p, size_t *n);
 /* Pids and references intern their node's name (cn_node_intern), so
  * besides CN_ENOMATCH they can fail with CN_ELIMIT (the node table is
- * full), CN_ENOMEM, or CN_EINVAL (a node name over CN_MAX_NODE_NAME). */
+ * full), CN_ENOMEM, or CN_EINVAL (a node name over CN_MAX_NODE_NAME, or
+ * with a NUL byte in it). */
 CN_EXTERN int cn_get_pid(cn_term t, cn_pid *p);
 CN_EXTERN int cn_get_ref(cn_term t, cn_ref *r);
 

@@ -1,0 +1,169 @@
+/* By hand: ei_x_format has no maps, refs, bignums, or holes for terms.
+ *
+ * One lexer for cn_build and cn_match, which read the same syntax: bare and
+ * quoted atoms, numbers, "text", holes (~a ~i ...), _ and the brackets of
+ * tuples, lists and maps.  This file turns the text at a position into one
+ * token, and encodes the number literals; the callers keep their own grammar.
+ */
+#include <locale.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fmt.h"
+
+static inline int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* Unescapes the quoted literal that starts after its opening quote q.
+ * Escapes: \\ \' \" \n \r \t \e \0.  Returns the position after the
+ * closing quote, or NULL when the literal does not end (or does not fit
+ * in tmp); t->s and t->n describe the text, a view of the format when it
+ * has no escape. */
+static const char *quoted(const char *f, char q, cn__tok *t, char *tmp,
+                          size_t cap) {
+  static const char from[] = "\\'\"nrte0", to[] = "\\'\"\n\r\t\033";
+  const char *s = f;
+  size_t k = 0;
+
+  while (*s != q && *s != '\\' && *s != '\0')
+    s++;
+  if (*s == q) {
+    t->s = f;
+    t->n = (size_t)(s - f);
+    return s + 1;
+  }
+  for (s = f; *s != q; s++) {
+    char c = *s;
+    if (c == '\0' || k == cap)
+      return NULL;
+    if (c == '\\') {
+      const char *e = *++s != '\0' ? strchr(from, *s) : NULL;
+      if (e == NULL)
+        return NULL;
+      c = to[e - from]; /* the NUL that ends to[] stands for \0 */
+    }
+    tmp[k++] = c;
+  }
+  t->s = tmp;
+  t->n = k;
+  return s + 1;
+}
+
+/* The end of the number at f: [-]digits[.digits[(e|E)[+|-]digits]]. */
+static const char *number_end(const char *f, int *is_float) {
+  const char *s = f + (*f == '-');
+  *is_float = 0;
+  if (!is_digit(*s))
+    return NULL;
+  while (is_digit(*s))
+    s++;
+  if (*s == '.' && is_digit(s[1])) {
+    *is_float = 1;
+    for (s++; is_digit(*s); s++)
+      ;
+    if (*s == 'e' || *s == 'E') {
+      const char *e = s + 1 + (s[1] == '+' || s[1] == '-');
+      if (!is_digit(*e))
+        return NULL;
+      while (is_digit(*e))
+        e++;
+      s = e;
+    }
+  }
+  return s;
+}
+
+const char *cn__fmt_literal(const char *f, cn__tok *t, char *tmp, size_t cap) {
+  const char *s;
+  char c = *f;
+  if (c == '-' || is_digit(c)) {
+    int is_float;
+    if ((s = number_end(f, &is_float)) == NULL)
+      return f;
+    t->kind = is_float ? CN_TK_FLOAT : CN_TK_INT;
+    t->n = (size_t)(s - f);
+    return s;
+  }
+  if (c == '\'' || c == '"') {
+    if ((s = quoted(f + 1, c, t, tmp, cap)) == NULL)
+      return f;
+    t->kind = c == '"' ? CN_TK_STRING : CN_TK_QATOM;
+    return s;
+  }
+  return f;
+}
+
+int cn__fmt_small_int(const cn__tok *t, int64_t *v) {
+  const char *s = t->s, *end = t->s + t->n;
+  int neg = *s == '-';
+  int64_t x = 0;
+
+  if (t->kind != CN_TK_INT || t->n - (size_t)neg > 18)
+    return -1;
+  for (s += neg; s < end; s++)
+    x = x * 10 + (*s - '0');
+  *v = neg ? -x : x;
+  return 0;
+}
+
+/* Parses a float literal with strtod, whose decimal point is the C
+ * locale's, which a program may have changed (as cn__parse_float_text). */
+static int parse_float(const char *f, size_t n, double *out) {
+  const char *dp = localeconv()->decimal_point;
+  char text[512], *dot;
+
+  if (n >= sizeof text)
+    return CN_EBADFMT;
+  memcpy(text, f, n);
+  text[n] = '\0';
+  if ((dot = strchr(text, '.')) != NULL && dp != NULL && dp[0] != '\0' &&
+      dp[1] == '\0')
+    *dot = dp[0];
+  *out = strtod(text, NULL);
+  return 0;
+}
+
+/* Encodes an integer literal of any size. */
+static int enc_int(cn_buf *b, const char *f, const char *end) {
+  int neg = *f == '-';
+  const char *s = f + neg;
+  size_t nd = (size_t)(end - s), i, n = 0;
+  unsigned short small[16] = {0}, *dig;
+  uint64_t v = 0;
+  int rc;
+
+  if (nd <= 19) {
+    for (; s < end; s++)
+      v = v * 10 + (uint64_t)(*s - '0');
+    return cn__enc_mag64(b, neg, v);
+  }
+  /* A bignum: schoolbook decimal to ei's base-65536 digits, least
+   * significant first (about 0.21 digits per decimal digit). */
+  dig = nd / 4 + 2 <= 16 ? small : calloc(nd / 4 + 2, sizeof *dig);
+  if (dig == NULL)
+    return CN_ENOMEM;
+  for (; s < end; s++) {
+    unsigned long carry = (unsigned long)(*s - '0');
+    for (i = 0; i < n; i++) {
+      unsigned long x = dig[i] * 10ul + carry;
+      dig[i] = (unsigned short)x;
+      carry = x >> 16;
+    }
+    if (carry != 0)
+      dig[n++] = (unsigned short)carry;
+  }
+  rc = cn__enc_big(b, neg, dig, 2 * n);
+  if (dig != small)
+    free(dig);
+  return rc;
+}
+
+int cn__fmt_number(cn_buf *b, const cn__tok *t) {
+  double v;
+  int rc;
+  if (t->kind == CN_TK_INT)
+    return enc_int(b, t->s, t->s + t->n);
+  if ((rc = parse_float(t->s, t->n, &v)) != 0)
+    return rc;
+  rc = cn__enc_double(b, v);
+  return rc == CN_EINVAL ? CN_EBADFMT : rc; /* out of range, as 1.0e999 */
+}
