@@ -712,7 +712,8 @@ static int with_config(int *argc, char ***argv) {
     return -1;
   }
   all[0] = (*argv)[0];
-  memcpy(all + 1, args, (size_t)n * sizeof *all);
+  if (n > 0) /* args is NULL when the file sets nothing */
+    memcpy(all + 1, args, (size_t)n * sizeof *all);
   memcpy(all + 1 + n, *argv + 1, (size_t)*argc * sizeof *all); /* + NULL */
   free(args);
   *argc += n;
