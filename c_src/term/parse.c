@@ -5,12 +5,12 @@
  * buffer as it goes.  Containers are written with a 5-byte header whose
  * count is patched once the closing bracket is seen (tuples of fewer than
  * 256 elements move down to SMALL_TUPLE_EXT).  Scalars go through the
- * cn_put_* encoders, bignums through ei_encode_big.  Nesting is capped, so
- * hostile text cannot exhaust the C stack.
+ * cn_put_* encoders, integers through the one cn_build's format lexer
+ * uses (cn__fmt_int), which reads 16#ff and 1_000 too.  Nesting is
+ * capped, so hostile text cannot exhaust the C stack.
  */
-#include "term_internal.h"
+#include "fmt.h"
 
-#include <ei.h>
 #include <errno.h>
 #include <stdlib.h>
 
@@ -74,17 +74,6 @@ static int expect(parser *ps, char c, const char *what) {
 }
 
 static int is_digit(int c) { return c >= '0' && c <= '9'; }
-
-/* The value of a digit in bases up to 36, or 99. */
-static int digit_value(int c) {
-  if (is_digit(c))
-    return c - '0';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A' + 10;
-  return 99;
-}
 
 /* Digits with single underscores between them, as OTP 23+ reads 1_000. */
 static int digits_ok(const char *d, const char *e) {
@@ -152,8 +141,8 @@ static int quoted_char(parser *ps, uint32_t *cp) {
   if (*ps->p == 'x') {
     int braces = ++ps->p < ps->end && *ps->p == '{';
     ps->p += braces;
-    for (n = 0; ps->p < ps->end && digit_value(*ps->p) < 16 && n < 8; n++)
-      v = v * 16 + (uint32_t)digit_value(*ps->p++);
+    for (n = 0; ps->p < ps->end && cn__fmt_digit(*ps->p) < 16 && n < 8; n++)
+      v = v * 16 + (uint32_t)cn__fmt_digit(*ps->p++);
     if (n == 0 || (!braces && n > 2) || v > 0x10FFFF ||
         (v >= 0xD800 && v <= 0xDFFF))
       return fail(ps, "bad \\x escape");
@@ -208,49 +197,14 @@ out:
 
 /* ---- Scalars ------------------------------------------------------------- */
 
-/* Writes c as UTF-8 to out; returns the byte count. */
-static size_t utf8_put(uint32_t c, char *out) {
-  if (c < 0x80) {
-    out[0] = (char)c;
-    return 1;
-  }
-  if (c < 0x800) {
-    out[0] = (char)(0xC0 | c >> 6);
-    out[1] = (char)(0x80 | (c & 0x3F));
-    return 2;
-  }
-  if (c < 0x10000) {
-    out[0] = (char)(0xE0 | c >> 12);
-    out[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-    out[2] = (char)(0x80 | (c & 0x3F));
-    return 3;
-  }
-  out[0] = (char)(0xF0 | c >> 18);
-  out[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-  out[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-  out[3] = (char)(0x80 | (c & 0x3F));
-  return 4;
-}
-
 static int atom_of(parser *ps, const uint32_t *cp, size_t n) {
   char name[255 * 4];
   size_t len = 0, i;
   if (n > 255)
     return fail(ps, "atom longer than 255 characters");
   for (i = 0; i < n; i++)
-    len += utf8_put(cp[i], name + len);
+    len += cn__utf8_put(cp[i], name + len);
   return put_rc(ps, cn_put_atom_len(ps->b, name, len));
-}
-
-/* io_lib's rule for the characters of an unquoted atom: Latin-1 letters,
- * digits, _ and @, starting with a lower-case letter. */
-static int name_char(uint32_t c, int first) {
-  int lower = (c >= 'a' && c <= 'z') || (c >= 0xDF && c <= 0xFF && c != 0xF7);
-  if (first)
-    return lower;
-  return lower || (c >= 'A' && c <= 'Z') ||
-         (c >= 0xC0 && c <= 0xDE && c != 0xD7) || is_digit((int)c) ||
-         c == '_' || c == '@';
 }
 
 static int bare_atom(parser *ps) {
@@ -258,7 +212,8 @@ static int bare_atom(parser *ps) {
   size_t n = 0;
   for (;;) {
     const char *at = ps->p;
-    if (ps->p >= ps->end || utf8_char(ps, &c) != 0 || !name_char(c, n == 0)) {
+    if (ps->p >= ps->end || utf8_char(ps, &c) != 0 ||
+        !cn__atom_char(c, n == 0)) {
       ps->p = at;
       ps->rc = 0; /* a character that ends the atom is not an error here */
       ps->what = NULL;
@@ -298,60 +253,11 @@ static int charlist(parser *ps, const uint32_t *cp, size_t n) {
   return put_rc(ps, cn_put_nil(ps->b));
 }
 
-/* An integer of any size in base 2..36, from its digits (with _ between
- * digits allowed, as OTP 23+ reads them). */
+/* An integer of any size in base 2..36. */
 static int integer(parser *ps, int neg, unsigned base, const char *d,
                    const char *e) {
-  unsigned short *mag; /* little-endian 16-bit digits, as ei_encode_big */
-  /* A digit of base 36 holds under 6 bits. */
-  size_t cap = (size_t)(e - d) * 6 / 16 + 2, n = 0, i;
-  erlang_big big;
-  int idx = 0, rc;
-  char *t;
-
-  if ((mag = calloc(cap, sizeof *mag)) == NULL)
-    return oom(ps);
-  for (; d < e; d++) {
-    uint32_t carry;
-    if (*d == '_')
-      continue;
-    carry = (uint32_t)digit_value((unsigned char)*d);
-    for (i = 0; i < n; i++) {
-      uint32_t x = mag[i] * base + carry;
-      mag[i] = (unsigned short)x;
-      carry = x >> 16;
-    }
-    if (carry)
-      mag[n++] = (unsigned short)carry;
-  }
-  if (n <= 4) {
-    uint64_t v = 0;
-    for (i = n; i-- > 0;)
-      v = v << 16 | mag[i];
-    if (!neg || v <= (uint64_t)INT64_MAX + 1) {
-      free(mag);
-      return put_rc(ps, neg ? cn_put_int(ps->b, (int64_t)(0 - v))
-                            : cn_put_uint(ps->b, v));
-    }
-  }
-  big.arity = (unsigned)((n * 2) - ((mag[n - 1] >> 8) == 0));
-  big.is_neg = neg;
-  big.digits = mag;
-  if (ei_encode_big(NULL, &idx, &big) != 0) {
-    free(mag);
-    return fail(ps, "integer too large");
-  }
-  if ((t = cn__room(ps->b, (size_t)idx)) == NULL) {
-    free(mag);
-    return oom(ps);
-  }
-  idx = 0;
-  rc = ei_encode_big(t, &idx, &big);
-  free(mag);
-  if (rc != 0)
-    return fail(ps, "integer too large");
-  ps->b->len += (size_t)idx;
-  return 0;
+  int rc = cn__fmt_int(ps->b, neg, base, d, e);
+  return rc == CN_EINVAL ? fail(ps, "integer too large") : put_rc(ps, rc);
 }
 
 /* A number: 12, -3, 16#ff, 1_000, 1.5, 2.0e-3, $a.  Also the sign of an
@@ -383,14 +289,13 @@ static int number(parser *ps) {
     base = (unsigned)b;
     d = ++ps->p;
     while (ps->p < ps->end &&
-           (digit_value((unsigned char)*ps->p) < (int)base || *ps->p == '_'))
+           (cn__fmt_digit(*ps->p) < (int)base || *ps->p == '_'))
       ps->p++;
     if (!digits_ok(d, ps->p))
       return fail(ps, "bad digits for the base");
     return integer(ps, neg, base, d, ps->p);
   }
   if (ps->p + 1 < ps->end && *ps->p == '.' && is_digit(ps->p[1])) {
-    char text[128], *e;
     double v;
     size_t n;
     ps->p++;
@@ -407,13 +312,10 @@ static int number(parser *ps) {
         return fail(ps, "bad float exponent");
     }
     n = (size_t)(ps->p - start);
-    if (n >= sizeof text || memchr(start, '_', n) != NULL)
+    if (n >= 128 || memchr(start, '_', n) != NULL)
       return fail(ps, "bad float");
-    memcpy(text, start, n);
-    text[n] = '\0';
     errno = 0;
-    v = strtod(text, &e);
-    if (e != text + n || errno == ERANGE)
+    if (cn__strtod(start, n, &v) != 0 || errno == ERANGE)
       return fail(ps, "float out of range");
     return put_rc(ps, cn_put_double(ps->b, v));
   }
@@ -593,7 +495,7 @@ static int binary(parser *ps) {
             goto out;
           }
           if (utf8)
-            k = utf8_put(cp[i], u);
+            k = cn__utf8_put(cp[i], u);
           else
             u[0] = (char)cp[i];
           if (cn_buf_append(&bytes, u, k) != 0) {

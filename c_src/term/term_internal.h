@@ -160,6 +160,21 @@ size_t cn__atom_utf8_len(const cn__atom *a);
 /* Writes the UTF-8 name to out (cn__atom_utf8_len bytes, no NUL). */
 void cn__atom_utf8(const cn__atom *a, char *out);
 
+/* Writes the code point c (at most U+10FFFF) to out as UTF-8; returns the
+ * byte count, 1 to 4. */
+size_t cn__utf8_put(uint32_t c, char *out);
+
+/* io_lib's rule for the characters of a bare atom: Latin-1 letters,
+ * digits, _ and @, the first (first != 0) a lower-case letter. */
+static inline int cn__atom_char(uint32_t c, int first) {
+  int lower = (c >= 'a' && c <= 'z') || (c >= 0xDF && c <= 0xFF && c != 0xF7);
+  if (first)
+    return lower;
+  return lower || (c >= 'A' && c <= 'Z') ||
+         (c >= 0xC0 && c <= 0xDE && c != 0xD7) || (c >= '0' && c <= '9') ||
+         c == '_' || c == '@';
+}
+
 /* Counts the characters of a UTF-8 string, or returns -1 when it is not
  * valid UTF-8 (overlong forms, surrogates and code points above U+10FFFF
  * are rejected, as erts does). */
@@ -223,12 +238,20 @@ static inline const unsigned char *cn__bits_view(const char *p, size_t *n,
   return (const unsigned char *)p + ((unsigned char)p[0] == ETF_BINARY ? 5 : 6);
 }
 
+/* Parses the 31 bytes of a FLOAT_EXT.  Returns 0 or -1. */
+int cn__parse_float_text(const char *p, double *out);
+
 /* Reads a float term (NEW_FLOAT_EXT or FLOAT_EXT).  Returns 0, or -1 when
  * a FLOAT_EXT's text is not a finite number. */
 int cn__float_value(const char *p, double *out);
 
-/* Parses the 31 bytes of a FLOAT_EXT.  Returns 0 or -1. */
-int cn__parse_float_text(const char *p, double *out);
+/* strtod of the n bytes at s, which must all belong to the number, read
+ * with '.' as the decimal point whatever the C locale's (a program may
+ * have changed it).  Returns 0, or -1 when the text is not one number (or
+ * is longer than 511 bytes).  errno is strtod's.  This and
+ * cn__parse_float_text live in fmt.c, out of the float readers' file:
+ * inlined, they cost cn__float_value's fast path a stack frame. */
+int cn__strtod(const char *s, size_t n, double *out);
 
 /* An integer of any encoding as sign and little-endian magnitude with no
  * high zero bytes (n == 0 is zero). */
