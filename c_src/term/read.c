@@ -144,56 +144,39 @@ bool cn_is_atom(cn_term t, const char *name) {
 
 /* ---- Pids, references and ports ----------------------------------------- */
 
-/* What ei_decode_pid / _ref / _port fill in. */
-typedef union ident {
-  erlang_pid pid;
-  erlang_ref ref;
-  erlang_port port;
-} ident;
-
-/* ident_fill's path through ei, for the older encodings; apart, so that
- * the fast path does not carry ei's 1 KiB structs in its frame. */
-static int ident_fill_ei(const char *p, cn_term_type type, uint32_t node,
-                         void *out) {
-  unsigned char tag = (unsigned char)p[0];
+/* ident_fill's path for the older encodings, through the view that
+ * compare and print use; apart, so that the fast path's frame stays
+ * small.  ei would keep only 2 bits of the 8-bit creation of PID_EXT,
+ * REFERENCE_EXT, NEW_REFERENCE_EXT and PORT_EXT; the validator lets the
+ * whole byte through, so it is read whole, and the term re-encodes as it
+ * came. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static int
+ident_fill_old(const char *p, cn_term_type type, uint32_t node, void *out) {
   cn_pid *pid = out;
   cn_ref *ref = out;
   cn_port *port = out;
-  const char *q;
-  cn__atom a;
+  cn__ident d;
   uint32_t k;
-  ident e;
-  int i = 0;
 
-  if ((type == CN_T_PID   ? ei_decode_pid(p, &i, &e.pid)
-       : type == CN_T_REF ? ei_decode_ref(p, &i, &e.ref)
-                          : ei_decode_port(p, &i, &e.port)) < 0)
-    return CN_ENOMATCH;
-  /* ei keeps 2 bits of the 8-bit creation of PID_EXT, REFERENCE_EXT,
-   * NEW_REFERENCE_EXT and PORT_EXT.  The validator lets the whole byte
-   * through, so it is read whole, and the term re-encodes as it came. */
-  q = cn__atom_view(p + (tag == ETF_NEW_REFERENCE ? 3 : 1), &a);
-  if (tag == ETF_PID)
-    e.pid.creation = (unsigned char)q[8];
-  else if (tag == ETF_REFERENCE || tag == ETF_NEW_REFERENCE)
-    e.ref.creation = (unsigned char)q[tag == ETF_REFERENCE ? 4 : 0];
-  else if (tag == ETF_PORT)
-    e.port.creation = (unsigned char)q[4];
+  cn__ident_view(p, &d);
   if (type == CN_T_PID) {
     pid->node = node;
-    pid->id = e.pid.num;
-    pid->serial = e.pid.serial;
-    pid->creation = e.pid.creation;
+    pid->id = (uint32_t)d.id;
+    pid->serial = d.serial;
+    pid->creation = d.creation;
   } else if (type == CN_T_REF) {
     ref->node = node;
-    ref->len = (uint32_t)e.ref.len;
-    ref->creation = e.ref.creation;
+    ref->len = d.len;
+    ref->creation = d.creation;
     for (k = 0; k < CN_REF_MAX_WORDS; k++)
-      ref->n[k] = e.ref.n[k]; /* ei zeroes the words past len */
+      ref->n[k] = k < d.len ? cn__get32(d.words + 4 * k) : 0;
   } else {
     port->node = node;
-    port->id = e.port.id;
-    port->creation = e.port.creation;
+    port->id = d.id;
+    port->creation = d.creation;
   }
   return 0;
 }
@@ -202,8 +185,7 @@ static int ident_fill_ei(const char *p, cn_term_type type, uint32_t node,
  * node, into out (a cn_pid, cn_ref or cn_port); out is left alone on
  * failure.  NEW_PID_EXT and NEWER_REFERENCE_EXT, all that OTP 23+ sends,
  * are read here: ei_decode_pid first copies the node's name into a 1 KiB
- * struct, which made reading a pid 30% slower.  ei reads the older
- * encodings. */
+ * struct, which made reading a pid 30% slower. */
 static int ident_fill(const char *p, cn_term_type type, uint32_t node,
                       void *out) {
   unsigned char tag = (unsigned char)p[0];
@@ -230,7 +212,7 @@ static int ident_fill(const char *p, cn_term_type type, uint32_t node,
       ref->n[k] = k < ref->len ? cn__get32(q + 4 + 4 * k) : 0;
     return 0;
   }
-  return ident_fill_ei(p, type, node, out);
+  return ident_fill_old(p, type, node, out);
 }
 
 int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add) {
