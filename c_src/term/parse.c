@@ -398,48 +398,6 @@ static int list(parser *ps, int depth) {
   return 0;
 }
 
-/* Puts the n pairs after the map header at `at` in key order, keeping the
- * last value of a repeated key, as #{a => 1, a => 2} is #{a => 2}. */
-static int map_finish(parser *ps, size_t at, uint32_t n) {
-  const char **keys, **vals;
-  cn_buf sorted = CN_BUF_INIT;
-  uint32_t i, kept = 0;
-
-  if (n < 2) {
-    cn__put32(ps->b->data + at + 1, n);
-    return 0;
-  }
-  keys = malloc(2 * (size_t)n * sizeof *keys);
-  if (keys == NULL)
-    return oom(ps);
-  vals = keys + n;
-  cn__map_sorted(ps->b->data + at + 5, n, keys, vals, 0);
-  for (i = 0; i < n; i++) {
-    const char *ke = cn__skip(keys[i]), *ve = cn__skip(vals[i]);
-    cn_term k = {keys[i], (size_t)(ke - keys[i])};
-    if (i + 1 < n) {
-      cn_term next = {keys[i + 1],
-                      (size_t)(cn__skip(keys[i + 1]) - keys[i + 1])};
-      if (cn_term_equal(k, next))
-        continue; /* the sort is stable: the later pair wins */
-    }
-    cn_buf_append(&sorted, k.ptr, k.len);
-    cn_buf_append(&sorted, vals[i], (size_t)(ve - vals[i]));
-    kept++;
-  }
-  free(keys);
-  if (sorted.err != 0) {
-    cn_buf_free(&sorted);
-    return oom(ps);
-  }
-  /* The sorted pairs are no longer than the ones they replace. */
-  memcpy(ps->b->data + at + 5, sorted.data, sorted.len);
-  ps->b->len = at + 5 + sorted.len;
-  cn__put32(ps->b->data + at + 1, kept);
-  cn_buf_free(&sorted);
-  return 0;
-}
-
 static int map(parser *ps, int depth) {
   size_t at;
   uint32_t n = 0;
@@ -465,7 +423,7 @@ static int map(parser *ps, int depth) {
   }
   if (expect(ps, '}', "expected }") != 0)
     return ps->rc;
-  return map_finish(ps, at, n);
+  return cn__map_finish(ps->b, at, n) != 0 ? oom(ps) : 0;
 }
 
 /* <<>>, <<"text">>, <<"text"/utf8>>, <<1,2,3>>, and mixes of them. */

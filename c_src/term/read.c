@@ -86,7 +86,11 @@ int cn_get_double(cn_term t, double *v) {
   return 0;
 }
 
-int cn_get_atom_n(cn_term t, char *buf, size_t cap, size_t *len) {
+/* cn_get_atom_n, and cn_get_atom when cstr: a name with a NUL is then
+ * CN_ENOTSUP, checked before the size so that the error does not depend
+ * on cap.  The atom is viewed once for both. */
+static inline int get_atom(cn_term t, char *buf, size_t cap, size_t *len,
+                           bool cstr) {
   cn__atom a;
   size_t n;
   int i = 0;
@@ -94,6 +98,8 @@ int cn_get_atom_n(cn_term t, char *buf, size_t cap, size_t *len) {
   if (t.len == 0 || !cn__is_atom_tag((unsigned char)t.ptr[0]))
     return CN_ENOMATCH;
   cn__atom_view(t.ptr, &a);
+  if (cstr && cn__atom_has_nul(&a))
+    return CN_ENOTSUP; /* not a C string */
   n = cn__atom_utf8_len(&a);
   if (buf == NULL || n >= cap)
     return CN_ENOSPC;
@@ -112,14 +118,12 @@ int cn_get_atom_n(cn_term t, char *buf, size_t cap, size_t *len) {
   return 0;
 }
 
+int cn_get_atom_n(cn_term t, char *buf, size_t cap, size_t *len) {
+  return get_atom(t, buf, cap, len, false);
+}
+
 int cn_get_atom(cn_term t, char *buf, size_t cap) {
-  cn__atom a;
-  if (t.len == 0 || !cn__is_atom_tag((unsigned char)t.ptr[0]))
-    return CN_ENOMATCH;
-  cn__atom_view(t.ptr, &a);
-  if (cn__atom_has_nul(&a))
-    return CN_ENOTSUP; /* not a C string */
-  return cn_get_atom_n(t, buf, cap, NULL);
+  return get_atom(t, buf, cap, NULL, true);
 }
 
 int cn_get_binary(cn_term t, const char **p, size_t *n) {

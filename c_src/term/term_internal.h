@@ -133,11 +133,20 @@ static inline size_t cn__atom_size(const char *p) {
   return 3 + (size_t)cn__get16(p + 1);
 }
 
-/* True when the atom's name holds a NUL byte, and so is no C string.  A
- * loop rather than memchr: names are short, and the call cost more. */
+/* True when the atom's name holds a NUL byte, and so is no C string.
+ * Eight bytes at a time (w - 0x01.. & ~w sets the high bit of a zero
+ * byte), then byte by byte: names are short, and a memchr call cost
+ * more. */
 static inline bool cn__atom_has_nul(const cn__atom *a) {
-  size_t k;
-  for (k = 0; k < a->n; k++)
+  const uint64_t ones = 0x0101010101010101u;
+  size_t k = 0;
+  uint64_t w;
+  for (; k + 8 <= a->n; k += 8) {
+    memcpy(&w, a->s + k, 8);
+    if (((w - ones) & ~w & (ones << 7)) != 0)
+      return true;
+  }
+  for (; k < a->n; k++)
     if (a->s[k] == 0)
       return true;
   return false;
@@ -460,6 +469,12 @@ int cn__enc_mag64(cn_buf *b, int neg, uint64_t m);
 /* Encodes the integer with sign neg and the magnitude of n bytes held, as
  * ei's erlang_big holds it, in 16-bit digits, least significant first. */
 int cn__enc_big(cn_buf *b, int neg, const unsigned short *digits, size_t n);
+
+/* Puts the n pairs after the map header at b->data + hdr (through the
+ * end of b) in key order, keeping the last value of a repeated key (as
+ * #{a => 1, a => 2} is #{a => 2}), and sets the header's count.  Returns
+ * 0, or CN_ENOMEM with the pairs as they were.  In build.c. */
+int cn__map_finish(cn_buf *b, size_t hdr, size_t n);
 
 /* Builds one term from the format at *fmt, consuming arguments from *ap
  * and advancing *fmt past it.  In key mode (used by the matcher for map
