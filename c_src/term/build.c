@@ -34,18 +34,18 @@ typedef struct bframe {
 
 /* ---- Closing containers -------------------------------------------------- */
 
-static int close_tuple(cn_buf *b, bframe *fr) {
+int cn__tuple_finish(cn_buf *b, size_t hdr, uint32_t n) {
   char *d;
-  if (fr->count <= 255) {
-    b->data[fr->hdr + 1] = (char)fr->count;
+  if (n <= 255) {
+    b->data[hdr + 1] = (char)n;
     return 0;
   }
   if (cn__room(b, 3) == NULL)
     return CN_ENOMEM;
-  d = b->data + fr->hdr;
-  memmove(d + 5, d + 2, b->len - fr->hdr - 2);
+  d = b->data + hdr;
+  memmove(d + 5, d + 2, b->len - hdr - 2);
   d[0] = (char)ETF_LARGE_TUPLE;
-  cn__put32(d + 1, fr->count);
+  cn__put32(d + 1, n);
   b->len += 3;
   return 0;
 }
@@ -274,7 +274,7 @@ static int punct(cn_buf *b, bframe *st, int *sp, const char **fp) {
         return 0;
       }
       if (fr->kind == B_TUPLE && c == '}')
-        rc = close_tuple(b, fr);
+        rc = cn__tuple_finish(b, fr->hdr, fr->count);
       else if (fr->kind == B_LIST && c == ']')
         rc = close_list(b, fr);
       else if (fr->kind == B_MAP_V && c == '}')

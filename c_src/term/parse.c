@@ -2,12 +2,13 @@
  * takes a C format with holes, and no binaries, maps or bignums).
  *
  * A recursive descent over the text, one token at a time, appending to the
- * buffer as it goes.  Containers are written with a 5-byte header whose
- * count is patched once the closing bracket is seen (tuples of fewer than
- * 256 elements move down to SMALL_TUPLE_EXT).  Scalars go through the
- * cn_put_* encoders, integers through the one cn_build's format lexer
- * uses (cn__fmt_int), which reads 16#ff and 1_000 too.  Nesting is
- * capped, so hostile text cannot exhaust the C stack.
+ * buffer as it goes.  Containers are written with a header whose count is
+ * patched once the closing bracket is seen (tuples of more than 255
+ * elements move up to LARGE_TUPLE_EXT, and maps are sorted, as cn_build's
+ * are).  Scalars go through the cn_put_* encoders, integers through the
+ * one cn_build's format lexer uses (cn__fmt_int), which reads 16#ff and
+ * 1_000 too.  Nesting is capped, so hostile text cannot exhaust the C
+ * stack.
  */
 #include "fmt.h"
 
@@ -326,14 +327,15 @@ static int number(parser *ps) {
 
 static int term(parser *ps, int depth);
 
-/* Reserves a 5-byte header (tag and 32-bit count) and returns its offset. */
-static int header(parser *ps, unsigned char tag, size_t *at) {
-  char *t = cn__room(ps->b, 5);
+/* Reserves a header of n bytes (a tag and a count to patch) and returns
+ * its offset. */
+static int header(parser *ps, unsigned char tag, size_t n, size_t *at) {
+  char *t = cn__room(ps->b, n);
   if (t == NULL)
     return oom(ps);
   t[0] = (char)tag;
   *at = ps->b->len;
-  ps->b->len += 5;
+  ps->b->len += n;
   return 0;
 }
 
@@ -359,26 +361,17 @@ static int tuple(parser *ps, int depth) {
   size_t at;
   uint32_t n;
   ps->p++;
-  if (header(ps, ETF_LARGE_TUPLE, &at) != 0 ||
+  if (header(ps, ETF_SMALL_TUPLE, 2, &at) != 0 ||
       elements(ps, depth, '}', &n) != 0 || expect(ps, '}', "expected }"))
     return ps->rc;
-  if (n < 256) {
-    char *h = ps->b->data + at;
-    h[0] = (char)ETF_SMALL_TUPLE;
-    h[1] = (char)n;
-    memmove(h + 2, h + 5, ps->b->len - at - 5);
-    ps->b->len -= 3;
-  } else {
-    cn__put32(ps->b->data + at + 1, n);
-  }
-  return 0;
+  return cn__tuple_finish(ps->b, at, n) != 0 ? oom(ps) : 0;
 }
 
 static int list(parser *ps, int depth) {
   size_t at;
   uint32_t n;
   ps->p++;
-  if (header(ps, ETF_LIST, &at) != 0 || elements(ps, depth, ']', &n) != 0)
+  if (header(ps, ETF_LIST, 5, &at) != 0 || elements(ps, depth, ']', &n) != 0)
     return ps->rc;
   if (n > 0 && peek(ps) == '|') {
     ps->p++;
@@ -402,7 +395,7 @@ static int map(parser *ps, int depth) {
   size_t at;
   uint32_t n = 0;
   ps->p += 2; /* #{ */
-  if (header(ps, ETF_MAP, &at) != 0)
+  if (header(ps, ETF_MAP, 5, &at) != 0)
     return ps->rc;
   if (peek(ps) != '}') {
     for (;;) {

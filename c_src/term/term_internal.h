@@ -470,6 +470,11 @@ int cn__enc_mag64(cn_buf *b, int neg, uint64_t m);
  * ei's erlang_big holds it, in 16-bit digits, least significant first. */
 int cn__enc_big(cn_buf *b, int neg, const unsigned short *digits, size_t n);
 
+/* Sets the count of the SMALL_TUPLE_EXT at b->data + hdr, whose n
+ * elements end b, moving them 3 bytes up for a LARGE_TUPLE_EXT when n is
+ * over 255.  Returns 0 or CN_ENOMEM.  In build.c. */
+int cn__tuple_finish(cn_buf *b, size_t hdr, uint32_t n);
+
 /* Puts the n pairs after the map header at b->data + hdr (through the
  * end of b) in key order, keeping the last value of a repeated key (as
  * #{a => 1, a => 2} is #{a => 2}), and sets the header's count.  Returns
