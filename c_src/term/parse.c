@@ -89,28 +89,17 @@ static int digits_ok(const char *d, const char *e) {
 
 /* ---- Characters ---------------------------------------------------------- */
 
-/* Reads one UTF-8 character at ps->p into *cp. */
+/* Reads one UTF-8 character at ps->p into *cp: its length comes from the
+ * lead byte, cn__utf8_count checks it, and the atom reader decodes it. */
 static int utf8_char(parser *ps, uint32_t *cp) {
   const unsigned char *u = (const unsigned char *)ps->p;
-  size_t left = (size_t)(ps->end - ps->p), n, i;
-  uint32_t c = u[0];
-  if (c < 0x80) {
-    n = 1;
-  } else if ((c & 0xE0) == 0xC0) {
-    n = 2, c &= 0x1F;
-  } else if ((c & 0xF0) == 0xE0) {
-    n = 3, c &= 0x0F;
-  } else if ((c & 0xF8) == 0xF0) {
-    n = 4, c &= 0x07;
-  } else {
+  size_t i = 0, n = u[0] < 0x80 ? 1 : u[0] < 0xE0 ? 2 : u[0] < 0xF0 ? 3 : 4;
+  cn__atom a = {u, n, 0};
+
+  if (n > 1 && (n > (size_t)(ps->end - ps->p) || cn__utf8_count(u, n) != 1))
     return fail(ps, "text is not UTF-8");
-  }
-  if (n > left || cn__utf8_count(u, n) != 1)
-    return fail(ps, "text is not UTF-8");
-  for (i = 1; i < n; i++)
-    c = (c << 6) | (u[i] & 0x3F);
+  *cp = n == 1 ? u[0] : cn__atom_next(&a, &i); /* ASCII without calls */
   ps->p += n;
-  *cp = c;
   return 0;
 }
 
