@@ -151,7 +151,7 @@ bool cn_is_atom(cn_term t, const char *name) {
 /* ident_fill's path for the older encodings, through the view that
  * compare and print use; apart, so that the fast path's frame stays
  * small.  ei would keep only 2 bits of the 8-bit creation of PID_EXT,
- * REFERENCE_EXT, NEW_REFERENCE_EXT and PORT_EXT; the validator lets the
+ * REFERENCE_EXT and NEW_REFERENCE_EXT; the validator lets the
  * whole byte through, so it is read whole, and the term re-encodes as it
  * came. */
 #if defined(__GNUC__)
@@ -161,7 +161,6 @@ static int
 ident_fill_old(const char *p, cn_term_type type, uint32_t node, void *out) {
   cn_pid *pid = out;
   cn_ref *ref = out;
-  cn_port *port = out;
   cn__ident d;
   uint32_t k;
 
@@ -171,25 +170,20 @@ ident_fill_old(const char *p, cn_term_type type, uint32_t node, void *out) {
     pid->id = (uint32_t)d.id;
     pid->serial = d.serial;
     pid->creation = d.creation;
-  } else if (type == CN_T_REF) {
+  } else {
     ref->node = node;
     ref->len = d.len;
     ref->creation = d.creation;
     for (k = 0; k < CN_REF_MAX_WORDS; k++)
       ref->n[k] = k < d.len ? cn__get32(d.words + 4 * k) : 0;
-  } else {
-    port->node = node;
-    port->id = d.id;
-    port->creation = d.creation;
   }
   return 0;
 }
 
-/* Reads the pid, reference or port (type) at p, whose node's index is
- * node, into out (a cn_pid, cn_ref or cn_port); out is left alone on
- * failure.  NEW_PID_EXT and NEWER_REFERENCE_EXT, all that OTP 23+ sends,
- * are read here: ei_decode_pid first copies the node's name into a 1 KiB
- * struct, which made reading a pid 30% slower. */
+/* Reads the pid or reference (type) at p, whose node's index is node,
+ * into out (a cn_pid or cn_ref).  NEW_PID_EXT and NEWER_REFERENCE_EXT, all that
+ * OTP 23+ sends, are read here: ei_decode_pid first copies the node's name into
+ * a 1 KiB struct, which made reading a pid 30% slower. */
 static int ident_fill(const char *p, cn_term_type type, uint32_t node,
                       void *out) {
   unsigned char tag = (unsigned char)p[0];
@@ -225,9 +219,7 @@ int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add) {
   cn__atom a;
 
   if (type == CN_T_PID ? tag != ETF_PID && tag != ETF_NEW_PID
-      : type == CN_T_REF
-          ? tag != ETF_REFERENCE && !ref3
-          : tag != ETF_PORT && tag != ETF_NEW_PORT && tag != ETF_V4_PORT)
+                       : tag != ETF_REFERENCE && !ref3)
     return CN_ENOMATCH;
   /* The node is interned from the term's own bytes, which is cheaper than
    * measuring ei's copy of them.  A new name with a NUL in it is refused:
@@ -240,12 +232,12 @@ int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add) {
   return cn__atom_has_nul(&a) ? CN_EINVAL : cn__intern_atom(&a, node, true);
 }
 
-/* Decodes the identifier at p into out (see ident_fill), interning its
- * node when add. */
-static int ident_get(const char *p, cn_term_type type, bool add, void *out) {
+/* Decodes the identifier t into out (see ident_fill), interning its node
+ * when add; out is left alone on failure. */
+static int ident_get(cn_term t, cn_term_type type, bool add, void *out) {
   uint32_t node;
-  int rc = cn__ident_node(p, type, &node, add);
-  return rc != 0 ? rc : ident_fill(p, type, node, out);
+  int rc = t.len == 0 ? CN_ENOMATCH : cn__ident_node(t.ptr, type, &node, add);
+  return rc != 0 ? rc : ident_fill(t.ptr, type, node, out);
 }
 
 void cn__pid_fill(const char *p, uint32_t node, cn_pid *out) {
@@ -256,33 +248,17 @@ void cn__ref_fill(const char *p, uint32_t node, cn_ref *out) {
   ident_fill(p, CN_T_REF, node, out);
 }
 
-int cn__decode_pid(const char *p, cn_pid *out) {
-  return ident_get(p, CN_T_PID, true, out);
-}
-
-int cn__decode_ref(const char *p, cn_ref *out) {
-  return ident_get(p, CN_T_REF, true, out);
-}
-
-int cn__decode_port(const char *p, cn_port *out) {
-  return ident_get(p, CN_T_PORT, true, out);
-}
-
 int cn__get_pid_known(cn_term t, cn_pid *p) {
-  return t.len == 0 ? CN_ENOMATCH : ident_get(t.ptr, CN_T_PID, false, p);
+  return ident_get(t, CN_T_PID, false, p);
 }
 
 int cn__get_ref_known(cn_term t, cn_ref *r) {
-  return t.len == 0 ? CN_ENOMATCH : ident_get(t.ptr, CN_T_REF, false, r);
+  return ident_get(t, CN_T_REF, false, r);
 }
 
-int cn_get_pid(cn_term t, cn_pid *p) {
-  return t.len == 0 ? CN_ENOMATCH : cn__decode_pid(t.ptr, p);
-}
+int cn_get_pid(cn_term t, cn_pid *p) { return ident_get(t, CN_T_PID, true, p); }
 
-int cn_get_ref(cn_term t, cn_ref *r) {
-  return t.len == 0 ? CN_ENOMATCH : cn__decode_ref(t.ptr, r);
-}
+int cn_get_ref(cn_term t, cn_ref *r) { return ident_get(t, CN_T_REF, true, r); }
 
 /* ---- Iteration ---------------------------------------------------------- */
 

@@ -496,17 +496,12 @@ uint32_t cn__node_hash(const char *name, size_t len);
  * (CN_ENOENT when no one interned it before). */
 int cn__intern_atom(const cn__atom *a, uint32_t *idx, bool add);
 
-/* Decoders for pid, reference and port terms (any encoding).  They intern
- * the node name, so they can fail with CN_ELIMIT or CN_ENOMEM. */
-int cn__decode_pid(const char *p, cn_pid *out);
-int cn__decode_ref(const char *p, cn_ref *out);
-int cn__decode_port(const char *p, cn_port *out);
-
-/* The two halves of cn__decode_pid / cn__decode_ref, so that the matcher
- * can intern early (the step that can fail) and fill outputs late.
- * cn__ident_node checks that p is of the given type (CN_T_PID, CN_T_REF
- * or CN_T_PORT) and finds its node: interned when add, else CN_ENOENT
- * for a name no one interned, CN_EINVAL for a name with a NUL. */
+/* The two halves of cn_get_pid / cn_get_ref (any encoding), so that the
+ * matcher can intern early (the step that can fail: CN_ELIMIT or
+ * CN_ENOMEM) and fill outputs late.  cn__ident_node checks that p is of
+ * the given type (CN_T_PID or CN_T_REF) and finds its node: interned when
+ * add, else CN_ENOENT for a name no one interned, CN_EINVAL for a name
+ * with a NUL. */
 int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add);
 
 /* As cn_get_pid / cn_get_ref, but a node name that no one interned before
