@@ -247,6 +247,17 @@ static size_t atom_cps(const cn__atom *a, uint32_t *cp) {
   return n;
 }
 
+/* Writes the atom's name in UTF-8, unquoted. */
+static void put_name(out *o, const cn__atom *a) {
+  char tmp[2 * 255]; /* a Latin-1 character takes at most 2 bytes */
+  if (!a->latin1) {
+    put(o, (const char *)a->s, a->n);
+  } else if (a->n <= 255) { /* as the validator allows */
+    cn__atom_utf8(a, tmp);
+    put(o, tmp, cn__atom_utf8_len(a));
+  }
+}
+
 /* io_lib:write_atom/1: quoted unless it reads as a bare atom. */
 static void put_atom(out *o, const cn__atom *a) {
   uint32_t cp[255]; /* atoms hold at most 255 characters */
@@ -264,13 +275,7 @@ static void put_atom(out *o, const cn__atom *a) {
       }
   }
   if (!quote) {
-    char u[2 * 255]; /* a bare atom's characters are all Latin-1 */
-    if (!a->latin1) {
-      put(o, (const char *)a->s, a->n);
-    } else {
-      cn__atom_utf8(a, u);
-      put(o, u, cn__atom_utf8_len(a));
-    }
+    put_name(o, a);
     return;
   }
   putch(o, '\'');
@@ -307,19 +312,10 @@ static void put_atom_at(out *o, const char *p) {
 
 /* The node part of a pid, port or reference: 0 for "nonode@nohost". */
 static void put_node(out *o, const cn__atom *node) {
-  size_t n = cn__atom_utf8_len(node);
-  /* Up to 255 characters of up to 4 bytes in UTF-8 (a Latin-1 name takes
-   * at most 2 per character). */
-  char tmp[4 * 255];
-  if (cn__atom_eq(node, "nonode@nohost", 13)) {
+  if (cn__atom_eq(node, "nonode@nohost", 13))
     putch(o, '0');
-    return;
-  }
-  if (n > sizeof tmp)
-    n = 0; /* not a validated atom */
   else
-    cn__atom_utf8(node, tmp);
-  put(o, tmp, n);
+    put_name(o, node);
 }
 
 static void put_ident(out *o, int cls, const char *p) {
