@@ -150,39 +150,24 @@ static int quoted_char(parser *ps, uint32_t *cp) {
   return utf8_char(ps, cp); /* \\ \' \" and any other: itself */
 }
 
-/* Reads quoted text up to the closing quote q into a malloc'ed array of
- * code points. */
-static int quoted(parser *ps, char q, uint32_t **out, size_t *n) {
-  size_t cap = 16, len = 0;
-  uint32_t *v = malloc(cap * sizeof *v), c;
-
-  if (v == NULL)
-    return oom(ps);
+/* Reads quoted text up to the closing quote q into v, as uint32_t code
+ * points (v->len / 4 of them). */
+static int quoted(parser *ps, char q, cn_buf *v) {
+  uint32_t c;
+  char *d;
   ps->p++; /* the opening quote */
   while (ps->p < ps->end && *ps->p != q) {
     if (quoted_char(ps, &c) != 0)
-      goto out;
-    if (len == cap) {
-      uint32_t *w = realloc(v, 2 * cap * sizeof *v);
-      if (w == NULL) {
-        oom(ps);
-        goto out;
-      }
-      v = w, cap *= 2;
-    }
-    v[len++] = c;
+      return ps->rc;
+    if ((d = cn__room(v, sizeof c)) == NULL) /* inline, unlike an append */
+      return oom(ps);
+    memcpy(d, &c, sizeof c);
+    v->len += sizeof c;
   }
-  if (ps->p >= ps->end) {
-    fail(ps, "unterminated quoted text");
-    goto out;
-  }
+  if (ps->p >= ps->end)
+    return fail(ps, "unterminated quoted text");
   ps->p++;
-  *out = v;
-  *n = len;
   return 0;
-out:
-  free(v);
-  return ps->rc;
 }
 
 /* ---- Scalars ------------------------------------------------------------- */
@@ -220,20 +205,16 @@ static int bare_atom(parser *ps) {
 
 /* A list of code points: STRING_EXT when all fit in a byte, else a list
  * of integers. */
-static int charlist(parser *ps, const uint32_t *cp, size_t n) {
+static int charlist(parser *ps, uint32_t *cp, size_t n) {
+  char *bytes = (char *)cp; /* narrowed in place: byte i is in cp[0 .. i] */
   size_t i;
   int wide = 0;
   for (i = 0; i < n; i++)
     wide |= cp[i] > 255;
   if (!wide) {
-    char *bytes = malloc(n ? n : 1);
-    if (bytes == NULL)
-      return oom(ps);
     for (i = 0; i < n; i++)
       bytes[i] = (char)cp[i];
-    put_rc(ps, cn_put_charlist(ps->b, bytes, n));
-    free(bytes);
-    return ps->rc;
+    return put_rc(ps, cn_put_charlist(ps->b, n != 0 ? bytes : "", n));
   }
   if (cn_put_list(ps->b, (uint32_t)n) != 0)
     return oom(ps);
@@ -417,34 +398,29 @@ static int binary(parser *ps) {
       int c = peek(ps);
       if (c == '"') {
         const char *str = ps->p;
-        uint32_t *cp;
-        size_t n, i;
+        cn_buf v = CN_BUF_INIT;
+        const uint32_t *cp = NULL;
+        size_t i;
         int utf8;
-        if (quoted(ps, '"', &cp, &n) != 0)
-          goto out;
-        skip_ws(ps);
-        utf8 = ps->end - ps->p >= 5 && memcmp(ps->p, "/utf8", 5) == 0;
-        ps->p += utf8 ? 5 : 0;
-        for (i = 0; i < n; i++) {
-          char u[4];
-          size_t k = 1;
+        if (quoted(ps, '"', &v) == 0) {
+          skip_ws(ps);
+          utf8 = ps->end - ps->p >= 5 && memcmp(ps->p, "/utf8", 5) == 0;
+          ps->p += utf8 ? 5 : 0;
+          cp = (const uint32_t *)(void *)v.data;
+        }
+        for (i = 0; cp != NULL && i < v.len / 4 && ps->rc == 0; i++) {
+          char u[4] = {(char)cp[i]};
           if (!utf8 && cp[i] > 255) {
-            free(cp);
             ps->p = str;
             fail(ps, "character over 255 in a binary without /utf8");
-            goto out;
-          }
-          if (utf8)
-            k = cn__utf8_put(cp[i], u);
-          else
-            u[0] = (char)cp[i];
-          if (cn_buf_append(&bytes, u, k) != 0) {
-            free(cp);
+          } else if (cn_buf_append(&bytes, u,
+                                   utf8 ? cn__utf8_put(cp[i], u) : 1) != 0) {
             oom(ps);
-            goto out;
           }
         }
-        free(cp);
+        cn_buf_free(&v);
+        if (ps->rc != 0)
+          goto out;
       } else if (is_digit(c)) {
         const char *d = ps->p;
         unsigned v = 0;
@@ -497,12 +473,12 @@ static int term(parser *ps, int depth) {
   if (c == '<' && ps->p + 1 < ps->end && ps->p[1] == '<')
     return binary(ps);
   if (c == '\'' || c == '"') {
-    uint32_t *cp;
-    size_t n;
-    if (quoted(ps, (char)c, &cp, &n) != 0)
-      return ps->rc;
-    c == '\'' ? atom_of(ps, cp, n) : charlist(ps, cp, n);
-    free(cp);
+    cn_buf v = CN_BUF_INIT; /* the code points */
+    if (quoted(ps, (char)c, &v) == 0 && c == '\'')
+      atom_of(ps, (const uint32_t *)(void *)v.data, v.len / 4);
+    else if (ps->rc == 0)
+      charlist(ps, (uint32_t *)(void *)v.data, v.len / 4);
+    cn_buf_free(&v);
     return ps->rc;
   }
   if ((c >= 'a' && c <= 'z') || c >= 0x80)
