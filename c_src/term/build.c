@@ -34,18 +34,18 @@ typedef struct bframe {
 
 /* ---- Closing containers -------------------------------------------------- */
 
-static int close_tuple(cn_buf *b, bframe *fr) {
+int cn__tuple_finish(cn_buf *b, size_t hdr, uint32_t n) {
   char *d;
-  if (fr->count <= 255) {
-    b->data[fr->hdr + 1] = (char)fr->count;
+  if (n <= 255) {
+    b->data[hdr + 1] = (char)n;
     return 0;
   }
   if (cn__room(b, 3) == NULL)
     return CN_ENOMEM;
-  d = b->data + fr->hdr;
-  memmove(d + 5, d + 2, b->len - fr->hdr - 2);
+  d = b->data + hdr;
+  memmove(d + 5, d + 2, b->len - hdr - 2);
   d[0] = (char)ETF_LARGE_TUPLE;
-  cn__put32(d + 1, fr->count);
+  cn__put32(d + 1, n);
   b->len += 3;
   return 0;
 }
@@ -120,16 +120,16 @@ static int close_tail(cn_buf *b, bframe *fr) {
   return 0;
 }
 
-/* Puts map pairs in key order, as term_to_binary writes maps of up to 32
+/* Map pairs go in key order, as term_to_binary writes maps of up to 32
  * pairs (larger ones it writes in hash order, which is not reproducible
  * here; key order is valid for any size).  The sort is compare.c's. */
-static int close_map(cn_buf *b, bframe *fr) {
-  size_t n = fr->count, body = fr->hdr + 5, out = body, i, j, size;
+int cn__map_finish(cn_buf *b, size_t hdr, size_t n) {
+  size_t body = hdr + 5, out = body, i, j, size;
   const char *p = b->data + body, *prev = NULL, *inl_keys[32], **keys;
   char inl_copy[512], *copy;
   uint32_t kept = 0;
 
-  cn__put32(b->data + fr->hdr + 1, (uint32_t)n);
+  cn__put32(b->data + hdr + 1, (uint32_t)n);
   /* Most maps are written in key order: check before copying anything. */
   for (i = 0; i < n; i++, prev = p, p = cn__skip(cn__skip(p)))
     if (prev != NULL && cn__compare(prev, p, 0, 1) >= 0)
@@ -169,7 +169,7 @@ done:
   if (i < n)
     return CN_ENOMEM;
   b->len = out;
-  cn__put32(b->data + fr->hdr + 1, kept);
+  cn__put32(b->data + hdr + 1, kept);
   return 0;
 }
 
@@ -274,11 +274,11 @@ static int punct(cn_buf *b, bframe *st, int *sp, const char **fp) {
         return 0;
       }
       if (fr->kind == B_TUPLE && c == '}')
-        rc = close_tuple(b, fr);
+        rc = cn__tuple_finish(b, fr->hdr, fr->count);
       else if (fr->kind == B_LIST && c == ']')
         rc = close_list(b, fr);
       else if (fr->kind == B_MAP_V && c == '}')
-        rc = close_map(b, fr);
+        rc = cn__map_finish(b, fr->hdr, fr->count);
       else
         return CN_EBADFMT;
     }

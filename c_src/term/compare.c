@@ -289,30 +289,33 @@ static void sort_pairs(cn__kv *v, cn__kv *tmp, size_t n, int level) {
     v[k++] = tmp[i++];
 }
 
-const char *cn__map_pairs(const char *p, uint64_t n, cn__kv **out, int level) {
-  cn__kv *v;
+/* Fills v[0 .. n) with the pairs at p, sorts them (v[n .. 2n) is merge
+ * space) and returns the first byte after the map. */
+static const char *sorted_pairs(const char *p, uint64_t n, cn__kv *v,
+                                int level) {
   uint64_t i;
-
-  if (n > SIZE_MAX / (2 * sizeof *v))
-    return NULL;
-  v = malloc((size_t)n * 2 * sizeof *v); /* pairs, then merge space */
-  if (v == NULL)
-    return NULL;
   for (i = 0; i < n; i++) {
     v[i].k = p;
     v[i].v = p = cn__skip_fast(p);
     p = cn__skip_fast(p);
   }
   sort_pairs(v, v + n, (size_t)n, level + 1);
-  *out = v;
   return p;
+}
+
+const char *cn__map_pairs(const char *p, uint64_t n, cn__kv **out, int level) {
+  if (n > SIZE_MAX / (2 * sizeof **out))
+    return NULL;
+  *out = malloc((size_t)n * 2 * sizeof **out); /* pairs, then merge space */
+  return *out != NULL ? sorted_pairs(p, n, *out, level) : NULL;
 }
 
 const char *cn__map_sorted(const char *p, uint64_t n, const char **keys,
                            const char **vals, int level) {
-  cn__kv *v;
+  cn__kv inl[2 * 16], *v = inl; /* small maps sort without malloc */
   uint64_t i;
-  const char *end = cn__map_pairs(p, n, &v, level);
+  const char *end =
+      n <= 16 ? sorted_pairs(p, n, v, level) : cn__map_pairs(p, n, &v, level);
   if (end == NULL) {
     /* Out of memory: hand the pairs out in encoded order. */
     for (i = 0; i < n; i++) {
@@ -326,7 +329,8 @@ const char *cn__map_sorted(const char *p, uint64_t n, const char **keys,
     keys[i] = v[i].k;
     vals[i] = v[i].v;
   }
-  free(v);
+  if (v != inl)
+    free(v);
   return end;
 }
 

@@ -2,7 +2,6 @@
 /* Small shared pieces of the term layer: atom names, UTF-8, and views of
  * numbers, identifiers and funs in any of their encodings.
  */
-#include <locale.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,15 +148,31 @@ void cn__atom_utf8(const cn__atom *a, char *out) {
       memcpy(out, a->s, a->n);
     return;
   }
-  for (i = 0; i < a->n; i++) {
-    unsigned c = a->s[i];
-    if (c < 0x80) {
-      *out++ = (char)c;
-    } else {
-      *out++ = (char)(0xC0 | (c >> 6));
-      *out++ = (char)(0x80 | (c & 0x3F));
-    }
+  for (i = 0; i < a->n; i++)
+    out += cn__utf8_put(a->s[i], out);
+}
+
+size_t cn__utf8_put(uint32_t c, char *out) {
+  if (c < 0x80) {
+    out[0] = (char)c;
+    return 1;
   }
+  if (c < 0x800) {
+    out[0] = (char)(0xC0 | c >> 6);
+    out[1] = (char)(0x80 | (c & 0x3F));
+    return 2;
+  }
+  if (c < 0x10000) {
+    out[0] = (char)(0xE0 | c >> 12);
+    out[1] = (char)(0x80 | ((c >> 6) & 0x3F));
+    out[2] = (char)(0x80 | (c & 0x3F));
+    return 3;
+  }
+  out[0] = (char)(0xF0 | c >> 18);
+  out[1] = (char)(0x80 | ((c >> 12) & 0x3F));
+  out[2] = (char)(0x80 | ((c >> 6) & 0x3F));
+  out[3] = (char)(0x80 | (c & 0x3F));
+  return 4;
 }
 
 void cn__ident_view(const char *p, cn__ident *d) {
@@ -234,33 +249,6 @@ void cn__fun_view(const char *p, cn__fun *f) {
   f->free = cn__skip_fast(q); /* past the creator pid */
   f->name = f->module;
   f->arity = 0;
-}
-
-int cn__parse_float_text(const char *p, double *out) {
-  char text[ETF_FLOAT_TEXT + 1];
-  char *end;
-  const char *dp;
-  size_t n, i;
-  double d;
-
-  memcpy(text, p, ETF_FLOAT_TEXT);
-  text[ETF_FLOAT_TEXT] = '\0';
-  n = strlen(text);
-  if (n == 0)
-    return -1;
-  /* The text always uses '.', but strtod follows the C locale's decimal
-   * point, which a program may have changed. */
-  dp = localeconv()->decimal_point;
-  if (dp != NULL && dp[0] != '.' && dp[0] != '\0' && dp[1] == '\0') {
-    for (i = 0; i < n; i++)
-      if (text[i] == '.')
-        text[i] = dp[0];
-  }
-  d = strtod(text, &end);
-  if (end != text + n || !isfinite(d))
-    return -1;
-  *out = d;
-  return 0;
 }
 
 int cn__float_value(const char *p, double *out) {

@@ -6,6 +6,7 @@
  * token, and encodes the number literals; the callers keep their own grammar.
  */
 #include <locale.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,50 +106,39 @@ int cn__fmt_small_int(const cn__tok *t, int64_t *v) {
   return 0;
 }
 
-/* Parses a float literal with strtod, whose decimal point is the C
- * locale's, which a program may have changed (as cn__parse_float_text). */
-static int parse_float(const char *f, size_t n, double *out) {
-  const char *dp = localeconv()->decimal_point;
-  char text[512], *dot;
-
-  if (n >= sizeof text)
-    return CN_EBADFMT;
-  memcpy(text, f, n);
-  text[n] = '\0';
-  if ((dot = strchr(text, '.')) != NULL && dp != NULL && dp[0] != '\0' &&
-      dp[1] == '\0')
-    *dot = dp[0];
-  *out = strtod(text, NULL);
-  return 0;
-}
-
-/* Encodes an integer literal of any size. */
-static int enc_int(cn_buf *b, const char *f, const char *end) {
-  int neg = *f == '-';
-  const char *s = f + neg;
-  size_t nd = (size_t)(end - s), i, n = 0;
+int cn__fmt_int(cn_buf *b, int neg, unsigned base, const char *s,
+                const char *end) {
+  /* A digit of base 36 holds under 6 bits. */
+  size_t nd = (size_t)(end - s), cap = nd * 6 / 16 + 2, i, n = 0;
   unsigned short small[16] = {0}, *dig;
   uint64_t v = 0;
   int rc;
 
-  if (nd <= 19) {
+  if (base == 10 && nd <= 19) {
     for (; s < end; s++)
-      v = v * 10 + (uint64_t)(*s - '0');
+      if (*s != '_')
+        v = v * 10 + (uint64_t)(*s - '0');
     return cn__enc_mag64(b, neg, v);
   }
-  /* A bignum: schoolbook decimal to ei's base-65536 digits, least
-   * significant first (about 0.21 digits per decimal digit). */
-  dig = nd / 4 + 2 <= 16 ? small : calloc(nd / 4 + 2, sizeof *dig);
+  /* Schoolbook conversion to ei's base-65536 digits, least significant
+   * first, taking as many digits at a time as fit in 32 bits;
+   * cn__enc_big then picks the smallest encoding. */
+  dig = cap <= 16 ? small : calloc(cap, sizeof *dig);
   if (dig == NULL)
     return CN_ENOMEM;
-  for (; s < end; s++) {
-    unsigned long carry = (unsigned long)(*s - '0');
+  while (s < end) {
+    unsigned long mul = 1, carry = 0;
+    for (; s < end && mul < (1ul << 26); s++)
+      if (*s != '_') {
+        carry = carry * base + (unsigned long)cn__fmt_digit(*s);
+        mul *= base;
+      }
     for (i = 0; i < n; i++) {
-      unsigned long x = dig[i] * 10ul + carry;
+      unsigned long x = dig[i] * mul + carry;
       dig[i] = (unsigned short)x;
       carry = x >> 16;
     }
-    if (carry != 0)
+    for (; carry != 0; carry >>= 16)
       dig[n++] = (unsigned short)carry;
   }
   rc = cn__enc_big(b, neg, dig, 2 * n);
@@ -157,13 +147,37 @@ static int enc_int(cn_buf *b, const char *f, const char *end) {
   return rc;
 }
 
+int cn__strtod(const char *s, size_t n, double *out) {
+  const char *dp = localeconv()->decimal_point;
+  char text[512], *end, *dot;
+
+  if (n == 0 || n >= sizeof text)
+    return -1;
+  memcpy(text, s, n);
+  text[n] = '\0';
+  if (dp != NULL && dp[0] != '.' && dp[0] != '\0' && dp[1] == '\0' &&
+      (dot = strchr(text, '.')) != NULL)
+    *dot = dp[0]; /* a number has one point */
+  *out = strtod(text, &end);
+  return end == text + n ? 0 : -1;
+}
+
+int cn__parse_float_text(const char *p, double *out) {
+  double d;
+  /* The text is NUL padded. */
+  if (cn__strtod(p, strnlen(p, ETF_FLOAT_TEXT), &d) != 0 || !isfinite(d))
+    return -1;
+  *out = d;
+  return 0;
+}
+
 int cn__fmt_number(cn_buf *b, const cn__tok *t) {
   double v;
   int rc;
   if (t->kind == CN_TK_INT)
-    return enc_int(b, t->s, t->s + t->n);
-  if ((rc = parse_float(t->s, t->n, &v)) != 0)
-    return rc;
+    return cn__fmt_int(b, *t->s == '-', 10, t->s + (*t->s == '-'), t->s + t->n);
+  if (cn__strtod(t->s, t->n, &v) != 0)
+    return CN_EBADFMT;
   rc = cn__enc_double(b, v);
   return rc == CN_EINVAL ? CN_EBADFMT : rc; /* out of range, as 1.0e999 */
 }

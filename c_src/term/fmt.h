@@ -108,6 +108,21 @@ CN__FMT_INLINE int cn__fmt_punct(const char **fp) {
  * any other token. */
 int cn__fmt_small_int(const cn__tok *t, int64_t *v);
 
+/* The value of a digit in bases up to 36, or 99 for other characters. */
+static inline int cn__fmt_digit(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'z')
+    return c - 'a' + 10;
+  return c >= 'A' && c <= 'Z' ? c - 'A' + 10 : 99;
+}
+
+/* Encodes the integer whose digits in base 2..36 are s[0 .. end), where
+ * single _ between digits are skipped (as OTP 23+ reads 1_000), with the
+ * sign neg.  Returns 0, CN_EINVAL (too large for ei) or CN_ENOMEM. */
+int cn__fmt_int(cn_buf *b, int neg, unsigned base, const char *s,
+                const char *end);
+
 /* Encodes a CN_TK_INT or CN_TK_FLOAT.  Returns 0, CN_EBADFMT (a float out
  * of range, such as 1.0e999) or CN_ENOMEM. */
 int cn__fmt_number(cn_buf *b, const cn__tok *t);

@@ -180,7 +180,7 @@ static inline int take(pending *q, int write) {
   switch (q->kind) {
   case 'a':
     if (write)
-      return cn_get_atom(t, q->o1, q->v.len);
+      return cn_get_atom_n(t, q->o1, q->v.len, NULL); /* no NUL: see below */
     if (!cn__is_atom_tag((unsigned char)q->x[0]))
       return CN_ENOMATCH;
     cn__atom_view(q->x, &a);

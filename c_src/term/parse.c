@@ -2,15 +2,16 @@
  * takes a C format with holes, and no binaries, maps or bignums).
  *
  * A recursive descent over the text, one token at a time, appending to the
- * buffer as it goes.  Containers are written with a 5-byte header whose
- * count is patched once the closing bracket is seen (tuples of fewer than
- * 256 elements move down to SMALL_TUPLE_EXT).  Scalars go through the
- * cn_put_* encoders, bignums through ei_encode_big.  Nesting is capped, so
- * hostile text cannot exhaust the C stack.
+ * buffer as it goes.  Containers are written with a header whose count is
+ * patched once the closing bracket is seen (tuples of more than 255
+ * elements move up to LARGE_TUPLE_EXT, and maps are sorted, as cn_build's
+ * are).  Scalars go through the cn_put_* encoders, integers through the
+ * one cn_build's format lexer uses (cn__fmt_int), which reads 16#ff and
+ * 1_000 too.  Nesting is capped, so hostile text cannot exhaust the C
+ * stack.
  */
-#include "term_internal.h"
+#include "fmt.h"
 
-#include <ei.h>
 #include <errno.h>
 #include <stdlib.h>
 
@@ -75,17 +76,6 @@ static int expect(parser *ps, char c, const char *what) {
 
 static int is_digit(int c) { return c >= '0' && c <= '9'; }
 
-/* The value of a digit in bases up to 36, or 99. */
-static int digit_value(int c) {
-  if (is_digit(c))
-    return c - '0';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A' + 10;
-  return 99;
-}
-
 /* Digits with single underscores between them, as OTP 23+ reads 1_000. */
 static int digits_ok(const char *d, const char *e) {
   const char *u;
@@ -99,28 +89,17 @@ static int digits_ok(const char *d, const char *e) {
 
 /* ---- Characters ---------------------------------------------------------- */
 
-/* Reads one UTF-8 character at ps->p into *cp. */
+/* Reads one UTF-8 character at ps->p into *cp: its length comes from the
+ * lead byte, cn__utf8_count checks it, and the atom reader decodes it. */
 static int utf8_char(parser *ps, uint32_t *cp) {
   const unsigned char *u = (const unsigned char *)ps->p;
-  size_t left = (size_t)(ps->end - ps->p), n, i;
-  uint32_t c = u[0];
-  if (c < 0x80) {
-    n = 1;
-  } else if ((c & 0xE0) == 0xC0) {
-    n = 2, c &= 0x1F;
-  } else if ((c & 0xF0) == 0xE0) {
-    n = 3, c &= 0x0F;
-  } else if ((c & 0xF8) == 0xF0) {
-    n = 4, c &= 0x07;
-  } else {
+  size_t i = 0, n = u[0] < 0x80 ? 1 : u[0] < 0xE0 ? 2 : u[0] < 0xF0 ? 3 : 4;
+  cn__atom a = {u, n, 0};
+
+  if (n > 1 && (n > (size_t)(ps->end - ps->p) || cn__utf8_count(u, n) != 1))
     return fail(ps, "text is not UTF-8");
-  }
-  if (n > left || cn__utf8_count(u, n) != 1)
-    return fail(ps, "text is not UTF-8");
-  for (i = 1; i < n; i++)
-    c = (c << 6) | (u[i] & 0x3F);
+  *cp = n == 1 ? u[0] : cn__atom_next(&a, &i); /* ASCII without calls */
   ps->p += n;
-  *cp = c;
   return 0;
 }
 
@@ -152,8 +131,8 @@ static int quoted_char(parser *ps, uint32_t *cp) {
   if (*ps->p == 'x') {
     int braces = ++ps->p < ps->end && *ps->p == '{';
     ps->p += braces;
-    for (n = 0; ps->p < ps->end && digit_value(*ps->p) < 16 && n < 8; n++)
-      v = v * 16 + (uint32_t)digit_value(*ps->p++);
+    for (n = 0; ps->p < ps->end && cn__fmt_digit(*ps->p) < 16 && n < 8; n++)
+      v = v * 16 + (uint32_t)cn__fmt_digit(*ps->p++);
     if (n == 0 || (!braces && n > 2) || v > 0x10FFFF ||
         (v >= 0xD800 && v <= 0xDFFF))
       return fail(ps, "bad \\x escape");
@@ -171,66 +150,27 @@ static int quoted_char(parser *ps, uint32_t *cp) {
   return utf8_char(ps, cp); /* \\ \' \" and any other: itself */
 }
 
-/* Reads quoted text up to the closing quote q into a malloc'ed array of
- * code points. */
-static int quoted(parser *ps, char q, uint32_t **out, size_t *n) {
-  size_t cap = 16, len = 0;
-  uint32_t *v = malloc(cap * sizeof *v), c;
-
-  if (v == NULL)
-    return oom(ps);
+/* Reads quoted text up to the closing quote q into v, as uint32_t code
+ * points (v->len / 4 of them). */
+static int quoted(parser *ps, char q, cn_buf *v) {
+  uint32_t c;
+  char *d;
   ps->p++; /* the opening quote */
   while (ps->p < ps->end && *ps->p != q) {
     if (quoted_char(ps, &c) != 0)
-      goto out;
-    if (len == cap) {
-      uint32_t *w = realloc(v, 2 * cap * sizeof *v);
-      if (w == NULL) {
-        oom(ps);
-        goto out;
-      }
-      v = w, cap *= 2;
-    }
-    v[len++] = c;
+      return ps->rc;
+    if ((d = cn__room(v, sizeof c)) == NULL) /* inline, unlike an append */
+      return oom(ps);
+    memcpy(d, &c, sizeof c);
+    v->len += sizeof c;
   }
-  if (ps->p >= ps->end) {
-    fail(ps, "unterminated quoted text");
-    goto out;
-  }
+  if (ps->p >= ps->end)
+    return fail(ps, "unterminated quoted text");
   ps->p++;
-  *out = v;
-  *n = len;
   return 0;
-out:
-  free(v);
-  return ps->rc;
 }
 
 /* ---- Scalars ------------------------------------------------------------- */
-
-/* Writes c as UTF-8 to out; returns the byte count. */
-static size_t utf8_put(uint32_t c, char *out) {
-  if (c < 0x80) {
-    out[0] = (char)c;
-    return 1;
-  }
-  if (c < 0x800) {
-    out[0] = (char)(0xC0 | c >> 6);
-    out[1] = (char)(0x80 | (c & 0x3F));
-    return 2;
-  }
-  if (c < 0x10000) {
-    out[0] = (char)(0xE0 | c >> 12);
-    out[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-    out[2] = (char)(0x80 | (c & 0x3F));
-    return 3;
-  }
-  out[0] = (char)(0xF0 | c >> 18);
-  out[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-  out[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-  out[3] = (char)(0x80 | (c & 0x3F));
-  return 4;
-}
 
 static int atom_of(parser *ps, const uint32_t *cp, size_t n) {
   char name[255 * 4];
@@ -238,19 +178,8 @@ static int atom_of(parser *ps, const uint32_t *cp, size_t n) {
   if (n > 255)
     return fail(ps, "atom longer than 255 characters");
   for (i = 0; i < n; i++)
-    len += utf8_put(cp[i], name + len);
+    len += cn__utf8_put(cp[i], name + len);
   return put_rc(ps, cn_put_atom_len(ps->b, name, len));
-}
-
-/* io_lib's rule for the characters of an unquoted atom: Latin-1 letters,
- * digits, _ and @, starting with a lower-case letter. */
-static int name_char(uint32_t c, int first) {
-  int lower = (c >= 'a' && c <= 'z') || (c >= 0xDF && c <= 0xFF && c != 0xF7);
-  if (first)
-    return lower;
-  return lower || (c >= 'A' && c <= 'Z') ||
-         (c >= 0xC0 && c <= 0xDE && c != 0xD7) || is_digit((int)c) ||
-         c == '_' || c == '@';
 }
 
 static int bare_atom(parser *ps) {
@@ -258,7 +187,8 @@ static int bare_atom(parser *ps) {
   size_t n = 0;
   for (;;) {
     const char *at = ps->p;
-    if (ps->p >= ps->end || utf8_char(ps, &c) != 0 || !name_char(c, n == 0)) {
+    if (ps->p >= ps->end || utf8_char(ps, &c) != 0 ||
+        !cn__atom_char(c, n == 0)) {
       ps->p = at;
       ps->rc = 0; /* a character that ends the atom is not an error here */
       ps->what = NULL;
@@ -275,20 +205,16 @@ static int bare_atom(parser *ps) {
 
 /* A list of code points: STRING_EXT when all fit in a byte, else a list
  * of integers. */
-static int charlist(parser *ps, const uint32_t *cp, size_t n) {
+static int charlist(parser *ps, uint32_t *cp, size_t n) {
+  char *bytes = (char *)cp; /* narrowed in place: byte i is in cp[0 .. i] */
   size_t i;
   int wide = 0;
   for (i = 0; i < n; i++)
     wide |= cp[i] > 255;
   if (!wide) {
-    char *bytes = malloc(n ? n : 1);
-    if (bytes == NULL)
-      return oom(ps);
     for (i = 0; i < n; i++)
       bytes[i] = (char)cp[i];
-    put_rc(ps, cn_put_charlist(ps->b, bytes, n));
-    free(bytes);
-    return ps->rc;
+    return put_rc(ps, cn_put_charlist(ps->b, n != 0 ? bytes : "", n));
   }
   if (cn_put_list(ps->b, (uint32_t)n) != 0)
     return oom(ps);
@@ -298,60 +224,11 @@ static int charlist(parser *ps, const uint32_t *cp, size_t n) {
   return put_rc(ps, cn_put_nil(ps->b));
 }
 
-/* An integer of any size in base 2..36, from its digits (with _ between
- * digits allowed, as OTP 23+ reads them). */
+/* An integer of any size in base 2..36. */
 static int integer(parser *ps, int neg, unsigned base, const char *d,
                    const char *e) {
-  unsigned short *mag; /* little-endian 16-bit digits, as ei_encode_big */
-  /* A digit of base 36 holds under 6 bits. */
-  size_t cap = (size_t)(e - d) * 6 / 16 + 2, n = 0, i;
-  erlang_big big;
-  int idx = 0, rc;
-  char *t;
-
-  if ((mag = calloc(cap, sizeof *mag)) == NULL)
-    return oom(ps);
-  for (; d < e; d++) {
-    uint32_t carry;
-    if (*d == '_')
-      continue;
-    carry = (uint32_t)digit_value((unsigned char)*d);
-    for (i = 0; i < n; i++) {
-      uint32_t x = mag[i] * base + carry;
-      mag[i] = (unsigned short)x;
-      carry = x >> 16;
-    }
-    if (carry)
-      mag[n++] = (unsigned short)carry;
-  }
-  if (n <= 4) {
-    uint64_t v = 0;
-    for (i = n; i-- > 0;)
-      v = v << 16 | mag[i];
-    if (!neg || v <= (uint64_t)INT64_MAX + 1) {
-      free(mag);
-      return put_rc(ps, neg ? cn_put_int(ps->b, (int64_t)(0 - v))
-                            : cn_put_uint(ps->b, v));
-    }
-  }
-  big.arity = (unsigned)((n * 2) - ((mag[n - 1] >> 8) == 0));
-  big.is_neg = neg;
-  big.digits = mag;
-  if (ei_encode_big(NULL, &idx, &big) != 0) {
-    free(mag);
-    return fail(ps, "integer too large");
-  }
-  if ((t = cn__room(ps->b, (size_t)idx)) == NULL) {
-    free(mag);
-    return oom(ps);
-  }
-  idx = 0;
-  rc = ei_encode_big(t, &idx, &big);
-  free(mag);
-  if (rc != 0)
-    return fail(ps, "integer too large");
-  ps->b->len += (size_t)idx;
-  return 0;
+  int rc = cn__fmt_int(ps->b, neg, base, d, e);
+  return rc == CN_EINVAL ? fail(ps, "integer too large") : put_rc(ps, rc);
 }
 
 /* A number: 12, -3, 16#ff, 1_000, 1.5, 2.0e-3, $a.  Also the sign of an
@@ -383,14 +260,13 @@ static int number(parser *ps) {
     base = (unsigned)b;
     d = ++ps->p;
     while (ps->p < ps->end &&
-           (digit_value((unsigned char)*ps->p) < (int)base || *ps->p == '_'))
+           (cn__fmt_digit(*ps->p) < (int)base || *ps->p == '_'))
       ps->p++;
     if (!digits_ok(d, ps->p))
       return fail(ps, "bad digits for the base");
     return integer(ps, neg, base, d, ps->p);
   }
   if (ps->p + 1 < ps->end && *ps->p == '.' && is_digit(ps->p[1])) {
-    char text[128], *e;
     double v;
     size_t n;
     ps->p++;
@@ -407,13 +283,10 @@ static int number(parser *ps) {
         return fail(ps, "bad float exponent");
     }
     n = (size_t)(ps->p - start);
-    if (n >= sizeof text || memchr(start, '_', n) != NULL)
+    if (n >= 128 || memchr(start, '_', n) != NULL)
       return fail(ps, "bad float");
-    memcpy(text, start, n);
-    text[n] = '\0';
     errno = 0;
-    v = strtod(text, &e);
-    if (e != text + n || errno == ERANGE)
+    if (cn__strtod(start, n, &v) != 0 || errno == ERANGE)
       return fail(ps, "float out of range");
     return put_rc(ps, cn_put_double(ps->b, v));
   }
@@ -424,14 +297,15 @@ static int number(parser *ps) {
 
 static int term(parser *ps, int depth);
 
-/* Reserves a 5-byte header (tag and 32-bit count) and returns its offset. */
-static int header(parser *ps, unsigned char tag, size_t *at) {
-  char *t = cn__room(ps->b, 5);
+/* Reserves a header of n bytes (a tag and a count to patch) and returns
+ * its offset. */
+static int header(parser *ps, unsigned char tag, size_t n, size_t *at) {
+  char *t = cn__room(ps->b, n);
   if (t == NULL)
     return oom(ps);
   t[0] = (char)tag;
   *at = ps->b->len;
-  ps->b->len += 5;
+  ps->b->len += n;
   return 0;
 }
 
@@ -457,26 +331,17 @@ static int tuple(parser *ps, int depth) {
   size_t at;
   uint32_t n;
   ps->p++;
-  if (header(ps, ETF_LARGE_TUPLE, &at) != 0 ||
+  if (header(ps, ETF_SMALL_TUPLE, 2, &at) != 0 ||
       elements(ps, depth, '}', &n) != 0 || expect(ps, '}', "expected }"))
     return ps->rc;
-  if (n < 256) {
-    char *h = ps->b->data + at;
-    h[0] = (char)ETF_SMALL_TUPLE;
-    h[1] = (char)n;
-    memmove(h + 2, h + 5, ps->b->len - at - 5);
-    ps->b->len -= 3;
-  } else {
-    cn__put32(ps->b->data + at + 1, n);
-  }
-  return 0;
+  return cn__tuple_finish(ps->b, at, n) != 0 ? oom(ps) : 0;
 }
 
 static int list(parser *ps, int depth) {
   size_t at;
   uint32_t n;
   ps->p++;
-  if (header(ps, ETF_LIST, &at) != 0 || elements(ps, depth, ']', &n) != 0)
+  if (header(ps, ETF_LIST, 5, &at) != 0 || elements(ps, depth, ']', &n) != 0)
     return ps->rc;
   if (n > 0 && peek(ps) == '|') {
     ps->p++;
@@ -496,53 +361,11 @@ static int list(parser *ps, int depth) {
   return 0;
 }
 
-/* Puts the n pairs after the map header at `at` in key order, keeping the
- * last value of a repeated key, as #{a => 1, a => 2} is #{a => 2}. */
-static int map_finish(parser *ps, size_t at, uint32_t n) {
-  const char **keys, **vals;
-  cn_buf sorted = CN_BUF_INIT;
-  uint32_t i, kept = 0;
-
-  if (n < 2) {
-    cn__put32(ps->b->data + at + 1, n);
-    return 0;
-  }
-  keys = malloc(2 * (size_t)n * sizeof *keys);
-  if (keys == NULL)
-    return oom(ps);
-  vals = keys + n;
-  cn__map_sorted(ps->b->data + at + 5, n, keys, vals, 0);
-  for (i = 0; i < n; i++) {
-    const char *ke = cn__skip(keys[i]), *ve = cn__skip(vals[i]);
-    cn_term k = {keys[i], (size_t)(ke - keys[i])};
-    if (i + 1 < n) {
-      cn_term next = {keys[i + 1],
-                      (size_t)(cn__skip(keys[i + 1]) - keys[i + 1])};
-      if (cn_term_equal(k, next))
-        continue; /* the sort is stable: the later pair wins */
-    }
-    cn_buf_append(&sorted, k.ptr, k.len);
-    cn_buf_append(&sorted, vals[i], (size_t)(ve - vals[i]));
-    kept++;
-  }
-  free(keys);
-  if (sorted.err != 0) {
-    cn_buf_free(&sorted);
-    return oom(ps);
-  }
-  /* The sorted pairs are no longer than the ones they replace. */
-  memcpy(ps->b->data + at + 5, sorted.data, sorted.len);
-  ps->b->len = at + 5 + sorted.len;
-  cn__put32(ps->b->data + at + 1, kept);
-  cn_buf_free(&sorted);
-  return 0;
-}
-
 static int map(parser *ps, int depth) {
   size_t at;
   uint32_t n = 0;
   ps->p += 2; /* #{ */
-  if (header(ps, ETF_MAP, &at) != 0)
+  if (header(ps, ETF_MAP, 5, &at) != 0)
     return ps->rc;
   if (peek(ps) != '}') {
     for (;;) {
@@ -563,7 +386,7 @@ static int map(parser *ps, int depth) {
   }
   if (expect(ps, '}', "expected }") != 0)
     return ps->rc;
-  return map_finish(ps, at, n);
+  return cn__map_finish(ps->b, at, n) != 0 ? oom(ps) : 0;
 }
 
 /* <<>>, <<"text">>, <<"text"/utf8>>, <<1,2,3>>, and mixes of them. */
@@ -575,34 +398,29 @@ static int binary(parser *ps) {
       int c = peek(ps);
       if (c == '"') {
         const char *str = ps->p;
-        uint32_t *cp;
-        size_t n, i;
+        cn_buf v = CN_BUF_INIT;
+        const uint32_t *cp = NULL;
+        size_t i;
         int utf8;
-        if (quoted(ps, '"', &cp, &n) != 0)
-          goto out;
-        skip_ws(ps);
-        utf8 = ps->end - ps->p >= 5 && memcmp(ps->p, "/utf8", 5) == 0;
-        ps->p += utf8 ? 5 : 0;
-        for (i = 0; i < n; i++) {
-          char u[4];
-          size_t k = 1;
+        if (quoted(ps, '"', &v) == 0) {
+          skip_ws(ps);
+          utf8 = ps->end - ps->p >= 5 && memcmp(ps->p, "/utf8", 5) == 0;
+          ps->p += utf8 ? 5 : 0;
+          cp = (const uint32_t *)(void *)v.data;
+        }
+        for (i = 0; cp != NULL && i < v.len / 4 && ps->rc == 0; i++) {
+          char u[4] = {(char)cp[i]};
           if (!utf8 && cp[i] > 255) {
-            free(cp);
             ps->p = str;
             fail(ps, "character over 255 in a binary without /utf8");
-            goto out;
-          }
-          if (utf8)
-            k = utf8_put(cp[i], u);
-          else
-            u[0] = (char)cp[i];
-          if (cn_buf_append(&bytes, u, k) != 0) {
-            free(cp);
+          } else if (cn_buf_append(&bytes, u,
+                                   utf8 ? cn__utf8_put(cp[i], u) : 1) != 0) {
             oom(ps);
-            goto out;
           }
         }
-        free(cp);
+        cn_buf_free(&v);
+        if (ps->rc != 0)
+          goto out;
       } else if (is_digit(c)) {
         const char *d = ps->p;
         unsigned v = 0;
@@ -655,12 +473,12 @@ static int term(parser *ps, int depth) {
   if (c == '<' && ps->p + 1 < ps->end && ps->p[1] == '<')
     return binary(ps);
   if (c == '\'' || c == '"') {
-    uint32_t *cp;
-    size_t n;
-    if (quoted(ps, (char)c, &cp, &n) != 0)
-      return ps->rc;
-    c == '\'' ? atom_of(ps, cp, n) : charlist(ps, cp, n);
-    free(cp);
+    cn_buf v = CN_BUF_INIT; /* the code points */
+    if (quoted(ps, (char)c, &v) == 0 && c == '\'')
+      atom_of(ps, (const uint32_t *)(void *)v.data, v.len / 4);
+    else if (ps->rc == 0)
+      charlist(ps, (uint32_t *)(void *)v.data, v.len / 4);
+    cn_buf_free(&v);
     return ps->rc;
   }
   if ((c >= 'a' && c <= 'z') || c >= 0x80)

@@ -247,31 +247,14 @@ static size_t atom_cps(const cn__atom *a, uint32_t *cp) {
   return n;
 }
 
-static int name_char(uint32_t c) {
-  return (c >= 'a' && c <= 'z') || (c >= 0xDF && c <= 0xFF && c != 0xF7) ||
-         (c >= 'A' && c <= 'Z') || (c >= 0xC0 && c <= 0xDE && c != 0xD7) ||
-         (c >= '0' && c <= '9') || c == '_' || c == '@';
-}
-
-static void put_cp(out *o, uint32_t c) {
-  char u[4];
-  if (c < 0x80) {
-    putch(o, (char)c);
-  } else if (c < 0x800) {
-    u[0] = (char)(0xC0 | (c >> 6));
-    u[1] = (char)(0x80 | (c & 0x3F));
-    put(o, u, 2);
-  } else if (c < 0x10000) {
-    u[0] = (char)(0xE0 | (c >> 12));
-    u[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-    u[2] = (char)(0x80 | (c & 0x3F));
-    put(o, u, 3);
-  } else {
-    u[0] = (char)(0xF0 | (c >> 18));
-    u[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-    u[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-    u[3] = (char)(0x80 | (c & 0x3F));
-    put(o, u, 4);
+/* Writes the atom's name in UTF-8, unquoted. */
+static void put_name(out *o, const cn__atom *a) {
+  char tmp[2 * 255]; /* a Latin-1 character takes at most 2 bytes */
+  if (!a->latin1) {
+    put(o, (const char *)a->s, a->n);
+  } else if (a->n <= 255) { /* as the validator allows */
+    cn__atom_utf8(a, tmp);
+    put(o, tmp, cn__atom_utf8_len(a));
   }
 }
 
@@ -281,12 +264,9 @@ static void put_atom(out *o, const cn__atom *a) {
   size_t n = atom_cps(a, cp), i;
   int quote = 0;
 
-  if (n == 0 || !((cp[0] >= 'a' && cp[0] <= 'z') ||
-                  (cp[0] >= 0xDF && cp[0] <= 0xFF && cp[0] != 0xF7)))
-    quote = 1;
-  for (i = 1; i < n && !quote; i++)
-    if (!name_char(cp[i]))
-      quote = 1;
+  for (i = 0; i < n && !quote; i++)
+    quote = !cn__atom_char(cp[i], i == 0);
+  quote |= n == 0;
   if (!quote) {
     for (i = 0; i < sizeof reserved / sizeof *reserved; i++)
       if (cn__atom_eq(a, reserved[i], strlen(reserved[i]))) {
@@ -295,56 +275,28 @@ static void put_atom(out *o, const cn__atom *a) {
       }
   }
   if (!quote) {
-    for (i = 0; i < n; i++)
-      put_cp(o, cp[i]);
+    put_name(o, a);
     return;
   }
   putch(o, '\'');
   for (i = 0; i < n; i++) {
-    uint32_t c = cp[i];
-    char esc[5];
-    switch (c) {
-    case '\'':
-      puts_(o, "\\'");
-      break;
-    case '\\':
-      puts_(o, "\\\\");
-      break;
-    case '\n':
-      puts_(o, "\\n");
-      break;
-    case '\r':
-      puts_(o, "\\r");
-      break;
-    case '\t':
-      puts_(o, "\\t");
-      break;
-    case '\v':
-      puts_(o, "\\v");
-      break;
-    case '\b':
-      puts_(o, "\\b");
-      break;
-    case '\f':
-      puts_(o, "\\f");
-      break;
-    case 27:
-      puts_(o, "\\e");
-      break;
-    case 127:
-      puts_(o, "\\d");
-      break;
-    default:
-      if ((c >= ' ' && c <= '~') || c >= 0xA0) {
-        put_cp(o, c);
-      } else {
-        esc[0] = '\\';
-        esc[1] = (char)('0' + (c >> 6));
-        esc[2] = (char)('0' + ((c >> 3) & 7));
-        esc[3] = (char)('0' + (c & 7));
-        put(o, esc, 4);
-      }
-      break;
+    /* The escapes io_lib writes; other controls in octal. */
+    static const char from[] = "'\\\n\r\t\v\b\f\033\177", to[] = "'\\nrtvbfed";
+    const char *hit;
+    char esc[4] = {'\\'};
+    if (cp[i] >= ' ' && cp[i] <= '~' && cp[i] != '\'' && cp[i] != '\\') {
+      putch(o, (char)cp[i]);
+    } else if (cp[i] != 0 && cp[i] < 0x80 &&
+               (hit = memchr(from, (int)cp[i], 10)) != NULL) {
+      esc[1] = to[hit - from];
+      put(o, esc, 2);
+    } else if (cp[i] >= 0xA0) {
+      put(o, esc, cn__utf8_put(cp[i], esc));
+    } else {
+      esc[1] = (char)('0' + (cp[i] >> 6));
+      esc[2] = (char)('0' + ((cp[i] >> 3) & 7));
+      esc[3] = (char)('0' + (cp[i] & 7));
+      put(o, esc, 4);
     }
   }
   putch(o, '\'');
@@ -360,19 +312,10 @@ static void put_atom_at(out *o, const char *p) {
 
 /* The node part of a pid, port or reference: 0 for "nonode@nohost". */
 static void put_node(out *o, const cn__atom *node) {
-  size_t n = cn__atom_utf8_len(node);
-  /* Up to 255 characters of up to 4 bytes in UTF-8 (a Latin-1 name takes
-   * at most 2 per character). */
-  char tmp[4 * 255];
-  if (cn__atom_eq(node, "nonode@nohost", 13)) {
+  if (cn__atom_eq(node, "nonode@nohost", 13))
     putch(o, '0');
-    return;
-  }
-  if (n > sizeof tmp)
-    n = 0; /* not a validated atom */
   else
-    cn__atom_utf8(node, tmp);
-  put(o, tmp, n);
+    put_name(o, node);
 }
 
 static void put_ident(out *o, int cls, const char *p) {

@@ -86,7 +86,11 @@ int cn_get_double(cn_term t, double *v) {
   return 0;
 }
 
-int cn_get_atom_n(cn_term t, char *buf, size_t cap, size_t *len) {
+/* cn_get_atom_n, and cn_get_atom when cstr: a name with a NUL is then
+ * CN_ENOTSUP, checked before the size so that the error does not depend
+ * on cap.  The atom is viewed once for both. */
+static inline int get_atom(cn_term t, char *buf, size_t cap, size_t *len,
+                           bool cstr) {
   cn__atom a;
   size_t n;
   int i = 0;
@@ -94,6 +98,8 @@ int cn_get_atom_n(cn_term t, char *buf, size_t cap, size_t *len) {
   if (t.len == 0 || !cn__is_atom_tag((unsigned char)t.ptr[0]))
     return CN_ENOMATCH;
   cn__atom_view(t.ptr, &a);
+  if (cstr && cn__atom_has_nul(&a))
+    return CN_ENOTSUP; /* not a C string */
   n = cn__atom_utf8_len(&a);
   if (buf == NULL || n >= cap)
     return CN_ENOSPC;
@@ -112,14 +118,12 @@ int cn_get_atom_n(cn_term t, char *buf, size_t cap, size_t *len) {
   return 0;
 }
 
+int cn_get_atom_n(cn_term t, char *buf, size_t cap, size_t *len) {
+  return get_atom(t, buf, cap, len, false);
+}
+
 int cn_get_atom(cn_term t, char *buf, size_t cap) {
-  cn__atom a;
-  if (t.len == 0 || !cn__is_atom_tag((unsigned char)t.ptr[0]))
-    return CN_ENOMATCH;
-  cn__atom_view(t.ptr, &a);
-  if (cn__atom_has_nul(&a))
-    return CN_ENOTSUP; /* not a C string */
-  return cn_get_atom_n(t, buf, cap, NULL);
+  return get_atom(t, buf, cap, NULL, true);
 }
 
 int cn_get_binary(cn_term t, const char **p, size_t *n) {
@@ -144,66 +148,42 @@ bool cn_is_atom(cn_term t, const char *name) {
 
 /* ---- Pids, references and ports ----------------------------------------- */
 
-/* What ei_decode_pid / _ref / _port fill in. */
-typedef union ident {
-  erlang_pid pid;
-  erlang_ref ref;
-  erlang_port port;
-} ident;
-
-/* ident_fill's path through ei, for the older encodings; apart, so that
- * the fast path does not carry ei's 1 KiB structs in its frame. */
-static int ident_fill_ei(const char *p, cn_term_type type, uint32_t node,
-                         void *out) {
-  unsigned char tag = (unsigned char)p[0];
+/* ident_fill's path for the older encodings, through the view that
+ * compare and print use; apart, so that the fast path's frame stays
+ * small.  ei would keep only 2 bits of the 8-bit creation of PID_EXT,
+ * REFERENCE_EXT and NEW_REFERENCE_EXT; the validator lets the
+ * whole byte through, so it is read whole, and the term re-encodes as it
+ * came. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static int
+ident_fill_old(const char *p, cn_term_type type, uint32_t node, void *out) {
   cn_pid *pid = out;
   cn_ref *ref = out;
-  cn_port *port = out;
-  const char *q;
-  cn__atom a;
+  cn__ident d;
   uint32_t k;
-  ident e;
-  int i = 0;
 
-  if ((type == CN_T_PID   ? ei_decode_pid(p, &i, &e.pid)
-       : type == CN_T_REF ? ei_decode_ref(p, &i, &e.ref)
-                          : ei_decode_port(p, &i, &e.port)) < 0)
-    return CN_ENOMATCH;
-  /* ei keeps 2 bits of the 8-bit creation of PID_EXT, REFERENCE_EXT,
-   * NEW_REFERENCE_EXT and PORT_EXT.  The validator lets the whole byte
-   * through, so it is read whole, and the term re-encodes as it came. */
-  q = cn__atom_view(p + (tag == ETF_NEW_REFERENCE ? 3 : 1), &a);
-  if (tag == ETF_PID)
-    e.pid.creation = (unsigned char)q[8];
-  else if (tag == ETF_REFERENCE || tag == ETF_NEW_REFERENCE)
-    e.ref.creation = (unsigned char)q[tag == ETF_REFERENCE ? 4 : 0];
-  else if (tag == ETF_PORT)
-    e.port.creation = (unsigned char)q[4];
+  cn__ident_view(p, &d);
   if (type == CN_T_PID) {
     pid->node = node;
-    pid->id = e.pid.num;
-    pid->serial = e.pid.serial;
-    pid->creation = e.pid.creation;
-  } else if (type == CN_T_REF) {
-    ref->node = node;
-    ref->len = (uint32_t)e.ref.len;
-    ref->creation = e.ref.creation;
-    for (k = 0; k < CN_REF_MAX_WORDS; k++)
-      ref->n[k] = e.ref.n[k]; /* ei zeroes the words past len */
+    pid->id = (uint32_t)d.id;
+    pid->serial = d.serial;
+    pid->creation = d.creation;
   } else {
-    port->node = node;
-    port->id = e.port.id;
-    port->creation = e.port.creation;
+    ref->node = node;
+    ref->len = d.len;
+    ref->creation = d.creation;
+    for (k = 0; k < CN_REF_MAX_WORDS; k++)
+      ref->n[k] = k < d.len ? cn__get32(d.words + 4 * k) : 0;
   }
   return 0;
 }
 
-/* Reads the pid, reference or port (type) at p, whose node's index is
- * node, into out (a cn_pid, cn_ref or cn_port); out is left alone on
- * failure.  NEW_PID_EXT and NEWER_REFERENCE_EXT, all that OTP 23+ sends,
- * are read here: ei_decode_pid first copies the node's name into a 1 KiB
- * struct, which made reading a pid 30% slower.  ei reads the older
- * encodings. */
+/* Reads the pid or reference (type) at p, whose node's index is node,
+ * into out (a cn_pid or cn_ref).  NEW_PID_EXT and NEWER_REFERENCE_EXT, all that
+ * OTP 23+ sends, are read here: ei_decode_pid first copies the node's name into
+ * a 1 KiB struct, which made reading a pid 30% slower. */
 static int ident_fill(const char *p, cn_term_type type, uint32_t node,
                       void *out) {
   unsigned char tag = (unsigned char)p[0];
@@ -230,7 +210,7 @@ static int ident_fill(const char *p, cn_term_type type, uint32_t node,
       ref->n[k] = k < ref->len ? cn__get32(q + 4 + 4 * k) : 0;
     return 0;
   }
-  return ident_fill_ei(p, type, node, out);
+  return ident_fill_old(p, type, node, out);
 }
 
 int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add) {
@@ -239,9 +219,7 @@ int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add) {
   cn__atom a;
 
   if (type == CN_T_PID ? tag != ETF_PID && tag != ETF_NEW_PID
-      : type == CN_T_REF
-          ? tag != ETF_REFERENCE && !ref3
-          : tag != ETF_PORT && tag != ETF_NEW_PORT && tag != ETF_V4_PORT)
+                       : tag != ETF_REFERENCE && !ref3)
     return CN_ENOMATCH;
   /* The node is interned from the term's own bytes, which is cheaper than
    * measuring ei's copy of them.  A new name with a NUL in it is refused:
@@ -254,12 +232,12 @@ int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add) {
   return cn__atom_has_nul(&a) ? CN_EINVAL : cn__intern_atom(&a, node, true);
 }
 
-/* Decodes the identifier at p into out (see ident_fill), interning its
- * node when add. */
-static int ident_get(const char *p, cn_term_type type, bool add, void *out) {
+/* Decodes the identifier t into out (see ident_fill), interning its node
+ * when add; out is left alone on failure. */
+static int ident_get(cn_term t, cn_term_type type, bool add, void *out) {
   uint32_t node;
-  int rc = cn__ident_node(p, type, &node, add);
-  return rc != 0 ? rc : ident_fill(p, type, node, out);
+  int rc = t.len == 0 ? CN_ENOMATCH : cn__ident_node(t.ptr, type, &node, add);
+  return rc != 0 ? rc : ident_fill(t.ptr, type, node, out);
 }
 
 void cn__pid_fill(const char *p, uint32_t node, cn_pid *out) {
@@ -270,33 +248,17 @@ void cn__ref_fill(const char *p, uint32_t node, cn_ref *out) {
   ident_fill(p, CN_T_REF, node, out);
 }
 
-int cn__decode_pid(const char *p, cn_pid *out) {
-  return ident_get(p, CN_T_PID, true, out);
-}
-
-int cn__decode_ref(const char *p, cn_ref *out) {
-  return ident_get(p, CN_T_REF, true, out);
-}
-
-int cn__decode_port(const char *p, cn_port *out) {
-  return ident_get(p, CN_T_PORT, true, out);
-}
-
 int cn__get_pid_known(cn_term t, cn_pid *p) {
-  return t.len == 0 ? CN_ENOMATCH : ident_get(t.ptr, CN_T_PID, false, p);
+  return ident_get(t, CN_T_PID, false, p);
 }
 
 int cn__get_ref_known(cn_term t, cn_ref *r) {
-  return t.len == 0 ? CN_ENOMATCH : ident_get(t.ptr, CN_T_REF, false, r);
+  return ident_get(t, CN_T_REF, false, r);
 }
 
-int cn_get_pid(cn_term t, cn_pid *p) {
-  return t.len == 0 ? CN_ENOMATCH : cn__decode_pid(t.ptr, p);
-}
+int cn_get_pid(cn_term t, cn_pid *p) { return ident_get(t, CN_T_PID, true, p); }
 
-int cn_get_ref(cn_term t, cn_ref *r) {
-  return t.len == 0 ? CN_ENOMATCH : cn__decode_ref(t.ptr, r);
-}
+int cn_get_ref(cn_term t, cn_ref *r) { return ident_get(t, CN_T_REF, true, r); }
 
 /* ---- Iteration ---------------------------------------------------------- */
 

@@ -133,11 +133,20 @@ static inline size_t cn__atom_size(const char *p) {
   return 3 + (size_t)cn__get16(p + 1);
 }
 
-/* True when the atom's name holds a NUL byte, and so is no C string.  A
- * loop rather than memchr: names are short, and the call cost more. */
+/* True when the atom's name holds a NUL byte, and so is no C string.
+ * Eight bytes at a time (w - 0x01.. & ~w sets the high bit of a zero
+ * byte), then byte by byte: names are short, and a memchr call cost
+ * more. */
 static inline bool cn__atom_has_nul(const cn__atom *a) {
-  size_t k;
-  for (k = 0; k < a->n; k++)
+  const uint64_t ones = 0x0101010101010101u;
+  size_t k = 0;
+  uint64_t w;
+  for (; k + 8 <= a->n; k += 8) {
+    memcpy(&w, a->s + k, 8);
+    if (((w - ones) & ~w & (ones << 7)) != 0)
+      return true;
+  }
+  for (; k < a->n; k++)
     if (a->s[k] == 0)
       return true;
   return false;
@@ -159,6 +168,21 @@ size_t cn__atom_utf8_len(const cn__atom *a);
 
 /* Writes the UTF-8 name to out (cn__atom_utf8_len bytes, no NUL). */
 void cn__atom_utf8(const cn__atom *a, char *out);
+
+/* Writes the code point c (at most U+10FFFF) to out as UTF-8; returns the
+ * byte count, 1 to 4. */
+size_t cn__utf8_put(uint32_t c, char *out);
+
+/* io_lib's rule for the characters of a bare atom: Latin-1 letters,
+ * digits, _ and @, the first (first != 0) a lower-case letter. */
+static inline int cn__atom_char(uint32_t c, int first) {
+  int lower = (c >= 'a' && c <= 'z') || (c >= 0xDF && c <= 0xFF && c != 0xF7);
+  if (first)
+    return lower;
+  return lower || (c >= 'A' && c <= 'Z') ||
+         (c >= 0xC0 && c <= 0xDE && c != 0xD7) || (c >= '0' && c <= '9') ||
+         c == '_' || c == '@';
+}
 
 /* Counts the characters of a UTF-8 string, or returns -1 when it is not
  * valid UTF-8 (overlong forms, surrogates and code points above U+10FFFF
@@ -223,12 +247,20 @@ static inline const unsigned char *cn__bits_view(const char *p, size_t *n,
   return (const unsigned char *)p + ((unsigned char)p[0] == ETF_BINARY ? 5 : 6);
 }
 
+/* Parses the 31 bytes of a FLOAT_EXT.  Returns 0 or -1. */
+int cn__parse_float_text(const char *p, double *out);
+
 /* Reads a float term (NEW_FLOAT_EXT or FLOAT_EXT).  Returns 0, or -1 when
  * a FLOAT_EXT's text is not a finite number. */
 int cn__float_value(const char *p, double *out);
 
-/* Parses the 31 bytes of a FLOAT_EXT.  Returns 0 or -1. */
-int cn__parse_float_text(const char *p, double *out);
+/* strtod of the n bytes at s, which must all belong to the number, read
+ * with '.' as the decimal point whatever the C locale's (a program may
+ * have changed it).  Returns 0, or -1 when the text is not one number (or
+ * is longer than 511 bytes).  errno is strtod's.  This and
+ * cn__parse_float_text live in fmt.c, out of the float readers' file:
+ * inlined, they cost cn__float_value's fast path a stack frame. */
+int cn__strtod(const char *s, size_t n, double *out);
 
 /* An integer of any encoding as sign and little-endian magnitude with no
  * high zero bytes (n == 0 is zero). */
@@ -438,6 +470,17 @@ int cn__enc_mag64(cn_buf *b, int neg, uint64_t m);
  * ei's erlang_big holds it, in 16-bit digits, least significant first. */
 int cn__enc_big(cn_buf *b, int neg, const unsigned short *digits, size_t n);
 
+/* Sets the count of the SMALL_TUPLE_EXT at b->data + hdr, whose n
+ * elements end b, moving them 3 bytes up for a LARGE_TUPLE_EXT when n is
+ * over 255.  Returns 0 or CN_ENOMEM.  In build.c. */
+int cn__tuple_finish(cn_buf *b, size_t hdr, uint32_t n);
+
+/* Puts the n pairs after the map header at b->data + hdr (through the
+ * end of b) in key order, keeping the last value of a repeated key (as
+ * #{a => 1, a => 2} is #{a => 2}), and sets the header's count.  Returns
+ * 0, or CN_ENOMEM with the pairs as they were.  In build.c. */
+int cn__map_finish(cn_buf *b, size_t hdr, size_t n);
+
 /* Builds one term from the format at *fmt, consuming arguments from *ap
  * and advancing *fmt past it.  In key mode (used by the matcher for map
  * keys) the hole ~A stands for an atom and output holes are errors. */
@@ -453,17 +496,12 @@ uint32_t cn__node_hash(const char *name, size_t len);
  * (CN_ENOENT when no one interned it before). */
 int cn__intern_atom(const cn__atom *a, uint32_t *idx, bool add);
 
-/* Decoders for pid, reference and port terms (any encoding).  They intern
- * the node name, so they can fail with CN_ELIMIT or CN_ENOMEM. */
-int cn__decode_pid(const char *p, cn_pid *out);
-int cn__decode_ref(const char *p, cn_ref *out);
-int cn__decode_port(const char *p, cn_port *out);
-
-/* The two halves of cn__decode_pid / cn__decode_ref, so that the matcher
- * can intern early (the step that can fail) and fill outputs late.
- * cn__ident_node checks that p is of the given type (CN_T_PID, CN_T_REF
- * or CN_T_PORT) and finds its node: interned when add, else CN_ENOENT
- * for a name no one interned, CN_EINVAL for a name with a NUL. */
+/* The two halves of cn_get_pid / cn_get_ref (any encoding), so that the
+ * matcher can intern early (the step that can fail: CN_ELIMIT or
+ * CN_ENOMEM) and fill outputs late.  cn__ident_node checks that p is of
+ * the given type (CN_T_PID or CN_T_REF) and finds its node: interned when
+ * add, else CN_ENOENT for a name no one interned, CN_EINVAL for a name
+ * with a NUL. */
 int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add);
 
 /* As cn_get_pid / cn_get_ref, but a node name that no one interned before
