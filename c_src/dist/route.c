@@ -497,25 +497,6 @@ void cn__route_node_down(cn__dist *d, cn__dnode *dn) {
 
 /* ---- Incoming --------------------------------------------------------- */
 
-/* The alias in a call tag: [alias|Ref] or [[alias|Ref]|_]. */
-static bool tag_alias(cn_term tag, cn_ref *alias) {
-  cn_iter it;
-  cn_term e;
-  int depth;
-  for (depth = 0; depth < 2; depth++) {
-    if (cn_term_typeof(tag) != CN_T_LIST || cn_iter_init(&it, tag, NULL) ||
-        !cn_iter_next(&it, &e))
-      return false;
-    if (cn_is_atom(e, "alias")) {
-      if (cn_iter_next(&it, &e))
-        return false; /* [alias, X | _]: not an alias tag */
-      return cn__get_ref_known(it.tail, alias) == 0;
-    }
-    tag = e; /* [[alias|Ref]|_] */
-  }
-  return false;
-}
-
 /* ---- Answering a remote caller ----------------------------------------- */
 
 /* How to answer a gen_server:call from another node: its tag, copied.  A
@@ -570,7 +551,7 @@ static bool as_reply(cn__dnode *dn, cn_pid to, cn_term msg, cn_ref *ref,
       cn_iter_init(&it, msg, NULL) || !cn_iter_next(&it, &tag) ||
       !cn_iter_next(&it, reply))
     return false;
-  if (cn__get_ref_known(tag, ref) != 0 && !tag_alias(tag, ref))
+  if (cn__get_ref_known(tag, ref) != 0 && !cn__tag_alias(tag, ref))
     return false;
   r = mon_find(&dn->mons, ref, REC_OMON);
   return r && cn_pid_equal(&r->local, &to);
@@ -639,7 +620,8 @@ static void fail_remote_call(cn__dist *d, cn__conn *c, cn_pid to,
   cn_buf reason;
   cn_ref alias;
   cn__rec *r;
-  if (!tag_alias(tag, &alias) || !(r = mon_find(&dn->mons, &alias, REC_TMON)) ||
+  if (!cn__tag_alias(tag, &alias) ||
+      !(r = mon_find(&dn->mons, &alias, REC_TMON)) ||
       !cn_pid_equal(&r->remote, &caller) || !cn_pid_equal(&r->local, &to)) {
     cn__dist_log(d, CN_LOG_WARNING,
                  "a call from %s was refused (%s); its caller holds no "
@@ -698,7 +680,7 @@ static void deliver_msg(cn__dist *d, cn__conn *c, cn_pid to, const char *name,
         m->cfrom->flags |= CN__FROM_REMOTE;
         m->cfrom->pid = cpid;
         m->cfrom->server = to;
-        if (tag_alias(tag, &m->cfrom->ref))
+        if (cn__tag_alias(tag, &m->cfrom->ref))
           m->cfrom->flags |= CN__FROM_ALIAS;
         m->from = cpid;
       }

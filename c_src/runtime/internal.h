@@ -523,6 +523,13 @@ void cn__crash_report(cn_proc *p, cn_term reason);
  * cut), into out. */
 void cn__term_short(cn_term t, char *out, size_t cap);
 
+/* The alias a gen:call tag carries, [alias | Ref] or [[alias | Ref] | _]
+ * (OTP 24+), into *alias; false for a plain reference tag.  The
+ * reference's node is looked up, never interned (CN_ENOENT reads as no
+ * alias), so a peer's tags cannot fill the node table.  For sys's replies
+ * and the distribution layer's calls alike. */
+bool cn__tag_alias(cn_term tag, cn_ref *alias);
+
 /* server.c, for sys: stop as cn_stop asks (terminate, then exit with
  * reason; a supervisor gets it as its parent's exit), and run the
  * code_change callback (0: the new state is in place; otherwise the old

@@ -28,6 +28,7 @@
  * first, since it needs its messages to shut its children down.
  */
 #include "internal.h"
+#include "term/term_internal.h"
 #include "util/log.h"
 
 #include <stdio.h>
@@ -152,8 +153,7 @@ void cn__crash_report(cn_proc *p, cn_term reason) {
 
 /* ---- Replies ---------------------------------------------------------- */
 
-/* [alias | Ref] (or [[alias | Ref] | _]): the alias gen:call made. */
-static bool tag_alias(cn_term tag, cn_ref *alias) {
+bool cn__tag_alias(cn_term tag, cn_ref *alias) {
   cn_iter it;
   cn_term e;
   int depth;
@@ -163,10 +163,10 @@ static bool tag_alias(cn_term tag, cn_ref *alias) {
       return false;
     if (cn_is_atom(e, "alias")) {
       if (cn_iter_next(&it, &e))
-        return false;
-      return cn_get_ref(it.tail, alias) == 0;
+        return false; /* [alias, X | _]: not an alias tag */
+      return cn__get_ref_known(it.tail, alias) == 0;
     }
-    tag = e;
+    tag = e; /* [[alias|Ref]|_] */
   }
   return false;
 }
@@ -179,7 +179,7 @@ static void sys_reply(cn_proc *p, cn_pid to, cn_term tag, cn_term reply) {
   cn_buf b;
   cn__msg *m;
   cn_ref alias;
-  bool has_alias = to.node != rt->node && tag_alias(tag, &alias);
+  bool has_alias = to.node != rt->node && cn__tag_alias(tag, &alias);
 
   cn_buf_init_with(&b, store, sizeof(store));
   cn_build(&b, "{~t, ~t}", tag, reply);
