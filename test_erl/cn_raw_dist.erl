@@ -10,7 +10,7 @@
 -export([connect/1, connect/2, handshake/3, handshake/4,
          send_name/3, recv_hs/2, digest/2,
          send_raw/2, send_frame/2, send_frame/3, frame/1, frame/2,
-         fake_pid/2, recv_frame/2, recv_msg/2, gen_call/4,
+         fake_pid/2, fake_ref/2, recv_frame/2, recv_msg/2, gen_call/4,
          closed_within/2, deep_list/1, flags/0]).
 
 %% Capability flags (kernel dist.hrl).
@@ -51,15 +51,17 @@ connect(Port, Opts) ->
                      | Opts], 5000).
 
 %% The whole handshake as the connecting side, as the fake node Name
-%% (an atom, name@host) with Cookie (an atom).  Returns {ok, Socket, Info}
-%% (Info: the node's name, flags and creation) or {error, Why}.
+%% (an atom, name@host) with Cookie (an atom); Opts may set the flags it
+%% offers (flags), its creation, a wrong digest, socket options.  Returns
+%% {ok, Socket, Info} (Info: the node's name, flags and creation) or
+%% {error, Why}.
 handshake(Port, Name, Cookie) ->
     handshake(Port, Name, Cookie, #{}).
 
 handshake(Port, Name, Cookie, Opts) ->
     {ok, S} = connect(Port, maps:get(socket_opts, Opts, [])),
     Creation = maps:get(creation, Opts, rand:uniform(16#7fffffff)),
-    ok = send_name(S, Name, Creation),
+    ok = send_name(S, Name, Creation, maps:get(flags, Opts, flags())),
     case recv_hs(S, 5000) of
         {ok, <<$s, "ok">>} ->
             challenge(S, Cookie, Opts);
@@ -100,8 +102,11 @@ challenge(S, Cookie, Opts) ->
 
 %% send_name, version 6 ('N').
 send_name(S, Name, Creation) ->
+    send_name(S, Name, Creation, flags()).
+
+send_name(S, Name, Creation, Flags) ->
     NameBin = atom_to_binary(Name, utf8),
-    send_raw(S, hs_msg(<<$N, (flags()):64, Creation:32,
+    send_raw(S, hs_msg(<<$N, Flags:64, Creation:32,
                          (byte_size(NameBin)):16, NameBin/binary>>)).
 
 hs_msg(Bin) ->
@@ -148,6 +153,14 @@ fake_pid(Name, Id) ->
     NameBin = atom_to_binary(Name, utf8),
     binary_to_term(<<131, 88, 119, (byte_size(NameBin)), NameBin/binary,
                      Id:32, 0:32, 1:32>>).
+
+%% A reference of the fake node Name, made from its external format
+%% (NEWER_REFERENCE_EXT, three words, the first N), as the aliases a real
+%% node of that name would make.
+fake_ref(Name, N) ->
+    NameBin = atom_to_binary(Name, utf8),
+    binary_to_term(<<131, 90, 3:16, 119, (byte_size(NameBin)), NameBin/binary,
+                     1:32, N:32, 0:32, 0:32>>).
 
 %% Reads the next frame that is not a tick: {ok, Ctl, Msg | none}.
 recv_frame(S, Timeout) ->

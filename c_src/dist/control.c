@@ -40,7 +40,7 @@ typedef struct op_spec {
   unsigned char field[5]; /* F_* of elements 2 .. arity */
 } op_spec;
 
-#define MAX_OP 36
+#define MAX_OP 37
 
 /* Indexed by op.  Left out, and so refused: UNLINK (4; the new link
  * protocol's UNLINK_ID replaces it and we offer DFLAG_UNLINK_ID),
@@ -78,6 +78,11 @@ static const op_spec specs[MAX_OP + 1] = {
     [CN__DOP_UNLINK_ID] = {4, P_NONE, {F_ID, F_FROM_PID, F_TO_PID}},
     [CN__DOP_UNLINK_ID_ACK] = {4, P_NONE, {F_ID, F_FROM_PID, F_TO_PID}},
 };
+
+/* ALTACT_SIG_SEND's two shapes, for their payloads; its elements are
+ * read by altact(). */
+static const op_spec altact_msg = {4, P_MSG, {0}};
+static const op_spec altact_exit = {4, P_REASON, {0}};
 
 /* Checks one element against its kind and stores it.  Returns 0 or -1. */
 static int take(cn__ctl *out, int kind, cn_term e) {
@@ -120,6 +125,60 @@ static int take(cn__ctl *out, int kind, cn_term e) {
   }
 }
 
+/* The low byte of a non-negative integer of any size (erts reads the
+ * flags of ALTACT_SIG_SEND so, leaving room for more flags in a bignum).
+ * Returns it, or -1 when e is not a non-negative integer. */
+static int low_byte(cn_term e) {
+  cn__int v;
+  if (cn_term_typeof(e) != CN_T_INTEGER)
+    return -1;
+  cn__int_view(e.ptr, &v);
+  if (v.neg)
+    return -1;
+  return v.n ? v.mag[0] : 0;
+}
+
+/* The rest of an ALTACT_SIG_SEND, {37, Flags, From, To} or
+ * {37, Flags, From, To, Token}, as erts_net_message() reads it: at least
+ * four elements (later releases may add more, which are ignored), a
+ * token only when Flags says so, To a reference with ALIAS, an atom with
+ * NAME (never both), else a pid.  Returns the spec of its payload, or
+ * NULL. */
+static const op_spec *altact(cn_iter *it, size_t arity, cn__ctl *out) {
+  cn_term e;
+  int flags;
+
+  if (arity < 4 || !cn_iter_next(it, &e) || (flags = low_byte(e)) < 0)
+    return NULL;
+  if (!cn_iter_next(it, &e) || take(out, F_FROM_PID, e) != 0 ||
+      !cn_iter_next(it, &e))
+    return NULL;
+  if ((flags & CN__ALTACT_ALIAS) && (flags & CN__ALTACT_NAME))
+    return NULL;
+  if (take(out,
+           flags & CN__ALTACT_ALIAS  ? F_TO_REF
+           : flags & CN__ALTACT_NAME ? F_TO_ATOM
+                                     : F_TO_PID,
+           e) != 0)
+    return NULL;
+  if (flags & CN__ALTACT_TOKEN) {
+    if (arity < 5 || !cn_iter_next(it, &e))
+      return NULL;
+    out->token = e;
+  }
+  out->altact = flags;
+  if (flags & CN__ALTACT_EXIT) {
+    out->op = (flags & (CN__ALTACT_ALIAS | CN__ALTACT_NAME))
+                  ? CN__DOP_ALTACT_SIG_SEND
+                  : CN__DOP_PAYLOAD_EXIT2;
+    return &altact_exit;
+  }
+  out->op = flags & CN__ALTACT_ALIAS  ? CN__DOP_ALIAS_SEND
+            : flags & CN__ALTACT_NAME ? CN__DOP_REG_SEND
+                                      : CN__DOP_SEND_SENDER;
+  return &altact_msg;
+}
+
 /* Reads the validated control tuple into out.  Returns the op's spec, or
  * NULL when the tuple is not one we accept. */
 static const op_spec *parse_control(cn_term ctl, cn__ctl *out) {
@@ -133,6 +192,8 @@ static const op_spec *parse_control(cn_term ctl, cn__ctl *out) {
     return NULL;
   if (arity < 1 || !cn_iter_next(&it, &e) || cn_get_int64(e, &op) != 0)
     return NULL;
+  if (op == CN__DOP_ALTACT_SIG_SEND)
+    return altact(&it, arity, out);
   if (op < 0 || op > MAX_OP)
     return NULL;
   s = &specs[op];

@@ -43,6 +43,7 @@
 #define CN__DFLAG_NAME_ME (1ULL << 33)
 #define CN__DFLAG_V4_NC (1ULL << 34)
 #define CN__DFLAG_ALIAS (1ULL << 35)
+#define CN__DFLAG_ALTACT_SIG (1ULL << 37) /* OTP 28 */
 
 /* What OTP 25 requires of every peer (DFLAG_DIST_MANDATORY_25). */
 #define CN__DFLAGS_MANDATORY_25                                                \
@@ -52,16 +53,25 @@
    CN__DFLAG_MAP_TAG | CN__DFLAG_EXPORT_PTR_TAG | CN__DFLAG_BIT_BINARIES |     \
    CN__DFLAG_HANDSHAKE_23)
 
+/* What OTP 26, 27 and 28 add to that (DFLAG_DIST_MANDATORY_26): every
+ * peer of theirs must offer these too, or the handshake fails. */
+#define CN__DFLAGS_MANDATORY_26 (CN__DFLAG_V4_NC | CN__DFLAG_UNLINK_ID)
+
 /* What this node offers (a hidden node: PUBLISHED is added when the node
  * is published).  No atom cache: every frame we read is a pass-through
  * ('p') frame, a frame with a distribution header that refers to no atom
- * cache entry (131 'D' 0), or a fragment (131 'E'/'F'). */
+ * cache entry (131 'D' 0), or a fragment (131 'E'/'F').  Like erts
+ * (DFLAG_DIST_DEFAULT) it also sends MANDATORY_25_DIGEST, the shorthand
+ * for the OTP 25 set that later releases plan to require, and ALTACT_SIG,
+ * so that an OTP 28+ peer may use ALTACT_SIG_SEND, which replaces
+ * ALIAS_SEND (deprecated in OTP 28, removed in OTP 30). */
 #define CN__DFLAGS_OURS                                                        \
-  (CN__DFLAGS_MANDATORY_25 | CN__DFLAG_DIST_MONITOR |                          \
-   CN__DFLAG_DIST_MONITOR_NAME | CN__DFLAG_SMALL_ATOM_TAGS |                   \
-   CN__DFLAG_UNICODE_IO | CN__DFLAG_EXIT_PAYLOAD | CN__DFLAG_UNLINK_ID |       \
-   CN__DFLAG_BIG_SEQTRACE_LABELS | CN__DFLAG_V4_NC | CN__DFLAG_ALIAS |         \
-   CN__DFLAG_SEND_SENDER | CN__DFLAG_FRAGMENTS)
+  (CN__DFLAGS_MANDATORY_25 | CN__DFLAGS_MANDATORY_26 |                         \
+   CN__DFLAG_DIST_MONITOR | CN__DFLAG_DIST_MONITOR_NAME |                      \
+   CN__DFLAG_SMALL_ATOM_TAGS | CN__DFLAG_UNICODE_IO | CN__DFLAG_EXIT_PAYLOAD | \
+   CN__DFLAG_BIG_SEQTRACE_LABELS | CN__DFLAG_ALIAS | CN__DFLAG_ALTACT_SIG |    \
+   CN__DFLAG_SEND_SENDER | CN__DFLAG_FRAGMENTS |                               \
+   CN__DFLAG_MANDATORY_25_DIGEST)
 
 /* ---- Control message operations ------------------------------------- */
 
@@ -95,8 +105,20 @@ enum cn__dop {
   CN__DOP_ALIAS_SEND = 33,
   CN__DOP_ALIAS_SEND_TT = 34,
   CN__DOP_UNLINK_ID = 35,
-  CN__DOP_UNLINK_ID_ACK = 36
+  CN__DOP_UNLINK_ID_ACK = 36,
+  CN__DOP_ALTACT_SIG_SEND = 37 /* OTP 28, with DFLAG_ALTACT_SIG */
 };
+
+/* The flags of ALTACT_SIG_SEND, {37, Flags, From, To} or
+ * {37, Flags, From, To, Token}: a message (or, with EXIT, an exit signal
+ * whose reason is the payload) to a pid, an alias (ALIAS) or a registered
+ * name (NAME); PRIO marks a priority signal, TOKEN a trace token in the
+ * fifth element.  Only the low byte has meaning yet. */
+#define CN__ALTACT_PRIO 0x01
+#define CN__ALTACT_TOKEN 0x02
+#define CN__ALTACT_ALIAS 0x04
+#define CN__ALTACT_NAME 0x08
+#define CN__ALTACT_EXIT 0x10
 
 /* ---- The handshake (version 6) --------------------------------------- */
 
@@ -244,6 +266,8 @@ typedef struct cn__ctl {
   cn_term reason;  /* EXIT, EXIT2, MONITOR_P_EXIT (inline or payload) */
   cn_term token;   /* the _TT trace token, when present */
   uint64_t id;     /* UNLINK_ID, UNLINK_ID_ACK */
+  int altact;      /* the flags (CN__ALTACT_*) when the message came
+                    * as an ALTACT_SIG_SEND; 0 otherwise */
   cn_term msg;     /* the message of a send */
   int has_payload; /* the op carries a payload term */
 } cn__ctl;
@@ -279,7 +303,17 @@ typedef struct cn__ctl {
  * references are type-checked (which node a pid is of is the caller's
  * business); Unused, Reason and Token may be any term.  We do not offer
  * DFLAG_SPAWN, so the SPAWN_* ops are CN_EPROTO too, as are UNLINK,
- * NODE_LINK and GROUP_LEADER. */
+ * NODE_LINK and GROUP_LEADER.
+ *
+ * An ALTACT_SIG_SEND (OTP 28) is read into the op that says the same
+ * with the older control messages, with out->altact holding its flags:
+ * a message to a pid is a SEND_SENDER, to an alias an ALIAS_SEND, to a
+ * name a REG_SEND; an exit signal to a pid is a PAYLOAD_EXIT2.  An exit
+ * signal to an alias or to a name has no older form and keeps op
+ * CN__DOP_ALTACT_SIG_SEND (reason in out->reason, target in out->to).
+ * PRIO needs nothing here: a C process never asks for priority
+ * messages, and erts delivers a priority signal to a process that did
+ * not ask for them as an ordinary one. */
 int cn__ctl_parse(const char *frame, size_t len, const cn_term_limits *lim,
                   cn__ctl *out);
 

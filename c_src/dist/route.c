@@ -320,7 +320,16 @@ static void encode(cn__dist *d, cn__conn *c, cn__dnode *dn, cn_pid to,
   }
   case CN__M_REPLY:
     /* To a remote caller: data is {Tag, Reply}. */
-    if ((m->flags & CN__F_ALIAS) && (c->peer_flags & CN__DFLAG_ALIAS)) {
+    if ((m->flags & CN__F_ALIAS) && (c->peer_flags & CN__DFLAG_ALTACT_SIG)) {
+      /* OTP 28 deprecates ALIAS_SEND for this, and OTP 30 drops it. */
+      mark = frame_begin(c, b);
+      cn_put_tuple(b, 4);
+      cn_put_int(b, CN__DOP_ALTACT_SIG_SEND);
+      cn_put_int(b, CN__ALTACT_ALIAS);
+      cn_put_pid(b, &m->from);
+      cn_put_ref(b, &m->ref);
+      put_version(c, b);
+    } else if ((m->flags & CN__F_ALIAS) && (c->peer_flags & CN__DFLAG_ALIAS)) {
       mark = frame_begin(c, b);
       cn_put_tuple(b, 3);
       cn_put_int(b, CN__DOP_ALIAS_SEND);
@@ -864,6 +873,32 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
   case CN__DOP_PAYLOAD_EXIT2_TT:
     if (remote_pid(dn, ctl.from, &from) || local_pid(d, ctl.to, &to))
       return CN_EPROTO;
+    local_signal(d, CN__S_EXIT, to, from, NULL, NULL, ctl.reason, 0);
+    break;
+  case CN__DOP_ALTACT_SIG_SEND:
+    /* An exit signal to one of our aliases or registered names: to the
+     * process behind it, if there still is one (erts drops it
+     * otherwise). */
+    if (remote_pid(dn, ctl.from, &from))
+      return CN_EPROTO;
+    if (ctl.altact & CN__ALTACT_ALIAS) {
+      cn_ref alias;
+      if (cn__get_ref_known(ctl.to, &alias) != 0)
+        return CN_EPROTO;
+      r = mon_find(&dn->mons, &alias, REC_OMON);
+      if (r)
+        to = r->local;
+    } else {
+      cn_pid named;
+      if (cn_get_atom(ctl.to, name, sizeof(name)) < 0)
+        return CN_EPROTO;
+      if (cn__name_lookup(rt, name, &named) == 0)
+        to = named;
+    }
+    if (!pid_set(&to)) {
+      atomic_fetch_add(&d->st_dropped, 1);
+      break;
+    }
     local_signal(d, CN__S_EXIT, to, from, NULL, NULL, ctl.reason, 0);
     break;
   case CN__DOP_MONITOR_P: {

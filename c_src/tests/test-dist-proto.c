@@ -343,6 +343,45 @@ static void test_flags_match_dist_hrl(void **state) {
                                   CN__DFLAG_SPAWN | CN__DFLAG_NAME_ME)) == 0);
 }
 
+/* OTP 26, 27 and 28 cannot run here; their flags are checked against
+ * the values in their sources instead (lib/kernel/include/dist.hrl and
+ * erts/emulator/beam/dist.h of OTP-26.0, OTP-27.0 and OTP-28.0): each
+ * requires DFLAGS_MANDATORY, which is MANDATORY_DFLAGS_25 (unchanged
+ * since OTP 25, checked above against this machine's dist.hrl) plus
+ * MANDATORY_DFLAGS_26 = DFLAG_V4_NC bor DFLAG_UNLINK_ID; OTP 28 adds
+ * DFLAG_ALTACT_SIG (16#20 bsl 32) and control message 37. */
+static void test_flags_otp26_28(void **state) {
+  static const struct {
+    const char *otp;
+    uint64_t mandatory; /* DFLAGS_MANDATORY of that release */
+  } releases[] = {
+      {"26", CN__DFLAGS_MANDATORY_25 | (0x04ULL << 32) | 0x02000000ULL},
+      {"27", CN__DFLAGS_MANDATORY_25 | (0x04ULL << 32) | 0x02000000ULL},
+      {"28", CN__DFLAGS_MANDATORY_25 | (0x04ULL << 32) | 0x02000000ULL},
+  };
+  (void)state;
+
+  assert_true(CN__DFLAG_V4_NC == (0x04ULL << 32));
+  assert_true(CN__DFLAG_UNLINK_ID == 0x02000000ULL);
+  assert_true(CN__DFLAG_ALTACT_SIG == (0x20ULL << 32));
+  assert_true(CN__DFLAGS_MANDATORY_26 ==
+              (CN__DFLAG_V4_NC | CN__DFLAG_UNLINK_ID));
+  assert_int_equal(CN__DOP_ALTACT_SIG_SEND, 37);
+  assert_int_equal(CN__ALTACT_PRIO, 1 << 0);
+  assert_int_equal(CN__ALTACT_TOKEN, 1 << 1);
+  assert_int_equal(CN__ALTACT_ALIAS, 1 << 2);
+  assert_int_equal(CN__ALTACT_NAME, 1 << 3);
+  assert_int_equal(CN__ALTACT_EXIT, 1 << 4);
+  for (size_t i = 0; i < COUNT(releases); i++) {
+    if ((CN__DFLAGS_OURS & releases[i].mandatory) != releases[i].mandatory)
+      fail_msg("OTP %s would refuse us: we lack 0x%llx", releases[i].otp,
+               (unsigned long long)(releases[i].mandatory & ~CN__DFLAGS_OURS));
+  }
+  /* What OTP 28 sends in DFLAG_DIST_DEFAULT and we take part in. */
+  assert_true((CN__DFLAGS_OURS & CN__DFLAG_ALTACT_SIG) != 0);
+  assert_true((CN__DFLAGS_OURS & CN__DFLAG_MANDATORY_25_DIGEST) != 0);
+}
+
 /* ---- The digest against erlang:md5 ----------------------------------- */
 
 static void test_digest_matches_erl(void **state) {
@@ -389,6 +428,9 @@ static void test_digest_matches_erl(void **state) {
 /* ---- The handshake ----------------------------------------------------- */
 
 #define FLAGS_FULL (CN__DFLAGS_OURS | CN__DFLAG_PUBLISHED)
+/* A peer that lacks a mandatory flag sends no MANDATORY_25_DIGEST either
+ * (that bit stands for them all). */
+#define FLAGS_NO_DIGEST (FLAGS_FULL & ~CN__DFLAG_MANDATORY_25_DIGEST)
 
 /* One side of an in-memory connection. */
 typedef struct peer {
@@ -771,8 +813,8 @@ static void test_handshake_mandatory_flags(void **state) {
     if (!(CN__DFLAGS_MANDATORY_25 & f))
       continue;
     peer a, b;
-    pair_init(&a, &b, "a@h", "b@h", "c", "c", FLAGS_FULL & ~f, FLAGS_FULL, NULL,
-              NULL);
+    pair_init(&a, &b, "a@h", "b@h", "c", "c", FLAGS_NO_DIGEST & ~f, FLAGS_FULL,
+              NULL, NULL);
     assert_int_equal(cn__hs_begin(&a.h, &a.out), 0);
     uint64_t seed = 1;
     deliver(&a, &b, SPLIT_WHOLE, &seed);
@@ -784,8 +826,8 @@ static void test_handshake_mandatory_flags(void **state) {
     peer_free(&b);
 
     /* An acceptor that lacks it: the initiator gives up. */
-    pair_init(&a, &b, "a@h", "b@h", "c", "c", FLAGS_FULL, FLAGS_FULL & ~f, NULL,
-              NULL);
+    pair_init(&a, &b, "a@h", "b@h", "c", "c", FLAGS_FULL, FLAGS_NO_DIGEST & ~f,
+              NULL, NULL);
     pair_run(&a, &b, SPLIT_WHOLE, 1);
     assert_int_equal(a.rc, CN_ENOTSUP);
     assert_int_equal(b.rc, 0);
@@ -998,7 +1040,8 @@ static void test_handshake_initiator_refusals(void **state) {
   in.len = out.len = 0;
   initiator(&h, &out);
   msg_raw(&in, "sok", 3);
-  msg_challenge(&in, FLAGS_FULL & ~CN__DFLAG_BIG_CREATION, 1, 1, "peer@there");
+  msg_challenge(&in, FLAGS_NO_DIGEST & ~CN__DFLAG_BIG_CREATION, 1, 1,
+                "peer@there");
   assert_int_equal(feed_buf(&h, &in, &used, &out), CN_ENOTSUP);
   in.len = out.len = 0;
   initiator(&h, &out);
@@ -1057,10 +1100,10 @@ static void test_handshake_api(void **state) {
   assert_int_equal(cn__hs_begin(&h, &out), CN_EINVAL);
 
   /* send_name, byte for byte. */
-  static const unsigned char want[] = {0,    18,   'N',  0,    0,   0,  0x0c,
-                                       0x03, 0xdf, 0x5f, 0xbd, 0,   0,  0,
+  static const unsigned char want[] = {0,    18,   'N',  0,    0,   0,  0x2c,
+                                       0x07, 0xdf, 0x5f, 0xbd, 0,   0,  0,
                                        1,    0,    3,    'a',  '@', 'b'};
-  assert_true(FLAGS_FULL == 0xc03df5fbdULL);
+  assert_true(FLAGS_FULL == 0x2c07df5fbdULL);
   assert_int_equal(out.len, sizeof want);
   assert_memory_equal(out.data, want, sizeof want);
 
@@ -1675,6 +1718,110 @@ static void test_ctl_arity_and_types(void **state) {
   }
 }
 
+/* ALTACT_SIG_SEND (OTP 28), built by hand as erts_dsig_send_msg() and
+ * erts_dsig_send_exit2() build it, and read as erts_net_message() reads
+ * it: into the older op that says the same. */
+static void test_ctl_altact(void **state) {
+  static const struct {
+    const char *flags; /* the Flags element, for cn_build */
+    const char *elems; /* From, To, more */
+    char payload;
+    int rc, op; /* expected; op only when rc is 0 */
+    char to, token;
+  } cases[] = {
+      /* A message to a pid, an alias, a name; priority; a token. */
+      {"0", "PQ", 'M', 0, CN__DOP_SEND_SENDER, 'Q', 0},
+      {"4", "PR", 'M', 0, CN__DOP_ALIAS_SEND, 'R', 0},
+      {"8", "PA", 'M', 0, CN__DOP_REG_SEND, 'A', 0},
+      {"9", "PA", 'M', 0, CN__DOP_REG_SEND, 'A', 0},
+      {"5", "PR", 'M', 0, CN__DOP_ALIAS_SEND, 'R', 0},
+      {"2", "PQT", 'M', 0, CN__DOP_SEND_SENDER, 'Q', 'T'},
+      {"6", "PRT", 'M', 0, CN__DOP_ALIAS_SEND, 'R', 'T'},
+      /* Exit signals: to a pid as PAYLOAD_EXIT2, to an alias or a name
+       * as themselves. */
+      {"16", "PQ", 'X', 0, CN__DOP_PAYLOAD_EXIT2, 'Q', 0},
+      {"17", "PQ", 'X', 0, CN__DOP_PAYLOAD_EXIT2, 'Q', 0},
+      {"20", "PR", 'X', 0, CN__DOP_ALTACT_SIG_SEND, 'R', 0},
+      {"21", "PR", 'X', 0, CN__DOP_ALTACT_SIG_SEND, 'R', 0},
+      {"24", "PA", 'X', 0, CN__DOP_ALTACT_SIG_SEND, 'A', 0},
+      {"18", "PQT", 'X', 0, CN__DOP_PAYLOAD_EXIT2, 'Q', 'T'},
+      /* Room to grow: more elements, and flags beyond the low byte, of
+       * any size, are ignored. */
+      {"0", "PQUU", 'M', 0, CN__DOP_SEND_SENDER, 'Q', 0},
+      {"0", "PQT", 'M', 0, CN__DOP_SEND_SENDER, 'Q', 0},
+      {"256", "PQ", 'M', 0, CN__DOP_SEND_SENDER, 'Q', 0},
+      {"18446744073709551620", "PR", 'M', 0, CN__DOP_ALIAS_SEND, 'R', 0},
+      {"340282366920938463463374607431768211464", "PA", 'M', 0,
+       CN__DOP_REG_SEND, 'A', 0},
+      /* Refused, as erts refuses them (it closes the connection). */
+      {"-1", "PQ", 'M', CN_EPROTO, 0, 0, 0},
+      {"-18446744073709551620", "PQ", 'M', CN_EPROTO, 0, 0, 0},
+      {"1.5", "PQ", 'M', CN_EPROTO, 0, 0, 0},
+      {"kv", "PQ", 'M', CN_EPROTO, 0, 0, 0},
+      {"12", "PR", 'M', CN_EPROTO, 0, 0, 0},
+      {"12", "PA", 'M', CN_EPROTO, 0, 0, 0},
+      {"4", "PQ", 'M', CN_EPROTO, 0, 0, 0},
+      {"4", "PA", 'M', CN_EPROTO, 0, 0, 0},
+      {"8", "PQ", 'M', CN_EPROTO, 0, 0, 0},
+      {"0", "PA", 'M', CN_EPROTO, 0, 0, 0},
+      {"0", "PR", 'M', CN_EPROTO, 0, 0, 0},
+      {"0", "AQ", 'M', CN_EPROTO, 0, 0, 0},
+      {"0", "RQ", 'M', CN_EPROTO, 0, 0, 0},
+      {"2", "PQ", 'M', CN_EPROTO, 0, 0, 0},
+      {"0", "P", 'M', CN_EPROTO, 0, 0, 0},
+      {"0", "", 'M', CN_EPROTO, 0, 0, 0},
+      {"0", "PQ", 0, CN_EPROTO, 0, 0, 0},
+      {"16", "PQ", 0, CN_EPROTO, 0, 0, 0},
+  };
+  cn_buf f = CN_BUF_INIT;
+  cn__ctl out;
+  (void)state;
+  terms_init();
+
+  for (size_t i = 0; i < COUNT(cases); i++) {
+    size_t n = strlen(cases[i].elems);
+    f.len = 0;
+    assert_int_equal(cn_buf_append(&f, "p\x83", 2), 0);
+    assert_int_equal(cn_put_tuple(&f, (uint32_t)(n + 2)), 0);
+    assert_int_equal(cn_put_int(&f, CN__DOP_ALTACT_SIG_SEND), 0);
+    assert_int_equal(cn_build(&f, cases[i].flags), 0);
+    for (size_t k = 0; k < n; k++)
+      assert_int_equal(cn_put_term(&f, term_of(cases[i].elems[k])), 0);
+    if (cases[i].payload) {
+      assert_int_equal(cn_buf_append(&f, "\x83", 1), 0);
+      assert_int_equal(cn_put_term(&f, term_of(cases[i].payload)), 0);
+    }
+    if (parse(&f, NULL, &out) != cases[i].rc)
+      fail_msg("case %zu: {37, %s, %s}: want %d", i, cases[i].flags,
+               cases[i].elems, cases[i].rc);
+    if (cases[i].rc != 0)
+      continue;
+    assert_int_equal(out.op, cases[i].op);
+    assert_true(out.altact != 0 || strcmp(cases[i].flags, "0") == 0 ||
+                strcmp(cases[i].flags, "256") == 0);
+    check_field(out.from, 'P');
+    check_field(out.to, cases[i].to);
+    check_field(out.token, cases[i].token);
+    assert_true(out.has_payload);
+    check_field(cases[i].payload == 'X' ? out.reason : out.msg,
+                cases[i].payload);
+  }
+
+  /* The head of one too large to keep reads the same way. */
+  {
+    size_t pay;
+    f.len = 0;
+    assert_int_equal(cn_buf_append(&f, "p\x83", 2), 0);
+    assert_int_equal(
+        cn_build(&f, "{37, 4, ~t, ~t}", term_of('P'), term_of('R')), 0);
+    assert_int_equal(cn_buf_append(&f, "\x83", 1), 0);
+    assert_int_equal(cn__ctl_parse_head(f.data, f.len, NULL, &out, &pay), 0);
+    assert_int_equal(out.op, CN__DOP_ALIAS_SEND);
+    assert_int_equal(pay, f.len);
+  }
+  cn_buf_free(&f);
+}
+
 static void test_ctl_unlink_id(void **state) {
   cn_buf f = CN_BUF_INIT;
   cn__ctl out;
@@ -1722,7 +1869,7 @@ static void test_ctl_refused_ops(void **state) {
       {"{14, ~t, ~t}"},
       {"{15, ~t, ~t}"},
       {"{17, ~t, ~t}"},
-      {"{37, ~t, ~t}"},
+      {"{38, ~t, ~t}"},
       {"{100, ~t, ~t}"},
       {"{-1, ~t, ~t}"},
       {"{256, ~t, ~t}"},
@@ -2328,6 +2475,7 @@ static int teardown_terms(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_flags_match_dist_hrl),
+      cmocka_unit_test(test_flags_otp26_28),
       cmocka_unit_test(test_digest_matches_erl),
       cmocka_unit_test(test_handshake_ok),
       cmocka_unit_test(test_handshake_leaves_frames),
@@ -2349,6 +2497,7 @@ int main(void) {
       cmocka_unit_test(test_ctl_every_op),
       cmocka_unit_test(test_ctl_arity_and_types),
       cmocka_unit_test(test_ctl_unlink_id),
+      cmocka_unit_test(test_ctl_altact),
       cmocka_unit_test(test_ctl_refused_ops),
       cmocka_unit_test(test_ctl_bad_frames),
       cmocka_unit_test(test_ctl_bad_payload),
