@@ -188,7 +188,7 @@ static int cluster_call(cn_proc *self, void *state, cn_term req, cn_from *from,
                         cn_buf *reply) {
   cluster *cl = state;
   cn_runtime *rt = cl->rt;
-  char name[256], scope[256];
+  char scope[256];
   cn_term group;
   cn_pid pid;
   int rc;
@@ -204,8 +204,8 @@ static int cluster_call(cn_proc *self, void *state, cn_term req, cn_from *from,
     if ((rc = start_job(cl, req, from)) == 0)
       return CN_NOREPLY;
     rc = cn_build(reply, "{error, ~a}", cn_err_name(rc));
-  } else if (cn_match(req, "{global_whereis, ~a}", name, sizeof(name)) == 0) {
-    rc = cn_global_whereis(rt, name, &pid) == 0
+  } else if (cn_match(req, "{global_whereis, ~t}", &group) == 0) {
+    rc = cn_global_whereis_term(rt, group, &pid) == 0
              ? cn_put_pid(reply, &pid)
              : cn_put_atom(reply, "undefined");
   } else if (cn_is_atom(req, "global_names")) {
