@@ -241,6 +241,11 @@ c_node_first(_Config) ->
     wait_members([A, B2, D], chat, room, [PA, M4]),
     wait_c_members(B2, C, pg, room, [PA, M4]),
     broadcast_reaches(B2, M4, {pubsub, 2}),
+    %% A clean stop (SIGTERM) takes the names and members away too, and
+    %% the node exits 0 (its global threads end in time).
+    {ok, 0} = cn_node:stop(get({cnode, "gc" ++ U})),
+    wait_where([A, B2, D], c_three, undefined),
+    wait_members([A, B2, D], pg, room, [PA]),
     ok.
 
 %% The peers form their cluster first; the C node joins last, through one
@@ -268,4 +273,6 @@ c_node_last(_Config) ->
     wait_where(Peers, c_last, M),
     wait_members(Peers, pg, room, [PA, M]),
     broadcast_reaches(A, M, {pubsub, last}),
+    {ok, 0} = cn_node:stop(get({cnode, "lc" ++ U})),
+    wait_where(Peers, c_last, undefined),
     ok.
