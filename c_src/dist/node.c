@@ -684,15 +684,16 @@ static void dist_stop(cn_runtime *rt) {
   pthread_mutex_unlock(&d->mu);
   if (was)
     return;
-  /* global's locker thread makes calls over the connections: it ends
-   * first. */
-  cn__global_stop(d);
   cn__sched_run(rt, DIST_SCHED, stop_on_loop, d);
   /* Close callbacks run on the loop's next turns. */
   pthread_mutex_lock(&d->mu);
   while (!d->stopped)
     pthread_cond_wait(&d->cv, &d->mu);
   pthread_mutex_unlock(&d->mu);
+  /* global's locker thread ends now: with the connections gone, a call it
+   * makes to another node fails at once instead of waiting out its
+   * timeout; the processes it calls here still run. */
+  cn__global_stop(d);
   if (d->epmd_fd >= 0) {
     close(d->epmd_fd); /* epmd forgets us */
     d->epmd_fd = -1;
