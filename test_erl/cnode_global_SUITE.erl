@@ -151,7 +151,7 @@ broadcast_reaches(Node, M, Msg) ->
 received(Via, M) ->
     pc(Via, gen_server, call, [M, received, 5000]).
 
-%% ---- Cases -------------------------------------------------------------------
+%% ---- Cases ------------------------------------------------------------------
 
 %% The C node first; the peers connect to it only.
 c_node_first(_Config) ->
