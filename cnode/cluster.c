@@ -225,10 +225,13 @@ static int cluster_call(cn_proc *self, void *state, cn_term req, cn_from *from,
                       &group) == 0 ||
              cn_match(req, "{pg_local_members, ~a, ~t}", scope, sizeof(scope),
                       &group) == 0) {
-    static _Thread_local cn_pid pids[MAX_MEMBERS];
+    cn_pid *pids = malloc(MAX_MEMBERS * sizeof(*pids));
     bool local = cn_match(req, "{pg_local_members, _, _}") == 0;
-    size_t n = cn_pg_get_members(rt, scope, group, local, pids, MAX_MEMBERS);
+    size_t n =
+        pids ? cn_pg_get_members(rt, scope, group, local, pids, MAX_MEMBERS)
+             : 0;
     rc = pids_reply(reply, pids, n < MAX_MEMBERS ? n : MAX_MEMBERS);
+    free(pids);
   } else if (cn_match(req, "{pg_which_groups, ~a}", scope, sizeof(scope)) ==
              0) {
     if (cn_pg_which_groups(rt, scope, reply) != 0)

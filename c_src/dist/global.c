@@ -836,8 +836,14 @@ static void locker_add_known(cn__global *g, const uint32_t *added, size_t k) {
 /* resolved/5 */
 static void resolved(cn__global *g, gnode *n, cn_term his_resolved,
                      cn_term his_known, cn_term names_ext) {
-  static uint32_t hk[MAXN], nodes[MAXN], added[MAXN];
-  static int64_t hv[MAXN], nv[MAXN];
+  /* Scratch on the heap: resolved is rare, and two runtimes in one
+   * process must not share it. */
+  struct {
+    uint32_t hk[MAXN], nodes[MAXN], added[MAXN];
+    int64_t hv[MAXN], nv[MAXN];
+  } *sc = malloc(sizeof(*sc));
+  uint32_t *hk, *nodes, *added;
+  int64_t *hv, *nv;
   cn_buf ops = n->so_ops, extra = CN_BUF_INIT, msg = CN_BUF_INIT,
          fun = CN_BUF_INIT, allops = CN_BUF_INIT;
   size_t nh, i, nn_ = 0, k, cnt = 0;
@@ -845,6 +851,13 @@ static void resolved(cn__global *g, gnode *n, cn_term his_resolved,
   cn_iter it;
   cn_term e;
 
+  if (!sc)
+    return; /* the session is cancelled by the next nodedown or retry */
+  hk = sc->hk;
+  nodes = sc->nodes;
+  added = sc->added;
+  hv = sc->hv;
+  nv = sc->nv;
   cn_buf_init(&n->so_ops);
   n->save_ops = 0;
   /* Ops = erase({save_ops, Node}) ++ HisResolved */
@@ -931,22 +944,29 @@ static void resolved(cn__global *g, gnode *n, cn_term his_resolved,
   cn_buf_free(&extra);
   cn_buf_free(&msg);
   cn_buf_free(&fun);
+  free(sc);
 }
 
 /* new_nodes/6 */
 static void new_nodes(cn__global *g, uint32_t conn, cn_term ops,
                       cn_term names_ext, cn_term nodes_t, cn_term extra) {
-  static uint32_t nodes[MAXN], added[MAXN];
-  static int64_t vs[MAXN];
-  size_t n = known_nodes(nodes_t, nodes, vs, MAXN), k;
+  struct {
+    uint32_t nodes[MAXN], added[MAXN];
+    int64_t vs[MAXN];
+  } *sc = malloc(sizeof(*sc));
+  size_t n, k;
   from_t f;
   (void)conn;
-  k = add_to_known(g, nodes, vs, n, added);
-  sync_others(g, added, k);
+  if (!sc)
+    return;
+  n = known_nodes(nodes_t, sc->nodes, sc->vs, MAXN);
+  k = add_to_known(g, sc->nodes, sc->vs, n, sc->added);
+  sync_others(g, sc->added, k);
   f.is_pid = false;
   f.extra = extra;
   do_ops(g, ops, (cn_term){NULL, 0}, names_ext, &f);
-  locker_add_known(g, added, k);
+  locker_add_known(g, sc->added, k);
+  free(sc);
 }
 
 /* ---- Prevent overlapping partitions ----------------------------------- */
