@@ -10,12 +10,12 @@
  * (and with its node).  Local members are monitored too: one that dies
  * leaves all its groups.
  *
- * The membership table is guarded by one mutex, so that cn_pg_join and
- * cn_pg_get_members work from any thread (and from callbacks) without a
- * call to the scope process: a join is seen here at once, as in OTP,
- * where pg:join returns after the scope's ETS table has it.  The join is
- * broadcast under the mutex, so that a peer gets it after the sync that
- * did not have it. */
+ * Joins and leaves are done by the scope process, as in pg.erl, so that
+ * a join's broadcast and the syncs the scope sends never cross: from a
+ * plain thread cn_pg_join is a call (done when it returns, as pg:join),
+ * from a callback a message.  The membership table is guarded by one
+ * mutex, so that cn_pg_get_members and cn_pg_which_groups read it from
+ * any thread, as pg's ETS table is read. */
 #include "cnode/cluster.h"
 #include "dist_internal.h"
 
@@ -123,6 +123,16 @@ static bool remove_one(pgscope *s, cn_term group, cn_pid pid, cn_pid owner) {
   return false;
 }
 
+/* True if pid is in group (locally). */
+static bool is_local_member(pgscope *s, cn_term group, cn_pid pid) {
+  size_t i;
+  for (i = 0; i < s->n; i++)
+    if (s->m[i].local && cn_pid_equal(&s->m[i].pid, &pid) &&
+        cn_term_equal(cn_buf_term(&s->m[i].group), group))
+      return true;
+  return false;
+}
+
 static void remove_owner(pgscope *s, cn_pid owner) {
   size_t i = 0;
   while (i < s->n) {
@@ -217,6 +227,78 @@ static int all_local(pgscope *s, cn_buf *b) {
   cn_put_nil(b);
   free(firsts);
   return b->err;
+}
+
+/* join in the scope process: the table, the broadcast and the monitor,
+ * in one step, so that no sync goes between them (as pg.erl, where the
+ * scope process does all three). */
+static int do_join(pgscope *s, cn_term group, cn_pid pid) {
+  cn_buf b = CN_BUF_INIT;
+  bool first = !has_local(s, pid);
+  int rc;
+  if ((rc = add_member(s, group, pid, s->pid, true)) != 0)
+    return rc;
+  cn_put_tuple(&b, 4);
+  cn_put_atom(&b, "join");
+  cn_put_pid(&b, &s->pid);
+  cn_put_term(&b, group);
+  cn_put_pid(&b, &pid);
+  if (!b.err)
+    broadcast(s, &b);
+  cn_buf_free(&b);
+  if (first) {
+    pgmon *nv = realloc(s->lmon, (s->nlmon + 1) * sizeof(*nv));
+    if (nv) {
+      s->lmon = nv;
+      nv[s->nlmon].pid = pid;
+      if (cn_monitor(s->pgs->rt, cn_to_pid(pid), &nv[s->nlmon].mref) == 0)
+        s->nlmon++;
+    }
+  }
+  return 0;
+}
+
+static int do_leave(pgscope *s, cn_term group, cn_pid pid) {
+  cn_buf b = CN_BUF_INIT;
+  size_t i;
+  if (!remove_one(s, group, pid, s->pid))
+    return CN_ENOENT;
+  cn_put_tuple(&b, 4);
+  cn_put_atom(&b, "leave");
+  cn_put_pid(&b, &s->pid);
+  cn_put_pid(&b, &pid);
+  cn_put_list(&b, 1);
+  cn_put_term(&b, group);
+  cn_put_nil(&b);
+  if (!b.err)
+    broadcast(s, &b);
+  cn_buf_free(&b);
+  if (!has_local(s, pid))
+    for (i = 0; i < s->nlmon; i++)
+      if (cn_pid_equal(&s->lmon[i].pid, &pid)) {
+        cn_demonitor(s->pgs->rt, &s->lmon[i].mref, true);
+        s->lmon[i] = s->lmon[--s->nlmon];
+        break;
+      }
+  return 0;
+}
+
+/* Calls from cn_pg_join and cn_pg_leave on plain threads. */
+static int scope_call(cn_proc *self, void *state, cn_term req, cn_from *from,
+                      cn_buf *reply) {
+  pgscope *s = state;
+  cn_term group;
+  cn_pid pid;
+  int rc = CN_EINVAL;
+  (void)self;
+  (void)from;
+  pthread_mutex_lock(&s->pgs->mu);
+  if (cn_match(req, "{'$cn_pg_join', ~t, ~p}", &group, &pid) == 0)
+    rc = do_join(s, group, pid);
+  else if (cn_match(req, "{'$cn_pg_leave', ~t, ~p}", &group, &pid) == 0)
+    rc = do_leave(s, group, pid);
+  pthread_mutex_unlock(&s->pgs->mu);
+  return cn_put_int(reply, rc) == 0 ? CN_REPLY : CN_STOP;
 }
 
 /* ---- The scope process ------------------------------------------------ */
@@ -345,27 +427,12 @@ static int scope_info(cn_proc *self, void *state, cn_term msg) {
   } else if (cn_match(msg, "{nodeup, ~a}", node, sizeof(node)) == 0) {
     if (cn_build(&b, "{discover, ~p}", &s->pid) == 0)
       cn_send(rt, cn_to_remote(s->name, node), cn_buf_term(&b));
-  } else if (cn_match(msg, "{'$cn_pg_monitor', ~p}", &pid) == 0) {
-    for (i = 0; i < s->nlmon; i++)
-      if (cn_pid_equal(&s->lmon[i].pid, &pid))
-        break;
-    if (i == s->nlmon && has_local(s, pid)) {
-      pgmon *nv = realloc(s->lmon, (s->nlmon + 1) * sizeof(*nv));
-      if (nv) {
-        s->lmon = nv;
-        nv[s->nlmon].pid = pid;
-        if (cn_monitor(rt, cn_to_pid(pid), &nv[s->nlmon].mref) == 0)
-          s->nlmon++;
-      }
-    }
-  } else if (cn_match(msg, "{'$cn_pg_demonitor', ~p}", &pid) == 0) {
-    if (!has_local(s, pid))
-      for (i = 0; i < s->nlmon; i++)
-        if (cn_pid_equal(&s->lmon[i].pid, &pid)) {
-          cn_demonitor(rt, &s->lmon[i].mref, true);
-          s->lmon[i] = s->lmon[--s->nlmon];
-          break;
-        }
+  } else if (cn_match(msg, "{'$cn_pg_join', ~t, ~p}", &t1, &pid) == 0 &&
+             pid.node == cn_runtime_node(rt)) {
+    do_join(s, t1, pid);
+  } else if (cn_match(msg, "{'$cn_pg_leave', ~t, ~p}", &t1, &pid) == 0 &&
+             pid.node == cn_runtime_node(rt)) {
+    do_leave(s, t1, pid);
   }
   (void)t3;
   pthread_mutex_unlock(&s->pgs->mu);
@@ -395,6 +462,7 @@ static void scope_free(void *state) {
 static const cn_server_ops scope_ops = {
     .name = "pg",
     .init = scope_init,
+    .handle_call = scope_call,
     .handle_cast = scope_cast,
     .handle_info = scope_info,
     .free_state = scope_free,
@@ -462,12 +530,17 @@ int cn_pg_start_scope(cn_runtime *rt, const char *scope) {
   return rc;
 }
 
-int cn_pg_join(cn_runtime *rt, const char *scope, cn_term group, cn_pid pid) {
+/* Hands a join or leave to the scope process: a call from a plain thread
+ * (so that it is done when this returns, as pg:join), a message from a
+ * callback (which must not block; done once the scope takes it). */
+static int to_scope(cn_runtime *rt, const char *scope, const char *what,
+                    cn_term group, cn_pid pid) {
   cn__pgs *p = pgs_of(rt, false);
   pgscope *s;
-  cn_buf b = CN_BUF_INIT;
-  bool first;
+  cn_pid spid = {0, 0, 0, 0};
+  cn_buf req = CN_BUF_INIT, reply = CN_BUF_INIT;
   size_t off = 0;
+  int64_t v;
   int rc;
   if (!rt || !scope || !group.len || pid.node != cn_runtime_node(rt) ||
       cn_term_validate(group.ptr, group.len, &off, NULL) != 0 ||
@@ -476,58 +549,33 @@ int cn_pg_join(cn_runtime *rt, const char *scope, cn_term group, cn_pid pid) {
   if (!p)
     return CN_ENOENT;
   pthread_mutex_lock(&p->mu);
-  if (!(s = scope_find(p, scope)) || !s->pid.id) {
-    pthread_mutex_unlock(&p->mu);
-    return CN_ENOENT;
-  }
-  first = !has_local(s, pid);
-  if ((rc = add_member(s, group, pid, s->pid, true)) == 0) {
-    cn_put_tuple(&b, 4);
-    cn_put_atom(&b, "join");
-    cn_put_pid(&b, &s->pid);
-    cn_put_term(&b, group);
-    cn_put_pid(&b, &pid);
-    if (!b.err)
-      broadcast(s, &b);
-    cn_buf_reset(&b);
-    if (first && cn_build(&b, "{'$cn_pg_monitor', ~p}", &pid) == 0)
-      cn_send(rt, cn_to_pid(s->pid), cn_buf_term(&b));
-  }
+  if ((s = scope_find(p, scope)))
+    spid = s->pid;
+  /* A leave of what was never joined says so at once, from anywhere. */
+  if (s && strcmp(what, "$cn_pg_leave") == 0 && !is_local_member(s, group, pid))
+    s = NULL;
   pthread_mutex_unlock(&p->mu);
-  cn_buf_free(&b);
+  if (!s || !spid.id)
+    return CN_ENOENT;
+  if ((rc = cn_build(&req, "{~a, ~t, ~p}", what, group, &pid)) != 0)
+    return rc;
+  if (cn__current()) {
+    rc = cn_send(rt, cn_to_pid(spid), cn_buf_term(&req));
+  } else if ((rc = cn_call(rt, cn_to_pid(spid), cn_buf_term(&req), CN_INFINITY,
+                           &reply)) == 0) {
+    rc = cn_get_int64(cn_buf_term(&reply), &v) == 0 ? (int)v : CN_EPROTO;
+  }
+  cn_buf_free(&req);
+  cn_buf_free(&reply);
   return rc;
 }
 
+int cn_pg_join(cn_runtime *rt, const char *scope, cn_term group, cn_pid pid) {
+  return to_scope(rt, scope, "$cn_pg_join", group, pid);
+}
+
 int cn_pg_leave(cn_runtime *rt, const char *scope, cn_term group, cn_pid pid) {
-  cn__pgs *p = pgs_of(rt, false);
-  pgscope *s;
-  cn_buf b = CN_BUF_INIT;
-  int rc = 0;
-  if (!rt || !scope || !group.len || pid.node != cn_runtime_node(rt))
-    return CN_EINVAL;
-  if (!p)
-    return CN_ENOENT;
-  pthread_mutex_lock(&p->mu);
-  if (!(s = scope_find(p, scope)) || !remove_one(s, group, pid, s->pid)) {
-    rc = CN_ENOENT;
-  } else {
-    cn_put_tuple(&b, 4);
-    cn_put_atom(&b, "leave");
-    cn_put_pid(&b, &s->pid);
-    cn_put_pid(&b, &pid);
-    cn_put_list(&b, 1);
-    cn_put_term(&b, group);
-    cn_put_nil(&b);
-    if (!b.err)
-      broadcast(s, &b);
-    cn_buf_reset(&b);
-    if (!has_local(s, pid) &&
-        cn_build(&b, "{'$cn_pg_demonitor', ~p}", &pid) == 0)
-      cn_send(rt, cn_to_pid(s->pid), cn_buf_term(&b));
-  }
-  pthread_mutex_unlock(&p->mu);
-  cn_buf_free(&b);
-  return rc;
+  return to_scope(rt, scope, "$cn_pg_leave", group, pid);
 }
 
 size_t cn_pg_get_members(cn_runtime *rt, const char *scope, cn_term group,

@@ -96,17 +96,19 @@ CN_EXTERN int cn_global_sync(cn_runtime *rt, cn_ms timeout);
 CN_EXTERN int cn_pg_start_scope(cn_runtime *rt, const char *scope);
 
 /* pg:join(Scope, Group, Pid): pid, a local process, joins group (any
- * term; a process may join a group more than once, as in OTP).  Visible
- * to cn_pg_get_members at once, and to the other nodes' scopes as their
- * messages arrive.  Returns 0, CN_ENOENT (no such scope), CN_EINVAL (pid
- * is not local, or a bad group term) or CN_ENOMEM.  Thread-safe, also
- * from callbacks. */
+ * term; a process may join a group more than once, as in OTP).  The
+ * scope process does it: from a plain thread this is a call, done when it
+ * returns (then cn_pg_get_members sees it, and the other nodes' scopes as
+ * its message arrives); from a callback, where nothing may block, it is a
+ * message, done a moment later.  Returns 0, CN_ENOENT (no such scope),
+ * CN_EINVAL (pid is not local, or a bad group term) or CN_ENOMEM.
+ * Thread-safe. */
 CN_EXTERN int cn_pg_join(cn_runtime *rt, const char *scope, cn_term group,
                          cn_pid pid);
 
-/* pg:leave(Scope, Group, Pid): one membership of pid in group goes.
- * Returns 0, CN_ENOENT (no such scope, or pid had not joined: OTP's
- * not_joined) or CN_EINVAL.  Thread-safe, also from callbacks. */
+/* pg:leave(Scope, Group, Pid): one membership of pid in group goes, as
+ * cn_pg_join does it.  Returns 0, CN_ENOENT (no such scope, or pid is not
+ * in group: OTP's not_joined) or CN_EINVAL.  Thread-safe. */
 CN_EXTERN int cn_pg_leave(cn_runtime *rt, const char *scope, cn_term group,
                           cn_pid pid);
 
