@@ -19,7 +19,7 @@
 -include_lib("stdlib/include/assert.hrl").
 
 -export([all/0, suite/0, init_per_testcase/2, end_per_testcase/2]).
--export([c_node_first/1, c_node_last/1]).
+-export([c_node_first/1, c_node_last/1, name_conflicts/1]).
 
 %% Run on the peers.
 -export([holder/0]).
@@ -30,7 +30,7 @@ suite() ->
     [{timetrap, {seconds, 120}}].
 
 all() ->
-    [c_node_first, c_node_last].
+    [c_node_first, c_node_last, name_conflicts].
 
 init_per_testcase(_TC, Config) ->
     Config.
@@ -276,3 +276,54 @@ c_node_last(_Config) ->
     {ok, 0} = cn_node:stop(get({cnode, "lc" ++ U})),
     wait_where(Peers, c_last, undefined),
     ok.
+
+%% The same names registered apart, then the partitions meet: the smaller
+%% node of each pair resolves with random_exit_name, which keeps the pid
+%% of the smaller node and kills the other.  Peer A (name "a...") is
+%% smaller than the C node ("m..."), which is smaller than peer Z
+%% ("z..."): global on A resolves clash_a (and kills the C member over
+%% the connection), the C node resolves clash_z (and kills Z's process).
+name_conflicts(_Config) ->
+    Cookie = list_to_atom("nc" ++ cn_node:uniq()),
+    U = cn_node:uniq(),
+    C = cn_node:node_name(start_c("m" ++ U, Cookie)),
+    {_, A} = start_peer("a" ++ U, Cookie),
+    {_, Z} = start_peer("z" ++ U, Cookie),
+    %% A connects first, only to register the C members through it.
+    pong = pc(A, net_adm, ping, [C]),
+    {ok, M1} = cc(A, C, spawn_member),
+    {ok, M2} = cc(A, C, spawn_member),
+    ?assertEqual(yes, cc(A, C, {global_register, clash_z, M2})),
+    true = pc(A, erlang, disconnect_node, [C]),
+    ok = cn_node:wait_until(
+           fun() -> not lists:member(C, pc(A, erlang, nodes, [])) end, ?WAIT),
+    PA = spawn_holder(A),
+    PZ = spawn_holder(Z),
+    ?assertEqual(yes, pc(A, global, register_name, [clash_a, PA])),
+    ?assertEqual(yes, pc(Z, global, register_name, [clash_z, PZ])),
+    %% clash_a on the C node, registered while A is away.
+    pong = pc(Z, net_adm, ping, [C]),
+    sync([Z]),
+    ?assertEqual(yes, cc(Z, C, {global_register, clash_a, M1})),
+    %% Z met C already: clash_z was resolved then (C is smaller).
+    wait_where([Z], clash_z, M2),
+    ?assertEqual(false, pc(Z, erlang, is_process_alive, [PZ])),
+    %% A comes back: A is smaller, and keeps clash_a.
+    pong = pc(A, net_adm, ping, [C]),
+    sync([A, Z]),
+    wait_where([A, Z], clash_a, PA),
+    wait_c_where(Z, C, clash_a, PA),
+    ?assertEqual({error, noproc},
+                 catch_exit(fun() -> received(Z, M1) end)),
+    wait_where([A, Z], clash_z, M2),
+    wait_c_where(A, C, clash_z, M2),
+    ok.
+
+catch_exit(F) ->
+    try F() of
+        R -> R
+    catch
+        exit:{noproc, _} -> {error, noproc};
+        error:{exception, {noproc, _}, _} -> {error, noproc};
+        C:E -> {C, E}
+    end.

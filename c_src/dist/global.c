@@ -18,11 +18,9 @@
  * The tables the locker reads (can_set_lock) are guarded by g->mu, which
  * the server holds while it handles a message.
  *
- * Not done: name conflicts are not resolved here (global.erl would call
- * the resolve method on the node of the name we hold, by rpc): when this
- * node is the one to resolve, the other partition's name wins, as global
- * does when that rpc fails.  Global groups (global_group) are not
- * supported: this node is in no group, as a node without the
+ * Name conflicts: see exchange_names (the default method is run here for
+ * our own processes; others would need an rpc).  Global groups (global_group)
+ * are not supported: this node is in no group, as a node without the
  * global_groups parameter. */
 #include "cnode/cluster.h"
 #include "dist_internal.h"
@@ -678,14 +676,40 @@ static void handle_init_connect(cn__global *g, int64_t vsn, uint32_t node,
 static void resolved(cn__global *g, gnode *n, cn_term his_resolved,
                      cn_term his_known, cn_term names_ext);
 
+/* fun global:random_exit_name/3, the default resolve method. */
+static int put_random_exit_fun(cn_buf *b) {
+  char tag = 113; /* EXPORT_EXT */
+  cn_buf_append(b, &tag, 1);
+  cn_put_atom(b, "global");
+  cn_put_atom(b, "random_exit_name");
+  return cn_put_int(b, 3);
+}
+
+static void put_insert(cn_buf *o, cn_term name, cn_term pid, cn_term method) {
+  cn_put_tuple(o, 2);
+  cn_put_atom(o, "insert");
+  cn_put_tuple(o, 3);
+  cn_put_term(o, name);
+  cn_put_term(o, pid);
+  cn_put_term(o, method);
+}
+
 /* exchange_names/4: his names against ours.  Ops are applied here;
- * Resolved goes to him. */
+ * Resolved goes to him.  A conflict is resolved on the smaller node, by
+ * the method of the name it holds, run on that name's node: here when
+ * that is our own process registered with global:random_exit_name/3 (the
+ * default), which keeps the pid of the smaller node and kills the other.
+ * Another method, or a name held for a process of a third node, would
+ * need an rpc there; then his name is inserted, as global does when that
+ * rpc fails. */
 static void exchange_names(cn__global *g, uint32_t node, cn_term list,
                            cn_buf *ops, cn_buf *res) {
   cn_iter it;
   cn_term e, name, pidt, method;
-  cn_buf o = CN_BUF_INIT;
-  size_t nops = 0;
+  cn_buf o = CN_BUF_INIT, r = CN_BUF_INIT, rx = CN_BUF_INIT, kill = CN_BUF_INIT;
+  size_t nops = 0, nres = 0;
+  put_random_exit_fun(&rx);
+  cn_put_atom(&kill, "kill");
   if (cn_iter_init(&it, list, NULL) == 0) {
     while (cn_iter_next(&it, &e)) {
       gname *mine;
@@ -698,25 +722,46 @@ static void exchange_names(cn__global *g, uint32_t node, cn_term list,
         continue;
       if (mine && strcmp(nn(g->self), nn(node)) >= 0)
         continue; /* the other node resolves the conflict */
+      if (mine && mine->pid.node == g->self && !rx.err &&
+          cn_term_equal(cn_buf_term(&mine->method), cn_buf_term(&rx))) {
+        /* random_exit_name(Name, Pid, Pid2) */
+        bool his_min = strcmp(nn(pid.node), nn(mine->pid.node)) < 0;
+        cn_pid max = his_min ? mine->pid : pid;
+        char txt[200];
+        cn__term_short(name, txt, sizeof(txt));
+        glog(g, CN_LOG_INFO, "global: Name conflict terminating {%s, %s}", txt,
+             his_min ? "ours" : "theirs");
+        cn_exit(g->rt, max, cn_buf_term(&kill));
+        if (his_min) {
+          put_insert(&o, name, pidt, method);
+          nops++;
+        } else {
+          cn_buf mp = CN_BUF_INIT;
+          cn_put_pid(&mp, &mine->pid);
+          put_insert(&r, name, cn_buf_term(&mp), cn_buf_term(&mine->method));
+          cn_buf_free(&mp);
+          nres++;
+        }
+        continue;
+      }
       if (mine)
         glog(g, CN_LOG_INFO,
              "name conflict with %s: its registration wins here", nn(node));
-      /* A new name, or a conflict we do not resolve (as global does
-       * when the resolve rpc fails): insert his. */
-      cn_put_tuple(&o, 2);
-      cn_put_atom(&o, "insert");
-      cn_put_tuple(&o, 3);
-      cn_put_term(&o, name);
-      cn_put_term(&o, pidt);
-      cn_put_term(&o, method);
+      /* A new name, or a conflict we cannot resolve: insert his. */
+      put_insert(&o, name, pidt, method);
       nops++;
     }
   }
   cn_put_list(ops, (uint32_t)nops);
   cn_buf_append(ops, o.data, o.len);
   cn_put_nil(ops);
+  cn_put_list(res, (uint32_t)nres);
+  cn_buf_append(res, r.data, r.len);
   cn_put_nil(res);
   cn_buf_free(&o);
+  cn_buf_free(&r);
+  cn_buf_free(&rx);
+  cn_buf_free(&kill);
 }
 
 /* exchange/3, with the resolver's work and exchange_ops inline. */
@@ -2094,13 +2139,7 @@ int cn_global_register(cn_runtime *rt, const char *name, cn_pid pid) {
   cn_put_atom(&req, "register");
   cn_put_atom(&req, name);
   cn_put_pid(&req, &pid);
-  {
-    char tag = 113; /* EXPORT_EXT */
-    cn_buf_append(&req, &tag, 1);
-    cn_put_atom(&req, "global");
-    cn_put_atom(&req, "random_exit_name");
-    cn_put_int(&req, 3);
-  }
+  put_random_exit_fun(&req);
   if ((rc = nb.err ? nb.err : req.err) == 0)
     rc = trans_all_known(g, cn_buf_term(&nb), cn_buf_term(&req), true, pid);
   cn_buf_free(&nb);

@@ -134,6 +134,42 @@ static void test_global_two_c_nodes(void **st) {
   cn_runtime_free(ra);
 }
 
+/* The same name registered in two partitions: when they meet, the
+ * smaller node resolves the conflict with the default method
+ * (random_exit_name): the pid of the smaller node keeps the name on both,
+ * and the other process is killed. */
+static void test_global_name_conflict(void **st) {
+  char a[128], b[128];
+  cn_runtime *ra = node_new(a, sizeof(a), "cfa", true);
+  cn_runtime *rb = node_new(b, sizeof(b), "cfb", true);
+  cn_pid pa, pb, got;
+  int i;
+  (void)st;
+  assert_true(strcmp(a, b) < 0);
+  assert_int_equal(cn_start(ra, &idle_ops, NULL, NULL, &pa), 0);
+  assert_int_equal(cn_start(rb, &idle_ops, NULL, NULL, &pb), 0);
+  assert_int_equal(cn_global_register(ra, "both", pa), 0);
+  assert_int_equal(cn_global_register(rb, "both", pb), 0);
+  assert_int_equal(cn_dist_connect(ra, b, tmo(5000)), 0);
+  assert_int_equal(cn_global_sync(ra, tmo(10000)), 0);
+  assert_int_equal(cn_global_sync(rb, tmo(10000)), 0);
+  for (i = 0; i < tmo(5000) / 10 && cn_is_alive(rb, pb); i++)
+    usleep(10000);
+  assert_false(cn_is_alive(rb, pb));
+  assert_true(cn_is_alive(ra, pa));
+  for (i = 0;
+       i < tmo(5000) / 10 &&
+       !(cn_global_whereis(rb, "both", &got) == 0 && cn_pid_equal(&got, &pa));
+       i++)
+    usleep(10000);
+  assert_int_equal(cn_global_whereis(rb, "both", &got), 0);
+  assert_true(cn_pid_equal(&got, &pa));
+  assert_int_equal(cn_global_whereis(ra, "both", &got), 0);
+  assert_true(cn_pid_equal(&got, &pa));
+  cn_runtime_free(rb);
+  cn_runtime_free(ra);
+}
+
 static size_t members(cn_runtime *rt, const char *scope, const char *group,
                       bool local, cn_pid *pids, size_t cap) {
   cn_buf g = CN_BUF_INIT;
@@ -221,6 +257,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_monitor_nodes),
       cmocka_unit_test(test_global_two_c_nodes),
+      cmocka_unit_test(test_global_name_conflict),
       cmocka_unit_test(test_pg_two_c_nodes),
       cmocka_unit_test(test_hidden_no_global),
   };
