@@ -135,7 +135,7 @@ DEPFLAGS = -MMD -MP
 
 # The threaded tests that also run under ThreadSanitizer in `make test`.
 TSAN_TEST_NAMES := test-runtime test-sched test-server test-supervisor \
-        test-stress test-dist
+        test-stress test-dist test-cluster
 TSAN_TEST_BINS := $(filter $(TSAN_TEST_NAMES:%=$(BUILD)/tests/%%),$(TEST_BINS))
 
 ERL_SUITES := $(wildcard test_erl/*_SUITE.erl)

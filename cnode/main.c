@@ -640,6 +640,27 @@ static void *stdin_watch(void *arg) {
   return NULL;
 }
 
+/* With distribution: the cluster server, and on a published node pg's
+ * default scope (global starts with distribution). */
+static int cluster_start(cn_runtime *rt, const config *c) {
+  cn_start_options o = {CLUSTER_NAME, NULL};
+  cn_pid pid;
+  int err;
+  if (cn_dist_port(rt) == 0)
+    return 0;
+  if ((err = cn_start(rt, &cluster_server_ops, NULL, &o, &pid)) != 0) {
+    cn_log(CN_LOG_ERROR, "cnode", "cannot start " CLUSTER_NAME ": %s",
+           cn_strerror(err));
+    return err;
+  }
+  if (c->node.dist.published && (err = cn_pg_start_scope(rt, "pg")) != 0) {
+    cn_log(CN_LOG_ERROR, "cnode", "cannot start the pg scope: %s",
+           cn_strerror(err));
+    return err;
+  }
+  return 0;
+}
+
 /* cn_node_run's start function: cnode_sup and its children, with the
  * supervisor as the process to watch (the node stops when it gives up);
  * and the stdin watcher when config asks for one. */
@@ -659,6 +680,8 @@ static int start(cn_runtime *rt, void *arg, cn_pid *sup) {
            text.data ? text.data : "(none given)");
   } else if ((err = modules_start(rt, NODE_SUP_NAME)) != 0) {
     /* modules_start said why */
+  } else if ((err = cluster_start(rt, c)) != 0) {
+    /* cluster_start said why */
   } else if (c->stdin_eof) {
     /* Only once the node is up: a node that failed to start stops
      * without it. */

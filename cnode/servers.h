@@ -26,6 +26,12 @@ extern const cn_server_ops kv_server_ops;
 /* The echo server's callbacks (module cnode_echo). */
 extern const cn_server_ops echo_server_ops;
 
+/* The cluster server's callbacks (module cnode_cluster, registered as
+ * CLUSTER_NAME; cluster.c lists its requests).  The start argument is
+ * ignored. */
+#define CLUSTER_NAME "cnode_cluster"
+extern const cn_server_ops cluster_server_ops;
+
 /* Registers the modules cnode_kv and cnode_echo with rt and starts the
  * supervisor registered as "cnode_sup", with kv and echo as its children,
  * not linked to the caller.  Returns 0 with *pid set once both children

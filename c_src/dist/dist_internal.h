@@ -223,8 +223,14 @@ struct cn__dist {
                        * waiters' done flags */
   pthread_cond_t cv;  /* also signalled when a busy connection
                        * drains or goes (threads wait in sends) */
-  uint32_t *up_nodes;
+  uint32_t *up_nodes; /* node indexes, CN__UP_VISIBLE or'ed in for a
+                       * visible connection */
   size_t n_up, up_cap;
+  /* Node monitors (cluster.c), guarded by mu. */
+  struct cn__nodemon *nodemons;
+  size_t n_nodemons, nodemons_cap;
+  struct cn__global *global; /* global.c, when published */
+  struct cn__pgs *pgs;       /* pg.c: the scopes started */
 
   _Atomic uint64_t st_connections, st_hs_failed, st_frames_in, st_frames_out,
       st_bytes_in, st_bytes_out, st_dropped, st_bad_frames, st_too_large,
@@ -299,5 +305,24 @@ void cn__rtab_free(cn__rtab *t);
 
 /* net_kernel.c */
 int cn__net_kernel_start(cn__dist *d);
+
+/* cluster.c: node monitoring (net_kernel:monitor_nodes).  A connection
+ * is visible when both ends are published, as OTP's nodes(visible). */
+#define CN__UP_VISIBLE 0x80000000u
+typedef struct cn__nodemon {
+  cn_pid pid;
+  unsigned flags; /* CN_NODES_ALL: hidden nodes too */
+} cn__nodemon;
+/* Sends {nodeup, Node} or {nodedown, Node} to every monitor of the
+ * node's kind.  Dist loop, after up_nodes is updated. */
+void cn__dist_notify_node(cn__dist *d, uint32_t node, bool up, bool visible);
+void cn__nodemons_free(cn__dist *d);
+
+/* global.c and pg.c: started with a published node, stopped before the
+ * connections close (their threads make calls), freed with the dist. */
+int cn__global_start(cn__dist *d);
+void cn__global_stop(cn__dist *d);
+void cn__global_free(cn__dist *d);
+void cn__pg_free(cn__dist *d);
 
 #endif /* CN_DIST_INTERNAL_H */

@@ -105,6 +105,7 @@ void cn__dist_fail_queue(cn__dist *d, cn__dnode *dn, int rc) {
 
 void cn__dist_node_up(cn__dist *d, cn__dnode *dn, cn__conn *c) {
   cn__msg *m;
+  bool visible;
   if (dn->pending == c)
     dn->pending = NULL;
   dn->conn = c;
@@ -117,10 +118,14 @@ void cn__dist_node_up(cn__dist *d, cn__dnode *dn, cn__conn *c) {
       d->up_cap = cap;
     }
   }
+  visible = d->opt.published && (c->peer_flags & CN__DFLAG_PUBLISHED);
   if (d->n_up < d->up_cap)
-    d->up_nodes[d->n_up++] = dn->node;
+    d->up_nodes[d->n_up++] = dn->node | (visible ? CN__UP_VISIBLE : 0);
   pthread_mutex_unlock(&d->mu);
   atomic_fetch_add(&d->st_connections, 1);
+  /* Before any frame of the connection is read, as net_kernel's nodeup
+   * comes before the node's traffic. */
+  cn__dist_notify_node(d, dn->node, true, visible);
   /* What waited for the connection goes out first, in order. */
   while ((m = dn->wq_head)) {
     dn->wq_head = m->next;
@@ -134,16 +139,21 @@ void cn__dist_node_up(cn__dist *d, cn__dnode *dn, cn__conn *c) {
 void cn__dist_node_down(cn__dist *d, cn__dnode *dn, cn__conn *c, int rc) {
   if (dn->conn == c) {
     size_t i;
+    bool visible = false;
     dn->conn = NULL;
     pthread_mutex_lock(&d->mu);
     for (i = 0; i < d->n_up; i++) {
-      if (d->up_nodes[i] == dn->node) {
+      if ((d->up_nodes[i] & ~CN__UP_VISIBLE) == dn->node) {
+        visible = d->up_nodes[i] & CN__UP_VISIBLE;
         d->up_nodes[i] = d->up_nodes[--d->n_up];
         break;
       }
     }
     pthread_mutex_unlock(&d->mu);
     cn__route_node_down(d, dn);
+    /* After the links and monitors fired, as net_kernel's nodedown comes
+     * after the node's traffic. */
+    cn__dist_notify_node(d, dn->node, false, visible);
   }
   if (dn->pending == c && rc == CN_EEXIST) {
     /* The peer said nok: both sides dialled at once and its own attempt
@@ -515,6 +525,9 @@ static void fill_defaults(cn_dist_options *o) {
 }
 
 static void dist_free_mem(cn__dist *d) {
+  cn__global_free(d);
+  cn__pg_free(d);
+  cn__nodemons_free(d);
   free((void *)d->busy);
   pthread_mutex_destroy(&d->mu);
   pthread_cond_destroy(&d->cv);
@@ -603,6 +616,10 @@ int cn_dist_start(cn_runtime *rt, const cn_dist_options *opts) {
   if ((rc = cn__net_kernel_start(d)) != 0)
     cn__logf(rt, CN_LOG_ERROR, "cnode dist", "net_kernel did not start: %s",
              cn_strerror(rc));
+  /* A hidden node takes no part in global, as in OTP. */
+  if (d->opt.published && (rc = cn__global_start(d)) != 0)
+    cn__logf(rt, CN_LOG_ERROR, "cnode dist", "global did not start: %s",
+             cn_strerror(rc));
   return 0;
 }
 
@@ -673,6 +690,10 @@ static void dist_stop(cn_runtime *rt) {
   while (!d->stopped)
     pthread_cond_wait(&d->cv, &d->mu);
   pthread_mutex_unlock(&d->mu);
+  /* global's locker thread ends now: with the connections gone, a call it
+   * makes to another node fails at once instead of waiting out its
+   * timeout; the processes it calls here still run. */
+  cn__global_stop(d);
   if (d->epmd_fd >= 0) {
     close(d->epmd_fd); /* epmd forgets us */
     d->epmd_fd = -1;
@@ -820,7 +841,7 @@ size_t cn_dist_nodes(cn_runtime *rt, const char **names, size_t cap) {
   pthread_mutex_lock(&d->mu);
   n = d->n_up;
   for (i = 0; i < n && i < cap; i++)
-    names[i] = cn_node_name(d->up_nodes[i]);
+    names[i] = cn_node_name(d->up_nodes[i] & ~CN__UP_VISIBLE);
   pthread_mutex_unlock(&d->mu);
   return n;
 }
