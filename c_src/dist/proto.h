@@ -61,7 +61,7 @@
    CN__DFLAG_DIST_MONITOR_NAME | CN__DFLAG_SMALL_ATOM_TAGS |                   \
    CN__DFLAG_UNICODE_IO | CN__DFLAG_EXIT_PAYLOAD | CN__DFLAG_UNLINK_ID |       \
    CN__DFLAG_BIG_SEQTRACE_LABELS | CN__DFLAG_V4_NC | CN__DFLAG_ALIAS |         \
-   CN__DFLAG_SEND_SENDER | CN__DFLAG_FRAGMENTS)
+   CN__DFLAG_SEND_SENDER | CN__DFLAG_FRAGMENTS | CN__DFLAG_SPAWN)
 
 /* ---- Control message operations ------------------------------------- */
 
@@ -244,7 +244,10 @@ typedef struct cn__ctl {
   cn_term reason;  /* EXIT, EXIT2, MONITOR_P_EXIT (inline or payload) */
   cn_term token;   /* the _TT trace token, when present */
   uint64_t id;     /* UNLINK_ID, UNLINK_ID_ACK */
-  cn_term msg;     /* the message of a send */
+  cn_term msg;     /* the message of a send; SPAWN_REQUEST's argument
+                    * list */
+  cn_term mfa;     /* SPAWN_REQUEST: {Module, Function, Arity} */
+  cn_term opts;    /* SPAWN_REQUEST: the option list */
   int has_payload; /* the op carries a payload term */
 } cn__ctl;
 
@@ -277,9 +280,12 @@ typedef struct cn__ctl {
  * out->reason, that of a send to out->msg.  The fields a tuple does not
  * have stay empty (zero), such as from in SEND.  Pids, atoms and
  * references are type-checked (which node a pid is of is the caller's
- * business); Unused, Reason and Token may be any term.  We do not offer
- * DFLAG_SPAWN, so the SPAWN_* ops are CN_EPROTO too, as are UNLINK,
- * NODE_LINK and GROUP_LEADER. */
+ * business); Unused, Reason and Token may be any term.
+ * SPAWN_REQUEST(_TT) {29, ReqId, From, GroupLeader, {M, F, A}, OptList}
+ * sets ref, from, mfa (a tuple of two atoms and an arity), opts (a list)
+ * and, as the payload, msg (the argument list).  We never send a
+ * SPAWN_REQUEST, so SPAWN_REPLY is CN_EPROTO, as are UNLINK, NODE_LINK
+ * and GROUP_LEADER. */
 int cn__ctl_parse(const char *frame, size_t len, const cn_term_limits *lim,
                   cn__ctl *out);
 

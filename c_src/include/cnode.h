@@ -9,5 +9,6 @@
 #include "cnode/supervisor.h"
 #include "cnode/dist.h"
 #include "cnode/node.h"
+#include "cnode/export.h"
 
 #endif /* CNODE_H */
