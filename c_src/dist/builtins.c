@@ -5,10 +5,11 @@
  *
  * Values that the BEAM has and a C node does not (reductions, atoms,
  * code, ETS) are reported as 0, never invented; process_info reports
- * what the runtime knows of a process without stopping it: its name, its
- * mailbox, its status, and its module (current_function is
- * {Module, loop, 0}, Module being the server's cn_server_ops.name, as
- * sys reports it).  See the README, "rpc, erpc and erl_call". */
+ * what the runtime knows of a process: its name, its mailbox, its status
+ * and its module (current_function is {Module, loop, 0}, Module being the
+ * server's cn_server_ops.name, as sys reports it), and, asked of the
+ * process itself in its own turn (cn__process_links), its links and
+ * monitors.  See the README, "rpc, erpc and erl_call". */
 #include "dist_internal.h"
 
 #include <stdlib.h>
@@ -166,11 +167,45 @@ static const char *module_of(cn_proc *p) {
   return ops && ops->name ? ops->name : "cnode_server";
 }
 
-/* One process_info item for p into out.  Returns 0, or -1 for an item
- * we do not know (badarg, as erlang:process_info/2). */
-static int info_item(cn_runtime *rt, cn_proc *p, cn_term item, cn_buf *out) {
+/* The items only the process may read, asked of it once per request
+ * (cn__process_links): {Links, Monitors, MonitoredBy, TrapExit}. */
+typedef struct own_info {
+  int asked, rc;
+  cn_buf b;
+  cn_term e[4];
+} own_info;
+
+static int own_item(cn_runtime *rt, cn_proc *p, own_info *oi, int i,
+                    const char *key, cn_buf *out) {
+  if (!oi->asked) {
+    oi->asked = 1;
+    oi->rc = cn__process_links(rt, p->pid, 5000, &oi->b);
+    if (oi->rc == 0 &&
+        cn_match(cn_buf_term(&oi->b), "{~t, ~t, ~t, ~t}", &oi->e[0], &oi->e[1],
+                 &oi->e[2], &oi->e[3]) != 0)
+      oi->rc = CN_EBADTERM;
+  }
+  if (oi->rc != 0)
+    return oi->rc == CN_ENOPROC ? 1 : -2;
+  cn_build(out, "{~a, ~t}", key, oi->e[i]);
+  return 0;
+}
+
+/* One process_info item for p into out.  Returns 0; -1 for an item we do
+ * not know (badarg, as erlang:process_info/2); 1 when the process died
+ * meanwhile (undefined); -2 when it did not answer. */
+static int info_item(cn_runtime *rt, cn_proc *p, own_info *oi, cn_term item,
+                     cn_buf *out) {
   char name[1024];
   cn_proc_info pi;
+  if (cn_is_atom(item, "links"))
+    return own_item(rt, p, oi, 0, "links", out);
+  if (cn_is_atom(item, "monitors"))
+    return own_item(rt, p, oi, 1, "monitors", out);
+  if (cn_is_atom(item, "monitored_by"))
+    return own_item(rt, p, oi, 2, "monitored_by", out);
+  if (cn_is_atom(item, "trap_exit"))
+    return own_item(rt, p, oi, 3, "trap_exit", out);
   if (cn_is_atom(item, "registered_name")) {
     if (cn__proc_name(rt, p->pid, name, sizeof(name)) == 0)
       cn_build(out, "{registered_name, ~a}", name);
@@ -217,11 +252,15 @@ static int info_proc(cn_runtime *rt, cn_term t, cn_proc **p) {
   return 0;
 }
 
+static int info_result(int rc, cn_buf *out);
+
 static int bi_pinfo1(cn_runtime *rt, cn_term args, cn_buf *out, void *arg) {
   static const char *items[] = {
-      "registered_name",   "current_function", "initial_call", "status",
-      "message_queue_len", "dictionary",       "reductions"};
-  char store[64];
+      "registered_name", "current_function",  "initial_call",
+      "status",          "message_queue_len", "links",
+      "dictionary",      "trap_exit",         "reductions",
+      "monitors",        "monitored_by"};
+  own_info oi;
   cn_term t;
   cn_proc *p;
   size_t i;
@@ -231,14 +270,16 @@ static int bi_pinfo1(cn_runtime *rt, cn_term args, cn_buf *out, void *arg) {
     return badarg(out);
   if (rc > 0)
     return ret_atom(out, "undefined");
-  for (i = 0; i < sizeof(items) / sizeof(items[0]); i++) {
+  memset(&oi, 0, sizeof(oi));
+  cn_buf_init(&oi.b);
+  for (i = 0; rc == 0 && i < sizeof(items) / sizeof(items[0]); i++) {
+    char store[64], s2[512];
     cn_buf item, one;
-    char s2[512];
     cn_buf_init_with(&item, store, sizeof(store));
     cn_buf_init_with(&one, s2, sizeof(s2));
     cn_put_atom(&item, items[i]);
-    info_item(rt, p, cn_buf_term(&item), &one);
-    if (cn_term_typeof(cn_buf_term(&one)) != CN_T_NIL) {
+    rc = info_item(rt, p, &oi, cn_buf_term(&item), &one);
+    if (rc == 0 && cn_term_typeof(cn_buf_term(&one)) != CN_T_NIL) {
       cn_put_list(out, 1);
       cn_put_term(out, cn_buf_term(&one));
     }
@@ -247,11 +288,28 @@ static int bi_pinfo1(cn_runtime *rt, cn_term args, cn_buf *out, void *arg) {
   }
   cn_put_nil(out);
   cn__proc_unref(p);
-  return CN_RETURN;
+  cn_buf_free(&oi.b);
+  return info_result(rc, out);
+}
+
+/* process_info's answer once the items are in out: rc from info_item. */
+static int info_result(int rc, cn_buf *out) {
+  if (rc == 0)
+    return CN_RETURN;
+  if (rc == 1) {
+    cn_buf_reset(out);
+    return ret_atom(out, "undefined");
+  }
+  if (rc == -1)
+    return badarg(out);
+  cn_buf_reset(out);
+  cn_put_atom(out, "timeout"); /* the process did not answer in 5 s */
+  return CN_EXIT;
 }
 
 static int bi_pinfo2(cn_runtime *rt, cn_term args, cn_buf *out, void *arg) {
   cn_term t, what, e;
+  own_info oi;
   cn_iter it;
   cn_proc *p;
   int rc;
@@ -261,9 +319,11 @@ static int bi_pinfo2(cn_runtime *rt, cn_term args, cn_buf *out, void *arg) {
     return badarg(out);
   if (rc > 0)
     return ret_atom(out, "undefined");
+  memset(&oi, 0, sizeof(oi));
+  cn_buf_init(&oi.b);
   rc = 0;
   if (cn_term_typeof(what) == CN_T_ATOM) {
-    rc = info_item(rt, p, what, out);
+    rc = info_item(rt, p, &oi, what, out);
   } else if (cn_term_typeof(what) == CN_T_NIL) {
     cn_put_nil(out);
   } else if (cn_term_typeof(what) == CN_T_LIST &&
@@ -272,7 +332,7 @@ static int bi_pinfo2(cn_runtime *rt, cn_term args, cn_buf *out, void *arg) {
       cn_buf one;
       char s2[512];
       cn_buf_init_with(&one, s2, sizeof(s2));
-      if ((rc = info_item(rt, p, e, &one)) == 0) {
+      if ((rc = info_item(rt, p, &oi, e, &one)) == 0) {
         cn_put_list(out, 1);
         /* A list of items answers {registered_name, []} for none. */
         if (cn_term_typeof(cn_buf_term(&one)) == CN_T_NIL)
@@ -287,7 +347,8 @@ static int bi_pinfo2(cn_runtime *rt, cn_term args, cn_buf *out, void *arg) {
     rc = -1;
   }
   cn__proc_unref(p);
-  return rc == 0 ? CN_RETURN : badarg(out);
+  cn_buf_free(&oi.b);
+  return info_result(rc, out);
 }
 
 /* ---- The system ------------------------------------------------------- */

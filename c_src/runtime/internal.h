@@ -63,8 +63,10 @@ typedef enum cn__kind {
   CN__S_STOP,        /* cn_stop: exit with reason after terminate */
   CN__S_CODE_CHANGE, /* cn_code_change: data is {OldVsn, Extra}, cfrom */
   CN__S_SHUTDOWN,    /* runtime shutdown: exit as if from the parent */
-  CN__S_CONTINUE     /* handle_continue is due, with the term in data
+  CN__S_CONTINUE,    /* handle_continue is due, with the term in data
                       * (at the head of the private queue) */
+  CN__S_INFO         /* cn__process_links: answer cfrom with what only
+                      * the process may read (its links, monitors) */
 } cn__kind;
 
 /* Message flags. */
@@ -539,6 +541,14 @@ int cn__names_list(cn_runtime *rt, cn_buf *out);
 int cn__proc_name(cn_runtime *rt, cn_pid pid, char *out, size_t cap);
 void cn__each_proc(cn_runtime *rt, void (*fn)(cn_proc *p, void *arg),
                    void *arg);
+/* What only the process itself may read, asked of it as a signal that it
+ * answers in its own turn (even while sys has it suspended), as
+ * erlang:process_info/2 does: into out, {Links, Monitors, MonitoredBy,
+ * TrapExit}, Links and MonitoredBy lists of pids, Monitors a list of
+ * {process, Pid} or {process, {Name, Node}}.  From a plain thread only.
+ * Returns 0, CN_ENOPROC, CN_ETIMEDOUT, CN_EDEADLK (inside a callback) or
+ * CN_ENOMEM. */
+int cn__process_links(cn_runtime *rt, cn_pid pid, cn_ms timeout, cn_buf *out);
 
 /* ---- sys (sys.c) ------------------------------------------------------ */
 
