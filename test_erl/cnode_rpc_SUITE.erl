@@ -51,6 +51,7 @@ erpc_call(Config) ->
     ?assertEqual(T, erpc:call(N, cnode_echo, echo, [T])),
     %% fun erlang:node/0 is an export fun: the node applies it.
     ?assertEqual(N, erpc:call(N, fun erlang:node/0)),
+    ?assertEqual(x, erpc:call(N, erlang, apply, [cnode_echo, echo, [x]])),
     %% A timeout that is not met: erpc's own error.
     ?assertEqual({error, {erpc, timeout}},
                  outcome(fun() ->

@@ -125,7 +125,8 @@ static void undef_stack(cn_buf *stack, const char *mod, const char *fun,
   cn_put_nil(stack);
 }
 
-/* erlang:apply/2,3 are the runtime's own: apply(Fun, Args) with an
+/* erlang:apply/2,3 are the runtime's own: apply(M, F, Args) applies
+ * M:F/length(Args); apply(Fun, Args) with an
  * external fun (fun M:F/A) applies that export; a fun of a module, which
  * no C node has, is undef as on a BEAM node that lacks the module:
  * error:undef with [{Fun, Args, []}, {erlang, apply, 2, []}]. */
@@ -181,11 +182,18 @@ int cn__apply(cn_runtime *rt, const char *mod, const char *fun, cn_term args,
 
 static int apply_builtin(cn_runtime *rt, const char *fun, cn_term args,
                          cn_buf *out, cn_buf *stack, bool *handled) {
-  cn_term f, a, none = {NULL, 0};
+  cn_term f, a, m, none = {NULL, 0};
   char m2[256], f2[256];
   (void)fun;
+  if (cn_match(args, "[~t, ~t, ~t]", &m, &f, &a) == 0 &&
+      cn_get_atom(m, m2, sizeof(m2)) >= 0 &&
+      cn_get_atom(f, f2, sizeof(f2)) >= 0 && list_len(a) >= 0) {
+    /* apply(M, F, Args): M:F(Args...). */
+    *handled = true;
+    return cn__apply(rt, m2, f2, a, out, stack);
+  }
   if (cn_match(args, "[~t, ~t]", &f, &a) != 0 || cn_term_typeof(f) != CN_T_FUN)
-    return 0; /* apply/3, or not a fun: the table's (undef) */
+    return 0; /* not a fun: the table's (undef) */
   *handled = true;
   if ((unsigned char)f.ptr[0] == ETF_EXPORT) {
     /* EXPORT_EXT: Module, Function, Arity. */

@@ -138,6 +138,13 @@ static void test_apply_classes(void **state) {
   assert_int_equal(cn_match(cn_buf_term(&out), "5"), 0);
   assert_int_equal(cn_apply(rt, "erlang", "apply", T(&a, "[x, []]"), &out),
                    CN_ENOENT);
+  assert_int_equal(
+      cn_apply(rt, "erlang", "apply", T(&a, "[calc, add, [4, 5]]"), &out),
+      CN_RETURN);
+  assert_int_equal(cn_match(cn_buf_term(&out), "9"), 0);
+  assert_int_equal(
+      cn_apply(rt, "erlang", "apply", T(&a, "[calc, add, [4]]"), &out),
+      CN_ENOENT);
   cn_buf_free(&a);
   cn_buf_free(&out);
   cn_runtime_free(rt);
