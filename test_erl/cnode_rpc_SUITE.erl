@@ -15,7 +15,7 @@
 -export([erpc_call/1, erpc_classes/1, undef_like_beam/1, rpc_call/1,
          casts/1, send_request_and_multicall/1, remote_spawn/1,
          exports_block_concurrently/1, builtins/1, gen_server_via_rpc/1,
-         rex_classic/1, erl_call/1, init_stop/1]).
+         rex_classic/1, erl_call/1, init_stop/1, too_large_result/1]).
 
 suite() ->
     [{timetrap, {seconds, 60}}].
@@ -23,7 +23,8 @@ suite() ->
 all() ->
     [erpc_call, erpc_classes, undef_like_beam, rpc_call, casts,
      send_request_and_multicall, remote_spawn, exports_block_concurrently,
-     builtins, gen_server_via_rpc, rex_classic, erl_call, init_stop].
+     builtins, gen_server_via_rpc, rex_classic, erl_call, init_stop,
+     too_large_result].
 
 init_per_suite(Config) ->
     CN = cn_node:start(),
@@ -340,3 +341,24 @@ init_stop(_Config) ->
     {ok, Text} = file:read_file(maps:get(log, CN)),
     ?assertNotEqual(nomatch, binary:match(Text, <<"init:stop() called">>)),
     ?assertNotEqual(nomatch, binary:match(Text, <<"stopped">>)).
+
+%% A result over max_message cannot travel as the exit reason it would be:
+%% the process still ends, with {message_too_large, Max}, at once.
+too_large_result(_Config) ->
+    CN = cn_node:start(#{owner => self(), args => ["--max-message", "4096"]}),
+    N = cn_node:node_name(CN),
+    V = binary:copy(<<"x">>, 4080),
+    ?assertEqual({exit, {signal, {message_too_large, 4096}}},
+                 outcome(fun() -> erpc:call(N, cnode_echo, echo, [V], 5000)
+                         end)),
+    ?assertEqual({badrpc, {'EXIT', {message_too_large, 4096}}},
+                 rpc:call(N, cnode_echo, echo, [V], 5000)),
+    %% To rex, the request itself is over the limit: refused at once.
+    ?assertMatch({exit, {{message_too_large, 4096}, _}},
+                 outcome(fun() ->
+                                 gen_server:call({rex, N},
+                                                 {call, cnode_echo, echo, [V],
+                                                  user}, 5000)
+                         end)),
+    ?assertEqual(N, erpc:call(N, erlang, node, [])),
+    {ok, 0} = cn_node:stop(CN).

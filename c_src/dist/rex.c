@@ -77,14 +77,17 @@ static void rex_work(cn__work *w) {
       cn_build(&j->res, "{badrpc, {'EXIT', system_limit}}");
     }
     if (j->kind == R_CLASSIC) {
-      cn_sendf(rt, cn_to_pid(j->to), "{rex, ~t}", cn_buf_term(&j->res));
+      if (cn_sendf(rt, cn_to_pid(j->to), "{rex, ~t}", cn_buf_term(&j->res)))
+        cn_sendf(rt, cn_to_pid(j->to),
+                 "{rex, {badrpc, {'EXIT', {message_too_large, ~u}}}}",
+                 (uint64_t)cn_max_message(rt));
     } else if (cn_reply(j->from, cn_buf_term(&j->res)) == 0) {
       j->from = NULL; /* consumed */
     } else {
-      /* Over max_message, say: as rpc would have it, an error. */
-      cn_replyf(j->from, "{badrpc, {'EXIT', {reply_failed, ~a}}}",
-                cn_err_name(CN_ETOOBIG));
-      j->from = NULL;
+      /* Over max_message: the caller learns why, at once. */
+      if (cn_replyf(j->from, "{badrpc, {'EXIT', {message_too_large, ~u}}}",
+                    (uint64_t)cn_max_message(rt)) == 0)
+        j->from = NULL;
     }
   }
   job_free(j);

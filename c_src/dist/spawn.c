@@ -234,7 +234,13 @@ static int sp_info(cn_proc *self, void *state, cn_term msg) {
   }
   /* An exit signal to ourselves: the reason goes to the monitor and the
    * link as it is, and no crash report is logged (see above). */
-  cn_exit(rt, cn_proc_pid(self), cn_buf_term(&r));
+  if (cn_exit(rt, cn_proc_pid(self), cn_buf_term(&r)) != 0) {
+    /* A reason over max_message: the process must still end, with a
+     * reason that fits. */
+    cn_buf_reset(&r);
+    cn_build(&r, "{message_too_large, ~u}", (uint64_t)cn_max_message(rt));
+    cn_exit(rt, cn_proc_pid(self), cn_buf_term(&r));
+  }
   cn_buf_free(&r);
   return CN_NOREPLY;
 }
