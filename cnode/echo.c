@@ -474,3 +474,66 @@ const cn_server_ops echo_server_ops = {
     .free_state = echo_free,
     .format_state = echo_format_state,
 };
+
+/* ---- Exports (rpc, erpc, erl_call) ------------------------------------
+ * cnode_echo:echo/1     -> its argument
+ * cnode_echo:raise/2    (Class, Reason): ends in Class (throw, exit or
+ *                       error) with Reason, for testing how callers see
+ *                       OTP's classes from C
+ * cnode_echo:sleep/1    (Ms, 0..60000) -> ok after Ms: an export may
+ *                       block (it runs on a thread of its own) */
+
+static int ex_echo(cn_runtime *rt, cn_term args, cn_buf *out, void *arg) {
+  cn_term t;
+  (void)rt;
+  (void)arg;
+  if (cn_match(args, "[~t]", &t) != 0) {
+    cn_build(out, "badarg");
+    return CN_ERROR;
+  }
+  cn_put_term(out, t);
+  return CN_RETURN;
+}
+
+static int ex_raise(cn_runtime *rt, cn_term args, cn_buf *out, void *arg) {
+  cn_term cls, why;
+  (void)rt;
+  (void)arg;
+  if (cn_match(args, "[~t, ~t]", &cls, &why) == 0) {
+    cn_put_term(out, why);
+    if (cn_is_atom(cls, "throw"))
+      return CN_THROW;
+    if (cn_is_atom(cls, "exit"))
+      return CN_EXIT;
+    if (cn_is_atom(cls, "error"))
+      return CN_ERROR;
+    cn_buf_reset(out);
+  }
+  cn_build(out, "badarg");
+  return CN_ERROR;
+}
+
+static int ex_sleep(cn_runtime *rt, cn_term args, cn_buf *out, void *arg) {
+  int64_t ms;
+  struct timespec ts;
+  (void)rt;
+  (void)arg;
+  if (cn_match(args, "[~i]", &ms) != 0 || ms < 0 || ms > 60000) {
+    cn_build(out, "badarg");
+    return CN_ERROR;
+  }
+  ts.tv_sec = (time_t)(ms / 1000);
+  ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+  nanosleep(&ts, NULL);
+  cn_build(out, "ok");
+  return CN_RETURN;
+}
+
+int echo_export(cn_runtime *rt) {
+  int rc;
+  if ((rc = cn_export(rt, "cnode_echo", "echo", 1, ex_echo, NULL)) != 0 ||
+      (rc = cn_export(rt, "cnode_echo", "raise", 2, ex_raise, NULL)) != 0 ||
+      (rc = cn_export(rt, "cnode_echo", "sleep", 1, ex_sleep, NULL)) != 0)
+    return rc;
+  return 0;
+}

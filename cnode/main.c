@@ -678,6 +678,9 @@ static int start(cn_runtime *rt, void *arg, cn_pid *sup) {
            "cannot start " NODE_SUP_NAME ": %s (%s); the reason: %s",
            cn_strerror(err), cn_err_name(err),
            text.data ? text.data : "(none given)");
+  } else if ((err = echo_export(rt)) != 0) {
+    cn_log(CN_LOG_ERROR, "cnode", "cannot export cnode_echo's functions: %s",
+           cn_strerror(err));
   } else if ((err = modules_start(rt, NODE_SUP_NAME)) != 0) {
     /* modules_start said why */
   } else if ((err = cluster_start(rt, c)) != 0) {

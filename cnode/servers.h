@@ -40,4 +40,9 @@ extern const cn_server_ops cluster_server_ops;
  * runtime, since the modules stay registered. */
 int node_sup_start(cn_runtime *rt, cn_pid *pid, cn_buf *reason);
 
+/* Exports cnode_echo:echo/1, raise/2 and sleep/1 (see echo.c), for
+ * testing rpc, erpc and erl_call against C functions.  Returns 0 or an
+ * error of cn_export. */
+int echo_export(cn_runtime *rt);
+
 #endif /* CNODE_PROGRAM_SERVERS_H */

@@ -319,8 +319,10 @@ unknown_control_op(Config) ->
     [closes_after(Config, cn_raw_dist:frame(Ctl), 3000)
      || Ctl <- [{99, Pid, Echo}, {0}, {-1, Pid}, {foo, Pid, Echo},
                 {1 bsl 70, Pid}, not_a_tuple, [6, Pid, '', echo], {},
-                %% SPAWN_REQUEST: the node does not offer DFLAG_SPAWN.
+                %% SPAWN_REQUEST without its argument list (the payload).
                 {29, make_ref(), Pid, Pid, {erlang, node, 0}, []},
+                %% SPAWN_REPLY: the node never asks for a spawn.
+                {31, make_ref(), Pid, 0, Pid},
                 %% The obsolete UNLINK.
                 {4, Pid, Echo}]],
     ok.

@@ -28,7 +28,9 @@ enum {
   F_REF,       /* out->ref, a monitor reference */
   F_REASON,    /* out->reason, any term */
   F_TOKEN,     /* out->token, any term (a seq_trace token) */
-  F_ID         /* out->id, a non-negative integer of 64 bits */
+  F_ID,        /* out->id, a non-negative integer of 64 bits */
+  F_MFA,       /* out->mfa, {Module, Function, Arity} */
+  F_OPTS       /* out->opts, a list (proper or not: the caller reads it) */
 };
 
 /* Where the payload term goes. */
@@ -37,7 +39,7 @@ enum { P_NONE = 0, P_MSG, P_REASON };
 typedef struct op_spec {
   unsigned char arity;    /* 0: the op is not accepted */
   unsigned char payload;  /* P_* */
-  unsigned char field[5]; /* F_* of elements 2 .. arity */
+  unsigned char field[6]; /* F_* of elements 2 .. arity */
 } op_spec;
 
 #define MAX_OP 37
@@ -45,8 +47,8 @@ typedef struct op_spec {
 /* Indexed by op.  Left out, and so refused: UNLINK (4; the new link
  * protocol's UNLINK_ID replaces it and we offer DFLAG_UNLINK_ID),
  * NODE_LINK (5) and GROUP_LEADER (7; erts never sends them to a C node
- * that has no group leaders), and the SPAWN_* ops (29-32; we do not offer
- * DFLAG_SPAWN). */
+ * that has no group leaders), and SPAWN_REPLY (31, 32; we never send a
+ * SPAWN_REQUEST). */
 static const op_spec specs[MAX_OP + 1] = {
     [CN__DOP_LINK] = {3, P_NONE, {F_FROM_PID, F_TO_PID}},
     [CN__DOP_SEND] = {3, P_MSG, {F_UNUSED, F_TO_PID}},
@@ -75,6 +77,11 @@ static const op_spec specs[MAX_OP + 1] = {
                                         {F_FROM_PROC, F_TO_PID, F_REF}},
     [CN__DOP_ALIAS_SEND] = {3, P_MSG, {F_FROM_PID, F_TO_REF}},
     [CN__DOP_ALIAS_SEND_TT] = {4, P_MSG, {F_FROM_PID, F_TO_REF, F_TOKEN}},
+    [CN__DOP_SPAWN_REQUEST] = {6,
+                               P_MSG,
+                               {F_REF, F_FROM_PID, F_UNUSED, F_MFA, F_OPTS}},
+    [CN__DOP_SPAWN_REQUEST_TT] =
+        {7, P_MSG, {F_REF, F_FROM_PID, F_UNUSED, F_MFA, F_OPTS, F_TOKEN}},
     [CN__DOP_UNLINK_ID] = {4, P_NONE, {F_ID, F_FROM_PID, F_TO_PID}},
     [CN__DOP_UNLINK_ID_ACK] = {4, P_NONE, {F_ID, F_FROM_PID, F_TO_PID}},
 };
@@ -120,6 +127,21 @@ static int take(cn__ctl *out, int kind, cn_term e) {
     return 0;
   case F_ID:
     return cn_get_uint64(e, &out->id) == 0 ? 0 : -1;
+  case F_MFA: {
+    cn_term m, f, a;
+    int64_t arity;
+    if (cn_match(e, "{~t, ~t, ~t}", &m, &f, &a) != 0 ||
+        cn_term_typeof(m) != CN_T_ATOM || cn_term_typeof(f) != CN_T_ATOM ||
+        cn_get_int64(a, &arity) != 0 || arity < 0 || arity > 255)
+      return -1;
+    out->mfa = e;
+    return 0;
+  }
+  case F_OPTS:
+    if (t != CN_T_LIST && t != CN_T_NIL)
+      return -1;
+    out->opts = e;
+    return 0;
   default:
     return -1;
   }

@@ -216,7 +216,9 @@ struct cn__dist {
   cn__conn *dirty;          /* connections with output this turn */
   unsigned pending_accepts; /* accepted, handshake not done */
   cn_pid net_kernel;        /* the built-in net_kernel process */
-  uint64_t log_window;      /* cn__dist_log's rate limit (dist loop) */
+  uint64_t bi_start_ms;     /* builtins.c: statistics(wall_clock) */
+  _Atomic uint64_t bi_last_cpu, bi_last_wall; /* ... "since last call" */
+  uint64_t log_window; /* cn__dist_log's rate limit (dist loop) */
   unsigned log_n, log_suppressed;
 
   pthread_mutex_t mu; /* guards up_nodes, for cn_dist_nodes, and
@@ -303,6 +305,23 @@ void cn__route_refused(cn__dist *d, cn__conn *c, const char *head, size_t len,
 void cn__route_node_down(cn__dist *d, cn__dnode *dn);
 void cn__rtab_free(cn__rtab *t);
 
+/* route.c, for spawn.c.  Sets up, on the dist loop, what a remote
+ * spawn_request asked for: the requester `remote` monitors our new
+ * process `local` with mref (when not NULL) and links to it (when link).
+ * Returns 0 or CN_ENOMEM (nothing was set up). */
+int cn__route_watch(cn__dist *d, cn__dnode *dn, cn_pid local, cn_pid remote,
+                    const cn_ref *mref, bool link);
+/* Queues SPAWN_REPLY {31, ReqId, To, Flags, Result} on c: Result is *pid,
+ * or, when pid is NULL, the atom error (badopt, system_limit...). */
+void cn__route_spawn_reply(cn__dist *d, cn__conn *c, const cn_ref *req,
+                           cn_pid to, int flags, const cn_pid *pid,
+                           const char *error);
+
+/* spawn.c: answers SPAWN_REQUEST {29, ReqId, From, GroupLeader, {M, F,
+ * A}, Opts} with args (the payload), as erts does (see spawn.c). */
+void cn__spawn_request(cn__dist *d, cn__conn *c, cn_pid from, const cn_ref *req,
+                       cn_term mfa, cn_term opts, cn_term args);
+
 /* net_kernel.c */
 int cn__net_kernel_start(cn__dist *d);
 
@@ -324,5 +343,12 @@ int cn__global_start(cn__dist *d);
 void cn__global_stop(cn__dist *d);
 void cn__global_free(cn__dist *d);
 void cn__pg_free(cn__dist *d);
+
+/* rex.c: the registered rex server (kernel's rpc server, for ei_rpc,
+ * erl_call and rpc's gen_server fallback). */
+int cn__rex_start(cn__dist *d);
+
+/* builtins.c: the built-in exports (erlang:node/0 ...). */
+int cn__builtins_export(cn__dist *d);
 
 #endif /* CN_DIST_INTERNAL_H */

@@ -620,6 +620,12 @@ int cn_dist_start(cn_runtime *rt, const cn_dist_options *opts) {
   if (d->opt.published && (rc = cn__global_start(d)) != 0)
     cn__logf(rt, CN_LOG_ERROR, "cnode dist", "global did not start: %s",
              cn_strerror(rc));
+  if ((rc = cn__rex_start(d)) != 0)
+    cn__logf(rt, CN_LOG_ERROR, "cnode dist", "rex did not start: %s",
+             cn_strerror(rc));
+  if ((rc = cn__builtins_export(d)) != 0)
+    cn__logf(rt, CN_LOG_ERROR, "cnode dist", "built-in exports: %s",
+             cn_strerror(rc));
   return 0;
 }
 

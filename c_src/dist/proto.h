@@ -71,7 +71,7 @@
    CN__DFLAG_SMALL_ATOM_TAGS | CN__DFLAG_UNICODE_IO | CN__DFLAG_EXIT_PAYLOAD | \
    CN__DFLAG_BIG_SEQTRACE_LABELS | CN__DFLAG_ALIAS | CN__DFLAG_ALTACT_SIG |    \
    CN__DFLAG_SEND_SENDER | CN__DFLAG_FRAGMENTS |                               \
-   CN__DFLAG_MANDATORY_25_DIGEST)
+   CN__DFLAG_MANDATORY_25_DIGEST | CN__DFLAG_SPAWN)
 
 /* ---- Control message operations ------------------------------------- */
 
@@ -268,7 +268,10 @@ typedef struct cn__ctl {
   uint64_t id;     /* UNLINK_ID, UNLINK_ID_ACK */
   int altact;      /* the flags (CN__ALTACT_*) when the message came
                     * as an ALTACT_SIG_SEND; 0 otherwise */
-  cn_term msg;     /* the message of a send */
+  cn_term msg;     /* the message of a send; SPAWN_REQUEST's argument
+                    * list */
+  cn_term mfa;     /* SPAWN_REQUEST: {Module, Function, Arity} */
+  cn_term opts;    /* SPAWN_REQUEST: the option list */
   int has_payload; /* the op carries a payload term */
 } cn__ctl;
 
@@ -301,9 +304,12 @@ typedef struct cn__ctl {
  * out->reason, that of a send to out->msg.  The fields a tuple does not
  * have stay empty (zero), such as from in SEND.  Pids, atoms and
  * references are type-checked (which node a pid is of is the caller's
- * business); Unused, Reason and Token may be any term.  We do not offer
- * DFLAG_SPAWN, so the SPAWN_* ops are CN_EPROTO too, as are UNLINK,
- * NODE_LINK and GROUP_LEADER.
+ * business); Unused, Reason and Token may be any term.
+ * SPAWN_REQUEST(_TT) {29, ReqId, From, GroupLeader, {M, F, A}, OptList}
+ * sets ref, from, mfa (a tuple of two atoms and an arity), opts (a list)
+ * and, as the payload, msg (the argument list).  We never send a
+ * SPAWN_REQUEST, so SPAWN_REPLY is CN_EPROTO, as are UNLINK, NODE_LINK
+ * and GROUP_LEADER.
  *
  * An ALTACT_SIG_SEND (OTP 28) is read into the op that says the same
  * with the older control messages, with out->altact holding its flags:

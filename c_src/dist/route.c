@@ -952,10 +952,50 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
                  r->name, ctl.reason, r->name ? CN__F_BYNAME : 0);
     rec_free(r);
     break;
+  case CN__DOP_SPAWN_REQUEST:
+  case CN__DOP_SPAWN_REQUEST_TT:
+    if (remote_pid(dn, ctl.from, &from) || cn__get_ref_known(ctl.ref, &ref))
+      return CN_EPROTO;
+    cn__spawn_request(d, c, from, &ref, ctl.mfa, ctl.opts, ctl.msg);
+    break;
   default:
     return CN_EPROTO;
   }
   return 0;
+}
+
+/* ---- Spawned processes (spawn.c) ------------------------------------ */
+
+int cn__route_watch(cn__dist *d, cn__dnode *dn, cn_pid local, cn_pid remote,
+                    const cn_ref *mref, bool link) {
+  cn__rec *r;
+  if (mref) {
+    if (!(r = rec_add(&dn->mons, REC_TMON, mref, local, remote, NULL)))
+      return CN_ENOMEM;
+    local_signal(d, CN__S_MONITOR, local, remote, mref, NULL, no_term, 0);
+  }
+  if (link) {
+    link_add(&dn->links, local, remote);
+    local_signal(d, CN__S_LINK, local, remote, NULL, NULL, no_term, 0);
+  }
+  return 0;
+}
+
+void cn__route_spawn_reply(cn__dist *d, cn__conn *c, const cn_ref *req,
+                           cn_pid to, int flags, const cn_pid *pid,
+                           const char *error) {
+  size_t mark = frame_begin(c, &c->out);
+  cn_put_tuple(&c->out, 5);
+  cn_put_int(&c->out, CN__DOP_SPAWN_REPLY);
+  cn_put_ref(&c->out, req);
+  cn_put_pid(&c->out, &to);
+  cn_put_int(&c->out, flags);
+  if (pid)
+    cn_put_pid(&c->out, pid);
+  else
+    cn_put_atom(&c->out, error);
+  frame_end(d, &c->out, mark);
+  cn__conn_queued(c, &c->out);
 }
 
 /* ---- Refused for their size ------------------------------------------ */

@@ -36,7 +36,8 @@ enum {
   F_TOKEN = 16,
   F_ID = 32,
   P_MSG = 64,
-  P_REASON = 128
+  P_REASON = 128,
+  F_MFA = 256 /* SPAWN_REQUEST: mfa and opts */
 };
 
 static int op_fields(int op) {
@@ -79,6 +80,10 @@ static int op_fields(int op) {
   case CN__DOP_UNLINK_ID:
   case CN__DOP_UNLINK_ID_ACK:
     return F_FROM | F_TO | F_ID;
+  case CN__DOP_SPAWN_REQUEST:
+    return F_FROM | F_REF | F_MFA | P_MSG;
+  case CN__DOP_SPAWN_REQUEST_TT:
+    return F_FROM | F_REF | F_MFA | F_TOKEN | P_MSG;
   default:
     return 0; /* not accepted */
   }
@@ -150,6 +155,13 @@ static void check_types(const cn__ctl *c) {
   case CN__DOP_ALIAS_SEND_TT:
     FZ_CHECK(to == CN_T_REF);
     break;
+  case CN__DOP_SPAWN_REQUEST:
+  case CN__DOP_SPAWN_REQUEST_TT:
+    FZ_CHECK(to == CN_T_INVALID);
+    FZ_CHECK(cn_term_typeof(c->mfa) == CN_T_TUPLE);
+    FZ_CHECK(cn_term_typeof(c->opts) == CN_T_LIST ||
+             cn_term_typeof(c->opts) == CN_T_NIL);
+    break;
   default:
     FZ_CHECK(to == CN_T_PID);
     break;
@@ -168,6 +180,7 @@ static int same_ctl(const cn__ctl *a, const cn__ctl *b) {
          same_term(a->to, b->to) && same_term(a->ref, b->ref) &&
          same_term(a->reason, b->reason) && same_term(a->token, b->token) &&
          a->id == b->id && same_term(a->msg, b->msg) &&
+         same_term(a->mfa, b->mfa) && same_term(a->opts, b->opts) &&
          a->has_payload == b->has_payload;
 }
 
@@ -191,6 +204,8 @@ static int parse_checked(const char *frame, size_t len,
   check_field(frame, len, out->to, (f & F_TO) != 0);
   check_field(frame, len, out->ref, (f & F_REF) != 0);
   check_field(frame, len, out->token, (f & F_TOKEN) != 0);
+  check_field(frame, len, out->mfa, (f & F_MFA) != 0);
+  check_field(frame, len, out->opts, (f & F_MFA) != 0);
   if (!(f & F_ID))
     FZ_CHECK(out->id == 0);
   check_types(out);

@@ -34,7 +34,7 @@
                        bor 16#400 bor 16#1000000)).
 -define(OURS, (?MANDATORY_25 bor 16#8 bor 16#20 bor 16#4000 bor 16#1000
                bor 16#400000 bor 16#2000000 bor 16#100000 bor (1 bsl 34)
-               bor (1 bsl 35) bor 16#80000)).
+               bor (1 bsl 35) bor 16#80000 bor (1 bsl 32))).
 -define(OLD, (?MANDATORY_25 bor 16#8 bor 16#20)).
 
 main(_) ->
@@ -304,7 +304,10 @@ control_seeds(Peer, S, Name, Tag) ->
          {"trace_exit2", "seq_trace:set_token(label, 17), exit(P, traced), "
                          "seq_trace:set_token([])."},
          {"trace_alias", "seq_trace:set_token(label, 17), A ! traced, "
-                         "seq_trace:set_token([])."}],
+                         "seq_trace:set_token([])."},
+         %% SPAWN_REQUEST, to the fake node that offers DFLAG_SPAWN.
+         {"spawn_request", "catch erpc:call(N, erlang, node, [], 200), "
+                           "catch spawn_link(N, m, f, [1]), ok."}],
     [begin
          {value, _, _} = ev(Peer, Text, B),
          control_seed(Tag ++ "_" ++ Op, frames(S, 300))

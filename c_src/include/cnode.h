@@ -10,5 +10,6 @@
 #include "cnode/dist.h"
 #include "cnode/node.h"
 #include "cnode/cluster.h"
+#include "cnode/export.h"
 
 #endif /* CNODE_H */

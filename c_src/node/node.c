@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <uv.h>
 
 #define DOMAIN "cnode" /* the log domain */
 
@@ -254,6 +256,41 @@ static int wait_for_end(cn_runtime *rt, const sigset_t *sigs,
   return rc;
 }
 
+/* init:stop/0, exported while cn_node_run runs the node: a clean stop,
+ * as SIGTERM asks for one (wait_for_end takes it).  As on the BEAM it
+ * answers ok at once and the node stops a moment later, so that the
+ * answer reaches the caller (an erl_call, an rpc) before the node closes
+ * its connections: the signal is raised 100 ms later, by a thread of its
+ * own. */
+static void *stop_later(void *arg) {
+  (void)arg;
+  uv_sleep(100);
+  kill(getpid(), SIGTERM);
+  return NULL;
+}
+
+static int init_stop(cn_runtime *rt, cn_term args, cn_buf *out, void *arg) {
+  pthread_attr_t at;
+  pthread_t th;
+  (void)rt;
+  (void)args;
+  (void)arg;
+  cn_log(CN_LOG_INFO, DOMAIN, "init:stop() called: stopping");
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  if (pthread_create(&th, &at, stop_later, NULL) != 0)
+    kill(getpid(), SIGTERM);
+  pthread_attr_destroy(&at);
+  return cn_put_atom(out, "ok") == 0 ? CN_RETURN : CN_ERROR;
+}
+
+/* Exports init:stop/0 (unless the program has its own: CN_EEXIST is
+ * fine).  Returns 0 or CN_ENOMEM. */
+static int export_init_stop(cn_runtime *rt) {
+  int rc = cn_export(rt, "init", "stop", 0, init_stop, NULL);
+  return rc == CN_EEXIST ? 0 : rc;
+}
+
 /* Steps 3 to 6 of cn_node_run, with the signals blocked. */
 static int run(const cn_node_options *opts, const char *node,
                const cn_dist_options *dopt, const sigset_t *sigs,
@@ -278,6 +315,8 @@ static int run(const cn_node_options *opts, const char *node,
            err == CN_EEXIST    ? "; is the name taken in epmd?"
            : err == CN_ENOCONN ? "; epmd could not be reached or started"
                                : "");
+  } else if ((err = export_init_stop(rt)) != 0) {
+    log_err(err, "cannot export init:stop/0", NULL);
   } else if ((err = start(rt, arg, &watch)) != 0) {
     log_err(err, "the node's start function failed", NULL);
   } else {

@@ -63,8 +63,10 @@ typedef enum cn__kind {
   CN__S_STOP,        /* cn_stop: exit with reason after terminate */
   CN__S_CODE_CHANGE, /* cn_code_change: data is {OldVsn, Extra}, cfrom */
   CN__S_SHUTDOWN,    /* runtime shutdown: exit as if from the parent */
-  CN__S_CONTINUE     /* handle_continue is due, with the term in data
+  CN__S_CONTINUE,    /* handle_continue is due, with the term in data
                       * (at the head of the private queue) */
+  CN__S_INFO         /* cn__process_links: answer cfrom with what only
+                      * the process may read (its links, monitors) */
 } cn__kind;
 
 /* Message flags. */
@@ -329,6 +331,12 @@ struct cn_runtime {
   cn__thread **threads; /* every thread context, to free at the end */
   size_t nthreads_ctx, threads_cap;
 
+  /* Exported functions and the threads that run them (export.c). */
+  pthread_mutex_t exports_mu;
+  pthread_cond_t workers_cv; /* signalled when the last worker ends */
+  struct cn__export *exports;
+  unsigned workers; /* worker threads running (exports_mu) */
+
   /* Distribution, once cn_dist_start has run (see the dist hooks). */
   _Atomic(void *) dist;
   const struct cn__dist_ops *dist_ops;
@@ -492,6 +500,55 @@ void cn__log(cn_runtime *rt, const char *fmt, ...)
  * same rate limit. */
 void cn__log_at(cn_runtime *rt, cn_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* ---- Exports (export.c) ---------------------------------------------- */
+
+/* apply(mod, fun, args) as cn_apply, on the calling thread, with no
+ * check of the caller or of args (the caller checked it).  Returns the
+ * cn_export_result; CN_ENOENT for undef; CN_EBADTERM when args is not a
+ * proper list.  When stack is not NULL it receives, for CN_ERROR, the
+ * stack trace [{Mod, Fun, Arity, []}], and for undef the BEAM's:
+ * [{Mod, Fun, Args, []}], or for a fun, which no C node can run,
+ * [{Fun, Args, []}, {erlang, apply, 2, []}]. */
+int cn__apply(cn_runtime *rt, const char *mod, const char *fun, cn_term args,
+              cn_buf *out, cn_buf *stack);
+
+/* Work for a worker thread: fn(w) runs on a new detached thread, which
+ * may block; fn owns w (it may free it).  The runtime waits for running
+ * workers when it shuts down (cn__work_wait). */
+typedef struct cn__work {
+  cn_runtime *rt;
+  void (*fn)(struct cn__work *w);
+} cn__work;
+
+/* Starts w on a thread of its own.  Returns 0, or CN_ELIMIT (at the
+ * limit of running workers, shutting down, or no thread could be made);
+ * then fn never runs. */
+int cn__work_start(cn_runtime *rt, cn__work *w);
+/* Waits up to timeout_ms (-1: for ever) for every worker to end.  True
+ * when none is left. */
+bool cn__work_wait(cn_runtime *rt, int timeout_ms);
+void cn__exports_free(cn_runtime *rt);
+
+/* For the built-in exports (erlang:registered/0, processes/0,
+ * process_info/2).  cn__names_list appends the list of registered names
+ * (atoms) to out and returns out->err.  cn__proc_name copies pid's
+ * registered name into out: 0, CN_ENOENT (none, or over cap), or
+ * CN_ENOPROC.  cn__each_proc calls fn on every live process (not the
+ * threads' own pids), holding a reference; fn must not block.  All
+ * thread-safe. */
+int cn__names_list(cn_runtime *rt, cn_buf *out);
+int cn__proc_name(cn_runtime *rt, cn_pid pid, char *out, size_t cap);
+void cn__each_proc(cn_runtime *rt, void (*fn)(cn_proc *p, void *arg),
+                   void *arg);
+/* What only the process itself may read, asked of it as a signal that it
+ * answers in its own turn (even while sys has it suspended), as
+ * erlang:process_info/2 does: into out, {Links, Monitors, MonitoredBy,
+ * TrapExit}, Links and MonitoredBy lists of pids, Monitors a list of
+ * {process, Pid} or {process, {Name, Node}}.  From a plain thread only.
+ * Returns 0, CN_ENOPROC, CN_ETIMEDOUT, CN_EDEADLK (inside a callback) or
+ * CN_ENOMEM. */
+int cn__process_links(cn_runtime *rt, cn_pid pid, cn_ms timeout, cn_buf *out);
 
 /* ---- sys (sys.c) ------------------------------------------------------ */
 

@@ -149,3 +149,33 @@ static void free_name(cn__hnode *n, void *arg) {
 void cn__names_free(cn_runtime *rt) {
   cn__htab_drain(&rt->names, free_name, NULL);
 }
+
+int cn__names_list(cn_runtime *rt, cn_buf *out) {
+  size_t i;
+  cn__hnode *n;
+  pthread_rwlock_rdlock(&rt->names_mu);
+  for (i = 0; i < rt->names.cap; i++) {
+    for (n = rt->names.b[i]; n; n = n->next) {
+      cn_put_list(out, 1);
+      cn_put_atom(out, cn__container_of(n, cn__name, node)->name);
+    }
+  }
+  pthread_rwlock_unlock(&rt->names_mu);
+  cn_put_nil(out);
+  return out->err;
+}
+
+int cn__proc_name(cn_runtime *rt, cn_pid pid, char *out, size_t cap) {
+  cn_proc *p = cn__lookup(rt, pid);
+  int rc = CN_ENOENT;
+  if (!p)
+    return CN_ENOPROC;
+  pthread_rwlock_rdlock(&rt->names_mu);
+  if (p->reg_name && cap > strlen(p->reg_name)) {
+    snprintf(out, cap, "%s", p->reg_name);
+    rc = 0;
+  }
+  pthread_rwlock_unlock(&rt->names_mu);
+  cn__proc_unref(p);
+  return rc;
+}

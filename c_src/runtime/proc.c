@@ -490,6 +490,7 @@ static void answer_dead(cn_proc *p, cn__msg *m, cn_term reason) {
     break;
   case CN__M_CALL:
   case CN__S_CODE_CHANGE:
+  case CN__S_INFO:
   case CN__S_STOP:
     /* A call that monitors us: the monitor was set when the call arrived,
      * so the caller learns our reason. */

@@ -225,6 +225,8 @@ int cn_runtime_new(const cn_runtime_options *opts, cn_runtime **out) {
   uv_cond_init(&rt->exit_cv); /* monotonic, for cn__cond_wait */
   pthread_rwlock_init(&rt->names_mu, NULL);
   pthread_mutex_init(&rt->modules_mu, NULL);
+  pthread_mutex_init(&rt->exports_mu, NULL);
+  uv_cond_init(&rt->workers_cv); /* monotonic, for cn__cond_wait */
   pthread_mutex_init(&rt->from_mu, NULL);
   pthread_mutex_init(&rt->log_mu, NULL);
   pthread_mutex_init(&rt->threads_mu, NULL);
@@ -265,6 +267,32 @@ static void each_proc(cn_runtime *rt, void (*fn)(cn_runtime *, cn_proc *)) {
     if (p->pid.id == slot && !p->thread &&
         !(atomic_load(&p->state) & CN__P_EXITING))
       fn(rt, p);
+    cn__proc_unref(p);
+  next:;
+  }
+}
+
+void cn__each_proc(cn_runtime *rt, void (*fn)(cn_proc *p, void *arg),
+                   void *arg) {
+  size_t slot, n;
+  pthread_mutex_lock(&rt->table_mu);
+  n = rt->next_slot;
+  pthread_mutex_unlock(&rt->table_mu);
+  for (slot = 0; slot < n; slot++) {
+    _Atomic(cn_proc *) *chunk =
+        atomic_load(&rt->chunks[slot >> CN__CHUNK_BITS]);
+    cn_proc *p;
+    uint32_t r;
+    if (!chunk || !(p = atomic_load(&chunk[slot & (CN__CHUNK - 1)])))
+      continue;
+    r = atomic_load(&p->refs);
+    do {
+      if (r == 0)
+        goto next;
+    } while (!atomic_compare_exchange_weak(&p->refs, &r, r + 1));
+    if (p->pid.id == slot && !p->thread &&
+        !(atomic_load(&p->state) & CN__P_EXITING))
+      fn(p, arg);
     cn__proc_unref(p);
   next:;
   }
@@ -330,6 +358,10 @@ int cn_runtime_shutdown(cn_runtime *rt, cn_ms timeout) {
     each_proc(rt, send_kill);
     wait_empty(rt, 5000);
   }
+  /* Exports still running on their threads: a blocked one learns of the
+   * shutdown from its calls (CN_ESHUTDOWN, noproc). */
+  if (!cn__work_wait(rt, 5000))
+    cn__log(rt, "exported functions still running at shutdown");
   cn__sched_stop(rt);
   atomic_store(&rt->stopped, 1);
   return 0;
@@ -356,6 +388,8 @@ void cn_runtime_free(cn_runtime *rt) {
     return;
   if (!atomic_load(&rt->stopped))
     cn_runtime_shutdown(rt, 5000);
+  if (!cn__work_wait(rt, 0))
+    return; /* an export stuck in C code still uses rt: leave it be */
   if (rt->key_ok) {
     cn__threads_free(rt);
     pthread_setspecific(rt->thread_key, NULL);
@@ -369,6 +403,7 @@ void cn_runtime_free(cn_runtime *rt) {
     rt->free_froms = f->next_free;
     free(f);
   }
+  cn__exports_free(rt);
   while ((mod = rt->modules)) {
     rt->modules = mod->next;
     free(mod->name);
@@ -379,6 +414,8 @@ void cn_runtime_free(cn_runtime *rt) {
   pthread_cond_destroy(&rt->exit_cv);
   pthread_rwlock_destroy(&rt->names_mu);
   pthread_mutex_destroy(&rt->modules_mu);
+  pthread_mutex_destroy(&rt->exports_mu);
+  pthread_cond_destroy(&rt->workers_cv);
   pthread_mutex_destroy(&rt->from_mu);
   pthread_mutex_destroy(&rt->log_mu);
   pthread_mutex_destroy(&rt->threads_mu);

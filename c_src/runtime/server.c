@@ -725,10 +725,56 @@ void cn__server_stop(cn_proc *p, cn_term reason) {
 
 static void dispatch(cn_proc *p, cn__msg *m);
 
+/* cn__process_links's request: answered here, before sys, so that a
+ * suspended process answers too, as the BEAM's process_info does. */
+static void on_info(cn_proc *p, cn__msg *m) {
+  cn_from *from = m->cfrom;
+  cn__link *l;
+  cn__mon *mo;
+  cn_buf b;
+
+  m->cfrom = NULL;
+  if (!from)
+    return;
+  cn_buf_init(&b);
+  cn_put_tuple(&b, 4);
+  for (l = p->link_list; l; l = l->next) {
+    cn_put_list(&b, 1);
+    cn_put_pid(&b, &l->pid);
+  }
+  cn_put_nil(&b);
+  for (mo = p->mon_mine; mo; mo = mo->next) {
+    cn_put_list(&b, 1);
+    if (mo->name)
+      cn_build(&b, "{process, {~a, ~a}}", mo->name, cn_node_name(mo->pid.node));
+    else
+      cn_build(&b, "{process, ~p}", &mo->pid);
+  }
+  cn_put_nil(&b);
+  for (mo = p->mon_on_me; mo; mo = mo->next) {
+    cn_put_list(&b, 1);
+    cn_put_pid(&b, &mo->pid);
+  }
+  cn_put_nil(&b);
+  cn_put_atom(&b, (p->flags & CN__PF_TRAP) ? "true" : "false");
+  if (b.err)
+    cn_replyf(from, "{error, enomem}");
+  else
+    send_reply(from, cn_buf_term(&b), CN__F_DEMONDONE);
+  cn_from_free(from);
+  cn_buf_free(&b);
+}
+
 void cn__handle_msg(cn_proc *p, cn__msg *m) {
   if (!p->thread && CN__COUNTED(m->kind))
     atomic_fetch_sub_explicit(&p->mbox_len, 1, memory_order_relaxed);
   if (cn__link_signal(p, m)) {
+    cn__msg_free(m);
+    return;
+  }
+  if (m->kind == CN__S_INFO) {
+    if (!p->thread)
+      on_info(p, m);
     cn__msg_free(m);
     return;
   }
@@ -1155,6 +1201,25 @@ int cn_code_change(cn_runtime *rt, cn_dest server, cn_term old_vsn,
     rc = CN_EEXIT;
   cn_buf_free(&reply);
   return rc;
+}
+
+int cn__process_links(cn_runtime *rt, cn_pid pid, cn_ms timeout, cn_buf *out) {
+  cn__thread *t;
+  cn_ref ref;
+  cn__msg *m;
+  int rc;
+  if (cn__current())
+    return CN_EDEADLK;
+  if (!(t = cn__thread_ctx(rt, &rc)))
+    return rc;
+  cn__make_ref(rt, &ref);
+  if (!(m = request_new(rt, CN__S_INFO, (cn_term){NULL, 0}, t->proc->pid, &ref,
+                        pid)))
+    return CN_ENOMEM;
+  if ((rc = cn__deliver(rt, pid, m)) != 0)
+    return rc;
+  rc = await(rt, t, pid, &ref, cn__ms(timeout), out);
+  return rc == CN_EEXIT ? CN_ENOPROC : rc;
 }
 
 /* ---- Sends and casts -------------------------------------------------- */

@@ -338,9 +338,11 @@ static void test_flags_match_dist_hrl(void **state) {
   assert_true((CN__DFLAGS_OURS & CN__DFLAGS_MANDATORY_25) ==
               CN__DFLAGS_MANDATORY_25);
   assert_true((CN__DFLAGS_OURS & CN__DFLAG_FRAGMENTS) != 0);
-  assert_true((CN__DFLAGS_OURS & (CN__DFLAG_PUBLISHED | CN__DFLAG_ATOM_CACHE |
-                                  CN__DFLAG_DIST_HDR_ATOM_CACHE |
-                                  CN__DFLAG_SPAWN | CN__DFLAG_NAME_ME)) == 0);
+  /* SPAWN: erpc and rpc need it (spawn.c answers SPAWN_REQUEST). */
+  assert_true((CN__DFLAGS_OURS & CN__DFLAG_SPAWN) != 0);
+  assert_true((CN__DFLAGS_OURS &
+               (CN__DFLAG_PUBLISHED | CN__DFLAG_ATOM_CACHE |
+                CN__DFLAG_DIST_HDR_ATOM_CACHE | CN__DFLAG_NAME_ME)) == 0);
 }
 
 /* OTP 26, 27 and 28 cannot run here; their flags are checked against
@@ -1100,10 +1102,10 @@ static void test_handshake_api(void **state) {
   assert_int_equal(cn__hs_begin(&h, &out), CN_EINVAL);
 
   /* send_name, byte for byte. */
-  static const unsigned char want[] = {0,    18,   'N',  0,    0,   0,  0x2c,
+  static const unsigned char want[] = {0,    18,   'N',  0,    0,   0,  0x2d,
                                        0x07, 0xdf, 0x5f, 0xbd, 0,   0,  0,
                                        1,    0,    3,    'a',  '@', 'b'};
-  assert_true(FLAGS_FULL == 0x2c07df5fbdULL);
+  assert_true(FLAGS_FULL == 0x2d07df5fbdULL);
   assert_int_equal(out.len, sizeof want);
   assert_memory_equal(out.data, want, sizeof want);
 
@@ -1855,6 +1857,55 @@ static void test_ctl_unlink_id(void **state) {
   cn_buf_free(&f);
 }
 
+/* SPAWN_REQUEST(_TT): the fields, and the argument list as payload. */
+static void test_ctl_spawn_request(void **state) {
+  cn_buf f = CN_BUF_INIT;
+  cn_term r = term_of('R');
+  cn__ctl out;
+  char m[8], fn[8];
+  int64_t arity;
+  (void)state;
+  terms_init();
+  r = term_of('R');
+
+  assert_int_equal(cn_buf_append(&f, "p\x83", 2), 0);
+  assert_int_equal(cn_build(&f, "{29, ~t, ~t, ~t, {m, f, 2}, [monitor]}", r,
+                            term_of('P'), term_of('Q')),
+                   0);
+  assert_int_equal(cn_buf_append(&f, "\x83", 1), 0);
+  assert_int_equal(cn_build(&f, "[1, x]"), 0);
+  assert_int_equal(parse(&f, NULL, &out), 0);
+  assert_int_equal(out.op, CN__DOP_SPAWN_REQUEST);
+  assert_true(cn_term_equal(out.ref, r));
+  assert_true(cn_term_equal(out.from, term_of('P')));
+  assert_int_equal(
+      cn_match(out.mfa, "{~a, ~a, ~i}", m, sizeof m, fn, sizeof fn, &arity), 0);
+  assert_string_equal(m, "m");
+  assert_string_equal(fn, "f");
+  assert_int_equal(arity, 2);
+  assert_int_equal(cn_match(out.opts, "[monitor]"), 0);
+  assert_int_equal(cn_match(out.msg, "[1, x]"), 0);
+  /* Without its argument list it is malformed. */
+  f.len = 0;
+  assert_int_equal(cn_buf_append(&f, "p\x83", 2), 0);
+  assert_int_equal(cn_build(&f, "{29, ~t, ~t, ~t, {m, f, 0}, []}", r,
+                            term_of('P'), term_of('Q')),
+                   0);
+  assert_int_equal(parse(&f, NULL, &out), CN_EPROTO);
+  /* SPAWN_REQUEST_TT, with its token last. */
+  f.len = 0;
+  assert_int_equal(cn_buf_append(&f, "p\x83", 2), 0);
+  assert_int_equal(cn_build(&f, "{30, ~t, ~t, ~t, {m, f, 0}, [], tok}", r,
+                            term_of('P'), term_of('Q')),
+                   0);
+  assert_int_equal(cn_buf_append(&f, "\x83", 1), 0);
+  assert_int_equal(cn_build(&f, "[]"), 0);
+  assert_int_equal(parse(&f, NULL, &out), 0);
+  assert_int_equal(out.op, CN__DOP_SPAWN_REQUEST_TT);
+  assert_true(cn_is_atom(out.token, "tok"));
+  cn_buf_free(&f);
+}
+
 static void test_ctl_refused_ops(void **state) {
   static const struct {
     const char *ctl; /* cn_build format, with ~t for P and ~T for R */
@@ -1876,10 +1927,14 @@ static void test_ctl_refused_ops(void **state) {
       {"{18446744073709551618, ~t, ~t}"},
       {"{link, ~t, ~t}"},
       {"{1.0, ~t, ~t}"},
-      {"{29, ~T, ~t, ~t, {m, f, 1}, []}"},      /* SPAWN_REQUEST */
-      {"{30, ~T, ~t, ~t, {m, f, 1}, [], tok}"}, /* SPAWN_REQUEST_TT */
-      {"{31, ~T, ~t, 0, ~t}"},                  /* SPAWN_REPLY */
-      {"{32, ~T, ~t, 0, ~t, tok}"},             /* SPAWN_REPLY_TT */
+      {"{29, ~T, ~t, ~t, {m, f}, []}"},        /* SPAWN_REQUEST: no arity */
+      {"{29, ~T, ~t, ~t, {m, f, 256}, []}"},   /* arity over 255 */
+      {"{29, ~T, ~t, ~t, {m, \"f\", 1}, []}"}, /* not an atom */
+      {"{29, ~T, ~t, ~t, {m, f, 1}, opts}"},   /* not a list */
+      {"{29, 1, ~t, ~t, {m, f, 1}, []}"},      /* ReqId not a ref */
+      {"{30, ~T, ~t, ~t, {m, f, 1}, []}"},     /* _TT without a token */
+      {"{31, ~T, ~t, 0, ~t}"},                 /* SPAWN_REPLY */
+      {"{32, ~T, ~t, 0, ~t, tok}"},            /* SPAWN_REPLY_TT */
       {"{}"},
       {"[1, ~t, ~t]"},
       {"link"},
@@ -2498,6 +2553,7 @@ int main(void) {
       cmocka_unit_test(test_ctl_arity_and_types),
       cmocka_unit_test(test_ctl_unlink_id),
       cmocka_unit_test(test_ctl_altact),
+      cmocka_unit_test(test_ctl_spawn_request),
       cmocka_unit_test(test_ctl_refused_ops),
       cmocka_unit_test(test_ctl_bad_frames),
       cmocka_unit_test(test_ctl_bad_payload),
