@@ -5,6 +5,7 @@
 #   make check           run the C tests and examples in this configuration
 #   make run             install missing deps, build and start the node
 #   make bench           side-by-side benchmarks against the BEAM
+#   make bench-remote    only the remote ones (calls over distribution)
 #   make install         PREFIX=/usr/local DESTDIR= (library, headers,
 #                        cnode.pc, the cnode program and its man page)
 #   make uninstall       removes what make install put there
@@ -36,7 +37,7 @@ UV_LIBS := $(shell pkg-config --libs libuv 2>/dev/null)
 
 # Without erl there is no ei to build against.  Say so up front, unless the
 # goals are ones that work without it (or install it first).
-NO_ERL_GOALS := deps clean format format-check test run bench
+NO_ERL_GOALS := deps clean format format-check test run bench bench-remote
 ifeq ($(EI_DIR),)
 ifneq ($(filter-out $(NO_ERL_GOALS),$(or $(MAKECMDGOALS),all)),)
 $(warning erl was not found, so ei cannot be found either: run `make deps` \
@@ -86,7 +87,7 @@ endif
 
 CFLAGS += $(BASE_CFLAGS) $(SAN_FLAGS)
 LDFLAGS += $(SAN_FLAGS) -pthread
-LIBS := -L$(EI_DIR)/lib -lei $(UV_LIBS) -lcrypto -lm -lpthread
+LIBS := -L$(EI_DIR)/lib -lei $(UV_LIBS) -lssl -lcrypto -lm -lpthread
 
 # libei.a (static only, built PIC) goes inside libcnode.so.  Its symbols
 # stay hidden there: the public headers do not expose ei, and a program
@@ -148,11 +149,12 @@ CLANG_FORMAT ?= clang-format
 
 # What `make deps` checks for (and installs when run as root).
 DEPS_PKGS := gcc make pkg-config erlang-nox erlang-dev elixir rebar3 \
-        erlang-common-test libuv1-dev libcmocka-dev libssl-dev \
+        erlang-common-test erlang-observer xvfb libuv1-dev libcmocka-dev \
+        libssl-dev openssl \
         clang clang-format libclang-rt-14-dev valgrind groff-base tmux
 
 .PHONY: all lib tests examples check check-tsan test test-erl run run-node \
-        bench bench-run install install-check uninstall pc clean deps \
+        bench bench-remote bench-run install install-check uninstall pc clean deps \
         format format-check
 .DEFAULT_GOAL := all
 
@@ -330,12 +332,17 @@ run-node: $(NODE_BIN)
 	$(Q)exec ./$(NODE_BIN) $(RUN_ARGS)
 
 # Benchmarks run in the optimised release configuration.  bench/run.sh
-# measures each figure side by side with the BEAM in the same run.
+# measures each figure side by side with the BEAM in the same run: the
+# local figures, then the remote ones (a BEAM client calling the node
+# program, and a BEAM peer).  bench-remote runs only the remote ones.
 bench: deps
 	+$(Q)$(SUBMAKE) SANITIZER= OPT=-O2 bench-run
 
-bench-run: lib $(BENCH_BINS)
-	$(Q)sh bench/run.sh $(BUILD)
+bench-remote: deps
+	+$(Q)$(SUBMAKE) SANITIZER= OPT=-O2 BENCH_SUITE=remote bench-run
+
+bench-run: lib $(BENCH_BINS) $(NODE_BIN)
+	$(Q)BENCH_SUITE=$(or $(BENCH_SUITE),all) sh bench/run.sh $(BUILD)
 
 format:
 	$(CLANG_FORMAT) -i $(FORMAT_SRCS)

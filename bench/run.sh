@@ -12,10 +12,21 @@
 # r > 1 means cnode is better: beam/cnode for times and bytes, cnode/beam
 # for rates.  Every other line starts with '#'.  See bench/README.md.
 #
+# Then the remote figures (bench/remote_bench.erl): a BEAM client node
+# calling the node program's echo (BUILD_DIR/cnode) and, alternately, the
+# same echo on a BEAM peer node, once with nothing pinned and once with
+# the client on CPU 0 and the servers on CPU 1 (names suffixed @pinned).
+#
 # Environment:
 #   BENCH_ROUNDS=5            rounds for each figure (million: see below)
 #   BENCH_MILLION_ROUNDS=1    rounds for million (the BEAM takes ~20 s)
-#   BENCH_FIGURES="..."       run only these figures
+#   BENCH_FIGURES="..."       run only these figures (remote: run names,
+#                             see bench/README.md)
+#   BENCH_SUITE=all           local, remote or all
+#   BENCH_PLACEMENT="free pinned"  placements of the remote figures
+#   BENCH_SCALE=1             multiplies the remote figures' N (0.1: smoke)
+#   BENCH_HOL_MB=100          hol_p99's big message, in MB
+#   BENCH_FANIN_NODES=30      fanin_30's client nodes
 #   BENCH_VERBOSE=1           also show the programs' '#' diagnostics
 #
 # Exits 1 if any run failed (its figure then shows FAIL, never a number).
@@ -27,7 +38,18 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=$BUILD/bench/bench_cnode
 ROUNDS=${BENCH_ROUNDS:-5}
 MILLION_ROUNDS=${BENCH_MILLION_ROUNDS:-1}
-FIGURES=${BENCH_FIGURES:-"local_call process_call idle_memory spawn million"}
+LOCAL_FIGURES="local_call process_call idle_memory spawn million"
+REMOTE_FIGURES="call_seq call_16 call_64 call_64k_payload call_1m_payload cast
+  syscalls_per_call_16 hol_p99 c_client_call fanin_30"
+SUITE=${BENCH_SUITE:-all}
+case $SUITE in
+  all) DEFAULT_FIGURES="$LOCAL_FIGURES $REMOTE_FIGURES" ;;
+  local) DEFAULT_FIGURES=$LOCAL_FIGURES ;;
+  remote) DEFAULT_FIGURES=$REMOTE_FIGURES ;;
+  *) echo "bench/run.sh: BENCH_SUITE must be all, local or remote" >&2; exit 2 ;;
+esac
+FIGURES=$(echo ${BENCH_FIGURES:-$DEFAULT_FIGURES})
+PLACEMENTS=${BENCH_PLACEMENT:-"free pinned"}
 VERBOSE=${BENCH_VERBOSE:-0}
 ERL=${ERL:-erl}
 ERLC=${ERLC:-erlc}
@@ -40,7 +62,7 @@ if [ ! -x "$BIN" ]; then
   echo "bench/run.sh: $BIN is missing; build it first (make bench)" >&2
   exit 1
 fi
-if ! "$ERLC" -o "$TMP" "$HERE/beam_bench.erl"; then
+if ! "$ERLC" -o "$TMP" "$HERE/beam_bench.erl" "$HERE/remote_bench.erl"; then
   echo "bench/run.sh: erlc failed" >&2
   exit 1
 fi
@@ -156,10 +178,56 @@ echo "# cnode vs BEAM (OTP $otp) on $(nproc) online core(s), not pinned;" \
 echo "# ratio > 1: cnode better (beam/cnode for times and bytes," \
   "cnode/beam for rates)"
 
+wants_any() {
+  for w in "$@"; do
+    case " $FIGURES " in *" $w "*) return 0 ;; esac
+  done
+  return 1
+}
+
+if wants_any $LOCAL_FIGURES; then
 figure local_call 200000 lower "%.1f" "ns per call, main thread -> idle server" "$ROUNDS" ""
 figure process_call 200000 lower "%.1f" "ns per call, process -> process" "$ROUNDS" ""
 figure idle_memory 100000 lower "%.0f" "bytes per idle server" "$ROUNDS" ""
 figure spawn 200000 higher "%.0f" "start+stop pairs per second" "$ROUNDS" ""
 figure million 1000000 lower "%.1f" "peak RSS in MiB, 1M idle servers" "$MILLION_ROUNDS" "+P 2000000"
+fi
+
+# remote PLACEMENT: the remote figures in one placement, by one client
+# node (on CPU 0 when pinned; remote_bench.erl puts the servers on CPU 1).
+remote() {
+  placement=$1
+  pin=""
+  if [ "$placement" = pinned ]; then
+    if ! command -v taskset >/dev/null 2>&1 || [ "$(nproc)" -lt 2 ]; then
+      echo "# remote figures @pinned skipped: needs taskset and 2 CPUs"
+      return 0
+    fi
+    pin="taskset -c 0"
+  fi
+  if [ ! -x "$BUILD/cnode" ] || [ ! -x "$BUILD/bench/bench_cclient" ]; then
+    echo "bench/run.sh: $BUILD/cnode or $BUILD/bench/bench_cclient" \
+      "is missing; build them first (make bench)" >&2
+    status=1
+    return 0
+  fi
+  # shellcheck disable=SC2086 # pin is a word list on purpose
+  BENCH_CNODE="$BUILD/cnode" BENCH_CCLIENT="$BUILD/bench/bench_cclient" \
+    BENCH_TMP="$TMP" BENCH_PLACEMENT="$placement" BENCH_ROUNDS="$ROUNDS" \
+    BENCH_FIGURES="$FIGURES" \
+    timeout 7200 $pin "$ERL" -sname "rbclient$$_$placement" -noshell \
+    -pa "$TMP" -eval 'remote_bench:main()' || status=1
+}
+
+# shellcheck disable=SC2086 # word lists
+if wants_any $REMOTE_FIGURES; then
+  for p in $PLACEMENTS; do
+    case $p in
+      free | pinned) remote "$p" ;;
+      *) echo "bench/run.sh: unknown placement $p (free, pinned)" >&2
+         status=1 ;;
+    esac
+  done
+fi
 
 exit $status

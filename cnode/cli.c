@@ -21,6 +21,8 @@
 
 #include <cnode.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +45,8 @@ enum {
   "usage: cnode call [OPTIONS] NAME TERM\n"                                    \
   "       cnode cast [OPTIONS] NAME TERM\n"                                    \
   "       cnode ping [OPTIONS]\n"                                              \
-  "options: [--node NODE] [--cookie-file PATH] [--timeout MS]\n"
+  "options: [--node NODE] [--cookie-file PATH] [--timeout MS]\n"               \
+  "         [--proto-dist inet_tcp|inet_tls] [--ssl-dist-optfile FILE]\n"
 
 static void cli_help(FILE *f) {
   fputs(CLI_USAGE, f);
@@ -55,7 +58,10 @@ static void cli_help(FILE *f) {
         "                      means NAME@<host name up to its first dot>\n"
         "  --cookie-file PATH  read the cookie there (default: $CNODE_COOKIE\n"
         "                      if set, else $HOME/.erlang.cookie)\n"
-        "  --timeout MS        how long to wait (default 5000)\n\n"
+        "  --timeout MS        how long to wait (default 5000)\n"
+        "  --proto-dist P      inet_tcp (default) or inet_tls, as the node\n"
+        "  --ssl-dist-optfile FILE  the TLS options (erl -ssl_dist_optfile);\n"
+        "                      the client side's are used\n\n"
         "Exit status: 0 answered; 1 other error; 2 bad command line or term;\n"
         "3 timeout; 4 noproc; 5 nodedown; 6 cookie refused; 7 the server\n"
         "exited (its reason on stderr); 8 refused (too large, mailbox full).\n",
@@ -128,6 +134,32 @@ static int load_cookie(const char *file, cn_cookie *ck) {
   return 0;
 }
 
+int cnode_read_tls_optfile(const char *path, cn_dist_tls *tls, cn_buf *store) {
+  cn_buf text = CN_BUF_INIT;
+  char buf[65536], why[256];
+  ssize_t n = 0;
+  int fd, rc = 0;
+
+  if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+    fprintf(stderr, "cnode: --ssl-dist-optfile %s: %s\n", path,
+            strerror(errno));
+    return -1;
+  }
+  while ((n = read(fd, buf, sizeof buf)) > 0 && text.len < (1u << 20))
+    cn_buf_append(&text, buf, (size_t)n);
+  close(fd);
+  if (n < 0 || text.err ||
+      (rc = cn_dist_tls_parse(text.data ? text.data : "", text.len, tls, store,
+                              why, sizeof why)) != 0) {
+    fprintf(stderr, "cnode: --ssl-dist-optfile %s: %s\n", path,
+            n < 0 || text.err || rc == CN_ENOMEM ? "cannot read it" : why);
+    cn_buf_free(&text);
+    return -1;
+  }
+  cn_buf_free(&text);
+  return 0;
+}
+
 bool cnode_cli_command(const char *word) {
   return strcmp(word, "call") == 0 || strcmp(word, "cast") == 0 ||
          strcmp(word, "ping") == 0;
@@ -138,9 +170,15 @@ int cnode_cli(int argc, char **argv) {
       {"node", required_argument, NULL, 'n'},
       {"cookie-file", required_argument, NULL, 'c'},
       {"timeout", required_argument, NULL, 't'},
+      {"proto-dist", required_argument, NULL, 'p'},
+      {"ssl-dist-optfile", required_argument, NULL, 's'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *cmd = argv[0], *node_arg = "cnode", *cookie_file = NULL;
+  const char *optfile = NULL;
+  bool tls = false;
+  cn_dist_tls tls_conf;
+  cn_buf tls_store = CN_BUF_INIT;
   char node[CN_MAX_NODE_NAME + 1], self[CN_MAX_NODE_NAME + 1], base[64];
   long timeout = 5000;
   cn_buf req = CN_BUF_INIT, reply = CN_BUF_INIT, text = CN_BUF_INIT;
@@ -174,6 +212,18 @@ int cnode_cli(int argc, char **argv) {
         return CLI_EXIT_USAGE;
       }
       break;
+    case 'p':
+      if (strcmp(optarg, "inet_tls") != 0 && strcmp(optarg, "inet_tcp") != 0) {
+        fprintf(stderr,
+                "cnode: --proto-dist wants inet_tcp or inet_tls, not '%s'\n",
+                optarg);
+        return CLI_EXIT_USAGE;
+      }
+      tls = strcmp(optarg, "inet_tls") == 0;
+      break;
+    case 's':
+      optfile = optarg;
+      break;
     case 'h':
       cli_help(stdout);
       return CLI_EXIT_OK;
@@ -186,6 +236,11 @@ int cnode_cli(int argc, char **argv) {
               argv[optind - 1]);
       return CLI_EXIT_USAGE;
     }
+  }
+  if (optfile && !tls) {
+    fprintf(stderr, "cnode: --ssl-dist-optfile is for TLS distribution: "
+                    "give --proto-dist inet_tls too\n");
+    return CLI_EXIT_USAGE;
   }
   want_args = strcmp(cmd, "ping") == 0 ? 0 : 2;
   if (argc - optind != want_args) {
@@ -223,6 +278,15 @@ int cnode_cli(int argc, char **argv) {
   }
   ro.node_name = self;
   d.cookie = ck.value;
+  if (tls) {
+    memset(&tls_conf, 0, sizeof(tls_conf));
+    if (optfile &&
+        cnode_read_tls_optfile(optfile, &tls_conf, &tls_store) != 0) {
+      status = CLI_EXIT_ERROR;
+      goto out;
+    }
+    d.tls = &tls_conf;
+  }
   cn_log_set_level(CN_LOG_ERROR); /* the exit status says what went wrong */
   if ((rc = cn_runtime_new(&ro, &rt)) != 0 || (rc = cn_dist_start(rt, &d))) {
     fprintf(stderr, "cnode: cannot start distribution as %s: %s\n", self,
@@ -273,5 +337,6 @@ out:
   cn_buf_free(&req);
   cn_buf_free(&reply);
   cn_buf_free(&text);
+  cn_buf_free(&tls_store);
   return status;
 }

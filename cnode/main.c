@@ -41,6 +41,7 @@
 #include "servers.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -61,6 +62,12 @@ typedef struct config {
   const char *cookie_file;        /* --cookie-file */
   char cookie[CN_COOKIE_MAX + 1]; /* a copy of the cookie given */
   cn_cookie file;                 /* what --cookie-file read */
+  bool tls;                       /* --proto-dist inet_tls */
+  const char *tls_optfile;        /* --ssl-dist-optfile */
+  const char *tls_opts[64];       /* --ssl-dist-opt KEY VALUE pairs */
+  int n_tls_opts;                 /* entries in tls_opts (two a pair) */
+  cn_dist_tls tls_conf;           /* what c.node.dist.tls points to */
+  cn_buf tls_store;               /* the optfile's strings */
 } config;
 
 #define SYNOPSIS                                                               \
@@ -71,6 +78,8 @@ typedef struct config {
   "             [--ticktime S] [--max-handshakes N] [--max-message N]\n"       \
   "             [--max-mailbox N] [--busy-limit N]\n"                          \
   "             [--start-epmd true|false] [--epmd-port N] [--no-dist]\n"       \
+  "             [--proto-dist inet_tcp|inet_tls] [--ssl-dist-optfile FILE]\n"  \
+  "             [--ssl-dist-opt KEY VALUE]...\n"                               \
   "             [--stdin-eof] [--log-level LEVEL] [--help] [--version]\n"      \
   "       cnode call | cast [--node NODE] [--cookie-file PATH]\n"              \
   "                         [--timeout MS] NAME TERM\n"                        \
@@ -119,6 +128,17 @@ static const char usage_text[] = SYNOPSIS
     "                   -start_epmd false (startup fails without epmd)\n"
     "  --epmd-port N    epmd's port, as erl -epmd_port (default:\n"
     "                   $ERL_EPMD_PORT, else 4369)\n"
+    "  --proto-dist P   inet_tcp (default) or inet_tls: TLS on every\n"
+    "                   distribution connection, as erl -proto_dist\n"
+    "                   inet_tls (plain TCP peers are refused)\n"
+    "  --ssl-dist-optfile FILE  TLS options as erl -ssl_dist_optfile:\n"
+    "                   [{server, [{certfile, \"F\"}, ...]}, {client, "
+    "[...]}].\n"
+    "                   certfile, keyfile, password, cacertfile, verify,\n"
+    "                   fail_if_no_peer_cert, depth, versions\n"
+    "  --ssl-dist-opt KEY VALUE  one TLS option as erl -ssl_dist_opt, such\n"
+    "                   as server_certfile PATH or client_verify verify_peer\n"
+    "                   (applied after the optfile's)\n"
     "  --no-dist        run the servers in a runtime without distribution,\n"
     "                   for C-only smoke tests: no epmd, no cookie; the\n"
     "                   flags for distribution are refused with it\n"
@@ -315,13 +335,17 @@ enum {
   F_BUSY,
   F_START_EPMD,
   F_EPMD_PORT,
+  F_PROTO,
+  F_SSL_FILE,
+  F_SSL_OPT,
   F_COUNT
 };
 
 static const char *const dist_flag_names[F_COUNT] = {
-    "--cookie",         "--cookie-file", "--listen",       "--port",
-    "--hidden",         "--published",   "--handshake-ms", "--ticktime",
-    "--max-handshakes", "--busy-limit",  "--start-epmd",   "--epmd-port",
+    "--cookie",         "--cookie-file",      "--listen",       "--port",
+    "--hidden",         "--published",        "--handshake-ms", "--ticktime",
+    "--max-handshakes", "--busy-limit",       "--start-epmd",   "--epmd-port",
+    "--proto-dist",     "--ssl-dist-optfile", "--ssl-dist-opt",
 };
 
 /* Refuses flags that cannot go together.  Returns 0 or -1 after printing
@@ -339,6 +363,14 @@ static int check_conflicts(const config *c, unsigned seen) {
   }
   if ((seen & (1u << F_COOKIE)) && (seen & (1u << F_COOKIE_FILE))) {
     fprintf(stderr, "cnode: give --cookie or --cookie-file, not both\n");
+    return -1;
+  }
+  if ((seen & (1u << F_SSL_FILE | 1u << F_SSL_OPT)) && !c->tls) {
+    fprintf(stderr,
+            "cnode: %s is for TLS distribution: give "
+            "--proto-dist inet_tls too\n",
+            seen & (1u << F_SSL_FILE) ? "--ssl-dist-optfile"
+                                      : "--ssl-dist-opt");
     return -1;
   }
   if (c->node.no_dist) {
@@ -381,7 +413,10 @@ static int parse_args(int argc, char **argv, config *c) {
     LOGLEVEL,
     VERSION,
     LOAD,
-    CONFIG
+    CONFIG,
+    PROTO,
+    SSL_FILE,
+    SSL_OPT
   };
   static const struct option opts[] = {
       {"sname", required_argument, NULL, SNAME},
@@ -408,6 +443,9 @@ static int parse_args(int argc, char **argv, config *c) {
       {"version", no_argument, NULL, VERSION},
       {"load", required_argument, NULL, LOAD},
       {"config", required_argument, NULL, CONFIG},
+      {"proto-dist", required_argument, NULL, PROTO},
+      {"ssl-dist-optfile", required_argument, NULL, SSL_FILE},
+      {"ssl-dist-opt", required_argument, NULL, SSL_OPT},
       {NULL, 0, NULL, 0},
   };
   cn_runtime_options *ro = &c->node.runtime;
@@ -579,6 +617,43 @@ static int parse_args(int argc, char **argv, config *c) {
       break;
     case CONFIG: /* read before the rest: see with_config() */
       break;
+    case PROTO:
+      if (strcmp(optarg, "inet_tls") != 0 && strcmp(optarg, "inet_tcp") != 0) {
+        fprintf(stderr,
+                "cnode: --proto-dist wants inet_tcp or inet_tls, not '%s'\n",
+                optarg);
+        return -1;
+      }
+      c->tls = strcmp(optarg, "inet_tls") == 0;
+      seen |= 1u << F_PROTO;
+      break;
+    case SSL_FILE:
+      c->tls_optfile = optarg;
+      seen |= 1u << F_SSL_FILE;
+      break;
+    case SSL_OPT:
+      /* KEY VALUE, as erl's -ssl_dist_opt: the value is the next word;
+       * checked here, applied after the optfile (see read_tls). */
+      if (optind >= argc) {
+        fprintf(stderr, "cnode: --ssl-dist-opt wants KEY VALUE\n");
+        return -1;
+      }
+      if (cn_dist_tls_set(&(cn_dist_tls){0}, optarg, argv[optind]) != 0) {
+        fprintf(stderr,
+                "cnode: --ssl-dist-opt: no option %s, or a bad value "
+                "'%s' for it\n",
+                optarg, argv[optind]);
+        return -1;
+      }
+      if (c->n_tls_opts + 2 >
+          (int)(sizeof(c->tls_opts) / sizeof(c->tls_opts[0]))) {
+        fprintf(stderr, "cnode: too many --ssl-dist-opt\n");
+        return -1;
+      }
+      c->tls_opts[c->n_tls_opts++] = optarg;
+      c->tls_opts[c->n_tls_opts++] = argv[optind++];
+      seen |= 1u << F_SSL_OPT;
+      break;
     case ':':
       fprintf(stderr, "cnode: %s needs an argument\n", argv[optind - 1]);
       fputs(SYNOPSIS, stderr);
@@ -604,6 +679,20 @@ static int parse_args(int argc, char **argv, config *c) {
   if (!c->node.sname && !c->node.name)
     c->node.sname = "cnode";
   return check_name(c->node.sname, c->node.name);
+}
+
+/* TLS distribution: reads the --ssl-dist-optfile, then applies the
+ * --ssl-dist-opt pairs, into c->tls_conf.  Returns 0, or -1 after printing
+ * what is wrong (a startup failure, status 1). */
+static int read_tls(config *c) {
+  int i;
+  if (c->tls_optfile &&
+      cnode_read_tls_optfile(c->tls_optfile, &c->tls_conf, &c->tls_store) != 0)
+    return -1;
+  for (i = 0; i + 1 < c->n_tls_opts; i += 2)
+    cn_dist_tls_set(&c->tls_conf, c->tls_opts[i], c->tls_opts[i + 1]);
+  c->node.dist.tls = &c->tls_conf;
+  return 0;
 }
 
 /* Reads the --cookie-file.  Returns 0, or -1 after printing why it cannot
@@ -766,6 +855,8 @@ int main(int argc, char **argv) {
     return rc > 0 ? 0 : 2;
   cn_log_set_level(c.log_level);
   if (c.cookie_file && read_cookie_file(&c) != 0)
+    return 1;
+  if (c.tls && read_tls(&c) != 0)
     return 1;
   /* The stdin watcher's SIGTERM may come after cn_node_run has put the
    * signal mask back (the node stopped on a signal of its own meanwhile):

@@ -38,7 +38,7 @@ FUZZ_COV := -fsanitize=fuzzer-no-link
 
 FUZZ_LIB_SRCS := $(sort $(wildcard c_src/util/*.c c_src/term/*.c)) \
         c_src/dist/handshake.c c_src/dist/control.c c_src/dist/epmd.c \
-        c_src/dist/frag.c
+        c_src/dist/frag.c c_src/runtime/blocks.c
 FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_LIB_A := $(FUZZ_BUILD)/libcnode-fuzz.a
 FUZZ_SRCS := $(sort $(wildcard c_src/fuzz/fuzz_*.c))
@@ -68,7 +68,7 @@ $(FUZZ_LIB_A): $(FUZZ_LIB_OBJS)
 $(FUZZ_BINS): $(FUZZ_BUILD)/%: $(FUZZ_BUILD)/obj/c_src/fuzz/%.o $(FUZZ_LIB_A)
 	@echo "  LD      $@"
 	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ \
-	        -L$(EI_DIR)/lib -lei -lcrypto -lm -pthread
+	        -L$(EI_DIR)/lib -lei -lssl -lcrypto -lm -pthread
 
 # The runs go through c_src/fuzz/run.sh, which reads libFuzzer's final
 # statistics and keeps the working corpora and any crash under build/fuzz/.

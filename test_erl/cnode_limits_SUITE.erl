@@ -20,7 +20,8 @@
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1]).
 
 -export([kv_70mb_roundtrip/1, echo_300mb_roundtrip/1,
-         small_calls_not_held_up/1, call_over_limit_fails_at_once/1,
+         small_calls_not_held_up/1, same_server_not_held_up/1,
+         big_then_small_keep_order/1, call_over_limit_fails_at_once/1,
          reply_over_limit_keeps_server/1, limit_is_exact/1,
          exit_reason_over_limit_still_fires/1,
          mailbox_full_call_fails_at_once/1]).
@@ -30,6 +31,7 @@ suite() ->
 
 all() ->
     [kv_70mb_roundtrip, echo_300mb_roundtrip, small_calls_not_held_up,
+     same_server_not_held_up, big_then_small_keep_order,
      call_over_limit_fails_at_once, reply_over_limit_keeps_server,
      limit_is_exact, exit_reason_over_limit_still_fires,
      mailbox_full_call_fails_at_once].
@@ -123,6 +125,65 @@ small_calls_not_held_up(_Config) ->
                 lists:last([0 | Sorted])]),
         300 * ?MB = Size,
         ?assert(Calls >= 20)
+    end).
+
+%% While echo's 300 MB reply to one caller goes out, echo itself goes on
+%% answering small calls from another: its small replies do not queue
+%% behind the large one (Erlang orders messages per pair of processes
+%% only), and echo is not suspended until the large reply is out.  The
+%% small calls begin once the large request has been taken (the first
+%% small call is answered after it, by the same server).
+same_server_not_held_up(_Config) ->
+    with_node([], fun(N) ->
+        Self = self(),
+        spawn_link(fun() ->
+                           Self ! big_sent,
+                           Back = gen_server:call({echo, N}, {blob, 300 * ?MB},
+                                                  120000),
+                           Self ! {big_done, byte_size(Back)}
+                   end),
+        receive big_sent -> ok end,
+        timer:sleep(50),
+        Small = fun Loop(I, Lat) ->
+                        receive
+                            {big_done, Size} -> {I, Size, Lat}
+                        after 0 ->
+                                T0 = erlang:monotonic_time(),
+                                I = gen_server:call({echo, N}, {echo, I}, 60000),
+                                Loop(I + 1, [cn_node:elapsed_ms(T0) | Lat])
+                        end
+                end,
+        {Calls, Size, Lat} = Small(0, []),
+        Sorted = lists:sort(Lat),
+        ct:log("~p small calls to echo during its 300 MB reply; median ~p ms, "
+               "max ~p ms", [Calls, lists:nth(max(1, length(Sorted) div 2),
+                                              Sorted),
+                              lists:last([0 | Sorted])]),
+        300 * ?MB = Size,
+        ?assert(Calls >= 10)
+    end).
+
+%% One sender's messages to one receiver keep their order when a large
+%% one comes first: echo, told to send this process a 20 MB binary and
+%% then small messages (casts {send, Dest, Msg}, served in order), is
+%% seen to deliver them in that order.
+big_then_small_keep_order(_Config) ->
+    with_node([], fun(N) ->
+        Big = binary:copy(<<3>>, 20 * ?MB),
+        Me = self(),
+        gen_server:cast({echo, N}, {send, Me, {big, Big}}),
+        [gen_server:cast({echo, N}, {send, Me, {small, I}})
+         || I <- lists:seq(1, 50)],
+        %% Each message as it comes, whatever it is: the big one first,
+        %% then the small ones in sequence.
+        First = receive M0 -> M0 after 60000 -> ct:fail(no_message) end,
+        ?assertMatch({big, _}, First),
+        {big, B} = First,
+        ?assert(B =:= Big),
+        [receive M -> ?assertEqual({small, I}, M)
+         after 60000 -> ct:fail({no_small_message, I})
+         end || I <- lists:seq(1, 50)],
+        receive Other -> ct:fail({unexpected, Other}) after 100 -> ok end
     end).
 
 %% ---- --max-message ---------------------------------------------------------

@@ -13,12 +13,46 @@
 /* Each write takes what small frames are ready, then fragments of large
  * messages up to this much: the most a small call waits behind them. */
 #define WRITE_BATCH ((size_t)256 << 10)
+/* Of a stream's bytes, stretches this long and up go out from where they
+ * are (writev); shorter ones are copied into the output buffer. */
+#define SEG_MIN ((size_t)4 << 10)
+#define MAX_SEGS 24 /* per write */
+
+/* A stretch of a stream's bytes that the next write takes in place. */
+typedef struct cn__wseg {
+  size_t at; /* it goes before the output buffer's byte at */
+  const char *p;
+  size_t len;
+} cn__wseg;
 #define TICK_ANSWER_MS 500
 #define TICK_ANSWERS 8
 
 static void process_input(cn__conn *c);
+static int tls_input(cn__conn *c, size_t n);
 
 /* ---- Lifetime --------------------------------------------------------- */
+
+static void entry_free(cn__oentry *e) {
+  cn_buf_free(&e->buf);
+  cn__msg_free(e->tail_msg);
+  free(e);
+}
+
+static void entries_free(cn__oentry **list) {
+  cn__oentry *e, *ne;
+  for (e = *list; e; e = ne) {
+    ne = e->next;
+    entry_free(e);
+  }
+  *list = NULL;
+}
+
+/* An entry that is sent, or dropped: a write may still take bytes from
+ * it, so it is freed after the next write completes (see start_write). */
+static void retire_entry(cn__conn *c, cn__oentry *e) {
+  e->next = c->retire;
+  c->retire = e;
+}
 
 /* Drops every large message waiting to go out (and what queued behind
  * them). */
@@ -29,13 +63,16 @@ static void streams_free(cn__conn *c) {
     ns = s->next;
     for (e = s->head; e; e = ne) {
       ne = e->next;
-      cn_buf_free(&e->buf);
-      free(e);
+      retire_entry(c, e);
     }
     free(s);
   }
+  if (c->streams && c->dn)
+    cn__dist_set_streaming(c->d, c->dn, false);
   c->streams = NULL;
   c->oq_bytes = 0;
+  if (!c->writing)
+    entries_free(&c->retire);
 }
 
 /* A connection is freed once its handles are closed and its requests have
@@ -52,6 +89,10 @@ static void conn_unref(cn__conn *c) {
   cn_buf_free(&c->skip_head);
   cn__frags_free(&c->frags);
   streams_free(c);
+  entries_free(&c->retire);
+  entries_free(&c->retire_w);
+  free(c->segs);
+  cn__tls_free(c->tls);
   free(c);
 }
 
@@ -168,20 +209,27 @@ static void put_be32(char *p, size_t v) {
   p[3] = (char)v;
 }
 
-static cn__ostream *stream_of(cn__conn *c, cn_pid sender) {
+static cn__ostream *stream_of(cn__conn *c, cn_pid sender, cn_pid to) {
   cn__ostream *s;
   for (s = c->streams; s; s = s->next)
-    if (cn_pid_equal(&s->sender, &sender))
+    if (cn_pid_equal(&s->sender, &sender) && cn_pid_equal(&s->to, &to))
       return s;
   return NULL;
 }
 
-bool cn__conn_streaming(cn__conn *c, cn_pid sender) {
-  return stream_of(c, sender) != NULL;
+size_t cn__conn_streamed(cn__conn *c, cn_pid sender) {
+  const cn__ostream *s;
+  const cn__oentry *e;
+  size_t n = 0;
+  for (s = c->streams; s; s = s->next)
+    if (cn_pid_equal(&s->sender, &sender))
+      for (e = s->head; e; e = e->next)
+        n++;
+  return n;
 }
 
-cn_buf *cn__conn_target(cn__conn *c, cn_pid sender, size_t payload) {
-  cn__ostream *s = stream_of(c, sender), **sp;
+cn_buf *cn__conn_target(cn__conn *c, cn_pid sender, cn_pid to, size_t payload) {
+  cn__ostream *s = stream_of(c, sender, to), **sp;
   cn__oentry *e;
   bool big = (c->peer_flags & CN__DFLAG_FRAGMENTS) && payload > CN__FRAG_SIZE;
   if (!s && !big)
@@ -194,6 +242,9 @@ cn_buf *cn__conn_target(cn__conn *c, cn_pid sender, size_t payload) {
       return &c->out;
     }
     s->sender = sender;
+    s->to = to;
+    if (!c->streams && c->dn)
+      cn__dist_set_streaming(c->d, c->dn, true);
     for (sp = &c->streams; *sp; sp = &(*sp)->next)
       ;
     *sp = s;
@@ -207,7 +258,7 @@ cn_buf *cn__conn_target(cn__conn *c, cn_pid sender, size_t payload) {
 }
 
 static size_t queued(const cn__conn *c) {
-  return c->out.len + (c->writing ? c->wbuf.len : 0);
+  return c->out.len + c->seg_bytes + (c->writing ? c->wbytes : 0);
 }
 
 /* Busy is the output buffer and the write in flight over busy_limit: the
@@ -224,24 +275,89 @@ static void update_busy(cn__conn *c) {
 
 void cn__conn_queued(cn__conn *c, cn_buf *b) {
   if (b != &c->out)
-    c->oq_bytes += b->len;
+    c->oq_bytes += b->len + cn__container_of(b, cn__oentry, buf)->tail_len;
   cn__conn_mark_dirty(c);
   update_busy(c);
 }
 
-/* Appends the next fragment of the frame that entry e is sending: flen
- * bytes at body, 131 'D' 0 then the control term and the payload (what
- * frames to a peer that takes fragments look like).  Each fragment
- * carries the next part of what follows the 'D' header; the first one
- * the whole control term. */
-static void emit_fragment(cn__conn *c, cn__oentry *e, const char *body,
-                          size_t flen) {
+bool cn__conn_attach(cn__conn *c, cn_buf *b, cn__msg *m, const char *tail,
+                     size_t len) {
+  cn__oentry *e;
+  if (b == &c->out)
+    return false;
+  e = cn__container_of(b, cn__oentry, buf);
+  e->tail_msg = m;
+  e->tail = tail;
+  e->tail_len = len;
+  return true;
+}
+
+/* Room for n more bytes in the output buffer and k more segments, so
+ * that what follows cannot fail half-way. */
+static int reserve(cn__conn *c, size_t n, size_t k) {
+  if (cn_buf_reserve(&c->out, n) != 0)
+    return CN_ENOMEM;
+  if (c->nsegs + k > c->segs_cap) {
+    size_t cap = c->segs_cap ? 2 * c->segs_cap : 16;
+    cn__wseg *ns;
+    while (cap < c->nsegs + k)
+      cap *= 2;
+    if (!(ns = realloc(c->segs, cap * sizeof(*ns))))
+      return CN_ENOMEM;
+    c->segs = ns;
+    c->segs_cap = cap;
+  }
+  return 0;
+}
+
+/* Bytes [a, a + n) of entry e (its buffer, then its tail) go out next:
+ * copied into the output buffer, or, when long and the transport takes
+ * them as they are (not TLS), as a segment of the next write, which
+ * reads them where they lie.  Room was reserved (reserve: n bytes, two
+ * segments). */
+static void put_range(cn__conn *c, cn__oentry *e, size_t a, size_t n) {
+  while (n > 0) {
+    const char *p;
+    size_t k;
+    if (a < e->buf.len) {
+      p = e->buf.data + a;
+      k = e->buf.len - a;
+    } else {
+      p = e->tail + (a - e->buf.len);
+      k = e->tail_len - (a - e->buf.len);
+    }
+    if (k > n)
+      k = n;
+    if (c->tls || k < SEG_MIN) {
+      cn_buf_append(&c->out, p, k);
+    } else {
+      cn__wseg *g = &c->segs[c->nsegs++];
+      g->at = c->out.len;
+      g->p = p;
+      g->len = k;
+      c->seg_bytes += k;
+    }
+    a += k;
+    n -= k;
+  }
+}
+
+/* Appends the next fragment of the frame that entry e is sending, of
+ * flen bytes after its length: 131 'D' 0 then the control term and the
+ * payload (what frames to a peer that takes fragments look like).  Each
+ * fragment carries the next part of what follows the 'D' header; the
+ * first one the whole control term. */
+static void emit_fragment(cn__conn *c, cn__oentry *e, size_t flen) {
   static const cn_term_limits lim = {0, 0};
+  size_t body = e->pos + 4; /* where the frame's body starts in e */
+  size_t inbuf = e->buf.len - body < flen ? e->buf.len - body : flen;
   size_t off = 3, ctl_len, total, first, chunk, hl;
   char hdr[CN__FRAG_HDR_FIRST];
   int is_first = e->sent == 0;
 
-  cn_term_validate(body, flen, &off, &lim); /* we encoded it: sound */
+  /* We encoded it, and its control term lies in buf (a tail is payload
+   * only): sound. */
+  cn_term_validate(e->buf.data + body, inbuf, &off, &lim);
   ctl_len = off - 3;
   total = flen - 3;
   first = ctl_len > CN__FRAG_SIZE ? ctl_len : CN__FRAG_SIZE;
@@ -256,12 +372,12 @@ static void emit_fragment(cn__conn *c, cn__oentry *e, const char *body,
                                                       : CN__FRAG_SIZE);
   hl = is_first ? CN__FRAG_HDR_FIRST : CN__FRAG_HDR_NEXT;
   cn__frag_header(hdr, is_first, e->seq, e->left);
-  if (cn_buf_reserve(&c->out, 4 + hl + chunk) != 0)
+  if (reserve(c, 4 + hl + chunk, 2) != 0)
     return; /* try again on the next write */
   put_be32(c->out.data + c->out.len, hl + chunk);
   c->out.len += 4;
   cn_buf_append(&c->out, hdr, hl);
-  cn_buf_append(&c->out, body + 3 + e->sent, chunk);
+  put_range(c, e, body + 3 + e->sent, chunk);
   e->sent += chunk;
   e->left--;
   c->oq_bytes -= chunk;
@@ -273,16 +389,17 @@ static void emit_fragment(cn__conn *c, cn__oentry *e, const char *body,
   }
 }
 
-/* Drops the entries at the head of s that have nothing left to send.
+/* Retires the entries at the head of s that have nothing left to send
+ * (and sets *done then: their sender may go on, see cn__dist_unpark).
  * Returns false when s is empty then. */
-static bool pop_sent(cn__ostream *s) {
+static bool pop_sent(cn__conn *c, cn__ostream *s, int *done) {
   cn__oentry *e;
-  while ((e = s->head) && e->pos >= e->buf.len) {
+  while ((e = s->head) && e->pos >= e->buf.len + e->tail_len) {
     s->head = e->next;
     if (!s->head)
       s->tail = NULL;
-    cn_buf_free(&e->buf);
-    free(e);
+    retire_entry(c, e);
+    *done = 1;
   }
   return s->head != NULL;
 }
@@ -291,30 +408,32 @@ static bool pop_sent(cn__ostream *s) {
  * something left to send. */
 static void emit_one(cn__conn *c, cn__ostream *s) {
   cn__oentry *e = s->head;
-  {
-    const char *p = e->buf.data + e->pos;
-    size_t flen = be32(p);
-    if (!(c->peer_flags & CN__DFLAG_FRAGMENTS) || flen <= CN__FRAG_SIZE) {
-      if (cn_buf_append(&c->out, p, 4 + flen) == 0) {
-        e->pos += 4 + flen;
-        c->oq_bytes -= 4 + flen;
-      }
-    } else {
-      emit_fragment(c, e, p + 4, flen);
+  size_t flen = be32(e->buf.data + e->pos);
+  if (!(c->peer_flags & CN__DFLAG_FRAGMENTS) || flen <= CN__FRAG_SIZE) {
+    if (reserve(c, 4 + flen, 2) == 0) {
+      put_range(c, e, e->pos, 4 + flen);
+      e->pos += 4 + flen;
+      c->oq_bytes -= 4 + flen;
     }
+  } else {
+    emit_fragment(c, e, flen);
   }
 }
+
+/* What the next write holds: the output buffer and the segments. */
+static size_t batch(const cn__conn *c) { return c->out.len + c->seg_bytes; }
 
 /* Tops the output buffer up from the streams, a frame or fragment from
  * each in turn.  A stream that empties is dropped, and its sender, if
  * parked, may go on. */
 static void fill_out(cn__conn *c) {
   int done = 0, stuck = 0;
-  while (c->streams && c->out.len < WRITE_BATCH && !stuck) {
+  while (c->streams && batch(c) < WRITE_BATCH && c->nsegs < MAX_SEGS &&
+         !stuck) {
     cn__ostream **sp = &c->streams;
-    while (*sp && c->out.len < WRITE_BATCH) {
+    while (*sp && batch(c) < WRITE_BATCH && c->nsegs < MAX_SEGS) {
       cn__ostream *s = *sp;
-      if (pop_sent(s)) {
+      if (pop_sent(c, s, &done)) {
         size_t before = c->out.len;
         emit_one(c, s);
         if (c->out.len == before) {
@@ -322,7 +441,7 @@ static void fill_out(cn__conn *c) {
           break;
         }
       }
-      if (!pop_sent(s)) {
+      if (!pop_sent(c, s, &done)) {
         *sp = s->next;
         free(s);
         done = 1;
@@ -331,6 +450,8 @@ static void fill_out(cn__conn *c) {
       }
     }
   }
+  if (!c->streams && c->dn)
+    cn__dist_set_streaming(c->d, c->dn, false);
   if (done && c->dn)
     cn__dist_unpark(c->d, c->dn);
 }
@@ -338,6 +459,7 @@ static void fill_out(cn__conn *c) {
 static void on_write(uv_write_t *req, int status) {
   cn__conn *c = req->data;
   c->writing = 0;
+  entries_free(&c->retire_w);
   if (c->wbuf.cap > KEEP_BUF) {
     cn_buf_free(&c->wbuf);
     cn_buf_init(&c->wbuf);
@@ -357,23 +479,46 @@ static void on_write(uv_write_t *req, int status) {
   conn_unref(c);
 }
 
+/* One write: the output buffer, with the segments (stretches of large
+ * messages, read where they lie) in their places, by writev.  The
+ * entries retired meanwhile live until it completes. */
 static void start_write(cn__conn *c) {
+  uv_buf_t b[2 * MAX_SEGS + 1];
+  unsigned nb = 0;
+  size_t i, prev = 0, total;
   cn_buf tmp;
-  uv_buf_t b;
   if (c->writing || c->state == C_CLOSING || !c->tcp_open)
     return;
-  if (c->state == C_UP && c->streams && c->out.len < WRITE_BATCH)
+  if (c->state == C_UP && c->streams && batch(c) < WRITE_BATCH)
     fill_out(c);
-  if (c->out.len == 0) {
+  if (c->tls && cn__tls_wrap(c->tls, &c->out) != 0) {
+    cn__conn_close(c, cn__tls_why(c->tls));
+    return;
+  }
+  if (c->out.len == 0 && c->nsegs == 0) {
+    entries_free(&c->retire);
     update_busy(c);
     return;
   }
   tmp = c->wbuf;
   c->wbuf = c->out;
   c->out = tmp;
-  b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
+  for (i = 0; i < c->nsegs; i++) {
+    const cn__wseg *g = &c->segs[i];
+    if (g->at > prev)
+      b[nb++] = uv_buf_init(c->wbuf.data + prev, (unsigned)(g->at - prev));
+    b[nb++] = uv_buf_init((char *)g->p, (unsigned)g->len);
+    prev = g->at;
+  }
+  if (c->wbuf.len > prev)
+    b[nb++] = uv_buf_init(c->wbuf.data + prev, (unsigned)(c->wbuf.len - prev));
+  total = c->wbytes = c->wbuf.len + c->seg_bytes;
+  c->nsegs = 0;
+  c->seg_bytes = 0;
+  c->retire_w = c->retire;
+  c->retire = NULL;
   c->wreq.data = c;
-  if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+  if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, b, nb, on_write) != 0) {
     cn__conn_close(c, "write failed");
     return;
   }
@@ -381,8 +526,7 @@ static void start_write(cn__conn *c) {
   c->handles++;
   c->wrote = 1;
   c->last_write = c->write_start = uv_now(c->d->loop);
-  atomic_fetch_add_explicit(&c->d->st_bytes_out, c->wbuf.len,
-                            memory_order_relaxed);
+  atomic_fetch_add_explicit(&c->d->st_bytes_out, total, memory_order_relaxed);
 }
 
 void cn__conn_mark_dirty(cn__conn *c) {
@@ -405,7 +549,8 @@ void cn__conn_flush_all(cn__dist *d) {
 /* Sends what is in out (and the streams), then closes: a refusal's status
  * message, or a node's last words. */
 static void close_after_write(cn__conn *c, const char *why) {
-  if (c->out.len == 0 && !c->writing && !c->streams) {
+  if (c->out.len == 0 && !c->writing && !c->streams &&
+      !(c->tls && cn__tls_pending(c->tls))) {
     cn__conn_close(c, why);
     return;
   }
@@ -502,10 +647,15 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   }
   if (n == 0 || c->state == C_CLOSING)
     return;
-  c->in.len += (size_t)n;
   c->last_read = uv_now(c->d->loop);
   atomic_fetch_add_explicit(&c->d->st_bytes_in, (uint64_t)n,
                             memory_order_relaxed);
+  if (c->tls) {
+    if (tls_input(c, (size_t)n) != 0 || !cn__tls_up(c->tls))
+      return;
+  } else {
+    c->in.len += (size_t)n;
+  }
   process_input(c);
 }
 
@@ -513,6 +663,38 @@ static uint32_t be32(const char *p) {
   const unsigned char *u = (const unsigned char *)p;
   return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 |
          u[3];
+}
+
+/* ---- TLS (tls.h) ----------------------------------------------------- */
+
+/* n bytes of the TLS stream were read: their plaintext goes to c->in.
+ * When the TLS handshake completes, the distribution handshake starts
+ * (we send the first message when we dialled).  Returns 0, or -1 when c
+ * is closing. */
+static int tls_input(cn__conn *c, size_t n) {
+  char desc[256];
+  int rc = cn__tls_unwrap(c->tls, &c->in, n);
+  if (cn__tls_pending(c->tls))
+    cn__conn_mark_dirty(c);
+  if (rc < 0) {
+    c->hs_rc = CN_ENOCONN;
+    close_after_write(c, cn__tls_why(c->tls));
+    return -1;
+  }
+  if (rc == 1) {
+    cn__tls_describe(c->tls, desc, sizeof(desc));
+    cn__dist_log(
+        c->d, CN_LOG_INFO, "TLS up %s %s: %s", c->initiator ? "to" : "from",
+        c->initiator && c->dn ? cn_node_name(c->dn->node) : "a peer", desc);
+    if (c->initiator) {
+      if (cn__hs_begin(&c->hs, &c->out) != 0) {
+        cn__conn_close(c, "handshake setup failed");
+        return -1;
+      }
+      cn__conn_mark_dirty(c);
+    }
+  }
+  return 0;
 }
 
 /* ---- The handshake ---------------------------------------------------- */
@@ -635,9 +817,13 @@ static int take_fragment(cn__conn *c, const char *frame, size_t len) {
   case CN__FRAG_MORE:
     return 0;
   case CN__FRAG_DONE:
+    c->adopt = &c->fdone;
     rc = cn__route_in(d, c, c->fdone.data, c->fdone.len);
-    /* A large message's buffer goes back at once. */
-    cn_buf_free(&c->fdone);
+    c->adopt = NULL;
+    /* Unless its message took it, a large message's buffer goes back at
+     * once (kept for the next, see runtime/blocks.c). */
+    cn__block_free(c->fdone.data, c->fdone.cap);
+    cn_buf_init(&c->fdone);
     return rc;
   case CN__FRAG_REFUSED:
     cn__route_refused(d, c, c->fhead.data, c->fhead.len, 0);
@@ -770,10 +956,12 @@ static void on_connection(uv_stream_t *srv, int status) {
     return;
   }
   if (cn__hs_init(&c->hs, 0, d->name, d->creation, d->flags, d->cookie, NULL,
-                  arbitrate, c) != 0) {
+                  arbitrate, c) != 0 ||
+      (d->tls && !(c->tls = cn__tls_new(d->tls, false, NULL)))) {
     cn__conn_close(c, "handshake setup failed");
     return;
   }
+  c->hs.len4 = c->tls != NULL;
   uv_tcp_nodelay(&c->tcp, 1);
   uv_timer_start(&c->timer, on_timeout, d->opt.handshake_ms, 0);
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -820,8 +1008,21 @@ static void on_connected(uv_connect_t *req, int status) {
   }
   c->state = C_HANDSHAKE;
   if (cn__hs_init(&c->hs, 1, d->name, d->creation, d->flags, d->cookie,
-                  cn_node_name(c->dn->node), NULL, NULL) != 0 ||
-      cn__hs_begin(&c->hs, &c->out) != 0) {
+                  cn_node_name(c->dn->node), NULL, NULL) != 0) {
+    cn__conn_close(c, "handshake setup failed");
+    return;
+  }
+  /* Under TLS the distribution handshake waits for the TLS one (see
+   * tls_input). */
+  if (d->tls) {
+    const char *at = strchr(cn_node_name(c->dn->node), '@');
+    c->hs.len4 = 1;
+    if (!(c->tls = cn__tls_new(d->tls, true, at ? at + 1 : NULL)) ||
+        cn__tls_start(c->tls) != 0) {
+      cn__conn_close(c, c->tls ? cn__tls_why(c->tls) : "out of memory");
+      return;
+    }
+  } else if (cn__hs_begin(&c->hs, &c->out) != 0) {
     cn__conn_close(c, "handshake setup failed");
     return;
   }

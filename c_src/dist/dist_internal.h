@@ -23,9 +23,13 @@
  * peer that takes fragments, does not go into the output buffer: it waits
  * in its sender's stream (cn__ostream), and each write takes one fragment
  * from every stream in turn, after whatever small frames are ready, so a
- * 300 MB reply never holds up the small calls behind it.  A sender with
- * something in its stream has all its later messages queued behind it
- * there too, so that one sender's messages keep their order.
+ * 300 MB reply never holds up the small calls behind it.  A stream is
+ * one sender's to one receiver: a sender with something in it has its
+ * later messages to that receiver queued behind it there too, so that
+ * they keep their order, while its messages to others go on (Erlang
+ * orders signals per pair of processes).  The payload of a large
+ * message is not copied: its frame ends with the message's own bytes,
+ * written from there (cn__conn_attach, writev).
  *
  * Back-pressure.  A connection whose output (buffer, write in flight and
  * streams) passes busy_limit is busy, as OTP's dist_buf_busy_limit: a
@@ -45,6 +49,7 @@
 
 #include "proto.h"
 #include "runtime/internal.h"
+#include "tls.h"
 
 typedef struct cn__dist cn__dist;
 typedef struct cn__conn cn__conn;
@@ -108,16 +113,23 @@ enum {
 typedef struct cn__oentry {
   struct cn__oentry *next;
   cn_buf buf;
-  size_t pos;    /* the next frame's offset in buf */
+  cn__msg *tail_msg; /* a large payload, not copied into buf: the last
+                      * frame goes on with its tail_len bytes at tail */
+  const char *tail;
+  size_t tail_len;
+  size_t pos;    /* the next frame's offset in buf (and tail after it) */
   size_t sent;   /* of that frame's body, bytes sent in fragments */
   uint64_t seq;  /* its fragment sequence, once started */
   uint64_t left; /* fragments of it still to send */
 } cn__oentry;
 
-/* One sender's queued messages, in order. */
+/* One sender's queued messages to one receiver, in order (Erlang orders
+ * signals per pair of processes only, so a large message to one process
+ * does not hold up its sender's messages to others). */
 typedef struct cn__ostream {
   struct cn__ostream *next; /* the connection's streams, in turn order */
   cn_pid sender;
+  cn_pid to; /* the receiver (for a send by name, the pid given) */
   cn__oentry *head, *tail;
 } cn__ostream;
 
@@ -131,8 +143,15 @@ struct cn__conn {
   cn__hs hs;
   cn_buf in; /* bytes read, not yet consumed */
   size_t in_off;
-  cn_buf out;  /* frames produced this turn */
-  cn_buf wbuf; /* frames being written */
+  cn_buf out;            /* frames produced this turn */
+  cn_buf wbuf;           /* frames being written */
+  struct cn__wseg *segs; /* what the next write takes from the streams
+                          * without a copy (see start_write) */
+  size_t nsegs, segs_cap;
+  size_t seg_bytes;     /* their bytes */
+  size_t wbytes;        /* bytes of the write in flight */
+  cn__oentry *retire;   /* sent entries, freed once no write uses them */
+  cn__oentry *retire_w; /* those the write in flight may still use */
   int writing;
   uv_write_t wreq;
   uv_connect_t creq;
@@ -165,6 +184,8 @@ struct cn__conn {
   /* Large messages in (see frag.c), and frames over the frame limit. */
   cn__frags frags;
   cn_buf fdone, fhead; /* a reassembled or refused message */
+  cn_buf *adopt;       /* while a frame in this buffer is routed: a
+                        * message may take the buffer over (route.c) */
   uint64_t skip;       /* bytes of an oversized frame left to drop */
   size_t skip_total;   /* its length */
   size_t skip_need;    /* of its head, bytes to keep */
@@ -176,6 +197,7 @@ struct cn__conn {
   uint64_t next_seq;    /* fragment sequence ids */
   int busy;             /* output over busy_limit */
   uint64_t write_start; /* loop time the write in flight began */
+  cn__tls *tls;         /* TLS distribution: the TLS state (tls.h) */
 };
 
 struct cn__dist {
@@ -186,6 +208,7 @@ struct cn__dist {
   uint64_t flags; /* what we offer */
   uint32_t creation;
   cn_dist_options opt;      /* with defaults filled in */
+  cn__tls_ctx *tls;         /* TLS distribution, else NULL */
   cn_term_limits lim;       /* for payloads: depth from the runtime,
                              * size max_message */
   size_t frame_limit;       /* max_message + CN__CTL_ROOM */
@@ -268,6 +291,9 @@ void cn__dist_fail_queue(cn__dist *d, cn__dnode *dn, int rc);
 /* node.c: back-pressure.  Called by conn.c when c's busy state changes;
  * a connection that goes releases its node's parked senders too. */
 void cn__dist_set_busy(cn__dist *d, cn__dnode *dn, int busy);
+/* Tells senders (dist_deliver) whether dn's connection has large
+ * messages going out, behind which their own may queue. */
+void cn__dist_set_streaming(cn__dist *d, cn__dnode *dn, bool on);
 /* Schedules again the senders parked on dn that may go on: its
  * connection is not busy (or gone) and has nothing of theirs queued. */
 void cn__dist_unpark(cn__dist *d, cn__dnode *dn);
@@ -283,18 +309,26 @@ void cn__conn_mark_dirty(cn__conn *c);
 void cn__conn_flush_all(cn__dist *d);
 void cn__conn_tick_all(cn__dist *d);
 /* Queues a message's frames: into c's output buffer, or, when it is large
- * or its sender already waits in a stream, into that sender's stream.
- * Returns the buffer to encode into; cn__conn_queued must follow. */
-cn_buf *cn__conn_target(cn__conn *c, cn_pid sender, size_t payload);
+ * or its sender already has messages to `to` waiting in a stream, into
+ * that stream.  Returns the buffer to encode into; cn__conn_queued must
+ * follow. */
+cn_buf *cn__conn_target(cn__conn *c, cn_pid sender, cn_pid to, size_t payload);
 void cn__conn_queued(cn__conn *c, cn_buf *b);
-/* True while sender has messages waiting in a stream of c. */
-bool cn__conn_streaming(cn__conn *c, cn_pid sender);
+/* Lets the frame just encoded into b, a stream's buffer, end with the
+ * len bytes at tail, in m, instead of a copy of them: m then belongs to
+ * the stream, and is freed once written.  Returns false (nothing done)
+ * when b is the output buffer. */
+bool cn__conn_attach(cn__conn *c, cn_buf *b, cn__msg *m, const char *tail,
+                     size_t len);
+/* How many messages of sender wait in c's streams. */
+size_t cn__conn_streamed(cn__conn *c, cn_pid sender);
 
 /* route.c */
 void cn__route_out(cn__dist *d, cn_pid to, cn__msg *m);
 void cn__route_fail(cn__dist *d, cn__msg *m);
 /* cn__dist_ops.reply: answers a remote caller with {Tag, Reply}. */
-int cn__route_reply(cn_runtime *rt, const cn_from *from, cn_term reply);
+int cn__route_reply(cn_runtime *rt, const cn_from *from, cn_term reply,
+                    cn_buf *own);
 int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len);
 /* A message refused for its size (total bytes, 0 when unknown), of which
  * only head (a frame cut short) was kept: counts and logs it, and fails
@@ -321,6 +355,23 @@ void cn__route_spawn_reply(cn__dist *d, cn__conn *c, const cn_ref *req,
  * A}, Opts} with args (the payload), as erts does (see spawn.c). */
 void cn__spawn_request(cn__dist *d, cn__conn *c, cn_pid from, const cn_ref *req,
                        cn_term mfa, cn_term opts, cn_term args);
+/* The spawned process whose export the calling worker thread is running
+ * (what self() is to that code on a BEAM node), into *pid: 0, or
+ * CN_ENOENT on any other thread.  observer_backend's collectors put it
+ * in their messages, as erlang:self() there. */
+int cn__spawn_self(cn_pid *pid);
+/* True once that spawned process has received a message (one it does
+ * not otherwise read), as `receive _ -> ok` in its code would end; false
+ * on any other thread.  For observer_backend:fetch_stats/2. */
+bool cn__spawn_got_message(void);
+/* Sends msg to `to` (a pid or a registered name) as that spawned process:
+ * queued, and sent by the process in its own turn, so that it reaches a
+ * peer before the process's exit signal, as a BEAM process's own send
+ * does (sends of different senders may overtake each other there: a
+ * large message goes in fragments).  On any other thread, cn_send.
+ * Returns 0 or an error as cn_send's (CN_ETOOBIG over max_message,
+ * CN_ENOMEM); later failures are dropped, as a send's are. */
+int cn__spawn_send(cn_runtime *rt, cn_term to, cn_term msg);
 
 /* net_kernel.c */
 int cn__net_kernel_start(cn__dist *d);

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "dist/proto.h"
+#include "runtime/internal.h"
 
 #define SEQ_COST 128 /* bookkeeping counted per sequence */
 
@@ -57,7 +58,7 @@ static size_t cost(const cn__frag_seq *s) { return SEQ_COST + s->cap; }
 static void seq_free(cn__frags *f, cn__frag_seq *s) {
   f->bytes -= cost(s);
   f->n--;
-  free(s->data);
+  cn__block_free(s->data, s->bcap);
   free(s);
 }
 
@@ -117,9 +118,9 @@ static int refuse(cn__frags *f, cn__frag_seq *s, const char *body, size_t n,
                   n < CN__FRAG_HEAD - head->len ? n
                                                 : CN__FRAG_HEAD - head->len);
   f->bytes -= s->cap;
-  free(s->data);
+  cn__block_free(s->data, s->bcap);
   s->data = NULL;
-  s->len = s->cap = 0;
+  s->len = s->cap = s->bcap = 0;
   s->refused = 1;
   f->refused++;
   retire(f, s);
@@ -131,7 +132,7 @@ static int refuse(cn__frags *f, cn__frag_seq *s, const char *body, size_t n,
  * unknown).  Returns 0, or -1 when s must be refused. */
 static int add_body(cn__frags *f, cn__frag_seq *s, const char *p, size_t n,
                     size_t expect) {
-  size_t limit = 3 + f->max_body, need, cap;
+  size_t limit = 3 + f->max_body, need, cap, bcap;
   char *nd;
   if (n > limit - s->len)
     return -1;
@@ -149,11 +150,18 @@ static int add_body(cn__frags *f, cn__frag_seq *s, const char *p, size_t n,
       cap = need;
     if (f->bytes - s->cap + cap > f->budget)
       return -1;
-    if (!(nd = realloc(s->data, cap)))
+    /* A block that may be kept from an earlier large message (see
+     * runtime/blocks.c): no page faults, and its memory is not given
+     * back to the kernel between messages. */
+    if (!(nd = cn__block_alloc(cap, &bcap)))
       return -1;
+    if (s->len)
+      memcpy(nd, s->data, s->len);
+    cn__block_free(s->data, s->bcap);
     f->bytes += cap - s->cap;
     s->data = nd;
     s->cap = cap;
+    s->bcap = bcap;
   }
   memcpy(s->data + s->len, p, n);
   s->len += n;
@@ -216,7 +224,7 @@ int cn__frags_feed(cn__frags *f, const char *frame, size_t len, cn_buf *done,
   cn_buf_free(done);
   done->data = s->data;
   done->len = s->len;
-  done->cap = s->cap;
+  done->cap = s->bcap;
   done->on_heap = 1;
   done->err = 0;
   f->bytes -= s->cap;

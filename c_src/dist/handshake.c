@@ -11,7 +11,8 @@
  *   challenge_reply 'r' challenge digest ->
  *                                      <- challenge_ack 'a' digest
  *
- * Every message has a 2-byte big-endian length prefix.  When both sides
+ * Every message has a 2-byte big-endian length prefix (4 bytes under TLS,
+ * as inet_tls_dist runs the handshake with {packet, 4}).  When both sides
  * send 'N' there is no "complement" message ('c'): that one only follows
  * an old 'n' send_name, which OTP 25 no longer sends and we refuse.
  *
@@ -120,9 +121,18 @@ int cn__hs_init(cn__hs *h, int initiator, const char *self_name,
   return 0;
 }
 
+/* Appends one message built in msg with a 2-byte prefix, with the
+ * 4-byte one instead under TLS (len4).  Returns 0 or CN_ENOMEM. */
+static int append_msg(const cn__hs *h, cn_buf *out, const char *msg, size_t n) {
+  static const char zero[2] = {0, 0};
+  if (h->len4 && cn_buf_append(out, zero, 2) != 0)
+    return CN_ENOMEM;
+  return cn_buf_append(out, msg, n);
+}
+
 /* Appends one message (prefix included) that was built in msg. */
 static int emit(cn__hs *h, cn_buf *out, const char *msg, size_t n) {
-  if (cn_buf_append(out, msg, n) != 0)
+  if (append_msg(h, out, msg, n) != 0)
     return fail(h, CN_ENOMEM, "out of memory for a handshake message");
   return 0;
 }
@@ -151,7 +161,7 @@ int cn__hs_begin(cn__hs *h, cn_buf *out) {
   cn__put16(msg + 15, (uint32_t)n);
   memcpy(msg + 17, h->self_name, n);
   /* On ENOMEM the machine stays in ST_I_BEGIN, so begin can be retried. */
-  if (cn_buf_append(out, msg, 2 + SEND_NAME_HDR + n) != 0)
+  if (append_msg(h, out, msg, 2 + SEND_NAME_HDR + n) != 0)
     return CN_ENOMEM;
   h->state = ST_I_STATUS;
   return 0;
@@ -431,7 +441,7 @@ bool cn__hs_awaits_ack(const cn__hs *h) {
 
 int cn__hs_feed(cn__hs *h, const char *buf, size_t len, size_t *used,
                 cn_buf *out) {
-  size_t off = 0, n, min, max;
+  size_t off = 0, n, min, max, hl = h->len4 ? 4 : 2;
   const char *m;
   int rc;
 
@@ -443,15 +453,15 @@ int cn__hs_feed(cn__hs *h, const char *buf, size_t len, size_t *used,
       return 1;
     if (h->state == ST_I_BEGIN)
       return CN_EINVAL;
-    if (len - off < 2)
+    if (len - off < hl)
       return 0;
-    n = cn__get16(buf + off);
+    n = h->len4 ? cn__get32(buf + off) : cn__get16(buf + off);
     len_bounds(h->state, &min, &max);
     if (n < min || n > max)
       return fail(h, CN_EPROTO, "handshake message of a bad length");
-    if (len - off - 2 < n)
+    if (len - off - hl < n)
       return 0;
-    m = buf + off + 2;
+    m = buf + off + hl;
     switch (h->state) {
     case ST_I_STATUS:
       rc = on_status(h, m, n, out);
@@ -472,7 +482,7 @@ int cn__hs_feed(cn__hs *h, const char *buf, size_t len, size_t *used,
       rc = on_reply(h, m, n, out);
       break;
     }
-    off += 2 + n;
+    off += hl + n;
     *used = off;
     if (rc != 0)
       return rc;

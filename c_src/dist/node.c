@@ -202,17 +202,41 @@ static void drain_inq(cn__dist *d) {
 
 /* ---- Back-pressure ---------------------------------------------------- */
 
+/* d->busy[node]: NODE_BUSY while its connection is busy, NODE_STREAMING
+ * while it has large messages going out (streams). */
+#define NODE_BUSY 1
+#define NODE_STREAMING 2
+
 static bool node_busy(cn__dist *d, uint32_t node) {
   return node < CN_MAX_NODES &&
-         atomic_load_explicit(&d->busy[node], memory_order_relaxed);
+         (atomic_load_explicit(&d->busy[node], memory_order_relaxed) &
+          NODE_BUSY);
+}
+
+static bool node_streaming(cn__dist *d, uint32_t node) {
+  return node < CN_MAX_NODES &&
+         (atomic_load_explicit(&d->busy[node], memory_order_relaxed) &
+          NODE_STREAMING);
+}
+
+void cn__dist_set_streaming(cn__dist *d, cn__dnode *dn, bool on) {
+  if (dn->node >= CN_MAX_NODES)
+    return;
+  if (on)
+    atomic_fetch_or(&d->busy[dn->node], (uint8_t)NODE_STREAMING);
+  else
+    atomic_fetch_and(&d->busy[dn->node], (uint8_t)~NODE_STREAMING);
 }
 
 /* A parked sender may go on once its node's connection is not busy and
- * holds nothing of its in a stream (or is gone). */
+ * holds at most one message of its in a stream (or is gone).  One: a
+ * server that answered with a large reply goes on serving other callers
+ * while it goes out, and only its next large message waits for it, so
+ * each sender has at most two large messages queued. */
 static bool may_go(cn__dist *d, cn__dnode *dn, cn_proc *p) {
   cn__conn *c = dn ? dn->conn : NULL;
   return !c || atomic_load(&d->stopping) ||
-         (!c->busy && !cn__conn_streaming(c, p->pid));
+         (!c->busy && cn__conn_streamed(c, p->pid) <= 1);
 }
 
 void cn__dist_unpark(cn__dist *d, cn__dnode *dn) {
@@ -231,7 +255,10 @@ void cn__dist_unpark(cn__dist *d, cn__dnode *dn) {
 void cn__dist_set_busy(cn__dist *d, cn__dnode *dn, int busy) {
   if (dn->node < CN_MAX_NODES) {
     pthread_mutex_lock(&d->mu);
-    atomic_store(&d->busy[dn->node], (uint8_t)(busy != 0));
+    if (busy)
+      atomic_fetch_or(&d->busy[dn->node], (uint8_t)NODE_BUSY);
+    else
+      atomic_fetch_and(&d->busy[dn->node], (uint8_t)~NODE_BUSY);
     if (!busy)
       pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
@@ -316,11 +343,13 @@ static int dist_deliver(cn_runtime *rt, cn_pid to, cn__msg *m) {
     return CN_ENOCONN;
   }
   m->to = to;
-  if (message && (big || node_busy(d, to.node))) {
+  if (message && (big || node_busy(d, to.node) || node_streaming(d, to.node))) {
     /* Back-pressure, as the BEAM suspends a sender: a process after its
-     * callback (until the connection drains and its own large message is
-     * out), a plain thread here (while the connection is busy).  A
-     * scheduler thread that runs no process is never held up. */
+     * callback (until the connection drains and at most one message of
+     * its own waits in streams; while the node has streams, any message
+     * may have queued behind one there), a plain thread here (while the
+     * connection is busy).  A scheduler thread that runs no process is
+     * never held up. */
     cn_proc *cur = cn__current();
     if (!cn__current_sched()) {
       if (node_busy(d, to.node) && !on_dist_loop(d)) {
@@ -358,6 +387,7 @@ static void on_flush(uv_prepare_t *h) { cn__conn_flush_all(h->data); }
 static void on_ticker(uv_timer_t *h) {
   cn__conn_tick_all(h->data);
   cn__dist_expire(h->data);
+  cn__blocks_trim(false);
 }
 
 /* ---- epmd registration (blocking, in cn_dist_start) ------------------- */
@@ -528,6 +558,7 @@ static void dist_free_mem(cn__dist *d) {
   cn__global_free(d);
   cn__pg_free(d);
   cn__nodemons_free(d);
+  cn__tls_ctx_free(d->tls);
   free((void *)d->busy);
   pthread_mutex_destroy(&d->mu);
   pthread_cond_destroy(&d->cv);
@@ -578,7 +609,23 @@ int cn_dist_start(cn_runtime *rt, const cn_dist_options *opts) {
   d->frame_limit = d->opt.max_message + CN__CTL_ROOM;
   if (!d->opt.max_reassembly)
     d->opt.max_reassembly = 2 * d->frame_limit;
+  d->opt.tls = NULL; /* read here, not kept */
+  if (opts->tls) {
+    char why[512];
+    if ((rc = cn__tls_ctx_new(opts->tls, &d->tls, why, sizeof(why))) != 0) {
+      if (rc == CN_EINVAL)
+        cn__logf(rt, CN_LOG_ERROR, "cnode dist", "TLS distribution: %s", why);
+      free(d);
+      return rc;
+    }
+    /* As OTP: the node starts, and every handshake it accepts fails. */
+    if (!opts->tls->server.certfile)
+      cn__logf(rt, CN_LOG_WARNING, "cnode dist",
+               "TLS distribution without a server certfile: connections "
+               "from other nodes will fail");
+  }
   if (!(d->busy = calloc(CN_MAX_NODES, sizeof(*d->busy)))) {
+    cn__tls_ctx_free(d->tls);
     free(d);
     return CN_ENOMEM;
   }

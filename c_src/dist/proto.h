@@ -164,6 +164,8 @@ typedef struct cn__hs {
   int replaces;      /* accepting side: the peer said true to
                       * "alive"; the old connection must go */
   const char *error; /* static text for the log when one failed */
+  int len4;          /* 4-byte length prefixes, as inet_tls_dist's
+                      * {packet, 4} (set after cn__hs_init) */
 } cn__hs;
 
 /* Sets h up.  initiator: 1 when we dialled expect_name.  arbitrate is used
@@ -353,8 +355,9 @@ typedef struct cn__frag_seq {
   struct cn__frag_seq *next;
   uint64_t id;   /* the sender's sequence id */
   uint64_t left; /* fragments still to come */
-  char *data;    /* malloc'ed */
+  char *data;    /* from cn__block_alloc */
   size_t len, cap;
+  size_t bcap; /* data's real capacity (cap or more) */
   int refused; /* over a limit: the rest is dropped */
 } cn__frag_seq;
 

@@ -263,29 +263,66 @@ static void encode_exitish(cn__dist *d, cn__conn *c, cn_buf *b, int op,
   frame_end(d, b, mark);
 }
 
+/* Payloads this long and up, queued behind a stream, are not copied: the
+ * frame ends with the message's own bytes (cn__conn_attach). */
+#define TAIL_MIN ((size_t)16 << 10)
+
+/* Ends a send frame opened at mark with m's data as its payload: a copy
+ * in b, or, for a large one in a stream, m itself, which then belongs
+ * to the stream (returns true). */
+static bool put_payload(cn__dist *d, cn__conn *c, cn_buf *b, size_t mark,
+                        cn__msg *m) {
+  cn_term data = {m->data, m->len};
+  const char *tail = m->data;
+  size_t tlen = m->len, n;
+  unsigned char *p;
+  if (m->kind == CN__M_REPLY && m->aux) {
+    /* A split reply (see cn__route_reply): {Tag, then the reply in the
+     * handler's own buffer. */
+    cn_buf_append(b, m->data, m->aux);
+    tail = m->block;
+    tlen = m->len - m->aux;
+    data = (cn_term){tail, tlen};
+  }
+  n = b->len - mark - 4 + tlen;
+  if (tlen < TAIL_MIN || b->err || n > UINT32_MAX ||
+      !cn__conn_attach(c, b, m, tail, tlen)) {
+    cn_put_term(b, data);
+    frame_end(d, b, mark);
+    return false;
+  }
+  p = (unsigned char *)b->data + mark;
+  p[0] = (unsigned char)(n >> 24);
+  p[1] = (unsigned char)(n >> 16);
+  p[2] = (unsigned char)(n >> 8);
+  p[3] = (unsigned char)n;
+  atomic_fetch_add_explicit(&d->st_frames_out, 1, memory_order_relaxed);
+  return true;
+}
+
 static void encode(cn__dist *d, cn__conn *c, cn__dnode *dn, cn_pid to,
                    cn__msg *m) {
   /* Into the output buffer, or behind the sender's earlier large
    * messages (see "Large messages" in dist_internal.h). */
   cn_buf *b = cn__conn_target(
-      c, m->kind == CN__M_CALL && m->cfrom ? m->cfrom->pid : m->from, m->len);
+      c, m->kind == CN__M_CALL && m->cfrom ? m->cfrom->pid : m->from, to,
+      m->len);
   cn_term data = {m->data, m->len};
   const char *toname = (m->flags & CN__F_TONAME) ? m->name : NULL;
   size_t mark;
   cn__rec *r;
+  bool kept = false; /* m went with its frame */
 
   switch (m->kind) {
   case CN__M_MSG:
     mark = begin_send(d, c, b, sender_of(d, m->from), to, toname);
-    cn_put_term(b, data);
-    frame_end(d, b, mark);
+    kept = put_payload(d, c, b, mark, m);
     break;
   case CN__M_CAST:
     mark = begin_send(d, c, b, sender_of(d, m->from), to, toname);
     cn_put_tuple(b, 2);
     cn_put_atom(b, "$gen_cast");
-    cn_put_term(b, data);
-    frame_end(d, b, mark);
+    kept = put_payload(d, c, b, mark, m);
     break;
   case CN__M_CALL: {
     /* gen:call's shape: monitor the server, then send with the monitor
@@ -314,8 +351,7 @@ static void encode(cn__dist *d, cn__conn *c, cn__dnode *dn, cn_pid to,
     cn_put_list(b, 1);
     cn_put_atom(b, "alias");
     cn_put_ref(b, ref);
-    cn_put_term(b, data);
-    frame_end(d, b, mark);
+    kept = put_payload(d, c, b, mark, m);
     break;
   }
   case CN__M_REPLY:
@@ -339,8 +375,7 @@ static void encode(cn__dist *d, cn__conn *c, cn__dnode *dn, cn_pid to,
     } else {
       mark = begin_send(d, c, b, m->from, to, NULL);
     }
-    cn_put_term(b, data);
-    frame_end(d, b, mark);
+    kept = put_payload(d, c, b, mark, m);
     break;
   case CN__S_EXIT:
     if (m->flags & CN__F_LINKED) {
@@ -409,7 +444,8 @@ static void encode(cn__dist *d, cn__conn *c, cn__dnode *dn, cn_pid to,
   default:
     break;
   }
-  cn__msg_free(m);
+  if (!kept)
+    cn__msg_free(m);
   cn__conn_queued(c, b);
 }
 
@@ -527,20 +563,40 @@ static call_route *route_new(cn_term tag) {
 /* The reply gen_server:call waits for, {Tag, Reply}, sent to the caller's
  * alias when its tag has one (OTP 24+ callers tag a call [alias | Ref]; a
  * reply sent to the alias is dropped once the caller has given up). */
-int cn__route_reply(cn_runtime *rt, const cn_from *from, cn_term reply) {
+int cn__route_reply(cn_runtime *rt, const cn_from *from, cn_term reply,
+                    cn_buf *own) {
   const call_route *r = from->route;
   cn_term tag = {r->tag, r->len};
   size_t n = 2 + tag.len + reply.len; /* SMALL_TUPLE_EXT, arity, Tag, Reply */
-  cn__msg *m = cn__msg_new(CN__M_REPLY, NULL, n);
+  cn__msg *m;
   cn_buf b;
-  if (!m)
+  if (own && own->on_heap && own->data == reply.ptr && own->len == reply.len &&
+      reply.len >= CN__BLOCK_MIN && 2 + tag.len <= UINT32_MAX &&
+      (m = cn__msg_new(CN__M_REPLY, NULL, 2 + tag.len)) != NULL) {
+    /* A large reply is not copied: the message holds {Tag, (its aux
+     * bytes) and takes the handler's buffer over for the reply, which
+     * goes out from there (put_payload).  Its len is the whole term's;
+     * only put_payload reads its bytes. */
+    m->data[0] = (char)104;
+    m->data[1] = 2;
+    memcpy(m->data + 2, tag.ptr, tag.len);
+    m->aux = (uint32_t)(2 + tag.len);
+    m->len = n;
+    m->block = own->data;
+    m->block_cap = own->cap;
+    own->data = NULL;
+    own->cap = 0;
+    own->on_heap = 0;
+  } else if (!(m = cn__msg_new(CN__M_REPLY, NULL, n))) {
     return CN_ENOMEM;
-  cn_buf_init_with(&b, m->data, n);
-  if (cn_build(&b, "{~t, ~t}", tag, reply) != 0 || b.data != m->data ||
-      b.len != n) {
-    cn_buf_free(&b);
-    cn__msg_free(m);
-    return CN_EINVAL; /* not reached: both terms were checked */
+  } else {
+    cn_buf_init_with(&b, m->data, n);
+    if (cn_build(&b, "{~t, ~t}", tag, reply) != 0 || b.data != m->data ||
+        b.len != n) {
+      cn_buf_free(&b);
+      cn__msg_free(m);
+      return CN_EINVAL; /* not reached: both terms were checked */
+    }
   }
   m->ref = from->ref;
   m->from = from->server;
@@ -651,6 +707,23 @@ static void fail_remote_call(cn__dist *d, cn__conn *c, cn_pid to,
   rec_free(r);
 }
 
+/* A message of kind holding term t of the frame being routed.  A large
+ * term of a reassembled frame stays where it is: the message takes the
+ * frame's buffer over (c->adopt), and *adopted says so. */
+static cn__msg *msg_of(cn__conn *c, int kind, cn_term t, bool *adopted) {
+  cn_buf *a = c->adopt;
+  cn__msg *m;
+  if (a && a->data && t.len >= CN__BLOCK_MIN && t.ptr >= a->data &&
+      t.ptr + t.len <= a->data + a->len &&
+      (m = cn__msg_adopt(kind, a->data, a->cap, t.ptr, t.len)) != NULL) {
+    cn_buf_init(a);
+    if (adopted)
+      *adopted = true;
+    return m;
+  }
+  return cn__msg_new(kind, t.ptr, t.len);
+}
+
 /* Delivers a message for local process `to` (reached through `name`, or
  * NULL): a call, a cast, a reply to one of our calls, or anything else. */
 static void deliver_msg(cn__dist *d, cn__conn *c, cn_pid to, const char *name,
@@ -663,6 +736,8 @@ static void deliver_msg(cn__dist *d, cn__conn *c, cn_pid to, const char *name,
   size_t n = 0;
   cn_ref ref;
   int rc, is_call;
+  bool adopted = false;
+  char *tagcopy = NULL;
 
   if ((unsigned char)msg.ptr[0] == 104 && cn_iter_init(&it, msg, &n) == 0 &&
       n >= 2 && n <= 3) {
@@ -679,7 +754,7 @@ static void deliver_msg(cn__dist *d, cn__conn *c, cn_pid to, const char *name,
           (unsigned char)e[1].ptr[0] == 104 && fn == 2 &&
           cn_iter_next(&fit, &caller) && cn_iter_next(&fit, &tag) &&
           cn_get_pid(caller, &cpid) == 0) {
-        if (!(m = cn__msg_new(CN__M_CALL, e[2].ptr, e[2].len)) ||
+        if (!(m = msg_of(c, CN__M_CALL, e[2], &adopted)) ||
             !(m->cfrom = cn__from_new(rt)) ||
             !(m->cfrom->route = route_new(tag))) {
           cn__msg_free(m);
@@ -694,17 +769,17 @@ static void deliver_msg(cn__dist *d, cn__conn *c, cn_pid to, const char *name,
         m->from = cpid;
       }
     } else if (n == 2 && cn_is_atom(e[0], "$gen_cast")) {
-      m = cn__msg_new(CN__M_CAST, e[1].ptr, e[1].len);
+      m = msg_of(c, CN__M_CAST, e[1], NULL);
     }
   }
   if (!m) {
     cn_term reply;
     if (as_reply(dn, to, msg, &ref, &reply)) {
-      m = cn__msg_new(CN__M_REPLY, reply.ptr, reply.len);
+      m = msg_of(c, CN__M_REPLY, reply, NULL);
       if (m)
         m->ref = ref;
     } else {
-      m = cn__msg_new(CN__M_MSG, msg.ptr, msg.len);
+      m = msg_of(c, CN__M_MSG, msg, NULL);
     }
   }
   if (!m) {
@@ -726,10 +801,18 @@ static void deliver_msg(cn__dist *d, cn__conn *c, cn_pid to, const char *name,
     cn__msg_free(m);
     return;
   }
+  /* The tag lies in the frame, which an adopted call takes with it when
+   * it is dropped: a refused call is answered from a copy. */
+  if (adopted && is_call && (tagcopy = malloc(tag.len)) != NULL) {
+    memcpy(tagcopy, tag.ptr, tag.len);
+    tag.ptr = tagcopy;
+  }
   /* A dead pid drops it, as in Erlang.  A full mailbox drops it too
    * (counted by the runtime), and a call then fails at once. */
-  if ((rc = cn__deliver(rt, to, m)) == CN_EFULL && is_call)
+  if ((rc = cn__deliver(rt, to, m)) == CN_EFULL && is_call &&
+      (tagcopy || !adopted))
     fail_remote_call(d, c, to, name, from, tag, CN_EFULL);
+  free(tagcopy);
 }
 
 /* A pid of ours, from a field the parser typed as a pid. */
@@ -822,7 +905,7 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
         fail_our_call(d, c, &alias);
         break;
       }
-      m = cn__msg_new(CN__M_REPLY, reply.ptr, reply.len);
+      m = msg_of(c, CN__M_REPLY, reply, NULL);
       if (m) {
         m->ref = alias;
         cn__get_pid_known(ctl.from, &m->from);

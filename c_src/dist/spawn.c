@@ -37,6 +37,14 @@
 enum { J_PLAIN = 0, J_CALL, J_CAST };
 
 #define DONE_ATOM "$cnode_export_done"
+#define SEND_ATOM "$cnode_export_send"
+
+/* A message the export asked its process to send (cn__spawn_send). */
+typedef struct spawn_out {
+  struct spawn_out *next;
+  cn_buf to;  /* a pid or a registered name */
+  cn_buf msg; /* the message */
+} spawn_out;
 
 typedef struct spawn_job {
   cn__work work; /* first: the worker's view */
@@ -52,13 +60,29 @@ typedef struct spawn_job {
   cn_buf stack; /* for error and undef */
   int rc;       /* cn__apply's */
   unsigned arity;
+  _Atomic int got_message;     /* the process received something of
+                                * someone's (cn__spawn_got_message) */
+  pthread_mutex_t out_mu;      /* guards outq */
+  spawn_out *outq, **out_tail; /* for the process to send, in order */
 } spawn_job;
 
 static void atom_to(cn_runtime *rt, cn_pid pid, const char *name, int exit);
 
+static void out_free(spawn_out *o) {
+  cn_buf_free(&o->to);
+  cn_buf_free(&o->msg);
+  free(o);
+}
+
 static void job_unref(spawn_job *j) {
+  spawn_out *o;
   if (atomic_fetch_sub(&j->refs, 1) != 1)
     return;
+  while ((o = j->outq)) {
+    j->outq = o->next;
+    out_free(o);
+  }
+  pthread_mutex_destroy(&j->out_mu);
   cn_buf_free(&j->ref);
   cn_buf_free(&j->args);
   cn_buf_free(&j->out);
@@ -66,14 +90,90 @@ static void job_unref(spawn_job *j) {
   free(j);
 }
 
+/* The job this worker thread runs the export of (cn__spawn_self,
+ * cn__spawn_got_message); the worker's reference keeps it. */
+static _Thread_local spawn_job *cur_job;
+
+int cn__spawn_self(cn_pid *pid) {
+  if (!cur_job)
+    return CN_ENOENT;
+  *pid = cur_job->proc;
+  return 0;
+}
+
+bool cn__spawn_got_message(void) {
+  return cur_job && atomic_load(&cur_job->got_message);
+}
+
+int cn__spawn_send(cn_runtime *rt, cn_term to, cn_term msg) {
+  spawn_job *j = cur_job;
+  spawn_out *o;
+  char name[256];
+  cn_pid pid;
+  int rc;
+  if (!j) {
+    if (cn_term_typeof(to) == CN_T_PID && cn_get_pid(to, &pid) == 0)
+      return cn_send(rt, cn_to_pid(pid), msg);
+    if (cn_term_typeof(to) == CN_T_ATOM &&
+        cn_get_atom(to, name, sizeof(name)) >= 0)
+      return cn_send(rt, cn_to_name(name), msg);
+    return CN_EINVAL;
+  }
+  if ((rc = cn__check_term(rt, msg)) != 0)
+    return rc;
+  if (!(o = calloc(1, sizeof(*o))))
+    return CN_ENOMEM;
+  cn_buf_init(&o->to);
+  cn_buf_init(&o->msg);
+  cn_put_term(&o->to, to);
+  cn_put_term(&o->msg, msg);
+  if (o->to.err || o->msg.err) {
+    out_free(o);
+    return CN_ENOMEM;
+  }
+  pthread_mutex_lock(&j->out_mu);
+  *j->out_tail = o;
+  j->out_tail = &o->next;
+  pthread_mutex_unlock(&j->out_mu);
+  /* Before DONE_ATOM, from this same thread: the process sends this
+   * before it exits. */
+  atom_to(rt, j->proc, SEND_ATOM, 0);
+  return 0;
+}
+
+/* In the process's turn: sends what its export queued, in order. */
+static void send_queued(cn_runtime *rt, spawn_job *j) {
+  spawn_out *o;
+  char name[256];
+  cn_pid pid;
+  pthread_mutex_lock(&j->out_mu);
+  o = j->outq;
+  j->outq = NULL;
+  j->out_tail = &j->outq;
+  pthread_mutex_unlock(&j->out_mu);
+  while (o) {
+    spawn_out *next = o->next;
+    cn_term to = cn_buf_term(&o->to);
+    if (cn_term_typeof(to) == CN_T_PID && cn_get_pid(to, &pid) == 0)
+      cn_send(rt, cn_to_pid(pid), cn_buf_term(&o->msg));
+    else if (cn_get_atom(to, name, sizeof(name)) >= 0)
+      cn_send(rt, cn_to_name(name), cn_buf_term(&o->msg));
+    out_free(o);
+    o = next;
+  }
+}
+
 static void work_main(cn__work *w) {
   spawn_job *j = (spawn_job *)w;
   cn_runtime *rt = w->rt;
-  if (j->badargs)
+  if (j->badargs) {
     j->rc = CN_EBADTERM;
-  else
+  } else {
+    cur_job = j;
     j->rc = cn__apply(rt, j->mod, j->fun, cn_buf_term(&j->args), &j->out,
                       &j->stack);
+    cur_job = NULL;
+  }
   atomic_store(&j->finished, 1);
   atom_to(rt, j->proc, DONE_ATOM, 0);
   job_unref(j);
@@ -205,9 +305,18 @@ static int sp_info(cn_proc *self, void *state, cn_term msg) {
   char store[256];
   cn_buf r;
   bool report;
-  if (!cn_is_atom(msg, DONE_ATOM) || !atomic_load(&j->finished))
-    return CN_NOREPLY; /* stray messages are ignored, as erpc's process
-                        * never receives */
+  if (cn_is_atom(msg, SEND_ATOM)) {
+    send_queued(rt, j); /* also when someone else sent the atom: the
+                         * queue is the job's own */
+    return CN_NOREPLY;
+  }
+  if (!cn_is_atom(msg, DONE_ATOM) || !atomic_load(&j->finished)) {
+    /* Stray messages are dropped, as erpc's process never receives;
+     * code that waits for one (observer_backend:fetch_stats/2) learns
+     * that one came. */
+    atomic_store(&j->got_message, 1);
+    return CN_NOREPLY;
+  }
   cn_buf_init_with(&r, store, sizeof(store));
   report = exit_reason(j, &r);
   if (r.err) {
@@ -328,6 +437,8 @@ void cn__spawn_request(cn__dist *d, cn__conn *c, cn_pid from, const cn_ref *req,
     return;
   }
   atomic_init(&j->refs, 1);
+  pthread_mutex_init(&j->out_mu, NULL);
+  j->out_tail = &j->outq;
   cn_buf_init(&j->ref);
   cn_buf_init(&j->args);
   cn_buf_init(&j->out);

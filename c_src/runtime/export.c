@@ -81,6 +81,16 @@ bool cn_is_exported(cn_runtime *rt, const char *mod, const char *fun,
   return found;
 }
 
+bool cn__module_exported(cn_runtime *rt, const char *mod) {
+  cn__export *e;
+  bool found = false;
+  pthread_mutex_lock(&rt->exports_mu);
+  for (e = rt->exports; e && !found; e = e->next)
+    found = strcmp(e->mod, mod) == 0;
+  pthread_mutex_unlock(&rt->exports_mu);
+  return found;
+}
+
 void cn__exports_free(cn_runtime *rt) {
   cn__export *e;
   while ((e = rt->exports)) {

@@ -104,11 +104,43 @@ typedef struct cn__msg {
                      * malloc'ed copy, freed with the message */
   cn_pid to;        /* remote messages: the destination (distribution) */
   size_t len;       /* bytes in data */
-  char data[];      /* the term, when there is one */
+  char *data;       /* the term, when there is one: at inline, or in
+                     * block */
+  char *block;      /* a large message's own buffer (cn__block_alloc),
+                     * or NULL */
+  size_t block_cap; /* its capacity */
+  char inline_[];   /* a small message's term */
 } cn__msg;
 
+/* A message of kind with a copy of len bytes of data (or room for them,
+ * when data is NULL).  A large one (CN__BLOCK_MIN and up) gets its data
+ * in a block of its own.  Returns NULL when out of memory. */
 cn__msg *cn__msg_new(int kind, const char *data, size_t len);
+/* A message of kind whose len bytes of term at data lie in block (of
+ * capacity cap, from cn__block_alloc), which the message takes over: no
+ * copy.  Returns NULL when out of memory, and block is still the
+ * caller's then. */
+cn__msg *cn__msg_adopt(int kind, char *block, size_t cap, const char *data,
+                       size_t len);
+/* A message of kind holding the term in b: it takes b's heap memory over
+ * when large (leaving b->data NULL and b->len as it was), else copies
+ * it.  Returns NULL when out of memory (b unchanged). */
+cn__msg *cn__msg_from_buf(int kind, cn_buf *b);
 void cn__msg_free(cn__msg *m);
+
+/* ---- Large blocks (blocks.c) ------------------------------------------ */
+
+/* Blocks from this size up are kept for reuse when freed. */
+#define CN__BLOCK_MIN ((size_t)128 << 10)
+/* At least n bytes, malloc'ed; *cap is what the block holds.  A block of
+ * CN__BLOCK_MIN or more may come from those kept.  Thread-safe. */
+void *cn__block_alloc(size_t n, size_t *cap);
+/* Gives back a block of capacity cap (from cn__block_alloc or malloc):
+ * kept for reuse when large and there is room, else freed.
+ * Thread-safe; p may be NULL. */
+void cn__block_free(void *p, size_t cap);
+/* Frees the kept blocks unused for a while (or all of them). */
+void cn__blocks_trim(bool all);
 
 /* The inbox of an exited process: pushes that meet it fail. */
 #define CN__MBOX_CLOSED ((cn__msg *)(uintptr_t)1)
@@ -220,6 +252,8 @@ struct cn_proc {
   uint32_t timeout_gen; /* bumped by every message */
   cn_ref timeout_tref;  /* armed idle timeout */
   int timeout_armed;
+  uint32_t reply_hint;       /* bytes of its last reply by message, when large:
+                              * the next one starts in a block that size */
   cn_buf reason;             /* set by cn_set_reason */
   struct cn__msg *cont;      /* an S_CONTINUE set by cn_continue, not
                               * yet queued */
@@ -366,8 +400,11 @@ typedef struct cn__dist_ops {
    * CN_SEND_NOSUSPEND). */
   bool (*busy)(cn_runtime *rt, uint32_t node);
   /* Answers a remote caller (from->route) with reply, a term the runtime
-   * has checked.  from stays the caller's.  Returns 0 or CN_ENOMEM. */
-  int (*reply)(cn_runtime *rt, const cn_from *from, cn_term reply);
+   * has checked.  from stays the caller's.  own, when not NULL, is the
+   * buffer reply lies in: a large one's heap memory may be taken over
+   * (own->data is NULL then, and own->len unchanged) instead of copied.
+   * Returns 0 or CN_ENOMEM. */
+  int (*reply)(cn_runtime *rt, const cn_from *from, cn_term reply, cn_buf *own);
 } cn__dist_ops;
 
 typedef struct cn__module {
@@ -529,6 +566,9 @@ int cn__work_start(cn_runtime *rt, cn__work *w);
  * when none is left. */
 bool cn__work_wait(cn_runtime *rt, int timeout_ms);
 void cn__exports_free(cn_runtime *rt);
+/* True when some function of mod is exported: what code:ensure_loaded/1
+ * calls loaded, for the built-in exports.  Thread-safe. */
+bool cn__module_exported(cn_runtime *rt, const char *mod);
 
 /* For the built-in exports (erlang:registered/0, processes/0,
  * process_info/2).  cn__names_list appends the list of registered names

@@ -7,14 +7,52 @@
 /* ---- Messages --------------------------------------------------------- */
 
 cn__msg *cn__msg_new(int kind, const char *data, size_t len) {
-  cn__msg *m = malloc(sizeof(*m) + len);
+  cn__msg *m;
+  char *block = NULL;
+  size_t cap = 0;
+  if (len >= CN__BLOCK_MIN) {
+    if (!(block = cn__block_alloc(len, &cap)))
+      return NULL;
+    if (!(m = cn__msg_adopt(kind, block, cap, block, len))) {
+      cn__block_free(block, cap);
+      return NULL;
+    }
+  } else {
+    if (!(m = malloc(sizeof(*m) + len)))
+      return NULL;
+    memset(m, 0, sizeof(*m));
+    m->kind = (uint8_t)kind;
+    m->len = len;
+    m->data = m->inline_;
+  }
+  if (len && data) /* no data: the caller fills it in */
+    memcpy(m->data, data, len);
+  return m;
+}
+
+cn__msg *cn__msg_adopt(int kind, char *block, size_t cap, const char *data,
+                       size_t len) {
+  cn__msg *m = malloc(sizeof(*m));
   if (!m)
     return NULL;
   memset(m, 0, sizeof(*m));
   m->kind = (uint8_t)kind;
   m->len = len;
-  if (len && data) /* no data: the caller fills it in */
-    memcpy(m->data, data, len);
+  m->data = (char *)data;
+  m->block = block;
+  m->block_cap = cap;
+  return m;
+}
+
+cn__msg *cn__msg_from_buf(int kind, cn_buf *b) {
+  cn__msg *m;
+  if (!b->on_heap || b->len < CN__BLOCK_MIN)
+    return cn__msg_new(kind, b->data, b->len);
+  if (!(m = cn__msg_adopt(kind, b->data, b->cap, b->data, b->len)))
+    return NULL;
+  b->data = NULL;
+  b->cap = 0;
+  b->on_heap = 0;
   return m;
 }
 
@@ -24,6 +62,7 @@ void cn__msg_free(cn__msg *m) {
   if (m->cfrom)
     cn_from_free(m->cfrom);
   free((void *)m->name);
+  cn__block_free(m->block, m->block_cap);
   free(m);
 }
 
@@ -107,6 +146,7 @@ int cn__proc_alloc(cn_runtime *rt, const cn_server_ops *ops, uint32_t flags,
   p->timeout_ms = CN_INFINITY;
   p->timeout_gen = 0;
   p->timeout_armed = 0;
+  p->reply_hint = 0;
   cn_buf_init(&p->reason);
   p->cont = NULL;
   p->sys = NULL;

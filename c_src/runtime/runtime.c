@@ -409,6 +409,9 @@ void cn_runtime_free(cn_runtime *rt) {
     free(mod->name);
     free(mod);
   }
+  /* The kept blocks are process-wide; with this runtime's messages gone,
+   * they go too (another runtime keeps what it frees from now on). */
+  cn__blocks_trim(true);
   pthread_mutex_destroy(&rt->table_mu);
   pthread_mutex_destroy(&rt->exit_mu);
   pthread_cond_destroy(&rt->exit_cv);

@@ -46,21 +46,31 @@ void cn_from_free(cn_from *from) {
 
 cn_pid cn_from_pid(const cn_from *from) { return from->pid; }
 
-static int send_reply(cn_from *from, cn_term reply, int flags) {
+/* Sends reply to from's caller.  own, when not NULL, is the buffer reply
+ * lies in, whose memory a large reply takes over (see cn__msg_from_buf)
+ * instead of a copy. */
+static int send_reply_own(cn_from *from, cn_term reply, cn_buf *own,
+                          int flags) {
   cn__msg *m;
   if (from->flags & CN__FROM_REMOTE) {
     const cn__dist_ops *ops = from->rt->dist_ops;
     /* No distribution any more: the caller's node is gone for us, and
      * its caller has had its noconnection. */
-    return ops ? ops->reply(from->rt, from, reply) : 0;
+    return ops ? ops->reply(from->rt, from, reply, own) : 0;
   }
-  if (!(m = cn__msg_new(CN__M_REPLY, reply.ptr, reply.len)))
+  m = own ? cn__msg_from_buf(CN__M_REPLY, own)
+          : cn__msg_new(CN__M_REPLY, reply.ptr, reply.len);
+  if (!m)
     return CN_ENOMEM;
   m->ref = from->ref;
   m->from = from->server;
   m->flags = (uint8_t)flags;
   cn__deliver(from->rt, from->pid, m);
   return 0;
+}
+
+static int send_reply(cn_from *from, cn_term reply, int flags) {
+  return send_reply_own(from, reply, NULL, flags);
 }
 
 /* Fails a call with err (CN_ETOOBIG, CN_EFULL) instead of answering it.
@@ -264,6 +274,33 @@ static void invoke_info(cn_proc *p, cn_term msg) {
 
 /* ---- Calls (server side) ---------------------------------------------- */
 
+/* The buffer a reply by message is built in: over store, or, when this
+ * server's last such reply was large, in a kept block of that size (see
+ * blocks.c), so that a server answering large replies does not grow a
+ * fresh buffer page by page each time. */
+static void reply_buf_init(cn_proc *p, cn_buf *b, char *store, size_t n) {
+  size_t cap;
+  char *blk;
+  cn_buf_init_with(b, store, n);
+  if (p->reply_hint >= CN__BLOCK_MIN &&
+      (blk = cn__block_alloc(p->reply_hint, &cap)) != NULL) {
+    b->data = blk;
+    b->cap = cap;
+    b->on_heap = 1;
+  }
+}
+
+/* Releases a buffer of reply_buf_init, keeping its block when large. */
+static void reply_buf_done(cn_proc *p, cn_buf *b) {
+  p->reply_hint =
+      b->len >= CN__BLOCK_MIN && b->len <= UINT32_MAX ? (uint32_t)b->len : 0;
+  if (b->on_heap)
+    cn__block_free(b->data, b->cap);
+  b->data = NULL;
+  b->on_heap = 0;
+  b->len = b->cap = 0;
+}
+
 /* Handles a call.  direct is the caller's buffer on the inline path (the
  * reply is left there and 1 returned), or NULL to reply by message.  A
  * call that monitors the server (callmon) gets its monitor installed only
@@ -280,7 +317,7 @@ static int handle_call(cn_proc *p, cn_from *from, cn_term req, bool callmon,
   int rc, replied = 0;
 
   if (!rb) {
-    cn_buf_init_with(&local, store, sizeof(store));
+    reply_buf_init(p, &local, store, sizeof(store));
     rb = &local;
   }
   begin_cb(p);
@@ -308,7 +345,7 @@ static int handle_call(cn_proc *p, cn_from *from, cn_term req, bool callmon,
         cn__fail_call(p, from, CN_ETOOBIG, callmon ? CN__F_DEMONDONE : 0);
       cn_from_free(from);
       if (!direct)
-        cn_buf_free(rb);
+        reply_buf_done(p, rb);
       else
         cn_buf_reset(rb);
       end_cb(p, rc == CN_REPLY ? CN_NOREPLY : CN_STOP);
@@ -319,7 +356,7 @@ static int handle_call(cn_proc *p, cn_from *from, cn_term req, bool callmon,
        * would, and its caller learns why through its monitor. */
       cn_from_free(from);
       if (!direct)
-        cn_buf_free(rb);
+        reply_buf_done(p, rb);
       else
         cn_buf_reset(rb);
       cn_buf_reset(&p->reason);
@@ -335,7 +372,7 @@ static int handle_call(cn_proc *p, cn_from *from, cn_term req, bool callmon,
       replied = 1;
     } else {
       from->server = p->pid;
-      send_reply(from, cn_buf_term(rb), callmon ? CN__F_DEMONDONE : 0);
+      send_reply_own(from, cn_buf_term(rb), rb, callmon ? CN__F_DEMONDONE : 0);
     }
     cn_from_free(from);
     end_cb(p, rc == CN_REPLY ? CN_NOREPLY : CN_STOP);
@@ -350,7 +387,7 @@ static int handle_call(cn_proc *p, cn_from *from, cn_term req, bool callmon,
     end_cb(p, rc);
   }
   if (!direct)
-    cn_buf_free(rb);
+    reply_buf_done(p, rb);
   return replied;
 }
 

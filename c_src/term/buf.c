@@ -16,13 +16,7 @@
  * and growing 8 -> 16 -> 32 would cost several reallocs for nothing. */
 #define MIN_HEAP_CAP 64
 
-void cn_buf_init(cn_buf *b) {
-  b->data = NULL;
-  b->len = 0;
-  b->cap = 0;
-  b->on_heap = 0;
-  b->err = 0;
-}
+void cn_buf_init(cn_buf *b) { cn_buf_init_with(b, NULL, 0); }
 
 void cn_buf_init_with(cn_buf *b, void *storage, size_t cap) {
   b->data = storage;
@@ -61,24 +55,12 @@ int cn__buf_grow(cn_buf *b, size_t n) {
   if (need <= b->cap)
     return 0;
   cap = b->cap < MIN_HEAP_CAP ? MIN_HEAP_CAP : b->cap;
-  while (cap < need) {
-    if (cap > (size_t)PTRDIFF_MAX / 2) {
-      cap = need;
-      break;
-    }
-    cap *= 2;
-  }
-  if (b->on_heap) {
-    p = realloc(b->data, cap);
-    if (p == NULL)
-      goto nomem;
-  } else {
-    p = malloc(cap);
-    if (p == NULL)
-      goto nomem;
-    if (b->len != 0)
-      memcpy(p, b->data, b->len);
-  }
+  while (cap < need)
+    cap = cap > (size_t)PTRDIFF_MAX / 2 ? need : 2 * cap;
+  if ((p = realloc(b->on_heap ? b->data : NULL, cap)) == NULL)
+    goto nomem;
+  if (!b->on_heap && b->len != 0)
+    memcpy(p, b->data, b->len);
   b->data = p;
   b->cap = cap;
   b->on_heap = 1;

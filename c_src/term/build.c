@@ -97,22 +97,18 @@ static int close_tail(cn_buf *b, bframe *fr) {
     b->len -= 5;
   } else if (tag == ETF_STRING) {
     size_t m = cn__get16(b->data + t + 1), i;
-    char small[256], *s;
+    char *d;
     if (cn__room(b, m) == NULL)
       return CN_ENOMEM;
-    s = m <= sizeof small ? small : malloc(m);
-    if (s == NULL)
-      return CN_ENOMEM;
-    memcpy(s, b->data + t + 3, m);
+    d = b->data + t;
+    memmove(d + m + 1, d + 3, m); /* to the end, so that they spread forward */
     for (i = 0; i < m; i++) {
-      b->data[t + 2 * i] = (char)ETF_SMALL_INTEGER;
-      b->data[t + 2 * i + 1] = s[i];
+      d[2 * i] = (char)ETF_SMALL_INTEGER;
+      d[2 * i + 1] = d[m + 1 + i];
     }
-    b->data[t + 2 * m] = (char)ETF_NIL;
+    d[2 * m] = (char)ETF_NIL;
     b->len = t + 2 * m + 1;
     count += m;
-    if (s != small)
-      free(s);
   }
   if (count > UINT32_MAX)
     return CN_EINVAL;
@@ -125,9 +121,11 @@ static int close_tail(cn_buf *b, bframe *fr) {
  * here; key order is valid for any size).  The sort is compare.c's. */
 int cn__map_finish(cn_buf *b, size_t hdr, size_t n) {
   size_t body = hdr + 5, out = body, i, j, size;
-  const char *p = b->data + body, *prev = NULL, *inl_keys[32], **keys;
+  const char *p = b->data + body, *prev = NULL;
+  cn__kv inl_kv[32], *kv = NULL;
   char inl_copy[512], *copy;
   uint32_t kept = 0;
+  int rc = CN_ENOMEM;
 
   cn__put32(b->data + hdr + 1, (uint32_t)n);
   /* Most maps are written in key order: check before copying anything. */
@@ -137,40 +135,32 @@ int cn__map_finish(cn_buf *b, size_t hdr, size_t n) {
   if (i == n)
     return 0;
   size = b->len - body;
-  keys = 2 * n <= 32 ? inl_keys : malloc(2 * n * sizeof *keys);
-  copy = size <= sizeof inl_copy ? inl_copy : malloc(size);
-  if (keys == NULL || copy == NULL) {
-    i = 0; /* reported below */
-    goto done;
-  }
+  if ((copy = size <= sizeof inl_copy ? inl_copy : malloc(size)) == NULL)
+    return CN_ENOMEM;
   memcpy(copy, b->data + body, size);
-  cn__map_sorted(copy, n, keys, keys + n, 0);
+  if (cn__map_pairs(copy, n, inl_kv, 32, &kv, 0) == NULL)
+    goto done;
   for (i = 0; i < n; i = j) {
     size_t last = i, len;
-    int c = -1;
     /* Pairs with equal keys sort by value; the one written last, which
      * wins, sits highest in the copy. */
-    for (j = i + 1; j < n && (c = cn__compare(keys[i], keys[j], 0, 1)) == 0;
-         j++)
-      if (keys[j] > keys[last])
+    for (j = i + 1; j < n && cn__compare(kv[i].k, kv[j].k, 0, 1) == 0; j++)
+      if (kv[j].k > kv[last].k)
         last = j;
-    if (c > 0)
-      break; /* out of order: cn__map_sorted ran out of memory */
-    len = (size_t)(cn__skip(keys[n + last]) - keys[last]);
-    memcpy(b->data + out, keys[last], len);
+    len = (size_t)(cn__skip(kv[last].v) - kv[last].k);
+    memcpy(b->data + out, kv[last].k, len);
     out += len;
     kept++;
   }
-done:
-  if (keys != inl_keys)
-    free(keys);
-  if (copy != inl_copy)
-    free(copy);
-  if (i < n)
-    return CN_ENOMEM;
   b->len = out;
   cn__put32(b->data + hdr + 1, kept);
-  return 0;
+  rc = 0;
+done:
+  if (kv != inl_kv)
+    free(kv);
+  if (copy != inl_copy)
+    free(copy);
+  return rc;
 }
 
 /* ---- The parser ---------------------------------------------------------- */
@@ -202,7 +192,7 @@ static int hole(cn_buf *b, char h, va_list *ap, int key_mode) {
   case 'i':
     return cn__enc_int(b, va_arg(*ap, int64_t));
   case 'u':
-    return cn__enc_uint(b, va_arg(*ap, uint64_t));
+    return cn__enc_mag64(b, 0, va_arg(*ap, uint64_t));
   case 'f':
     return cn__enc_double(b, va_arg(*ap, double));
   case 'b': {

@@ -46,54 +46,21 @@ static int int_cmp(const cn__int *x, const cn__int *y) {
   return sx < 0 ? -m : m;
 }
 
-/* Compares |x| with ad, a positive finite double, exactly. */
+/* Compares |x| with ad, a positive finite double, exactly: with ad's
+ * integer part as a magnitude (every step below is exact in doubles), then
+ * with its fraction. */
 static int mag_cmp_double(const cn__int *x, double ad) {
-  int e;
-  double f = frexp(ad, &e);
-  uint64_t m = (uint64_t)ldexp(f, 53); /* ad == m * 2^(e - 53) */
-  int ex = e - 53;
+  unsigned char m[128]; /* DBL_MAX < 256^128 */
+  double ip = floor(ad), q;
+  cn__int y = {.mag = m};
+  int r;
 
-  if (ex < 0) {
-    int sh = -ex;
-    uint64_t q = sh >= 64 ? 0 : m >> sh;
-    int frac = sh >= 64 ? m != 0 : (m & (((uint64_t)1 << sh) - 1)) != 0;
-    uint64_t xv = 0;
-    size_t i;
-    if (x->n > 8)
-      return 1;
-    for (i = x->n; i-- > 0;)
-      xv = (xv << 8) | x->mag[i];
-    if (xv != q)
-      return xv < q ? -1 : 1;
-    return frac ? -1 : 0;
-  } else {
-    /* ad is the integer m << ex: compare bit lengths, then bytes. */
-    unsigned char d[8 + 128 + 8];
-    size_t xbits, dbits, i, nd;
-    unsigned top;
-    uint64_t v;
-
-    if (x->n == 0)
-      return -1;
-    top = x->mag[x->n - 1];
-    xbits = (x->n - 1) * 8;
-    while (top) {
-      xbits++;
-      top >>= 1;
-    }
-    dbits = 53 + (size_t)ex;
-    if (xbits != dbits)
-      return xbits < dbits ? -1 : 1;
-    memset(d, 0, sizeof d);
-    v = m << (ex % 8); /* at most 60 bits */
-    for (i = 0; i < 8; i++)
-      d[(size_t)ex / 8 + i] = (unsigned char)(v >> (8 * i));
-    nd = (dbits + 7) / 8; /* == x->n */
-    for (i = nd; i-- > 0;)
-      if (x->mag[i] != d[i])
-        return x->mag[i] < d[i] ? -1 : 1;
-    return 0;
+  for (; ip != 0; ip = q) {
+    q = floor(ip / 256);
+    m[y.n++] = (unsigned char)(ip - q * 256);
   }
+  r = mag_cmp(x, &y);
+  return r != 0 ? r : ad != floor(ad) ? -1 : 0;
 }
 
 /* Sign of x - d, exactly; 0 when the values are equal. */
@@ -107,11 +74,6 @@ static int int_double_cmp(const cn__int *x, double d) {
   return sx < 0 ? -m : m;
 }
 
-static int is_float_tag(const char *p) {
-  unsigned char t = (unsigned char)p[0];
-  return t == ETF_NEW_FLOAT || t == ETF_FLOAT;
-}
-
 static double float_of(const char *p) {
   double d = 0;
   cn__float_value(p, &d);
@@ -122,7 +84,7 @@ static double float_of(const char *p) {
  * integer first (the exact order, which =:= agrees with).  In map key
  * order (keys), erts puts every integer before every float. */
 static int num_cmp(const char *a, const char *b, int keys) {
-  int fa = is_float_tag(a), fb = is_float_tag(b), r;
+  int fa = cn__is_float(a), fb = cn__is_float(b), r;
   cn__int x, y;
 
   if (keys && fa != fb)
@@ -289,49 +251,21 @@ static void sort_pairs(cn__kv *v, cn__kv *tmp, size_t n, int level) {
     v[k++] = tmp[i++];
 }
 
-/* Fills v[0 .. n) with the pairs at p, sorts them (v[n .. 2n) is merge
- * space) and returns the first byte after the map. */
-static const char *sorted_pairs(const char *p, uint64_t n, cn__kv *v,
-                                int level) {
+const char *cn__map_pairs(const char *p, uint64_t n, cn__kv *inl, size_t cap,
+                          cn__kv **out, int level) {
+  cn__kv *v = inl;
   uint64_t i;
+  if (2 * n > cap && (n > SIZE_MAX / (2 * sizeof *v) ||
+                      (v = malloc((size_t)n * 2 * sizeof *v)) == NULL))
+    return NULL;
   for (i = 0; i < n; i++) {
     v[i].k = p;
     v[i].v = p = cn__skip_fast(p);
     p = cn__skip_fast(p);
   }
-  sort_pairs(v, v + n, (size_t)n, level + 1);
+  sort_pairs(v, v + n, (size_t)n, level + 1); /* v[n .. 2n) is merge space */
+  *out = v;
   return p;
-}
-
-const char *cn__map_pairs(const char *p, uint64_t n, cn__kv **out, int level) {
-  if (n > SIZE_MAX / (2 * sizeof **out))
-    return NULL;
-  *out = malloc((size_t)n * 2 * sizeof **out); /* pairs, then merge space */
-  return *out != NULL ? sorted_pairs(p, n, *out, level) : NULL;
-}
-
-const char *cn__map_sorted(const char *p, uint64_t n, const char **keys,
-                           const char **vals, int level) {
-  cn__kv inl[2 * 16], *v = inl; /* small maps sort without malloc */
-  uint64_t i;
-  const char *end =
-      n <= 16 ? sorted_pairs(p, n, v, level) : cn__map_pairs(p, n, &v, level);
-  if (end == NULL) {
-    /* Out of memory: hand the pairs out in encoded order. */
-    for (i = 0; i < n; i++) {
-      keys[i] = p;
-      vals[i] = p = cn__skip_fast(p);
-      p = cn__skip_fast(p);
-    }
-    return p;
-  }
-  for (i = 0; i < n; i++) {
-    keys[i] = v[i].k;
-    vals[i] = v[i].v;
-  }
-  if (v != inl)
-    free(v);
-  return end;
 }
 
 /* ---- The comparison walk ------------------------------------------------ */
@@ -367,18 +301,18 @@ static int head_cmp(const char *a, const char *b, int keys) {
 
 /* An open container of both terms, which have had one shape so far. */
 typedef struct cframe {
-  uint64_t left;           /* SEQ: elements left; MAP: items left */
+  uint64_t left;           /* tuple: elements left; map: items left */
   uint64_t n;              /* MAP: pairs */
   cn__list a, b;           /* LIST: both cursors */
   cn__kv *ma, *mb;         /* MAP: the pairs in key order */
   const char *enda, *endb; /* MAP: the first byte after each map */
-  int kind;                /* CN__F_* */
+  int kind;                /* CLS_TUPLE (or a fun), CLS_MAP, CLS_LIST */
   int keys;                /* items compare in map key order */
 } cframe;
 
 static void cpop(cn__stack *s) {
   cframe *f = CN__STACK_TOP(s, cframe);
-  if (f->kind == CN__F_MAP) {
+  if (f->kind == CLS_MAP) {
     free(f->ma);
     free(f->mb);
   }
@@ -408,7 +342,7 @@ int cn__compare(const char *a, const char *b, int level, int keys) {
       n = cn__tuple_arity(xa);
       pa = xa + ((unsigned char)xa[0] == ETF_SMALL_TUPLE ? 2 : 5);
       pb = xb + ((unsigned char)xb[0] == ETF_SMALL_TUPLE ? 2 : 5);
-      kind = CN__F_SEQ;
+      kind = CLS_TUPLE;
       break;
     case CLS_FUN:
       if ((unsigned char)xa[0] == ETF_NEW_FUN) {
@@ -418,16 +352,16 @@ int cn__compare(const char *a, const char *b, int level, int keys) {
         n = fa.numfree;
         pa = fa.free;
         pb = fb.free;
-        kind = CN__F_SEQ;
+        kind = CLS_TUPLE;
       }
       break;
     case CLS_MAP:
       n = cn__get32(xa + 1);
-      kind = CN__F_MAP;
+      kind = CLS_MAP;
       break;
     case CLS_LIST:
       n = 1;
-      kind = CN__F_LIST;
+      kind = CLS_LIST;
       break;
     default:
       break;
@@ -445,16 +379,16 @@ int cn__compare(const char *a, const char *b, int level, int keys) {
       f->keys = km;
       f->left = n;
       f->ma = f->mb = NULL;
-      if (kind == CN__F_LIST) {
+      if (kind == CLS_LIST) {
         pa = xa;
         pb = xb;
         cn__list_enter(&f->a, &pa);
         cn__list_enter(&f->b, &pb);
-      } else if (kind == CN__F_MAP) {
+      } else if (kind == CLS_MAP) {
         f->n = n;
         f->left = 2 * n;
-        f->enda = cn__map_pairs(xa + 5, n, &f->ma, level);
-        f->endb = cn__map_pairs(xb + 5, n, &f->mb, level);
+        f->enda = cn__map_pairs(xa + 5, n, NULL, 0, &f->ma, level);
+        f->endb = cn__map_pairs(xb + 5, n, NULL, 0, &f->mb, level);
         if (f->enda == NULL || f->endb == NULL)
           goto oom;
       }
@@ -466,26 +400,23 @@ int cn__compare(const char *a, const char *b, int level, int keys) {
         goto out;
       f = CN__STACK_TOP(&s, cframe);
       km = f->keys;
-      if (f->kind == CN__F_SEQ) {
-        if (f->left == 0) {
-          cpop(&s);
-          continue;
+      if (f->kind != CLS_LIST && f->left == 0) {
+        if (f->kind == CLS_MAP) {
+          pa = f->enda;
+          pb = f->endb;
         }
+        cpop(&s);
+        continue;
+      }
+      if (f->kind == CLS_TUPLE) {
         f->left--;
         xa = pa;
         xb = pb;
         break;
       }
-      if (f->kind == CN__F_MAP) {
-        uint64_t i;
-        if (f->left == 0) {
-          pa = f->enda;
-          pb = f->endb;
-          cpop(&s);
-          continue;
-        }
+      if (f->kind == CLS_MAP) {
         /* All keys first, then the values in key order (erts). */
-        i = 2 * f->n - f->left--;
+        uint64_t i = 2 * f->n - f->left--;
         if (i < f->n) {
           xa = f->ma[i].k;
           xb = f->mb[i].k;
@@ -589,19 +520,14 @@ static void hbytes(cn__sip *h, const unsigned char *s, size_t n) {
 static void hatom(cn__sip *h, const cn__atom *a) {
   char tmp[2 * 255];
   size_t n;
-  if (!a->latin1 || a->n > 255) {
-    hbytes(h, a->s, a->n);
-    return;
-  }
-  n = cn__atom_utf8_len(a);
-  cn__atom_utf8(a, tmp);
-  hbytes(h, (const unsigned char *)tmp, n);
+  const char *s = cn__atom_text(a, tmp, &n);
+  hbytes(h, (const unsigned char *)s, n);
 }
 
 static void hscalar(cn__sip *h, int cls, const char *p) {
   switch (cls) {
   case CLS_NUMBER:
-    if (is_float_tag(p)) {
+    if (cn__is_float(p)) {
       double d = float_of(p);
       uint64_t bits;
       if (d == 0)
@@ -665,8 +591,8 @@ static void hscalar(cn__sip *h, int cls, const char *p) {
 }
 
 typedef struct hframe {
-  int kind;      /* CN__F_* */
-  uint64_t left; /* SEQ: elements; MAP: items (keys and values) */
+  int kind;      /* CLS_TUPLE (or a fun), CLS_MAP, CLS_LIST */
+  uint64_t left; /* tuple: elements; map: items (keys, values) */
   uint64_t n;    /* MAP: pairs */
   cn__sip saved; /* MAP: the hash state before the map */
   uint64_t acc;  /* MAP: sum of the pair hashes */
@@ -701,7 +627,7 @@ static uint64_t term_hash(cn_term t, const cn__sipkey *key) {
         cn__sip_word(&h, fv.old_uniq);
         cn__sip_word(&h, fv.numfree);
         if ((cnt = fv.numfree) != 0) {
-          kind = CN__F_SEQ;
+          kind = CLS_TUPLE;
           p = fv.free;
         }
       }
@@ -712,7 +638,7 @@ static uint64_t term_hash(cn_term t, const cn__sipkey *key) {
       cn__sip_word(&h, H_TUPLE);
       cn__sip_word(&h, cnt);
       if (cnt != 0) {
-        kind = CN__F_SEQ;
+        kind = CLS_TUPLE;
         p = x + ((unsigned char)x[0] == ETF_SMALL_TUPLE ? 2 : 5);
       }
       break;
@@ -722,13 +648,13 @@ static uint64_t term_hash(cn_term t, const cn__sipkey *key) {
         cn__sip_word(&h, H_MAP);
         cn__sip_word(&h, 0);
       } else {
-        kind = CN__F_MAP;
+        kind = CLS_MAP;
         p = x + 5;
       }
       break;
     case CLS_LIST:
       cn__sip_word(&h, H_LIST);
-      kind = CN__F_LIST;
+      kind = CLS_LIST;
       p = x;
       break;
     default:
@@ -747,13 +673,13 @@ static uint64_t term_hash(cn_term t, const cn__sipkey *key) {
       if ((f = CN__STACK_PUSH(&s, hframe)) == NULL)
         goto done;
       f->kind = kind;
-      f->left = kind == CN__F_MAP ? 2 * cnt : cnt;
+      f->left = kind == CLS_MAP ? 2 * cnt : cnt;
       f->n = cnt;
-      if (kind == CN__F_MAP) {
+      if (kind == CLS_MAP) {
         f->saved = h;
         f->acc = 0;
       }
-      if (kind == CN__F_LIST)
+      if (kind == CLS_LIST)
         cn__list_enter(&f->l, &p);
     }
 
@@ -762,7 +688,7 @@ static uint64_t term_hash(cn_term t, const cn__sipkey *key) {
       if (s.n == 0)
         goto done;
       f = CN__STACK_TOP(&s, hframe);
-      if (f->kind == CN__F_SEQ) {
+      if (f->kind == CLS_TUPLE) {
         if (f->left == 0) {
           s.n--;
           continue;
@@ -771,7 +697,7 @@ static uint64_t term_hash(cn_term t, const cn__sipkey *key) {
         x = p;
         break;
       }
-      if (f->kind == CN__F_MAP) {
+      if (f->kind == CLS_MAP) {
         /* Pairs are hashed apart and summed, so order does not matter. */
         if (f->left != 2 * f->n && f->left % 2 == 0)
           f->acc += cn__sip_final(&h);

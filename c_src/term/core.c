@@ -2,8 +2,6 @@
 /* Small shared pieces of the term layer: atom names, UTF-8, and views of
  * numbers, identifiers and funs in any of their encodings.
  */
-#include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "term_internal.h"
@@ -21,110 +19,73 @@ const char cn__small_ints[256][2] = {S64(0), S64(64), S64(128), S64(192)};
 
 const char cn__nil[1] = {(char)ETF_NIL};
 
+/* Decodes the UTF-8 character at s[*i] and advances *i past it; -1 for
+ * what erts rejects: a stray or C0/C1 lead byte, a truncated character,
+ * overlong forms, surrogates and code points above U+10FFFF. */
+static inline long utf8_next(const unsigned char *s, size_t n, size_t *i) {
+  unsigned c = s[(*i)++];
+  size_t len = c < 0xC2 ? 0 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF5 ? 4 : 0;
+  uint32_t cp = c & (0x7Fu >> len);
+
+  if (c < 0x80)
+    return c;
+  if (len == 0 || n - *i < len - 1)
+    return -1;
+  while (--len > 0) {
+    unsigned cc = s[(*i)++];
+    if ((cc & 0xC0) != 0x80)
+      return -1;
+    cp = (cp << 6) | (cc & 0x3F);
+  }
+  if ((c >= 0xE0 && cp < 0x800) || (c >= 0xF0 && cp < 0x10000) ||
+      cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+    return -1;
+  return cp;
+}
+
 long cn__utf8_count(const unsigned char *s, size_t n) {
   size_t i = 0;
   long count = 0;
-  unsigned any = 0;
 
-  /* Most names are ASCII; one pass of ORs tells, without branches. */
-  for (i = 0; i < n; i++)
-    any |= s[i];
-  if (any < 0x80)
+  if (cn__ascii_only(s, n))
     return (long)n;
-
-  i = 0;
-  while (i < n) {
-    unsigned c = s[i];
-    uint32_t cp;
-    size_t k, len;
-
-    if (c < 0x80) {
-      i++;
-      count++;
-      continue;
-    }
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return -1; /* continuation byte, C0/C1 overlong lead, or > F4 */
-    }
-    if (n - i < len)
+  for (; i < n; count++)
+    if (utf8_next(s, n, &i) < 0)
       return -1;
-    for (k = 1; k < len; k++) {
-      unsigned cc = s[i + k];
-      if ((cc & 0xC0) != 0x80)
-        return -1;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-      return -1;
-    i += len;
-    count++;
-  }
   return count;
 }
 
 uint32_t cn__atom_next(const cn__atom *a, size_t *i) {
-  const unsigned char *s = a->s;
-  uint32_t c = s[(*i)++];
-  if (a->latin1 || c < 0x80)
-    return c;
-  if (c < 0xE0) {
-    c = ((c & 0x1F) << 6) | (s[*i] & 0x3F);
-    *i += 1;
-  } else if (c < 0xF0) {
-    c = ((c & 0x0F) << 12) | ((uint32_t)(s[*i] & 0x3F) << 6) |
-        (s[*i + 1] & 0x3F);
-    *i += 2;
-  } else {
-    c = ((c & 0x07) << 18) | ((uint32_t)(s[*i] & 0x3F) << 12) |
-        ((uint32_t)(s[*i + 1] & 0x3F) << 6) | (s[*i + 2] & 0x3F);
-    *i += 3;
-  }
-  return c;
+  if (a->latin1)
+    return a->s[(*i)++];
+  return (uint32_t)utf8_next(a->s, a->n, i);
 }
 
-/* True when a Latin-1 name is plain ASCII, so its bytes are also UTF-8. */
-static int ascii_only(const unsigned char *s, size_t n) {
-  size_t i;
-  for (i = 0; i < n; i++)
-    if (s[i] & 0x80)
-      return 0;
-  return 1;
+/* A Latin-1 name against a UTF-8 one: both as UTF-8, whose byte order is
+ * code point order. */
+static int mixed_cmp(const cn__atom *a, const cn__atom *b) {
+  char ta[2 * 255], tb[2 * 255];
+  cn__atom x = {.latin1 = 0}, y = {.latin1 = 0};
+  x.s = (const unsigned char *)cn__atom_text(a, ta, &x.n);
+  y.s = (const unsigned char *)cn__atom_text(b, tb, &y.n);
+  return cn__atom_cmp(&x, &y);
 }
 
 int cn__atom_cmp(const cn__atom *a, const cn__atom *b) {
-  size_t i = 0, j = 0;
+  size_t m = a->n < b->n ? a->n : b->n;
+  int r;
 
-  if (a->latin1 == b->latin1 ||
-      (a->latin1 ? ascii_only(a->s, a->n) : ascii_only(b->s, b->n))) {
-    size_t m = a->n < b->n ? a->n : b->n;
-    int r = m ? memcmp(a->s, b->s, m) : 0;
-    if (r != 0)
-      return r;
-    return a->n < b->n ? -1 : a->n > b->n;
-  }
-  while (i < a->n && j < b->n) {
-    uint32_t x = cn__atom_next(a, &i), y = cn__atom_next(b, &j);
-    if (x != y)
-      return x < y ? -1 : 1;
-  }
-  if (i < a->n)
-    return 1;
-  return j < b->n ? -1 : 0;
+  if (a->latin1 != b->latin1 &&
+      !(a->latin1 ? cn__ascii_only(a->s, a->n) : cn__ascii_only(b->s, b->n)))
+    return mixed_cmp(a, b); /* ASCII reads the same in both */
+  if (m != 0 && (r = memcmp(a->s, b->s, m)) != 0)
+    return r;
+  return a->n < b->n ? -1 : a->n > b->n;
 }
 
 bool cn__atom_eq(const cn__atom *a, const char *s, size_t n) {
   cn__atom b;
-  if (!a->latin1 || ascii_only(a->s, a->n))
+  if (!a->latin1 || cn__ascii_only(a->s, a->n))
     return a->n == n && memcmp(a->s, s, n) == 0;
   b.s = (const unsigned char *)s;
   b.n = n;
@@ -132,99 +93,27 @@ bool cn__atom_eq(const cn__atom *a, const char *s, size_t n) {
   return cn__atom_cmp(a, &b) == 0;
 }
 
-size_t cn__atom_utf8_len(const cn__atom *a) {
-  size_t i, n = a->n;
-  if (!a->latin1)
-    return n;
-  for (i = 0; i < a->n; i++)
-    n += a->s[i] >> 7; /* bytes >= 128 take two UTF-8 bytes */
-  return n;
-}
-
-void cn__atom_utf8(const cn__atom *a, char *out) {
+const char *cn__latin1_text(const cn__atom *a, char *tmp, size_t *n) {
   size_t i;
-  if (!a->latin1) {
-    if (a->n)
-      memcpy(out, a->s, a->n);
-    return;
+  if (cn__ascii_only(a->s, a->n)) {
+    *n = a->n;
+    return (const char *)a->s;
   }
-  for (i = 0; i < a->n; i++)
-    out += cn__utf8_put(a->s[i], out);
+  for (i = *n = 0; i < a->n && i < 255; i++)
+    *n += cn__utf8_put(a->s[i], tmp + *n);
+  return tmp;
 }
 
 size_t cn__utf8_put(uint32_t c, char *out) {
-  if (c < 0x80) {
+  size_t n = c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4, k;
+  if (n == 1) {
     out[0] = (char)c;
     return 1;
   }
-  if (c < 0x800) {
-    out[0] = (char)(0xC0 | c >> 6);
-    out[1] = (char)(0x80 | (c & 0x3F));
-    return 2;
-  }
-  if (c < 0x10000) {
-    out[0] = (char)(0xE0 | c >> 12);
-    out[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-    out[2] = (char)(0x80 | (c & 0x3F));
-    return 3;
-  }
-  out[0] = (char)(0xF0 | c >> 18);
-  out[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-  out[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-  out[3] = (char)(0x80 | (c & 0x3F));
-  return 4;
-}
-
-void cn__ident_view(const char *p, cn__ident *d) {
-  unsigned char tag = (unsigned char)p[0];
-  const char *q;
-
-  d->id = 0;
-  d->serial = 0;
-  d->len = 0;
-  d->words = NULL;
-  switch (tag) {
-  case ETF_PID:
-  case ETF_NEW_PID:
-    q = cn__atom_view(p + 1, &d->node);
-    d->id = cn__get32(q);
-    d->serial = cn__get32(q + 4);
-    d->creation = tag == ETF_PID ? (unsigned char)q[8] : cn__get32(q + 8);
-    break;
-  case ETF_PORT:
-    q = cn__atom_view(p + 1, &d->node);
-    d->id = cn__get32(q);
-    d->creation = (unsigned char)q[4];
-    break;
-  case ETF_NEW_PORT:
-    q = cn__atom_view(p + 1, &d->node);
-    d->id = cn__get32(q);
-    d->creation = cn__get32(q + 4);
-    break;
-  case ETF_V4_PORT:
-    q = cn__atom_view(p + 1, &d->node);
-    d->id = cn__get64(q);
-    d->creation = cn__get32(q + 8);
-    break;
-  case ETF_REFERENCE:
-    q = cn__atom_view(p + 1, &d->node);
-    d->len = 1;
-    d->words = q;
-    d->creation = (unsigned char)q[4];
-    break;
-  case ETF_NEW_REFERENCE:
-    d->len = cn__get16(p + 1);
-    q = cn__atom_view(p + 3, &d->node);
-    d->creation = (unsigned char)q[0];
-    d->words = q + 1;
-    break;
-  default: /* ETF_NEWER_REFERENCE */
-    d->len = cn__get16(p + 1);
-    q = cn__atom_view(p + 3, &d->node);
-    d->creation = cn__get32(q);
-    d->words = q + 4;
-    break;
-  }
+  for (k = n; --k > 0; c >>= 6)
+    out[k] = (char)(0x80 | (c & 0x3F));
+  out[0] = (char)(((0xFF00u >> n) & 0xFF) | c);
+  return n;
 }
 
 void cn__fun_view(const char *p, cn__fun *f) {
@@ -265,7 +154,7 @@ int cn__float_value(const char *p, double *out) {
 const char *cn__int_view(const char *p, cn__int *v) {
   unsigned char tag = (unsigned char)p[0];
   uint32_t m;
-  size_t n;
+  size_t n, w;
 
   v->neg = 0;
   if (tag == ETF_SMALL_INTEGER) {
@@ -278,64 +167,54 @@ const char *cn__int_view(const char *p, cn__int *v) {
     int32_t s = (int32_t)cn__get32(p + 1);
     m = s < 0 ? (uint32_t)0 - (uint32_t)s : (uint32_t)s;
     v->neg = s < 0;
-    v->buf[0] = (unsigned char)m;
-    v->buf[1] = (unsigned char)(m >> 8);
-    v->buf[2] = (unsigned char)(m >> 16);
-    v->buf[3] = (unsigned char)(m >> 24);
     v->mag = v->buf;
-    n = 4;
-    while (n > 0 && v->buf[n - 1] == 0)
-      n--;
+    for (n = 0; m != 0; m >>= 8)
+      v->buf[n++] = (unsigned char)m;
     v->n = n;
     return p + 5;
   }
-  if (tag == ETF_SMALL_BIG) {
-    n = (unsigned char)p[1];
-    v->neg = p[2] != 0;
-    v->mag = (const unsigned char *)p + 3;
-    p += 3 + n;
-  } else {
-    n = cn__get32(p + 1);
-    v->neg = p[5] != 0;
-    v->mag = (const unsigned char *)p + 6;
-    p += 6 + n;
-  }
-  /* Bignums from foreign encoders may carry high zero bytes. */
-  while (n > 0 && v->mag[n - 1] == 0)
-    n--;
-  v->n = n;
-  if (n == 0)
-    v->neg = 0;
-  return p;
+  /* A bignum: Arity (1 or 4 bytes), Sign, then the digits, which foreign
+   * encoders may pad with high zero bytes. */
+  w = tag == ETF_SMALL_BIG ? 1 : 4;
+  n = w == 1 ? (unsigned char)p[1] : cn__get32(p + 1);
+  v->mag = (const unsigned char *)p + 2 + w;
+  for (v->n = n; v->n > 0 && v->mag[v->n - 1] == 0;)
+    v->n--;
+  v->neg = v->n != 0 && p[1 + w] != 0;
+  return p + 2 + w + n;
 }
 
-const unsigned char cn__class_tab[256] = {
-    [ETF_SMALL_INTEGER] = CLS_NUMBER,
-    [ETF_INTEGER] = CLS_NUMBER,
-    [ETF_SMALL_BIG] = CLS_NUMBER,
-    [ETF_LARGE_BIG] = CLS_NUMBER,
-    [ETF_FLOAT] = CLS_NUMBER,
-    [ETF_NEW_FLOAT] = CLS_NUMBER,
-    [ETF_ATOM] = CLS_ATOM,
-    [ETF_ATOM_UTF8] = CLS_ATOM,
-    [ETF_SMALL_ATOM] = CLS_ATOM,
-    [ETF_SMALL_ATOM_UTF8] = CLS_ATOM,
-    [ETF_REFERENCE] = CLS_REF,
-    [ETF_NEW_REFERENCE] = CLS_REF,
-    [ETF_NEWER_REFERENCE] = CLS_REF,
-    [ETF_NEW_FUN] = CLS_FUN,
-    [ETF_EXPORT] = CLS_FUN,
-    [ETF_PORT] = CLS_PORT,
-    [ETF_NEW_PORT] = CLS_PORT,
-    [ETF_V4_PORT] = CLS_PORT,
-    [ETF_PID] = CLS_PID,
-    [ETF_NEW_PID] = CLS_PID,
-    [ETF_SMALL_TUPLE] = CLS_TUPLE,
-    [ETF_LARGE_TUPLE] = CLS_TUPLE,
-    [ETF_MAP] = CLS_MAP,
-    [ETF_NIL] = CLS_NIL,
-    [ETF_STRING] = CLS_LIST,
-    [ETF_LIST] = CLS_LIST,
-    [ETF_BINARY] = CLS_BITS,
-    [ETF_BIT_BINARY] = CLS_BITS,
+#define X(c, k, h, l, t, m)                                                    \
+  { .cls = CLS_##c, .kind = SH_##k, .hdr = h, .lenw = l, .tail = t, .mul = m }
+const cn__shape cn__shapes[256] = {
+    /* tag = X(class, kind, hdr, lenw, tail, mul) */
+    [ETF_SMALL_INTEGER] = X(NUMBER, BYTES, 2, 0, 0, 0),
+    [ETF_INTEGER] = X(NUMBER, BYTES, 5, 0, 0, 0),
+    [ETF_SMALL_BIG] = X(NUMBER, BYTES, 3, 1, 0, 1),
+    [ETF_LARGE_BIG] = X(NUMBER, BYTES, 6, 4, 0, 1),
+    [ETF_FLOAT] = X(NUMBER, BYTES, 1 + ETF_FLOAT_TEXT, 0, 0, 0),
+    [ETF_NEW_FLOAT] = X(NUMBER, BYTES, 9, 0, 0, 0),
+    [ETF_ATOM] = X(ATOM, BYTES, 3, 2, 0, 1),
+    [ETF_ATOM_UTF8] = X(ATOM, BYTES, 3, 2, 0, 1),
+    [ETF_SMALL_ATOM] = X(ATOM, BYTES, 2, 1, 0, 1),
+    [ETF_SMALL_ATOM_UTF8] = X(ATOM, BYTES, 2, 1, 0, 1),
+    [ETF_REFERENCE] = X(REF, IDENT, 1, 0, 5, 0),
+    [ETF_NEW_REFERENCE] = X(REF, IDENT, 3, 2, 1, 4),
+    [ETF_NEWER_REFERENCE] = X(REF, IDENT, 3, 2, 4, 4),
+    [ETF_NEW_FUN] = X(FUN, BYTES, 1, 4, 0, 1), /* Size: all after the tag */
+    [ETF_EXPORT] = X(FUN, SEQ, 1, 0, 3, 0),
+    [ETF_PORT] = X(PORT, IDENT, 1, 0, 5, 0),
+    [ETF_NEW_PORT] = X(PORT, IDENT, 1, 0, 8, 0),
+    [ETF_V4_PORT] = X(PORT, IDENT, 1, 0, 12, 0),
+    [ETF_PID] = X(PID, IDENT, 1, 0, 9, 0),
+    [ETF_NEW_PID] = X(PID, IDENT, 1, 0, 12, 0),
+    [ETF_SMALL_TUPLE] = X(TUPLE, SEQ, 2, 1, 0, 1),
+    [ETF_LARGE_TUPLE] = X(TUPLE, SEQ, 5, 4, 0, 1),
+    [ETF_MAP] = X(MAP, SEQ, 5, 4, 0, 2),
+    [ETF_NIL] = X(NIL, BYTES, 1, 0, 0, 0),
+    [ETF_STRING] = X(LIST, BYTES, 3, 2, 0, 1),
+    [ETF_LIST] = X(LIST, SEQ, 5, 4, 1, 1), /* the elements, then the tail */
+    [ETF_BINARY] = X(BITS, BYTES, 5, 4, 0, 1),
+    [ETF_BIT_BINARY] = X(BITS, BYTES, 6, 4, 0, 1),
 };
+#undef X

@@ -107,8 +107,6 @@ int cn__enc_mag64(cn_buf *b, int neg, uint64_t m) {
   return enc_big64(b, neg, m);
 }
 
-int cn__enc_uint(cn_buf *b, uint64_t v) { return cn__enc_mag64(b, 0, v); }
-
 int cn__enc_big(cn_buf *b, int neg, const unsigned short *digits, size_t n) {
   erlang_big big;
   uint64_t m = 0;
@@ -201,13 +199,10 @@ static int enc_ident(cn_buf *b, char tag, uint32_t node, uint32_t len,
 }
 
 int cn__enc_pid(cn_buf *b, const cn_pid *p) {
-  uint32_t w[3];
   if (p == NULL)
     return CN_EINVAL;
-  w[0] = p->id;
-  w[1] = p->serial;
-  w[2] = p->creation;
-  return enc_ident(b, (char)ETF_NEW_PID, p->node, 0, w, 3);
+  return enc_ident(b, (char)ETF_NEW_PID, p->node, 0,
+                   (const uint32_t[]){p->id, p->serial, p->creation}, 3);
 }
 
 int cn__enc_ref(cn_buf *b, const cn_ref *r) {
@@ -239,9 +234,8 @@ static int header(cn_buf *b, int (*enc)(char *, int *, int), uint32_t n) {
 }
 
 int cn_put_atom(cn_buf *b, const char *utf8) {
-  if (utf8 == NULL)
-    return sticky(b, CN_EINVAL);
-  return sticky(b, cn__enc_atom(b, utf8, strlen(utf8)));
+  return sticky(b,
+                utf8 == NULL ? CN_EINVAL : cn__enc_atom(b, utf8, strlen(utf8)));
 }
 
 int cn_put_atom_len(cn_buf *b, const char *utf8, size_t len) {
@@ -250,7 +244,9 @@ int cn_put_atom_len(cn_buf *b, const char *utf8, size_t len) {
 
 int cn_put_int(cn_buf *b, int64_t v) { return sticky(b, cn__enc_int(b, v)); }
 
-int cn_put_uint(cn_buf *b, uint64_t v) { return sticky(b, cn__enc_uint(b, v)); }
+int cn_put_uint(cn_buf *b, uint64_t v) {
+  return sticky(b, cn__enc_mag64(b, 0, v));
+}
 
 int cn_put_double(cn_buf *b, double v) {
   return sticky(b, cn__enc_double(b, v));

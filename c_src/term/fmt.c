@@ -93,19 +93,6 @@ const char *cn__fmt_literal(const char *f, cn__tok *t, char *tmp, size_t cap) {
   return f;
 }
 
-int cn__fmt_small_int(const cn__tok *t, int64_t *v) {
-  const char *s = t->s, *end = t->s + t->n;
-  int neg = *s == '-';
-  int64_t x = 0;
-
-  if (t->kind != CN_TK_INT || t->n - (size_t)neg > 18)
-    return -1;
-  for (s += neg; s < end; s++)
-    x = x * 10 + (*s - '0');
-  *v = neg ? -x : x;
-  return 0;
-}
-
 int cn__fmt_int(cn_buf *b, int neg, unsigned base, const char *s,
                 const char *end) {
   /* A digit of base 36 holds under 6 bits. */

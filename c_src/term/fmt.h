@@ -104,10 +104,6 @@ CN__FMT_INLINE int cn__fmt_punct(const char **fp) {
   return c == ',' || c == '}' || c == ']' || c == '|' || c == '=' ? c : -1;
 }
 
-/* The value of a CN_TK_INT of up to 18 digits, which always fits; -1 for
- * any other token. */
-int cn__fmt_small_int(const cn__tok *t, int64_t *v);
-
 /* The value of a digit in bases up to 36, or 99 for other characters. */
 static inline int cn__fmt_digit(char c) {
   if (c >= '0' && c <= '9')

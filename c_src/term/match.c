@@ -19,7 +19,6 @@
 #include "fmt.h"
 
 #define MAX_NEST 64
-#define INLINE_OUTS 16
 
 enum { M_SEQ, M_LIST, M_TAIL, M_MAP_K, M_MAP_V };
 
@@ -28,73 +27,26 @@ typedef struct mframe {
   const char *term; /* M_MAP_*: the map term; M_TAIL: the tail */
   const char *end;  /* M_TAIL: the first byte after the tail */
   const char *lim;  /* the container's end when known, else NULL */
-  uint32_t left;    /* M_SEQ: elements left; M_LIST: left in the segment */
+  cn__list l;       /* M_LIST: the cursor; M_SEQ: l.left, elements left */
   unsigned char kind;
-  unsigned char str;       /* M_LIST: the segment is a STRING_EXT */
   unsigned char tail_virt; /* M_TAIL: the implicit nil of a string */
 } mframe;
 
-/* An output waiting for the whole match to succeed.  Small on purpose:
- * atoms, binaries, pids and references are read from the term at commit
- * time. */
+/* An output waiting for the whole match to succeed: its value is read
+ * while matching, where reading can fail (interning a pid's node can),
+ * and written only in commit().  An atom's name is copied then. */
 typedef struct pending {
   char kind;     /* the hole's letter */
   void *o1, *o2; /* where the values go */
-  const char *x; /* the subject term */
   union {
     int64_t i;
     uint64_t u;
     double f;
-    size_t len;    /* ~t: the term's length; ~a: the buffer's size */
-    uint32_t node; /* ~p, ~r: the interned node */
+    cn_pid pid;
+    cn_ref ref;
+    cn_term t; /* ~t; ~b: the bytes; ~a: the atom, and len the size */
   } v;
 } pending;
-
-typedef struct outs {
-  pending *p;
-  size_t n, cap;
-  pending inl[INLINE_OUTS];
-} outs;
-
-/* The next free slot of o, which becomes an output when o->n counts it;
- * NULL when memory runs out. */
-static pending *slot(outs *o) {
-  if (o->n == o->cap) {
-    size_t cap = o->cap * 2;
-    pending *p = o->p == o->inl ? malloc(cap * sizeof *p)
-                                : realloc(o->p, cap * sizeof *p);
-    if (p == NULL)
-      return NULL;
-    if (o->p == o->inl)
-      memcpy(p, o->inl, sizeof o->inl);
-    o->p = p;
-    o->cap = cap;
-  }
-  return &o->p[o->n];
-}
-
-/* Normalises a list cursor: steps into a tail that continues the list.
- * Returns 1 when an element is next. */
-static int list_more(mframe *fr) {
-  for (;;) {
-    unsigned char tag;
-    if (fr->left > 0)
-      return 1;
-    if (fr->str)
-      return 0;
-    tag = (unsigned char)fr->pos[0];
-    if (tag == ETF_LIST) {
-      fr->left = cn__get32(fr->pos + 1);
-      fr->pos += 5;
-    } else if (tag == ETF_STRING && cn__get16(fr->pos + 1) != 0) {
-      fr->left = cn__get16(fr->pos + 1);
-      fr->str = 1;
-      fr->pos += 3;
-    } else {
-      return 0;
-    }
-  }
-}
 
 /* Looks a key up in the map term m and returns its value, or NULL.  The
  * key is the atom named name[0 .. len) when key is NULL, else *key. */
@@ -124,36 +76,19 @@ static const char *map_find(const char *m, const char *name, size_t len,
   return NULL;
 }
 
-/* The first byte after the rest of a list whose cursor is in fr. */
-static const char *list_rest_end(mframe *fr) {
-  for (;;) {
-    if (fr->str) {
-      fr->pos += fr->left;
-      fr->left = 0;
-      return fr->pos;
-    }
-    while (fr->left > 0) {
-      fr->pos = cn__skip_fast(fr->pos);
-      fr->left--;
-    }
-    if (!list_more(fr))
-      return cn__skip_fast(fr->pos);
-  }
-}
-
 /* Matches the number literal t against the subject x: small integers
  * (the common literal) by value, the rest by building and comparing. */
 static int match_number(const cn__tok *t, const char *x) {
+  cn_term have = {x, 1}; /* the readers only need the tag to be there */
   char tmp[256];
   cn_buf kb;
-  cn_term have;
-  int64_t v, want;
+  int64_t v;
   int rc;
 
-  have.ptr = x;
-  have.len = 1; /* the readers only need the tag to be there */
-  if (cn__fmt_small_int(t, &want) == 0)
-    return cn_get_int64(have, &v) == 0 && v == want ? 0 : CN_ENOMATCH;
+  if (t->kind == CN_TK_INT && t->n - (*t->s == '-') <= 18) /* fits */
+    return cn_get_int64(have, &v) == 0 && v == strtoll(t->s, NULL, 10)
+               ? 0
+               : CN_ENOMATCH;
   cn_buf_init_with(&kb, tmp, sizeof tmp);
   if ((rc = cn__fmt_number(&kb, t)) == 0) {
     have.len = (size_t)(cn__skip_fast(x) - x);
@@ -163,130 +98,97 @@ static int match_number(const cn__tok *t, const char *x) {
   return rc;
 }
 
-/* Checks that the subject of q fits its hole (write == 0), or, once the
- * whole pattern has matched, writes the value to q's outputs (write ==
- * 1).  Returns 0, CN_ENOMATCH, or an error. */
-static inline int take(pending *q, int write) {
-  cn_term t = {q->x, 1}; /* the readers only need the tag to be there */
-  const char *p;
+/* Matches one hole against the subject x: takes its arguments, reads the
+ * subject, and queues the outputs in o. */
+static int match_hole(char h, va_list *ap, const char *x, cn__stack *o,
+                      const char **end) {
+  pending *q;
+  char tmp[2 * 255];
+  const char *name;
+  cn_term t = {x, 1}; /* the readers only need the tag to be there */
   cn__atom a;
   size_t n;
-  union {
-    int64_t i;
-    uint64_t u;
-    double f;
-  } v;
+  int rc = 0;
 
-  switch (q->kind) {
-  case 'a':
-    if (write)
-      return cn_get_atom_n(t, q->o1, q->v.len, NULL); /* no NUL: see below */
-    if (!cn__is_atom_tag((unsigned char)q->x[0]))
-      return CN_ENOMATCH;
-    cn__atom_view(q->x, &a);
-    if (cn__atom_has_nul(&a))
-      return CN_ENOTSUP; /* as cn_get_atom: not a C string */
-    return q->o1 == NULL || cn__atom_utf8_len(&a) >= q->v.len ? CN_ENOSPC : 0;
-  case 'i':
-  case 'u':
-  case 'f':
-    if ((q->kind == 'i'   ? cn_get_int64(t, &v.i)
-         : q->kind == 'u' ? cn_get_uint64(t, &v.u)
-                          : cn_get_double(t, &v.f)) != 0)
-      return CN_ENOMATCH;
-    if (write && q->o1 != NULL)
-      memcpy(q->o1, &v, 8); /* all three are 8 bytes */
-    return 0;
-  case 'b':
-    if (cn_get_binary(t, &p, &n) != 0)
-      return CN_ENOMATCH;
-    if (write && q->o1 != NULL)
-      *(const char **)q->o1 = p;
-    if (write && q->o2 != NULL)
-      *(size_t *)q->o2 = n;
-    return 0;
-  case 'p':
-  case 'r':
-    /* Interning can fail, so it happens while matching. */
-    if (!write)
-      return cn__ident_node(q->x, q->kind == 'p' ? CN_T_PID : CN_T_REF,
-                            &q->v.node, true);
-    if (q->o1 != NULL && q->kind == 'p')
-      cn__pid_fill(q->x, q->v.node, q->o1);
-    else if (q->o1 != NULL)
-      cn__ref_fill(q->x, q->v.node, q->o1);
-    return 0;
-  default: /* 't' is done by the callers */
-    return 0;
-  }
-}
-
-/* Matches one hole against the subject x: takes its arguments, checks the
- * subject, and queues the outputs in o. */
-static int match_hole(char h, va_list *ap, const char *x, outs *o,
-                      const char **end) {
-  pending *q = slot(o);
-  const char *name;
-  cn_term t = {x, 1};
-  int rc;
-
-  if (q == NULL)
-    return CN_ENOMEM;
-  q->kind = h;
-  q->x = x;
-  q->o2 = NULL;
-  switch (h) {
-  case 'A':
+  if (h == 'A') { /* an input: no output to queue */
     if ((name = va_arg(*ap, const char *)) == NULL)
       return CN_EINVAL;
     return cn_is_atom(t, name) ? 0 : CN_ENOMATCH;
+  }
+  /* A failed match drops the queue, so the slot need not be given back. */
+  if ((q = CN__STACK_PUSH(o, pending)) == NULL)
+    return CN_ENOMEM;
+  q->kind = h;
+  q->o2 = NULL;
+  switch (h) {
   case 'a':
     q->o1 = va_arg(*ap, char *);
-    q->v.len = va_arg(*ap, size_t);
+    q->v.t = (cn_term){x, va_arg(*ap, size_t)};
+    if (!cn__is_atom_tag((unsigned char)x[0]))
+      return CN_ENOMATCH;
+    cn__atom_view(x, &a);
+    if (cn__atom_has_nul(&a))
+      return CN_ENOTSUP; /* as cn_get_atom: not a C string */
+    cn__atom_text(&a, tmp, &n);
+    rc = q->o1 == NULL || n >= q->v.t.len ? CN_ENOSPC : 0;
     break;
   case 'i':
     q->o1 = va_arg(*ap, int64_t *);
+    rc = cn_get_int64(t, &q->v.i) != 0 ? CN_ENOMATCH : 0;
     break;
   case 'u':
     q->o1 = va_arg(*ap, uint64_t *);
+    rc = cn_get_uint64(t, &q->v.u) != 0 ? CN_ENOMATCH : 0;
     break;
   case 'f':
     q->o1 = va_arg(*ap, double *);
+    rc = cn_get_double(t, &q->v.f) != 0 ? CN_ENOMATCH : 0;
     break;
   case 'b':
     q->o1 = va_arg(*ap, const char **);
     q->o2 = va_arg(*ap, size_t *);
+    rc = cn_get_binary(t, &q->v.t.ptr, &q->v.t.len) != 0 ? CN_ENOMATCH : 0;
     break;
   case 'p':
     q->o1 = va_arg(*ap, cn_pid *);
+    rc = cn_get_pid(t, &q->v.pid);
     break;
   case 'r':
     q->o1 = va_arg(*ap, cn_ref *);
+    rc = cn_get_ref(t, &q->v.ref);
     break;
   case 't':
     q->o1 = va_arg(*ap, cn_term *);
     if (*end == NULL)
       *end = cn__skip_fast(x);
-    q->v.len = (size_t)(*end - x);
-    o->n++; /* any term fits: no need to take() */
-    return 0;
+    q->v.t = (cn_term){x, (size_t)(*end - x)};
+    break;
   default:
     return CN_EBADFMT;
   }
-  if ((rc = take(q, 0)) != 0)
-    return rc;
-  o->n++;
-  return 0;
+  return rc;
 }
 
-static void commit(outs *o) {
+static void commit(cn__stack *o) {
   size_t i;
   for (i = 0; i < o->n; i++) {
-    pending *q = &o->p[i];
-    if (q->kind != 't')
-      take(q, 1);
-    else if (q->o1 != NULL) /* the commonest hole, inline */
-      *(cn_term *)q->o1 = (cn_term){q->x, q->v.len};
+    pending *q = (pending *)(void *)o->base + i;
+    if (q->kind == 'a')
+      cn_get_atom_n((cn_term){q->v.t.ptr, 1}, q->o1, q->v.t.len, NULL);
+    else if (q->kind == 'b' && q->o2 != NULL)
+      *(size_t *)q->o2 = q->v.t.len;
+    if (q->o1 == NULL || q->kind == 'a')
+      continue;
+    if (q->kind == 't')
+      *(cn_term *)q->o1 = q->v.t;
+    else if (q->kind == 'b')
+      *(const char **)q->o1 = q->v.t.ptr;
+    else if (q->kind == 'p')
+      *(cn_pid *)q->o1 = q->v.pid;
+    else if (q->kind == 'r')
+      *(cn_ref *)q->o1 = q->v.ref;
+    else
+      memcpy(q->o1, &q->v, 8); /* ~i, ~u, ~f: all three are 8 bytes */
   }
 }
 
@@ -294,7 +196,7 @@ static void commit(outs *o) {
  * pattern) against the subject x, and sets *end when it learns where x
  * ends. */
 static int match_scalar(const cn__tok *tk, va_list *ap, const char *x,
-                        const char **end, outs *o) {
+                        const char **end, cn__stack *o) {
   unsigned char tag = (unsigned char)x[0];
   int cls = cn__class(x);
   cn__atom a;
@@ -331,11 +233,7 @@ static int match_scalar(const cn__tok *tk, va_list *ap, const char *x,
     return match_hole(tk->c, ap, x, o, end);
   case CN_TK_EMPTY: /* {} matches the empty tuple, [] nil, #{} any map */
     if (tk->c == '{')
-      return cls == CLS_TUPLE &&
-                     (tag == ETF_SMALL_TUPLE ? x[1] == 0
-                                             : cn__get32(x + 1) == 0)
-                 ? 0
-                 : CN_ENOMATCH;
+      return cls == CLS_TUPLE && cn__tuple_arity(x) == 0 ? 0 : CN_ENOMATCH;
     return cls == (tk->c == '[' ? CLS_NIL : CLS_MAP) ? 0 : CN_ENOMATCH;
   case CN_TK_INT:
   case CN_TK_FLOAT:
@@ -359,17 +257,15 @@ static int subject(mframe *fr, cn_term t, const char **x, const char **end,
     *x = t.ptr;
     *end = t.ptr + t.len;
   } else if (fr->kind == M_SEQ) {
-    if (fr->left == 0)
+    if (fr->l.left == 0)
       return CN_ENOMATCH; /* the tuple is shorter than the pattern */
-    if (--fr->left == 0)
+    if (--fr->l.left == 0)
       *end = fr->lim;
     *x = fr->pos;
   } else if (fr->kind == M_LIST) {
-    if (!list_more(fr))
+    if (!cn__list_next(&fr->l, &fr->pos, x))
       return CN_ENOMATCH;
-    fr->left--;
-    *virt = fr->str;
-    *x = fr->str ? cn__small_ints[(unsigned char)*fr->pos++] : fr->pos;
+    *virt = fr->l.str;
   } else if (fr->kind == M_TAIL) {
     *x = fr->term;
     *virt = fr->tail_virt;
@@ -394,21 +290,14 @@ static int open_frame(mframe *st, int *sp, char c, const char *x,
     if (cls != CLS_TUPLE)
       return CN_ENOMATCH;
     fr->kind = M_SEQ;
-    if ((unsigned char)x[0] == ETF_SMALL_TUPLE) {
-      fr->left = (unsigned char)x[1];
-      fr->pos = x + 2;
-    } else {
-      fr->left = cn__get32(x + 1);
-      fr->pos = x + 5;
-    }
+    fr->l.left = cn__tuple_arity(x);
+    fr->pos = x + ((unsigned char)x[0] == ETF_SMALL_TUPLE ? 2 : 5);
   } else if (c == '[') {
     if (cls != CLS_LIST)
       return CN_ENOMATCH;
     fr->kind = M_LIST;
-    fr->left = 0;
-    fr->str = 0;
     fr->pos = x;
-    list_more(fr);
+    cn__list_enter(&fr->l, &fr->pos);
   } else {
     if (cls != CLS_MAP)
       return CN_ENOMATCH;
@@ -461,12 +350,13 @@ static int map_key(mframe *fr, const char **fp, va_list *ap) {
 /* After [P1, .., Pn | with elements left in the list: the rest is part of
  * this list's encoding, not a term of its own, so only _ can match it. */
 static int match_rest(mframe *fr, const char **fp, const char **end) {
+  uint64_t n = 0; /* elements passed, not needed */
   cn__tok tk;
   *fp = cn__fmt_term(*fp, &tk, NULL, 0);
   if (tk.kind == CN_TK_WILD) {
     if (cn__fmt_punct(fp) != ']')
       return CN_EBADFMT;
-    *end = list_rest_end(fr);
+    *end = cn__list_end(&fr->l, fr->pos, &n);
     return 0;
   }
   if ((tk.kind == CN_TK_HOLE && tk.c == 't') ||
@@ -500,22 +390,23 @@ static int after(mframe *st, int *sp, const char **fp, va_list *ap,
     } else if (c == ',' && (fr->kind == M_SEQ || fr->kind == M_LIST)) {
       return 0;
     } else if (c == '}' && fr->kind == M_SEQ) {
-      if (fr->left != 0)
+      if (fr->l.left != 0)
         return CN_ENOMATCH;
       end = fr->pos;
     } else if (c == ']' && fr->kind == M_LIST) {
       /* The list must end here, with a nil tail. */
-      if (list_more(fr) || (!fr->str && cn__class(fr->pos) != CLS_NIL))
+      if (cn__list_more(&fr->l, &fr->pos) ||
+          (!fr->l.str && cn__class(fr->pos) != CLS_NIL))
         return CN_ENOMATCH;
-      end = fr->str ? fr->pos : cn__skip_fast(fr->pos);
+      end = fr->l.str ? fr->pos : cn__skip_fast(fr->pos);
     } else if (c == '|' && fr->kind == M_LIST) {
-      if (list_more(fr)) {
+      if (cn__list_more(&fr->l, &fr->pos)) {
         if ((rc = match_rest(fr, fp, &end)) != 0)
           return rc;
       } else {
         fr->kind = M_TAIL;
-        fr->tail_virt = fr->str;
-        fr->term = fr->str ? cn__nil : fr->pos;
+        fr->tail_virt = fr->l.str;
+        fr->term = fr->l.str ? cn__nil : fr->pos;
         return 0;
       }
     } else if (c == ']' && fr->kind == M_TAIL) {
@@ -528,7 +419,7 @@ static int after(mframe *st, int *sp, const char **fp, va_list *ap,
   return 0;
 }
 
-static int match(cn_term t, const char *f, va_list *ap, outs *o) {
+static int match(cn_term t, const char *f, va_list *ap, cn__stack *o) {
   mframe st[MAX_NEST];
   int sp = 0, rc, virt;
   char tmp[4 * 255]; /* an escaped literal */
@@ -553,22 +444,20 @@ static int match(cn_term t, const char *f, va_list *ap, outs *o) {
 }
 
 int cn_vmatch(cn_term t, const char *pattern, va_list ap) {
-  outs o;
+  pending inl[16];
+  cn__stack o;
   va_list cp;
   int rc;
 
   if (pattern == NULL || t.len == 0 || t.ptr == NULL)
     return pattern == NULL ? CN_EINVAL : CN_ENOMATCH;
-  o.p = o.inl;
-  o.n = 0;
-  o.cap = INLINE_OUTS;
+  cn__stack_init(&o, inl);
   va_copy(cp, ap);
   rc = match(t, pattern, &cp, &o);
   va_end(cp);
   if (rc == 0)
     commit(&o);
-  if (o.p != o.inl)
-    free(o.p);
+  cn__stack_free(&o);
   return rc;
 }
 

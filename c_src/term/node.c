@@ -59,10 +59,6 @@ static node_entry *entry_at(uint32_t idx) {
   return chunk[idx & (CHUNK_SIZE - 1)];
 }
 
-static int is_nonode(const char *name, size_t len) {
-  return len == sizeof nonode_name - 1 && memcmp(name, nonode_name, len) == 0;
-}
-
 /* Looks the name up without locking; 0 means "not found" (index 0 never
  * sits in a chain). */
 static uint32_t find(const char *name, size_t len, uint32_t h) {
@@ -77,14 +73,15 @@ static uint32_t find(const char *name, size_t len, uint32_t h) {
   return 0;
 }
 
-int cn_node_intern(const char *name, size_t len, uint32_t *idx) {
+/* cn_node_intern when add, else cn_node_find. */
+static int lookup(const char *name, size_t len, uint32_t *idx, bool add) {
+  node_entry **chunk, *e;
   uint32_t h, i, n;
-  node_entry *e;
   int rc = 0;
 
   if (name == NULL || idx == NULL || len == 0 || len > CN_MAX_NODE_NAME)
     return CN_EINVAL;
-  if (is_nonode(name, len)) {
+  if (len == sizeof nonode_name - 1 && memcmp(name, nonode_name, len) == 0) {
     *idx = 0;
     return 0;
   }
@@ -93,6 +90,8 @@ int cn_node_intern(const char *name, size_t len, uint32_t *idx) {
     *idx = i;
     return 0;
   }
+  if (!add)
+    return CN_ENOENT;
 
   pthread_mutex_lock(&lock);
   if ((i = find(name, len, h)) != 0) /* another writer was first */
@@ -102,18 +101,12 @@ int cn_node_intern(const char *name, size_t len, uint32_t *idx) {
     rc = CN_ELIMIT;
     goto done;
   }
-  if (atomic_load_explicit(&chunks[n >> CHUNK_BITS], memory_order_relaxed) ==
-      NULL) {
-    node_entry **chunk = calloc(CHUNK_SIZE, sizeof *chunk);
-    if (chunk == NULL) {
-      rc = CN_ENOMEM;
-      goto done;
-    }
+  if ((chunk = atomic_load_explicit(&chunks[n >> CHUNK_BITS],
+                                    memory_order_relaxed)) == NULL &&
+      (chunk = calloc(CHUNK_SIZE, sizeof *chunk)) != NULL)
     atomic_store_explicit(&chunks[n >> CHUNK_BITS], chunk,
                           memory_order_release);
-  }
-  e = malloc(sizeof *e + len + 1);
-  if (e == NULL) {
+  if (chunk == NULL || (e = malloc(sizeof *e + len + 1)) == NULL) {
     rc = CN_ENOMEM;
     goto done;
   }
@@ -123,8 +116,7 @@ int cn_node_intern(const char *name, size_t len, uint32_t *idx) {
   e->hash = h;
   atomic_init(&e->next, atomic_load_explicit(&buckets[h % NBUCKETS],
                                              memory_order_relaxed));
-  atomic_load_explicit(&chunks[n >> CHUNK_BITS],
-                       memory_order_relaxed)[n & (CHUNK_SIZE - 1)] = e;
+  chunk[n & (CHUNK_SIZE - 1)] = e;
   atomic_store_explicit(&count, n + 1, memory_order_release);
   atomic_store_explicit(&buckets[h % NBUCKETS], n, memory_order_release);
   i = n;
@@ -135,18 +127,12 @@ done:
   return rc;
 }
 
+int cn_node_intern(const char *name, size_t len, uint32_t *idx) {
+  return lookup(name, len, idx, true);
+}
+
 int cn_node_find(const char *name, size_t len, uint32_t *idx) {
-  uint32_t i;
-  if (name == NULL || idx == NULL || len == 0 || len > CN_MAX_NODE_NAME)
-    return CN_EINVAL;
-  if (is_nonode(name, len)) {
-    *idx = 0;
-    return 0;
-  }
-  if ((i = find(name, len, cn__node_hash(name, len))) == 0)
-    return CN_ENOENT;
-  *idx = i;
-  return 0;
+  return lookup(name, len, idx, false);
 }
 
 const char *cn_node_name(uint32_t idx) {
@@ -160,15 +146,8 @@ const char *cn_node_name(uint32_t idx) {
 int cn__intern_atom(const cn__atom *a, uint32_t *idx, bool add) {
   char tmp[2 * 255];
   size_t n;
-
-  if (!a->latin1)
-    return add ? cn_node_intern((const char *)a->s, a->n, idx)
-               : cn_node_find((const char *)a->s, a->n, idx);
-  n = cn__atom_utf8_len(a);
-  if (n > sizeof tmp)
-    return CN_EINVAL;
-  cn__atom_utf8(a, tmp);
-  return add ? cn_node_intern(tmp, n, idx) : cn_node_find(tmp, n, idx);
+  const char *s = cn__atom_text(a, tmp, &n);
+  return lookup(s, n, idx, add);
 }
 
 bool cn_pid_equal(const cn_pid *a, const cn_pid *b) {
@@ -177,20 +156,14 @@ bool cn_pid_equal(const cn_pid *a, const cn_pid *b) {
 }
 
 bool cn_ref_equal(const cn_ref *a, const cn_ref *b) {
-  uint32_t i, n;
+  uint32_t i;
 
   if (a->node != b->node || a->creation != b->creation)
     return false;
   /* As in erts, a missing high word equals a zero word: [1,2] =:= [1,2,0].
    * Lengths beyond CN_REF_MAX_WORDS are clamped rather than trusted. */
-  n = a->len > b->len ? a->len : b->len;
-  if (n > CN_REF_MAX_WORDS)
-    n = CN_REF_MAX_WORDS;
-  for (i = 0; i < n; i++) {
-    uint32_t x = i < a->len ? a->n[i] : 0;
-    uint32_t y = i < b->len ? b->n[i] : 0;
-    if (x != y)
+  for (i = 0; i < CN_REF_MAX_WORDS; i++)
+    if ((i < a->len ? a->n[i] : 0) != (i < b->len ? b->n[i] : 0))
       return false;
-  }
   return true;
 }

@@ -1,11 +1,12 @@
 /* By hand only what ei has no call for: a term's type, views, iteration.
  *
  * Readers: the type of a term, its scalar values, and iteration over the
- * elements of tuples, lists and maps.  Scalars are decoded by ei_decode_*.
- * ei trusts its input (it takes no length), which is safe here only
- * because a cn_term is a view of bytes the bounded validator accepted, or
- * that cn_build / cn_put_* wrote: no ei call below ever sees anything
- * else.
+ * elements of tuples, lists and maps.  Integers and binaries are decoded
+ * by ei_decode_*; atoms, floats, pids and references by the layer's views,
+ * each for the reason given where it is read.  ei trusts its input (it takes no
+ * length), which is safe here only because a cn_term is a view of bytes the
+ * bounded validator accepted, or that cn_build / cn_put_* wrote: no ei call
+ * below ever sees anything else.
  */
 #include <string.h>
 
@@ -25,14 +26,12 @@ static const cn_term_type class_type[CLS_BITS + 1] = {
     [CLS_LIST] = CN_T_LIST,      [CLS_BITS] = CN_T_BINARY};
 
 cn_term_type cn_term_typeof(cn_term t) {
-  unsigned char tag;
   if (t.len == 0 || t.ptr == NULL)
     return CN_T_INVALID;
-  tag = (unsigned char)t.ptr[0];
-  if (tag == ETF_NEW_FLOAT || tag == ETF_FLOAT)
+  if (cn__is_float(t.ptr))
     return CN_T_FLOAT;
-  if (tag == ETF_BIT_BINARY && (unsigned char)t.ptr[5] != 8 &&
-      cn__get32(t.ptr + 1) != 0)
+  if ((unsigned char)t.ptr[0] == ETF_BIT_BINARY &&
+      (unsigned char)t.ptr[5] != 8 && cn__get32(t.ptr + 1) != 0)
     return CN_T_BITSTRING;
   return class_type[cn__class(t.ptr)];
 }
@@ -70,19 +69,10 @@ int cn_get_uint64(cn_term t, uint64_t *v) {
 }
 
 int cn_get_double(cn_term t, double *v) {
-  double d;
-  int i = 0;
-  if (t.len == 0)
+  /* Not ei_decode_double: it reads FLOAT_EXT's text with sscanf, which
+   * follows the C locale's decimal point; cn__float_value does not. */
+  if (t.len == 0 || !cn__is_float(t.ptr) || cn__float_value(t.ptr, v) != 0)
     return CN_ENOMATCH;
-  /* ei reads FLOAT_EXT's text with sscanf, which follows the C locale's
-   * decimal point; cn__float_value does not. */
-  if ((unsigned char)t.ptr[0] == ETF_FLOAT) {
-    if (cn__float_value(t.ptr, &d) != 0)
-      return CN_ENOMATCH;
-  } else if (ei_decode_double(t.ptr, &i, &d) < 0) {
-    return CN_ENOMATCH;
-  }
-  *v = d;
   return 0;
 }
 
@@ -91,28 +81,23 @@ int cn_get_double(cn_term t, double *v) {
  * on cap.  The atom is viewed once for both. */
 static inline int get_atom(cn_term t, char *buf, size_t cap, size_t *len,
                            bool cstr) {
+  char tmp[2 * 255];
+  const char *s;
   cn__atom a;
   size_t n;
-  int i = 0;
 
   if (t.len == 0 || !cn__is_atom_tag((unsigned char)t.ptr[0]))
     return CN_ENOMATCH;
   cn__atom_view(t.ptr, &a);
   if (cstr && cn__atom_has_nul(&a))
     return CN_ENOTSUP; /* not a C string */
-  n = cn__atom_utf8_len(&a);
+  /* Not ei_decode_atom_as: it copies byte by byte, which made reading a
+   * UTF-8 'hello' twice as slow. */
+  s = cn__atom_text(&a, tmp, &n);
   if (buf == NULL || n >= cap)
     return CN_ENOSPC;
-  /* A UTF-8 name is copied as it is.  ei converts a Latin-1 one; it copies
-   * byte by byte, which made reading a UTF-8 'hello' twice as slow.  n is
-   * at most 2 * 65535 bytes (a Latin-1 ATOM_EXT), so n + 1 is an int. */
-  if (!a.latin1) {
-    memcpy(buf, a.s, n);
-    buf[n] = '\0';
-  } else if (ei_decode_atom_as(t.ptr, &i, buf, (int)n + 1, ERLANG_UTF8, NULL,
-                               NULL) < 0) {
-    return CN_ENOMATCH;
-  }
+  memcpy(buf, s, n);
+  buf[n] = '\0';
   if (len != NULL)
     *len = n;
   return 0;
@@ -148,104 +133,44 @@ bool cn_is_atom(cn_term t, const char *name) {
 
 /* ---- Pids, references and ports ----------------------------------------- */
 
-/* ident_fill's path for the older encodings, through the view that
- * compare and print use; apart, so that the fast path's frame stays
- * small.  ei would keep only 2 bits of the 8-bit creation of PID_EXT,
- * REFERENCE_EXT and NEW_REFERENCE_EXT; the validator lets the
- * whole byte through, so it is read whole, and the term re-encodes as it
- * came. */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static int
-ident_fill_old(const char *p, cn_term_type type, uint32_t node, void *out) {
+/* Reads the pid or reference t (type) into out (a cn_pid or cn_ref),
+ * through the view that compare and print use, interning its node when
+ * add (else CN_ENOENT for a name no one interned); out is left alone on
+ * failure.  Not ei_decode_pid / _ref: they first copy the node's name
+ * into a 1 KiB struct, which made reading a pid 30% slower, and they keep
+ * only 2 bits of the 8-bit creation of PID_EXT, REFERENCE_EXT and
+ * NEW_REFERENCE_EXT, which the validator lets through whole (so the term
+ * re-encodes as it came). */
+static int ident_get(cn_term t, cn_term_type type, bool add, void *out) {
   cn_pid *pid = out;
   cn_ref *ref = out;
+  uint32_t node, k;
   cn__ident d;
-  uint32_t k;
+  int rc;
 
-  cn__ident_view(p, &d);
-  if (type == CN_T_PID) {
-    pid->node = node;
-    pid->id = (uint32_t)d.id;
-    pid->serial = d.serial;
-    pid->creation = d.creation;
-  } else {
-    ref->node = node;
-    ref->len = d.len;
-    ref->creation = d.creation;
-    for (k = 0; k < CN_REF_MAX_WORDS; k++)
-      ref->n[k] = k < d.len ? cn__get32(d.words + 4 * k) : 0;
-  }
-  return 0;
-}
-
-/* Reads the pid or reference (type) at p, whose node's index is node,
- * into out (a cn_pid or cn_ref).  NEW_PID_EXT and NEWER_REFERENCE_EXT, all that
- * OTP 23+ sends, are read here: ei_decode_pid first copies the node's name into
- * a 1 KiB struct, which made reading a pid 30% slower. */
-static int ident_fill(const char *p, cn_term_type type, uint32_t node,
-                      void *out) {
-  unsigned char tag = (unsigned char)p[0];
-  cn_pid *pid = out;
-  cn_ref *ref = out;
-  const char *q;
-  cn__atom a;
-  uint32_t k;
-
-  if (type == CN_T_PID && tag == ETF_NEW_PID) {
-    q = cn__atom_view(p + 1, &a);
-    pid->node = node;
-    pid->id = cn__get32(q);
-    pid->serial = cn__get32(q + 4);
-    pid->creation = cn__get32(q + 8);
-    return 0;
-  }
-  if (type == CN_T_REF && tag == ETF_NEWER_REFERENCE) {
-    q = cn__atom_view(p + 3, &a);
-    ref->node = node;
-    ref->len = cn__get16(p + 1); /* the validator allows 1 to 5 */
-    ref->creation = cn__get32(q);
-    for (k = 0; k < CN_REF_MAX_WORDS; k++)
-      ref->n[k] = k < ref->len ? cn__get32(q + 4 + 4 * k) : 0;
-    return 0;
-  }
-  return ident_fill_old(p, type, node, out);
-}
-
-int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add) {
-  unsigned char tag = (unsigned char)p[0];
-  int ref3 = tag == ETF_NEW_REFERENCE || tag == ETF_NEWER_REFERENCE, rc;
-  cn__atom a;
-
-  if (type == CN_T_PID ? tag != ETF_PID && tag != ETF_NEW_PID
-                       : tag != ETF_REFERENCE && !ref3)
+  if (t.len == 0 || cn__class(t.ptr) != (type == CN_T_PID ? CLS_PID : CLS_REF))
     return CN_ENOMATCH;
   /* The node is interned from the term's own bytes, which is cheaper than
    * measuring ei's copy of them.  A new name with a NUL in it is refused:
    * as a C string (ei's, or cn_node_name's) it would read as another
    * node's name, perhaps ours.  Known names skip that check. */
-  cn__atom_view(p + (ref3 ? 3 : 1), &a);
-  rc = cn__intern_atom(&a, node, false);
-  if (rc != CN_ENOENT || !add)
+  cn__ident_view(t.ptr, &d);
+  rc = cn__intern_atom(&d.node, &node, false);
+  if (rc == CN_ENOENT && add)
+    rc = cn__atom_has_nul(&d.node) ? CN_EINVAL
+                                   : cn__intern_atom(&d.node, &node, true);
+  if (rc != 0)
     return rc;
-  return cn__atom_has_nul(&a) ? CN_EINVAL : cn__intern_atom(&a, node, true);
-}
-
-/* Decodes the identifier t into out (see ident_fill), interning its node
- * when add; out is left alone on failure. */
-static int ident_get(cn_term t, cn_term_type type, bool add, void *out) {
-  uint32_t node;
-  int rc = t.len == 0 ? CN_ENOMATCH : cn__ident_node(t.ptr, type, &node, add);
-  return rc != 0 ? rc : ident_fill(t.ptr, type, node, out);
-}
-
-void cn__pid_fill(const char *p, uint32_t node, cn_pid *out) {
-  ident_fill(p, CN_T_PID, node, out);
-}
-
-void cn__ref_fill(const char *p, uint32_t node, cn_ref *out) {
-  ident_fill(p, CN_T_REF, node, out);
+  if (type == CN_T_PID) {
+    *pid = (cn_pid){node, (uint32_t)d.id, d.serial, d.creation};
+    return 0;
+  }
+  ref->node = node;
+  ref->len = d.len;
+  ref->creation = d.creation;
+  for (k = 0; k < CN_REF_MAX_WORDS; k++)
+    ref->n[k] = k < d.len ? cn__get32(d.words + 4 * k) : 0;
+  return 0;
 }
 
 int cn__get_pid_known(cn_term t, cn_pid *p) {
@@ -264,12 +189,10 @@ int cn_get_ref(cn_term t, cn_ref *r) { return ident_get(t, CN_T_REF, true, r); }
 
 int cn_iter_init(cn_iter *it, cn_term t, size_t *count) {
   const char *p = t.ptr;
-  unsigned char tag;
   size_t n = 0;
 
   if (t.len == 0 || p == NULL)
     return CN_ENOMATCH;
-  tag = (unsigned char)p[0];
   it->end = p + t.len;
   it->tail.ptr = NULL;
   it->tail.len = 0;
@@ -278,7 +201,7 @@ int cn_iter_init(cn_iter *it, cn_term t, size_t *count) {
   switch (cn__class(p)) {
   case CLS_TUPLE:
     n = cn__tuple_arity(p);
-    it->pos = p + (tag == ETF_SMALL_TUPLE ? 2 : 5);
+    it->pos = p + ((unsigned char)p[0] == ETF_SMALL_TUPLE ? 2 : 5);
     break;
   case CLS_MAP:
     n = 2 * (size_t)cn__get32(p + 1);
@@ -294,8 +217,11 @@ int cn_iter_init(cn_iter *it, cn_term t, size_t *count) {
     cn__list_enter(&l, &it->pos);
     it->string = l.str ? IT_STRING : IT_LIST;
     it->left = (size_t)l.left;
-    if (count != NULL)
-      *count = l.str ? (size_t)l.left : (size_t)cn__list_count(p);
+    if (count != NULL) { /* walks the list, across all its segments */
+      uint64_t c = 0;
+      cn__list_end(&l, it->pos, &c);
+      *count = (size_t)c;
+    }
     return 0;
   }
   default:

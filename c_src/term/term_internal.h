@@ -125,14 +125,6 @@ static inline const char *cn__atom_view(const char *p, cn__atom *a) {
   return p + hdr + n;
 }
 
-/* Byte size of the atom at p. */
-static inline size_t cn__atom_size(const char *p) {
-  unsigned char tag = (unsigned char)p[0];
-  if (tag == ETF_SMALL_ATOM_UTF8 || tag == ETF_SMALL_ATOM)
-    return 2 + (unsigned char)p[1];
-  return 3 + (size_t)cn__get16(p + 1);
-}
-
 /* True when the atom's name holds a NUL byte, and so is no C string.
  * Eight bytes at a time (w - 0x01.. & ~w sets the high bit of a zero
  * byte), then byte by byte: names are short, and a memchr call cost
@@ -163,15 +155,21 @@ uint32_t cn__atom_next(const cn__atom *a, size_t *i);
 /* True when the atom's name is the UTF-8 string s[0 .. n). */
 bool cn__atom_eq(const cn__atom *a, const char *s, size_t n);
 
-/* Bytes of the atom's name in UTF-8. */
-size_t cn__atom_utf8_len(const cn__atom *a);
-
-/* Writes the UTF-8 name to out (cn__atom_utf8_len bytes, no NUL). */
-void cn__atom_utf8(const cn__atom *a, char *out);
-
 /* Writes the code point c (at most U+10FFFF) to out as UTF-8; returns the
  * byte count, 1 to 4. */
 size_t cn__utf8_put(uint32_t c, char *out);
+
+/* The atom's name in UTF-8, *n bytes, no NUL: its own bytes, or a Latin-1
+ * name converted into tmp, which holds 2 * 255 bytes (a validated Latin-1
+ * name has at most 255). */
+const char *cn__latin1_text(const cn__atom *a, char *tmp, size_t *n);
+static inline const char *cn__atom_text(const cn__atom *a, char *tmp,
+                                        size_t *n) {
+  if (a->latin1)
+    return cn__latin1_text(a, tmp, n);
+  *n = a->n;
+  return (const char *)a->s;
+}
 
 /* io_lib's rule for the characters of a bare atom: Latin-1 letters,
  * digits, _ and @, the first (first != 0) a lower-case letter. */
@@ -182,6 +180,15 @@ static inline int cn__atom_char(uint32_t c, int first) {
   return lower || (c >= 'A' && c <= 'Z') ||
          (c >= 0xC0 && c <= 0xDE && c != 0xD7) || (c >= '0' && c <= '9') ||
          c == '_' || c == '@';
+}
+
+/* True when the bytes are plain ASCII (a Latin-1 name that is also
+ * UTF-8).  Most names are: one pass of ORs tells, without branches. */
+static inline int cn__ascii_only(const unsigned char *s, size_t n) {
+  unsigned any = 0;
+  while (n-- > 0)
+    any |= s[n];
+  return any < 0x80;
 }
 
 /* Counts the characters of a UTF-8 string, or returns -1 when it is not
@@ -222,8 +229,6 @@ typedef struct cn__ident {
   const char *words; /* reference words, big-endian, lowest first */
 } cn__ident;
 
-void cn__ident_view(const char *p, cn__ident *d);
-
 /* A fun: a NEW_FUN_EXT (local) or an EXPORT_EXT. */
 typedef struct cn__fun {
   int export;        /* 1: EXPORT_EXT, module:name/arity */
@@ -245,6 +250,12 @@ static inline const unsigned char *cn__bits_view(const char *p, size_t *n,
   *n = cn__get32(p + 1);
   *last = (unsigned char)p[0] == ETF_BINARY ? 8 : (unsigned char)p[5];
   return (const unsigned char *)p + ((unsigned char)p[0] == ETF_BINARY ? 5 : 6);
+}
+
+/* True when the term at p is a float: NEW_FLOAT_EXT or FLOAT_EXT. */
+static inline int cn__is_float(const char *p) {
+  return (unsigned char)p[0] == ETF_NEW_FLOAT ||
+         (unsigned char)p[0] == ETF_FLOAT;
 }
 
 /* Parses the 31 bytes of a FLOAT_EXT.  Returns 0 or -1. */
@@ -287,32 +298,96 @@ static inline uint64_t cn__tuple_arity(const char *p) {
                                                 : cn__get32(p + 1);
 }
 
-/* The class (CLS_*) of each tag; 0 for bytes that are not tags. */
-extern const unsigned char cn__class_tab[256];
+/* How the term of each tag is laid out, for cn__skip, cn__class and the
+ * validator's rarer tags.  A count of `lenw` bytes (0, 1, 2 or 4) sits at
+ * offset 1, and `tail + mul * count` says what follows the `hdr` bytes: for
+ * SH_BYTES, that many bytes; for SH_IDENT, the node's atom and then that many
+ * bytes (reference words); for SH_SEQ, that many terms (a list's tail, an
+ * export's three).  SH_NONE (all zero) marks bytes that are not tags.
+ * (The validator keeps its own cases for the commonest tags: driven by
+ * this table alone it ran 10% more instructions.) */
+enum { SH_NONE, SH_BYTES, SH_IDENT, SH_SEQ };
+
+typedef struct cn__shape {
+  unsigned char cls;  /* CLS_* */
+  unsigned char kind; /* SH_* */
+  unsigned char hdr, lenw, tail, mul;
+  unsigned char pad[2]; /* 8 bytes: cn__class is then one scaled load */
+} cn__shape;
+
+extern const cn__shape cn__shapes[256];
+
+/* The count of the term at p, whose shape is s. */
+static inline uint64_t cn__shape_count(const char *p, const cn__shape *s) {
+  switch (s->lenw) {
+  case 0:
+    return 0;
+  case 1:
+    return (unsigned char)p[1];
+  case 2:
+    return cn__get16(p + 1);
+  default:
+    return cn__get32(p + 1);
+  }
+}
+
+/* Views the pid, port or reference at p. */
+static inline void cn__ident_view(const char *p, cn__ident *d) {
+  unsigned char tag = (unsigned char)p[0];
+  const char *q = cn__atom_view(p + cn__shapes[tag].hdr, &d->node);
+
+  d->id = 0;
+  d->serial = 0;
+  d->len = 0;
+  d->words = q;
+  switch (tag) {
+  case ETF_PID:
+  case ETF_NEW_PID:
+    d->id = cn__get32(q);
+    d->serial = cn__get32(q + 4);
+    d->creation = tag == ETF_PID ? (unsigned char)q[8] : cn__get32(q + 8);
+    break;
+  case ETF_PORT:
+  case ETF_NEW_PORT:
+    d->id = cn__get32(q);
+    d->creation = tag == ETF_PORT ? (unsigned char)q[4] : cn__get32(q + 4);
+    break;
+  case ETF_V4_PORT:
+    d->id = cn__get64(q);
+    d->creation = cn__get32(q + 8);
+    break;
+  case ETF_REFERENCE:
+    d->len = 1;
+    d->creation = (unsigned char)q[4];
+    break;
+  default: /* NEW_REFERENCE_EXT (8-bit creation), NEWER_REFERENCE_EXT */
+    d->len = cn__get16(p + 1);
+    d->creation = tag == ETF_NEW_REFERENCE ? (unsigned char)q[0] : cn__get32(q);
+    d->words = q + (tag == ETF_NEW_REFERENCE ? 1 : 4);
+    break;
+  }
+}
 
 /* The class (CLS_*) of the term at p. */
 static inline int cn__class(const char *p) {
   unsigned char tag = (unsigned char)p[0];
   if (tag == ETF_STRING && p[1] == 0 && p[2] == 0)
     return CLS_NIL; /* "" is [] */
-  return cn__class_tab[tag];
+  return cn__shapes[tag].cls;
 }
-
-/* Sorts the n pairs of the map whose first key is at p into keys[] and
- * vals[] (arrays of n pointers), in Erlang's key order, and returns the
- * first byte after the map. */
-const char *cn__map_sorted(const char *p, uint64_t n, const char **keys,
-                           const char **vals, int level);
 
 /* One map pair. */
 typedef struct cn__kv {
   const char *k, *v;
 } cn__kv;
 
-/* cn__map_sorted into one array that it allocates (*out, 2 * n pairs, the
- * second half scratch; the caller frees it).  Returns the first byte after
- * the map, or NULL (and no array) when memory runs out. */
-const char *cn__map_pairs(const char *p, uint64_t n, cn__kv **out, int level);
+/* Sorts the n pairs of the map whose first key is at p in Erlang's key
+ * order (level: as for cn__compare) into *out: inl when it holds 2 * n
+ * pairs, else an array that it allocates (the caller frees it when it is
+ * not inl).  The second n pairs are scratch.  Returns the first byte
+ * after the map, or NULL (and no array) when memory runs out. */
+const char *cn__map_pairs(const char *p, uint64_t n, cn__kv *inl, size_t cap,
+                          cn__kv **out, int level);
 
 /* Each of these is a SMALL_INTEGER_EXT term for one byte value, so that a
  * STRING_EXT element can be handed out as a term of its own. */
@@ -343,36 +418,22 @@ typedef struct cn__stack {
   size_t size; /* bytes per frame */
 } cn__stack;
 
+/* Starts the stack s, empty, in the caller's array arr. */
 #define cn__stack_init(s, arr)                                                 \
-  cn__stack_init_((s), (arr), sizeof(arr) / sizeof((arr)[0]), sizeof((arr)[0]))
+  (*(s) = (cn__stack){.base = (char *)(arr),                                   \
+                      .inl = (char *)(arr),                                    \
+                      .n = 0,                                                  \
+                      .cap = sizeof(arr) / sizeof((arr)[0]),                   \
+                      .size = sizeof((arr)[0])})
 
-static inline void cn__stack_init_(cn__stack *s, void *inl, size_t cap,
-                                   size_t size) {
-  s->base = s->inl = (char *)inl;
-  s->n = 0;
-  s->cap = cap;
-  s->size = size;
-}
-
-/* Slow path of cn__stack_push: moves the frames to a heap array twice as
+/* Slow path of CN__STACK_PUSH: moves the frames to a heap array twice as
  * big.  Returns the new top frame, or NULL (the stack as it was) when
  * memory runs out. */
 void *cn__stack_grow(cn__stack *s);
 
-/* Returns a new top frame (uninitialised), or NULL when memory runs out. */
-static inline void *cn__stack_push(cn__stack *s) {
-  if (s->n < s->cap)
-    return s->base + s->size * s->n++;
-  return cn__stack_grow(s);
-}
-
-/* The top frame, or NULL when the stack is empty. */
-static inline void *cn__stack_top(const cn__stack *s) {
-  return s->n != 0 ? s->base + s->size * (s->n - 1) : NULL;
-}
-
-/* cn__stack_push and cn__stack_top for frames of a known type, which spare
- * the hot paths a multiplication; the stack must not be empty for TOP. */
+/* A new top frame (uninitialised) of the stack's frame type, or NULL when
+ * memory runs out; and the top frame, of a stack that is not empty.  Typed,
+ * so that the hot paths do no multiplication. */
 #define CN__STACK_PUSH(s, type)                                                \
   ((s)->n < (s)->cap ? (type *)(void *)(s)->base + (s)->n++                    \
                      : (type *)cn__stack_grow(s))
@@ -385,15 +446,15 @@ static inline void cn__stack_free(cn__stack *s) {
     free(s->base);
 }
 
-/* The list cursor, for every reader of lists in this layer (match.c may
- * adopt it too).  The cursor does not own the stream position: the caller
- * passes it as *pp, because only the caller knows when it has walked past
- * an element (an element may be a whole subtree).  The cursor steps from a
- * segment into its tail when the tail continues the list (a LIST_EXT or a
- * non-empty STRING_EXT), hands out STRING_EXT bytes as cn__small_ints terms
- * and the implicit tail of a STRING_EXT as cn__nil.  So a handed-out term x
- * lies in the stream exactly when x == *pp; the caller then moves *pp past
- * it, while a string byte has been consumed already. */
+/* The list cursor, for every reader of lists in this layer.  The cursor does
+ * not own the stream position: the caller passes it as *pp, because only the
+ * caller knows when it has walked past an element (an element may be a whole
+ * subtree).  The cursor steps from a segment into its tail when the tail
+ * continues the list (a LIST_EXT or a non-empty STRING_EXT), hands out
+ * STRING_EXT bytes as cn__small_ints terms and the implicit tail of a
+ * STRING_EXT as cn__nil.  So a handed-out term x lies in the stream exactly
+ * when x == *pp; the caller then moves *pp past it, while a string byte has
+ * been consumed already. */
 typedef struct cn__list {
   uint64_t left; /* elements left in the current segment */
   int str;       /* the current segment is STRING_EXT bytes */
@@ -408,40 +469,36 @@ static inline void cn__list_enter(cn__list *l, const char **pp) {
   *pp = p + (l->str ? 3 : 5);
 }
 
-/* Returns 1 with *x the next element, or 0 with *x the list's tail (never
- * a list itself; [] may come as NIL_EXT, "" or cn__nil). */
-static inline int cn__list_next(cn__list *l, const char **pp, const char **x) {
+/* Steps into the tail at *pp when it continues the list; returns 1 when
+ * an element is next, 0 at the list's tail. */
+static inline int cn__list_more(cn__list *l, const char **pp) {
   for (;;) {
     const char *p = *pp;
-    if (l->left > 0) {
-      l->left--;
-      if (l->str) {
-        *x = cn__small_ints[(unsigned char)*p];
-        *pp = p + 1;
-      } else {
-        *x = p;
-      }
+    if (l->left > 0)
       return 1;
-    }
-    if (l->str) {
-      *x = cn__nil;
+    if (l->str ||
+        ((unsigned char)p[0] != ETF_LIST &&
+         ((unsigned char)p[0] != ETF_STRING || cn__get16(p + 1) == 0)))
       return 0;
-    }
-    if ((unsigned char)p[0] != ETF_LIST &&
-        ((unsigned char)p[0] != ETF_STRING || cn__get16(p + 1) == 0)) {
-      *x = p;
-      return 0;
-    }
     cn__list_enter(l, pp);
   }
 }
 
-/* Elements of the trusted list at p, across all its segments. */
-uint64_t cn__list_count(const char *p);
+/* Returns 1 with *x the next element, or 0 with *x the list's tail (never
+ * a list itself; [] may come as NIL_EXT, "" or cn__nil). */
+static inline int cn__list_next(cn__list *l, const char **pp, const char **x) {
+  if (!cn__list_more(l, pp)) {
+    *x = l->str ? cn__nil : *pp;
+    return 0;
+  }
+  l->left--;
+  *x = l->str ? cn__small_ints[(unsigned char)*(*pp)++] : *pp;
+  return 1;
+}
 
-/* Kinds of open containers, for the walks' frames: tuples and a fun's
- * free variables, lists, maps. */
-enum { CN__F_SEQ, CN__F_LIST, CN__F_MAP };
+/* Walks the rest of the list from the cursor l at p, adds the elements it
+ * passes to *count, and returns the first byte after the list's tail. */
+const char *cn__list_end(cn__list *l, const char *p, uint64_t *count);
 
 /* Grows b so that it can hold n more bytes.  Slow path of cn__room. */
 int cn__buf_grow(cn_buf *b, size_t n);
@@ -458,7 +515,6 @@ static inline char *cn__room(cn_buf *b, size_t n) {
  * callers do.  Return 0, CN_ENOMEM or CN_EINVAL. */
 int cn__enc_atom(cn_buf *b, const char *s, size_t n);
 int cn__enc_int(cn_buf *b, int64_t v);
-int cn__enc_uint(cn_buf *b, uint64_t v);
 int cn__enc_double(cn_buf *b, double v);
 int cn__enc_binary(cn_buf *b, const void *p, size_t n);
 int cn__enc_charlist(cn_buf *b, const char *s, size_t n);
@@ -491,25 +547,14 @@ int cn__build_one(cn_buf *b, const char **fmt, va_list *ap, int key_mode);
  * the tests can check that crafted names spread. */
 uint32_t cn__node_hash(const char *name, size_t len);
 
-/* Node table lookups used by the readers: interns a node atom. */
 /* The node index of an atom's name: interned (add), or only looked up
  * (CN_ENOENT when no one interned it before). */
 int cn__intern_atom(const cn__atom *a, uint32_t *idx, bool add);
-
-/* The two halves of cn_get_pid / cn_get_ref (any encoding), so that the
- * matcher can intern early (the step that can fail: CN_ELIMIT or
- * CN_ENOMEM) and fill outputs late.  cn__ident_node checks that p is of
- * the given type (CN_T_PID or CN_T_REF) and finds its node: interned when
- * add, else CN_ENOENT for a name no one interned, CN_EINVAL for a name
- * with a NUL. */
-int cn__ident_node(const char *p, cn_term_type type, uint32_t *node, bool add);
 
 /* As cn_get_pid / cn_get_ref, but a node name that no one interned before
  * is not interned: CN_ENOENT instead.  For reading what a peer sends
  * without letting it fill the process-wide node table. */
 int cn__get_pid_known(cn_term t, cn_pid *p);
 int cn__get_ref_known(cn_term t, cn_ref *r);
-void cn__pid_fill(const char *p, uint32_t node, cn_pid *out);
-void cn__ref_fill(const char *p, uint32_t node, cn_ref *out);
 
 #endif /* CN_TERM_INTERNAL_H */

@@ -3,17 +3,13 @@
  * code of the term layer (or ei) reads it.
  *
  * It walks the term once, with an explicit stack of open containers (the
- * shared cn__stack), so a
- * hostile term cannot overflow the C stack however deep it nests.  Every
+ * shared cn__stack), so a hostile term cannot overflow the C stack however
+ * deep it nests.  Every
  * length or count is checked against the bytes that remain before it is
  * used: each element takes at least one byte, so a list that claims 2^32
  * elements in a short buffer fails at once, and the walk costs time linear
  * in the bytes it reads.
  */
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "term_internal.h"
 
 typedef struct vframe {
@@ -38,9 +34,7 @@ static inline int push(cn__stack *s, size_t max, uint64_t left, int list,
 
   if (s->n >= max)
     return CN_ETOODEEP;
-  if (s->n < s->cap)
-    f = (vframe *)(void *)s->base + s->n++;
-  else if ((f = cn__stack_grow(s)) == NULL)
+  if ((f = CN__STACK_PUSH(s, vframe)) == NULL)
     return CN_ENOMEM;
   f->left = left;
   f->list = list;
@@ -85,7 +79,9 @@ static int atom(const char **pp, const char *lim, const char *end) {
     long chars;
     if (n > 4 * 255)
       return CN_EBADTERM;
-    chars = cn__utf8_count((const unsigned char *)p + hdr, n);
+    chars = cn__ascii_only((const unsigned char *)p + hdr, n)
+                ? (long)n /* most names: no call */
+                : cn__utf8_count((const unsigned char *)p + hdr, n);
     if (chars < 0 || chars > 255)
       return CN_EBADTERM;
   }
@@ -93,46 +89,8 @@ static int atom(const char **pp, const char *lim, const char *end) {
   return 0;
 }
 
-/* An integer that must be SMALL_INTEGER_EXT or INTEGER_EXT (fun fields). */
-static int small_int(const char **pp, const char *end) {
-  const char *p = *pp;
-  if (p >= end)
-    return CN_EBADTERM;
-  if ((unsigned char)p[0] == ETF_SMALL_INTEGER && end - p >= 2) {
-    *pp = p + 2;
-    return 0;
-  }
-  if ((unsigned char)p[0] == ETF_INTEGER && end - p >= 5) {
-    *pp = p + 5;
-    return 0;
-  }
-  return CN_EBADTERM;
-}
-
-/* PID_EXT or NEW_PID_EXT. */
-static int pid(const char **pp, const char *lim, const char *end) {
-  const char *p = *pp;
-  unsigned char tag;
-  size_t tail;
-  int rc;
-
-  if ((rc = need(p, lim, end, 1)) != 0)
-    return rc;
-  tag = (unsigned char)p[0];
-  if (tag == ETF_PID)
-    tail = 9;
-  else if (tag == ETF_NEW_PID)
-    tail = 12;
-  else
-    return CN_EBADTERM;
-  p++;
-  if ((rc = atom(&p, lim, end)) != 0)
-    return rc;
-  if ((rc = need(p, lim, end, tail)) != 0)
-    return rc;
-  *pp = p + tail;
-  return 0;
-}
+static int validate(const char *start, const char *lim, const char *end,
+                    size_t max_depth, const char **out);
 
 /* NEW_FUN_EXT up to its free variables.  Size bounds every field, so the
  * fields are checked against the fun's own end.  On success *pp is at the
@@ -141,7 +99,7 @@ static int fun_header(const char **pp, const char *lim, const char *end,
                       const char **fun_end, uint64_t *numfree) {
   const char *p = *pp, *fend;
   uint32_t size;
-  int rc;
+  int rc, k;
 
   if ((rc = need(p, lim, end, 5)) != 0)
     return rc;
@@ -154,14 +112,16 @@ static int fun_header(const char **pp, const char *lim, const char *end,
   fend = p + 1 + size;
   *numfree = cn__get32(p + 1 + 25);
   p += 1 + 29;
-  if ((rc = atom(&p, fend, fend)) != 0)
-    return rc;
-  if ((rc = small_int(&p, fend)) != 0) /* OldIndex */
-    return rc;
-  if ((rc = small_int(&p, fend)) != 0) /* OldUniq */
-    return rc;
-  if ((rc = pid(&p, fend, fend)) != 0)
-    return rc;
+  /* Module, OldIndex, OldUniq and Pid: terms of their own, of set types. */
+  for (k = 0; k < 4; k++) {
+    unsigned char tag = p < fend ? (unsigned char)p[0] : 0;
+    if (k == 0   ? !cn__is_atom_tag(tag)
+        : k == 3 ? tag != ETF_PID && tag != ETF_NEW_PID
+                 : tag != ETF_SMALL_INTEGER && tag != ETF_INTEGER)
+      return CN_EBADTERM;
+    if ((rc = validate(p, fend, fend, 1, &p)) != 0)
+      return rc;
+  }
   if (*numfree > (uint64_t)(fend - p))
     return CN_EBADTERM;
   *pp = p;
@@ -179,43 +139,44 @@ static int validate(const char *start, const char *lim, const char *end,
   cn__stack_init(&s, inl);
 
   for (;;) {
+    const cn__shape *sh;
     unsigned char tag;
     uint64_t n;
+    double d;
 
     /* A term starts at p. */
     if ((rc = need(p, lim, end, 1)) != 0)
       goto out;
     tag = (unsigned char)p[0];
+    sh = &cn__shapes[tag];
     switch (tag) {
     case ETF_SMALL_INTEGER:
       if ((rc = need(p, lim, end, 2)) != 0)
         goto out;
       p += 2;
       break;
+    case ETF_NIL:
+      p++;
+      break;
     case ETF_INTEGER:
-      if ((rc = need(p, lim, end, 5)) != 0)
+    case ETF_NEW_FLOAT:
+    case ETF_FLOAT:
+      if ((rc = need(p, lim, end, sh->hdr)) != 0)
         goto out;
-      p += 5;
-      break;
-    case ETF_FLOAT: {
-      double d;
-      if ((rc = need(p, lim, end, 1 + ETF_FLOAT_TEXT)) != 0)
-        goto out;
-      if (cn__parse_float_text(p + 1, &d) != 0)
+      /* The BEAM has no inf or NaN (an exponent of all ones), and a
+       * FLOAT_EXT's text must read as a number. */
+      if (tag == ETF_NEW_FLOAT ? (cn__get16(p + 1) & 0x7FF0) == 0x7FF0
+          : tag == ETF_FLOAT   ? cn__parse_float_text(p + 1, &d) != 0
+                               : 0)
         goto bad;
-      p += 1 + ETF_FLOAT_TEXT;
+      p += sh->hdr;
       break;
-    }
-    case ETF_NEW_FLOAT: {
-      double d;
-      if ((rc = need(p, lim, end, 9)) != 0)
+    case ETF_BINARY:
+      if ((rc = need(p, lim, end, 5)) != 0 ||
+          (rc = need(p, lim, end, 5 + (uint64_t)cn__get32(p + 1))) != 0)
         goto out;
-      cn__float_value(p, &d);
-      if (!isfinite(d)) /* the BEAM has no inf or NaN */
-        goto bad;
-      p += 9;
+      p += 5 + (size_t)cn__get32(p + 1);
       break;
-    }
     case ETF_ATOM:
     case ETF_SMALL_ATOM:
     case ETF_ATOM_UTF8:
@@ -223,39 +184,6 @@ static int validate(const char *start, const char *lim, const char *end,
       if ((rc = atom(&p, lim, end)) != 0)
         goto out;
       break;
-    case ETF_PID:
-    case ETF_NEW_PID:
-      if ((rc = pid(&p, lim, end)) != 0)
-        goto out;
-      break;
-    case ETF_PORT:
-    case ETF_NEW_PORT:
-    case ETF_V4_PORT:
-    case ETF_REFERENCE: {
-      size_t tail = tag == ETF_NEW_PORT ? 8 : tag == ETF_V4_PORT ? 12 : 5;
-      p++;
-      if ((rc = atom(&p, lim, end)) != 0 || (rc = need(p, lim, end, tail)) != 0)
-        goto out;
-      p += tail;
-      break;
-    }
-    case ETF_NEW_REFERENCE:
-    case ETF_NEWER_REFERENCE: {
-      size_t words;
-      if ((rc = need(p, lim, end, 3)) != 0)
-        goto out;
-      words = cn__get16(p + 1);
-      if (words == 0 || words > CN_REF_MAX_WORDS)
-        goto bad;
-      p += 3;
-      if ((rc = atom(&p, lim, end)) != 0)
-        goto out;
-      n = (tag == ETF_NEW_REFERENCE ? 1 : 4) + 4 * words;
-      if ((rc = need(p, lim, end, n)) != 0)
-        goto out;
-      p += n;
-      break;
-    }
     case ETF_SMALL_TUPLE:
       if ((rc = need(p, lim, end, 2)) != 0)
         goto out;
@@ -283,17 +211,6 @@ static int validate(const char *start, const char *lim, const char *end,
         continue;
       }
       break;
-    case ETF_NIL:
-      p++;
-      break;
-    case ETF_STRING:
-      if ((rc = need(p, lim, end, 3)) != 0)
-        goto out;
-      n = cn__get16(p + 1);
-      if ((rc = need(p, lim, end, 3 + n)) != 0)
-        goto out;
-      p += 3 + n;
-      break;
     case ETF_LIST:
       if ((rc = need(p, lim, end, 5)) != 0)
         goto out;
@@ -307,44 +224,6 @@ static int validate(const char *start, const char *lim, const char *end,
           (rc = push(&s, max_depth, n, 1, NULL)))
         goto out;
       continue;
-    case ETF_BINARY:
-      if ((rc = need(p, lim, end, 5)) != 0)
-        goto out;
-      n = cn__get32(p + 1);
-      if ((rc = need(p, lim, end, 5 + n)) != 0)
-        goto out;
-      p += 5 + n;
-      break;
-    case ETF_BIT_BINARY: {
-      unsigned bits;
-      if ((rc = need(p, lim, end, 6)) != 0)
-        goto out;
-      n = cn__get32(p + 1);
-      bits = (unsigned char)p[5];
-      /* erts: 1..8 bits in the last byte, and 0 only when empty. */
-      if ((bits == 0) != (n == 0) || bits > 8)
-        goto bad;
-      if ((rc = need(p, lim, end, 6 + n)) != 0)
-        goto out;
-      p += 6 + n;
-      break;
-    }
-    case ETF_SMALL_BIG:
-      if ((rc = need(p, lim, end, 3)) != 0)
-        goto out;
-      n = (unsigned char)p[1];
-      if ((rc = need(p, lim, end, 3 + n)) != 0)
-        goto out;
-      p += 3 + n;
-      break;
-    case ETF_LARGE_BIG:
-      if ((rc = need(p, lim, end, 6)) != 0)
-        goto out;
-      n = cn__get32(p + 1);
-      if ((rc = need(p, lim, end, 6 + n)) != 0)
-        goto out;
-      p += 6 + n;
-      break;
     case ETF_NEW_FUN: {
       const char *fend;
       if ((rc = fun_header(&p, lim, end, &fend, &n)) != 0)
@@ -368,10 +247,29 @@ static int validate(const char *start, const char *lim, const char *end,
       p += 2;
       break;
     default:
-      /* ATOM_CACHE_REF only means something after a distribution header,
-       * COMPRESSED only at the top (cn_term_from_etf), FUN_EXT is gone
-       * since OTP 23; anything else is not a tag. */
-      goto bad;
+      /* The rest: hdr bytes holding a count, a node's atom for a pid, port
+       * or reference, then tail + mul * count bytes.  ATOM_CACHE_REF only
+       * means something after a distribution header, COMPRESSED only at
+       * the top (cn_term_from_etf), FUN_EXT is gone since OTP 23; they and
+       * anything else that is not a tag have no shape. */
+      if (sh->kind == SH_NONE)
+        goto bad;
+      if ((rc = need(p, lim, end, sh->hdr)) != 0)
+        goto out;
+      n = cn__shape_count(p, sh);
+      /* A reference has 1..5 words; erts: a bitstring has 1..8 bits in
+       * its last byte, and 0 only when empty. */
+      if (sh->kind == SH_IDENT
+              ? sh->lenw != 0 && (n == 0 || n > CN_REF_MAX_WORDS)
+              : tag == ETF_BIT_BINARY &&
+                    ((p[5] == 0) != (n == 0) || (unsigned char)p[5] > 8))
+        goto bad;
+      n = sh->tail + sh->mul * n;
+      p += sh->hdr;
+      if ((sh->kind == SH_IDENT && (rc = atom(&p, lim, end)) != 0) ||
+          (rc = need(p, lim, end, n)) != 0)
+        goto out;
+      p += n;
     }
 
     /* A term is complete: close every container it completes. */
@@ -410,17 +308,14 @@ int cn_term_validate(const char *buf, size_t len, size_t *off,
     return CN_EINVAL;
   if (*off >= len)
     return CN_EBADTERM;
-  if (lim != NULL) {
-    if (lim->max_depth != 0)
-      max_depth = lim->max_depth;
-    if (lim->max_size != 0)
-      max_size = lim->max_size;
-  }
+  if (lim != NULL && lim->max_depth != 0)
+    max_depth = lim->max_depth;
+  if (lim != NULL && lim->max_size != 0)
+    max_size = lim->max_size;
   start = buf + *off;
   end = buf + len;
   stop = (size_t)(end - start) > max_size ? start + max_size : end;
-  rc = validate(start, stop, end, max_depth, &after);
-  if (rc == 0)
+  if ((rc = validate(start, stop, end, max_depth, &after)) == 0)
     *off = (size_t)(after - buf);
   return rc;
 }
@@ -436,8 +331,7 @@ int cn_term_from_etf(const char *buf, size_t len, const cn_term_limits *lim,
     return CN_EBADTERM;
   if ((unsigned char)buf[1] == ETF_COMPRESSED)
     return CN_ENOTSUP;
-  rc = cn_term_validate(buf, len, &off, lim);
-  if (rc != 0)
+  if ((rc = cn_term_validate(buf, len, &off, lim)) != 0)
     return rc;
   if (off != len)
     return CN_EBADTERM; /* bytes after the term */

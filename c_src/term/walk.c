@@ -14,110 +14,19 @@
 const char *cn__skip(const char *p) {
   uint64_t todo = 1; /* terms still to skip */
 
-  while (todo != 0) {
-    unsigned char tag = (unsigned char)*p;
-    todo--;
-    switch (tag) {
-    case ETF_SMALL_INTEGER:
-      p += 2;
-      break;
-    case ETF_INTEGER:
-      p += 5;
-      break;
-    case ETF_FLOAT:
-      p += 1 + ETF_FLOAT_TEXT;
-      break;
-    case ETF_NEW_FLOAT:
-      p += 9;
-      break;
-    case ETF_ATOM:
-    case ETF_ATOM_UTF8:
-    case ETF_SMALL_ATOM:
-    case ETF_SMALL_ATOM_UTF8:
-      p += cn__atom_size(p);
-      break;
-    case ETF_PID:
-      p += 1;
-      p += cn__atom_size(p) + 9;
-      break;
-    case ETF_NEW_PID:
-      p += 1;
-      p += cn__atom_size(p) + 12;
-      break;
-    case ETF_PORT:
-      p += 1;
-      p += cn__atom_size(p) + 5;
-      break;
-    case ETF_NEW_PORT:
-      p += 1;
-      p += cn__atom_size(p) + 8;
-      break;
-    case ETF_V4_PORT:
-      p += 1;
-      p += cn__atom_size(p) + 12;
-      break;
-    case ETF_REFERENCE:
-      p += 1;
-      p += cn__atom_size(p) + 5;
-      break;
-    case ETF_NEW_REFERENCE: {
-      size_t words = cn__get16(p + 1);
-      p += 3;
-      p += cn__atom_size(p) + 1 + 4 * words;
-      break;
-    }
-    case ETF_NEWER_REFERENCE: {
-      size_t words = cn__get16(p + 1);
-      p += 3;
-      p += cn__atom_size(p) + 4 + 4 * words;
-      break;
-    }
-    case ETF_SMALL_TUPLE:
-      todo += (unsigned char)p[1];
-      p += 2;
-      break;
-    case ETF_LARGE_TUPLE:
-      todo += cn__get32(p + 1);
-      p += 5;
-      break;
-    case ETF_MAP:
-      todo += 2 * (uint64_t)cn__get32(p + 1);
-      p += 5;
-      break;
-    case ETF_NIL:
-      p += 1;
-      break;
-    case ETF_STRING:
-      p += 3 + (size_t)cn__get16(p + 1);
-      break;
-    case ETF_LIST:
-      todo += (uint64_t)cn__get32(p + 1) + 1; /* elements and tail */
-      p += 5;
-      break;
-    case ETF_BINARY:
-      p += 5 + (size_t)cn__get32(p + 1);
-      break;
-    case ETF_BIT_BINARY:
-      p += 6 + (size_t)cn__get32(p + 1);
-      break;
-    case ETF_SMALL_BIG:
-      p += 3 + (size_t)(unsigned char)p[1];
-      break;
-    case ETF_LARGE_BIG:
-      p += 6 + (size_t)cn__get32(p + 1);
-      break;
-    case ETF_NEW_FUN:
-      /* Size counts itself and everything after it, free vars too. */
-      p += 1 + (size_t)cn__get32(p + 1);
-      break;
-    case ETF_EXPORT:
-      todo += 3;
-      p += 1;
-      break;
-    default:
-      /* Unreachable for validated terms; stop rather than loop. */
-      return p + 1;
-    }
+  while (todo-- != 0) {
+    const cn__shape *s = &cn__shapes[(unsigned char)*p];
+    uint64_t n = s->tail + s->mul * cn__shape_count(p, s);
+    p += s->hdr;
+    if (s->kind == SH_BYTES)
+      p += n;
+    else if (s->kind == SH_IDENT) /* the node's atom, then n bytes */
+      p += cn__shapes[(unsigned char)*p].hdr +
+           cn__shape_count(p, &cn__shapes[(unsigned char)*p]) + n;
+    else if (s->kind == SH_SEQ)
+      todo += n;
+    else
+      return p + 1; /* unreachable for validated terms; stop, not loop */
   }
   return p;
 }
@@ -128,17 +37,11 @@ void *cn__stack_grow(cn__stack *s) {
   size_t cap = s->cap * 2;
   char *f;
 
-  if (cap > SIZE_MAX / s->size)
+  if (cap > SIZE_MAX / s->size ||
+      (f = realloc(s->base == s->inl ? NULL : s->base, cap * s->size)) == NULL)
     return NULL;
-  if (s->base == s->inl) {
-    f = malloc(cap * s->size);
-    if (f != NULL)
-      memcpy(f, s->inl, s->n * s->size);
-  } else {
-    f = realloc(s->base, cap * s->size);
-  }
-  if (f == NULL)
-    return NULL;
+  if (s->base == s->inl)
+    memcpy(f, s->inl, s->n * s->size);
   s->base = f;
   s->cap = cap;
   return s->base + s->size * s->n++;
@@ -146,24 +49,16 @@ void *cn__stack_grow(cn__stack *s) {
 
 /* ---- Lists -------------------------------------------------------------- */
 
-uint64_t cn__list_count(const char *p) {
-  cn__list l;
-  uint64_t total = 0;
-  const char *x;
-
-  cn__list_enter(&l, &p);
-  for (;;) {
-    /* Step over what is left of the segment, then into the next one. */
-    total += l.left;
-    if (l.str)
-      p += l.left;
+const char *cn__list_end(cn__list *l, const char *p, uint64_t *count) {
+  while (cn__list_more(l, &p)) {
+    /* Step over what is left of the segment. */
+    *count += l->left;
+    if (l->str)
+      p += l->left;
     else
-      for (; l.left > 0; l.left--)
+      for (; l->left > 0; l->left--)
         p = cn__skip_fast(p);
-    l.left = 0;
-    if (!cn__list_next(&l, &p, &x))
-      return total;
-    total++; /* the next segment's first element */
-    p = l.str ? p : cn__skip_fast(x);
+    l->left = 0;
   }
+  return l->str ? p : cn__skip_fast(p);
 }

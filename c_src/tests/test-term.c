@@ -1588,6 +1588,9 @@ static void test_build_tuples_and_lists(void **state) {
   cn_buf_reset(&b);
   assert_int_equal(cn_build(&b, "[1, 2 | ~c]", "ab"), 0);
   assert_bytes(&b, B(107, 0, 4, 1, 2, 97, 98), 7);
+  cn_buf_reset(&b); /* a string tail spreads in place, whatever its length */
+  assert_int_equal(cn_build(&b, "[a | ~c]", "bcdefghij"), 0);
+  assert_text(cn_buf_term(&b), "[a,98,99,100,101,102,103,104,105,106]");
   cn_buf_reset(&b);
   assert_int_equal(cn_build(&b, "[1 | []]"), 0);
   assert_bytes(&b, B(107, 0, 1, 1), 4);
@@ -2612,6 +2615,40 @@ static void test_match_basic(void **state) {
   cn_buf_free(&b);
 }
 
+/* More outputs than cn_match keeps inline (16): the queue moves to the
+ * heap, and a failed match still writes none of them. */
+static void test_match_many_outputs(void **state) {
+  cn_buf b = CN_BUF_INIT;
+  int64_t v[20];
+  size_t k;
+  (void)state;
+
+  assert_int_equal(cn_build(&b, "{0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,"
+                                "17,18,19}"),
+                   0);
+  for (k = 0; k < 20; k++)
+    v[k] = -1;
+  assert_int_equal(cn_match(cn_buf_term(&b),
+                            "{~i,~i,~i,~i,~i,~i,~i,~i,~i,~i,~i,~i,~i,~i,~i,~i,"
+                            "~i,~i,~i,x}",
+                            &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+                            &v[7], &v[8], &v[9], &v[10], &v[11], &v[12], &v[13],
+                            &v[14], &v[15], &v[16], &v[17], &v[18]),
+                   CN_ENOMATCH);
+  for (k = 0; k < 20; k++)
+    assert_int_equal(v[k], -1);
+  assert_int_equal(cn_match(cn_buf_term(&b),
+                            "{~i,~i,~i,~i,~i,~i,~i,~i,~i,~i,~i,~i,~i,~i,~i,~i,"
+                            "~i,~i,~i,~i}",
+                            &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+                            &v[7], &v[8], &v[9], &v[10], &v[11], &v[12], &v[13],
+                            &v[14], &v[15], &v[16], &v[17], &v[18], &v[19]),
+                   0);
+  for (k = 0; k < 20; k++)
+    assert_int_equal(v[k], (int64_t)k);
+  cn_buf_free(&b);
+}
+
 static void test_match_containers(void **state) {
   cn_buf b = CN_BUF_INIT;
   cn_term t, x = {NULL, 0}, y = {NULL, 0};
@@ -3095,6 +3132,7 @@ int main(void) {
       cmocka_unit_test(test_hash),
       cmocka_unit_test(test_match_basic),
       cmocka_unit_test(test_match_containers),
+      cmocka_unit_test(test_match_many_outputs),
       cmocka_unit_test(test_typeof_getters),
       cmocka_unit_test(test_iter),
       cmocka_unit_test(test_print),

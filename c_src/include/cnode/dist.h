@@ -49,6 +49,72 @@ extern "C" {
 #define CN_DIST_DEFAULT_BUSY_LIMIT ((size_t)1 << 20) /* as OTP's 1024 KB */
 #define CN_DIST_DEFAULT_EPMD_PORT 4369
 
+/* TLS distribution, as OTP's inet_tls_dist (erl -proto_dist inet_tls).
+ * TLS runs over the TCP connection first; the distribution handshake and
+ * every frame then travel inside it, with 4-byte length prefixes from the
+ * first handshake message on (inet_tls_dist's {packet, 4}).  epmd
+ * registration is the same as for plain TCP.  Once a node has TLS, every
+ * connection is TLS both ways: a plain TCP peer fails its handshake (and
+ * only its own connection goes).
+ *
+ * The options are those of the ssl_dist_optfile, one set for the server
+ * side (connections the node accepts) and one for the client side
+ * (connections it dials), with OTP's defaults. */
+typedef enum cn_tls_verify {
+  CN_TLS_VERIFY_NONE = 0, /* verify_none: OTP 25's default */
+  CN_TLS_VERIFY_PEER = 1  /* verify_peer: the peer's chain must lead to
+                           * a CA of cacertfile; a client also checks
+                           * that the server's certificate names the
+                           * host part of the node name it dials */
+} cn_tls_verify;
+
+#define CN_TLS_V1_2 1u /* versions: 'tlsv1.2' */
+#define CN_TLS_V1_3 2u /* versions: 'tlsv1.3' */
+
+typedef struct cn_dist_tls_side {
+  const char *certfile;      /* PEM: our certificate, then its chain; may
+                              * hold the key too.  Without one on the
+                              * server side no peer can connect (a
+                              * client, as cnode call, needs none) */
+  const char *keyfile;       /* PEM private key; NULL: read from certfile */
+  const char *password;      /* the key's password, or NULL */
+  const char *cacertfile;    /* PEM: the CAs that may sign the peer's
+                              * certificate (needed for verify_peer) */
+  cn_tls_verify verify;      /* default CN_TLS_VERIFY_NONE, as OTP 25 */
+  bool fail_if_no_peer_cert; /* server, with verify_peer: refuse a
+                              * client without a certificate (false:
+                              * accept it, as OTP) */
+  unsigned depth;            /* the longest chain below the peer's
+                              * certificate; 0: 10 (OTP's default) */
+  unsigned versions;         /* CN_TLS_V1_2 | CN_TLS_V1_3; 0: TLS 1.2
+                              * only, inet_tls_dist's default */
+} cn_dist_tls_side;
+
+typedef struct cn_dist_tls {
+  cn_dist_tls_side server; /* {server, [...]} */
+  cn_dist_tls_side client; /* {client, [...]} */
+} cn_dist_tls;
+
+/* Reads an ssl_dist_optfile's text (one Erlang term, as OTP's
+ * ssl_dist_sup:consult/1 reads it: [{server, Opts}, {client, Opts}])
+ * into *tls, which it zeroes first.  Options: certfile, keyfile,
+ * password, cacertfile, verify, fail_if_no_peer_cert (server), depth,
+ * versions; secure_renegotiate, reuse_sessions and hibernate_after are
+ * accepted and have no effect here.  The strings are copied into store,
+ * which must outlive *tls (free it with cn_buf_free).  Returns 0;
+ * CN_EINVAL with why (cap bytes, NUL-terminated) saying what is wrong: a
+ * malformed file, or an option the node does not have; CN_ENOMEM.
+ * Thread-safe. */
+CN_EXTERN int cn_dist_tls_parse(const char *text, size_t len, cn_dist_tls *tls,
+                                cn_buf *store, char *why, size_t cap);
+
+/* Sets one option as erl's -ssl_dist_opt does: key is server_OPT or
+ * client_OPT (server_certfile, client_verify, ...), value its text
+ * ("verify_peer", "true", a path).  value is kept, not copied.  Returns 0
+ * or CN_EINVAL (an unknown key or a bad value). */
+CN_EXTERN int cn_dist_tls_set(cn_dist_tls *tls, const char *key,
+                              const char *value);
+
 typedef struct cn_dist_options {
   /* The cookie, required.  At most 255 bytes. */
   const char *cookie;
@@ -75,6 +141,10 @@ typedef struct cn_dist_options {
                           * max_message plus 64 KiB */
   uint16_t epmd_port;    /* 0: $ERL_EPMD_PORT, else 4369 */
   bool no_epmd_daemon;   /* true: never start `epmd -daemon` */
+  /* NULL: plain TCP (inet_tcp_dist).  Else TLS on every connection
+   * (inet_tls_dist); read when cn_dist_start runs (certificates and keys
+   * are loaded then), not kept. */
+  const cn_dist_tls *tls;
 } cn_dist_options;
 
 /* Starts distribution for rt, which must have been created with a

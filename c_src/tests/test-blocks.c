@@ -1,0 +1,150 @@
+/* Tests for the large blocks kept for reuse (runtime/blocks.c) and the
+ * messages that take a buffer over instead of copying it (proc.c):
+ * what large messages pass through without page faults and copies.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "runtime/internal.h"
+
+#define KIB ((size_t)1 << 10)
+#define MIB ((size_t)1 << 20)
+
+/* Below CN__BLOCK_MIN a block is plain malloc'ed memory of that size. */
+static void test_small_blocks(void **st) {
+  size_t cap = 0;
+  char *p = cn__block_alloc(1000, &cap);
+  (void)st;
+  assert_non_null(p);
+  assert_int_equal(cap, 1000);
+  memset(p, 1, cap);
+  cn__block_free(p, cap);
+  cn__block_free(NULL, 0); /* nothing to do */
+}
+
+/* A freed large block comes back for the next request it fits, and is
+ * written through (its pages are the caller's). */
+static void test_reuse(void **st) {
+  size_t cap = 0, cap2 = 0;
+  char *p, *q;
+  (void)st;
+  cn__blocks_trim(true);
+  p = cn__block_alloc(MIB, &cap);
+  assert_non_null(p);
+  assert_true(cap >= MIB);
+  memset(p, 7, MIB);
+  cn__block_free(p, cap);
+  q = cn__block_alloc(MIB - 100, &cap2);
+  assert_ptr_equal(q, p);
+  assert_int_equal(cap2, cap);
+  memset(q, 8, MIB - 100);
+  cn__block_free(q, cap2);
+  cn__blocks_trim(true);
+}
+
+/* A kept block is not spent on a request of less than half its size,
+ * nor on one larger than it. */
+static void test_no_waste(void **st) {
+  size_t cap = 0, c1 = 0, c2 = 0;
+  char *p, *a, *b;
+  (void)st;
+  cn__blocks_trim(true);
+  p = cn__block_alloc(4 * MIB, &cap);
+  assert_non_null(p);
+  cn__block_free(p, cap);
+  a = cn__block_alloc(1 * MIB, &c1); /* under half: a new block */
+  assert_non_null(a);
+  assert_ptr_not_equal(a, p);
+  assert_int_equal(c1, MIB);
+  b = cn__block_alloc(5 * MIB, &c2); /* larger: a new block */
+  assert_non_null(b);
+  assert_ptr_not_equal(b, p);
+  cn__block_free(a, c1);
+  cn__block_free(b, c2);
+  cn__blocks_trim(true);
+}
+
+/* At most 8 blocks are kept: freeing a ninth lets the longest kept one
+ * go, and the next eight requests get the eight freed last. */
+static void test_eviction(void **st) {
+  char *p[9], *q[8];
+  size_t cap[9], c[8], i, j;
+  (void)st;
+  cn__blocks_trim(true);
+  for (i = 0; i < 9; i++) {
+    p[i] = cn__block_alloc(200 * KIB, &cap[i]);
+    assert_non_null(p[i]);
+  }
+  for (i = 0; i < 9; i++)
+    cn__block_free(p[i], cap[i]);
+  for (i = 0; i < 8; i++) {
+    int seen = 0;
+    q[i] = cn__block_alloc(200 * KIB, &c[i]);
+    for (j = 1; j < 9; j++)
+      if (q[i] == p[j]) {
+        seen = 1;
+        p[j] = NULL; /* each comes back once */
+      }
+    assert_true(seen);
+  }
+  for (i = 0; i < 8; i++)
+    cn__block_free(q[i], c[i]);
+  cn__blocks_trim(true);
+}
+
+/* A message takes a large heap buffer over: the same bytes, no copy; a
+ * small one is copied and the buffer stays its owner's. */
+static void test_msg_from_buf(void **st) {
+  cn_buf b = CN_BUF_INIT;
+  cn__msg *m;
+  char *data;
+  (void)st;
+  assert_int_equal(cn_buf_reserve(&b, 2 * CN__BLOCK_MIN), 0);
+  memset(b.data, 5, CN__BLOCK_MIN + 10);
+  b.len = CN__BLOCK_MIN + 10;
+  data = b.data;
+  m = cn__msg_from_buf(CN__M_REPLY, &b);
+  assert_non_null(m);
+  assert_ptr_equal(m->data, data);
+  assert_int_equal(m->len, CN__BLOCK_MIN + 10);
+  assert_null(b.data);
+  assert_int_equal(b.len, CN__BLOCK_MIN + 10); /* as it was */
+  assert_int_equal(b.on_heap, 0);
+  cn__msg_free(m);
+  cn_buf_free(&b);
+
+  assert_int_equal(cn_buf_append(&b, "\x61\x05", 2), 0);
+  m = cn__msg_from_buf(CN__M_REPLY, &b);
+  assert_non_null(m);
+  assert_ptr_not_equal(m->data, b.data);
+  assert_int_equal(m->len, 2);
+  assert_memory_equal(m->data, "\x61\x05", 2);
+  assert_non_null(b.data);
+  cn__msg_free(m);
+  cn_buf_free(&b);
+
+  /* A large message gets its data in a block of its own. */
+  m = cn__msg_new(CN__M_MSG, NULL, 3 * CN__BLOCK_MIN);
+  assert_non_null(m);
+  assert_non_null(m->block);
+  assert_ptr_equal(m->data, m->block);
+  memset(m->data, 1, m->len);
+  cn__msg_free(m);
+  cn__blocks_trim(true);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_small_blocks), cmocka_unit_test(test_reuse),
+      cmocka_unit_test(test_no_waste),     cmocka_unit_test(test_eviction),
+      cmocka_unit_test(test_msg_from_buf),
+  };
+  return cmocka_run_group_tests_name("blocks", tests, NULL, NULL);
+}
