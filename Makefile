@@ -151,7 +151,7 @@ CLANG_FORMAT ?= clang-format
 DEPS_PKGS := gcc make pkg-config erlang-nox erlang-dev elixir rebar3 \
         erlang-common-test erlang-observer xvfb libuv1-dev libcmocka-dev \
         libssl-dev openssl \
-        clang clang-format libclang-rt-14-dev valgrind groff-base tmux
+        clang clang-format libclang-rt-14-dev valgrind groff-base tmux strace
 
 .PHONY: all lib tests examples check check-tsan test test-erl run run-node \
         bench bench-remote bench-run install install-check uninstall pc clean deps \
