@@ -59,7 +59,7 @@ typedef enum cn__kind {
   CN__S_DEMONITOR,   /* `from` drops monitor ref */
   CN__S_DOWN,        /* a monitor held by this process fired */
   CN__S_TIMEOUT,     /* the gen_server idle timeout, generation in aux */
-  CN__S_CALL_TMO,    /* an async call's timer expired, ref */
+  CN__S_CALL_TMO,    /* the call timer expired, generation in aux */
   CN__S_STOP,        /* cn_stop: exit with reason after terminate */
   CN__S_CODE_CHANGE, /* cn_code_change: data is {OldVsn, Extra}, cfrom */
   CN__S_SHUTDOWN,    /* runtime shutdown: exit as if from the parent */
@@ -96,6 +96,7 @@ typedef struct cn__msg {
   struct cn__msg *next;
   uint8_t kind;     /* cn__kind */
   uint8_t flags;    /* CN__F_* */
+  uint8_t pooled;   /* a record of CN__REC_MSG's size (see cn__rec_alloc) */
   uint32_t aux;     /* kind-specific (timeout generation) */
   cn_pid from;      /* the sender, for signals */
   cn_ref ref;       /* monitor ref or call tag */
@@ -111,6 +112,10 @@ typedef struct cn__msg {
   size_t block_cap; /* its capacity */
   char inline_[];   /* a small message's term */
 } cn__msg;
+
+/* Terms of up to this many bytes lie in a message record of one size,
+ * which the schedulers keep for reuse (CN__REC_MSG). */
+#define CN__MSG_POOL_INLINE 64
 
 /* A message of kind with a copy of len bytes of data (or room for them,
  * when data is NULL).  A large one (CN__BLOCK_MIN and up) gets its data
@@ -161,9 +166,8 @@ struct cn_from {
   cn_ref ref;     /* the call tag (local), or the alias (CN__FROM_ALIAS) */
   cn_pid server;  /* the server's pid, to drop the call monitor */
   uint32_t flags; /* CN__FROM_* */
-  struct cn_from *next_free;
-  void *route; /* CN__FROM_REMOTE: the dist layer's, malloc'ed; freed with
-                * the from */
+  void *route;    /* CN__FROM_REMOTE: the dist layer's, malloc'ed; freed with
+                   * the from */
 };
 
 #define CN__FROM_MON 0x1    /* the server holds a monitor for this call */
@@ -179,8 +183,8 @@ typedef struct cn__pending {
   cn_pid server; /* whom to demonitor */
   cn_reply_cb cb;
   void *arg;
-  cn_ref tref; /* timeout timer, when has_timer */
-  int has_timer;
+  uint64_t deadline; /* uv_hrtime() when it times out, or 0: never (the
+                      * process's call timer, see server.c) */
 } cn__pending;
 
 /* ---- Links and monitors (owned by the process) ------------------------ */
@@ -241,16 +245,19 @@ struct cn_proc {
   uint32_t flags;           /* CN__PF_* */
   cn__msg *q_head, *q_tail; /* private FIFO */
   void *state_ptr;
-  cn_pid parent;        /* start_link parent, or self */
-  cn__link *link_list;  /* cn__link, newest first */
-  cn__htab *link_index; /* the same by pid, past CN__LINK_INDEX_AT */
-  cn__mon *mon_on_me;   /* monitors others hold on me */
-  cn__mon *mon_mine;    /* monitors I hold */
-  cn__pending *calls;   /* my async calls in flight */
-  const char *reg_name; /* registered name (registry lock) */
-  int timeout_ms;       /* set by the current callback */
-  uint32_t timeout_gen; /* bumped by every message */
-  cn_ref timeout_tref;  /* armed idle timeout */
+  cn_pid parent;         /* start_link parent, or self */
+  cn__link *link_list;   /* cn__link, newest first */
+  cn__htab *link_index;  /* the same by pid, past CN__LINK_INDEX_AT */
+  cn__mon *mon_on_me;    /* monitors others hold on me */
+  cn__mon *mon_mine;     /* monitors I hold */
+  cn__pending *calls;    /* my async calls in flight */
+  uint64_t call_tmo_at;  /* deadline the call timer is armed for, or 0 */
+  uint32_t call_tmo_gen; /* the armed call timer's S_CALL_TMO aux */
+  cn_ref call_tref;      /* the armed call timer */
+  const char *reg_name;  /* registered name (registry lock) */
+  int timeout_ms;        /* set by the current callback */
+  uint32_t timeout_gen;  /* bumped by every message */
+  cn_ref timeout_tref;   /* armed idle timeout */
   int timeout_armed;
   uint32_t reply_hint;       /* bytes of its last reply by message, when large:
                               * the next one starts in a block that size */
@@ -278,6 +285,32 @@ typedef struct cn__thread {
   struct cn__msg *result; /* its reply or DOWN, once it arrives */
 } cn__thread;
 
+/* ---- Record caches ---------------------------------------------------- */
+
+/* The records every call and message allocates: a scheduler keeps freed
+ * ones of each kind in a list of its own (no lock: only its thread
+ * touches it), and hands them out again.  Records freed on other threads
+ * go back to malloc, and ones allocated there come from it. */
+typedef enum cn__rec_kind {
+  CN__REC_MSG,     /* cn__msg with CN__MSG_POOL_INLINE bytes inline */
+  CN__REC_FROM,    /* cn_from */
+  CN__REC_PENDING, /* cn__pending */
+  CN__NREC
+} cn__rec_kind;
+
+/* Records of a kind a scheduler keeps at most; the rest are freed. */
+#define CN__REC_KEEP 512
+
+typedef struct cn__rec_cache {
+  void *head; /* records linked through their first word */
+  unsigned n;
+} cn__rec_cache;
+
+/* A record of kind (uninitialised), or NULL when out of memory. */
+void *cn__rec_alloc(cn__rec_kind kind);
+/* Gives back r (from cn__rec_alloc of the same kind; may be NULL). */
+void cn__rec_free(cn__rec_kind kind, void *r);
+
 /* ---- Schedulers ------------------------------------------------------- */
 
 typedef struct cn__heap {
@@ -296,6 +329,13 @@ typedef struct cn__sched {
   uv_timer_t timer;     /* the earliest timer of this scheduler */
   uv_thread_t thread;
   int running_flag; /* runner handle active (loop thread only) */
+
+  /* The process this scheduler's own thread made runnable while its queue
+   * was empty: it runs next, with no lock (loop thread only).  The queue
+   * is then, in order, this one and rq's. */
+  cn_proc *rq_next;
+  cn__rec_cache recs[CN__NREC]; /* loop thread only */
+  uint64_t ref_next, ref_end;   /* reference numbers taken (loop thread) */
 
   pthread_mutex_t rq_mu;
   cn_proc *rq_head, *rq_tail;
@@ -359,8 +399,6 @@ struct cn_runtime {
 
   pthread_key_t thread_key; /* the calling thread's cn__thread */
   int key_ok;               /* thread_key was created */
-  pthread_mutex_t from_mu;
-  cn_from *free_froms;
   pthread_mutex_t threads_mu;
   cn__thread **threads; /* every thread context, to free at the end */
   size_t nthreads_ctx, threads_cap;
@@ -657,7 +695,9 @@ int cn__refusal_reason(cn_runtime *rt, int err, cn_buf *b);
 int cn__thread_wait_ref(cn__thread *t, const cn_ref *ref, int timeout_ms,
                         cn__msg **out);
 
-/* Pids and refs. */
+/* Pids and refs.  cn__ref_number is a number no other call returns,
+ * from rt's counter (a scheduler takes them a block at a time). */
+uint64_t cn__ref_number(cn_runtime *rt);
 void cn__make_ref(cn_runtime *rt, cn_ref *r);
 cn_pid cn__caller_pid(cn_runtime *rt, int *err);
 
@@ -679,10 +719,16 @@ int cn__name_register_locked(cn_runtime *rt, const char *name, cn_proc *p,
 void cn__name_drop_proc(cn_runtime *rt, cn_proc *p);
 void cn__names_free(cn_runtime *rt);
 
-/* Timers. */
+/* Timers.  A timer fires with the others due within CN__TIMER_SLACK
+ * nanoseconds (one wake-up for deadlines that close). */
+#define CN__TIMER_SLACK 500000u
 int cn__timer_start(cn_runtime *rt, uint64_t ms, cn_pid pid, cn_dest *dest,
                     int kind, uint32_t aux, const cn_ref *ref, cn_term msg,
                     cn_ref *tref);
+/* The same at a uv_hrtime() deadline. */
+int cn__timer_start_at(cn_runtime *rt, uint64_t deadline, cn_pid pid,
+                       cn_dest *dest, int kind, uint32_t aux, const cn_ref *ref,
+                       cn_term msg, cn_ref *tref);
 int cn__timer_cancel(cn_runtime *rt, const cn_ref *tref, long *left_ms);
 void cn__timers_init(cn__sched *s);
 void cn__timers_run(cn__sched *s);

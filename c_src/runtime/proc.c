@@ -18,10 +18,12 @@ cn__msg *cn__msg_new(int kind, const char *data, size_t len) {
       return NULL;
     }
   } else {
-    if (!(m = malloc(sizeof(*m) + len)))
+    bool pooled = len <= CN__MSG_POOL_INLINE;
+    if (!(m = pooled ? cn__rec_alloc(CN__REC_MSG) : malloc(sizeof(*m) + len)))
       return NULL;
     memset(m, 0, sizeof(*m));
     m->kind = (uint8_t)kind;
+    m->pooled = pooled;
     m->len = len;
     m->data = m->inline_;
   }
@@ -32,11 +34,12 @@ cn__msg *cn__msg_new(int kind, const char *data, size_t len) {
 
 cn__msg *cn__msg_adopt(int kind, char *block, size_t cap, const char *data,
                        size_t len) {
-  cn__msg *m = malloc(sizeof(*m));
+  cn__msg *m = cn__rec_alloc(CN__REC_MSG);
   if (!m)
     return NULL;
   memset(m, 0, sizeof(*m));
   m->kind = (uint8_t)kind;
+  m->pooled = 1;
   m->len = len;
   m->data = (char *)data;
   m->block = block;
@@ -63,7 +66,10 @@ void cn__msg_free(cn__msg *m) {
     cn_from_free(m->cfrom);
   free((void *)m->name);
   cn__block_free(m->block, m->block_cap);
-  free(m);
+  if (m->pooled)
+    cn__rec_free(CN__REC_MSG, m);
+  else
+    free(m);
 }
 
 /* ---- The process table ------------------------------------------------ */
@@ -142,6 +148,8 @@ int cn__proc_alloc(cn_runtime *rt, const cn_server_ops *ops, uint32_t flags,
   p->mon_on_me = NULL;
   p->mon_mine = NULL;
   p->calls = NULL;
+  p->call_tmo_at = 0;
+  p->call_tmo_gen = 0;
   p->reg_name = NULL;
   p->timeout_ms = CN_INFINITY;
   p->timeout_gen = 0;
@@ -228,7 +236,12 @@ cn__msg *cn__inbox_take(cn_proc *p, cn__msg *with, cn__msg **tail) {
 }
 
 void cn__inbox_to_queue(cn_proc *p, cn__msg *with) {
-  cn__msg *tail, *head = cn__inbox_take(p, with, &tail);
+  cn__msg *tail, *head;
+  /* An empty inbox needs no exchange: a push that comes after this look
+   * is seen by the next one, or by cn__release. */
+  if (!with && !atomic_load_explicit(&p->inbox, memory_order_relaxed))
+    return;
+  head = cn__inbox_take(p, with, &tail);
   if (!head)
     return;
   if (p->q_tail)
@@ -260,36 +273,48 @@ static int count_in(cn_proc *p, const cn__msg *m) {
   return CN_EFULL;
 }
 
-int cn__deliver_to(cn_proc *p, cn__msg *m) {
+/* cn__deliver_to, for a caller whose reference to p this takes: it
+ * becomes the run queue's when p has to be scheduled (one reference
+ * count fewer each way), and is dropped otherwise. */
+static int deliver_give(cn_proc *p, cn__msg *m, bool give) {
   uint32_t st;
+  int rc = 0;
 
   if (count_in(p, m) != 0) {
     cn__msg_free(m);
-    return CN_EFULL;
+    rc = CN_EFULL;
+    goto out;
   }
   if (cn__msgq_push(&p->inbox, m, CN__MBOX_CLOSED) == CN__MBOX_CLOSED) {
     if (!p->thread && CN__COUNTED(m->kind))
       atomic_fetch_sub_explicit(&p->mbox_len, 1, memory_order_relaxed);
     cn__msg_free(m);
-    return CN_ENOPROC;
+    rc = CN_ENOPROC;
+    goto out;
   }
 
   if (p->thread) {
     cn__thread_wake(p->thread);
-    return 0;
+    goto out;
   }
   /* See "Running" in internal.h. */
   atomic_thread_fence(memory_order_seq_cst);
   st = atomic_load_explicit(&p->state, memory_order_relaxed);
   while (!(st & (CN__P_SCHED | CN__P_EXITING))) {
     if (atomic_compare_exchange_weak(&p->state, &st, st | CN__P_SCHED)) {
-      atomic_fetch_add(&p->refs, 1); /* for the run queue */
+      if (!give)
+        atomic_fetch_add(&p->refs, 1); /* for the run queue */
       cn__schedule(p);
-      break;
+      return 0;
     }
   }
-  return 0;
+out:
+  if (give)
+    cn__proc_unref(p);
+  return rc;
 }
+
+int cn__deliver_to(cn_proc *p, cn__msg *m) { return deliver_give(p, m, false); }
 
 int cn__deliver_remote(cn_runtime *rt, cn_pid to, cn__msg *m) {
   void *dist = atomic_load_explicit(&rt->dist, memory_order_acquire);
@@ -302,7 +327,6 @@ int cn__deliver_remote(cn_runtime *rt, cn_pid to, cn__msg *m) {
 
 int cn__deliver(cn_runtime *rt, cn_pid pid, cn__msg *m) {
   cn_proc *p;
-  int rc;
   if (pid.node != rt->node)
     return cn__deliver_remote(rt, pid, m);
   p = cn__lookup(rt, pid);
@@ -310,9 +334,7 @@ int cn__deliver(cn_runtime *rt, cn_pid pid, cn__msg *m) {
     cn__msg_free(m);
     return CN_ENOPROC;
   }
-  rc = cn__deliver_to(p, m);
-  cn__proc_unref(p);
-  return rc;
+  return deliver_give(p, m, true);
 }
 
 static cn__msg *exit_signal_new(cn_pid from, cn_term reason, int flags) {
@@ -649,8 +671,7 @@ void cn__proc_exit(cn_proc *p, cn_term reason_in, bool run_terminate) {
 /* ---- Pids and refs ---------------------------------------------------- */
 
 void cn__make_ref(cn_runtime *rt, cn_ref *r) {
-  uint64_t n =
-      atomic_fetch_add_explicit(&rt->ref_counter, 1, memory_order_relaxed);
+  uint64_t n = cn__ref_number(rt);
   r->node = rt->node;
   r->creation = rt->creation;
   r->len = 3;

@@ -18,13 +18,8 @@ cn_term cn__last_msg(void) { return last_msg; }
 /* ---- Froms ------------------------------------------------------------ */
 
 cn_from *cn__from_new(cn_runtime *rt) {
-  cn_from *f;
-  pthread_mutex_lock(&rt->from_mu);
-  f = rt->free_froms;
-  if (f)
-    rt->free_froms = f->next_free;
-  pthread_mutex_unlock(&rt->from_mu);
-  if (!f && !(f = malloc(sizeof(*f))))
+  cn_from *f = cn__rec_alloc(CN__REC_FROM);
+  if (!f)
     return NULL;
   memset(f, 0, sizeof(*f));
   f->rt = rt;
@@ -32,16 +27,10 @@ cn_from *cn__from_new(cn_runtime *rt) {
 }
 
 void cn_from_free(cn_from *from) {
-  cn_runtime *rt;
   if (!from)
     return;
-  rt = from->rt;
   free(from->route);
-  from->route = NULL;
-  pthread_mutex_lock(&rt->from_mu);
-  from->next_free = rt->free_froms;
-  rt->free_froms = from;
-  pthread_mutex_unlock(&rt->from_mu);
+  cn__rec_free(CN__REC_FROM, from);
 }
 
 cn_pid cn_from_pid(const cn_from *from) { return from->pid; }
@@ -491,13 +480,48 @@ static void send_demonitor(cn_runtime *rt, cn_pid from, cn_pid to,
 
 static void finish_pending(cn_proc *p, cn__pending *c, int status,
                            cn_term reply) {
-  if (c->has_timer)
-    cn__timer_cancel(p->rt, &c->tref, NULL);
   begin_cb(p);
   c->cb(p, p->state_ptr, status, reply, c->arg);
-  free(c);
+  cn__rec_free(CN__REC_PENDING, c);
   if (!(p->flags & CN__PF_DEAD))
     end_cb(p, CN_NOREPLY);
+}
+
+/* The call timer.  A process's calls with a timeout share one timer,
+ * armed for the earliest deadline among them, instead of a timer each
+ * started and cancelled per call.  A call that ends leaves it armed.
+ * When it fires (S_CALL_TMO), the calls due by the deadline it was armed
+ * for time out, and it is armed again for the earliest of the rest: for
+ * calls that all take the same timeout, about one timer per timeout
+ * period.  A call thus times out when a timer at its deadline has fired,
+ * and a reply that reaches the process before that S_CALL_TMO still
+ * wins, as with a timer of its own. */
+
+/* Arms the call timer for deadline, unless it is armed for that or
+ * earlier.  Returns 0 or CN_ENOMEM. */
+static int arm_call_timer(cn_proc *p, uint64_t deadline) {
+  static const cn_term no_data = {NULL, 0};
+  cn_ref tref;
+  if (p->call_tmo_at && p->call_tmo_at <= deadline)
+    return 0;
+  if (cn__timer_start_at(p->rt, deadline, p->pid, NULL, CN__S_CALL_TMO,
+                         p->call_tmo_gen + 1, NULL, no_data, &tref) != 0)
+    return CN_ENOMEM;
+  /* A later one is cancelled; if it has fired already, its S_CALL_TMO
+   * carries the old generation and is ignored. */
+  if (p->call_tmo_at)
+    cn__timer_cancel(p->rt, &p->call_tref, NULL);
+  p->call_tmo_gen++;
+  p->call_tmo_at = deadline;
+  p->call_tref = tref;
+  return 0;
+}
+
+static void drop_call_timer(cn_proc *p) {
+  if (p->call_tmo_at) {
+    cn__timer_cancel(p->rt, &p->call_tref, NULL);
+    p->call_tmo_at = 0;
+  }
 }
 
 /* {Tag, Integer}: the reason cn__refusal_reason builds. */
@@ -540,18 +564,16 @@ static cn__msg *status_down(int err, cn_pid server, const cn_ref *ref) {
 
 void cn__drop_pending(cn_proc *p) {
   cn__pending *c;
+  drop_call_timer(p);
   while ((c = p->calls)) {
     p->calls = c->next;
-    if (c->has_timer)
-      cn__timer_cancel(p->rt, &c->tref, NULL);
-    free(c);
+    cn__rec_free(CN__REC_PENDING, c);
   }
 }
 
 int cn_call_async(cn_proc *self, cn_dest to, cn_term req, cn_ms timeout,
                   cn_reply_cb cb, void *arg) {
   int timeout_ms = cn__ms(timeout);
-  static const cn_term no_data = {NULL, 0};
   cn_runtime *rt = self->rt;
   cn__pending *c;
   cn__msg *m = NULL;
@@ -571,22 +593,22 @@ int cn_call_async(cn_proc *self, cn_dest to, cn_term req, cn_ms timeout,
   remote = rc == REMOTE;
   if (remote)
     rc = 0;
-  if (!(c = calloc(1, sizeof(*c))))
+  if (!(c = cn__rec_alloc(CN__REC_PENDING)))
     return CN_ENOMEM;
+  memset(c, 0, sizeof(*c));
   cn__make_ref(rt, &c->ref);
   if (rc == 0 &&
       !(m = request_new(rt, CN__M_CALL, req, self->pid, &c->ref, pid))) {
-    free(c);
+    cn__rec_free(CN__REC_PENDING, c);
     return CN_ENOMEM;
   }
   if (timeout_ms >= 0) {
-    if (cn__timer_start(rt, (uint64_t)timeout_ms, self->pid, NULL,
-                        CN__S_CALL_TMO, 0, &c->ref, no_data, &c->tref) != 0) {
-      free(c);
+    c->deadline = uv_hrtime() + (uint64_t)timeout_ms * 1000000ULL;
+    if (arm_call_timer(self, c->deadline) != 0) {
+      cn__rec_free(CN__REC_PENDING, c);
       cn__msg_free(m);
       return CN_ENOMEM;
     }
-    c->has_timer = 1;
   }
   c->server = pid;
   c->cb = cb;
@@ -677,14 +699,63 @@ static void on_reply(cn_proc *p, cn__msg *m) {
   finish_pending(p, c, st, msg_term(m));
 }
 
-static void on_call_timeout(cn_proc *p, cn__msg *m) {
-  cn__pending *c = take_pending(p, &m->ref);
+/* Ends the calls in list (taken from p's) with status, in order, as
+ * long as p lives; frees what is left when it dies. */
+static void fail_calls(cn_proc *p, cn__pending *list, int status) {
   cn_term empty = {NULL, 0};
-  if (!c)
+  cn__pending *c;
+  while ((c = list)) {
+    list = c->next;
+    if (p->flags & CN__PF_DEAD) {
+      cn__rec_free(CN__REC_PENDING, c);
+      continue;
+    }
+    send_demonitor(p->rt, p->pid, c->server, &c->ref);
+    finish_pending(p, c, status, empty);
+  }
+}
+
+/* The call timer fired: the calls due by the deadline it was armed for
+ * time out, earliest first (those their callbacks make wait for the next
+ * timer), and it is armed for the rest. */
+static void on_call_timeout(cn_proc *p, cn__msg *m) {
+  uint64_t due = p->call_tmo_at, next = 0;
+  cn__pending **pp, **ip, *c, *expired = NULL;
+
+  if (!due || m->aux != p->call_tmo_gen)
+    return; /* a timer replaced by an earlier one */
+  p->call_tmo_at = 0;
+  for (pp = &p->calls; (c = *pp);) {
+    if (!c->deadline || c->deadline > due) {
+      if (c->deadline && (!next || c->deadline < next))
+        next = c->deadline;
+      pp = &c->next;
+      continue;
+    }
+    *pp = c->next;
+    for (ip = &expired; *ip && (*ip)->deadline <= c->deadline;)
+      ip = &(*ip)->next;
+    c->next = *ip;
+    *ip = c;
+  }
+  if (next && arm_call_timer(p, next) != 0) {
+    /* Without a timer the rest could wait for ever: they fail now. */
+    cn__pending *rest = NULL, **rp = &rest;
+    for (pp = &p->calls; (c = *pp);) {
+      if (!c->deadline) {
+        pp = &c->next;
+        continue;
+      }
+      *pp = c->next;
+      c->next = NULL;
+      *rp = c;
+      rp = &c->next;
+    }
+    fail_calls(p, expired, CN_ETIMEDOUT);
+    fail_calls(p, rest, CN_ENOMEM);
     return;
-  c->has_timer = 0; /* it just fired */
-  send_demonitor(p->rt, p->pid, c->server, &c->ref);
-  finish_pending(p, c, CN_ETIMEDOUT, empty);
+  }
+  fail_calls(p, expired, CN_ETIMEDOUT);
 }
 
 int cn__server_code_change(cn_proc *p, const cn_term *module, cn_term vsn,
