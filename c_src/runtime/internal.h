@@ -219,8 +219,29 @@ typedef struct cn__mon {
 #define CN__PF_INIT 0x4u   /* init is running (start not yet returned) */
 #define CN__PF_DEAD 0x8u   /* exit finished */
 #define CN__PF_OWN_EXIT                                                        \
-  0x10u /* parent exits and stop requests arrive as                            \
-         * {'EXIT', Parent, Reason} (supervisors) */
+  0x10u                        /* parent exits and stop requests arrive as     \
+                                * {'EXIT', Parent, Reason} (supervisors) */
+#define CN__PF_TMO_ARMED 0x20u /* the idle timeout is armed */
+
+/* What few processes use, kept apart so that an idle server stays small:
+ * allocated by the process's owner on first use (cn__ext), freed with the
+ * process struct's last reference. */
+typedef struct cn__pext {
+  cn__link *link_list;   /* cn__link, newest first */
+  cn__htab *link_index;  /* the same by pid, past CN__LINK_INDEX_AT */
+  cn__mon *mon_on_me;    /* monitors others hold on me */
+  cn__mon *mon_mine;     /* monitors I hold */
+  cn__pending *calls;    /* my async calls in flight */
+  uint64_t call_tmo_at;  /* deadline the call timer is armed for, or 0 */
+  uint32_t call_tmo_gen; /* the armed call timer's S_CALL_TMO aux */
+  cn_ref call_tref;      /* the armed call timer */
+  cn_ref timeout_tref;   /* the idle timeout, while CN__PF_TMO_ARMED */
+  cn_buf reason;         /* set by cn_set_reason */
+  struct cn__msg *cont;  /* an S_CONTINUE set by cn_continue, not yet
+                          * queued */
+  struct cn__sys *sys;   /* sys's state (sys.c): NULL until the first
+                          * system message */
+} cn__pext;
 
 struct cn_proc {
   /* Shared, atomic. */
@@ -229,6 +250,9 @@ struct cn_proc {
   _Atomic(cn__msg *) inbox;      /* LIFO of pushed messages */
   _Atomic uint32_t mbox_len;     /* CN__COUNTED messages pushed and not
                                   * yet handled */
+  uint32_t park_node;            /* 1 + the node whose connection was
+                                  * busy when the current callback sent
+                                  * to it: suspend after the callback */
   _Atomic uint64_t mbox_dropped; /* sends and casts refused */
   _Atomic uint64_t mbox_refused; /* calls refused */
 
@@ -245,34 +269,22 @@ struct cn_proc {
   uint32_t flags;           /* CN__PF_* */
   cn__msg *q_head, *q_tail; /* private FIFO */
   void *state_ptr;
-  cn_pid parent;         /* start_link parent, or self */
-  cn__link *link_list;   /* cn__link, newest first */
-  cn__htab *link_index;  /* the same by pid, past CN__LINK_INDEX_AT */
-  cn__mon *mon_on_me;    /* monitors others hold on me */
-  cn__mon *mon_mine;     /* monitors I hold */
-  cn__pending *calls;    /* my async calls in flight */
-  uint64_t call_tmo_at;  /* deadline the call timer is armed for, or 0 */
-  uint32_t call_tmo_gen; /* the armed call timer's S_CALL_TMO aux */
-  cn_ref call_tref;      /* the armed call timer */
-  const char *reg_name;  /* registered name (registry lock) */
-  int timeout_ms;        /* set by the current callback */
-  uint32_t timeout_gen;  /* bumped by every message */
-  cn_ref timeout_tref;   /* armed idle timeout */
-  int timeout_armed;
-  uint32_t reply_hint;       /* bytes of its last reply by message, when large:
-                              * the next one starts in a block that size */
-  cn_buf reason;             /* set by cn_set_reason */
-  struct cn__msg *cont;      /* an S_CONTINUE set by cn_continue, not
-                              * yet queued */
-  uint32_t park_node;        /* 1 + the node whose connection was
-                              * busy when the current callback sent
-                              * to it: suspend after the callback */
+  cn_pid parent;             /* start_link parent, or self */
+  const char *reg_name;      /* registered name (registry lock) */
+  int timeout_ms;            /* set by the current callback */
+  uint32_t timeout_gen;      /* bumped by every message */
+  uint32_t reply_hint;       /* bytes of its last reply by message, when
+                              * large: the next one starts in a block that
+                              * size */
+  cn__pext *ext;             /* the rest, or NULL until first needed */
   struct cn_proc *park_next; /* while parked by the dist layer */
   struct cn_proc *next_free; /* free list link */
   struct cn__thread *thread; /* CN__PF_THREAD: the waiter */
-  struct cn__sys *sys;       /* sys's state (sys.c): NULL until the first
-                              * system message */
 };
+
+/* p's cn__pext, allocated on first use; NULL when out of memory.  Only
+ * p's owner calls it. */
+cn__pext *cn__ext(cn_proc *p);
 
 /* A plain thread's own pid and wait state. */
 typedef struct cn__thread {

@@ -143,21 +143,11 @@ int cn__proc_alloc(cn_runtime *rt, const cn_server_ops *ops, uint32_t flags,
   p->q_head = p->q_tail = NULL;
   p->state_ptr = NULL;
   p->parent = parent ? *parent : p->pid;
-  p->link_list = NULL;
-  p->link_index = NULL;
-  p->mon_on_me = NULL;
-  p->mon_mine = NULL;
-  p->calls = NULL;
-  p->call_tmo_at = 0;
-  p->call_tmo_gen = 0;
   p->reg_name = NULL;
   p->timeout_ms = CN_INFINITY;
   p->timeout_gen = 0;
-  p->timeout_armed = 0;
   p->reply_hint = 0;
-  cn_buf_init(&p->reason);
-  p->cont = NULL;
-  p->sys = NULL;
+  p->ext = NULL;
   p->park_node = 0;
   p->park_next = NULL;
   p->next_free = NULL;
@@ -172,6 +162,12 @@ int cn__proc_alloc(cn_runtime *rt, const cn_server_ops *ops, uint32_t flags,
     atomic_fetch_add(&rt->nprocs, 1);
   *out = p;
   return 0;
+}
+
+cn__pext *cn__ext(cn_proc *p) {
+  if (!p->ext && (p->ext = calloc(1, sizeof(*p->ext))) != NULL)
+    cn_buf_init(&p->ext->reason);
+  return p->ext;
 }
 
 cn_proc *cn__lookup(cn_runtime *rt, cn_pid pid) {
@@ -220,9 +216,12 @@ void cn__proc_unref(cn_proc *p) {
     free_queue(in);
   free_queue(p->q_head);
   p->q_head = p->q_tail = NULL;
-  cn_buf_free(&p->reason);
-  cn__msg_free(p->cont);
-  p->cont = NULL;
+  if (p->ext) {
+    cn_buf_free(&p->ext->reason);
+    cn__msg_free(p->ext->cont);
+    free(p->ext);
+    p->ext = NULL;
+  }
   pthread_mutex_lock(&rt->table_mu);
   p->next_free = rt->free_procs;
   rt->free_procs = p;
@@ -403,13 +402,16 @@ static bool link_is(const cn__hnode *n, const void *pid) {
 /* The link to pid, or NULL: a walk of the list while it is short, the
  * table once there is one. */
 static cn__link *find_link(cn_proc *p, cn_pid pid) {
+  cn__pext *x = p->ext;
   cn__link *l;
-  if (p->link_index) {
+  if (!x)
+    return NULL;
+  if (x->link_index) {
     cn__hnode **lp =
-        cn__htab_find(p->link_index, pid_hash(&pid), link_is, &pid);
+        cn__htab_find(x->link_index, pid_hash(&pid), link_is, &pid);
     return lp ? cn__container_of(*lp, cn__link, node) : NULL;
   }
-  for (l = p->link_list; l; l = l->next)
+  for (l = x->link_list; l; l = l->next)
     if (cn_pid_equal(&l->pid, &pid))
       return l;
   return NULL;
@@ -417,55 +419,57 @@ static cn__link *find_link(cn_proc *p, cn_pid pid) {
 
 /* Builds the table once the list passes CN__LINK_INDEX_AT.  Without
  * memory the list alone serves, only slower. */
-static void index_links(cn_proc *p) {
+static void index_links(cn__pext *x) {
   size_t n = 0;
   cn__link *l;
-  for (l = p->link_list; l && n <= CN__LINK_INDEX_AT; l = l->next)
+  for (l = x->link_list; l && n <= CN__LINK_INDEX_AT; l = l->next)
     n++;
-  if (n <= CN__LINK_INDEX_AT || !(p->link_index = calloc(1, sizeof(cn__htab))))
+  if (n <= CN__LINK_INDEX_AT || !(x->link_index = calloc(1, sizeof(cn__htab))))
     return;
-  for (l = p->link_list; l; l = l->next) {
-    if (cn__htab_add(p->link_index, &l->node, pid_hash(&l->pid)) != 0) {
-      cn__htab_clear(p->link_index);
-      free(p->link_index);
-      p->link_index = NULL;
+  for (l = x->link_list; l; l = l->next) {
+    if (cn__htab_add(x->link_index, &l->node, pid_hash(&l->pid)) != 0) {
+      cn__htab_clear(x->link_index);
+      free(x->link_index);
+      x->link_index = NULL;
       return;
     }
   }
 }
 
 int cn__add_link(cn_proc *p, cn_pid pid) {
+  cn__pext *x;
   cn__link *l;
   if (find_link(p, pid))
     return 0;
-  if (!(l = malloc(sizeof(*l))))
+  if (!(x = cn__ext(p)) || !(l = malloc(sizeof(*l))))
     return CN_ENOMEM;
   l->pid = pid;
-  if (p->link_index &&
-      cn__htab_add(p->link_index, &l->node, pid_hash(&pid)) != 0) {
+  if (x->link_index &&
+      cn__htab_add(x->link_index, &l->node, pid_hash(&pid)) != 0) {
     free(l);
     return CN_ENOMEM;
   }
   l->prev = NULL;
-  l->next = p->link_list;
+  l->next = x->link_list;
   if (l->next)
     l->next->prev = l;
-  p->link_list = l;
-  if (!p->link_index)
-    index_links(p);
+  x->link_list = l;
+  if (!x->link_index)
+    index_links(x);
   return 0;
 }
 
 bool cn__remove_link(cn_proc *p, cn_pid pid) {
   cn__link *l = find_link(p, pid);
+  cn__pext *x = p->ext;
   if (!l)
     return false;
-  if (p->link_index)
-    cn__htab_take(p->link_index, pid_hash(&pid), link_is, &pid);
+  if (x->link_index)
+    cn__htab_take(x->link_index, pid_hash(&pid), link_is, &pid);
   if (l->prev)
     l->prev->next = l->next;
   else
-    p->link_list = l->next;
+    x->link_list = l->next;
   if (l->next)
     l->next->prev = l->prev;
   free(l);
@@ -513,10 +517,12 @@ bool cn__link_signal(cn_proc *p, const cn__msg *m) {
     cn__remove_link(p, m->from);
     return true;
   case CN__S_MONITOR:
-    cn__add_mon(&p->mon_on_me, &m->ref, m->from, m->name);
+    if (cn__ext(p))
+      cn__add_mon(&p->ext->mon_on_me, &m->ref, m->from, m->name);
     return true;
   case CN__S_DEMONITOR:
-    cn__mon_free(cn__take_mon(&p->mon_on_me, &m->ref));
+    if (p->ext)
+      cn__mon_free(cn__take_mon(&p->ext->mon_on_me, &m->ref));
     return true;
   default:
     return false;
@@ -569,6 +575,7 @@ static void answer_dead(cn_proc *p, cn__msg *m, cn_term reason) {
 
 void cn__proc_exit(cn_proc *p, cn_term reason_in, bool run_terminate) {
   cn_runtime *rt = p->rt;
+  cn__pext *x;
   cn__msg *m;
   cn__link *l;
   cn__mon *mo;
@@ -598,7 +605,7 @@ void cn__proc_exit(cn_proc *p, cn_term reason_in, bool run_terminate) {
 
   atomic_fetch_or(&p->state, CN__P_EXITING);
   cn__inbox_to_queue(p, CN__MBOX_CLOSED);
-  if (p->sys)
+  if (p->ext && p->ext->sys)
     cn__sys_exit(p); /* held messages first: they came before the queue */
 
   cn__name_drop_proc(rt, p);
@@ -615,35 +622,36 @@ void cn__proc_exit(cn_proc *p, cn_term reason_in, bool run_terminate) {
   else
     atomic_fetch_sub(&rt->nprocs, 1);
 
-  if (p->timeout_armed) {
-    cn__timer_cancel(rt, &p->timeout_tref, NULL);
-    p->timeout_armed = 0;
+  if (p->flags & CN__PF_TMO_ARMED) {
+    cn__timer_cancel(rt, &p->ext->timeout_tref, NULL);
+    p->flags &= ~CN__PF_TMO_ARMED;
   }
   cn__drop_pending(p);
 
-  if (p->link_index) {
-    cn__htab_clear(p->link_index);
-    free(p->link_index);
-    p->link_index = NULL;
+  x = p->ext;
+  if (x && x->link_index) {
+    cn__htab_clear(x->link_index);
+    free(x->link_index);
+    x->link_index = NULL;
   }
-  while ((l = p->link_list)) {
+  while (x && (l = x->link_list)) {
     cn__msg *sig = exit_signal_new(p->pid, reason, CN__F_LINKED);
-    p->link_list = l->next;
+    x->link_list = l->next;
     if (sig)
       cn__deliver(rt, l->pid, sig);
     free(l);
   }
-  while ((mo = p->mon_on_me)) {
+  while (x && (mo = x->mon_on_me)) {
     cn__msg *down = cn__down_new(p->pid, &mo->ref, mo->name, reason,
                                  mo->name ? CN__F_BYNAME : 0);
-    p->mon_on_me = mo->next;
+    x->mon_on_me = mo->next;
     if (down)
       cn__deliver(rt, mo->pid, down);
     cn__mon_free(mo);
   }
-  while ((mo = p->mon_mine)) {
+  while (x && (mo = x->mon_mine)) {
     cn__msg *dm = cn__msg_new(CN__S_DEMONITOR, NULL, 0);
-    p->mon_mine = mo->next;
+    x->mon_mine = mo->next;
     if (dm) {
       dm->from = p->pid;
       dm->ref = mo->ref;
@@ -847,7 +855,11 @@ int cn_monitor(cn_runtime *rt, cn_dest target, cn_ref *mref) {
                        CN__F_BYNAME | CN__F_NOPROC);
       if (!m)
         return CN_ENOMEM;
-      if ((err = cn__add_mon(&me->mon_mine, mref, none, name))) {
+      if (!cn__ext(me)) {
+        cn__msg_free(m);
+        return CN_ENOMEM;
+      }
+      if ((err = cn__add_mon(&me->ext->mon_mine, mref, none, name))) {
         cn__msg_free(m);
         return err;
       }
@@ -866,13 +878,15 @@ int cn_monitor(cn_runtime *rt, cn_dest target, cn_ref *mref) {
   } else {
     return CN_EINVAL;
   }
+  if (!cn__ext(me))
+    return CN_ENOMEM;
   cn__make_ref(rt, mref);
-  if ((err = cn__add_mon(&me->mon_mine, mref, pid, name)))
+  if ((err = cn__add_mon(&me->ext->mon_mine, mref, pid, name)))
     return err;
   m = cn__msg_new(CN__S_MONITOR, NULL, 0);
   if (!m || (name && !(m->name = strdup(name)))) {
     cn__msg_free(m);
-    cn__mon_free(cn__take_mon(&me->mon_mine, mref));
+    cn__mon_free(cn__take_mon(&me->ext->mon_mine, mref));
     return CN_ENOMEM;
   }
   m->from = me->pid;
@@ -909,7 +923,7 @@ int cn_demonitor(cn_runtime *rt, const cn_ref *mref, bool flush) {
   cn__msg *m;
   if (!me)
     return err;
-  mo = cn__take_mon(&me->mon_mine, mref);
+  mo = me->ext ? cn__take_mon(&me->ext->mon_mine, mref) : NULL;
   if (flush)
     flush_down(me, mref);
   if (!mo)

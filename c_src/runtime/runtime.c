@@ -16,8 +16,8 @@ void cn__thread_dtor(void *arg);
 
 /* SMALL_ATOM_UTF8_EXT encodings, built once. */
 static const char *const known_atoms[] = {
-    "normal",   "kill",    "killed", "noproc",    "noconnection",
-    "shutdown", "timeout", "ok",     "undefined", "error",
+    "normal",  "kill", "killed",    "noproc", "noconnection", "shutdown",
+    "timeout", "ok",   "undefined", "error",  "bad_reply",
 };
 #define NKNOWN (sizeof(known_atoms) / sizeof(known_atoms[0]))
 static char atom_bytes[NKNOWN][2 + 16];
