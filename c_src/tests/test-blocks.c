@@ -202,6 +202,7 @@ static void test_record_caches(void **st) {
   n0 = on_sched(rt, 1, CN__REC_MSG, b, 0, NULL);
   assert_int_equal(on_sched(rt, 1, CN__REC_MSG, NULL, 1, &a), n0 - 1);
   assert_ptr_equal(a, b);
+  cn__rec_free(CN__REC_MSG, a); /* a plain thread: to free() */
 
   /* Allocated on a plain thread (malloc), freed on a scheduler: kept. */
   a = cn__rec_alloc(CN__REC_FROM);
