@@ -21,15 +21,25 @@
  * Placement.  A process made runnable by a process running on scheduler S
  * goes on S's run queue, so a caller and its server end up sharing a
  * scheduler (no cross-core wake-ups, which cost tens of microseconds on a busy
- * machine).  Plain threads
+ * machine).  Into an empty queue it goes as the scheduler's rq_next, which
+ * its own thread alone touches (no lock): a caller and its server pass the
+ * scheduler back and forth that way.  Plain threads
  * inject into the process's last scheduler.  A scheduler with surplus work
- * wakes a sleeping one, which steals half of its queue.
+ * wakes a sleeping one, which steals half of its queue (rq_next, at most
+ * one process and only while the queue is otherwise empty, is not
+ * stolen).
  *
  * Lifetime.  Process structs are type-stable: they are recycled through a
  * free list, never returned to malloc while the runtime lives.  A lookup
  * takes a reference with increment-if-not-zero and then checks the pid, so
  * a lookup that races with exit and reuse sees a mismatch, never freed
- * memory.
+ * memory.  What few processes use (links, monitors, async calls, sys)
+ * lives in a side struct allocated on first use, so that an idle server
+ * is small.
+ *
+ * Records.  Messages, froms and pending calls are recycled through
+ * per-scheduler caches, without locks (cn__rec_alloc).  A process's async
+ * calls share one timer (see server.c), not one timer per call.
  */
 #ifndef CN_RUNTIME_INTERNAL_H
 #define CN_RUNTIME_INTERNAL_H
