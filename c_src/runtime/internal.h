@@ -547,6 +547,9 @@ uv_loop_t *cn__sched_loop(cn_runtime *rt, unsigned idx);
 
 /* Scheduling. */
 void cn__schedule(cn_proc *p); /* p has SCHED set by the caller */
+/* True on a scheduler thread of rt with no other process waiting to run
+ * (the one running aside). */
+bool cn__sched_quiet(cn_runtime *rt);
 /* Drops SCHED after running.  If a message slipped in, p is requeued with
  * the caller's reference and true is returned; otherwise the caller still
  * holds its reference. */

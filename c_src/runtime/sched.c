@@ -220,6 +220,12 @@ void cn__schedule(cn_proc *p) {
     uv_async_send(&s->wake);
 }
 
+bool cn__sched_quiet(cn_runtime *rt) {
+  cn__sched *s = tls_sched;
+  return s && s->rt == rt && !s->rq_next &&
+         atomic_load_explicit(&s->rq_len, memory_order_relaxed) == 0;
+}
+
 bool cn__release(cn_proc *p) {
   /* A push that lost the race for SCHED before we cleared it is visible
    * now; take the bit back and requeue.  The clear and the look are both

@@ -395,6 +395,10 @@ static int handle_call(cn_proc *p, cn_from *from, cn_term req, bool callmon,
   return replied;
 }
 
+/* Calls run inline on this thread, now: a handler's own calls then go
+ * through the mailbox, so that inline runs never nest. */
+static _Thread_local int inline_depth;
+
 int cn__server_call_inline(cn_proc *p, cn_from *from, cn_term req,
                            cn_buf *reply) {
   cn_term prev = last_msg;
@@ -402,9 +406,33 @@ int cn__server_call_inline(cn_proc *p, cn_from *from, cn_term req,
   last_msg = req;
   if (p->ext)
     cn__sys_count_in(p);
+  inline_depth++;
   rc = handle_call(p, from, req, true, reply);
+  inline_depth--;
   last_msg = prev;
   return rc;
+}
+
+/* After a call ran inline in p (held with SCHED and the caller's
+ * reference): hands p back, as cn__run_proc does after a message. */
+static void inline_done(cn_proc *p) {
+  cn_runtime *rt = p->rt;
+  if (p->flags & CN__PF_DEAD) {
+    cn__proc_unref(p);
+    return;
+  }
+  if (p->park_node) {
+    /* The handler sent to a busy connection: suspended, as after any
+     * message (see cn__run_proc). */
+    uint32_t node = p->park_node - 1;
+    p->park_node = 0;
+    if (rt->dist_ops && rt->dist_ops->park(rt, p, node))
+      return;
+  }
+  if (p->q_head)
+    cn__schedule(p); /* a continue waits: the server's runner runs it */
+  else if (!cn__release(p))
+    cn__proc_unref(p);
 }
 
 /* ---- Calls (client side) ---------------------------------------------- */
@@ -588,6 +616,41 @@ void cn__drop_pending(cn_proc *p) {
   }
 }
 
+/* Runs call c of self with req in its local server, here and now, when
+ * the server is idle (as cn_call does for a plain thread) and this
+ * scheduler has nothing else waiting (so that other processes keep their
+ * turn).  The reply comes by message as from the mailbox, and the
+ * callback runs later.  Returns false when the call must go through the
+ * mailbox instead. */
+static bool call_inline(cn_proc *self, const cn__pending *c, cn_term req) {
+  cn_runtime *rt = self->rt;
+  cn_proc *p, *prev;
+  cn_from *from;
+  uint32_t st = 0;
+
+  if (inline_depth || !cn__sched_quiet(rt) || !(p = cn__lookup(rt, c->server)))
+    return false;
+  if (p->thread ||
+      !atomic_compare_exchange_strong(&p->state, &st, CN__P_SCHED)) {
+    cn__proc_unref(p);
+    return false;
+  }
+  /* Held, with our reference as the SCHED holder's. */
+  if (cn__sys_suspended(p) || !(from = cn__from_new(rt))) {
+    if (!cn__release(p))
+      cn__proc_unref(p);
+    return false;
+  }
+  from->pid = self->pid;
+  from->ref = c->ref;
+  from->server = c->server;
+  prev = cn__set_current(p);
+  cn__server_call_inline(p, from, req, NULL);
+  cn__set_current(prev);
+  inline_done(p);
+  return true;
+}
+
 int cn_call_async(cn_proc *self, cn_dest to, cn_term req, cn_ms timeout,
                   cn_reply_cb cb, void *arg) {
   int timeout_ms = cn__ms(timeout);
@@ -614,22 +677,26 @@ int cn_call_async(cn_proc *self, cn_dest to, cn_term req, cn_ms timeout,
     return CN_ENOMEM;
   memset(c, 0, sizeof(*c));
   cn__make_ref(rt, &c->ref);
-  if (rc == 0 &&
-      !(m = request_new(rt, CN__M_CALL, req, self->pid, &c->ref, pid))) {
-    cn__rec_free(CN__REC_PENDING, c);
-    return CN_ENOMEM;
-  }
   if (timeout_ms >= 0) {
     c->deadline = uv_hrtime() + (uint64_t)timeout_ms * 1000000ULL;
     if (arm_call_timer(self, c->deadline) != 0) {
       cn__rec_free(CN__REC_PENDING, c);
-      cn__msg_free(m);
       return CN_ENOMEM;
     }
   }
   c->server = pid;
   c->cb = cb;
   c->arg = arg;
+  if (rc == 0 && !remote && call_inline(self, c, req)) {
+    c->next = self->ext->calls;
+    self->ext->calls = c;
+    return 0;
+  }
+  if (rc == 0 &&
+      !(m = request_new(rt, CN__M_CALL, req, self->pid, &c->ref, pid))) {
+    cn__rec_free(CN__REC_PENDING, c);
+    return CN_ENOMEM; /* the call timer may fire for nothing: harmless */
+  }
   c->next = self->ext->calls;
   self->ext->calls = c;
   if (m)
@@ -1196,12 +1263,7 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, cn_ms timeout,
         replied = cn__server_call_inline(p, from, req, reply);
         cn__set_current(prev);
       }
-      if (p->flags & CN__PF_DEAD)
-        cn__proc_unref(p);
-      else if (p->q_head)
-        cn__schedule(p); /* a continue waits: the server's runner runs it */
-      else if (!cn__release(p))
-        cn__proc_unref(p);
+      inline_done(p);
       cn_buf_free(&copy);
       if (!from)
         return CN_ENOMEM;

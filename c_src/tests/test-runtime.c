@@ -829,12 +829,14 @@ typedef struct caller_st {
   cn_pid main;
   uint64_t started[64];
   int ndone[64]; /* callbacks seen per call: never more than one */
+  int in_call;   /* inside cn_call_async, where no callback may run */
 } caller_st;
 
 static void caller_cb(cn_proc *self, void *state, int status, cn_term reply,
                       void *arg) {
   caller_st *c = state;
   int i = (int)(intptr_t)arg;
+  assert_false(c->in_call);
   c->ndone[i]++;
   cn_sendf(cn_proc_runtime(self), cn_to_pid(c->main), "{done, ~i, ~a, ~i}",
            (int64_t)i, status == 0 ? "ok" : cn_err_name(status),
@@ -850,9 +852,11 @@ static int caller_cast(cn_proc *self, void *state, cn_term msg) {
       i < 0 || i >= 64)
     return CN_NOREPLY;
   c->started[i] = uv_hrtime();
+  c->in_call = 1;
   if (cn_call_async(self, cn_to_pid(to), req, ms, caller_cb,
                     (void *)(intptr_t)i) != 0)
     cn_sendf(cn_proc_runtime(self), cn_to_pid(c->main), "{failed, ~i}", i);
+  c->in_call = 0;
   return CN_NOREPLY;
 }
 
@@ -974,6 +978,48 @@ static void test_call_timer_rearms(void **st) {
   assert_int_equal(cn_receive(rt, 150, &rep), CN_ETIMEDOUT);
   /* The server answers call 63 (to no one) before the runtime goes. */
   uv_sleep((unsigned)tmo(400));
+  cn_buf_free(&rep);
+  cn_runtime_free(rt);
+}
+
+/* A process's call to an idle local server runs in the server at once,
+ * on the caller's scheduler, yet is answered as through the mailbox: the
+ * callback runs later, never inside cn_call_async, and once; a server that
+ * defers its reply, stops without one or calls on in its handler answers
+ * as it would from its mailbox. */
+static void test_async_call_inline(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_pid me, c, target = start_srv(rt, NULL), other = start_srv(rt, NULL);
+  cn_buf rep = CN_BUF_INIT;
+  int64_t gi = -1;
+
+  assert_int_equal(cn_self(rt, &me), 0);
+  assert_int_equal(cn_start(rt, &caller_ops, &me, NULL, &c), 0);
+  for (int i = 0; i < 20; i++) {
+    assert_int_equal(cn_castf(rt, cn_to_pid(c), "{call, ~i, ~p, {add, 1}, ~i}",
+                              (int64_t)i, &target, (int64_t)tmo(2000)),
+                     0);
+    caller_done(rt, i, "ok");
+  }
+  assert_int_equal(call_expect(rt, cn_to_pid(target), "get", "{ok, 20}"), 0);
+  caller_go(rt, c, 20, target, 20, tmo(2000)); /* deferred: ok later */
+  assert_true(caller_done(rt, 20, "ok") >= 19);
+  /* The handler's own call goes through the mailbox, and comes back. */
+  assert_int_equal(cn_castf(rt, cn_to_pid(c), "{call, 21, ~p, {call, ~p}, ~i}",
+                            &target, &other, (int64_t)tmo(2000)),
+                   0);
+  caller_done(rt, 21, "ok");
+  /* Stopping without a reply: the caller gets the exit. */
+  assert_int_equal(cn_castf(rt, cn_to_pid(c),
+                            "{call, 22, ~p, {stop, {shutdown, x}}, ~i}",
+                            &target, (int64_t)tmo(2000)),
+                   0);
+  caller_done(rt, 22, "CN_EEXIT");
+  wait_dead(rt, target);
+  assert_int_equal(cn_call(rt, cn_to_pid(c), T(&rep, "count"), tmo(2000), &rep),
+                   0);
+  assert_int_equal(cn_get_int64(cn_buf_term(&rep), &gi), 0);
+  assert_int_equal(gi, 23);
   cn_buf_free(&rep);
   cn_runtime_free(rt);
 }
@@ -1384,6 +1430,7 @@ int main(void) {
       cmocka_unit_test(test_timers),
       cmocka_unit_test(test_call_timer),
       cmocka_unit_test(test_call_timer_rearms),
+      cmocka_unit_test(test_async_call_inline),
       cmocka_unit_test(test_server_timeout),
       cmocka_unit_test(test_shutdown_runs_terminate),
       cmocka_unit_test(test_stress),
