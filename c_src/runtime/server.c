@@ -616,6 +616,14 @@ void cn__drop_pending(cn_proc *p) {
   }
 }
 
+/* True when p, just taken idle with SCHED, may run a call inline: sys
+ * has not suspended it, and nothing waits in its mailbox (a message the
+ * caller sent it before the call may still be there, while its last
+ * runner hands it back: it must come first). */
+static bool inline_ok(cn_proc *p) {
+  return !p->q_head && !atomic_load(&p->inbox) && !cn__sys_suspended(p);
+}
+
 /* Runs call c of self with req in its local server, here and now, when
  * the server is idle (as cn_call does for a plain thread) and this
  * scheduler has nothing else waiting (so that other processes keep their
@@ -636,7 +644,7 @@ static bool call_inline(cn_proc *self, const cn__pending *c, cn_term req) {
     return false;
   }
   /* Held, with our reference as the SCHED holder's. */
-  if (cn__sys_suspended(p) || !(from = cn__from_new(rt))) {
+  if (!inline_ok(p) || !(from = cn__from_new(rt))) {
     if (!cn__release(p))
       cn__proc_unref(p);
     return false;
@@ -1231,8 +1239,8 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, cn_ms timeout,
     uint32_t st = 0;
     bool held = !p->thread &&
                 atomic_compare_exchange_strong(&p->state, &st, CN__P_SCHED);
-    if (held && cn__sys_suspended(p)) {
-      /* Suspended by sys: the call waits in the mailbox for resume. */
+    if (held && !inline_ok(p)) {
+      /* Suspended by sys, or messages wait: the call goes behind them. */
       if (!cn__release(p))
         cn__proc_unref(p);
       p = NULL;
