@@ -21,15 +21,25 @@
  * Placement.  A process made runnable by a process running on scheduler S
  * goes on S's run queue, so a caller and its server end up sharing a
  * scheduler (no cross-core wake-ups, which cost tens of microseconds on a busy
- * machine).  Plain threads
+ * machine).  Into an empty queue it goes as the scheduler's rq_next, which
+ * its own thread alone touches (no lock): a caller and its server pass the
+ * scheduler back and forth that way.  Plain threads
  * inject into the process's last scheduler.  A scheduler with surplus work
- * wakes a sleeping one, which steals half of its queue.
+ * wakes a sleeping one, which steals half of its queue (rq_next, at most
+ * one process and only while the queue is otherwise empty, is not
+ * stolen).
  *
  * Lifetime.  Process structs are type-stable: they are recycled through a
  * free list, never returned to malloc while the runtime lives.  A lookup
  * takes a reference with increment-if-not-zero and then checks the pid, so
  * a lookup that races with exit and reuse sees a mismatch, never freed
- * memory.
+ * memory.  What few processes use (links, monitors, async calls, sys)
+ * lives in a side struct allocated on first use, so that an idle server
+ * is small.
+ *
+ * Records.  Messages, froms and pending calls are recycled through
+ * per-scheduler caches, without locks (cn__rec_alloc).  A process's async
+ * calls share one timer (see server.c), not one timer per call.
  */
 #ifndef CN_RUNTIME_INTERNAL_H
 #define CN_RUNTIME_INTERNAL_H
@@ -59,7 +69,7 @@ typedef enum cn__kind {
   CN__S_DEMONITOR,   /* `from` drops monitor ref */
   CN__S_DOWN,        /* a monitor held by this process fired */
   CN__S_TIMEOUT,     /* the gen_server idle timeout, generation in aux */
-  CN__S_CALL_TMO,    /* an async call's timer expired, ref */
+  CN__S_CALL_TMO,    /* the call timer expired, generation in aux */
   CN__S_STOP,        /* cn_stop: exit with reason after terminate */
   CN__S_CODE_CHANGE, /* cn_code_change: data is {OldVsn, Extra}, cfrom */
   CN__S_SHUTDOWN,    /* runtime shutdown: exit as if from the parent */
@@ -96,6 +106,7 @@ typedef struct cn__msg {
   struct cn__msg *next;
   uint8_t kind;     /* cn__kind */
   uint8_t flags;    /* CN__F_* */
+  uint8_t pooled;   /* a record of CN__REC_MSG's size (see cn__rec_alloc) */
   uint32_t aux;     /* kind-specific (timeout generation) */
   cn_pid from;      /* the sender, for signals */
   cn_ref ref;       /* monitor ref or call tag */
@@ -111,6 +122,10 @@ typedef struct cn__msg {
   size_t block_cap; /* its capacity */
   char inline_[];   /* a small message's term */
 } cn__msg;
+
+/* Terms of up to this many bytes lie in a message record of one size,
+ * which the schedulers keep for reuse (CN__REC_MSG). */
+#define CN__MSG_POOL_INLINE 64
 
 /* A message of kind with a copy of len bytes of data (or room for them,
  * when data is NULL).  A large one (CN__BLOCK_MIN and up) gets its data
@@ -161,9 +176,8 @@ struct cn_from {
   cn_ref ref;     /* the call tag (local), or the alias (CN__FROM_ALIAS) */
   cn_pid server;  /* the server's pid, to drop the call monitor */
   uint32_t flags; /* CN__FROM_* */
-  struct cn_from *next_free;
-  void *route; /* CN__FROM_REMOTE: the dist layer's, malloc'ed; freed with
-                * the from */
+  void *route;    /* CN__FROM_REMOTE: the dist layer's, malloc'ed; freed with
+                   * the from */
 };
 
 #define CN__FROM_MON 0x1    /* the server holds a monitor for this call */
@@ -179,8 +193,8 @@ typedef struct cn__pending {
   cn_pid server; /* whom to demonitor */
   cn_reply_cb cb;
   void *arg;
-  cn_ref tref; /* timeout timer, when has_timer */
-  int has_timer;
+  uint64_t deadline; /* uv_hrtime() when it times out, or 0: never (the
+                      * process's call timer, see server.c) */
 } cn__pending;
 
 /* ---- Links and monitors (owned by the process) ------------------------ */
@@ -215,8 +229,29 @@ typedef struct cn__mon {
 #define CN__PF_INIT 0x4u   /* init is running (start not yet returned) */
 #define CN__PF_DEAD 0x8u   /* exit finished */
 #define CN__PF_OWN_EXIT                                                        \
-  0x10u /* parent exits and stop requests arrive as                            \
-         * {'EXIT', Parent, Reason} (supervisors) */
+  0x10u                        /* parent exits and stop requests arrive as     \
+                                * {'EXIT', Parent, Reason} (supervisors) */
+#define CN__PF_TMO_ARMED 0x20u /* the idle timeout is armed */
+
+/* What few processes use, kept apart so that an idle server stays small:
+ * allocated by the process's owner on first use (cn__ext), freed with the
+ * process struct's last reference. */
+typedef struct cn__pext {
+  cn__link *link_list;   /* cn__link, newest first */
+  cn__htab *link_index;  /* the same by pid, past CN__LINK_INDEX_AT */
+  cn__mon *mon_on_me;    /* monitors others hold on me */
+  cn__mon *mon_mine;     /* monitors I hold */
+  cn__pending *calls;    /* my async calls in flight */
+  uint64_t call_tmo_at;  /* deadline the call timer is armed for, or 0 */
+  uint32_t call_tmo_gen; /* the armed call timer's S_CALL_TMO aux */
+  cn_ref call_tref;      /* the armed call timer */
+  cn_ref timeout_tref;   /* the idle timeout, while CN__PF_TMO_ARMED */
+  cn_buf reason;         /* set by cn_set_reason */
+  struct cn__msg *cont;  /* an S_CONTINUE set by cn_continue, not yet
+                          * queued */
+  struct cn__sys *sys;   /* sys's state (sys.c): NULL until the first
+                          * system message */
+} cn__pext;
 
 struct cn_proc {
   /* Shared, atomic. */
@@ -225,6 +260,9 @@ struct cn_proc {
   _Atomic(cn__msg *) inbox;      /* LIFO of pushed messages */
   _Atomic uint32_t mbox_len;     /* CN__COUNTED messages pushed and not
                                   * yet handled */
+  uint32_t park_node;            /* 1 + the node whose connection was
+                                  * busy when the current callback sent
+                                  * to it: suspend after the callback */
   _Atomic uint64_t mbox_dropped; /* sends and casts refused */
   _Atomic uint64_t mbox_refused; /* calls refused */
 
@@ -241,31 +279,22 @@ struct cn_proc {
   uint32_t flags;           /* CN__PF_* */
   cn__msg *q_head, *q_tail; /* private FIFO */
   void *state_ptr;
-  cn_pid parent;        /* start_link parent, or self */
-  cn__link *link_list;  /* cn__link, newest first */
-  cn__htab *link_index; /* the same by pid, past CN__LINK_INDEX_AT */
-  cn__mon *mon_on_me;   /* monitors others hold on me */
-  cn__mon *mon_mine;    /* monitors I hold */
-  cn__pending *calls;   /* my async calls in flight */
-  const char *reg_name; /* registered name (registry lock) */
-  int timeout_ms;       /* set by the current callback */
-  uint32_t timeout_gen; /* bumped by every message */
-  cn_ref timeout_tref;  /* armed idle timeout */
-  int timeout_armed;
-  uint32_t reply_hint;       /* bytes of its last reply by message, when large:
-                              * the next one starts in a block that size */
-  cn_buf reason;             /* set by cn_set_reason */
-  struct cn__msg *cont;      /* an S_CONTINUE set by cn_continue, not
-                              * yet queued */
-  uint32_t park_node;        /* 1 + the node whose connection was
-                              * busy when the current callback sent
-                              * to it: suspend after the callback */
+  cn_pid parent;             /* start_link parent, or self */
+  const char *reg_name;      /* registered name (registry lock) */
+  int timeout_ms;            /* set by the current callback */
+  uint32_t timeout_gen;      /* bumped by every message */
+  uint32_t reply_hint;       /* bytes of its last reply by message, when
+                              * large: the next one starts in a block that
+                              * size */
+  cn__pext *ext;             /* the rest, or NULL until first needed */
   struct cn_proc *park_next; /* while parked by the dist layer */
   struct cn_proc *next_free; /* free list link */
   struct cn__thread *thread; /* CN__PF_THREAD: the waiter */
-  struct cn__sys *sys;       /* sys's state (sys.c): NULL until the first
-                              * system message */
 };
+
+/* p's cn__pext, allocated on first use; NULL when out of memory.  Only
+ * p's owner calls it. */
+cn__pext *cn__ext(cn_proc *p);
 
 /* A plain thread's own pid and wait state. */
 typedef struct cn__thread {
@@ -277,6 +306,32 @@ typedef struct cn__thread {
   int in_call;
   struct cn__msg *result; /* its reply or DOWN, once it arrives */
 } cn__thread;
+
+/* ---- Record caches ---------------------------------------------------- */
+
+/* The records every call and message allocates: a scheduler keeps freed
+ * ones of each kind in a list of its own (no lock: only its thread
+ * touches it), and hands them out again.  Records freed on other threads
+ * go back to malloc, and ones allocated there come from it. */
+typedef enum cn__rec_kind {
+  CN__REC_MSG,     /* cn__msg with CN__MSG_POOL_INLINE bytes inline */
+  CN__REC_FROM,    /* cn_from */
+  CN__REC_PENDING, /* cn__pending */
+  CN__NREC
+} cn__rec_kind;
+
+/* Records of a kind a scheduler keeps at most; the rest are freed. */
+#define CN__REC_KEEP 512
+
+typedef struct cn__rec_cache {
+  void *head; /* records linked through their first word */
+  unsigned n;
+} cn__rec_cache;
+
+/* A record of kind (uninitialised), or NULL when out of memory. */
+void *cn__rec_alloc(cn__rec_kind kind);
+/* Gives back r (from cn__rec_alloc of the same kind; may be NULL). */
+void cn__rec_free(cn__rec_kind kind, void *r);
 
 /* ---- Schedulers ------------------------------------------------------- */
 
@@ -296,6 +351,13 @@ typedef struct cn__sched {
   uv_timer_t timer;     /* the earliest timer of this scheduler */
   uv_thread_t thread;
   int running_flag; /* runner handle active (loop thread only) */
+
+  /* The process this scheduler's own thread made runnable while its queue
+   * was empty: it runs next, with no lock (loop thread only).  The queue
+   * is then, in order, this one and rq's. */
+  cn_proc *rq_next;
+  cn__rec_cache recs[CN__NREC]; /* loop thread only */
+  uint64_t ref_next, ref_end;   /* reference numbers taken (loop thread) */
 
   pthread_mutex_t rq_mu;
   cn_proc *rq_head, *rq_tail;
@@ -359,8 +421,6 @@ struct cn_runtime {
 
   pthread_key_t thread_key; /* the calling thread's cn__thread */
   int key_ok;               /* thread_key was created */
-  pthread_mutex_t from_mu;
-  cn_from *free_froms;
   pthread_mutex_t threads_mu;
   cn__thread **threads; /* every thread context, to free at the end */
   size_t nthreads_ctx, threads_cap;
@@ -487,6 +547,9 @@ uv_loop_t *cn__sched_loop(cn_runtime *rt, unsigned idx);
 
 /* Scheduling. */
 void cn__schedule(cn_proc *p); /* p has SCHED set by the caller */
+/* True on a scheduler thread of rt with no other process waiting to run
+ * (the one running aside). */
+bool cn__sched_quiet(cn_runtime *rt);
 /* Drops SCHED after running.  If a message slipped in, p is requeued with
  * the caller's reference and true is returned; otherwise the caller still
  * holds its reference. */
@@ -657,7 +720,9 @@ int cn__refusal_reason(cn_runtime *rt, int err, cn_buf *b);
 int cn__thread_wait_ref(cn__thread *t, const cn_ref *ref, int timeout_ms,
                         cn__msg **out);
 
-/* Pids and refs. */
+/* Pids and refs.  cn__ref_number is a number no other call returns,
+ * from rt's counter (a scheduler takes them a block at a time). */
+uint64_t cn__ref_number(cn_runtime *rt);
 void cn__make_ref(cn_runtime *rt, cn_ref *r);
 cn_pid cn__caller_pid(cn_runtime *rt, int *err);
 
@@ -679,10 +744,16 @@ int cn__name_register_locked(cn_runtime *rt, const char *name, cn_proc *p,
 void cn__name_drop_proc(cn_runtime *rt, cn_proc *p);
 void cn__names_free(cn_runtime *rt);
 
-/* Timers. */
+/* Timers.  A timer fires with the others due within CN__TIMER_SLACK
+ * nanoseconds (one wake-up for deadlines that close). */
+#define CN__TIMER_SLACK 500000u
 int cn__timer_start(cn_runtime *rt, uint64_t ms, cn_pid pid, cn_dest *dest,
                     int kind, uint32_t aux, const cn_ref *ref, cn_term msg,
                     cn_ref *tref);
+/* The same at a uv_hrtime() deadline. */
+int cn__timer_start_at(cn_runtime *rt, uint64_t deadline, cn_pid pid,
+                       cn_dest *dest, int kind, uint32_t aux, const cn_ref *ref,
+                       cn_term msg, cn_ref *tref);
 int cn__timer_cancel(cn_runtime *rt, const cn_ref *tref, long *left_ms);
 void cn__timers_init(cn__sched *s);
 void cn__timers_run(cn__sched *s);

@@ -18,10 +18,12 @@ cn__msg *cn__msg_new(int kind, const char *data, size_t len) {
       return NULL;
     }
   } else {
-    if (!(m = malloc(sizeof(*m) + len)))
+    bool pooled = len <= CN__MSG_POOL_INLINE;
+    if (!(m = pooled ? cn__rec_alloc(CN__REC_MSG) : malloc(sizeof(*m) + len)))
       return NULL;
     memset(m, 0, sizeof(*m));
     m->kind = (uint8_t)kind;
+    m->pooled = pooled;
     m->len = len;
     m->data = m->inline_;
   }
@@ -32,11 +34,12 @@ cn__msg *cn__msg_new(int kind, const char *data, size_t len) {
 
 cn__msg *cn__msg_adopt(int kind, char *block, size_t cap, const char *data,
                        size_t len) {
-  cn__msg *m = malloc(sizeof(*m));
+  cn__msg *m = cn__rec_alloc(CN__REC_MSG);
   if (!m)
     return NULL;
   memset(m, 0, sizeof(*m));
   m->kind = (uint8_t)kind;
+  m->pooled = 1;
   m->len = len;
   m->data = (char *)data;
   m->block = block;
@@ -63,7 +66,10 @@ void cn__msg_free(cn__msg *m) {
     cn_from_free(m->cfrom);
   free((void *)m->name);
   cn__block_free(m->block, m->block_cap);
-  free(m);
+  if (m->pooled)
+    cn__rec_free(CN__REC_MSG, m);
+  else
+    free(m);
 }
 
 /* ---- The process table ------------------------------------------------ */
@@ -137,19 +143,11 @@ int cn__proc_alloc(cn_runtime *rt, const cn_server_ops *ops, uint32_t flags,
   p->q_head = p->q_tail = NULL;
   p->state_ptr = NULL;
   p->parent = parent ? *parent : p->pid;
-  p->link_list = NULL;
-  p->link_index = NULL;
-  p->mon_on_me = NULL;
-  p->mon_mine = NULL;
-  p->calls = NULL;
   p->reg_name = NULL;
   p->timeout_ms = CN_INFINITY;
   p->timeout_gen = 0;
-  p->timeout_armed = 0;
   p->reply_hint = 0;
-  cn_buf_init(&p->reason);
-  p->cont = NULL;
-  p->sys = NULL;
+  p->ext = NULL;
   p->park_node = 0;
   p->park_next = NULL;
   p->next_free = NULL;
@@ -164,6 +162,12 @@ int cn__proc_alloc(cn_runtime *rt, const cn_server_ops *ops, uint32_t flags,
     atomic_fetch_add(&rt->nprocs, 1);
   *out = p;
   return 0;
+}
+
+cn__pext *cn__ext(cn_proc *p) {
+  if (!p->ext && (p->ext = calloc(1, sizeof(*p->ext))) != NULL)
+    cn_buf_init(&p->ext->reason);
+  return p->ext;
 }
 
 cn_proc *cn__lookup(cn_runtime *rt, cn_pid pid) {
@@ -212,9 +216,12 @@ void cn__proc_unref(cn_proc *p) {
     free_queue(in);
   free_queue(p->q_head);
   p->q_head = p->q_tail = NULL;
-  cn_buf_free(&p->reason);
-  cn__msg_free(p->cont);
-  p->cont = NULL;
+  if (p->ext) {
+    cn_buf_free(&p->ext->reason);
+    cn__msg_free(p->ext->cont);
+    free(p->ext);
+    p->ext = NULL;
+  }
   pthread_mutex_lock(&rt->table_mu);
   p->next_free = rt->free_procs;
   rt->free_procs = p;
@@ -228,7 +235,12 @@ cn__msg *cn__inbox_take(cn_proc *p, cn__msg *with, cn__msg **tail) {
 }
 
 void cn__inbox_to_queue(cn_proc *p, cn__msg *with) {
-  cn__msg *tail, *head = cn__inbox_take(p, with, &tail);
+  cn__msg *tail, *head;
+  /* An empty inbox needs no exchange: a push that comes after this look
+   * is seen by the next one, or by cn__release. */
+  if (!with && !atomic_load_explicit(&p->inbox, memory_order_relaxed))
+    return;
+  head = cn__inbox_take(p, with, &tail);
   if (!head)
     return;
   if (p->q_tail)
@@ -260,36 +272,48 @@ static int count_in(cn_proc *p, const cn__msg *m) {
   return CN_EFULL;
 }
 
-int cn__deliver_to(cn_proc *p, cn__msg *m) {
+/* cn__deliver_to, for a caller whose reference to p this takes: it
+ * becomes the run queue's when p has to be scheduled (one reference
+ * count fewer each way), and is dropped otherwise. */
+static int deliver_give(cn_proc *p, cn__msg *m, bool give) {
   uint32_t st;
+  int rc = 0;
 
   if (count_in(p, m) != 0) {
     cn__msg_free(m);
-    return CN_EFULL;
+    rc = CN_EFULL;
+    goto out;
   }
   if (cn__msgq_push(&p->inbox, m, CN__MBOX_CLOSED) == CN__MBOX_CLOSED) {
     if (!p->thread && CN__COUNTED(m->kind))
       atomic_fetch_sub_explicit(&p->mbox_len, 1, memory_order_relaxed);
     cn__msg_free(m);
-    return CN_ENOPROC;
+    rc = CN_ENOPROC;
+    goto out;
   }
 
   if (p->thread) {
     cn__thread_wake(p->thread);
-    return 0;
+    goto out;
   }
   /* See "Running" in internal.h. */
   atomic_thread_fence(memory_order_seq_cst);
   st = atomic_load_explicit(&p->state, memory_order_relaxed);
   while (!(st & (CN__P_SCHED | CN__P_EXITING))) {
     if (atomic_compare_exchange_weak(&p->state, &st, st | CN__P_SCHED)) {
-      atomic_fetch_add(&p->refs, 1); /* for the run queue */
+      if (!give)
+        atomic_fetch_add(&p->refs, 1); /* for the run queue */
       cn__schedule(p);
-      break;
+      return 0;
     }
   }
-  return 0;
+out:
+  if (give)
+    cn__proc_unref(p);
+  return rc;
 }
+
+int cn__deliver_to(cn_proc *p, cn__msg *m) { return deliver_give(p, m, false); }
 
 int cn__deliver_remote(cn_runtime *rt, cn_pid to, cn__msg *m) {
   void *dist = atomic_load_explicit(&rt->dist, memory_order_acquire);
@@ -302,7 +326,6 @@ int cn__deliver_remote(cn_runtime *rt, cn_pid to, cn__msg *m) {
 
 int cn__deliver(cn_runtime *rt, cn_pid pid, cn__msg *m) {
   cn_proc *p;
-  int rc;
   if (pid.node != rt->node)
     return cn__deliver_remote(rt, pid, m);
   p = cn__lookup(rt, pid);
@@ -310,9 +333,7 @@ int cn__deliver(cn_runtime *rt, cn_pid pid, cn__msg *m) {
     cn__msg_free(m);
     return CN_ENOPROC;
   }
-  rc = cn__deliver_to(p, m);
-  cn__proc_unref(p);
-  return rc;
+  return deliver_give(p, m, true);
 }
 
 static cn__msg *exit_signal_new(cn_pid from, cn_term reason, int flags) {
@@ -381,13 +402,16 @@ static bool link_is(const cn__hnode *n, const void *pid) {
 /* The link to pid, or NULL: a walk of the list while it is short, the
  * table once there is one. */
 static cn__link *find_link(cn_proc *p, cn_pid pid) {
+  cn__pext *x = p->ext;
   cn__link *l;
-  if (p->link_index) {
+  if (!x)
+    return NULL;
+  if (x->link_index) {
     cn__hnode **lp =
-        cn__htab_find(p->link_index, pid_hash(&pid), link_is, &pid);
+        cn__htab_find(x->link_index, pid_hash(&pid), link_is, &pid);
     return lp ? cn__container_of(*lp, cn__link, node) : NULL;
   }
-  for (l = p->link_list; l; l = l->next)
+  for (l = x->link_list; l; l = l->next)
     if (cn_pid_equal(&l->pid, &pid))
       return l;
   return NULL;
@@ -395,55 +419,57 @@ static cn__link *find_link(cn_proc *p, cn_pid pid) {
 
 /* Builds the table once the list passes CN__LINK_INDEX_AT.  Without
  * memory the list alone serves, only slower. */
-static void index_links(cn_proc *p) {
+static void index_links(cn__pext *x) {
   size_t n = 0;
   cn__link *l;
-  for (l = p->link_list; l && n <= CN__LINK_INDEX_AT; l = l->next)
+  for (l = x->link_list; l && n <= CN__LINK_INDEX_AT; l = l->next)
     n++;
-  if (n <= CN__LINK_INDEX_AT || !(p->link_index = calloc(1, sizeof(cn__htab))))
+  if (n <= CN__LINK_INDEX_AT || !(x->link_index = calloc(1, sizeof(cn__htab))))
     return;
-  for (l = p->link_list; l; l = l->next) {
-    if (cn__htab_add(p->link_index, &l->node, pid_hash(&l->pid)) != 0) {
-      cn__htab_clear(p->link_index);
-      free(p->link_index);
-      p->link_index = NULL;
+  for (l = x->link_list; l; l = l->next) {
+    if (cn__htab_add(x->link_index, &l->node, pid_hash(&l->pid)) != 0) {
+      cn__htab_clear(x->link_index);
+      free(x->link_index);
+      x->link_index = NULL;
       return;
     }
   }
 }
 
 int cn__add_link(cn_proc *p, cn_pid pid) {
+  cn__pext *x;
   cn__link *l;
   if (find_link(p, pid))
     return 0;
-  if (!(l = malloc(sizeof(*l))))
+  if (!(x = cn__ext(p)) || !(l = malloc(sizeof(*l))))
     return CN_ENOMEM;
   l->pid = pid;
-  if (p->link_index &&
-      cn__htab_add(p->link_index, &l->node, pid_hash(&pid)) != 0) {
+  if (x->link_index &&
+      cn__htab_add(x->link_index, &l->node, pid_hash(&pid)) != 0) {
     free(l);
     return CN_ENOMEM;
   }
   l->prev = NULL;
-  l->next = p->link_list;
+  l->next = x->link_list;
   if (l->next)
     l->next->prev = l;
-  p->link_list = l;
-  if (!p->link_index)
-    index_links(p);
+  x->link_list = l;
+  if (!x->link_index)
+    index_links(x);
   return 0;
 }
 
 bool cn__remove_link(cn_proc *p, cn_pid pid) {
   cn__link *l = find_link(p, pid);
+  cn__pext *x = p->ext;
   if (!l)
     return false;
-  if (p->link_index)
-    cn__htab_take(p->link_index, pid_hash(&pid), link_is, &pid);
+  if (x->link_index)
+    cn__htab_take(x->link_index, pid_hash(&pid), link_is, &pid);
   if (l->prev)
     l->prev->next = l->next;
   else
-    p->link_list = l->next;
+    x->link_list = l->next;
   if (l->next)
     l->next->prev = l->prev;
   free(l);
@@ -491,10 +517,12 @@ bool cn__link_signal(cn_proc *p, const cn__msg *m) {
     cn__remove_link(p, m->from);
     return true;
   case CN__S_MONITOR:
-    cn__add_mon(&p->mon_on_me, &m->ref, m->from, m->name);
+    if (cn__ext(p))
+      cn__add_mon(&p->ext->mon_on_me, &m->ref, m->from, m->name);
     return true;
   case CN__S_DEMONITOR:
-    cn__mon_free(cn__take_mon(&p->mon_on_me, &m->ref));
+    if (p->ext)
+      cn__mon_free(cn__take_mon(&p->ext->mon_on_me, &m->ref));
     return true;
   default:
     return false;
@@ -547,6 +575,7 @@ static void answer_dead(cn_proc *p, cn__msg *m, cn_term reason) {
 
 void cn__proc_exit(cn_proc *p, cn_term reason_in, bool run_terminate) {
   cn_runtime *rt = p->rt;
+  cn__pext *x;
   cn__msg *m;
   cn__link *l;
   cn__mon *mo;
@@ -576,7 +605,7 @@ void cn__proc_exit(cn_proc *p, cn_term reason_in, bool run_terminate) {
 
   atomic_fetch_or(&p->state, CN__P_EXITING);
   cn__inbox_to_queue(p, CN__MBOX_CLOSED);
-  if (p->sys)
+  if (p->ext && p->ext->sys)
     cn__sys_exit(p); /* held messages first: they came before the queue */
 
   cn__name_drop_proc(rt, p);
@@ -593,35 +622,36 @@ void cn__proc_exit(cn_proc *p, cn_term reason_in, bool run_terminate) {
   else
     atomic_fetch_sub(&rt->nprocs, 1);
 
-  if (p->timeout_armed) {
-    cn__timer_cancel(rt, &p->timeout_tref, NULL);
-    p->timeout_armed = 0;
+  if (p->flags & CN__PF_TMO_ARMED) {
+    cn__timer_cancel(rt, &p->ext->timeout_tref, NULL);
+    p->flags &= ~CN__PF_TMO_ARMED;
   }
   cn__drop_pending(p);
 
-  if (p->link_index) {
-    cn__htab_clear(p->link_index);
-    free(p->link_index);
-    p->link_index = NULL;
+  x = p->ext;
+  if (x && x->link_index) {
+    cn__htab_clear(x->link_index);
+    free(x->link_index);
+    x->link_index = NULL;
   }
-  while ((l = p->link_list)) {
+  while (x && (l = x->link_list)) {
     cn__msg *sig = exit_signal_new(p->pid, reason, CN__F_LINKED);
-    p->link_list = l->next;
+    x->link_list = l->next;
     if (sig)
       cn__deliver(rt, l->pid, sig);
     free(l);
   }
-  while ((mo = p->mon_on_me)) {
+  while (x && (mo = x->mon_on_me)) {
     cn__msg *down = cn__down_new(p->pid, &mo->ref, mo->name, reason,
                                  mo->name ? CN__F_BYNAME : 0);
-    p->mon_on_me = mo->next;
+    x->mon_on_me = mo->next;
     if (down)
       cn__deliver(rt, mo->pid, down);
     cn__mon_free(mo);
   }
-  while ((mo = p->mon_mine)) {
+  while (x && (mo = x->mon_mine)) {
     cn__msg *dm = cn__msg_new(CN__S_DEMONITOR, NULL, 0);
-    p->mon_mine = mo->next;
+    x->mon_mine = mo->next;
     if (dm) {
       dm->from = p->pid;
       dm->ref = mo->ref;
@@ -649,8 +679,7 @@ void cn__proc_exit(cn_proc *p, cn_term reason_in, bool run_terminate) {
 /* ---- Pids and refs ---------------------------------------------------- */
 
 void cn__make_ref(cn_runtime *rt, cn_ref *r) {
-  uint64_t n =
-      atomic_fetch_add_explicit(&rt->ref_counter, 1, memory_order_relaxed);
+  uint64_t n = cn__ref_number(rt);
   r->node = rt->node;
   r->creation = rt->creation;
   r->len = 3;
@@ -826,7 +855,11 @@ int cn_monitor(cn_runtime *rt, cn_dest target, cn_ref *mref) {
                        CN__F_BYNAME | CN__F_NOPROC);
       if (!m)
         return CN_ENOMEM;
-      if ((err = cn__add_mon(&me->mon_mine, mref, none, name))) {
+      if (!cn__ext(me)) {
+        cn__msg_free(m);
+        return CN_ENOMEM;
+      }
+      if ((err = cn__add_mon(&me->ext->mon_mine, mref, none, name))) {
         cn__msg_free(m);
         return err;
       }
@@ -845,13 +878,15 @@ int cn_monitor(cn_runtime *rt, cn_dest target, cn_ref *mref) {
   } else {
     return CN_EINVAL;
   }
+  if (!cn__ext(me))
+    return CN_ENOMEM;
   cn__make_ref(rt, mref);
-  if ((err = cn__add_mon(&me->mon_mine, mref, pid, name)))
+  if ((err = cn__add_mon(&me->ext->mon_mine, mref, pid, name)))
     return err;
   m = cn__msg_new(CN__S_MONITOR, NULL, 0);
   if (!m || (name && !(m->name = strdup(name)))) {
     cn__msg_free(m);
-    cn__mon_free(cn__take_mon(&me->mon_mine, mref));
+    cn__mon_free(cn__take_mon(&me->ext->mon_mine, mref));
     return CN_ENOMEM;
   }
   m->from = me->pid;
@@ -888,7 +923,7 @@ int cn_demonitor(cn_runtime *rt, const cn_ref *mref, bool flush) {
   cn__msg *m;
   if (!me)
     return err;
-  mo = cn__take_mon(&me->mon_mine, mref);
+  mo = me->ext ? cn__take_mon(&me->ext->mon_mine, mref) : NULL;
   if (flush)
     flush_down(me, mref);
   if (!mo)

@@ -16,8 +16,8 @@ void cn__thread_dtor(void *arg);
 
 /* SMALL_ATOM_UTF8_EXT encodings, built once. */
 static const char *const known_atoms[] = {
-    "normal",   "kill",    "killed", "noproc",    "noconnection",
-    "shutdown", "timeout", "ok",     "undefined", "error",
+    "normal",  "kill", "killed",    "noproc", "noconnection", "shutdown",
+    "timeout", "ok",   "undefined", "error",  "bad_reply",
 };
 #define NKNOWN (sizeof(known_atoms) / sizeof(known_atoms[0]))
 static char atom_bytes[NKNOWN][2 + 16];
@@ -227,7 +227,6 @@ int cn_runtime_new(const cn_runtime_options *opts, cn_runtime **out) {
   pthread_mutex_init(&rt->modules_mu, NULL);
   pthread_mutex_init(&rt->exports_mu, NULL);
   uv_cond_init(&rt->workers_cv); /* monotonic, for cn__cond_wait */
-  pthread_mutex_init(&rt->from_mu, NULL);
   pthread_mutex_init(&rt->log_mu, NULL);
   pthread_mutex_init(&rt->threads_mu, NULL);
   if (pthread_key_create(&rt->thread_key, cn__thread_dtor) != 0) {
@@ -382,7 +381,6 @@ static void free_procs_in_table(cn_runtime *rt) {
 }
 
 void cn_runtime_free(cn_runtime *rt) {
-  cn_from *f;
   cn__module *mod;
   if (!rt)
     return;
@@ -399,10 +397,6 @@ void cn_runtime_free(cn_runtime *rt) {
     rt->dist_ops->free(rt);
   free_procs_in_table(rt);
   cn__names_free(rt);
-  while ((f = rt->free_froms)) {
-    rt->free_froms = f->next_free;
-    free(f);
-  }
   cn__exports_free(rt);
   while ((mod = rt->modules)) {
     rt->modules = mod->next;
@@ -419,7 +413,6 @@ void cn_runtime_free(cn_runtime *rt) {
   pthread_mutex_destroy(&rt->modules_mu);
   pthread_mutex_destroy(&rt->exports_mu);
   pthread_cond_destroy(&rt->workers_cv);
-  pthread_mutex_destroy(&rt->from_mu);
   pthread_mutex_destroy(&rt->log_mu);
   pthread_mutex_destroy(&rt->threads_mu);
   free(rt->chunks);

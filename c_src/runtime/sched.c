@@ -23,6 +23,87 @@ cn_proc *cn__set_current(cn_proc *p) {
 
 cn__sched *cn__current_sched(void) { return tls_sched; }
 
+/* ---- Record caches ---------------------------------------------------- */
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+/* A kept record is poisoned but for its link, so that a use after free
+ * still fails under ASan. */
+#define REC_POISON(r, n)                                                       \
+  ASAN_POISON_MEMORY_REGION((char *)(r) + sizeof(void *), (n) - sizeof(void *))
+#define REC_UNPOISON(r, n) ASAN_UNPOISON_MEMORY_REGION(r, n)
+#else
+#define REC_POISON(r, n) ((void)(r), (void)(n))
+#define REC_UNPOISON(r, n) ((void)(r), (void)(n))
+#endif
+
+static const size_t rec_size[CN__NREC] = {
+    [CN__REC_MSG] = sizeof(cn__msg) + CN__MSG_POOL_INLINE,
+    [CN__REC_FROM] = sizeof(cn_from),
+    [CN__REC_PENDING] = sizeof(cn__pending),
+};
+
+void *cn__rec_alloc(cn__rec_kind kind) {
+  cn__sched *s = tls_sched;
+  cn__rec_cache *c;
+  void *r;
+  if (s && (r = (c = &s->recs[kind])->head) != NULL) {
+    REC_UNPOISON(r, rec_size[kind]);
+    c->head = *(void **)r;
+    c->n--;
+    return r;
+  }
+  return malloc(rec_size[kind]);
+}
+
+void cn__rec_free(cn__rec_kind kind, void *r) {
+  cn__sched *s = tls_sched;
+  cn__rec_cache *c;
+  if (!r)
+    return;
+  if (!s || (c = &s->recs[kind])->n >= CN__REC_KEEP) {
+    free(r);
+    return;
+  }
+  *(void **)r = c->head;
+  REC_POISON(r, rec_size[kind]);
+  c->head = r;
+  c->n++;
+}
+
+/* Frees what s keeps (after its thread has exited). */
+static void recs_free(cn__sched *s) {
+  for (int k = 0; k < CN__NREC; k++) {
+    void *r;
+    while ((r = s->recs[k].head) != NULL) {
+      REC_UNPOISON(r, rec_size[k]);
+      s->recs[k].head = *(void **)r;
+      free(r);
+    }
+    s->recs[k].n = 0;
+  }
+}
+
+/* ---- Reference numbers ------------------------------------------------ */
+
+/* Numbers a scheduler takes from the runtime's counter at once. */
+#define REF_BLOCK 256
+
+uint64_t cn__ref_number(cn_runtime *rt) {
+  cn__sched *s = tls_sched;
+  if (s && s->rt == rt) {
+    if (s->ref_next == s->ref_end) {
+      s->ref_next = atomic_fetch_add_explicit(&rt->ref_counter, REF_BLOCK,
+                                              memory_order_relaxed);
+      s->ref_end = s->ref_next + REF_BLOCK;
+    }
+    return s->ref_next++;
+  }
+  return atomic_fetch_add_explicit(&rt->ref_counter, 1, memory_order_relaxed);
+}
+
+/* ---- Run queues ------------------------------------------------------- */
+
 static void rq_push(cn__sched *s, cn_proc *p) {
   pthread_mutex_lock(&s->rq_mu);
   p->rq_next = NULL;
@@ -115,9 +196,17 @@ void cn__schedule(cn_proc *p) {
   cn__sched *s;
 
   if (cur && cur->rt == rt) {
-    /* Made runnable here: run it here (see Placement in internal.h). */
+    /* Made runnable here: run it here (see Placement in internal.h).
+     * Into an empty queue it goes as rq_next, with no lock: a caller and
+     * its server hand the scheduler back and forth that way. */
     atomic_store_explicit(&p->home, cur->idx, memory_order_relaxed);
-    rq_push(cur, p);
+    if (!cur->rq_next &&
+        atomic_load_explicit(&cur->rq_len, memory_order_relaxed) == 0) {
+      p->rq_next = NULL;
+      cur->rq_next = p;
+    } else {
+      rq_push(cur, p);
+    }
     start_runner(cur);
     return;
   }
@@ -131,12 +220,20 @@ void cn__schedule(cn_proc *p) {
     uv_async_send(&s->wake);
 }
 
+bool cn__sched_quiet(cn_runtime *rt) {
+  cn__sched *s = tls_sched;
+  return s && s->rt == rt && !s->rq_next &&
+         atomic_load_explicit(&s->rq_len, memory_order_relaxed) == 0;
+}
+
 bool cn__release(cn_proc *p) {
-  atomic_fetch_and(&p->state, ~CN__P_SCHED);
   /* A push that lost the race for SCHED before we cleared it is visible
-   * now; take the bit back and requeue. */
-  atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load(&p->inbox) != NULL) {
+   * now; take the bit back and requeue.  The clear and the look are both
+   * seq_cst, which pairs with the sender's fence between its push and its
+   * look at state (cn__deliver_to) without a fence of our own: either
+   * the sender sees SCHED clear, or we see its push. */
+  atomic_fetch_and_explicit(&p->state, ~CN__P_SCHED, memory_order_seq_cst);
+  if (atomic_load_explicit(&p->inbox, memory_order_seq_cst) != NULL) {
     uint32_t st = atomic_load(&p->state);
     while (!(st & (CN__P_SCHED | CN__P_EXITING))) {
       if (atomic_compare_exchange_weak(&p->state, &st, st | CN__P_SCHED)) {
@@ -196,8 +293,10 @@ static void on_runner(uv_idle_t *h) {
   cn__sched *s = h->data;
   int n;
   for (n = 0; n < CN__BATCH; n++) {
-    cn_proc *p = rq_pop(s);
-    if (!p)
+    cn_proc *p = s->rq_next;
+    if (p)
+      s->rq_next = NULL;
+    else if (!(p = rq_pop(s)))
       break;
     /* Work waits behind the process we are about to run: let a sleeping
      * scheduler steal it.  A caller and its server (ping-pong) never
@@ -208,7 +307,8 @@ static void on_runner(uv_idle_t *h) {
     /* The queue's reference is handed to run_proc, which drops it. */
     cn__run_proc(p, CN__BUDGET);
   }
-  if (atomic_load_explicit(&s->rq_len, memory_order_relaxed) == 0) {
+  if (!s->rq_next &&
+      atomic_load_explicit(&s->rq_len, memory_order_relaxed) == 0) {
     uv_idle_stop(&s->runner);
     s->running_flag = 0;
   }
@@ -354,6 +454,7 @@ static int sched_init(cn_runtime *rt, cn__sched *s, unsigned idx) {
 
 static void sched_destroy(cn__sched *s) {
   cn__timers_free(s);
+  recs_free(s);
   uv_loop_close(&s->loop);
   pthread_mutex_destroy(&s->rq_mu);
   pthread_mutex_destroy(&s->timer_mu);

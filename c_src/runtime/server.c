@@ -18,13 +18,8 @@ cn_term cn__last_msg(void) { return last_msg; }
 /* ---- Froms ------------------------------------------------------------ */
 
 cn_from *cn__from_new(cn_runtime *rt) {
-  cn_from *f;
-  pthread_mutex_lock(&rt->from_mu);
-  f = rt->free_froms;
-  if (f)
-    rt->free_froms = f->next_free;
-  pthread_mutex_unlock(&rt->from_mu);
-  if (!f && !(f = malloc(sizeof(*f))))
+  cn_from *f = cn__rec_alloc(CN__REC_FROM);
+  if (!f)
     return NULL;
   memset(f, 0, sizeof(*f));
   f->rt = rt;
@@ -32,16 +27,10 @@ cn_from *cn__from_new(cn_runtime *rt) {
 }
 
 void cn_from_free(cn_from *from) {
-  cn_runtime *rt;
   if (!from)
     return;
-  rt = from->rt;
   free(from->route);
-  from->route = NULL;
-  pthread_mutex_lock(&rt->from_mu);
-  from->next_free = rt->free_froms;
-  rt->free_froms = from;
-  pthread_mutex_unlock(&rt->from_mu);
+  cn__rec_free(CN__REC_FROM, from);
 }
 
 cn_pid cn_from_pid(const cn_from *from) { return from->pid; }
@@ -97,7 +86,7 @@ void cn__fail_call(cn_proc *self, cn_from *from, int err, int flags) {
     char store[64];
     cn_buf b;
     if (self && (from->flags & CN__FROM_ALIAS))
-      mo = cn__take_mon(&self->mon_on_me, &from->ref);
+      mo = self->ext ? cn__take_mon(&self->ext->mon_on_me, &from->ref) : NULL;
     if (!mo) {
       cn__log(rt,
               "a call from %s over a limit (%s) could not be failed at "
@@ -169,17 +158,23 @@ int cn_continue(cn_proc *self, const char *fmt, ...) {
   cn_buf_free(&b);
   if (rc != 0)
     return rc;
-  cn__msg_free(self->cont); /* a second call replaces the first */
-  self->cont = m;
+  if (!cn__ext(self)) {
+    cn__msg_free(m);
+    return CN_ENOMEM;
+  }
+  cn__msg_free(self->ext->cont); /* a second call replaces the first */
+  self->ext->cont = m;
   return 0;
 }
 
 int cn_set_reason(cn_proc *self, const char *fmt, ...) {
   va_list ap;
   int rc;
-  cn_buf_reset(&self->reason);
+  if (!cn__ext(self))
+    return CN_ENOMEM;
+  cn_buf_reset(&self->ext->reason);
   va_start(ap, fmt);
-  rc = cn_vbuild(&self->reason, fmt, ap);
+  rc = cn_vbuild(&self->ext->reason, fmt, ap);
   va_end(ap);
   return rc;
 }
@@ -188,37 +183,46 @@ int cn_set_reason_term(cn_proc *self, cn_term reason) {
   int rc = cn__check_term(self->rt, reason);
   if (rc)
     return rc;
-  cn_buf_reset(&self->reason);
-  return cn_put_term(&self->reason, reason);
+  if (!cn__ext(self))
+    return CN_ENOMEM;
+  cn_buf_reset(&self->ext->reason);
+  return cn_put_term(&self->ext->reason, reason);
+}
+
+/* The continue a callback asked for and that is not yet queued, or
+ * NULL. */
+static cn__msg *pending_cont(const cn_proc *p) {
+  return p->ext ? p->ext->cont : NULL;
 }
 
 /* ---- Callback plumbing ------------------------------------------------ */
 
 /* A callback is about to handle a message: the idle timeout is over. */
 static void begin_cb(cn_proc *p) {
-  if (p->timeout_armed) {
-    cn__timer_cancel(p->rt, &p->timeout_tref, NULL);
-    p->timeout_armed = 0;
+  if (p->flags & CN__PF_TMO_ARMED) {
+    cn__timer_cancel(p->rt, &p->ext->timeout_tref, NULL);
+    p->flags &= ~CN__PF_TMO_ARMED;
   }
   p->timeout_gen++;
   p->timeout_ms = CN_INFINITY;
-  cn_buf_reset(&p->reason);
+  if (p->ext)
+    cn_buf_reset(&p->ext->reason);
 }
 
 static void arm_timeout(cn_proc *p) {
-  if (p->timeout_ms < 0)
-    return;
   static const cn_term no_data = {NULL, 0};
+  if (p->timeout_ms < 0 || !cn__ext(p))
+    return;
   if (cn__timer_start(p->rt, (uint64_t)p->timeout_ms, p->pid, NULL,
                       CN__S_TIMEOUT, p->timeout_gen, NULL, no_data,
-                      &p->timeout_tref) == 0)
-    p->timeout_armed = 1;
+                      &p->ext->timeout_tref) == 0)
+    p->flags |= CN__PF_TMO_ARMED;
 }
 
 static cn_term stop_reason(cn_proc *p) {
-  if (p->reason.len == 0 || p->reason.err)
+  if (!p->ext || p->ext->reason.len == 0 || p->ext->reason.err)
     return cn__atom_term("normal");
-  return cn_buf_term(&p->reason);
+  return cn_buf_term(&p->ext->reason);
 }
 
 static void bad_return(cn_proc *p, int rc) {
@@ -235,8 +239,8 @@ static void bad_return(cn_proc *p, int rc) {
  * queue, so that it is the next thing p handles (its runner, or whoever
  * releases p, sees the queue). */
 static void queue_continue(cn_proc *p) {
-  cn__msg *m = p->cont;
-  p->cont = NULL;
+  cn__msg *m = p->ext->cont;
+  p->ext->cont = NULL;
   m->next = p->q_head;
   p->q_head = m;
   if (!p->q_tail)
@@ -244,13 +248,13 @@ static void queue_continue(cn_proc *p) {
 }
 
 static void end_cb(cn_proc *p, int rc) {
-  if (rc != CN_NOREPLY && p->cont) {
-    cn__msg_free(p->cont); /* a stop drops the continue */
-    p->cont = NULL;
+  if (rc != CN_NOREPLY && pending_cont(p)) {
+    cn__msg_free(p->ext->cont); /* a stop drops the continue */
+    p->ext->cont = NULL;
   }
   switch (rc) {
   case CN_NOREPLY:
-    if (p->cont)
+    if (pending_cont(p))
       queue_continue(p);
     else
       arm_timeout(p);
@@ -322,8 +326,10 @@ static int handle_call(cn_proc *p, cn_from *from, cn_term req, bool callmon,
   }
   begin_cb(p);
   if (!p->ops->handle_call) {
-    cn_buf_free(&p->reason);
-    cn_build(&p->reason, "{bad_call, ~t}", req);
+    if (cn__ext(p)) {
+      cn_buf_free(&p->ext->reason);
+      cn_build(&p->ext->reason, "{bad_call, ~t}", req);
+    }
     rc = CN_STOP;
   } else {
     rc = p->ops->handle_call(p, p->state_ptr, req, from, rb);
@@ -359,14 +365,12 @@ static int handle_call(cn_proc *p, cn_from *from, cn_term req, bool callmon,
         reply_buf_done(p, rb);
       else
         cn_buf_reset(rb);
-      cn_buf_reset(&p->reason);
-      cn_put_atom(&p->reason, "bad_reply");
-      if (callmon)
-        cn__add_mon(&p->mon_on_me, &tag, caller, NULL);
-      cn__proc_exit(p, stop_reason(p), true);
+      if (callmon && cn__ext(p))
+        cn__add_mon(&p->ext->mon_on_me, &tag, caller, NULL);
+      cn__proc_exit(p, cn__atom_term("bad_reply"), true);
       return 0;
     }
-    if (p->sys)
+    if (p->ext)
       cn__sys_count_out(p);
     if (direct) {
       replied = 1;
@@ -382,8 +386,8 @@ static int handle_call(cn_proc *p, cn_from *from, cn_term req, bool callmon,
      * die. */
     if (rc != CN_NOREPLY)
       cn_from_free(from);
-    if (callmon)
-      cn__add_mon(&p->mon_on_me, &tag, caller, NULL);
+    if (callmon && cn__ext(p))
+      cn__add_mon(&p->ext->mon_on_me, &tag, caller, NULL);
     end_cb(p, rc);
   }
   if (!direct)
@@ -391,16 +395,44 @@ static int handle_call(cn_proc *p, cn_from *from, cn_term req, bool callmon,
   return replied;
 }
 
+/* Calls run inline on this thread, now: a handler's own calls then go
+ * through the mailbox, so that inline runs never nest. */
+static _Thread_local int inline_depth;
+
 int cn__server_call_inline(cn_proc *p, cn_from *from, cn_term req,
                            cn_buf *reply) {
   cn_term prev = last_msg;
   int rc;
   last_msg = req;
-  if (p->sys)
+  if (p->ext)
     cn__sys_count_in(p);
+  inline_depth++;
   rc = handle_call(p, from, req, true, reply);
+  inline_depth--;
   last_msg = prev;
   return rc;
+}
+
+/* After a call ran inline in p (held with SCHED and the caller's
+ * reference): hands p back, as cn__run_proc does after a message. */
+static void inline_done(cn_proc *p) {
+  cn_runtime *rt = p->rt;
+  if (p->flags & CN__PF_DEAD) {
+    cn__proc_unref(p);
+    return;
+  }
+  if (p->park_node) {
+    /* The handler sent to a busy connection: suspended, as after any
+     * message (see cn__run_proc). */
+    uint32_t node = p->park_node - 1;
+    p->park_node = 0;
+    if (rt->dist_ops && rt->dist_ops->park(rt, p, node))
+      return;
+  }
+  if (p->q_head)
+    cn__schedule(p); /* a continue waits: the server's runner runs it */
+  else if (!cn__release(p))
+    cn__proc_unref(p);
 }
 
 /* ---- Calls (client side) ---------------------------------------------- */
@@ -469,7 +501,9 @@ static cn__msg *request_new(cn_runtime *rt, int kind, cn_term body,
 
 static cn__pending *take_pending(cn_proc *p, const cn_ref *ref) {
   cn__pending **pp;
-  for (pp = &p->calls; *pp; pp = &(*pp)->next) {
+  if (!p->ext)
+    return NULL;
+  for (pp = &p->ext->calls; *pp; pp = &(*pp)->next) {
     if (cn_ref_equal(&(*pp)->ref, ref)) {
       cn__pending *c = *pp;
       *pp = c->next;
@@ -491,13 +525,42 @@ static void send_demonitor(cn_runtime *rt, cn_pid from, cn_pid to,
 
 static void finish_pending(cn_proc *p, cn__pending *c, int status,
                            cn_term reply) {
-  if (c->has_timer)
-    cn__timer_cancel(p->rt, &c->tref, NULL);
   begin_cb(p);
   c->cb(p, p->state_ptr, status, reply, c->arg);
-  free(c);
+  cn__rec_free(CN__REC_PENDING, c);
   if (!(p->flags & CN__PF_DEAD))
     end_cb(p, CN_NOREPLY);
+}
+
+/* The call timer.  A process's calls with a timeout share one timer,
+ * armed for the earliest deadline among them, instead of a timer each
+ * started and cancelled per call.  A call that ends leaves it armed.
+ * When it fires (S_CALL_TMO), the calls due by the deadline it was armed
+ * for time out, and it is armed again for the earliest of the rest: for
+ * calls that all take the same timeout, about one timer per timeout
+ * period.  A call thus times out when a timer at its deadline has fired,
+ * and a reply that reaches the process before that S_CALL_TMO still
+ * wins, as with a timer of its own. */
+
+/* Arms the call timer for deadline, unless it is armed for that or
+ * earlier.  Returns 0 or CN_ENOMEM. */
+static int arm_call_timer(cn_proc *p, uint64_t deadline) {
+  static const cn_term no_data = {NULL, 0};
+  cn__pext *x = p->ext;
+  cn_ref tref;
+  if (x->call_tmo_at && x->call_tmo_at <= deadline)
+    return 0;
+  if (cn__timer_start_at(p->rt, deadline, p->pid, NULL, CN__S_CALL_TMO,
+                         x->call_tmo_gen + 1, NULL, no_data, &tref) != 0)
+    return CN_ENOMEM;
+  /* A later one is cancelled; if it has fired already, its S_CALL_TMO
+   * carries the old generation and is ignored. */
+  if (x->call_tmo_at)
+    cn__timer_cancel(p->rt, &x->call_tref, NULL);
+  x->call_tmo_gen++;
+  x->call_tmo_at = deadline;
+  x->call_tref = tref;
+  return 0;
 }
 
 /* {Tag, Integer}: the reason cn__refusal_reason builds. */
@@ -539,19 +602,66 @@ static cn__msg *status_down(int err, cn_pid server, const cn_ref *ref) {
 }
 
 void cn__drop_pending(cn_proc *p) {
+  cn__pext *x = p->ext;
   cn__pending *c;
-  while ((c = p->calls)) {
-    p->calls = c->next;
-    if (c->has_timer)
-      cn__timer_cancel(p->rt, &c->tref, NULL);
-    free(c);
+  if (!x)
+    return;
+  if (x->call_tmo_at) {
+    cn__timer_cancel(p->rt, &x->call_tref, NULL);
+    x->call_tmo_at = 0;
   }
+  while ((c = x->calls)) {
+    x->calls = c->next;
+    cn__rec_free(CN__REC_PENDING, c);
+  }
+}
+
+/* True when p, just taken idle with SCHED, may run a call inline: sys
+ * has not suspended it, and nothing waits in its mailbox (a message the
+ * caller sent it before the call may still be there, while its last
+ * runner hands it back: it must come first). */
+static bool inline_ok(cn_proc *p) {
+  return !p->q_head && !atomic_load(&p->inbox) && !cn__sys_suspended(p);
+}
+
+/* Runs call c of self with req in its local server, here and now, when
+ * the server is idle (as cn_call does for a plain thread) and this
+ * scheduler has nothing else waiting (so that other processes keep their
+ * turn).  The reply comes by message as from the mailbox, and the
+ * callback runs later.  Returns false when the call must go through the
+ * mailbox instead. */
+static bool call_inline(cn_proc *self, const cn__pending *c, cn_term req) {
+  cn_runtime *rt = self->rt;
+  cn_proc *p, *prev;
+  cn_from *from;
+  uint32_t st = 0;
+
+  if (inline_depth || !cn__sched_quiet(rt) || !(p = cn__lookup(rt, c->server)))
+    return false;
+  if (p->thread ||
+      !atomic_compare_exchange_strong(&p->state, &st, CN__P_SCHED)) {
+    cn__proc_unref(p);
+    return false;
+  }
+  /* Held, with our reference as the SCHED holder's. */
+  if (!inline_ok(p) || !(from = cn__from_new(rt))) {
+    if (!cn__release(p))
+      cn__proc_unref(p);
+    return false;
+  }
+  from->pid = self->pid;
+  from->ref = c->ref;
+  from->server = c->server;
+  prev = cn__set_current(p);
+  cn__server_call_inline(p, from, req, NULL);
+  cn__set_current(prev);
+  inline_done(p);
+  return true;
 }
 
 int cn_call_async(cn_proc *self, cn_dest to, cn_term req, cn_ms timeout,
                   cn_reply_cb cb, void *arg) {
   int timeout_ms = cn__ms(timeout);
-  static const cn_term no_data = {NULL, 0};
   cn_runtime *rt = self->rt;
   cn__pending *c;
   cn__msg *m = NULL;
@@ -571,28 +681,32 @@ int cn_call_async(cn_proc *self, cn_dest to, cn_term req, cn_ms timeout,
   remote = rc == REMOTE;
   if (remote)
     rc = 0;
-  if (!(c = calloc(1, sizeof(*c))))
+  if (!cn__ext(self) || !(c = cn__rec_alloc(CN__REC_PENDING)))
     return CN_ENOMEM;
+  memset(c, 0, sizeof(*c));
   cn__make_ref(rt, &c->ref);
-  if (rc == 0 &&
-      !(m = request_new(rt, CN__M_CALL, req, self->pid, &c->ref, pid))) {
-    free(c);
-    return CN_ENOMEM;
-  }
   if (timeout_ms >= 0) {
-    if (cn__timer_start(rt, (uint64_t)timeout_ms, self->pid, NULL,
-                        CN__S_CALL_TMO, 0, &c->ref, no_data, &c->tref) != 0) {
-      free(c);
-      cn__msg_free(m);
+    c->deadline = uv_hrtime() + (uint64_t)timeout_ms * 1000000ULL;
+    if (arm_call_timer(self, c->deadline) != 0) {
+      cn__rec_free(CN__REC_PENDING, c);
       return CN_ENOMEM;
     }
-    c->has_timer = 1;
   }
   c->server = pid;
   c->cb = cb;
   c->arg = arg;
-  c->next = self->calls;
-  self->calls = c;
+  if (rc == 0 && !remote && call_inline(self, c, req)) {
+    c->next = self->ext->calls;
+    self->ext->calls = c;
+    return 0;
+  }
+  if (rc == 0 &&
+      !(m = request_new(rt, CN__M_CALL, req, self->pid, &c->ref, pid))) {
+    cn__rec_free(CN__REC_PENDING, c);
+    return CN_ENOMEM; /* the call timer may fire for nothing: harmless */
+  }
+  c->next = self->ext->calls;
+  self->ext->calls = c;
   if (m)
     rc = remote ? deliver_remote(rt, to, pid, m) : cn__deliver(rt, pid, m);
   if (rc != 0) {
@@ -654,7 +768,7 @@ static void on_down(cn_proc *p, cn__msg *m) {
     finish_pending(p, c, st, st == CN_EEXIT ? msg_term(m) : empty);
     return;
   }
-  mo = cn__take_mon(&p->mon_mine, &m->ref);
+  mo = p->ext ? cn__take_mon(&p->ext->mon_mine, &m->ref) : NULL;
   if (mo) {
     char store[256];
     cn_buf b;
@@ -677,14 +791,64 @@ static void on_reply(cn_proc *p, cn__msg *m) {
   finish_pending(p, c, st, msg_term(m));
 }
 
-static void on_call_timeout(cn_proc *p, cn__msg *m) {
-  cn__pending *c = take_pending(p, &m->ref);
+/* Ends the calls in list (taken from p's) with status, in order, as
+ * long as p lives; frees what is left when it dies. */
+static void fail_calls(cn_proc *p, cn__pending *list, int status) {
   cn_term empty = {NULL, 0};
-  if (!c)
+  cn__pending *c;
+  while ((c = list)) {
+    list = c->next;
+    if (p->flags & CN__PF_DEAD) {
+      cn__rec_free(CN__REC_PENDING, c);
+      continue;
+    }
+    send_demonitor(p->rt, p->pid, c->server, &c->ref);
+    finish_pending(p, c, status, empty);
+  }
+}
+
+/* The call timer fired: the calls due by the deadline it was armed for
+ * time out, earliest first (those their callbacks make wait for the next
+ * timer), and it is armed for the rest. */
+static void on_call_timeout(cn_proc *p, cn__msg *m) {
+  cn__pext *x = p->ext;
+  uint64_t due = x ? x->call_tmo_at : 0, next = 0;
+  cn__pending **pp, **ip, *c, *expired = NULL;
+
+  if (!due || m->aux != x->call_tmo_gen)
+    return; /* a timer replaced by an earlier one */
+  x->call_tmo_at = 0;
+  for (pp = &x->calls; (c = *pp);) {
+    if (!c->deadline || c->deadline > due) {
+      if (c->deadline && (!next || c->deadline < next))
+        next = c->deadline;
+      pp = &c->next;
+      continue;
+    }
+    *pp = c->next;
+    for (ip = &expired; *ip && (*ip)->deadline <= c->deadline;)
+      ip = &(*ip)->next;
+    c->next = *ip;
+    *ip = c;
+  }
+  if (next && arm_call_timer(p, next) != 0) {
+    /* Without a timer the rest could wait for ever: they fail now. */
+    cn__pending *rest = NULL, **rp = &rest;
+    for (pp = &x->calls; (c = *pp);) {
+      if (!c->deadline) {
+        pp = &c->next;
+        continue;
+      }
+      *pp = c->next;
+      c->next = NULL;
+      *rp = c;
+      rp = &c->next;
+    }
+    fail_calls(p, expired, CN_ETIMEDOUT);
+    fail_calls(p, rest, CN_ENOMEM);
     return;
-  c->has_timer = 0; /* it just fired */
-  send_demonitor(p->rt, p->pid, c->server, &c->ref);
-  finish_pending(p, c, CN_ETIMEDOUT, empty);
+  }
+  fail_calls(p, expired, CN_ETIMEDOUT);
 }
 
 int cn__server_code_change(cn_proc *p, const cn_term *module, cn_term vsn,
@@ -699,7 +863,8 @@ int cn__server_code_change(cn_proc *p, const cn_term *module, cn_term vsn,
   if (module && ops->name && cn_is_atom(*module, ops->name) &&
       (next = cn__server_module_ops(p->rt, ops->name)) == ops)
     next = NULL;
-  cn_buf_reset(&p->reason);
+  if (p->ext)
+    cn_buf_reset(&p->ext->reason);
   if ((next ? next : ops)->code_change)
     rc = (next ? next : ops)->code_change(p, &st, vsn, extra);
   if (rc == CN_NOREPLY) {
@@ -711,11 +876,12 @@ int cn__server_code_change(cn_proc *p, const cn_term *module, cn_term vsn,
   /* The old state is kept.  The reason is the one the callback set, or
    * else the value it returned. */
   cn_buf_reset(why);
-  if (p->reason.len && !p->reason.err)
-    cn_put_term(why, cn_buf_term(&p->reason));
+  if (p->ext && p->ext->reason.len && !p->ext->reason.err)
+    cn_put_term(why, cn_buf_term(&p->ext->reason));
   else
     cn_put_int(why, rc);
-  cn_buf_reset(&p->reason);
+  if (p->ext)
+    cn_buf_reset(&p->ext->reason);
   return -1;
 }
 
@@ -766,6 +932,7 @@ static void dispatch(cn_proc *p, cn__msg *m);
  * suspended process answers too, as the BEAM's process_info does. */
 static void on_info(cn_proc *p, cn__msg *m) {
   cn_from *from = m->cfrom;
+  cn__pext *x = p->ext;
   cn__link *l;
   cn__mon *mo;
   cn_buf b;
@@ -775,12 +942,12 @@ static void on_info(cn_proc *p, cn__msg *m) {
     return;
   cn_buf_init(&b);
   cn_put_tuple(&b, 4);
-  for (l = p->link_list; l; l = l->next) {
+  for (l = x ? x->link_list : NULL; l; l = l->next) {
     cn_put_list(&b, 1);
     cn_put_pid(&b, &l->pid);
   }
   cn_put_nil(&b);
-  for (mo = p->mon_mine; mo; mo = mo->next) {
+  for (mo = x ? x->mon_mine : NULL; mo; mo = mo->next) {
     cn_put_list(&b, 1);
     if (mo->name)
       cn_build(&b, "{process, {~a, ~a}}", mo->name, cn_node_name(mo->pid.node));
@@ -788,7 +955,7 @@ static void on_info(cn_proc *p, cn__msg *m) {
       cn_build(&b, "{process, ~p}", &mo->pid);
   }
   cn_put_nil(&b);
-  for (mo = p->mon_on_me; mo; mo = mo->next) {
+  for (mo = x ? x->mon_on_me : NULL; mo; mo = mo->next) {
     cn_put_list(&b, 1);
     cn_put_pid(&b, &mo->pid);
   }
@@ -847,8 +1014,8 @@ static void dispatch(cn_proc *p, cn__msg *m) {
     on_call_timeout(p, m);
     break;
   case CN__S_TIMEOUT:
-    if (p->timeout_armed && m->aux == p->timeout_gen) {
-      p->timeout_armed = 0;
+    if ((p->flags & CN__PF_TMO_ARMED) && m->aux == p->timeout_gen) {
+      p->flags &= ~CN__PF_TMO_ARMED;
       invoke_info(p, cn__atom_term("timeout"));
     }
     break;
@@ -871,7 +1038,8 @@ static void dispatch(cn_proc *p, cn__msg *m) {
   }
   case CN__S_STOP:
     if (m->cfrom) {
-      cn__add_mon(&p->mon_on_me, &m->cfrom->ref, m->cfrom->pid, NULL);
+      if (cn__ext(p))
+        cn__add_mon(&p->ext->mon_on_me, &m->cfrom->ref, m->cfrom->pid, NULL);
       cn_from_free(m->cfrom);
       m->cfrom = NULL;
     }
@@ -953,7 +1121,7 @@ static int start(cn_runtime *rt, const cn_server_ops *ops, void *arg,
     p->flags &= ~CN__PF_INIT;
     if (pid)
       *pid = p->pid;
-    if (p->cont) {
+    if (pending_cont(p)) {
       /* init's continue runs in the new process, first thing, after
        * start has returned (our reference goes to the run queue). */
       queue_continue(p);
@@ -1071,8 +1239,8 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, cn_ms timeout,
     uint32_t st = 0;
     bool held = !p->thread &&
                 atomic_compare_exchange_strong(&p->state, &st, CN__P_SCHED);
-    if (held && cn__sys_suspended(p)) {
-      /* Suspended by sys: the call waits in the mailbox for resume. */
+    if (held && !inline_ok(p)) {
+      /* Suspended by sys, or messages wait: the call goes behind them. */
       if (!cn__release(p))
         cn__proc_unref(p);
       p = NULL;
@@ -1103,12 +1271,7 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, cn_ms timeout,
         replied = cn__server_call_inline(p, from, req, reply);
         cn__set_current(prev);
       }
-      if (p->flags & CN__PF_DEAD)
-        cn__proc_unref(p);
-      else if (p->q_head)
-        cn__schedule(p); /* a continue waits: the server's runner runs it */
-      else if (!cn__release(p))
-        cn__proc_unref(p);
+      inline_done(p);
       cn_buf_free(&copy);
       if (!from)
         return CN_ENOMEM;

@@ -46,27 +46,36 @@ typedef struct cn__sys {
   uint64_t in, out; /* messages handled and replies sent */
 } cn__sys;
 
+/* p's sys state, or NULL before the first system message. */
+static cn__sys *sys_of(const cn_proc *p) { return p->ext ? p->ext->sys : NULL; }
+
 static cn__sys *get_sys(cn_proc *p) {
-  if (!p->sys)
-    p->sys = calloc(1, sizeof(*p->sys));
-  return p->sys;
+  cn__pext *x = cn__ext(p);
+  if (x && !x->sys)
+    x->sys = calloc(1, sizeof(*x->sys));
+  return x ? x->sys : NULL;
 }
 
-bool cn__sys_suspended(const cn_proc *p) { return p->sys && p->sys->suspended; }
+bool cn__sys_suspended(const cn_proc *p) {
+  cn__sys *s = sys_of(p);
+  return s && s->suspended;
+}
 
 void cn__sys_count_in(cn_proc *p) {
-  if (p->sys && p->sys->stats)
-    p->sys->in++;
+  cn__sys *s = sys_of(p);
+  if (s && s->stats)
+    s->in++;
 }
 
 void cn__sys_count_out(cn_proc *p) {
-  if (p->sys && p->sys->stats)
-    p->sys->out++;
+  cn__sys *s = sys_of(p);
+  if (s && s->stats)
+    s->out++;
 }
 
 /* Puts the held messages back at the head of p's queue. */
 static void requeue(cn_proc *p) {
-  cn__sys *s = p->sys;
+  cn__sys *s = sys_of(p);
   s->suspended = 0;
   if (!s->held_head)
     return;
@@ -79,8 +88,8 @@ static void requeue(cn_proc *p) {
 
 void cn__sys_exit(cn_proc *p) {
   requeue(p);
-  free(p->sys);
-  p->sys = NULL;
+  free(p->ext->sys);
+  p->ext->sys = NULL;
 }
 
 /* ---- Labels and short terms ------------------------------------------- */
@@ -242,7 +251,7 @@ static void put_localtime(cn_buf *b, time_t t) {
 
 /* sys:get_stat/1's list. */
 static void put_stats(cn_proc *p, cn_buf *b) {
-  cn__sys *s = p->sys;
+  cn__sys *s = sys_of(p);
   cn_put_list(b, 5);
   cn_put_tuple(b, 2);
   cn_put_atom(b, "start_time");
@@ -258,7 +267,7 @@ static void put_stats(cn_proc *p, cn_buf *b) {
 
 /* The Debug list get_status shows (sys's dbg_opts, as far as kept). */
 static void put_debug(cn_proc *p, cn_buf *b) {
-  cn__sys *s = p->sys;
+  cn__sys *s = sys_of(p);
   uint32_t n = s ? (s->trace != 0) + (s->log != 0) + (s->stats != 0) : 0;
   if (n)
     cn_put_list(b, n);
@@ -323,7 +332,7 @@ static void put_status(cn_proc *p, cn_buf *b) {
 
 /* sys:debug_cmd/2. */
 static void debug_cmd(cn_proc *p, cn_term what, cn_buf *r) {
-  cn__sys *s = p->sys;
+  cn__sys *s = sys_of(p);
   int64_t n;
   if (cn_match(what, "{trace, true}") == 0) {
     s->trace = 1;
@@ -485,7 +494,7 @@ static bool ends_own_exit(const cn_proc *p, const cn__msg *m) {
 }
 
 int cn__sys_filter(cn_proc *p, cn__msg *m) {
-  cn__sys *s = p->sys;
+  cn__sys *s = sys_of(p);
   cn_pid caller;
   cn_term tag, req;
 

@@ -150,7 +150,7 @@ void cn__thread_handle(cn_proc *p, cn__msg *m) {
       return; /* kept */
     }
     if (m->kind == CN__S_DOWN) {
-      cn__mon *mo = cn__take_mon(&p->mon_mine, &m->ref);
+      cn__mon *mo = p->ext ? cn__take_mon(&p->ext->mon_mine, &m->ref) : NULL;
       if (mo) {
         if (cn__build_down_msg(&b, &m->ref, m, p->rt) == 0)
           keep_term(p, &b);

@@ -123,6 +123,15 @@ static void timer_free(cn__timer *t) {
 int cn__timer_start(cn_runtime *rt, uint64_t ms, cn_pid pid, cn_dest *dest,
                     int kind, uint32_t aux, const cn_ref *ref, cn_term msg,
                     cn_ref *tref) {
+  if (ms > UINT64_MAX / 2000000)
+    ms = UINT64_MAX / 2000000;
+  return cn__timer_start_at(rt, uv_hrtime() + ms * 1000000ULL, pid, dest, kind,
+                            aux, ref, msg, tref);
+}
+
+int cn__timer_start_at(cn_runtime *rt, uint64_t deadline, cn_pid pid,
+                       cn_dest *dest, int kind, uint32_t aux, const cn_ref *ref,
+                       cn_term msg, cn_ref *tref) {
   cn__sched *cur = cn__current_sched(), *s;
   cn__timer *t;
   uint64_t id;
@@ -147,11 +156,9 @@ int cn__timer_start(cn_runtime *rt, uint64_t ms, cn_pid pid, cn_dest *dest,
     free(t);
     return CN_ENOMEM;
   }
-  if (ms > UINT64_MAX / 2000000)
-    ms = UINT64_MAX / 2000000;
-  t->deadline = uv_hrtime() + ms * 1000000ULL;
+  t->deadline = deadline;
 
-  id = atomic_fetch_add_explicit(&rt->ref_counter, 1, memory_order_relaxed);
+  id = cn__ref_number(rt);
   pthread_mutex_lock(&s->timer_mu);
   t->id = id;
   if (index_add(s, t) != 0) {
@@ -248,7 +255,7 @@ static void on_timer(uv_timer_t *h) {
 
   pthread_mutex_lock(&s->timer_mu);
   s->armed_at = 0;
-  while (s->heap.n > 0 && s->heap.v[0]->deadline <= now + 500000) {
+  while (s->heap.n > 0 && s->heap.v[0]->deadline <= now + CN__TIMER_SLACK) {
     t = s->heap.v[0];
     heap_remove(&s->heap, t);
     index_take(s, t->id);

@@ -140,11 +140,107 @@ static void test_msg_from_buf(void **st) {
   cn__blocks_trim(true);
 }
 
+/* ---- Record caches (sched.c) ------------------------------------------ */
+
+typedef struct rec_step {
+  cn__rec_kind kind;
+  void *in;  /* freed here first, when set */
+  void *out; /* then one allocated here, when want_out */
+  int want_out;
+  unsigned n; /* what the scheduler keeps of kind afterwards */
+} rec_step;
+
+static void rec_step_run(void *arg) {
+  rec_step *s = arg;
+  cn__sched *sched = cn__current_sched();
+  if (s->in)
+    cn__rec_free(s->kind, s->in);
+  if (s->want_out)
+    s->out = cn__rec_alloc(s->kind);
+  s->n = sched ? sched->recs[s->kind].n : 0;
+}
+
+/* Frees in (may be NULL) and then, with want_out, allocates one record of
+ * kind on scheduler idx; returns how many it keeps then. */
+static unsigned on_sched(cn_runtime *rt, unsigned idx, cn__rec_kind kind,
+                         void *in, int want_out, void **out) {
+  rec_step s = {kind, in, NULL, want_out, 0};
+  cn__sched_run(rt, idx, rec_step_run, &s);
+  if (out)
+    *out = s.out;
+  return s.n;
+}
+
+static void many_free(void *arg) {
+  void **v = arg;
+  for (int i = 0; i < CN__REC_KEEP + 8; i++)
+    cn__rec_free(CN__REC_PENDING, v[i]);
+}
+
+/* A scheduler hands a record it was given back out, whichever thread
+ * allocated it; keeps at most CN__REC_KEEP of a kind; and a plain thread
+ * goes to malloc both ways.  The runtime frees what is kept (the leak
+ * checker sees the rest). */
+static void test_record_caches(void **st) {
+  cn_runtime_options o;
+  cn_runtime *rt = NULL;
+  void *a, *b, *v[CN__REC_KEEP + 8];
+  unsigned n0;
+  (void)st;
+  memset(&o, 0, sizeof(o));
+  o.schedulers = 2;
+  assert_int_equal(cn_runtime_new(&o, &rt), 0);
+
+  /* Freed and allocated on one scheduler: the same record. */
+  n0 = on_sched(rt, 0, CN__REC_MSG, NULL, 1, &a);
+  assert_non_null(a);
+  assert_int_equal(on_sched(rt, 0, CN__REC_MSG, a, 0, NULL), n0 + 1);
+  assert_int_equal(on_sched(rt, 0, CN__REC_MSG, NULL, 1, &b), n0);
+  assert_ptr_equal(b, a);
+
+  /* Allocated on scheduler 0, freed on 1: 1 hands it out next. */
+  n0 = on_sched(rt, 1, CN__REC_MSG, b, 0, NULL);
+  assert_int_equal(on_sched(rt, 1, CN__REC_MSG, NULL, 1, &a), n0 - 1);
+  assert_ptr_equal(a, b);
+  cn__rec_free(CN__REC_MSG, a); /* a plain thread: to free() */
+
+  /* Allocated on a plain thread (malloc), freed on a scheduler: kept. */
+  a = cn__rec_alloc(CN__REC_FROM);
+  assert_non_null(a);
+  memset(a, 0, sizeof(cn_from));
+  n0 = on_sched(rt, 1, CN__REC_FROM, a, 0, NULL);
+  assert_int_equal(on_sched(rt, 1, CN__REC_FROM, NULL, 1, &b), n0 - 1);
+  assert_ptr_equal(b, a);
+  /* And back to a plain thread: free() takes it. */
+  cn__rec_free(CN__REC_FROM, b);
+
+  /* At most CN__REC_KEEP kept. */
+  for (int i = 0; i < CN__REC_KEEP + 8; i++)
+    assert_non_null(v[i] = cn__rec_alloc(CN__REC_PENDING));
+  cn__sched_run(rt, 0, many_free, v);
+  assert_int_equal(on_sched(rt, 0, CN__REC_PENDING, NULL, 0, NULL),
+                   CN__REC_KEEP);
+
+  /* Small messages come in records of one size; larger ones do not. */
+  {
+    cn__msg *m = cn__msg_new(CN__M_MSG, "\x61\x01", 2);
+    assert_non_null(m);
+    assert_true(m->pooled);
+    cn__msg_free(m);
+    m = cn__msg_new(CN__M_MSG, NULL, CN__MSG_POOL_INLINE + 1);
+    assert_non_null(m);
+    assert_false(m->pooled);
+    cn__msg_free(m);
+  }
+  assert_int_equal(cn_runtime_shutdown(rt, 5000), 0);
+  cn_runtime_free(rt);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_small_blocks), cmocka_unit_test(test_reuse),
       cmocka_unit_test(test_no_waste),     cmocka_unit_test(test_eviction),
-      cmocka_unit_test(test_msg_from_buf),
+      cmocka_unit_test(test_msg_from_buf), cmocka_unit_test(test_record_caches),
   };
   return cmocka_run_group_tests_name("blocks", tests, NULL, NULL);
 }

@@ -821,6 +821,209 @@ static void test_process_calls(void **st) {
   cn_runtime_free(rt);
 }
 
+/* ---- The call timer ----------------------------------------------------
+ * A caller process: the cast {call, I, Pid, Req, Timeout} makes call I
+ * with cn_call_async, and its callback sends {done, I, Status, Ms} (Ms
+ * since the call was made) to the thread that started the caller. */
+typedef struct caller_st {
+  cn_pid main;
+  uint64_t started[64];
+  int ndone[64]; /* callbacks seen per call: never more than one */
+  int in_call;   /* inside cn_call_async, where no callback may run */
+} caller_st;
+
+static void caller_cb(cn_proc *self, void *state, int status, cn_term reply,
+                      void *arg) {
+  caller_st *c = state;
+  int i = (int)(intptr_t)arg;
+  assert_false(c->in_call);
+  c->ndone[i]++;
+  cn_sendf(cn_proc_runtime(self), cn_to_pid(c->main), "{done, ~i, ~a, ~i}",
+           (int64_t)i, status == 0 ? "ok" : cn_err_name(status),
+           (int64_t)((uv_hrtime() - c->started[i]) / 1000000));
+}
+
+static int caller_cast(cn_proc *self, void *state, cn_term msg) {
+  caller_st *c = state;
+  int64_t i, ms;
+  cn_pid to;
+  cn_term req;
+  if (cn_match(msg, "{call, ~i, ~p, ~t, ~i}", &i, &to, &req, &ms) != 0 ||
+      i < 0 || i >= 64)
+    return CN_NOREPLY;
+  c->started[i] = uv_hrtime();
+  c->in_call = 1;
+  if (cn_call_async(self, cn_to_pid(to), req, ms, caller_cb,
+                    (void *)(intptr_t)i) != 0)
+    cn_sendf(cn_proc_runtime(self), cn_to_pid(c->main), "{failed, ~i}", i);
+  c->in_call = 0;
+  return CN_NOREPLY;
+}
+
+static int caller_call(cn_proc *self, void *state, cn_term req, cn_from *from,
+                       cn_buf *reply) {
+  caller_st *c = state;
+  int n = 0;
+  for (int i = 0; i < 64; i++) {
+    assert_true(c->ndone[i] <= 1);
+    n += c->ndone[i];
+  }
+  return cn_build(reply, "~i", (int64_t)n), CN_REPLY;
+}
+
+static int caller_init(cn_proc *self, void *arg, void **state) {
+  caller_st *c = calloc(1, sizeof(*c));
+  c->main = *(cn_pid *)arg;
+  *state = c;
+  return CN_NOREPLY;
+}
+
+static const cn_server_ops caller_ops = {
+    .name = "test_caller",
+    .init = caller_init,
+    .handle_cast = caller_cast,
+    .handle_call = caller_call,
+    .free_state = free,
+};
+
+/* Makes call i from the caller to `to` with {defer, defer_ms} (answered
+ * after defer_ms) and timeout tmo_ms. */
+static void caller_go(cn_runtime *rt, cn_pid caller_pid, int i, cn_pid to,
+                      int defer_ms, int tmo_ms) {
+  assert_int_equal(cn_castf(rt, cn_to_pid(caller_pid),
+                            "{call, ~i, ~p, {defer, ~i}, ~i}", (int64_t)i, &to,
+                            (int64_t)defer_ms, (int64_t)tmo_ms),
+                   0);
+}
+
+/* Receives {done, I, Status, Ms}, checks I and Status, returns Ms. */
+static int64_t caller_done(cn_runtime *rt, int i, const char *status) {
+  int64_t gi = -1, ms = -1;
+  char st[32];
+  cn_term t = receive(rt);
+  cn_term a;
+  if (cn_match(t, "{done, ~i, ~t, ~i}", &gi, &a, &ms) != 0 ||
+      cn_get_atom(a, st, sizeof(st)) != 0) {
+    cn_buf txt = CN_BUF_INIT;
+    cn_term_print(t, &txt);
+    fail_msg("unexpected %s", txt.data);
+  }
+  if (gi != i || strcmp(st, status) != 0)
+    fail_msg("call %d ended %s, expected call %d %s", (int)gi, st, i, status);
+  return ms;
+}
+
+/* Calls of one process with different timeouts share its call timer: each
+ * still times out at its own deadline, in deadline order, a shorter one
+ * arriving after a longer one included; a call without a timeout never
+ * does; and the late replies are dropped (one callback per call). */
+static void test_call_timer(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_pid me, c, target = start_srv(rt, NULL);
+  cn_buf rep = CN_BUF_INIT;
+  int64_t ms;
+
+  assert_int_equal(cn_self(rt, &me), 0);
+  assert_int_equal(cn_start(rt, &caller_ops, &me, NULL, &c), 0);
+  caller_go(rt, c, 0, target, tmo(300), tmo(1000)); /* ok at 300 */
+  caller_go(rt, c, 1, target, tmo(1500), tmo(200)); /* times out at 200 */
+  caller_go(rt, c, 2, target, tmo(1500), tmo(50));  /* at 50: armed earlier */
+  caller_go(rt, c, 3, target, 10, CN_INFINITY);     /* ok at 10 */
+  caller_go(rt, c, 4, target, tmo(1500), tmo(100)); /* at 100 */
+  assert_true(caller_done(rt, 3, "ok") >= 10);
+  ms = caller_done(rt, 2, "CN_ETIMEDOUT");
+  assert_true(ms >= tmo(50) && ms < tmo(50) + tmo(40));
+  ms = caller_done(rt, 4, "CN_ETIMEDOUT");
+  assert_true(ms >= tmo(100) && ms < tmo(100) + tmo(90));
+  ms = caller_done(rt, 1, "CN_ETIMEDOUT");
+  assert_true(ms >= tmo(200));
+  ms = caller_done(rt, 0, "ok");
+  assert_true(ms >= tmo(300) && ms < tmo(1000));
+  /* The deferred replies to 1, 2 and 4 come at 1500 and are dropped. */
+  uv_sleep((unsigned)tmo(1500) - (unsigned)tmo(200) + 100);
+  assert_int_equal(cn_receive(rt, 50, &rep), CN_ETIMEDOUT);
+  assert_int_equal(cn_call(rt, cn_to_pid(c), T(&rep, "count"), tmo(2000), &rep),
+                   0);
+  assert_int_equal(cn_match(cn_buf_term(&rep), "5"), 0);
+  cn_buf_free(&rep);
+  cn_runtime_free(rt);
+}
+
+/* The timer armed for a process's first call outlives it: calls made
+ * after its deadline, each answered in time, do not time out when it
+ * fires, and a later call that is not answered times out after its own
+ * timeout, not the first call's. */
+static void test_call_timer_rearms(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_pid me, c, target = start_srv(rt, NULL);
+  uint64_t t0 = uv_hrtime();
+  cn_buf rep = CN_BUF_INIT;
+  int64_t ms;
+  int i;
+
+  assert_int_equal(cn_self(rt, &me), 0);
+  assert_int_equal(cn_start(rt, &caller_ops, &me, NULL, &c), 0);
+  /* 5 ms calls with a 60 ms timeout, one after the other, for well past
+   * the first one's deadline. */
+  for (i = 0; uv_hrtime() - t0 < 3 * 60 * 1000000ULL && i < 60; i++) {
+    caller_go(rt, c, i % 60, target, 5, tmo(60));
+    caller_done(rt, i % 60, "ok");
+  }
+  assert_true(i > 12);
+  caller_go(rt, c, 63, target, tmo(400), tmo(80));
+  ms = caller_done(rt, 63, "CN_ETIMEDOUT");
+  assert_true(ms >= tmo(80) && ms < tmo(80) + tmo(200));
+  /* And a process that exits with its timer armed: nothing fires. */
+  assert_int_equal(cn_stop(rt, cn_to_pid(c), NULL, tmo(2000)), 0);
+  assert_int_equal(cn_receive(rt, 150, &rep), CN_ETIMEDOUT);
+  /* The server answers call 63 (to no one) before the runtime goes. */
+  uv_sleep((unsigned)tmo(400));
+  cn_buf_free(&rep);
+  cn_runtime_free(rt);
+}
+
+/* A process's call to an idle local server runs in the server at once,
+ * on the caller's scheduler, yet is answered as through the mailbox: the
+ * callback runs later, never inside cn_call_async, and once; a server that
+ * defers its reply, stops without one or calls on in its handler answers
+ * as it would from its mailbox. */
+static void test_async_call_inline(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_pid me, c, target = start_srv(rt, NULL), other = start_srv(rt, NULL);
+  cn_buf rep = CN_BUF_INIT;
+  int64_t gi = -1;
+
+  assert_int_equal(cn_self(rt, &me), 0);
+  assert_int_equal(cn_start(rt, &caller_ops, &me, NULL, &c), 0);
+  for (int i = 0; i < 20; i++) {
+    assert_int_equal(cn_castf(rt, cn_to_pid(c), "{call, ~i, ~p, {add, 1}, ~i}",
+                              (int64_t)i, &target, (int64_t)tmo(2000)),
+                     0);
+    caller_done(rt, i, "ok");
+  }
+  assert_int_equal(call_expect(rt, cn_to_pid(target), "get", "{ok, 20}"), 0);
+  caller_go(rt, c, 20, target, 20, tmo(2000)); /* deferred: ok later */
+  assert_true(caller_done(rt, 20, "ok") >= 19);
+  /* The handler's own call goes through the mailbox, and comes back. */
+  assert_int_equal(cn_castf(rt, cn_to_pid(c), "{call, 21, ~p, {call, ~p}, ~i}",
+                            &target, &other, (int64_t)tmo(2000)),
+                   0);
+  caller_done(rt, 21, "ok");
+  /* Stopping without a reply: the caller gets the exit. */
+  assert_int_equal(cn_castf(rt, cn_to_pid(c),
+                            "{call, 22, ~p, {stop, {shutdown, x}}, ~i}",
+                            &target, (int64_t)tmo(2000)),
+                   0);
+  caller_done(rt, 22, "CN_EEXIT");
+  wait_dead(rt, target);
+  assert_int_equal(cn_call(rt, cn_to_pid(c), T(&rep, "count"), tmo(2000), &rep),
+                   0);
+  assert_int_equal(cn_get_int64(cn_buf_term(&rep), &gi), 0);
+  assert_int_equal(gi, 23);
+  cn_buf_free(&rep);
+  cn_runtime_free(rt);
+}
+
 static void test_timers(void **st) {
   cn_runtime *rt = rt_new(2);
   cn_pid me;
@@ -1225,6 +1428,9 @@ int main(void) {
       cmocka_unit_test(test_init_results),
       cmocka_unit_test(test_process_calls),
       cmocka_unit_test(test_timers),
+      cmocka_unit_test(test_call_timer),
+      cmocka_unit_test(test_call_timer_rearms),
+      cmocka_unit_test(test_async_call_inline),
       cmocka_unit_test(test_server_timeout),
       cmocka_unit_test(test_shutdown_runs_terminate),
       cmocka_unit_test(test_stress),

@@ -337,7 +337,10 @@ typedef void (*cn_reply_cb)(cn_proc *self, void *state, int status,
 
 /* A call from inside a callback that does not block the scheduler.  The
  * callback runs exactly once, later, in self's context, unless self exits
- * first.  Returns 0, or an error (then cb never runs). */
+ * first.  Returns 0, or an error (then cb never runs).  An idle local
+ * server, when no other process waits for this scheduler, runs the call
+ * at once, inside this function, as cn_call's does; its reply still comes
+ * later, through the callback. */
 CN_EXTERN int cn_call_async(cn_proc *self, cn_dest to, cn_term req,
                             cn_ms timeout, cn_reply_cb cb, void *arg);
 
