@@ -510,8 +510,9 @@ static int run(cn_buf *b, const cn__tok *op, va_list *ap) {
       memcpy(d, op->s, op->n);
       b->len += op->n;
       continue;
-    case BO_HOLE:
-      rc = hole(b, op->c, ap, 0);
+    case BO_HOLE: /* ~i, the commonest, without hole()'s checks */
+      rc = op->c == 'i' ? cn__enc_int(b, va_arg(*ap, int64_t))
+                        : hole(b, op->c, ap, 0);
       break;
     case BO_LIST:
     case BO_MAP:

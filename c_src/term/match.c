@@ -558,8 +558,30 @@ static int match_tuples(cn_term t, const cn__tok *op, va_list *ap,
       st[sp].pos = x + ((unsigned char)x[0] == ETF_SMALL_TUPLE ? 2 : 5);
       st[sp].lim = end;
     } else {
-      if ((rc = match_scalar(op, ap, x, &end, o)) != 0)
+      unsigned char tag = (unsigned char)x[0];
+      pending *q;
+      size_t k = 0;
+      /* The commonest scalars inline: an atom that matches, and ~i on a
+       * small integer; match_scalar does the rest, and says why not. */
+      if (op->kind == CN_TK_ATOM && tag == ETF_SMALL_ATOM_UTF8 &&
+          (unsigned char)x[1] == op->n) {
+        while (k < op->n && x[2 + k] == op->s[k])
+          k++;
+      }
+      if (k != 0 && k == op->n) {
+        end = x + 2 + k;
+      } else if (op->kind == CN_TK_HOLE && op->c == 'i' &&
+                 (tag == ETF_SMALL_INTEGER || tag == ETF_INTEGER) &&
+                 (q = CN__STACK_PUSH(o, pending)) != NULL) {
+        q->kind = 'i'; /* as match_hole queues it */
+        q->o1 = va_arg(*ap, int64_t *);
+        q->o2 = NULL;
+        q->v.i = tag == ETF_SMALL_INTEGER ? (unsigned char)x[1]
+                                          : (int32_t)cn__get32(x + 1);
+        end = x + (tag == ETF_SMALL_INTEGER ? 2 : 5);
+      } else if ((rc = match_scalar(op, ap, x, &end, o)) != 0) {
         return rc;
+      }
       for (; sp >= 0; sp--) {
         st[sp].pos = end != NULL ? end : cn__skip_fast(x);
         if ((++op)->c == ',')
