@@ -540,25 +540,23 @@ static int run(cn_buf *b, const cn__tok *op, va_list *ap) {
   }
 }
 
-int cn_vbuild(cn_buf *b, const char *fmt, va_list ap) {
+/* cn_vbuild with the arguments at *ap; cn_build passes its own va_list
+ * (see vmatch in match.c). */
+static int vbuild(cn_buf *b, const char *fmt, va_list *ap) {
   const cn__prog *p;
   size_t start;
-  va_list cp;
   int rc;
 
   if (b == NULL || fmt == NULL)
     return CN_EINVAL;
   start = b->len;
-  p = cn__fcache_get(CN__FC_BUILD, fmt);
-  va_copy(cp, ap);
-  if (p != NULL) {
-    rc = run(b, p->ops, &cp);
+  if ((p = cn__fcache_get(CN__FC_BUILD, fmt)) != NULL) {
+    rc = run(b, p->ops, ap);
   } else {
-    rc = cn__build_one(b, &fmt, &cp, 0);
+    rc = cn__build_one(b, &fmt, ap, 0);
     if (rc == 0 && *cn__fmt_ws(fmt) != '\0')
       rc = CN_EBADFMT; /* one term per call */
   }
-  va_end(cp);
   if (rc != 0) {
     b->len = start;
     if (b->err == 0)
@@ -567,11 +565,20 @@ int cn_vbuild(cn_buf *b, const char *fmt, va_list ap) {
   return rc;
 }
 
+int cn_vbuild(cn_buf *b, const char *fmt, va_list ap) {
+  va_list cp;
+  int rc;
+  va_copy(cp, ap);
+  rc = vbuild(b, fmt, &cp);
+  va_end(cp);
+  return rc;
+}
+
 int cn_build(cn_buf *b, const char *fmt, ...) {
   va_list ap;
   int rc;
   va_start(ap, fmt);
-  rc = cn_vbuild(b, fmt, ap);
+  rc = vbuild(b, fmt, &ap);
   va_end(ap);
   return rc;
 }
