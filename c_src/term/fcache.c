@@ -135,25 +135,26 @@ const cn__prog *cn__fcache_get(int which, const char *fmt) {
 
 void cn__pgen_init(cn__pgen *g, const char *fmt) {
   g->fmt = fmt;
+  g->len = strlen(fmt);
   g->nops = 0;
   g->bad = 0;
   g->full = 0;
   cn_buf_init_with(&g->pool, g->inl, sizeof g->inl);
   /* The text goes first, with its NUL: tokens that point into the
    * format point into this copy. */
-  if (cn_buf_append(&g->pool, fmt, strlen(fmt) + 1) != 0)
+  if (cn_buf_append(&g->pool, fmt, g->len + 1) != 0)
     g->bad = 1;
 }
 
 cn__tok *cn__pgen_op(cn__pgen *g, int kind, char c, const char *s, size_t n) {
-  size_t len = g->pool.len - 1, off = 0;
+  size_t off = 0;
   cn__tok *t;
 
   if (g->nops == CN__PROG_MAX_OPS) {
     g->full = 1;
     return NULL;
   }
-  if (s != NULL && (uintptr_t)s - (uintptr_t)g->fmt <= len) {
+  if (s != NULL && (uintptr_t)s - (uintptr_t)g->fmt <= g->len) {
     off = (size_t)(s - g->fmt);
   } else if (s != NULL) { /* unescaped text: keep a copy */
     off = g->pool.len;
@@ -168,17 +169,17 @@ cn__tok *cn__pgen_op(cn__pgen *g, int kind, char c, const char *s, size_t n) {
 
 cn__prog *cn__pgen_done(cn__pgen *g, int ok) {
   size_t ops = ok && !g->full ? g->nops : 0, i;
+  size_t bytes = ops != 0 ? g->pool.len : g->len + 1; /* no literals */
   cn__prog *p = NULL;
 
   if (g->bad)
     goto done;
-  p = malloc(sizeof *p + ops * sizeof(cn__tok) + g->pool.len);
-  if (p == NULL)
+  if ((p = malloc(sizeof *p + ops * sizeof(cn__tok) + bytes)) == NULL)
     goto done;
   p->nops = ops;
   p->tuples = 0;
   p->text = (char *)(p->ops + ops);
-  memcpy(p->text, g->pool.data, ops != 0 ? g->pool.len : strlen(g->fmt) + 1);
+  memcpy(p->text, g->pool.data, bytes);
   for (i = 0; i < ops; i++) {
     p->ops[i] = g->ops[i];
     p->ops[i].s = p->text + g->off[i];

@@ -164,6 +164,7 @@ cn__prog *cn__match_compile(const char *fmt);
 /* A program being written. */
 typedef struct cn__pgen {
   const char *fmt;
+  size_t len; /* of fmt */
   cn__tok ops[CN__PROG_MAX_OPS];
   size_t off[CN__PROG_MAX_OPS]; /* ops[i].s, as an offset into pool */
   size_t nops;
@@ -173,6 +174,7 @@ typedef struct cn__pgen {
   int full; /* too many ops: not compiled */
 } cn__pgen;
 
+/* Starts the program for fmt, empty. */
 void cn__pgen_init(cn__pgen *g, const char *fmt);
 
 /* Adds an op; s is in the format, or (unescaped text) is copied.  NULL
