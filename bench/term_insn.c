@@ -186,6 +186,28 @@ __attribute__((noinline)) static int op_match(void) {
   return rc;
 }
 
+/* The term layer's share of one local_call (bench_cnode): the request
+ * and the reply are each built, validated and matched. */
+__attribute__((noinline)) static int op_call(void) {
+  char storage[64];
+  cn_buf b;
+  size_t off = 0;
+  int64_t i = 0;
+  int rc = 0;
+
+  cn_buf_init_with(&b, storage, sizeof storage);
+  rc |= cn_build(&b, "{get, ~i}", (int64_t)300);
+  rc |= cn_term_validate(b.data, b.len, &off, NULL);
+  rc |= cn_match(cn_buf_term(&b), "{get, ~i}", &i);
+  cn_buf_reset(&b);
+  off = 0;
+  rc |= cn_build(&b, "{ok, ~i}", i);
+  rc |= cn_term_validate(b.data, b.len, &off, NULL);
+  rc |= cn_match(cn_buf_term(&b), "{ok, ~i}", &i);
+  cn_buf_free(&b);
+  return rc;
+}
+
 __attribute__((noinline)) static int op_get(void) {
   int rc = 0;
   int64_t i;
@@ -228,7 +250,7 @@ int main(void) {
     op_hash();
     op_print();
     op_build();
-    if (op_match() != 0 || op_get() != 0)
+    if (op_match() != 0 || op_get() != 0 || op_call() != 0)
       die("a match or a read failed");
   }
   printf("%zu terms, %d rounds, sink %llu\n", nterms, ROUNDS,

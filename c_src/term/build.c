@@ -336,19 +336,227 @@ int cn__build_one(cn_buf *b, const char **fmtp, va_list *ap, int key_mode) {
   return rc;
 }
 
-int cn_vbuild(cn_buf *b, const char *fmt, va_list ap) {
+/* ---- Compiled formats --------------------------------------------------
+ *
+ * A program writes what the interpreter above writes, in the same order,
+ * with the literals encoded once: a run of them (tuple headers, atoms,
+ * numbers, "text", {} [] #{}) is one BO_LIT, and "{get, ~i}" is two ops.
+ * Lists and maps keep their frames, as their encodings depend on the
+ * holes' values.  Tuples of more than 255 elements are not compiled.
+ */
+
+enum {
+  BO_END,
+  BO_LIT,        /* s[0 .. n) */
+  BO_HOLE,       /* c is the letter */
+  BO_LIST,       /* opens a list */
+  BO_MAP,        /* opens a map */
+  BO_TAIL,       /* the tail of the innermost list is next */
+  BO_CLOSE_LIST, /* n is the count */
+  BO_CLOSE_TAIL, /* n is the count */
+  BO_CLOSE_MAP   /* n is the count of pairs */
+};
+
+/* The literal bytes the compiler put in the pool from start on become
+ * part of the last op when it is a BO_LIT that ends there, else an op. */
+static void compile_lit(cn__pgen *g, size_t start) {
+  size_t n = g->pool.len - start;
+  cn__tok *t = g->nops > 0 ? &g->ops[g->nops - 1] : NULL;
+
+  if (t != NULL && t->kind == BO_LIT && g->off[g->nops - 1] + t->n == start)
+    t->n += n;
+  else if (n > 0 && cn__pgen_op(g, BO_LIT, 0, NULL, n) != NULL)
+    g->off[g->nops - 1] = start;
+}
+
+/* Compiles one term's token t; returns 0, 1 when a container opened, or
+ * -1 when the format is not compiled. */
+static int compile_term(cn__pgen *g, const cn__tok *t, bframe *st, int *sp) {
+  cn_buf *b = &g->pool;
+  size_t start = b->len;
+  char *d;
+
+  switch (t->kind) {
+  case CN_TK_ATOM:
+    if (t->n > 255 || (d = cn__room(b, t->n + 2)) == NULL)
+      return -1;
+    d[0] = (char)ETF_SMALL_ATOM_UTF8; /* as the interpreter writes it */
+    d[1] = (char)t->n;
+    memcpy(d + 2, t->s, t->n);
+    b->len += t->n + 2;
+    break;
+  case CN_TK_QATOM:
+    if (cn__enc_atom(b, t->s, t->n) != 0)
+      return -1;
+    break;
+  case CN_TK_HOLE:
+    if (strchr("ascufbiprtT", t->c) == NULL)
+      return -1;
+    return cn__pgen_op(g, BO_HOLE, t->c, NULL, 0) != NULL ? 0 : -1;
+  case CN_TK_OPEN:
+    if (*sp == MAX_NEST)
+      return -1;
+    st[*sp].count = 0;
+    st[*sp].hdr = b->len;
+    st[*sp].kind = t->c == '{' ? B_TUPLE : t->c == '[' ? B_LIST : B_MAP_K;
+    (*sp)++;
+    if (t->c != '{')
+      return cn__pgen_op(g, t->c == '[' ? BO_LIST : BO_MAP, 0, NULL, 0) != NULL
+                 ? 1
+                 : -1;
+    if (cn_put_tuple(b, 0) != 0) /* the arity is patched at '}' */
+      return -1;
+    compile_lit(g, start);
+    return 1;
+  case CN_TK_EMPTY:
+    if ((t->c == '{'   ? cn_put_tuple(b, 0)
+         : t->c == '[' ? cn_put_nil(b)
+                       : cn_put_map(b, 0)) != 0)
+      return -1;
+    break;
+  case CN_TK_INT:
+  case CN_TK_FLOAT:
+    if (cn__fmt_number(b, t) != 0)
+      return -1;
+    break;
+  case CN_TK_STRING:
+    if (cn__enc_binary(b, t->s, t->n) != 0)
+      return -1;
+    break;
+  default:
+    return -1;
+  }
+  compile_lit(g, start);
+  return 0;
+}
+
+/* Compiles the punctuation after a term, as punct() reads it. */
+static int compile_punct(cn__pgen *g, bframe *st, int *sp, const char **fp) {
+  while (*sp > 0) {
+    bframe *fr = &st[*sp - 1];
+    int c = cn__fmt_punct(fp), op;
+
+    if (fr->kind == B_MAP_K) {
+      fr->kind = B_MAP_V;
+      return c == '=' ? 0 : -1;
+    }
+    if (fr->kind == B_TAIL) {
+      if (c != ']')
+        return -1;
+      op = BO_CLOSE_TAIL;
+    } else {
+      fr->count++;
+      if (c == ',') {
+        if (fr->kind == B_MAP_V)
+          fr->kind = B_MAP_K;
+        return 0;
+      }
+      if (fr->kind == B_LIST && c == '|') {
+        fr->kind = B_TAIL;
+        return cn__pgen_op(g, BO_TAIL, 0, NULL, 0) != NULL ? 0 : -1;
+      }
+      if (fr->kind == B_TUPLE && c == '}') {
+        if (fr->count > 255)
+          return -1;
+        g->pool.data[fr->hdr + 1] = (char)fr->count;
+        op = BO_END;
+      } else if (fr->kind == B_LIST && c == ']') {
+        op = BO_CLOSE_LIST;
+      } else if (fr->kind == B_MAP_V && c == '}') {
+        op = BO_CLOSE_MAP;
+      } else {
+        return -1;
+      }
+    }
+    if (op != BO_END && cn__pgen_op(g, op, 0, NULL, fr->count) == NULL)
+      return -1;
+    (*sp)--;
+  }
+  return 0;
+}
+
+cn__prog *cn__build_compile(const char *fmt) {
+  bframe st[MAX_NEST];
+  const char *f = fmt;
+  char tmp[4 * 255]; /* as cn__build_one */
+  int sp = 0, rc;
+  cn__pgen g;
+  cn__tok t;
+
+  cn__pgen_init(&g, fmt);
+  do {
+    f = cn__fmt_term(f, &t, tmp, sizeof tmp);
+    if ((rc = compile_term(&g, &t, st, &sp)) == 0)
+      rc = compile_punct(&g, st, &sp, &f);
+  } while (rc >= 0 && sp > 0);
+  rc = rc >= 0 && *cn__fmt_ws(f) == '\0' &&
+       cn__pgen_op(&g, BO_END, 0, NULL, 0) != NULL;
+  return cn__pgen_done(&g, rc);
+}
+
+/* Runs the program at op. */
+static int run(cn_buf *b, const cn__tok *op, va_list *ap) {
+  bframe st[MAX_NEST];
+  int sp = 0, rc = 0;
+  char *d;
+
+  for (;; op++) {
+    switch (op->kind) {
+    case BO_END:
+      return 0;
+    case BO_LIT:
+      if ((d = cn__room(b, op->n)) == NULL)
+        return CN_ENOMEM;
+      memcpy(d, op->s, op->n);
+      b->len += op->n;
+      continue;
+    case BO_HOLE: /* ~i, the commonest, without hole()'s checks */
+      rc = op->c == 'i' ? cn__enc_int(b, va_arg(*ap, int64_t))
+                        : hole(b, op->c, ap, 0);
+      break;
+    case BO_LIST:
+    case BO_MAP:
+      if ((d = cn__room(b, 5)) == NULL)
+        return CN_ENOMEM;
+      st[sp++].hdr = b->len;
+      d[0] = (char)(op->kind == BO_LIST ? ETF_LIST : ETF_MAP);
+      b->len += 5;
+      continue;
+    case BO_TAIL:
+      st[sp - 1].tail = b->len;
+      continue;
+    case BO_CLOSE_LIST:
+    case BO_CLOSE_TAIL:
+      st[--sp].count = (uint32_t)op->n;
+      rc = op->kind == BO_CLOSE_LIST ? close_list(b, &st[sp])
+                                     : close_tail(b, &st[sp]);
+      break;
+    case BO_CLOSE_MAP:
+      rc = cn__map_finish(b, st[--sp].hdr, op->n);
+      break;
+    }
+    if (rc != 0)
+      return rc;
+  }
+}
+
+/* cn_vbuild with the arguments at *ap; cn_build passes its own va_list
+ * (see vmatch in match.c). */
+static int vbuild(cn_buf *b, const char *fmt, va_list *ap) {
+  const cn__prog *p;
   size_t start;
-  va_list cp;
   int rc;
 
   if (b == NULL || fmt == NULL)
     return CN_EINVAL;
   start = b->len;
-  va_copy(cp, ap);
-  rc = cn__build_one(b, &fmt, &cp, 0);
-  va_end(cp);
-  if (rc == 0 && *cn__fmt_ws(fmt) != '\0')
-    rc = CN_EBADFMT; /* one term per call */
+  if ((p = cn__fcache_get(CN__FC_BUILD, fmt)) != NULL) {
+    rc = run(b, p->ops, ap);
+  } else {
+    rc = cn__build_one(b, &fmt, ap, 0);
+    if (rc == 0 && *cn__fmt_ws(fmt) != '\0')
+      rc = CN_EBADFMT; /* one term per call */
+  }
   if (rc != 0) {
     b->len = start;
     if (b->err == 0)
@@ -357,11 +565,20 @@ int cn_vbuild(cn_buf *b, const char *fmt, va_list ap) {
   return rc;
 }
 
+int cn_vbuild(cn_buf *b, const char *fmt, va_list ap) {
+  va_list cp;
+  int rc;
+  va_copy(cp, ap);
+  rc = vbuild(b, fmt, &cp);
+  va_end(cp);
+  return rc;
+}
+
 int cn_build(cn_buf *b, const char *fmt, ...) {
   va_list ap;
   int rc;
   va_start(ap, fmt);
-  rc = cn_vbuild(b, fmt, ap);
+  rc = vbuild(b, fmt, &ap);
   va_end(ap);
   return rc;
 }

@@ -15,16 +15,17 @@
 #endif
 
 enum {
-  CN_TK_BAD,   /* not a term */
-  CN_TK_ATOM,  /* a bare atom; s[0 .. n) is its name */
-  CN_TK_WILD,  /* _ */
-  CN_TK_HOLE,  /* ~c; c is the letter */
-  CN_TK_OPEN,  /* a container opens; c is '{', '[' or '#' (for #{) */
-  CN_TK_EMPTY, /* {} [] or #{}; c as for CN_TK_OPEN */
-  CN_TK_INT,   /* an integer literal; s[0 .. n) is its text */
-  CN_TK_FLOAT, /* a float literal; s[0 .. n) is its text */
-  CN_TK_QATOM, /* a quoted atom; s[0 .. n) is its unescaped name */
-  CN_TK_STRING /* "text"; s[0 .. n) is the unescaped text */
+  CN_TK_BAD,    /* not a term */
+  CN_TK_ATOM,   /* a bare atom; s[0 .. n) is its name */
+  CN_TK_WILD,   /* _ */
+  CN_TK_HOLE,   /* ~c; c is the letter */
+  CN_TK_OPEN,   /* a container opens; c is '{', '[' or '#' (for #{) */
+  CN_TK_EMPTY,  /* {} [] or #{}; c as for CN_TK_OPEN */
+  CN_TK_INT,    /* an integer literal; s[0 .. n) is its text */
+  CN_TK_FLOAT,  /* a float literal; s[0 .. n) is its text */
+  CN_TK_QATOM,  /* a quoted atom; s[0 .. n) is its unescaped name */
+  CN_TK_STRING, /* "text"; s[0 .. n) is the unescaped text */
+  CN_TK_PUNCT   /* compiled patterns only: c is what cn__fmt_punct read */
 };
 
 typedef struct cn__tok {
@@ -122,5 +123,65 @@ int cn__fmt_int(cn_buf *b, int neg, unsigned base, const char *s,
 /* Encodes a CN_TK_INT or CN_TK_FLOAT.  Returns 0, CN_EBADFMT (a float out
  * of range, such as 1.0e999) or CN_ENOMEM. */
 int cn__fmt_number(cn_buf *b, const cn__tok *t);
+
+/* ---- Compiled formats (fcache.c) ----------------------------------------
+ *
+ * cn_build and cn_match compile a format into a program of ops, once per
+ * thread, and run the program on later calls with the same format.  Only
+ * well-formed formats are compiled: a program never fails where the text
+ * would not, and in the same order; the rest are interpreted each time.
+ */
+
+#define CN__PROG_MAX_TEXT 255 /* longer formats are interpreted */
+#define CN__PROG_MAX_OPS 260  /* more than a format of that length has */
+
+enum { CN__FC_BUILD, CN__FC_MATCH };
+
+/* A compiled format: ops (build.c has its own op set, in cn__tok's
+ * fields; match.c's ops are the format's tokens), then the format's text
+ * and the literals the ops point into. */
+typedef struct cn__prog {
+  char *text;    /* the format, to tell a reused address */
+  size_t nops;   /* 0: not compiled (interpret the text) */
+  int tuples;    /* match: the only containers are tuples */
+  cn__tok ops[]; /* nops of them */
+} cn__prog;
+
+/* The program for the format fmt (build or match), from the calling
+ * thread's cache, compiled on a miss; NULL when fmt is interpreted (not
+ * compilable, too long, out of memory, or the cache is off). */
+const cn__prog *cn__fcache_get(int which, const char *fmt);
+
+/* Turns the calling thread's cache off (0) or on (1), for tests that
+ * compare the interpreter with the programs. */
+void cn__fcache_enable(int on);
+
+/* The compilers: a program (nops 0 when fmt is not compilable), or NULL
+ * when memory runs out.  fmt is at most CN__PROG_MAX_TEXT bytes. */
+cn__prog *cn__build_compile(const char *fmt);
+cn__prog *cn__match_compile(const char *fmt);
+
+/* A program being written. */
+typedef struct cn__pgen {
+  const char *fmt;
+  size_t len; /* of fmt */
+  cn__tok ops[CN__PROG_MAX_OPS];
+  size_t off[CN__PROG_MAX_OPS]; /* ops[i].s, as an offset into pool */
+  size_t nops;
+  cn_buf pool; /* the text with its NUL, then the literals */
+  char inl[512];
+  int bad;  /* out of memory */
+  int full; /* too many ops: not compiled */
+} cn__pgen;
+
+/* Starts the program for fmt, empty. */
+void cn__pgen_init(cn__pgen *g, const char *fmt);
+
+/* Adds an op; s is in the format, or (unescaped text) is copied.  NULL
+ * when the program is full. */
+cn__tok *cn__pgen_op(cn__pgen *g, int kind, char c, const char *s, size_t n);
+
+/* The program (compiled when ok), or NULL when memory ran out. */
+cn__prog *cn__pgen_done(cn__pgen *g, int ok);
 
 #endif /* CN_TERM_FMT_H */

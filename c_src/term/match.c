@@ -48,6 +48,24 @@ typedef struct pending {
   } v;
 } pending;
 
+/* Where the pattern's tokens come from: the text, lexed as they are
+ * needed, or a compiled program (fcache.c). */
+typedef struct msrc {
+  const char *f;     /* the text's next byte, when op is NULL */
+  const cn__tok *op; /* the program's next token */
+} msrc;
+
+static inline void next_term(msrc *s, cn__tok *t, char *tmp, size_t cap) {
+  if (s->op != NULL)
+    *t = *s->op++;
+  else
+    s->f = cn__fmt_term(s->f, t, tmp, cap);
+}
+
+static inline int next_punct(msrc *s) {
+  return s->op != NULL ? (s->op++)->c : cn__fmt_punct(&s->f);
+}
+
 /* Looks a key up in the map term m and returns its value, or NULL.  The
  * key is the atom named name[0 .. len) when key is NULL, else *key. */
 static const char *map_find(const char *m, const char *name, size_t len,
@@ -310,16 +328,16 @@ static int open_frame(mframe *st, int *sp, char c, const char *x,
   return 0;
 }
 
-/* Reads the key pattern at *fp for the map frame fr, looks it up, and
+/* Reads the key pattern at src for the map frame fr, looks it up, and
  * makes its value the next subject. */
-static int map_key(mframe *fr, const char **fp, va_list *ap) {
-  const char *f = *fp, *v, *name;
+static int map_key(mframe *fr, msrc *src, va_list *ap) {
+  const char *f = src->f, *v, *name;
   char tmp[256];
   cn__tok tk;
   cn_buf kb;
   int rc;
 
-  *fp = cn__fmt_term(f, &tk, tmp, sizeof tmp);
+  next_term(src, &tk, tmp, sizeof tmp);
   if (tk.kind == CN_TK_ATOM || tk.kind == CN_TK_QATOM) {
     v = map_find(fr->term, tk.s, tk.n, NULL);
   } else if (tk.kind == CN_TK_HOLE && tk.c == 'A') {
@@ -327,7 +345,8 @@ static int map_key(mframe *fr, const char **fp, va_list *ap) {
       return CN_EINVAL;
     v = map_find(fr->term, name, strlen(name), NULL);
   } else {
-    /* Any other key is built, then compared with the map's keys. */
+    /* Any other key is built, then compared with the map's keys (a
+     * program has no such key: see cn__match_compile). */
     cn_buf_init_with(&kb, tmp, sizeof tmp);
     if ((rc = cn__build_one(&kb, &f, ap, 1)) == 0) {
       cn_term key = cn_buf_term(&kb);
@@ -336,9 +355,9 @@ static int map_key(mframe *fr, const char **fp, va_list *ap) {
     cn_buf_free(&kb);
     if (rc != 0)
       return rc;
-    *fp = f;
+    src->f = f;
   }
-  if (cn__fmt_punct(fp) != '=')
+  if (next_punct(src) != '=')
     return CN_EBADFMT;
   if (v == NULL)
     return CN_ENOMATCH;
@@ -349,12 +368,12 @@ static int map_key(mframe *fr, const char **fp, va_list *ap) {
 
 /* After [P1, .., Pn | with elements left in the list: the rest is part of
  * this list's encoding, not a term of its own, so only _ can match it. */
-static int match_rest(mframe *fr, const char **fp, const char **end) {
+static int match_rest(mframe *fr, msrc *src, const char **end) {
   uint64_t n = 0; /* elements passed, not needed */
   cn__tok tk;
-  *fp = cn__fmt_term(*fp, &tk, NULL, 0);
+  next_term(src, &tk, NULL, 0);
   if (tk.kind == CN_TK_WILD) {
-    if (cn__fmt_punct(fp) != ']')
+    if (next_punct(src) != ']')
       return CN_EBADFMT;
     *end = cn__list_end(&fr->l, fr->pos, &n);
     return 0;
@@ -368,8 +387,8 @@ static int match_rest(mframe *fr, const char **fp, const char **end) {
 /* The subject x (which ends at end, when known) has matched: steps past
  * it, and reads the punctuation after it, closing the containers it
  * completes, until the next subject is due (or *sp is 0). */
-static int after(mframe *st, int *sp, const char **fp, va_list *ap,
-                 const char *x, const char *end, int virt) {
+static int after(mframe *st, int *sp, msrc *src, va_list *ap, const char *x,
+                 const char *end, int virt) {
   while (*sp > 0) {
     mframe *fr = &st[*sp - 1];
     int c, rc;
@@ -381,10 +400,10 @@ static int after(mframe *st, int *sp, const char **fp, va_list *ap,
     virt = 0;
     end = NULL;
     x = NULL;
-    c = cn__fmt_punct(fp);
+    c = next_punct(src);
     if (fr->kind == M_MAP_V && c == ',') {
       fr->kind = M_MAP_K;
-      return map_key(fr, fp, ap);
+      return map_key(fr, src, ap);
     } else if (fr->kind == M_MAP_V && c == '}') {
       x = fr->term;
     } else if (c == ',' && (fr->kind == M_SEQ || fr->kind == M_LIST)) {
@@ -401,7 +420,7 @@ static int after(mframe *st, int *sp, const char **fp, va_list *ap,
       end = fr->l.str ? fr->pos : cn__skip_fast(fr->pos);
     } else if (c == '|' && fr->kind == M_LIST) {
       if (cn__list_more(&fr->l, &fr->pos)) {
-        if ((rc = match_rest(fr, fp, &end)) != 0)
+        if ((rc = match_rest(fr, src, &end)) != 0)
           return rc;
       } else {
         fr->kind = M_TAIL;
@@ -419,7 +438,7 @@ static int after(mframe *st, int *sp, const char **fp, va_list *ap,
   return 0;
 }
 
-static int match(cn_term t, const char *f, va_list *ap, cn__stack *o) {
+static int match(cn_term t, msrc *src, va_list *ap, cn__stack *o) {
   mframe st[MAX_NEST];
   int sp = 0, rc, virt;
   char tmp[4 * 255]; /* an escaped literal */
@@ -429,35 +448,189 @@ static int match(cn_term t, const char *f, va_list *ap, cn__stack *o) {
   do {
     if ((rc = subject(sp > 0 ? &st[sp - 1] : NULL, t, &x, &end, &virt)) != 0)
       return rc;
-    f = cn__fmt_term(f, &tk, tmp, sizeof tmp);
+    next_term(src, &tk, tmp, sizeof tmp);
     if (tk.kind == CN_TK_OPEN) {
       if ((rc = open_frame(st, &sp, tk.c, x, end)) == 0 && tk.c == '#')
-        rc = map_key(&st[sp - 1], &f, ap);
+        rc = map_key(&st[sp - 1], src, ap);
       continue;
     }
     if ((rc = match_scalar(&tk, ap, x, &end, o)) == 0)
-      rc = after(st, &sp, &f, ap, x, end, virt);
+      rc = after(st, &sp, src, ap, x, end, virt);
   } while (rc == 0 && sp > 0);
-  if (rc == 0 && *cn__fmt_ws(f) != '\0')
+  if (rc == 0 && src->op == NULL && *cn__fmt_ws(src->f) != '\0')
     rc = CN_EBADFMT;
   return rc;
 }
 
-int cn_vmatch(cn_term t, const char *pattern, va_list ap) {
+/* ---- Compiled patterns ---------------------------------------------------
+ *
+ * A program is the pattern's tokens, with the punctuation between them as
+ * CN_TK_PUNCT tokens, lexed where and as the matcher above lexes them
+ * (the same buffer sizes), so that the matcher reads the same tokens from
+ * either source.  Only well-formed patterns are compiled, and not those
+ * with a map key that is built (neither an atom nor ~A).
+ */
+
+/* Compiles the key and => of a map pattern. */
+static int compile_key(cn__pgen *g, const char **fp) {
+  char tmp[256]; /* as map_key */
+  cn__tok tk;
+
+  tk.n = 0;
+  *fp = cn__fmt_term(*fp, &tk, tmp, sizeof tmp);
+  if (tk.kind != CN_TK_ATOM && tk.kind != CN_TK_QATOM &&
+      (tk.kind != CN_TK_HOLE || tk.c != 'A'))
+    return -1;
+  if (cn__pgen_op(g, tk.kind, tk.c, tk.s, tk.n) == NULL ||
+      cn__fmt_punct(fp) != '=')
+    return -1;
+  return cn__pgen_op(g, CN_TK_PUNCT, '=', NULL, 0) != NULL ? 0 : -1;
+}
+
+cn__prog *cn__match_compile(const char *fmt) {
+  char st[MAX_NEST], tmp[4 * 255]; /* open containers: { [ | # */
+  const char *f = fmt;
+  int sp = 0, rc = 0, c, tuples = 1;
+  cn__prog *p;
+  cn__pgen g;
+  cn__tok tk;
+
+  cn__pgen_init(&g, fmt);
+  do {
+    tk.n = 0; /* holes and brackets leave it unset */
+    f = cn__fmt_term(f, &tk, tmp, sizeof tmp);
+    if (tk.kind == CN_TK_BAD || !cn__pgen_op(&g, tk.kind, tk.c, tk.s, tk.n)) {
+      rc = -1;
+    } else if (tk.kind == CN_TK_OPEN) {
+      tuples &= tk.c == '{';
+      if (sp == MAX_NEST)
+        rc = -1;
+      else if ((st[sp++] = tk.c) == '#')
+        rc = compile_key(&g, &f);
+      continue;
+    }
+    /* The punctuation after a term, as after() reads it. */
+    while (rc == 0 && sp > 0) {
+      char k = st[sp - 1];
+      c = cn__fmt_punct(&f);
+      if (cn__pgen_op(&g, CN_TK_PUNCT, (char)c, NULL, 0) == NULL)
+        rc = -1;
+      else if (c == ',' && k == '#')
+        rc = compile_key(&g, &f);
+      else if (c == '|' && k == '[')
+        st[sp - 1] = '|';
+      else if (c == ',' && k != '|')
+        ;
+      else if ((c == '}' && (k == '{' || k == '#')) ||
+               (c == ']' && (k == '[' || k == '|')))
+        sp--;
+      else
+        rc = -1;
+      if (rc != 0 || (c != '}' && c != ']'))
+        break;
+    }
+  } while (rc == 0 && sp > 0);
+  p = cn__pgen_done(&g, rc == 0 && *cn__fmt_ws(f) == '\0');
+  if (p != NULL)
+    p->tuples = tuples;
+  return p;
+}
+
+/* match() for a program whose only containers are tuples: the same steps
+ * (subject, open_frame, match_scalar, after), with what they need to know
+ * for tuples alone. */
+static int match_tuples(cn_term t, const cn__tok *op, va_list *ap,
+                        cn__stack *o) {
+  struct {
+    const char *pos; /* the next element */
+    const char *lim; /* the tuple's end when known, else NULL */
+    uint32_t left;   /* elements left */
+  } st[MAX_NEST];
+  int sp = -1, rc;
+  const char *x = t.ptr, *end = t.ptr + t.len;
+
+  for (;;) {
+    if (op->kind == CN_TK_OPEN) {
+      if (cn__class(x) != CLS_TUPLE)
+        return CN_ENOMATCH;
+      sp++;
+      st[sp].left = cn__tuple_arity(x);
+      st[sp].pos = x + ((unsigned char)x[0] == ETF_SMALL_TUPLE ? 2 : 5);
+      st[sp].lim = end;
+    } else {
+      unsigned char tag = (unsigned char)x[0];
+      pending *q;
+      size_t k = 0;
+      /* The commonest scalars inline: an atom that matches, and ~i on a
+       * small integer; match_scalar does the rest, and says why not. */
+      if (op->kind == CN_TK_ATOM && tag == ETF_SMALL_ATOM_UTF8 &&
+          (unsigned char)x[1] == op->n) {
+        while (k < op->n && x[2 + k] == op->s[k])
+          k++;
+      }
+      if (k != 0 && k == op->n) {
+        end = x + 2 + k;
+      } else if (op->kind == CN_TK_HOLE && op->c == 'i' &&
+                 (tag == ETF_SMALL_INTEGER || tag == ETF_INTEGER) &&
+                 (q = CN__STACK_PUSH(o, pending)) != NULL) {
+        q->kind = 'i'; /* as match_hole queues it */
+        q->o1 = va_arg(*ap, int64_t *);
+        q->o2 = NULL;
+        q->v.i = tag == ETF_SMALL_INTEGER ? (unsigned char)x[1]
+                                          : (int32_t)cn__get32(x + 1);
+        end = x + (tag == ETF_SMALL_INTEGER ? 2 : 5);
+      } else if ((rc = match_scalar(op, ap, x, &end, o)) != 0) {
+        return rc;
+      }
+      for (; sp >= 0; sp--) {
+        st[sp].pos = end != NULL ? end : cn__skip_fast(x);
+        if ((++op)->c == ',')
+          break;
+        if (st[sp].left != 0) /* '}' */
+          return CN_ENOMATCH;
+        end = st[sp].pos;
+      }
+      if (sp < 0)
+        return 0;
+    }
+    op++;
+    if (st[sp].left == 0)
+      return CN_ENOMATCH; /* the tuple is shorter than the pattern */
+    end = --st[sp].left == 0 ? st[sp].lim : NULL;
+    x = st[sp].pos;
+  }
+}
+
+/* cn_vmatch with the arguments at *ap.  cn_match passes its own va_list
+ * here, not a va_copy of it: reading a va_list whole just after va_start
+ * wrote it field by field stalls the store forwarding, which cost 3% of
+ * a local call. */
+static int vmatch(cn_term t, const char *pattern, va_list *ap) {
+  const cn__prog *p;
   pending inl[16];
+  msrc src;
   cn__stack o;
-  va_list cp;
   int rc;
 
   if (pattern == NULL || t.len == 0 || t.ptr == NULL)
     return pattern == NULL ? CN_EINVAL : CN_ENOMATCH;
   cn__stack_init(&o, inl);
-  va_copy(cp, ap);
-  rc = match(t, pattern, &cp, &o);
-  va_end(cp);
+  src.f = pattern;
+  src.op = (p = cn__fcache_get(CN__FC_MATCH, pattern)) ? p->ops : NULL;
+  rc = p != NULL && p->tuples ? match_tuples(t, p->ops, ap, &o)
+                              : match(t, &src, ap, &o);
   if (rc == 0)
     commit(&o);
   cn__stack_free(&o);
+  return rc;
+}
+
+int cn_vmatch(cn_term t, const char *pattern, va_list ap) {
+  va_list cp;
+  int rc;
+  va_copy(cp, ap);
+  rc = vmatch(t, pattern, &cp);
+  va_end(cp);
   return rc;
 }
 
@@ -465,7 +638,7 @@ int cn_match(cn_term t, const char *pattern, ...) {
   va_list ap;
   int rc;
   va_start(ap, pattern);
-  rc = cn_vmatch(t, pattern, ap);
+  rc = vmatch(t, pattern, &ap);
   va_end(ap);
   return rc;
 }

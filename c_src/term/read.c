@@ -44,6 +44,10 @@ int cn_get_int64(cn_term t, int64_t *v) {
     *v = (unsigned char)t.ptr[1];
     return 0;
   }
+  if (t.len != 0 && (unsigned char)t.ptr[0] == ETF_INTEGER) {
+    *v = (int32_t)cn__get32(t.ptr + 1);
+    return 0;
+  }
   if (t.len == 0 || ei_decode_longlong(t.ptr, &i, &x) < 0)
     return CN_ENOMATCH;
   *v = x;

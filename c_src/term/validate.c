@@ -297,6 +297,47 @@ out:
   return rc;
 }
 
+/* The commonest messages, such as {get, 1} and {ok, 1}, checked without
+ * the walk: a small integer, an ASCII atom or [], or a tuple of them.
+ * Returns where the term ends, or NULL when it is not such a term inside
+ * lim; validate() then decides (it accepts every term this accepts). */
+static const char *flat(const char *p, const char *lim) {
+  size_t n = 1, k;
+
+  if (lim - p >= 2 && (unsigned char)p[0] == ETF_SMALL_TUPLE) {
+    n = (unsigned char)p[1]; /* a depth of 1: any max_depth allows it */
+    p += 2;
+  }
+  for (; n > 0; n--, p += k) {
+    if (p == lim)
+      return NULL;
+    switch ((unsigned char)p[0]) {
+    case ETF_SMALL_INTEGER:
+      k = 2;
+      break;
+    case ETF_INTEGER:
+      k = 5;
+      break;
+    case ETF_NIL:
+      k = 1;
+      break;
+    case ETF_SMALL_ATOM_UTF8: /* under 256 ASCII characters: valid */
+      if (lim - p < 2)
+        return NULL;
+      k = 2 + (unsigned char)p[1];
+      if ((size_t)(lim - p) >= k &&
+          !cn__ascii_only((const unsigned char *)p + 2, k - 2))
+        return NULL;
+      break;
+    default:
+      return NULL;
+    }
+    if ((size_t)(lim - p) < k)
+      return NULL;
+  }
+  return p;
+}
+
 int cn_term_validate(const char *buf, size_t len, size_t *off,
                      const cn_term_limits *lim) {
   size_t max_depth = CN_TERM_DEFAULT_MAX_DEPTH;
@@ -315,6 +356,10 @@ int cn_term_validate(const char *buf, size_t len, size_t *off,
   start = buf + *off;
   end = buf + len;
   stop = (size_t)(end - start) > max_size ? start + max_size : end;
+  if ((after = flat(start, stop)) != NULL) {
+    *off = (size_t)(after - buf);
+    return 0;
+  }
   if ((rc = validate(start, stop, end, max_depth, &after)) == 0)
     *off = (size_t)(after - buf);
   return rc;

@@ -18,6 +18,8 @@
 
 #include <cnode/term.h>
 
+#include "term/fmt.h" /* cn__fcache_enable, cn__fcache_get */
+
 #define B(...) ((const unsigned char[]){__VA_ARGS__})
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -3112,6 +3114,326 @@ static void test_nodes_full(void **state) {
                    CN_ELIMIT);
 }
 
+/* ---- The format cache (fcache.c) ---------------------------------------
+ *
+ * Each call runs three times: interpreted (cache off), compiled on a
+ * miss, and from the cache; all three must give the same result, bytes
+ * and b->err.
+ */
+
+static void same_build(const char *fmt, ...) {
+  cn_buf out[3];
+  va_list ap;
+  int rc[3], m;
+
+  for (m = 0; m < 3; m++) {
+    if (m < 2)
+      cn__fcache_enable(m);
+    cn_buf_init(&out[m]);
+    va_start(ap, fmt);
+    rc[m] = cn_vbuild(&out[m], fmt, ap);
+    va_end(ap);
+  }
+  for (m = 1; m < 3; m++) {
+    assert_int_equal(rc[m], rc[0]);
+    assert_int_equal(out[m].err, out[0].err);
+    assert_int_equal(out[m].len, out[0].len);
+    if (out[0].len != 0)
+      assert_memory_equal(out[m].data, out[0].data, out[0].len);
+  }
+  for (m = 0; m < 3; m++)
+    cn_buf_free(&out[m]);
+}
+
+/* Where the holes of same_match's patterns write. */
+static struct outs {
+  int64_t i, j;
+  uint64_t u;
+  double f;
+  char a[6];
+  const char *b;
+  size_t blen;
+  cn_pid p;
+  cn_ref r;
+  cn_term t, t2;
+} outs;
+
+static void same_match(cn_term t, const char *pat, ...) {
+  struct outs seen[3];
+  va_list ap;
+  int rc[3], m;
+
+  for (m = 0; m < 3; m++) {
+    if (m < 2)
+      cn__fcache_enable(m);
+    memset(&outs, 0x5a, sizeof outs);
+    va_start(ap, pat);
+    rc[m] = cn_vmatch(t, pat, ap);
+    va_end(ap);
+    seen[m] = outs;
+  }
+  for (m = 1; m < 3; m++) {
+    assert_int_equal(rc[m], rc[0]);
+    assert_memory_equal(&seen[m], &seen[0], sizeof outs);
+  }
+}
+
+/* The subjects for same_match: one of each kind that patterns meet. */
+static cn_term subject_of(cn_buf *b, const char *fmt, ...) {
+  va_list ap;
+  cn_buf_init(b);
+  va_start(ap, fmt);
+  assert_int_equal(cn_vbuild(b, fmt, ap), 0);
+  va_end(ap);
+  return cn_buf_term(b);
+}
+
+static void test_fcache_build(void **state) {
+  cn_pid p = {0, 85, 0, 1};
+  cn_ref r = {0, 1, 3, {7, 8, 9}};
+  cn_buf tb;
+  cn_term nil = subject_of(&tb, "[]");
+  int64_t ints[] = {0,         1,         255,       256,      -1,
+                    INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN};
+  size_t k;
+  (void)state;
+
+  for (k = 0; k < COUNT(ints); k++) {
+    same_build("{get, ~i}", ints[k]);
+    same_build("[~i, ~i | ~i]", ints[k], (int64_t)3, ints[k]);
+    same_build("[~i, 2]", ints[k]);
+    same_build("#{b => ~i, a => ~i, b => 1}", ints[k], (int64_t)k);
+  }
+  same_build("{~a, ~s, ~c, ~u, ~f, ~b, ~p, ~r, ~t, ~T}", "at", "bin", "ch",
+             (uint64_t)UINT64_MAX, 2.5, "xy", (size_t)2, &p, &r, nil, &nil);
+  same_build("[a, b | ~t]", nil);
+  same_build("[1, \"x\" | \"tail\"]");
+  same_build("{'q a', 'esc\\n', \"s\\t\", -7, 3.25, 1_000, {}, [], #{}}");
+  same_build("123456789012345678901234567890");
+  same_build("#{{k, 1} => v, [x] => w}");
+  /* Errors, each where the interpreter finds it. */
+  same_build("{~s, 1.0e999}", (const char *)NULL);
+  same_build("{~s, ok}", (const char *)NULL);
+  same_build("{1.0e999, ~s}", "x");
+  same_build("~A", "a");
+  same_build("{a, ~q}");
+  same_build("{a, b");
+  same_build("{a} x");
+  same_build("[a | b, c]");
+  same_build("#{a}");
+  same_build("{~t}", (cn_term){NULL, 0});
+  same_build("'\\q'");
+  same_build(
+      "{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{"
+      "{{{{{{{{a}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}"
+      "}}}}}}}}}}");
+  cn_buf_free(&tb);
+
+  /* Compiled: formats are kept, and programs run. */
+  cn__fcache_enable(1);
+  assert_non_null(cn__fcache_get(CN__FC_BUILD, "{get, ~i}"));
+  assert_non_null(cn__fcache_get(CN__FC_BUILD, "[a, ~i | ~t]"));
+  assert_null(cn__fcache_get(CN__FC_BUILD, "{a, b"));
+}
+
+/* Every pattern against t, each hole with its argument. */
+static void match_all(cn_term t) {
+  same_match(t, "{ok, ~i}", &outs.i);
+  same_match(t, "{~a, ~i}", outs.a, sizeof outs.a, &outs.i);
+  same_match(t, "{~a, x}", outs.a, sizeof outs.a);
+  same_match(t, "{~p, x}", &outs.p);
+  same_match(t, "{_, _}");
+  same_match(t, "{~i, ~u}", &outs.i, &outs.u);
+  same_match(t, "[~i, ~i]", &outs.i, &outs.j);
+  same_match(t, "[~i, ~i | _]", &outs.i, &outs.j);
+  same_match(t, "[~i | ~t]", &outs.i, &outs.t);
+  same_match(t, "[a | ~t]", &outs.t);
+  same_match(t, "[a | _]");
+  same_match(t, "[a | [b, c]]");
+  same_match(t, "[a, b | _]");
+  same_match(t, "#{a => ~i}", &outs.i);
+  same_match(t, "#{b => {c, ~f}}", &outs.f);
+  same_match(t, "#{~A => ~t}", "a", &outs.t);
+  same_match(t, "#{{c, 2.5} => _}");
+  same_match(t, "~b", &outs.b, &outs.blen);
+  same_match(t, "~t", &outs.t);
+  same_match(t, "{~t, ~t, ~f, ~i, ~b}", &outs.t, &outs.t2, &outs.f, &outs.i,
+             &outs.b, &outs.blen);
+  same_match(t, "{{x, 1}, [y], 3.5, -4, \"s\"}");
+  same_match(t, "{ok, 5}");
+  same_match(t, "{ok, 300}");
+  same_match(t, "{'$gen_call', {~t, [alias | ~t]}, _}", &outs.t, &outs.t2);
+  same_match(t, "[~p, ~r]", &outs.p, &outs.r);
+  same_match(t, "{ok, ~q}", &outs.i);
+  same_match(t, "{ok, ~i", &outs.i);
+  same_match(t, "{ok, ~i} x", &outs.i);
+  same_match(t, "{ok, ~i}}", &outs.i);
+}
+
+static void test_fcache_match(void **state) {
+  static const char *const subjects[] = {"{ok, 5}",
+                                         "{ok, 300}",
+                                         "{ok, x}",
+                                         "{error, 5}",
+                                         "{ok}",
+                                         "{ok, 1, 2}",
+                                         "5",
+                                         "{ok, 99999999999999999999}",
+                                         "{abcdefgh, 1}",
+                                         "{abc, 1}",
+                                         "[1, 2]",
+                                         "[1, 2, 3]",
+                                         "[a, b, c]",
+                                         "[a | b]",
+                                         "#{a => 1, b => {c, 2.5}}",
+                                         "\"bin\"",
+                                         "{{x, 1}, [y], 3.5, -4, \"s\"}",
+                                         "{'$gen_call', {x, [alias | y]}, z}"};
+  cn_buf b;
+  size_t i;
+  (void)state;
+
+  for (i = 0; i < COUNT(subjects); i++) {
+    match_all(subject_of(&b, subjects[i]));
+    cn_buf_free(&b);
+  }
+  cn__fcache_enable(1);
+  assert_non_null(cn__fcache_get(CN__FC_MATCH, "{ok, ~i}"));
+  assert_non_null(cn__fcache_get(CN__FC_MATCH, "#{a => [~i | _]}"));
+  assert_null(cn__fcache_get(CN__FC_MATCH, "#{{c, 2.5} => _}"));
+}
+
+/* A char array rewritten between calls is the same address with another
+ * format: the cache must see the new text. */
+static void test_fcache_reused(void **state) {
+  char fmt[32];
+  cn_buf b = CN_BUF_INIT;
+  int64_t v = 0;
+  (void)state;
+
+  cn__fcache_enable(1);
+  strcpy(fmt, "{a, ~i}");
+  assert_int_equal(cn_build(&b, fmt, (int64_t)1), 0);
+  cn_buf_reset(&b);
+  assert_int_equal(cn_build(&b, fmt, (int64_t)2), 0);
+  assert_int_equal(cn_match(cn_buf_term(&b), fmt, &v), 0); /* {a, 2} */
+  assert_int_equal(v, 2);
+  strcpy(fmt, "[~i, b]");
+  cn_buf_reset(&b);
+  assert_int_equal(cn_build(&b, fmt, (int64_t)7), 0);
+  assert_text(cn_buf_term(&b), "[7,b]");
+  assert_int_equal(cn_match(cn_buf_term(&b), fmt, &v), 0);
+  assert_int_equal(v, 7);
+  strcpy(fmt, "{a, b");
+  assert_int_equal(cn_build(&b, fmt), CN_EBADFMT);
+  /* A list is no tuple: that is seen before the missing brace. */
+  assert_int_equal(cn_match(cn_buf_term(&b), fmt), CN_ENOMATCH);
+  strcpy(fmt, "[~i, b]");
+  assert_int_equal(cn_match(cn_buf_term(&b), fmt, &v), 0);
+  cn_buf_free(&b);
+}
+
+/* More formats than the cache holds: each still builds and matches as
+ * the interpreter does, after its entry was evicted, and again. */
+static void test_fcache_many(void **state) {
+  enum { N = 300 };
+  char(*fmts)[24] = malloc(N * sizeof *fmts);
+  cn_buf b = CN_BUF_INIT;
+  int round, i;
+  (void)state;
+
+  assert_non_null(fmts);
+  for (i = 0; i < N; i++)
+    snprintf(fmts[i], sizeof fmts[i], i % 2 ? "{k%d, ~i}" : "[k%d | ~i]", i);
+  cn__fcache_enable(1);
+  for (round = 0; round < 3; round++)
+    for (i = 0; i < N; i++) {
+      int64_t v = -1;
+      char want[32];
+      cn_buf_reset(&b);
+      assert_int_equal(cn_build(&b, fmts[i], (int64_t)i), 0);
+      snprintf(want, sizeof want, i % 2 ? "{k%d,%d}" : "[k%d|%d]", i, i);
+      assert_text(cn_buf_term(&b), want);
+      assert_int_equal(cn_match(cn_buf_term(&b), fmts[i], &v), 0);
+      assert_int_equal(v, i);
+      assert_int_equal(cn_match(cn_buf_term(&b), fmts[(i + 2) % N], &v),
+                       CN_ENOMATCH);
+    }
+  for (i = 0; i < N; i += 7)
+    same_build(fmts[i], (int64_t)i);
+  cn_buf_free(&b);
+  free(fmts);
+}
+
+/* Threads build and match at once, each with its own cache (TSan). */
+static void *fcache_worker(void *arg) {
+  long id = (long)arg;
+  char fmt[24];
+  cn_buf b = CN_BUF_INIT;
+  int i;
+
+  for (i = 0; i < 2000; i++) {
+    int64_t v = -1, k = (id * 7 + i) % 40;
+    const char *f = i % 3 ? "{ok, ~i}" : fmt;
+    snprintf(fmt, sizeof fmt, "{k%d, ~i}", (int)k);
+    cn_buf_reset(&b);
+    if (cn_build(&b, f, (int64_t)i) != 0 ||
+        cn_match(cn_buf_term(&b), f, &v) != 0 || v != i) {
+      cn_buf_free(&b);
+      return (void *)1;
+    }
+  }
+  cn_buf_free(&b);
+  return NULL;
+}
+
+static void test_fcache_threads(void **state) {
+  pthread_t th[8];
+  void *res;
+  long i;
+  (void)state;
+
+  for (i = 0; i < 8; i++)
+    assert_int_equal(pthread_create(&th[i], NULL, fcache_worker, (void *)i), 0);
+  for (i = 0; i < 8; i++) {
+    assert_int_equal(pthread_join(th[i], &res), 0);
+    assert_null(res);
+  }
+}
+
+/* cn_term_validate checks the commonest terms without its walk: cut short
+ * or over the size limit, they fail as the walk fails them. */
+static void test_validate_flat(void **state) {
+  static const char *const fmts[] = {
+      "{ok, 300}", "{get, 1}",     "ok", "[]",
+      "{}",        "{'', -1, []}", "7",  "{'\xc3\xa9', 1}"};
+  static const char bad_utf8[] = {104, 2, 119, 1, (char)0xff, 97, 1};
+  cn_term_limits lim = {0, 0};
+  cn_buf b = CN_BUF_INIT;
+  size_t i, cut, off;
+  (void)state;
+
+  for (i = 0; i < COUNT(fmts); i++) {
+    cn_buf_reset(&b);
+    assert_int_equal(cn_build(&b, fmts[i]), 0);
+    off = 0;
+    assert_int_equal(cn_term_validate(b.data, b.len, &off, NULL), 0);
+    assert_int_equal(off, b.len);
+    for (cut = 1; cut < b.len; cut++) {
+      off = 0;
+      assert_int_equal(cn_term_validate(b.data, cut, &off, NULL), CN_EBADTERM);
+      lim.max_size = cut;
+      off = 0;
+      assert_int_equal(cn_term_validate(b.data, b.len, &off, &lim), CN_ETOOBIG);
+    }
+    lim.max_size = 0;
+  }
+  off = 0;
+  assert_int_equal(cn_term_validate(bad_utf8, sizeof bad_utf8, &off, NULL),
+                   CN_EBADTERM);
+  cn_buf_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_buf),
@@ -3142,6 +3464,12 @@ int main(void) {
       cmocka_unit_test(test_nodes_threads),
       cmocka_unit_test(test_fuzz),
       cmocka_unit_test(test_nodes_full),
+      cmocka_unit_test(test_fcache_build),
+      cmocka_unit_test(test_fcache_match),
+      cmocka_unit_test(test_fcache_reused),
+      cmocka_unit_test(test_fcache_many),
+      cmocka_unit_test(test_fcache_threads),
+      cmocka_unit_test(test_validate_flat),
   };
   return cmocka_run_group_tests_name("term", tests, NULL, NULL);
 }

@@ -1,0 +1,190 @@
+/* The format cache: cn_build and cn_match compile a format once (build.c,
+ * match.c) and keep the result here, per thread, keyed by the format's
+ * address.  Formats are almost always string literals, so the address
+ * finds the entry; a copy of the text tells a reused address (a char
+ * array rewritten) from the format compiled, so that the cache never
+ * changes a result.
+ *
+ * Each thread has its own table: no locks, no atomics, and nothing for
+ * TSan to see.  The table is 4-way set associative (SETS x WAYS entries,
+ * least recently used out), so that a few hot formats never evict each
+ * other; an entry holds a format of at most CN__PROG_MAX_TEXT bytes, which
+ * bounds a thread's memory.  The table is freed when its thread exits.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fmt.h"
+
+#define SETS 16
+#define WAYS 4
+
+typedef struct slot {
+  const char *key; /* the format's address */
+  int which;       /* CN__FC_BUILD or CN__FC_MATCH */
+  cn__prog *prog;  /* owned; NULL when the slot is empty */
+} slot;
+
+typedef struct fcache {
+  slot set[SETS][WAYS]; /* way 0 is the most recently used */
+  int off;              /* cn__fcache_enable(0): every lookup misses */
+} fcache;
+
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static int cache_key_ok;
+static _Thread_local fcache *cache;
+
+static void cache_flush(fcache *c) {
+  size_t i, j;
+  for (i = 0; i < SETS; i++)
+    for (j = 0; j < WAYS; j++) {
+      free(c->set[i][j].prog);
+      c->set[i][j] = (slot){NULL, 0, NULL};
+    }
+}
+
+static void cache_free(void *arg) {
+  cache_flush(arg);
+  free(arg);
+  cache = NULL; /* a later destructor may still build: it starts again */
+}
+
+static void cache_init_key(void) {
+  cache_key_ok = pthread_key_create(&cache_key, cache_free) == 0;
+}
+
+static fcache *cache_new(void) {
+  fcache *c;
+  if (pthread_once(&cache_once, cache_init_key) != 0 || !cache_key_ok)
+    return NULL;
+  if ((c = calloc(1, sizeof *c)) == NULL)
+    return NULL;
+  if (pthread_setspecific(cache_key, c) != 0) {
+    free(c);
+    return NULL;
+  }
+  return cache = c;
+}
+
+void cn__fcache_enable(int on) {
+  fcache *c = cache != NULL ? cache : cache_new();
+  if (c != NULL) {
+    cache_flush(c);
+    c->off = !on;
+  }
+}
+
+static slot *set_of(fcache *c, int which, const char *fmt) {
+  uintptr_t h = (uintptr_t)fmt;
+  h ^= h >> 4 ^ h >> 9; /* literals sit a few bytes apart */
+  return c->set[(h ^ (uintptr_t)which) % SETS];
+}
+
+/* The lookup past way 0: the other ways, or a compile.  Kept out of line,
+ * so that the common case saves no registers. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static const cn__prog *
+lookup(fcache *c, int which, const char *fmt) {
+  slot *s, hit;
+  size_t i;
+
+  if (c == NULL && (c = cache_new()) == NULL)
+    return NULL;
+  if (c->off)
+    return NULL;
+  s = set_of(c, which, fmt);
+  for (i = 0; i < WAYS && s[i].prog != NULL; i++)
+    if (s[i].key == fmt && s[i].which == which &&
+        strcmp(s[i].prog->text, fmt) == 0)
+      break;
+  if (i == WAYS || s[i].prog == NULL) {
+    /* A miss: compile, and put the result in the least recently used
+     * way.  A format too long to keep is interpreted each time. */
+    cn__prog *p;
+    if (strnlen(fmt, CN__PROG_MAX_TEXT + 1) > CN__PROG_MAX_TEXT)
+      return NULL;
+    p = which == CN__FC_BUILD ? cn__build_compile(fmt) : cn__match_compile(fmt);
+    if (p == NULL)
+      return NULL;
+    i = WAYS - 1;
+    free(s[i].prog);
+    s[i] = (slot){fmt, which, p};
+  }
+  hit = s[i]; /* the way becomes the most recently used */
+  memmove(s + 1, s, i * sizeof *s);
+  s[0] = hit;
+  return hit.prog->nops != 0 ? hit.prog : NULL;
+}
+
+const cn__prog *cn__fcache_get(int which, const char *fmt) {
+  fcache *c = cache;
+  if (c != NULL) { /* the common case: way 0 holds it */
+    slot *s = set_of(c, which, fmt);
+    if (s->key == fmt && s->which == which && strcmp(s->prog->text, fmt) == 0)
+      return s->prog->nops != 0 ? s->prog : NULL;
+  }
+  return lookup(c, which, fmt);
+}
+
+/* ---- Writing programs ---------------------------------------------------- */
+
+void cn__pgen_init(cn__pgen *g, const char *fmt) {
+  g->fmt = fmt;
+  g->len = strlen(fmt);
+  g->nops = 0;
+  g->bad = 0;
+  g->full = 0;
+  cn_buf_init_with(&g->pool, g->inl, sizeof g->inl);
+  /* The text goes first, with its NUL: tokens that point into the
+   * format point into this copy. */
+  if (cn_buf_append(&g->pool, fmt, g->len + 1) != 0)
+    g->bad = 1;
+}
+
+cn__tok *cn__pgen_op(cn__pgen *g, int kind, char c, const char *s, size_t n) {
+  size_t off = 0;
+  cn__tok *t;
+
+  if (g->nops == CN__PROG_MAX_OPS) {
+    g->full = 1;
+    return NULL;
+  }
+  if (s != NULL && (uintptr_t)s - (uintptr_t)g->fmt <= g->len) {
+    off = (size_t)(s - g->fmt);
+  } else if (s != NULL) { /* unescaped text: keep a copy */
+    off = g->pool.len;
+    if (cn_buf_append(&g->pool, s, n) != 0)
+      g->bad = 1;
+  }
+  g->off[g->nops] = off;
+  t = &g->ops[g->nops++];
+  *t = (cn__tok){.kind = kind, .c = c, .s = NULL, .n = n};
+  return t;
+}
+
+cn__prog *cn__pgen_done(cn__pgen *g, int ok) {
+  size_t ops = ok && !g->full ? g->nops : 0, i;
+  size_t bytes = ops != 0 ? g->pool.len : g->len + 1; /* no literals */
+  cn__prog *p = NULL;
+
+  if (g->bad)
+    goto done;
+  if ((p = malloc(sizeof *p + ops * sizeof(cn__tok) + bytes)) == NULL)
+    goto done;
+  p->nops = ops;
+  p->tuples = 0;
+  p->text = (char *)(p->ops + ops);
+  memcpy(p->text, g->pool.data, bytes);
+  for (i = 0; i < ops; i++) {
+    p->ops[i] = g->ops[i];
+    p->ops[i].s = p->text + g->off[i];
+  }
+done:
+  cn_buf_free(&g->pool);
+  return p;
+}
