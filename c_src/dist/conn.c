@@ -17,9 +17,6 @@
  * are (writev); shorter ones are copied into the output buffer. */
 #define SEG_MIN ((size_t)4 << 10)
 #define MAX_SEGS 24 /* per write */
-/* Batches the socket takes whole that one start_write may write in a
- * row (each up to WRITE_BATCH); then the write callback goes on. */
-#define SYNC_BATCHES 4
 
 /* A stretch of a stream's bytes that the next write takes in place. */
 typedef struct cn__wseg {
@@ -489,25 +486,26 @@ static void on_write(uv_write_t *req, int status) {
 }
 
 /* Writes the output buffer, with the segments (stretches of large
- * messages, read where they lie) in their places, by writev.  It is
- * tried at once (uv_try_write): a write the socket takes whole, the
- * usual case for small calls, costs that one syscall, with no request,
- * no callback, and no epoll_ctl (libuv re-arms the descriptor when a
- * queued write completes).  Only what the socket does not take goes
- * through uv_write, and the entries retired meanwhile live until it
- * completes.  A batch the socket took whole may be followed by more from
- * the streams, up to SYNC_BATCHES in one go; after that (or for the
- * rest) the write callback goes on, so a long stream does not hold the
- * loop. */
+ * messages, read where they lie) in their places, by writev.  Without
+ * large messages going out it is tried at once (uv_try_write): a write
+ * the socket takes whole, the usual case for small calls, costs that one
+ * syscall, with no request, no callback, and no epoll_ctl (libuv re-arms
+ * the descriptor each time a queued write completes).  What the socket
+ * does not take, and every batch taken from the streams, goes through
+ * uv_write; the entries retired meanwhile live until it completes.  The
+ * streams keep their pace of one batch per write callback (per loop
+ * turn), so that the loop reads between two batches of a long stream. */
 static void start_write(cn__conn *c) {
   uv_buf_t b[2 * MAX_SEGS + 1], *bp;
   unsigned nb, round;
   size_t i, prev, total;
   int n;
+  bool streamed;
   cn_buf tmp;
   if (c->writing || c->state == C_CLOSING || !c->tcp_open)
     return;
   for (round = 0;; round++) {
+    streamed = c->streams != NULL;
     if (c->state == C_UP && c->streams && batch(c) < WRITE_BATCH)
       fill_out(c);
     if (c->tls && cn__tls_wrap(c->tls, &c->out) != 0) {
@@ -541,8 +539,7 @@ static void start_write(cn__conn *c) {
     c->seg_bytes = 0;
     c->wrote = 1;
     c->last_write = uv_now(c->d->loop);
-    n = round < SYNC_BATCHES ? uv_try_write((uv_stream_t *)&c->tcp, b, nb)
-                             : UV_EAGAIN;
+    n = streamed ? UV_EAGAIN : uv_try_write((uv_stream_t *)&c->tcp, b, nb);
     if (n < 0 && n != UV_EAGAIN) {
       cn__conn_close(c, uv_strerror(n));
       return;
