@@ -18,7 +18,8 @@
  * buffer.  Frames are appended as they are produced and written once per
  * loop turn, from a prepare handle: one writev per connection per turn,
  * however many frames it holds, tried at once (uv_try_write); only what
- * the socket does not take waits in a uv_write request (see start_write).
+ * the socket does not take, and the batches of large messages, wait in a
+ * uv_write request (see start_write).
  *
  * Sleeping.  The dist loop does not spin before it sleeps in epoll_wait:
  * a measured choice.  Only a syscall can tell that a socket has bytes, and
