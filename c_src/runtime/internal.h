@@ -299,6 +299,9 @@ cn__pext *cn__ext(cn_proc *p);
 /* A plain thread's own pid and wait state. */
 typedef struct cn__thread {
   cn_proc *proc;
+  cn_runtime *rt;
+  pthread_t owner;             /* the thread it belongs to */
+  struct cn__thread *next_all; /* every live context, of every runtime */
   pthread_mutex_t mu;
   pthread_cond_t cv;
   _Atomic int waiting;
@@ -421,9 +424,6 @@ struct cn_runtime {
 
   pthread_key_t thread_key; /* the calling thread's cn__thread */
   int key_ok;               /* thread_key was created */
-  pthread_mutex_t threads_mu;
-  cn__thread **threads; /* every thread context, to free at the end */
-  size_t nthreads_ctx, threads_cap;
 
   /* Exported functions and the threads that run them (export.c). */
   pthread_mutex_t exports_mu;

@@ -228,7 +228,6 @@ int cn_runtime_new(const cn_runtime_options *opts, cn_runtime **out) {
   pthread_mutex_init(&rt->exports_mu, NULL);
   uv_cond_init(&rt->workers_cv); /* monotonic, for cn__cond_wait */
   pthread_mutex_init(&rt->log_mu, NULL);
-  pthread_mutex_init(&rt->threads_mu, NULL);
   if (pthread_key_create(&rt->thread_key, cn__thread_dtor) != 0) {
     cn_runtime_free(rt);
     return CN_ESYSTEM;
@@ -414,7 +413,6 @@ void cn_runtime_free(cn_runtime *rt) {
   pthread_mutex_destroy(&rt->exports_mu);
   pthread_cond_destroy(&rt->workers_cv);
   pthread_mutex_destroy(&rt->log_mu);
-  pthread_mutex_destroy(&rt->threads_mu);
   free(rt->chunks);
   free(rt->serials);
   free(rt->free_slots);

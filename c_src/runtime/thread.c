@@ -9,7 +9,19 @@
 #include <string.h>
 #include <time.h>
 
-static void thread_release(cn_runtime *rt, cn__thread *t) {
+/* Every live thread context, of every runtime, under one lock.  A
+ * thread's key destructor may run while its runtime is being freed
+ * (cn_runtime_free cannot wait for threads that are already exiting), so
+ * the destructor must not touch a context cn__threads_free has released:
+ * it looks for its own pointer in this list, and releases the context
+ * only if it is still here and still its own (the owner check guards
+ * against the address having been reused by another thread's context).
+ * Both release under the lock, so the runtime is never freed under a
+ * release in progress. */
+static pthread_mutex_t all_mu = PTHREAD_MUTEX_INITIALIZER;
+static cn__thread *all_threads;
+
+static void thread_release(cn__thread *t) {
   cn__proc_exit(t->proc, cn__atom_term("normal"), false);
   cn__proc_unref(t->proc); /* the thread's own reference */
   pthread_mutex_destroy(&t->mu);
@@ -17,21 +29,21 @@ static void thread_release(cn_runtime *rt, cn__thread *t) {
   free(t);
 }
 
-/* pthread key destructor: the thread is exiting. */
+/* pthread key destructor: the thread is exiting (or an export's worker
+ * is done). */
 void cn__thread_dtor(void *arg);
 void cn__thread_dtor(void *arg) {
-  cn__thread *t = arg;
-  cn_runtime *rt = t->proc->rt;
-  size_t i;
-  pthread_mutex_lock(&rt->threads_mu);
-  for (i = 0; i < rt->nthreads_ctx; i++) {
-    if (rt->threads[i] == t) {
-      rt->threads[i] = rt->threads[--rt->nthreads_ctx];
+  cn__thread **pp;
+  pthread_mutex_lock(&all_mu);
+  for (pp = &all_threads; *pp; pp = &(*pp)->next_all) {
+    if (*pp == arg && pthread_equal((*pp)->owner, pthread_self())) {
+      cn__thread *t = *pp;
+      *pp = t->next_all;
+      thread_release(t);
       break;
     }
   }
-  pthread_mutex_unlock(&rt->threads_mu);
-  thread_release(rt, t);
+  pthread_mutex_unlock(&all_mu);
 }
 
 cn__thread *cn__thread_ctx(cn_runtime *rt, int *err) {
@@ -58,42 +70,34 @@ cn__thread *cn__thread_ctx(cn_runtime *rt, int *err) {
     pthread_cond_init(&t->cv, &ca);
     pthread_condattr_destroy(&ca);
   }
-  pthread_mutex_lock(&rt->threads_mu);
-  if (rt->nthreads_ctx == rt->threads_cap) {
-    size_t cap = rt->threads_cap ? rt->threads_cap * 2 : 16;
-    cn__thread **v = realloc(rt->threads, cap * sizeof(*v));
-    if (!v) {
-      pthread_mutex_unlock(&rt->threads_mu);
-      free(t);
-      *err = CN_ENOMEM;
-      return NULL;
-    }
-    rt->threads = v;
-    rt->threads_cap = cap;
-  }
-  pthread_mutex_unlock(&rt->threads_mu);
   rc = cn__proc_alloc(rt, NULL, CN__PF_THREAD | CN__PF_TRAP, t, NULL, &t->proc);
   if (rc) {
     free(t);
     *err = rc;
     return NULL;
   }
-  pthread_mutex_lock(&rt->threads_mu);
-  rt->threads[rt->nthreads_ctx++] = t;
-  pthread_mutex_unlock(&rt->threads_mu);
+  t->rt = rt;
+  t->owner = pthread_self();
+  pthread_mutex_lock(&all_mu);
+  t->next_all = all_threads;
+  all_threads = t;
+  pthread_mutex_unlock(&all_mu);
   pthread_setspecific(rt->thread_key, t);
   return t;
 }
 
 void cn__threads_free(cn_runtime *rt) {
-  size_t i;
-  pthread_mutex_lock(&rt->threads_mu);
-  for (i = 0; i < rt->nthreads_ctx; i++)
-    thread_release(rt, rt->threads[i]);
-  rt->nthreads_ctx = 0;
-  free(rt->threads);
-  rt->threads = NULL;
-  pthread_mutex_unlock(&rt->threads_mu);
+  cn__thread **pp = &all_threads, *t;
+  pthread_mutex_lock(&all_mu);
+  while ((t = *pp)) {
+    if (t->rt == rt) {
+      *pp = t->next_all;
+      thread_release(t);
+    } else {
+      pp = &t->next_all;
+    }
+  }
+  pthread_mutex_unlock(&all_mu);
 }
 
 void cn__thread_wake(cn__thread *t) {

@@ -1,6 +1,8 @@
 /* Runtime tests: processes, calls, casts, names, timers, links, monitors,
  * exits, timeouts and deadlock detection. */
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1055,7 +1057,9 @@ static void test_server_timeout(void **st) {
   cn_runtime *rt = rt_new(2);
   cn_pid pid = start_srv(rt, NULL);
   assert_int_equal(call_expect(rt, cn_to_pid(pid), "{timeout, 20}", "ok"), 0);
-  uv_sleep(100);
+  /* Nothing may reach the server before its timer fires (a message would
+   * cancel it), and a loaded machine fires timers late: wait well past. */
+  uv_sleep(500);
   /* The call that reads infos itself comes after the timeout fired. */
   assert_int_equal(call_expect(rt, cn_to_pid(pid), "infos", "{ok, [timeout]}"),
                    0);
@@ -1066,6 +1070,51 @@ static void test_server_timeout(void **st) {
   assert_int_equal(call_expect(rt, cn_to_pid(pid), "infos", "{ok, [timeout]}"),
                    0);
   cn_runtime_free(rt);
+}
+
+/* Threads that used the runtime exit while it is being freed: a thread's
+ * key destructor may then run during cn_runtime_free, and must neither
+ * touch a context the free has released nor let the free go on under it
+ * (ASan and TSan watch this one). */
+typedef struct exiter {
+  cn_runtime *rt;
+  atomic_int *go, *ready;
+  int rc;
+} exiter;
+
+static void *exit_on_go(void *arg) {
+  exiter *e = arg;
+  cn_pid me;
+  e->rc = cn_self(e->rt, &me);
+  atomic_fetch_add(e->ready, 1);
+  while (!atomic_load(e->go))
+    ;
+  return NULL;
+}
+
+static void test_threads_exit_during_free(void **st) {
+  int round, i;
+  for (round = 0; round < 50; round++) {
+    cn_runtime *rt = rt_new(2);
+    atomic_int go = 0, ready = 0;
+    pthread_t th[4];
+    exiter e[4];
+    cn_pid me;
+    assert_int_equal(cn_self(rt, &me), 0);
+    for (i = 0; i < 4; i++) {
+      e[i] = (exiter){rt, &go, &ready, -1};
+      assert_int_equal(pthread_create(&th[i], NULL, exit_on_go, &e[i]), 0);
+    }
+    while (atomic_load(&ready) < 4)
+      uv_sleep(1);
+    assert_int_equal(cn_runtime_shutdown(rt, tmo(2000)), 0);
+    atomic_store(&go, 1);
+    cn_runtime_free(rt);
+    for (i = 0; i < 4; i++) {
+      pthread_join(th[i], NULL);
+      assert_int_equal(e[i].rc, 0);
+    }
+  }
 }
 
 static void test_shutdown_runs_terminate(void **st) {
@@ -1432,6 +1481,7 @@ int main(void) {
       cmocka_unit_test(test_call_timer_rearms),
       cmocka_unit_test(test_async_call_inline),
       cmocka_unit_test(test_server_timeout),
+      cmocka_unit_test(test_threads_exit_during_free),
       cmocka_unit_test(test_shutdown_runs_terminate),
       cmocka_unit_test(test_stress),
       cmocka_unit_test(test_many_processes),
