@@ -10,6 +10,8 @@
 #include <time.h>
 
 static void thread_release(cn_runtime *rt, cn__thread *t) {
+  if (t->server)
+    cn__proc_unref(t->server);
   cn__proc_exit(t->proc, cn__atom_term("normal"), false);
   cn__proc_unref(t->proc); /* the thread's own reference */
   pthread_mutex_destroy(&t->mu);
@@ -17,7 +19,10 @@ static void thread_release(cn_runtime *rt, cn__thread *t) {
   free(t);
 }
 
-/* pthread key destructor: the thread is exiting. */
+/* pthread key destructor: the thread is exiting.  It releases t under
+ * threads_mu, as cn__threads_free does, so that a runtime freed at the
+ * same time either releases t itself (t is no longer listed here) or
+ * frees its tables only after this release is done. */
 void cn__thread_dtor(void *arg);
 void cn__thread_dtor(void *arg) {
   cn__thread *t = arg;
@@ -27,11 +32,11 @@ void cn__thread_dtor(void *arg) {
   for (i = 0; i < rt->nthreads_ctx; i++) {
     if (rt->threads[i] == t) {
       rt->threads[i] = rt->threads[--rt->nthreads_ctx];
+      thread_release(rt, t);
       break;
     }
   }
   pthread_mutex_unlock(&rt->threads_mu);
-  thread_release(rt, t);
 }
 
 cn__thread *cn__thread_ctx(cn_runtime *rt, int *err) {
@@ -83,6 +88,27 @@ cn__thread *cn__thread_ctx(cn_runtime *rt, int *err) {
   pthread_mutex_unlock(&rt->threads_mu);
   pthread_setspecific(rt->thread_key, t);
   return t;
+}
+
+cn_proc *cn__thread_take_server(cn__thread *t, cn_pid pid) {
+  cn_proc *p = t->server;
+  if (!p)
+    return NULL;
+  t->server = NULL;
+  /* Exit sets EXITING before it leaves the table: a server a lookup
+   * would no longer find is never handed out here. */
+  if (!cn_pid_equal(&p->pid, &pid) ||
+      (atomic_load(&p->state) & CN__P_EXITING)) {
+    cn__proc_unref(p);
+    return NULL;
+  }
+  return p;
+}
+
+void cn__thread_keep_server(cn__thread *t, cn_proc *p) {
+  if (t->server)
+    cn__proc_unref(t->server);
+  t->server = p;
 }
 
 void cn__threads_free(cn_runtime *rt) {
