@@ -307,15 +307,19 @@ typedef struct cn__thread {
   _Atomic int waiting;
   cn_ref call_ref; /* the call this thread is blocked in */
   int in_call;
-  struct cn__msg *result; /* its reply or DOWN, once it arrives */
+  struct cn__msg *result;     /* its reply or DOWN, once it arrives */
+  uint64_t ref_next, ref_end; /* reference numbers taken (see sched.c) */
+  cn_proc *server;            /* the server last called, referenced */
 } cn__thread;
 
 /* ---- Record caches ---------------------------------------------------- */
 
 /* The records every call and message allocates: a scheduler keeps freed
  * ones of each kind in a list of its own (no lock: only its thread
- * touches it), and hands them out again.  Records freed on other threads
- * go back to malloc, and ones allocated there come from it. */
+ * touches it), and hands them out again.  Any other thread keeps a few in
+ * a thread-local list of its own (CN__REC_KEEP_PLAIN of each kind, freed
+ * when the thread exits), so that a plain thread's calls do not go to
+ * malloc each time; what no list takes goes back to malloc. */
 typedef enum cn__rec_kind {
   CN__REC_MSG,     /* cn__msg with CN__MSG_POOL_INLINE bytes inline */
   CN__REC_FROM,    /* cn_from */
@@ -325,6 +329,8 @@ typedef enum cn__rec_kind {
 
 /* Records of a kind a scheduler keeps at most; the rest are freed. */
 #define CN__REC_KEEP 512
+/* Records of a kind any other thread keeps at most. */
+#define CN__REC_KEEP_PLAIN 16
 
 typedef struct cn__rec_cache {
   void *head; /* records linked through their first word */
@@ -721,13 +727,21 @@ int cn__thread_wait_ref(cn__thread *t, const cn_ref *ref, int timeout_ms,
                         cn__msg **out);
 
 /* Pids and refs.  cn__ref_number is a number no other call returns,
- * from rt's counter (a scheduler takes them a block at a time). */
+ * from rt's counter (a scheduler, and a plain thread with a cn__thread in
+ * rt, takes them a block at a time). */
 uint64_t cn__ref_number(cn_runtime *rt);
 void cn__make_ref(cn_runtime *rt, cn_ref *r);
 cn_pid cn__caller_pid(cn_runtime *rt, int *err);
 
 /* Threads. */
 cn__thread *cn__thread_ctx(cn_runtime *rt, int *err);
+/* A plain thread keeps a reference to the server it called last, so
+ * that calling it again takes no lookup (and no reference count round
+ * trip).  take_server hands that reference over when the server is pid
+ * and has not begun to exit (else NULL: look it up); keep_server takes
+ * a reference to p back, after the call. */
+cn_proc *cn__thread_take_server(cn__thread *t, cn_pid pid);
+void cn__thread_keep_server(cn__thread *t, cn_proc *p);
 void cn__thread_wake(cn__thread *t);
 void cn__threads_free(cn_runtime *rt);
 

@@ -43,11 +43,62 @@ static const size_t rec_size[CN__NREC] = {
     [CN__REC_PENDING] = sizeof(cn__pending),
 };
 
+/* A thread that is no scheduler keeps its records here; the key's
+ * destructor frees them when the thread exits (plain_keyed says the key
+ * has this thread's value). */
+static _Thread_local cn__rec_cache tls_plain_recs[CN__NREC];
+static _Thread_local bool plain_keyed;
+static pthread_key_t plain_key;
+static pthread_once_t plain_once = PTHREAD_ONCE_INIT;
+static bool plain_key_ok;
+
+static void recs_list_free(cn__rec_cache *c, size_t size) {
+  void *r;
+  while ((r = c->head) != NULL) {
+    REC_UNPOISON(r, size);
+    c->head = *(void **)r;
+    free(r);
+  }
+  c->n = 0;
+}
+
+/* Records freed by a later destructor set the key again, and so come
+ * back here in the next round. */
+static void plain_recs_dtor(void *arg) {
+  cn__rec_cache *recs = arg;
+  plain_keyed = false;
+  for (int k = 0; k < CN__NREC; k++)
+    recs_list_free(&recs[k], rec_size[k]);
+}
+
+static void plain_key_make(void) {
+  plain_key_ok = pthread_key_create(&plain_key, plain_recs_dtor) == 0;
+}
+
+/* When libcnode is unloaded, its destructor must not be left to run at
+ * a later thread's exit (what threads keep then stays allocated). */
+__attribute__((destructor)) static void plain_key_delete(void) {
+  if (plain_key_ok)
+    pthread_key_delete(plain_key);
+  plain_key_ok = false;
+}
+
+/* This thread's list of kind, or NULL when it may keep none. */
+static cn__rec_cache *plain_cache(cn__rec_kind kind) {
+  if (!plain_keyed) {
+    pthread_once(&plain_once, plain_key_make);
+    if (!plain_key_ok || pthread_setspecific(plain_key, tls_plain_recs) != 0)
+      return NULL;
+    plain_keyed = true;
+  }
+  return &tls_plain_recs[kind];
+}
+
 void *cn__rec_alloc(cn__rec_kind kind) {
   cn__sched *s = tls_sched;
-  cn__rec_cache *c;
+  cn__rec_cache *c = s ? &s->recs[kind] : &tls_plain_recs[kind];
   void *r;
-  if (s && (r = (c = &s->recs[kind])->head) != NULL) {
+  if ((r = c->head) != NULL) {
     REC_UNPOISON(r, rec_size[kind]);
     c->head = *(void **)r;
     c->n--;
@@ -61,7 +112,13 @@ void cn__rec_free(cn__rec_kind kind, void *r) {
   cn__rec_cache *c;
   if (!r)
     return;
-  if (!s || (c = &s->recs[kind])->n >= CN__REC_KEEP) {
+  if (s)
+    c = s->recs[kind].n < CN__REC_KEEP ? &s->recs[kind] : NULL;
+  else if (tls_plain_recs[kind].n < CN__REC_KEEP_PLAIN)
+    c = plain_cache(kind);
+  else
+    c = NULL;
+  if (!c) {
     free(r);
     return;
   }
@@ -73,24 +130,20 @@ void cn__rec_free(cn__rec_kind kind, void *r) {
 
 /* Frees what s keeps (after its thread has exited). */
 static void recs_free(cn__sched *s) {
-  for (int k = 0; k < CN__NREC; k++) {
-    void *r;
-    while ((r = s->recs[k].head) != NULL) {
-      REC_UNPOISON(r, rec_size[k]);
-      s->recs[k].head = *(void **)r;
-      free(r);
-    }
-    s->recs[k].n = 0;
-  }
+  for (int k = 0; k < CN__NREC; k++)
+    recs_list_free(&s->recs[k], rec_size[k]);
 }
 
 /* ---- Reference numbers ------------------------------------------------ */
 
 /* Numbers a scheduler takes from the runtime's counter at once. */
 #define REF_BLOCK 256
+/* Numbers a plain thread takes at once (see cn__thread). */
+#define REF_BLOCK_PLAIN 64
 
 uint64_t cn__ref_number(cn_runtime *rt) {
   cn__sched *s = tls_sched;
+  cn__thread *t;
   if (s && s->rt == rt) {
     if (s->ref_next == s->ref_end) {
       s->ref_next = atomic_fetch_add_explicit(&rt->ref_counter, REF_BLOCK,
@@ -98,6 +151,14 @@ uint64_t cn__ref_number(cn_runtime *rt) {
       s->ref_end = s->ref_next + REF_BLOCK;
     }
     return s->ref_next++;
+  }
+  if (rt->key_ok && (t = pthread_getspecific(rt->thread_key)) != NULL) {
+    if (t->ref_next == t->ref_end) {
+      t->ref_next = atomic_fetch_add_explicit(&rt->ref_counter, REF_BLOCK_PLAIN,
+                                              memory_order_relaxed);
+      t->ref_end = t->ref_next + REF_BLOCK_PLAIN;
+    }
+    return t->ref_next++;
   }
   return atomic_fetch_add_explicit(&rt->ref_counter, 1, memory_order_relaxed);
 }

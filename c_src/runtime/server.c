@@ -414,12 +414,15 @@ int cn__server_call_inline(cn_proc *p, cn_from *from, cn_term req,
 }
 
 /* After a call ran inline in p (held with SCHED and the caller's
- * reference): hands p back, as cn__run_proc does after a message. */
-static void inline_done(cn_proc *p) {
+ * reference): hands p back, as cn__run_proc does after a message.  Returns
+ * true when p went idle and the caller's reference is its own again;
+ * otherwise the reference went to the run queue or the distribution
+ * layer, or was dropped with p dead. */
+static bool inline_done(cn_proc *p) {
   cn_runtime *rt = p->rt;
   if (p->flags & CN__PF_DEAD) {
     cn__proc_unref(p);
-    return;
+    return false;
   }
   if (p->park_node) {
     /* The handler sent to a busy connection: suspended, as after any
@@ -427,12 +430,13 @@ static void inline_done(cn_proc *p) {
     uint32_t node = p->park_node - 1;
     p->park_node = 0;
     if (rt->dist_ops && rt->dist_ops->park(rt, p, node))
-      return;
+      return false;
   }
-  if (p->q_head)
+  if (p->q_head) {
     cn__schedule(p); /* a continue waits: the server's runner runs it */
-  else if (!cn__release(p))
-    cn__proc_unref(p);
+    return false;
+  }
+  return !cn__release(p);
 }
 
 /* ---- Calls (client side) ---------------------------------------------- */
@@ -655,7 +659,8 @@ static bool call_inline(cn_proc *self, const cn__pending *c, cn_term req) {
   prev = cn__set_current(p);
   cn__server_call_inline(p, from, req, NULL);
   cn__set_current(prev);
-  inline_done(p);
+  if (inline_done(p))
+    cn__proc_unref(p);
   return true;
 }
 
@@ -1231,7 +1236,7 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, cn_ms timeout,
   }
   if (cn_pid_equal(&pid, &t->proc->pid))
     return CN_EDEADLK;
-  if (!(p = cn__lookup(rt, pid)))
+  if (!(p = cn__thread_take_server(t, pid)) && !(p = cn__lookup(rt, pid)))
     return CN_ENOPROC;
   cn__make_ref(rt, &ref);
 
@@ -1271,7 +1276,8 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, cn_ms timeout,
         replied = cn__server_call_inline(p, from, req, reply);
         cn__set_current(prev);
       }
-      inline_done(p);
+      if (inline_done(p))
+        cn__thread_keep_server(t, p);
       cn_buf_free(&copy);
       if (!from)
         return CN_ENOMEM;

@@ -22,6 +22,8 @@ static pthread_mutex_t all_mu = PTHREAD_MUTEX_INITIALIZER;
 static cn__thread *all_threads;
 
 static void thread_release(cn__thread *t) {
+  if (t->server)
+    cn__proc_unref(t->server);
   cn__proc_exit(t->proc, cn__atom_term("normal"), false);
   cn__proc_unref(t->proc); /* the thread's own reference */
   pthread_mutex_destroy(&t->mu);
@@ -84,6 +86,27 @@ cn__thread *cn__thread_ctx(cn_runtime *rt, int *err) {
   pthread_mutex_unlock(&all_mu);
   pthread_setspecific(rt->thread_key, t);
   return t;
+}
+
+cn_proc *cn__thread_take_server(cn__thread *t, cn_pid pid) {
+  cn_proc *p = t->server;
+  if (!p)
+    return NULL;
+  t->server = NULL;
+  /* Exit sets EXITING before it leaves the table: a server a lookup
+   * would no longer find is never handed out here. */
+  if (!cn_pid_equal(&p->pid, &pid) ||
+      (atomic_load(&p->state) & CN__P_EXITING)) {
+    cn__proc_unref(p);
+    return NULL;
+  }
+  return p;
+}
+
+void cn__thread_keep_server(cn__thread *t, cn_proc *p) {
+  if (t->server)
+    cn__proc_unref(t->server);
+  t->server = p;
 }
 
 void cn__threads_free(cn_runtime *rt) {

@@ -486,6 +486,31 @@ static void test_deferred_reply(void **st) {
   cn_runtime_free(rt);
 }
 
+/* A plain thread keeps the server it called last (see cn_call): calls
+ * that switch between servers each reach the right one, and a server
+ * that exited, by stop or by its own cast, is no longer called. */
+static void test_call_kept_server(void **st) {
+  cn_runtime *rt = rt_new(2);
+  cn_pid a = start_srv(rt, NULL), b = start_srv(rt, NULL);
+  cn_buf m = CN_BUF_INIT;
+  assert_int_equal(call_expect(rt, cn_to_pid(a), "{add, 1}", "{ok, 1}"), 0);
+  assert_int_equal(call_expect(rt, cn_to_pid(a), "{add, 1}", "{ok, 2}"), 0);
+  assert_int_equal(call_expect(rt, cn_to_pid(b), "{add, 7}", "{ok, 7}"), 0);
+  assert_int_equal(call_expect(rt, cn_to_pid(a), "get", "{ok, 2}"), 0);
+  assert_int_equal(cn_stop(rt, cn_to_pid(a), NULL, tmo(1000)), 0);
+  assert_int_equal(call_expect(rt, cn_to_pid(a), "get", NULL), CN_ENOPROC);
+  assert_int_equal(call_expect(rt, cn_to_pid(b), "get", "{ok, 7}"), 0);
+  /* b stops on a cast while this thread still keeps it. */
+  assert_int_equal(cn_build(&m, "stop"), 0);
+  assert_int_equal(cn_cast(rt, cn_to_pid(b), cn_buf_term(&m)), 0);
+  for (int i = 0; i < 1000 && cn_process_count(rt) > 0; i++)
+    uv_sleep(1);
+  assert_int_equal(cn_process_count(rt), 0);
+  assert_int_equal(call_expect(rt, cn_to_pid(b), "get", NULL), CN_ENOPROC);
+  cn_buf_free(&m);
+  cn_runtime_free(rt);
+}
+
 static void test_call_noproc(void **st) {
   cn_runtime *rt = rt_new(2);
   cn_pid pid = start_srv(rt, NULL);
@@ -1466,6 +1491,7 @@ int main(void) {
       cmocka_unit_test(test_stop_timeout_kills),
       cmocka_unit_test(test_call_cast_info),
       cmocka_unit_test(test_deferred_reply),
+      cmocka_unit_test(test_call_kept_server),
       cmocka_unit_test(test_call_noproc),
       cmocka_unit_test(test_call_timeout_late_reply),
       cmocka_unit_test(test_exit_reason_reaches_caller),
