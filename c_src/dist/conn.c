@@ -456,22 +456,16 @@ static void fill_out(cn__conn *c) {
     cn__dist_unpark(c->d, c->dn);
 }
 
-/* A write is out: the entries it read from go, and the buffer it was
- * written from is kept for the next (unless it grew large). */
-static void write_done(cn__conn *c, cn__oentry **used) {
-  entries_free(used);
+static void on_write(uv_write_t *req, int status) {
+  cn__conn *c = req->data;
+  c->writing = 0;
+  entries_free(&c->retire_w);
   if (c->wbuf.cap > KEEP_BUF) {
     cn_buf_free(&c->wbuf);
     cn_buf_init(&c->wbuf);
   } else {
     cn_buf_reset(&c->wbuf);
   }
-}
-
-static void on_write(uv_write_t *req, int status) {
-  cn__conn *c = req->data;
-  c->writing = 0;
-  write_done(c, &c->retire_w);
   if (c->state != C_CLOSING) {
     if (status < 0)
       cn__conn_close(c, uv_strerror(status));
@@ -485,93 +479,54 @@ static void on_write(uv_write_t *req, int status) {
   conn_unref(c);
 }
 
-/* Writes the output buffer, with the segments (stretches of large
- * messages, read where they lie) in their places, by writev.  Without
- * large messages going out it is tried at once (uv_try_write): a write
- * the socket takes whole, the usual case for small calls, costs that one
- * syscall, with no request, no callback, and no epoll_ctl (libuv re-arms
- * the descriptor each time a queued write completes).  What the socket
- * does not take, and every batch taken from the streams, goes through
- * uv_write; the entries retired meanwhile live until it completes.  The
- * streams keep their pace of one batch per write callback (per loop
- * turn), so that the loop reads between two batches of a long stream. */
+/* One write: the output buffer, with the segments (stretches of large
+ * messages, read where they lie) in their places, by writev.  The
+ * entries retired meanwhile live until it completes. */
 static void start_write(cn__conn *c) {
-  uv_buf_t b[2 * MAX_SEGS + 1], *bp;
-  unsigned nb, round;
-  size_t i, prev, total;
-  int n;
-  bool streamed;
+  uv_buf_t b[2 * MAX_SEGS + 1];
+  unsigned nb = 0;
+  size_t i, prev = 0, total;
   cn_buf tmp;
   if (c->writing || c->state == C_CLOSING || !c->tcp_open)
     return;
-  for (round = 0;; round++) {
-    streamed = c->streams != NULL;
-    if (c->state == C_UP && c->streams && batch(c) < WRITE_BATCH)
-      fill_out(c);
-    if (c->tls && cn__tls_wrap(c->tls, &c->out) != 0) {
-      cn__conn_close(c, cn__tls_why(c->tls));
-      return;
-    }
-    if (c->out.len == 0 && c->nsegs == 0) {
-      entries_free(&c->retire);
-      update_busy(c);
-      if (c->close_after_write && !c->streams && round > 0)
-        cn__conn_close(c, c->close_why);
-      return;
-    }
-    tmp = c->wbuf;
-    c->wbuf = c->out;
-    c->out = tmp;
-    nb = 0;
-    prev = 0;
-    for (i = 0; i < c->nsegs; i++) {
-      const cn__wseg *g = &c->segs[i];
-      if (g->at > prev)
-        b[nb++] = uv_buf_init(c->wbuf.data + prev, (unsigned)(g->at - prev));
-      b[nb++] = uv_buf_init((char *)g->p, (unsigned)g->len);
-      prev = g->at;
-    }
-    if (c->wbuf.len > prev)
-      b[nb++] =
-          uv_buf_init(c->wbuf.data + prev, (unsigned)(c->wbuf.len - prev));
-    total = c->wbuf.len + c->seg_bytes;
-    c->nsegs = 0;
-    c->seg_bytes = 0;
-    c->wrote = 1;
-    c->last_write = uv_now(c->d->loop);
-    n = streamed ? UV_EAGAIN : uv_try_write((uv_stream_t *)&c->tcp, b, nb);
-    if (n < 0 && n != UV_EAGAIN) {
-      cn__conn_close(c, uv_strerror(n));
-      return;
-    }
-    if (n < 0)
-      n = 0;
-    atomic_fetch_add_explicit(&c->d->st_bytes_out, total, memory_order_relaxed);
-    if ((size_t)n < total)
-      break;
-    /* The socket took it all: nothing else uses the retired entries. */
-    write_done(c, &c->retire);
+  if (c->state == C_UP && c->streams && batch(c) < WRITE_BATCH)
+    fill_out(c);
+  if (c->tls && cn__tls_wrap(c->tls, &c->out) != 0) {
+    cn__conn_close(c, cn__tls_why(c->tls));
+    return;
   }
-  /* The rest goes through a write request. */
-  bp = b;
-  while (n > 0 && (size_t)n >= bp->len) {
-    n -= (int)bp->len;
-    bp++;
-    nb--;
+  if (c->out.len == 0 && c->nsegs == 0) {
+    entries_free(&c->retire);
+    update_busy(c);
+    return;
   }
-  bp->base += n;
-  bp->len -= (size_t)n;
-  c->wbytes = total;
+  tmp = c->wbuf;
+  c->wbuf = c->out;
+  c->out = tmp;
+  for (i = 0; i < c->nsegs; i++) {
+    const cn__wseg *g = &c->segs[i];
+    if (g->at > prev)
+      b[nb++] = uv_buf_init(c->wbuf.data + prev, (unsigned)(g->at - prev));
+    b[nb++] = uv_buf_init((char *)g->p, (unsigned)g->len);
+    prev = g->at;
+  }
+  if (c->wbuf.len > prev)
+    b[nb++] = uv_buf_init(c->wbuf.data + prev, (unsigned)(c->wbuf.len - prev));
+  total = c->wbytes = c->wbuf.len + c->seg_bytes;
+  c->nsegs = 0;
+  c->seg_bytes = 0;
   c->retire_w = c->retire;
   c->retire = NULL;
   c->wreq.data = c;
-  if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bp, nb, on_write) != 0) {
+  if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, b, nb, on_write) != 0) {
     cn__conn_close(c, "write failed");
     return;
   }
   c->writing = 1;
   c->handles++;
-  c->write_start = c->last_write;
+  c->wrote = 1;
+  c->last_write = c->write_start = uv_now(c->d->loop);
+  atomic_fetch_add_explicit(&c->d->st_bytes_out, total, memory_order_relaxed);
 }
 
 void cn__conn_mark_dirty(cn__conn *c) {

@@ -16,22 +16,8 @@
  *
  * Writes.  Each connection has one writer (the dist loop) and one output
  * buffer.  Frames are appended as they are produced and written once per
- * loop turn, from a prepare handle: one writev per connection per turn,
- * however many frames it holds, tried at once (uv_try_write); only what
- * the socket does not take, and the batches of large messages, wait in a
- * uv_write request (see start_write).
- *
- * Sleeping.  The dist loop does not spin before it sleeps in epoll_wait:
- * a measured choice.  Only a syscall can tell that a socket has bytes, and
- * one costs about 1.1 us on this VM (getppid or epoll_wait(0) in a loop),
- * against about 12 us for a sleep and a wake-up (perf, 16 callers:
- * epoll_wait with its task switch is 38% of the node's samples, at about
- * 33 us of CPU a turn).  Spinning with
- * epoll_wait(0) for a while after each busy turn, 16 callers (December
- * 2026; per call: server CPU, context switches, syscalls): no spin 11.0
- * us, 0.52, 1.5; 20 us 12-15 us, 0.33-0.43, 3.0-4.3; 60 us 12.7 us,
- * 0.22, 4.8; calls per second the same within the noise.  The switches
- * it saves cost more in polls than they did in wake-ups.
+ * loop turn, from a prepare handle: one uv_write per connection per turn,
+ * however many frames it holds.
  *
  * Large messages.  A message whose payload is over CN__FRAG_SIZE, to a
  * peer that takes fragments, does not go into the output buffer: it waits
