@@ -20,7 +20,8 @@
 %% each figure.  Halts with status 1 if any run failed (its figure shows
 %% FAIL).
 %%
-%% Environment: BENCH_CNODE, BENCH_CCLIENT (build/release/bench/
+%% Environment: BENCH_CNODE, BENCH_CNODE_ARGS (more flags for it, split
+%% on spaces), BENCH_CCLIENT (build/release/bench/
 %% bench_cclient), BENCH_TMP (a scratch directory for logs), BENCH_ROUNDS
 %% (5), BENCH_FIGURES (runs to do; default all), BENCH_PLACEMENT (free:
 %% nothing pinned; pinned: the servers on CPU 1, this node being started
@@ -571,7 +572,8 @@ start_cnode() ->
     Exe = env("BENCH_CNODE", "build/release/cnode"),
     Name = uniq("rbcn"),
     Log = filename:join(tmp(), Name ++ ".log"),
-    Cmd = pin() ++ [Exe, "--sname", Name, "--stdin-eof"],
+    Cmd = pin() ++ [Exe, "--sname", Name, "--stdin-eof"] ++
+          string:lexemes(env("BENCH_CNODE_ARGS", ""), " "),
     Port = open_port({spawn_executable, "/bin/sh"},
                      [{args, ["-c", "exec \"$0\" \"$@\" 2>>\"$RB_LOG\"" | Cmd]},
                       {env, [{"RB_LOG", Log},

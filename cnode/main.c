@@ -76,7 +76,7 @@ typedef struct config {
   "             [--listen ADDR] [--port N] [--schedulers N]\n"                 \
   "             [--hidden | --published] [--handshake-ms MS]\n"                \
   "             [--ticktime S] [--max-handshakes N] [--max-message N]\n"       \
-  "             [--max-mailbox N] [--busy-limit N]\n"                          \
+  "             [--max-mailbox N] [--busy-limit N] [--coalesce-max-us N]\n"    \
   "             [--start-epmd true|false] [--epmd-port N] [--no-dist]\n"       \
   "             [--proto-dist inet_tcp|inet_tls] [--ssl-dist-optfile FILE]\n"  \
   "             [--ssl-dist-opt KEY VALUE]...\n"                               \
@@ -123,6 +123,10 @@ static const char usage_text[] = SYNOPSIS
     "                   are dropped\n"
     "  --busy-limit N   output bytes that make a connection busy and\n"
     "                   suspend its senders (default 1M)\n"
+    "  --coalesce-max-us N  the longest the distribution loop holds still\n"
+    "                   after a busy turn, so that requests arriving\n"
+    "                   meanwhile are answered together; it measures how\n"
+    "                   long helps, up to N (default 400; 0: never)\n"
     "  --start-epmd B   true (default): start `epmd -daemon` when none\n"
     "                   runs, as erl does; false: never, as erl\n"
     "                   -start_epmd false (startup fails without epmd)\n"
@@ -333,6 +337,7 @@ enum {
   F_TICK,
   F_MAXHS,
   F_BUSY,
+  F_COALESCE,
   F_START_EPMD,
   F_EPMD_PORT,
   F_PROTO,
@@ -342,10 +347,10 @@ enum {
 };
 
 static const char *const dist_flag_names[F_COUNT] = {
-    "--cookie",         "--cookie-file",      "--listen",       "--port",
-    "--hidden",         "--published",        "--handshake-ms", "--ticktime",
-    "--max-handshakes", "--busy-limit",       "--start-epmd",   "--epmd-port",
-    "--proto-dist",     "--ssl-dist-optfile", "--ssl-dist-opt",
+    "--cookie",         "--cookie-file", "--listen",           "--port",
+    "--hidden",         "--published",   "--handshake-ms",     "--ticktime",
+    "--max-handshakes", "--busy-limit",  "--coalesce-max-us",  "--start-epmd",
+    "--epmd-port",      "--proto-dist",  "--ssl-dist-optfile", "--ssl-dist-opt",
 };
 
 /* Refuses flags that cannot go together.  Returns 0 or -1 after printing
@@ -407,6 +412,7 @@ static int parse_args(int argc, char **argv, config *c) {
     MAXMSG,
     MAXMBOX,
     BUSY,
+    COALESCE,
     START_EPMD,
     EPMD_PORT,
     STDIN_EOF,
@@ -435,6 +441,7 @@ static int parse_args(int argc, char **argv, config *c) {
       {"max-message", required_argument, NULL, MAXMSG},
       {"max-mailbox", required_argument, NULL, MAXMBOX},
       {"busy-limit", required_argument, NULL, BUSY},
+      {"coalesce-max-us", required_argument, NULL, COALESCE},
       {"start-epmd", required_argument, NULL, START_EPMD},
       {"epmd-port", required_argument, NULL, EPMD_PORT},
       {"stdin-eof", no_argument, NULL, STDIN_EOF},
@@ -577,6 +584,17 @@ static int parse_args(int argc, char **argv, config *c) {
       }
       d->busy_limit = v;
       seen |= 1u << F_BUSY;
+      break;
+    case COALESCE:
+      if (!parse_num(optarg, 0, 100000, &v)) {
+        fprintf(stderr,
+                "cnode: --coalesce-max-us wants 0..100000, not "
+                "'%s'\n",
+                optarg);
+        return -1;
+      }
+      d->coalesce_max_us = v == 0 ? -1 : (int)v;
+      seen |= 1u << F_COALESCE;
       break;
     case START_EPMD:
       /* erl's -start_epmd takes true and false. */

@@ -219,7 +219,9 @@ conflicting_flags(_Config) ->
          {["--no-dist", "--listen", "127.0.0.1"], "--listen is for distribution"},
          {["--no-dist", "--ticktime", "5"], "--ticktime is for distribution"},
          {["--no-dist", "--start-epmd", "false"], "--start-epmd is for distribution"},
-         {["--no-dist", "--epmd-port", "4369"], "--epmd-port is for distribution"}]],
+         {["--no-dist", "--epmd-port", "4369"], "--epmd-port is for distribution"},
+         {["--no-dist", "--coalesce-max-us", "100"],
+          "--coalesce-max-us is for distribution"}]],
     ok.
 
 bad_values(_Config) ->
@@ -231,7 +233,9 @@ bad_values(_Config) ->
          {["--cookie-file"], "--cookie-file needs an argument"},
          {["--cookie", ""], "--cookie wants 1 to 255 bytes"},
          {["--sname", "a", "extra"], "unexpected argument 'extra'"},
-         {["--stdin-eof=yes"], "--stdin-eof"}]],
+         {["--stdin-eof=yes"], "--stdin-eof"},
+         {["--coalesce-max-us", "-1"], "--coalesce-max-us wants 0..100000"},
+         {["--coalesce-max-us", "100001"], "--coalesce-max-us wants 0..100000"}]],
     ok.
 
 %% --cookie-file PATH: the node uses the cookie in it; a caller with

@@ -907,6 +907,7 @@ static void process_input(cn__conn *c) {
       break;
     }
     c->in_off += 4 + (size_t)len;
+    d->turn_frames++;
     atomic_fetch_add_explicit(&d->st_frames_in, 1, memory_order_relaxed);
     /* As erts: a peer that took fragments sends distribution headers,
      * one that did not sends pass-through frames; nothing else. */

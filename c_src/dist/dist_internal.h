@@ -66,6 +66,7 @@
 #ifndef CN_DIST_INTERNAL_H
 #define CN_DIST_INTERNAL_H
 
+#include "coalesce.h"
 #include "proto.h"
 #include "runtime/internal.h"
 #include "tls.h"
@@ -256,6 +257,8 @@ struct cn__dist {
   size_t nodes_cap;
   cn__conn *conns;          /* every connection */
   cn__conn *dirty;          /* connections with output this turn */
+  unsigned turn_frames;     /* frames handled since the last flush */
+  cn__coalesce co;          /* the hold after a busy turn */
   unsigned pending_accepts; /* accepted, handshake not done */
   cn_pid net_kernel;        /* the built-in net_kernel process */
   uint64_t bi_start_ms;     /* builtins.c: statistics(wall_clock) */

@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "dist/coalesce.h"
 #include "dist/proto.h"
 #include "helpers.h"
 
@@ -2527,6 +2528,103 @@ static int teardown_terms(void **state) {
   return 0;
 }
 
+/* ---- Coalescing (dist/coalesce.h) ------------------------------------- */
+
+/* Runs n windows against a load whose rate (frames/s) at each hold level
+ * is rate[level]; returns how many windows held something else than
+ * want (us). */
+static unsigned co_run(cn__coalesce *k, const double *rate, unsigned n,
+                       unsigned want) {
+  static const unsigned us[] = {0, 50, 100, 200, 400};
+  unsigned i, lvl, off = 0;
+  for (i = 0; i < n; i++) {
+    for (lvl = 0; us[lvl] != cn__coalesce_hold_us(k); lvl++)
+      ;
+    if (us[lvl] != want)
+      off++;
+    cn__coalesce_window(k, 10000, rate[lvl]);
+  }
+  return off;
+}
+
+/* The hold kept (not the one on trial), in us. */
+static unsigned co_kept(const cn__coalesce *k) {
+  static const unsigned us[] = {0, 50, 100, 200, 400};
+  return us[k->level];
+}
+
+static void test_coalesce_climbs_to_the_best_hold(void **state) {
+  /* 16 callers on this VM: the rate peaks at a 200 us hold. */
+  static const double rate[] = {21000, 25500, 29000, 31500, 28000};
+  cn__coalesce k;
+  unsigned off;
+  (void)state;
+  cn__coalesce_init(&k, 400, 0);
+  assert_int_equal(cn__coalesce_hold_us(&k), 0);
+  (void)co_run(&k, rate, 12, 200);
+  assert_int_equal(co_kept(&k), 200);
+  /* Settled: it still tries 100 and 400 now and then, ever more rarely. */
+  off = co_run(&k, rate, 400, 200);
+  assert_true(off > 0);
+  assert_true(off < 400 / 8);
+}
+
+static void test_coalesce_one_caller_stays_at_zero(void **state) {
+  /* A single caller only loses by a hold. */
+  static const double rate[] = {12000, 9800, 8000, 6000, 4000};
+  cn__coalesce k;
+  unsigned off;
+  (void)state;
+  cn__coalesce_init(&k, 400, 0);
+  off = co_run(&k, rate, 400, 0);
+  assert_int_equal(co_kept(&k), 0);
+  assert_true(off < 400 / 12); /* tries of 50 us, backed off to 1 in 18 */
+}
+
+static void test_coalesce_flat_rate_prefers_shorter(void **state) {
+  /* A rate that does not care (the callers are not waiting on the CPU):
+   * no longer hold is kept, and a shorter one is. */
+  static const double peak[] = {21000, 25500, 29000, 31500, 28000};
+  static const double flat[] = {20000, 20000, 20000, 20000, 20000};
+  cn__coalesce k;
+  (void)state;
+  cn__coalesce_init(&k, 400, 0);
+  (void)co_run(&k, peak, 12, 200);
+  assert_int_equal(co_kept(&k), 200);
+  (void)co_run(&k, flat, 200, 0);
+  assert_int_equal(co_kept(&k), 0);
+}
+
+static void test_coalesce_light_load_and_limits(void **state) {
+  static const double peak[] = {21000, 25500, 29000, 31500, 28000};
+  cn__coalesce k;
+  unsigned i;
+  (void)state;
+  /* Under light load nothing is held, at once. */
+  cn__coalesce_init(&k, 400, 0);
+  (void)co_run(&k, peak, 12, 200);
+  assert_int_equal(co_kept(&k), 200);
+  cn__coalesce_window(&k, CN__CO_LIGHT_FRAMES - 1, 100);
+  assert_int_equal(cn__coalesce_hold_us(&k), 0);
+  /* max_us caps the climb (here at 100), and 0 never holds. */
+  cn__coalesce_init(&k, 150, 0);
+  (void)co_run(&k, peak, 40, 100);
+  assert_int_equal(co_kept(&k), 100);
+  assert_true(cn__coalesce_hold_us(&k) <= 100);
+  cn__coalesce_init(&k, 0, 0);
+  for (i = 0; i < 50; i++) {
+    cn__coalesce_window(&k, 10000, peak[4]);
+    assert_int_equal(cn__coalesce_hold_us(&k), 0);
+  }
+  /* Turns close a window only once it has run CN__CO_WINDOW_NS. */
+  cn__coalesce_init(&k, 400, 1000);
+  cn__coalesce_turn(&k, 1000 + CN__CO_WINDOW_NS - 1, 5000);
+  assert_int_equal(k.win_frames, 5000);
+  cn__coalesce_turn(&k, 1000 + CN__CO_WINDOW_NS, 5000);
+  assert_int_equal(k.win_frames, 0);
+  assert_int_equal(cn__coalesce_hold_us(&k), 50); /* the first try */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_flags_match_dist_hrl),
@@ -2563,6 +2661,10 @@ int main(void) {
       cmocka_unit_test(test_ctl_head_and_call),
       cmocka_unit_test(test_frags_reassemble),
       cmocka_unit_test(test_frags_errors_and_limits),
+      cmocka_unit_test(test_coalesce_climbs_to_the_best_hold),
+      cmocka_unit_test(test_coalesce_one_caller_stays_at_zero),
+      cmocka_unit_test(test_coalesce_flat_rate_prefers_shorter),
+      cmocka_unit_test(test_coalesce_light_load_and_limits),
   };
   return run_group("dist-proto", tests, NULL, teardown_terms);
 }

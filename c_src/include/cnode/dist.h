@@ -48,6 +48,7 @@ extern "C" {
 #define CN_DIST_DEFAULT_MAX_HANDSHAKES 64 /* pending, accepted ones */
 #define CN_DIST_DEFAULT_BUSY_LIMIT ((size_t)1 << 20) /* as OTP's 1024 KB */
 #define CN_DIST_DEFAULT_EPMD_PORT 4369
+#define CN_DIST_DEFAULT_COALESCE_MAX_US 400 /* the longest hold, us */
 
 /* TLS distribution, as OTP's inet_tls_dist (erl -proto_dist inet_tls).
  * TLS runs over the TCP connection first; the distribution handshake and
@@ -140,7 +141,13 @@ typedef struct cn_dist_options {
                           * reassembled per connection; 0: twice
                           * max_message plus 64 KiB */
   uint16_t epmd_port;    /* 0: $ERL_EPMD_PORT, else 4369 */
-  bool no_epmd_daemon;   /* true: never start `epmd -daemon` */
+  /* Coalescing: after a turn that handled frames, the dist loop may hold
+   * still this long at most (microseconds), so that requests arriving
+   * meanwhile are read and answered together; how long, up to this, it
+   * finds by measuring (README, "Coalescing").  0:
+   * CN_DIST_DEFAULT_COALESCE_MAX_US; negative: never hold. */
+  int coalesce_max_us;
+  bool no_epmd_daemon; /* true: never start `epmd -daemon` */
   /* NULL: plain TCP (inet_tcp_dist).  Else TLS on every connection
    * (inet_tls_dist); read when cn_dist_start runs (certificates and keys
    * are loaded then), not kept. */

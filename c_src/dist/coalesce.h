@@ -1,0 +1,74 @@
+/* Coalescing: how long the dist loop holds still after a busy turn.
+ *
+ * Each wake-up of the dist loop costs a sleep, a wake-up, a read and a
+ * write (about 30 us of CPU on this VM at 16 callers, 70% of it in the
+ * kernel), and a BEAM client that keeps many calls in flight sends its
+ * requests a few at a time, so the loop wakes every one or two calls.
+ *
+ * After a turn that handled several frames (CN__CO_MIN_FRAMES, more than
+ * one caller sends at once) and wrote replies, with no process waiting to
+ * run on its scheduler, the loop may hold still for tens or hundreds of
+ * microseconds: a nanosleep, after the turn's writes are out, with the
+ * thread's timer slack at 1 ns.  The requests that arrive meanwhile are
+ * then read, handled and answered together, in one read and one write,
+ * and the CPU the loop does not use goes to the callers (on a machine
+ * where they share the cores, they are what limits the rate).  It is
+ * interrupt moderation, as network cards do it.
+ *
+ * Holding costs latency, so the hold adapts.  The controller counts the
+ * frames the loop handles per window (CN__CO_WINDOW_NS) and climbs: it
+ * tries the next hold up or down for one window and keeps it when the
+ * rate rose by CN__CO_UP_GAIN (going up) or did not fall (going down, so
+ * that a flat rate walks down to the shorter hold).  The rate it compares
+ * with is the kept hold's, averaged over its last windows, as one
+ * window's rate is noisy (about 20% on this VM).  A failed try is not
+ * repeated for a while (1, 2, 4 ... 16 windows).  Under light load (fewer
+ * than CN__CO_LIGHT_FRAMES frames in a window) it holds nothing.  A single
+ * caller never gains from a hold (its next request waits for our reply),
+ * and its turns are too small for one anyway.
+ *
+ * This is the pure state machine; the dist loop (node.c) feeds it and
+ * sleeps.  Dist loop only. */
+#ifndef CN_DIST_COALESCE_H
+#define CN_DIST_COALESCE_H
+
+#include <stdint.h>
+
+#define CN__CO_WINDOW_NS 50000000ull /* 50 ms */
+#define CN__CO_LIGHT_FRAMES 250      /* per window: below, no hold */
+#define CN__CO_MIN_FRAMES 4          /* per turn, for a hold after it */
+#define CN__CO_UP_GAIN 1.05          /* a longer hold must win 5% */
+#define CN__CO_DOWN_LOSS 1.00        /* a shorter one must not lose */
+#define CN__CO_MAX_WAIT 16           /* windows between failed tries */
+#define CN__CO_NLEVELS 5             /* 0, 50, 100, 200, 400 us */
+
+typedef struct cn__coalesce {
+  unsigned max_us;    /* the longest hold; 0: never hold */
+  uint8_t top;        /* the highest level allowed by max_us */
+  uint8_t level;      /* the kept hold (index into the levels) */
+  uint8_t active;     /* the hold in use: level, or the one on trial */
+  uint8_t probing;    /* this window tries active against base */
+  int8_t dir;         /* +1: the next try is longer; -1: shorter */
+  uint8_t wait;       /* windows to go before the next try */
+  uint8_t backoff;    /* failed tries in a row */
+  uint64_t win_start; /* ns, CLOCK_MONOTONIC (uv_hrtime) */
+  uint64_t win_frames;
+  double base; /* frames per second at level, last window */
+} cn__coalesce;
+
+/* Starts k with holds of at most max_us (0: never hold).  now is
+ * uv_hrtime(). */
+void cn__coalesce_init(cn__coalesce *k, unsigned max_us, uint64_t now);
+
+/* The hold in use, in microseconds (0: none). */
+unsigned cn__coalesce_hold_us(const cn__coalesce *k);
+
+/* A turn of the loop handled frames; now is uv_hrtime().  Closes the
+ * window when it has run CN__CO_WINDOW_NS, and decides the next hold. */
+void cn__coalesce_turn(cn__coalesce *k, uint64_t now, unsigned frames);
+
+/* The decision at the end of a window: frames were handled in it, at
+ * rate frames per second.  Exposed for the tests. */
+void cn__coalesce_window(cn__coalesce *k, uint64_t frames, double rate);
+
+#endif
