@@ -36,7 +36,9 @@
  * syscalls): no spin 11.0 us, 0.52, 1.5; 20 us 12-15 us, 0.33-0.43,
  * 3.0-4.3; 60 us 12.7 us, 0.22, 4.8; calls per second the same within the
  * noise.  The switches it saves cost more in polls than they did in
- * wake-ups.
+ * wake-ups.  What does pay is the opposite: after a turn that answered
+ * several callers, holding still for a moment without polling, so that
+ * the next wake-up finds many requests (coalesce.h, in on_flush).
  *
  * Large messages.  A message whose payload is over CN__FRAG_SIZE, to a
  * peer that takes fragments, does not go into the output buffer: it waits

@@ -1,8 +1,6 @@
 /* Distribution: start and stop, epmd registration, the node table, and
  * the public cn_dist_* calls.  See dist_internal.h for the threading. */
 #include "dist_internal.h"
-#include <sys/prctl.h>
-#include <time.h>
 #include "util/log.h"
 
 #include <arpa/inet.h>
@@ -14,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The dist loop is scheduler 0's. */
