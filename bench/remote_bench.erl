@@ -258,18 +258,29 @@ float_env(Name, Default) ->
 %% Callers processes make N calls in all, {echo, I} (Payload small) or
 %% {echo, Payload}, each checking its reply.  Returns rate (calls/s) and
 %% the server's and this node's CPU per call (us) and the server's context
-%% switches per call over the calls.
+%% switches per call over the calls.  With several callers, they first
+%% make half as many calls again, together, unmeasured, and then the
+%% measured ones start together: the figure is the steady state, not the
+%% ramp (for both servers; the node's coalescing, README "Coalescing",
+%% takes a few hundred ms to settle).
 calls(T = #{node := Node}, Callers, N, Payload) ->
     Dest = {echo, Node},
     warm(Dest, Payload),
     Per = max(1, N div Callers),
+    Warm = case Callers of 1 -> 0; _ -> Per div 2 end,
     Total = Per * Callers,
     Self = self(),
     Pids = [spawn_link(fun() ->
                                receive go -> ok end,
+                               call_loop(Dest, Warm, Payload),
+                               Self ! {warm, self()},
+                               receive go -> ok end,
                                call_loop(Dest, Per, Payload),
                                Self ! {done, self()}
                        end) || _ <- lists:seq(1, Callers)],
+    [P ! go || P <- Pids],
+    [receive {warm, P} -> ok after 600000 -> error(callers_timeout) end
+     || P <- Pids],
     S0 = server_usage(T),
     C0 = cpu_ticks(os:getpid()),
     T0 = erlang:monotonic_time(),
@@ -283,6 +294,7 @@ calls(T = #{node := Node}, Callers, N, Payload) ->
     {SCpu0, SCtx0} = S0,
     {SCpu1, SCtx1} = S1,
     #{rate => Total / Secs,
+      made => Total + Warm * Callers, % with the unmeasured ones
       server_us => ticks_us(SCpu1 - SCpu0) / Total,
       client_us => ticks_us(C1 - C0) / Total,
       ctx => (SCtx1 - SCtx0) / Total}.
@@ -383,8 +395,8 @@ syscalls(T = #{os_pid := Pid, node := Node}, Callers, N) ->
                      [{args, Args}, exit_status, stderr_to_stdout, binary]),
     {os_pid, SPid} = erlang:port_info(Port, os_pid),
     timer:sleep(1000), % attaching to every thread
-    _ = calls(T, Callers, N, small),
-    Calls = max(1, N div Callers) * Callers + ?WARMUP,
+    #{made := Made} = calls(T, Callers, N, small),
+    Calls = Made + ?WARMUP,
     _ = os:cmd("kill -INT " ++ integer_to_list(SPid)),
     receive {Port, {exit_status, _}} -> ok
     after 30000 -> error({Tool, did_not_exit})
