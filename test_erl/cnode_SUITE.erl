@@ -19,7 +19,7 @@
          kv_incr_bignum/1, kv_unknown_call/1, kv_cast/1, kv_info/1,
          echo_terms/1, echo_pid/1, echo_unknown_call/1, echo_badarg/1,
          echo_cast_and_info_ignored/1, echo_sleep_deferred/1,
-         echo_sleep_parallel/1,
+         echo_sleep_parallel/1, echo_many_callers/1,
          alias_reply_goes_to_alias/1, plain_ref_tag_goes_to_pid/1,
          alias_extra_tag/1, late_reply_dropped/1,
          late_reply_to_inactive_alias/1, reply_to_dead_caller/1,
@@ -56,7 +56,7 @@ groups() ->
                kv_unknown_call, kv_cast, kv_info]},
      {echo, [], [echo_terms, echo_pid, echo_unknown_call, echo_badarg,
                  echo_cast_and_info_ignored, echo_sleep_deferred,
-                 echo_sleep_parallel]},
+                 echo_sleep_parallel, echo_many_callers]},
      {alias, [], [alias_reply_goes_to_alias, plain_ref_tag_goes_to_pid,
                   alias_extra_tag, late_reply_dropped,
                   late_reply_to_inactive_alias, reply_to_dead_caller,
@@ -399,6 +399,25 @@ echo_sleep_parallel(Config) ->
     Ms = cn_node:elapsed_ms(T0),
     ct:log("20 parallel sleeps of 500 ms took ~p ms", [Ms]),
     ?assert(Ms < 2500).
+
+%% 32 callers keep calls in flight for a few seconds: enough load for the
+%% node's coalescing (README "Coalescing") to hold between turns.  Every
+%% caller gets its own answer to every call, and no call waits anywhere
+%% near a second (a hold is at most 400 us; a lost wake-up would show).
+echo_many_callers(Config) ->
+    Node = cnode(Config),
+    Waits = [async(fun() -> many_calls(Node, C, 1500, 0) end)
+             || C <- lists:seq(1, 32)],
+    Worst = lists:max([begin {ok, W} = Wait(), W end || Wait <- Waits]),
+    ct:log("32 x 1500 calls; slowest call ~p ms", [Worst]),
+    ?assert(Worst < 1000).
+
+many_calls(_, _, 0, Worst) -> Worst;
+many_calls(Node, C, I, Worst) ->
+    Self = self(),
+    T0 = erlang:monotonic_time(),
+    {C, I, Self} = gen_server:call({echo, Node}, {echo, {C, I, Self}}, 5000),
+    many_calls(Node, C, I - 1, max(Worst, cn_node:elapsed_ms(T0))).
 
 %% ---- alias replies ---------------------------------------------------------
 
