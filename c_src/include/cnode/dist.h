@@ -141,17 +141,17 @@ typedef struct cn_dist_options {
                           * reassembled per connection; 0: twice
                           * max_message plus 64 KiB */
   uint16_t epmd_port;    /* 0: $ERL_EPMD_PORT, else 4369 */
+  bool no_epmd_daemon;   /* true: never start `epmd -daemon` */
+  /* NULL: plain TCP (inet_tcp_dist).  Else TLS on every connection
+   * (inet_tls_dist); read when cn_dist_start runs (certificates and keys
+   * are loaded then), not kept. */
+  const cn_dist_tls *tls;
   /* Coalescing: after a turn that handled frames, the dist loop may hold
    * still this long at most (microseconds), so that requests arriving
    * meanwhile are read and answered together; how long, up to this, it
    * finds by measuring (README, "Coalescing").  0:
    * CN_DIST_DEFAULT_COALESCE_MAX_US; negative: never hold. */
   int coalesce_max_us;
-  bool no_epmd_daemon; /* true: never start `epmd -daemon` */
-  /* NULL: plain TCP (inet_tcp_dist).  Else TLS on every connection
-   * (inet_tls_dist); read when cn_dist_start runs (certificates and keys
-   * are loaded then), not kept. */
-  const cn_dist_tls *tls;
 } cn_dist_options;
 
 /* Starts distribution for rt, which must have been created with a
