@@ -56,10 +56,6 @@ fail(Config, What, T, Other) ->
     ct:fail({not_unchanged, What, {seed, ?config(seed, Config)},
              {sent, short(T)}, {got, short(Other)}, {saved_in, File}}).
 
-%% A list of terms in an order that tells 1 from 1.0 (lists:sort does not).
-canon(L) ->
-    lists:sort([{T, term_to_binary(T, [deterministic])} || T <- L]).
-
 short(T) ->
     lists:flatten(io_lib:format("~P", [T, 15])).
 
@@ -185,12 +181,21 @@ random_kv_keys(Config) ->
          Other -> fail(Config, {kv_get, K}, V, Other)
      end || {K, V} <- maps:to_list(Map)],
     Keys = gen_server:call({kv, N}, keys, 10000),
-    case canon(Keys) =:= canon(maps:keys(Map)) of
+    case same_keys(Keys, maps:keys(Map)) of
         true -> ok;
         false -> fail(Config, kv_keys, maps:keys(Map), Keys)
     end,
     [ok = gen_server:call({kv, N}, {delete, K}) || K <- maps:keys(Map)],
     [] = gen_server:call({kv, N}, keys).
+
+%% The same keys, compared by =:= as kv and Erlang's maps compare them.
+%% Not by their encodings: before OTP 27, 0.0 =:= -0.0, and which of the
+%% two a map keeps when both are put differs (OTP 25 keeps the first in a
+%% small map, the last in a large one).
+same_keys(A, B) ->
+    In = fun(K, L) -> lists:any(fun(J) -> J =:= K end, L) end,
+    length(A) =:= length(B) andalso lists:all(fun(K) -> In(K, B) end, A)
+        andalso lists:all(fun(K) -> In(K, A) end, B).
 
 pool(Config) ->
     #{atoms => list_to_tuple(atoms() ++ [random_atom() || _ <- lists:seq(1, 40)]),
