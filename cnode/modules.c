@@ -371,29 +371,17 @@ int modules_start(cn_runtime *rt, const char *sup) {
 /* ---- The --config file ------------------------------------------------- */
 
 /* Node settings the file may give, as the flags they stand for. */
-static const char *const config_flags[] = {"sname",
-                                           "name",
-                                           "cookie_file",
-                                           "listen",
-                                           "port",
-                                           "schedulers",
-                                           "hidden",
-                                           "published",
-                                           "handshake_ms",
-                                           "ticktime",
-                                           "max_handshakes",
-                                           "max_message",
-                                           "max_mailbox",
-                                           "busy_limit",
-                                           "coalesce_max_us",
-                                           "start_epmd",
-                                           "epmd_port",
-                                           "log_level",
-                                           "stdin_eof",
-                                           "no_dist",
-                                           "proto_dist",
-                                           "ssl_dist_optfile",
-                                           NULL};
+/* clang-format off */
+static const char *const config_flags[] = {
+    "sname",          "name",            "cookie_file",
+    "listen",         "port",            "schedulers",
+    "hidden",         "published",       "handshake_ms",
+    "ticktime",       "max_handshakes",  "max_message",
+    "max_mailbox",    "busy_limit",      "coalesce_max_us",
+    "start_epmd",     "epmd_port",       "log_level",
+    "stdin_eof",      "no_dist",         "proto_dist",
+    "ssl_dist_optfile", NULL};
+/* clang-format on */
 
 static int push_arg(char ***args, int *n, const char *s, size_t len) {
   char **a = realloc(*args, (size_t)(*n + 1) * sizeof *a);

@@ -9,7 +9,7 @@ void cn__coalesce_init(cn__coalesce *k, unsigned max_us, uint64_t now) {
   uint8_t top = 0;
   while (top + 1 < CN__CO_NLEVELS && levels[top + 1] <= max_us)
     top++;
-  *k = (cn__coalesce){.max_us = max_us, .top = top, .dir = 1, .win_start = now};
+  *k = (cn__coalesce){.top = top, .dir = 1, .win_start = now};
 }
 
 unsigned cn__coalesce_hold_us(const cn__coalesce *k) {

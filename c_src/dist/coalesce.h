@@ -43,7 +43,6 @@
 #define CN__CO_NLEVELS 5             /* 0, 50, 100, 200, 400 us */
 
 typedef struct cn__coalesce {
-  unsigned max_us;    /* the longest hold; 0: never hold */
   uint8_t top;        /* the highest level allowed by max_us */
   uint8_t level;      /* the kept hold (index into the levels) */
   uint8_t active;     /* the hold in use: level, or the one on trial */

@@ -540,11 +540,11 @@ static void setup_on_loop(void *arg) {
   d->flush.data = d;
   uv_prepare_start(&d->flush, on_flush);
   uv_unref((uv_handle_t *)&d->flush);
-  /* Holds of tens of microseconds: the default timer slack (50 us)
-   * would stretch them.  This thread only. */
   cn__coalesce_init(
       &d->co, d->opt.coalesce_max_us > 0 ? (unsigned)d->opt.coalesce_max_us : 0,
       uv_hrtime());
+  /* Holds of tens of microseconds: the default timer slack (50 us)
+   * would stretch them.  This thread only. */
   (void)prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
   uv_timer_init(d->loop, &d->ticker);
   d->ticker.data = d;

@@ -2553,18 +2553,19 @@ static unsigned co_kept(const cn__coalesce *k) {
   return us[k->level];
 }
 
+/* 16 callers on this VM: the rate (frames/s) per hold peaks at 200 us. */
+static const double co_peak[] = {21000, 25500, 29000, 31500, 28000};
+
 static void test_coalesce_climbs_to_the_best_hold(void **state) {
-  /* 16 callers on this VM: the rate peaks at a 200 us hold. */
-  static const double rate[] = {21000, 25500, 29000, 31500, 28000};
   cn__coalesce k;
   unsigned off;
   (void)state;
   cn__coalesce_init(&k, 400, 0);
   assert_int_equal(cn__coalesce_hold_us(&k), 0);
-  (void)co_run(&k, rate, 12, 200);
+  (void)co_run(&k, co_peak, 12, 200);
   assert_int_equal(co_kept(&k), 200);
   /* Settled: it still tries 100 and 400 now and then, ever more rarely. */
-  off = co_run(&k, rate, 400, 200);
+  off = co_run(&k, co_peak, 400, 200);
   assert_true(off > 0);
   assert_true(off < 400 / 8);
 }
@@ -2584,36 +2585,34 @@ static void test_coalesce_one_caller_stays_at_zero(void **state) {
 static void test_coalesce_flat_rate_prefers_shorter(void **state) {
   /* A rate that does not care (the callers are not waiting on the CPU):
    * no longer hold is kept, and a shorter one is. */
-  static const double peak[] = {21000, 25500, 29000, 31500, 28000};
   static const double flat[] = {20000, 20000, 20000, 20000, 20000};
   cn__coalesce k;
   (void)state;
   cn__coalesce_init(&k, 400, 0);
-  (void)co_run(&k, peak, 12, 200);
+  (void)co_run(&k, co_peak, 12, 200);
   assert_int_equal(co_kept(&k), 200);
   (void)co_run(&k, flat, 200, 0);
   assert_int_equal(co_kept(&k), 0);
 }
 
 static void test_coalesce_light_load_and_limits(void **state) {
-  static const double peak[] = {21000, 25500, 29000, 31500, 28000};
   cn__coalesce k;
   unsigned i;
   (void)state;
   /* Under light load nothing is held, at once. */
   cn__coalesce_init(&k, 400, 0);
-  (void)co_run(&k, peak, 12, 200);
+  (void)co_run(&k, co_peak, 12, 200);
   assert_int_equal(co_kept(&k), 200);
   cn__coalesce_window(&k, CN__CO_LIGHT_FRAMES - 1, 100);
   assert_int_equal(cn__coalesce_hold_us(&k), 0);
   /* max_us caps the climb (here at 100), and 0 never holds. */
   cn__coalesce_init(&k, 150, 0);
-  (void)co_run(&k, peak, 40, 100);
+  (void)co_run(&k, co_peak, 40, 100);
   assert_int_equal(co_kept(&k), 100);
   assert_true(cn__coalesce_hold_us(&k) <= 100);
   cn__coalesce_init(&k, 0, 0);
   for (i = 0; i < 50; i++) {
-    cn__coalesce_window(&k, 10000, peak[4]);
+    cn__coalesce_window(&k, 10000, co_peak[4]);
     assert_int_equal(cn__coalesce_hold_us(&k), 0);
   }
   /* Turns close a window only once it has run CN__CO_WINDOW_NS. */
