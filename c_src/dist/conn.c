@@ -456,8 +456,8 @@ static void fill_out(cn__conn *c) {
     cn__dist_unpark(c->d, c->dn);
 }
 
-static void on_write(uv_write_t *req, int status) {
-  cn__conn *c = req->data;
+/* A write is over: what it used is given back. */
+static void write_done(cn__conn *c) {
   c->writing = 0;
   entries_free(&c->retire_w);
   if (c->wbuf.cap > KEEP_BUF) {
@@ -466,6 +466,11 @@ static void on_write(uv_write_t *req, int status) {
   } else {
     cn_buf_reset(&c->wbuf);
   }
+}
+
+static void on_write(uv_write_t *req, int status) {
+  cn__conn *c = req->data;
+  write_done(c);
   if (c->state != C_CLOSING) {
     if (status < 0)
       cn__conn_close(c, uv_strerror(status));
@@ -479,14 +484,38 @@ static void on_write(uv_write_t *req, int status) {
   conn_unref(c);
 }
 
+/* Drops the first n bytes of the buffers b[0 .. *nb). */
+static uv_buf_t *skip_written(uv_buf_t *b, unsigned *nb, size_t n) {
+  while (*nb > 0 && n >= b->len) {
+    n -= b->len;
+    b++;
+    (*nb)--;
+  }
+  if (*nb > 0) {
+    b->base += n;
+    b->len -= n;
+  }
+  return b;
+}
+
 /* One write: the output buffer, with the segments (stretches of large
  * messages, read where they lie) in their places, by writev.  The
- * entries retired meanwhile live until it completes. */
+ * entries retired meanwhile live until it completes.
+ *
+ * Without streams it is first tried at once (uv_try_write): the kernel
+ * nearly always takes a turn's replies whole, and then nothing is left
+ * for the loop to do.  A uv_write request, even one that completes at
+ * once, costs an extra turn of the loop with an epoll_wait, and an
+ * epoll_ctl when its POLLOUT is dropped (libuv re-arms the watcher).  A
+ * partial write queues the rest.  Streams keep the request, so that a
+ * large message goes a batch per turn, between the other connections'
+ * work. */
 static void start_write(cn__conn *c) {
-  uv_buf_t b[2 * MAX_SEGS + 1];
+  uv_buf_t bufs[2 * MAX_SEGS + 1], *b = bufs;
   unsigned nb = 0;
   size_t i, prev = 0, total;
   cn_buf tmp;
+  int n;
   if (c->writing || c->state == C_CLOSING || !c->tcp_open)
     return;
   if (c->state == C_UP && c->streams && batch(c) < WRITE_BATCH)
@@ -517,6 +546,21 @@ static void start_write(cn__conn *c) {
   c->seg_bytes = 0;
   c->retire_w = c->retire;
   c->retire = NULL;
+  c->wrote = 1;
+  c->last_write = c->write_start = uv_now(c->d->loop);
+  atomic_fetch_add_explicit(&c->d->st_bytes_out, total, memory_order_relaxed);
+  /* An error here (EAGAIN, or a reset) leaves it to uv_write to report. */
+  n = c->streams ? 0 : uv_try_write((uv_stream_t *)&c->tcp, b, nb);
+  if (n > 0 && (size_t)n == total) {
+    write_done(c);
+    if (c->close_after_write && c->out.len == 0)
+      cn__conn_close(c, c->close_why);
+    else
+      update_busy(c);
+    return;
+  }
+  if (n > 0)
+    b = skip_written(b, &nb, (size_t)n);
   c->wreq.data = c;
   if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, b, nb, on_write) != 0) {
     cn__conn_close(c, "write failed");
@@ -524,9 +568,6 @@ static void start_write(cn__conn *c) {
   }
   c->writing = 1;
   c->handles++;
-  c->wrote = 1;
-  c->last_write = c->write_start = uv_now(c->d->loop);
-  atomic_fetch_add_explicit(&c->d->st_bytes_out, total, memory_order_relaxed);
 }
 
 void cn__conn_mark_dirty(cn__conn *c) {
