@@ -16,7 +16,7 @@
 
 -export([kv_put_get_delete/1, kv_keys_compare_exactly/1,
          kv_float_zero_key/1, kv_keys/1, kv_incr/1, kv_incr_limits/1,
-         kv_incr_bignum/1, kv_unknown_call/1, kv_cast/1, kv_info/1,
+         kv_incr_bignum/1, kv_unknown_call/1, kv_cast/1, kv_cast_stream/1, kv_info/1,
          echo_terms/1, echo_pid/1, echo_unknown_call/1, echo_badarg/1,
          echo_cast_and_info_ignored/1, echo_sleep_deferred/1,
          echo_sleep_parallel/1, echo_many_callers/1,
@@ -53,7 +53,7 @@ all() ->
 groups() ->
     [{kv, [], [kv_put_get_delete, kv_keys_compare_exactly, kv_float_zero_key,
                kv_keys, kv_incr, kv_incr_limits, kv_incr_bignum,
-               kv_unknown_call, kv_cast, kv_info]},
+               kv_unknown_call, kv_cast, kv_cast_stream, kv_info]},
      {echo, [], [echo_terms, echo_pid, echo_unknown_call, echo_badarg,
                  echo_cast_and_info_ignored, echo_sleep_deferred,
                  echo_sleep_parallel, echo_many_callers]},
@@ -318,6 +318,32 @@ kv_cast(Config) ->
     [ok = gen_server:cast({kv, N}, C)
      || C <- [{incr, K, 1}, {get, K}, keys, foo, {put, K}, {}]],
     error = kv(Config, {get, K}).
+
+%% Streams of casts, where the node holds still between reads (one-way
+%% coalescing): 4 processes cast 25000 puts each, every one of them lands,
+%% in each sender's order, and a call right after is answered at once.
+kv_cast_stream(Config) ->
+    N = cnode(Config),
+    Ks = [key() || _ <- lists:seq(1, 4)],
+    Self = self(),
+    Ps = [spawn_link(fun() ->
+                             [gen_server:cast({kv, N}, {put, {K, I rem 100}, I})
+                              || I <- lists:seq(1, 25000)],
+                             gen_server:cast({kv, N}, {put, K, done}),
+                             Self ! {sent, self()}
+                     end) || K <- Ks],
+    [receive {sent, P} -> ok after 60000 -> ct:fail(sender_stuck) end
+     || P <- Ps],
+    {T, Done} = timer:tc(fun() -> [kv(Config, {get, K}) || K <- Ks] end),
+    [{ok, done}] = lists:usort(Done),
+    %% The last put of each key wins: for {K, J}, the last I with
+    %% I rem 100 =:= J.
+    [{K, J, {ok, V}} = {K, J, kv(Config, {get, {K, J}})}
+     || K <- Ks, J <- [0, 1, 50, 99], V <- [25000 - (100 - J) rem 100]],
+    ct:pal("4 x 25000 casts; the calls after them: ~p us", [T]),
+    true = T < 1000000,
+    [ok = kv(Config, {delete, {K, J}}) || K <- Ks, J <- lists:seq(0, 99)],
+    [ok = kv(Config, {delete, K}) || K <- Ks].
 
 %% Plain messages are ignored (handle_info), even ones shaped like requests.
 kv_info(Config) ->

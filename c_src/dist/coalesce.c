@@ -1,8 +1,6 @@
 /* Coalescing: the hold after a busy turn of the dist loop (coalesce.h). */
 #include "coalesce.h"
 
-#include <stdbool.h>
-
 static const uint16_t levels[CN__CO_NLEVELS] = {0, 50, 100, 200, 400};
 
 void cn__coalesce_init(cn__coalesce *k, unsigned max_us, uint64_t now) {
@@ -14,6 +12,10 @@ void cn__coalesce_init(cn__coalesce *k, unsigned max_us, uint64_t now) {
 
 unsigned cn__coalesce_hold_us(const cn__coalesce *k) {
   return levels[k->active];
+}
+
+unsigned cn__coalesce_read_hold_us(const cn__coalesce *k) {
+  return k->oneway ? levels[k->top] : 0;
 }
 
 /* Puts the next hold in dir on trial.  Returns false at an end. */
@@ -74,12 +76,18 @@ void cn__coalesce_window(cn__coalesce *k, uint64_t frames, double rate) {
   }
 }
 
-void cn__coalesce_turn(cn__coalesce *k, uint64_t now, unsigned frames) {
+void cn__coalesce_turn(cn__coalesce *k, uint64_t now, unsigned frames,
+                       bool wrote) {
   uint64_t ns;
   k->win_frames += frames;
+  k->win_turns++;
+  k->win_wrote += wrote;
   ns = now - k->win_start;
   if (ns < CN__CO_WINDOW_NS)
     return;
+  k->oneway = k->top > 0 && k->win_frames >= CN__CO_LIGHT_FRAMES &&
+              (uint64_t)k->win_wrote * CN__CO_ONEWAY <= k->win_turns;
+  k->win_turns = k->win_wrote = 0;
   cn__coalesce_window(k, k->win_frames,
                       (double)k->win_frames * 1e9 / (double)ns);
   k->win_start = now;

@@ -385,8 +385,9 @@ static int dist_deliver_now(cn__dist *d, cn_pid to, cn__msg *m) {
 }
 
 /* Once per loop turn, before it polls: the turn's writes, then the hold
- * (coalesce.h) if the turn answered several requests at once and nothing
- * else is waiting to run here. */
+ * (coalesce.h) if the turn handled several frames at once (answering
+ * several requests, or reading a one-way stream) and nothing else is
+ * waiting to run here. */
 static void on_flush(uv_prepare_t *h) {
   cn__dist *d = h->data;
   unsigned frames = d->turn_frames, us;
@@ -395,10 +396,10 @@ static void on_flush(uv_prepare_t *h) {
   if (frames == 0)
     return;
   d->turn_frames = 0;
-  cn__coalesce_turn(&d->co, uv_hrtime(), frames);
-  us = cn__coalesce_hold_us(&d->co);
-  if (us > 0 && wrote && frames >= CN__CO_MIN_FRAMES &&
-      !atomic_load(&d->stopping) && cn__sched_quiet(d->rt)) {
+  cn__coalesce_turn(&d->co, uv_hrtime(), frames, wrote);
+  us = wrote ? cn__coalesce_hold_us(&d->co) : cn__coalesce_read_hold_us(&d->co);
+  if (us > 0 && frames >= CN__CO_MIN_FRAMES && !atomic_load(&d->stopping) &&
+      cn__sched_quiet(d->rt)) {
     struct timespec ts = {0, (long)us * 1000};
     nanosleep(&ts, NULL);
   }

@@ -2617,11 +2617,49 @@ static void test_coalesce_light_load_and_limits(void **state) {
   }
   /* Turns close a window only once it has run CN__CO_WINDOW_NS. */
   cn__coalesce_init(&k, 400, 1000);
-  cn__coalesce_turn(&k, 1000 + CN__CO_WINDOW_NS - 1, 5000);
+  cn__coalesce_turn(&k, 1000 + CN__CO_WINDOW_NS - 1, 5000, true);
   assert_int_equal(k.win_frames, 5000);
-  cn__coalesce_turn(&k, 1000 + CN__CO_WINDOW_NS, 5000);
+  cn__coalesce_turn(&k, 1000 + CN__CO_WINDOW_NS, 5000, true);
   assert_int_equal(k.win_frames, 0);
   assert_int_equal(cn__coalesce_hold_us(&k), 50); /* the first try */
+}
+
+/* Runs one window of turns, each of which handled frames, and wrote
+ * when i % every == 0 (never when every is 0); returns the read hold
+ * that follows. */
+static unsigned co_turns(cn__coalesce *k, uint64_t *now, unsigned turns,
+                         unsigned frames, unsigned every) {
+  uint64_t start = *now;
+  unsigned i;
+  for (i = 0; i < turns; i++) {
+    *now = start + CN__CO_WINDOW_NS * (i + 1) / turns; /* the last closes */
+    cn__coalesce_turn(k, *now, frames, every != 0 && i % every == 0);
+  }
+  return cn__coalesce_read_hold_us(k);
+}
+
+static void test_coalesce_one_way_streams(void **state) {
+  cn__coalesce k;
+  uint64_t now = 0;
+  (void)state;
+  cn__coalesce_init(&k, 400, now);
+  assert_int_equal(cn__coalesce_read_hold_us(&k), 0); /* none yet */
+  /* Casts: turns that read and write nothing hold the longest. */
+  assert_int_equal(co_turns(&k, &now, 100, 20, 0), 400);
+  /* One turn in 8 writing (a tick, a call now and then) is still
+   * one-way; one in 2 (requests answered later) is not. */
+  assert_int_equal(co_turns(&k, &now, 96, 20, 8), 400);
+  assert_int_equal(co_turns(&k, &now, 100, 20, 2), 0);
+  /* Turns that answer leave it to the controller. */
+  assert_int_equal(co_turns(&k, &now, 100, 20, 1), 0);
+  /* Light load holds nothing. */
+  assert_int_equal(co_turns(&k, &now, 100, 20, 0), 400);
+  assert_int_equal(co_turns(&k, &now, 10, CN__CO_LIGHT_FRAMES / 20, 0), 0);
+  /* The cap bounds it, and 0 never holds. */
+  cn__coalesce_init(&k, 150, now);
+  assert_int_equal(co_turns(&k, &now, 100, 20, 0), 100);
+  cn__coalesce_init(&k, 0, now);
+  assert_int_equal(co_turns(&k, &now, 100, 20, 0), 0);
 }
 
 int main(void) {
@@ -2664,6 +2702,7 @@ int main(void) {
       cmocka_unit_test(test_coalesce_one_caller_stays_at_zero),
       cmocka_unit_test(test_coalesce_flat_rate_prefers_shorter),
       cmocka_unit_test(test_coalesce_light_load_and_limits),
+      cmocka_unit_test(test_coalesce_one_way_streams),
   };
   return run_group("dist-proto", tests, NULL, teardown_terms);
 }
