@@ -149,8 +149,10 @@ typedef struct cn_dist_options {
   /* Coalescing: after a turn that handled frames, the dist loop may hold
    * still this long at most (microseconds), so that requests arriving
    * meanwhile are read and answered together; how long, up to this, it
-   * finds by measuring (README, "Coalescing").  0:
-   * CN_DIST_DEFAULT_COALESCE_MAX_US; negative: never hold. */
+   * finds by measuring (README, "Coalescing").  While the traffic it
+   * reads is one-way (casts, sends), it holds between reads, for the
+   * longest of its holds that this allows.
+   * 0: CN_DIST_DEFAULT_COALESCE_MAX_US; negative: never hold. */
   int coalesce_max_us;
 } cn_dist_options;
 
