@@ -743,6 +743,10 @@ cn__thread *cn__thread_ctx(cn_runtime *rt, int *err);
 cn_proc *cn__thread_take_server(cn__thread *t, cn_pid pid);
 void cn__thread_keep_server(cn__thread *t, cn_proc *p);
 void cn__thread_wake(cn__thread *t);
+/* Frees a thread's context: from the last cn__proc_unref of its process,
+ * so that a sender still holding the process may wake it after the
+ * thread has gone. */
+void cn__thread_free(cn__thread *t);
 void cn__threads_free(cn_runtime *rt);
 
 /* Names. */

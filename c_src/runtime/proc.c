@@ -222,6 +222,10 @@ void cn__proc_unref(cn_proc *p) {
     free(p->ext);
     p->ext = NULL;
   }
+  if (p->thread) {
+    cn__thread_free(p->thread);
+    p->thread = NULL;
+  }
   pthread_mutex_lock(&rt->table_mu);
   p->next_free = rt->free_procs;
   rt->free_procs = p;

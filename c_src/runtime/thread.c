@@ -22,10 +22,18 @@ static pthread_mutex_t all_mu = PTHREAD_MUTEX_INITIALIZER;
 static cn__thread *all_threads;
 
 static void thread_release(cn__thread *t) {
+  cn_proc *p = t->proc;
   if (t->server)
     cn__proc_unref(t->server);
-  cn__proc_exit(t->proc, cn__atom_term("normal"), false);
-  cn__proc_unref(t->proc); /* the thread's own reference */
+  t->server = NULL;
+  cn__proc_exit(p, cn__atom_term("normal"), false);
+  /* The thread's own reference.  The context goes with the process's
+   * last reference (cn__thread_free): a sender that pushed a message just
+   * before the exit may still be about to wake it. */
+  cn__proc_unref(p);
+}
+
+void cn__thread_free(cn__thread *t) {
   pthread_mutex_destroy(&t->mu);
   pthread_cond_destroy(&t->cv);
   free(t);
