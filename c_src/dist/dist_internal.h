@@ -37,8 +37,9 @@
  * 3.0-4.3; 60 us 12.7 us, 0.22, 4.8; calls per second the same within the
  * noise.  The switches it saves cost more in polls than they did in
  * wake-ups.  What does pay is the opposite: after a turn that answered
- * several callers, holding still for a moment without polling, so that
- * the next wake-up finds many requests (coalesce.h, in on_flush).
+ * several callers, or that read a stream of casts, holding still for a
+ * moment without polling, so that the next wake-up finds many frames
+ * (coalesce.h, in on_flush).
  *
  * Large messages.  A message whose payload is over CN__FRAG_SIZE, to a
  * peer that takes fragments, does not go into the output buffer: it waits

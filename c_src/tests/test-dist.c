@@ -456,6 +456,19 @@ static cn_runtime *node_new_held(char *a_name, char *b_name, size_t cap,
   return a;
 }
 
+/* Connects a to b (a call to b's server sink), then stops b's only
+ * scheduler for ms. */
+static void connect_and_hold(cn_runtime *a, const char *b_name,
+                             const char *sink, int64_t ms) {
+  cn_buf q = CN_BUF_INIT, r = CN_BUF_INIT;
+  assert_int_equal(
+      cn_call(a, cn_to_remote(sink, b_name), T(&q, "n"), tmo(5000), &r), 0);
+  assert_int_equal(
+      cn_cast(a, cn_to_remote("holder", b_name), T(&q, "{hold, ~i}", ms)), 0);
+  cn_buf_free(&q);
+  cn_buf_free(&r);
+}
+
 static void start_sink(cn_runtime *rt, const char *name,
                        const cn_server_ops *ops, void *state) {
   cn_start_options o = {name, NULL};
@@ -506,11 +519,7 @@ static void test_back_pressure(void **st) {
   start_sink(b, "sink", &sink_ops, &s);
   flooder = start_srv(a, NULL);
   /* Connect, then stop b's only scheduler for 3 s. */
-  assert_int_equal(
-      cn_call(a, cn_to_remote("sink", b_name), T(&q, "n"), tmo(5000), &r), 0);
-  assert_int_equal(cn_cast(a, cn_to_remote("holder", b_name),
-                           T(&q, "{hold, ~i}", (int64_t)tmo(3000))),
-                   0);
+  connect_and_hold(a, b_name, "sink", tmo(3000));
   uv_sleep(200);
   assert_int_equal(
       cn_cast(a, cn_to_pid(flooder), T(&q, "{flood, sink, ~a, 32}", b_name)),
@@ -611,11 +620,7 @@ static void test_partial_writes_keep_order(void **st) {
   /* Never busy: every message is queued. */
   a = node_new_held(a_name, b_name, sizeof(a_name), "pw", 256 << 20, &b);
   start_sink(b, "seq", &seq_ops, &k);
-  assert_int_equal(
-      cn_call(a, cn_to_remote("seq", b_name), T(&q, "n"), tmo(5000), &r), 0);
-  assert_int_equal(cn_cast(a, cn_to_remote("holder", b_name),
-                           T(&q, "{hold, ~i}", (int64_t)tmo(1500))),
-                   0);
+  connect_and_hold(a, b_name, "seq", tmo(1500));
   uv_sleep(100);
   for (i = 0; i < 3000; i++) {
     for (j = 0; j < seq_size(i); j++)
