@@ -18,15 +18,19 @@ unsigned cn__coalesce_read_hold_us(const cn__coalesce *k) {
   return k->oneway ? levels[k->top] : 0;
 }
 
-/* Puts the next hold in dir on trial.  Returns false at an end. */
-static bool try_next(cn__coalesce *k) {
-  int t = k->level + k->dir;
+/* Puts the hold stride levels away in dir on trial.  Returns false past
+ * an end. */
+static bool try_at(cn__coalesce *k, int stride) {
+  int t = k->level + k->dir * stride;
   if (t < 0 || t > k->top)
     return false;
   k->active = (uint8_t)t;
   k->probing = 1;
+  k->stride = (uint8_t)stride;
   return true;
 }
+
+static bool try_next(cn__coalesce *k) { return try_at(k, 1); }
 
 void cn__coalesce_window(cn__coalesce *k, uint64_t frames, double rate) {
   if (k->top == 0)
@@ -55,6 +59,12 @@ void cn__coalesce_window(cn__coalesce *k, uint64_t frames, double rate) {
       return;
     }
     k->active = k->level;
+    /* A longer hold that did no worse may sit on a flat stretch before
+     * the rise (each wake-up then gathers about as many requests): try
+     * the one beyond it next, before turning back. */
+    if (k->dir > 0 && k->stride == 1 && rate >= k->base * CN__CO_DOWN_LOSS &&
+        try_at(k, 2))
+      return;
     k->dir = (int8_t)-k->dir;
     k->wait = (uint8_t)(1u << k->backoff);
     if (k->wait > CN__CO_MAX_WAIT)

@@ -19,7 +19,11 @@
  * frames the loop handles per window (CN__CO_WINDOW_NS) and climbs: it
  * tries the next hold up or down for one window and keeps it when the
  * rate rose by CN__CO_UP_GAIN (going up) or did not fall (going down, so
- * that a flat rate walks down to the shorter hold).  The rate it compares
+ * that a flat rate walks down to the shorter hold).  A longer hold that
+ * did not lower the rate, but did not raise it enough, leads to a try of
+ * the one beyond it before the climb turns back: at 16 callers 50 and
+ * 100 us often gain about the same and 200 us much more, and a one-step
+ * climb stalled at 50.  The rate it compares
  * with is the kept hold's, averaged over its last windows, as one
  * window's rate is noisy (about 20% on this VM).  A failed try is not
  * repeated for a while (1, 2, 4 ... 16 windows).  Under light load (fewer
@@ -63,6 +67,7 @@ typedef struct cn__coalesce {
   uint8_t active;     /* the hold in use: level, or the one on trial */
   uint8_t probing;    /* this window tries active against base */
   int8_t dir;         /* +1: the next try is longer; -1: shorter */
+  uint8_t stride;     /* levels between the try and the kept hold */
   uint8_t wait;       /* windows to go before the next try */
   uint8_t backoff;    /* failed tries in a row */
   uint8_t oneway;     /* the last window was one-way */

@@ -2531,20 +2531,32 @@ static int teardown_terms(void **state) {
 /* ---- Coalescing (dist/coalesce.h) ------------------------------------- */
 
 /* Runs n windows against a load whose rate (frames/s) at each hold level
- * is rate[level]; returns how many windows held something else than
- * want (us). */
-static unsigned co_run(cn__coalesce *k, const double *rate, unsigned n,
-                       unsigned want) {
+ * is rate[level], each window's rate off by up to +-noise (a fraction),
+ * pseudo-randomly, as one window's rate is on this VM; returns how many
+ * windows held from lo to hi us. */
+static unsigned co_run_noisy(cn__coalesce *k, const double *rate, unsigned n,
+                             double noise, unsigned lo, unsigned hi) {
   static const unsigned us[] = {0, 50, 100, 200, 400};
-  unsigned i, lvl, off = 0;
+  uint32_t x = 12345;
+  unsigned i, lvl, in = 0;
   for (i = 0; i < n; i++) {
+    double f;
     for (lvl = 0; us[lvl] != cn__coalesce_hold_us(k); lvl++)
       ;
-    if (us[lvl] != want)
-      off++;
-    cn__coalesce_window(k, 10000, rate[lvl]);
+    if (us[lvl] >= lo && us[lvl] <= hi)
+      in++;
+    x = x * 1103515245u + 12345u;
+    f = 1.0 + noise * (2.0 * (double)(x >> 16 & 0x7fff) / 32767.0 - 1.0);
+    cn__coalesce_window(k, 10000, rate[lvl] * f);
   }
-  return off;
+  return in;
+}
+
+/* As co_run_noisy without noise; returns how many windows held something
+ * else than want (us). */
+static unsigned co_run(cn__coalesce *k, const double *rate, unsigned n,
+                       unsigned want) {
+  return n - co_run_noisy(k, rate, n, 0, want, want);
 }
 
 /* The hold kept (not the one on trial), in us. */
@@ -2568,6 +2580,40 @@ static void test_coalesce_climbs_to_the_best_hold(void **state) {
   off = co_run(&k, co_peak, 400, 200);
   assert_true(off > 0);
   assert_true(off < 400 / 8);
+}
+
+/* The same, where 50 and 100 us gain about the same (each wake-up
+ * gathers as many requests) and 200 us much more. */
+static const double co_plateau[] = {21000, 25500, 26000, 31500, 28000};
+
+static void test_coalesce_crosses_a_flat_stretch(void **state) {
+  /* A try of 100 that did no worse leads to a try of 200, not back to
+   * 50; a try that did worse turns back, as before. */
+  const double *curves[] = {co_plateau, co_peak};
+  cn__coalesce k;
+  (void)state;
+  for (size_t i = 0; i < 2; i++) {
+    cn__coalesce_init(&k, 400, 0);
+    (void)co_run(&k, curves[i], 12, 200);
+    assert_int_equal(co_kept(&k), 200);
+  }
+}
+
+static void test_coalesce_noisy_rates(void **state) {
+  /* Each window's rate off by up to 10%: once climbed, most windows
+   * still hold at or next to the peak. */
+  static const struct {
+    const double *rate;
+    unsigned lo, hi, min; /* of 400 windows */
+  } c[] = {{co_peak, 100, 200, 280}, {co_plateau, 200, 200, 200}};
+  cn__coalesce k;
+  (void)state;
+  for (size_t i = 0; i < 2; i++) {
+    cn__coalesce_init(&k, 400, 0);
+    (void)co_run_noisy(&k, c[i].rate, 40, 0.10, 0, 400);
+    assert_true(co_run_noisy(&k, c[i].rate, 400, 0.10, c[i].lo, c[i].hi) >
+                c[i].min);
+  }
 }
 
 static void test_coalesce_one_caller_stays_at_zero(void **state) {
@@ -2699,6 +2745,8 @@ int main(void) {
       cmocka_unit_test(test_frags_reassemble),
       cmocka_unit_test(test_frags_errors_and_limits),
       cmocka_unit_test(test_coalesce_climbs_to_the_best_hold),
+      cmocka_unit_test(test_coalesce_crosses_a_flat_stretch),
+      cmocka_unit_test(test_coalesce_noisy_rates),
       cmocka_unit_test(test_coalesce_one_caller_stays_at_zero),
       cmocka_unit_test(test_coalesce_flat_rate_prefers_shorter),
       cmocka_unit_test(test_coalesce_light_load_and_limits),
