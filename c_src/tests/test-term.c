@@ -3051,6 +3051,33 @@ static void test_nodes(void **state) {
   assert_false(cn_ref_equal(&r1, &r2));
 }
 
+/* Each thread keeps the names it found last (node.c, recent): names that
+ * share a slot of it, or differ only in their last byte, never answer
+ * for each other. */
+static void test_nodes_recent(void **state) {
+  static const char *names[] = {"ab@h1", "ab@h2", "ab@h3", "ac@h1",
+                                "abc@h", "abd@h", "x@vm",  "y@vm"};
+  uint32_t idx[8], got;
+  int round, i;
+  (void)state;
+
+  for (i = 0; i < 8; i++)
+    assert_int_equal(cn_node_intern(names[i], strlen(names[i]), &idx[i]), 0);
+  for (round = 0; round < 3; round++)
+    for (i = 0; i < 8; i++) {
+      int j = (i * 5 + round) % 8; /* visit in changing orders */
+      assert_int_equal(cn_node_find(names[j], strlen(names[j]), &got), 0);
+      assert_int_equal(got, idx[j]);
+      assert_int_equal(cn_node_intern(names[j], strlen(names[j]), &got), 0);
+      assert_int_equal(got, idx[j]);
+      assert_string_equal(cn_node_name(got), names[j]);
+      /* The same slot, a name no one interned. */
+      assert_int_equal(cn_node_find("ab@h9", 5, &got), CN_ENOENT);
+    }
+  for (i = 1; i < 8; i++)
+    assert_true(idx[i] != idx[0]);
+}
+
 #define THREADS 4
 #define NAMES 300
 
@@ -3461,6 +3488,7 @@ int main(void) {
       cmocka_unit_test(test_print_long_node_name),
       cmocka_unit_test(test_print_floats),
       cmocka_unit_test(test_nodes),
+      cmocka_unit_test(test_nodes_recent),
       cmocka_unit_test(test_nodes_threads),
       cmocka_unit_test(test_fuzz),
       cmocka_unit_test(test_nodes_full),
