@@ -15,21 +15,6 @@
 
 /* ---- Record tables ---------------------------------------------------- */
 
-static uint64_t ref_hash(const cn_ref *r) {
-  /* Peers choose the refs of their monitors, so the hash is keyed.  It
-   * reads what cn_ref_equal compares: a word past len counts as zero. */
-  uint32_t w[CN_REF_MAX_WORDS], i;
-  cn__sip s;
-  for (i = 0; i < CN_REF_MAX_WORDS; i++)
-    w[i] = i < r->len ? r->n[i] : 0;
-  cn__sip_init(&s, cn__hash_key());
-  cn__sip_word(&s, (uint64_t)r->node | (uint64_t)r->creation << 32);
-  cn__sip_word(&s, (uint64_t)w[0] | (uint64_t)w[1] << 32);
-  cn__sip_word(&s, (uint64_t)w[2] | (uint64_t)w[3] << 32);
-  cn__sip_word(&s, w[4]);
-  return cn__sip_final(&s);
-}
-
 static uint64_t link_hash(cn_pid local, cn_pid remote) {
   /* Keyed, since peers choose the remote pids (and their node names). */
   cn__sip s;
@@ -83,7 +68,7 @@ static cn__rec *rec_add(cn__rtab *t, int kind, const cn_ref *ref, cn_pid local,
   r->remote = remote;
   if (cn__htab_add(t, &r->node,
                    kind == REC_LINK ? link_hash(local, remote)
-                                    : ref_hash(&r->ref)) != 0) {
+                                    : cn__ref_hash(&r->ref)) != 0) {
     free(r->name);
     free(r);
     return NULL;
@@ -99,13 +84,13 @@ static void rec_free(cn__rec *r) {
 /* Takes the monitor record for ref (of the given kind) out of t. */
 static cn__rec *mon_take(cn__rtab *t, const cn_ref *ref, int kind) {
   mon_key k = {ref, kind};
-  cn__hnode *n = cn__htab_take(t, ref_hash(ref), mon_is, &k);
+  cn__hnode *n = cn__htab_take(t, cn__ref_hash(ref), mon_is, &k);
   return n ? rec_of(n) : NULL;
 }
 
 static cn__rec *mon_find(cn__rtab *t, const cn_ref *ref, int kind) {
   mon_key k = {ref, kind};
-  cn__hnode **lp = cn__htab_find(t, ref_hash(ref), mon_is, &k);
+  cn__hnode **lp = cn__htab_find(t, cn__ref_hash(ref), mon_is, &k);
   return lp ? rec_of(*lp) : NULL;
 }
 

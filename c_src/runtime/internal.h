@@ -212,12 +212,25 @@ typedef struct cn__link {
   cn_pid pid;
 } cn__link;
 
+#define CN__MON_INDEX_AT 8 /* monitors in a set before it indexes them */
+
+/* A monitor, in one of its process's two sets (those others hold on it,
+ * those it holds), newest first, and, once the set has more than a few,
+ * in the set's table by reference: a server that many callers monitor
+ * at once (each gen_server:call does, until its reply) takes and drops
+ * each monitor in O(1), not in a walk of the others. */
 typedef struct cn__mon {
-  struct cn__mon *next;
+  cn__hnode node;
+  struct cn__mon *prev, *next;
   cn_ref ref;
   cn_pid pid;       /* the other side: watcher (on me) or target (mine) */
-  const char *name; /* monitored by name: the interned name */
+  const char *name; /* monitored by name: the name, owned */
 } cn__mon;
+
+typedef struct cn__monset {
+  cn__mon *list;   /* newest first */
+  cn__htab *index; /* the same by reference, past CN__MON_INDEX_AT */
+} cn__monset;
 
 /* ---- Processes -------------------------------------------------------- */
 
@@ -239,8 +252,8 @@ typedef struct cn__mon {
 typedef struct cn__pext {
   cn__link *link_list;   /* cn__link, newest first */
   cn__htab *link_index;  /* the same by pid, past CN__LINK_INDEX_AT */
-  cn__mon *mon_on_me;    /* monitors others hold on me */
-  cn__mon *mon_mine;     /* monitors I hold */
+  cn__monset mon_on_me;  /* monitors others hold on me */
+  cn__monset mon_mine;   /* monitors I hold */
   cn__pending *calls;    /* my async calls in flight */
   uint64_t call_tmo_at;  /* deadline the call timer is armed for, or 0 */
   uint32_t call_tmo_gen; /* the armed call timer's S_CALL_TMO aux */
@@ -577,9 +590,18 @@ cn__msg *cn__down_new(cn_pid from, const cn_ref *ref, const char *name,
 /* Links and monitors, owned by the process. */
 int cn__add_link(cn_proc *p, cn_pid pid);
 bool cn__remove_link(cn_proc *p, cn_pid pid);
-int cn__add_mon(cn__mon **list, const cn_ref *ref, cn_pid pid,
-                const char *name);
-cn__mon *cn__take_mon(cn__mon **list, const cn_ref *ref);
+/* The keyed hash of a reference, for tables of monitors (peers choose
+ * the references of the monitors they set on us).  It reads what
+ * cn_ref_equal compares: a word past len counts as zero. */
+uint64_t cn__ref_hash(const cn_ref *r);
+
+/* Adds a monitor by ref on (or of) pid to s, with a copy of name when
+ * it is by name.  0 or CN_ENOMEM. */
+int cn__add_mon(cn__monset *s, const cn_ref *ref, cn_pid pid, const char *name);
+/* Unlinks and returns the monitor with ref, or NULL. */
+cn__mon *cn__take_mon(cn__monset *s, const cn_ref *ref);
+/* Unlinks and returns the newest monitor, or NULL when s is empty. */
+cn__mon *cn__pop_mon(cn__monset *s);
 void cn__mon_free(cn__mon *mo);
 bool cn__link_signal(cn_proc *p, const cn__msg *m);
 

@@ -206,6 +206,8 @@ static void free_queue(cn__msg *m) {
   }
 }
 
+static void mon_drop_all(cn__monset *s);
+
 void cn__proc_unref(cn_proc *p) {
   cn_runtime *rt = p->rt;
   cn__msg *in;
@@ -217,6 +219,8 @@ void cn__proc_unref(cn_proc *p) {
   free_queue(p->q_head);
   p->q_head = p->q_tail = NULL;
   if (p->ext) {
+    mon_drop_all(&p->ext->mon_on_me);
+    mon_drop_all(&p->ext->mon_mine);
     cn_buf_free(&p->ext->reason);
     cn__msg_free(p->ext->cont);
     free(p->ext);
@@ -480,7 +484,52 @@ bool cn__remove_link(cn_proc *p, cn_pid pid) {
   return true;
 }
 
-int cn__add_mon(cn__mon **list, const cn_ref *ref, cn_pid pid,
+uint64_t cn__ref_hash(const cn_ref *r) {
+  uint32_t w[CN_REF_MAX_WORDS], i;
+  cn__sip s;
+  for (i = 0; i < CN_REF_MAX_WORDS; i++)
+    w[i] = i < r->len ? r->n[i] : 0;
+  cn__sip_init(&s, cn__hash_key());
+  cn__sip_word(&s, (uint64_t)r->node | (uint64_t)r->creation << 32);
+  cn__sip_word(&s, (uint64_t)w[0] | (uint64_t)w[1] << 32);
+  cn__sip_word(&s, (uint64_t)w[2] | (uint64_t)w[3] << 32);
+  cn__sip_word(&s, w[4]);
+  return cn__sip_final(&s);
+}
+
+static bool mon_is(const cn__hnode *n, const void *ref) {
+  return cn_ref_equal(&cn__container_of(n, cn__mon, node)->ref, ref);
+}
+
+/* The node itself, not one with the same reference: a peer may set two
+ * monitors with one reference. */
+static bool node_is(const cn__hnode *n, const void *node) { return n == node; }
+
+static void mon_unindex(cn__monset *s) {
+  if (s->index) {
+    cn__htab_clear(s->index);
+    free(s->index);
+    s->index = NULL;
+  }
+}
+
+/* Builds the table once the list passes CN__MON_INDEX_AT.  Without
+ * memory the list alone serves, only slower. */
+static void mon_index(cn__monset *s) {
+  size_t n = 0;
+  cn__mon *mo;
+  for (mo = s->list; mo && n <= CN__MON_INDEX_AT; mo = mo->next)
+    n++;
+  if (n <= CN__MON_INDEX_AT || !(s->index = calloc(1, sizeof(cn__htab))))
+    return;
+  for (mo = s->list; mo; mo = mo->next)
+    if (cn__htab_add(s->index, &mo->node, cn__ref_hash(&mo->ref)) != 0) {
+      mon_unindex(s);
+      return;
+    }
+}
+
+int cn__add_mon(cn__monset *s, const cn_ref *ref, cn_pid pid,
                 const char *name) {
   cn__mon *mo = malloc(sizeof(*mo));
   if (!mo)
@@ -488,26 +537,66 @@ int cn__add_mon(cn__mon **list, const cn_ref *ref, cn_pid pid,
   mo->ref = *ref;
   mo->pid = pid;
   mo->name = NULL;
-  if (name && !(mo->name = strdup(name))) {
-    free(mo);
+  if ((name && !(mo->name = strdup(name))) ||
+      (s->index && cn__htab_add(s->index, &mo->node, cn__ref_hash(ref)) != 0)) {
+    cn__mon_free(mo);
     return CN_ENOMEM;
   }
-  mo->next = *list;
-  *list = mo;
+  mo->prev = NULL;
+  mo->next = s->list;
+  if (mo->next)
+    mo->next->prev = mo;
+  s->list = mo;
+  if (!s->index)
+    mon_index(s);
   return 0;
 }
 
-/* Unlinks and returns the monitor with ref, or NULL. */
-cn__mon *cn__take_mon(cn__mon **list, const cn_ref *ref) {
-  cn__mon **mp;
-  for (mp = list; *mp; mp = &(*mp)->next) {
-    if (cn_ref_equal(&(*mp)->ref, ref)) {
-      cn__mon *mo = *mp;
-      *mp = mo->next;
-      return mo;
-    }
+static void mon_unlink(cn__monset *s, cn__mon *mo) {
+  if (mo->prev)
+    mo->prev->next = mo->next;
+  else
+    s->list = mo->next;
+  if (mo->next)
+    mo->next->prev = mo->prev;
+  if (!s->list)
+    mon_unindex(s); /* a busy server's set empties between bursts */
+}
+
+cn__mon *cn__take_mon(cn__monset *s, const cn_ref *ref) {
+  cn__mon *mo;
+  if (s->index) {
+    cn__hnode *n = cn__htab_take(s->index, cn__ref_hash(ref), mon_is, ref);
+    if (!n)
+      return NULL;
+    mo = cn__container_of(n, cn__mon, node);
+  } else {
+    for (mo = s->list; mo && !cn_ref_equal(&mo->ref, ref); mo = mo->next)
+      ;
+    if (!mo)
+      return NULL;
   }
-  return NULL;
+  mon_unlink(s, mo);
+  return mo;
+}
+
+cn__mon *cn__pop_mon(cn__monset *s) {
+  cn__mon *mo = s->list;
+  if (!mo)
+    return NULL;
+  if (s->index)
+    cn__htab_take(s->index, mo->node.hash, node_is, &mo->node);
+  mon_unlink(s, mo);
+  return mo;
+}
+
+/* Frees what is left in s (a process freed without exiting through
+ * cn__proc_exit). */
+static void mon_drop_all(cn__monset *s) {
+  cn__mon *mo;
+  mon_unindex(s);
+  while ((mo = cn__pop_mon(s)))
+    cn__mon_free(mo);
 }
 
 /* Applies a link or monitor signal to p, the same for processes and
@@ -645,17 +734,15 @@ void cn__proc_exit(cn_proc *p, cn_term reason_in, bool run_terminate) {
       cn__deliver(rt, l->pid, sig);
     free(l);
   }
-  while (x && (mo = x->mon_on_me)) {
+  while (x && (mo = cn__pop_mon(&x->mon_on_me))) {
     cn__msg *down = cn__down_new(p->pid, &mo->ref, mo->name, reason,
                                  mo->name ? CN__F_BYNAME : 0);
-    x->mon_on_me = mo->next;
     if (down)
       cn__deliver(rt, mo->pid, down);
     cn__mon_free(mo);
   }
-  while (x && (mo = x->mon_mine)) {
+  while (x && (mo = cn__pop_mon(&x->mon_mine))) {
     cn__msg *dm = cn__msg_new(CN__S_DEMONITOR, NULL, 0);
-    x->mon_mine = mo->next;
     if (dm) {
       dm->from = p->pid;
       dm->ref = mo->ref;

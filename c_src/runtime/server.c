@@ -952,7 +952,7 @@ static void on_info(cn_proc *p, cn__msg *m) {
     cn_put_pid(&b, &l->pid);
   }
   cn_put_nil(&b);
-  for (mo = x ? x->mon_mine : NULL; mo; mo = mo->next) {
+  for (mo = x ? x->mon_mine.list : NULL; mo; mo = mo->next) {
     cn_put_list(&b, 1);
     if (mo->name)
       cn_build(&b, "{process, {~a, ~a}}", mo->name, cn_node_name(mo->pid.node));
@@ -960,7 +960,7 @@ static void on_info(cn_proc *p, cn__msg *m) {
       cn_build(&b, "{process, ~p}", &mo->pid);
   }
   cn_put_nil(&b);
-  for (mo = x ? x->mon_on_me : NULL; mo; mo = mo->next) {
+  for (mo = x ? x->mon_on_me.list : NULL; mo; mo = mo->next) {
     cn_put_list(&b, 1);
     cn_put_pid(&b, &mo->pid);
   }

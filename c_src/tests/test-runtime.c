@@ -674,6 +674,66 @@ static void test_monitors(void **st) {
   cn_runtime_free(rt);
 }
 
+/* Past CN__MON_INDEX_AT, a process's monitors sit in a table by
+ * reference too (both the watcher's set and the target's): taking any
+ * one of many in any order takes that one, and the DOWNs at exit go to
+ * exactly those left; a set emptied and filled again indexes again. */
+static void test_many_monitors(void **st) {
+  enum { N = 40 };
+  cn_runtime *rt = rt_new(2);
+  cn_pid pid = start_srv(rt, NULL);
+  cn_ref ref[N], got;
+  bool left[N];
+  int i, j, round, downs = 0;
+
+  for (round = 0; round < 2; round++) {
+    for (i = 0; i < N; i++) {
+      assert_int_equal(
+          cn_monitor(rt, i % 4 ? cn_to_pid(pid) : cn_to_name("many_mon_srv"),
+                     &ref[i]),
+          0);
+      left[i] = true;
+    }
+    if (round == 0) {
+      /* The named ones were DOWN at once (noproc); take all the rest. */
+      for (i = 0; i < N; i += 4)
+        assert_int_equal(cn_match(receive(rt), "{'DOWN', _, process, _, "
+                                               "noproc}"),
+                         0);
+      for (i = N - 1; i >= 0; i--)
+        assert_int_equal(cn_demonitor(rt, &ref[i], true),
+                         i % 4 ? 0 : CN_ENOENT);
+      assert_int_equal(cn_register(rt, "many_mon_srv", pid), 0);
+      continue;
+    }
+    /* Every third one, from the middle out, then one again. */
+    for (j = 0; j < N; j++) {
+      i = (N / 2 + (j % 2 ? j / 2 + 1 : -(j / 2)) + N) % N;
+      if (i % 3 == 0) {
+        assert_int_equal(cn_demonitor(rt, &ref[i], false), 0);
+        left[i] = false;
+      }
+    }
+    assert_int_equal(cn_demonitor(rt, &ref[3], false), CN_ENOENT);
+  }
+  assert_int_equal(cn_stop(rt, cn_to_pid(pid), NULL, tmo(1000)), 0);
+  for (;;) {
+    if (cn_receive(rt, 200, &rx) == CN_ETIMEDOUT)
+      break;
+    assert_int_equal(
+        cn_match(cn_buf_term(&rx), "{'DOWN', ~r, process, _, _}", &got), 0);
+    for (i = 0; i < N && !(left[i] && cn_ref_equal(&ref[i], &got)); i++)
+      ;
+    assert_true(i < N); /* one we kept, and only once */
+    left[i] = false;
+    downs++;
+  }
+  for (i = 0; i < N; i++)
+    assert_false(left[i]);
+  assert_int_equal(downs, N - (N + 2) / 3);
+  cn_runtime_free(rt);
+}
+
 static void test_links_and_exits(void **st) {
   cn_runtime *rt = rt_new(2);
   cn_pid a = start_srv(rt, NULL), b = start_srv(rt, NULL), from;
@@ -1498,6 +1558,7 @@ int main(void) {
       cmocka_unit_test(test_deadlock_detected),
       cmocka_unit_test(test_names),
       cmocka_unit_test(test_monitors),
+      cmocka_unit_test(test_many_monitors),
       cmocka_unit_test(test_links_and_exits),
       cmocka_unit_test(test_start_link),
       cmocka_unit_test(test_init_results),
