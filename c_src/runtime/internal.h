@@ -603,7 +603,7 @@ cn__mon *cn__take_mon(cn__monset *s, const cn_ref *ref);
 /* Unlinks and returns the newest monitor, or NULL when s is empty. */
 cn__mon *cn__pop_mon(cn__monset *s);
 void cn__mon_free(cn__mon *mo);
-bool cn__link_signal(cn_proc *p, const cn__msg *m);
+bool cn__link_signal(cn_proc *p, cn__msg *m);
 
 /* Processes. */
 void cn__proc_exit(cn_proc *p, cn_term reason, bool run_terminate);

@@ -372,11 +372,15 @@ int cn__signal(cn_runtime *rt, cn_pid to, cn__msg *m) {
   int kind = m->kind, flags = m->flags;
   cn_pid from = m->from;
   cn_ref ref = m->ref;
-  char *name = NULL;
+  char keep[255 * 4 + 1], *name = NULL; /* an atom's text, at most */
   int rc;
 
-  if ((kind == CN__S_MONITOR) && m->name)
-    name = strdup(m->name);
+  /* The name, for a DOWN in the target's stead: on the stack (this runs
+   * for every call by name from a peer), on the heap if it is longer. */
+  if ((kind == CN__S_MONITOR) && m->name) {
+    size_t n = strlen(m->name);
+    name = n < sizeof keep ? memcpy(keep, m->name, n + 1) : strdup(m->name);
+  }
   rc = cn__deliver(rt, to, m);
   if (rc == CN_ENOPROC || rc == CN_ENOCONN) {
     /* The target is gone, or its node cannot be reached: answer for it,
@@ -391,7 +395,8 @@ int cn__signal(cn_runtime *rt, cn_pid to, cn__msg *m) {
     if (ans)
       cn__deliver(rt, from, ans);
   }
-  free(name);
+  if (name != keep)
+    free(name);
   return rc;
 }
 
@@ -529,16 +534,18 @@ static void mon_index(cn__monset *s) {
     }
 }
 
-int cn__add_mon(cn__monset *s, const cn_ref *ref, cn_pid pid,
-                const char *name) {
+/* cn__add_mon with a name it owns from now on, even on failure. */
+static int add_mon_owning(cn__monset *s, const cn_ref *ref, cn_pid pid,
+                          const char *name) {
   cn__mon *mo = malloc(sizeof(*mo));
-  if (!mo)
+  if (!mo) {
+    free((void *)name);
     return CN_ENOMEM;
+  }
   mo->ref = *ref;
   mo->pid = pid;
-  mo->name = NULL;
-  if ((name && !(mo->name = strdup(name))) ||
-      (s->index && cn__htab_add(s->index, &mo->node, cn__ref_hash(ref)) != 0)) {
+  mo->name = name;
+  if (s->index && cn__htab_add(s->index, &mo->node, cn__ref_hash(ref)) != 0) {
     cn__mon_free(mo);
     return CN_ENOMEM;
   }
@@ -550,6 +557,14 @@ int cn__add_mon(cn__monset *s, const cn_ref *ref, cn_pid pid,
   if (!s->index)
     mon_index(s);
   return 0;
+}
+
+int cn__add_mon(cn__monset *s, const cn_ref *ref, cn_pid pid,
+                const char *name) {
+  char *copy = NULL;
+  if (name && !(copy = strdup(name)))
+    return CN_ENOMEM;
+  return add_mon_owning(s, ref, pid, copy);
 }
 
 static void mon_unlink(cn__monset *s, cn__mon *mo) {
@@ -600,8 +615,9 @@ static void mon_drop_all(cn__monset *s) {
 }
 
 /* Applies a link or monitor signal to p, the same for processes and
- * threads.  Returns false for any other kind. */
-bool cn__link_signal(cn_proc *p, const cn__msg *m) {
+ * threads (a monitor takes m's name).  Returns false for any other
+ * kind. */
+bool cn__link_signal(cn_proc *p, cn__msg *m) {
   switch (m->kind) {
   case CN__S_LINK:
     cn__add_link(p, m->from);
@@ -610,8 +626,11 @@ bool cn__link_signal(cn_proc *p, const cn__msg *m) {
     cn__remove_link(p, m->from);
     return true;
   case CN__S_MONITOR:
-    if (cn__ext(p))
-      cn__add_mon(&p->ext->mon_on_me, &m->ref, m->from, m->name);
+    /* The monitor takes the message's copy of the name. */
+    if (cn__ext(p)) {
+      add_mon_owning(&p->ext->mon_on_me, &m->ref, m->from, m->name);
+      m->name = NULL;
+    }
     return true;
   case CN__S_DEMONITOR:
     if (p->ext)
