@@ -556,7 +556,7 @@ int cn__route_reply(cn_runtime *rt, const cn_from *from, cn_term reply,
   cn__msg *m;
   cn_buf b;
   if (own && own->on_heap && own->data == reply.ptr && own->len == reply.len &&
-      reply.len >= CN__BLOCK_MIN && 2 + tag.len <= UINT32_MAX &&
+      reply.len >= CN__ADOPT_MIN && 2 + tag.len <= UINT32_MAX &&
       (m = cn__msg_new(CN__M_REPLY, NULL, 2 + tag.len)) != NULL) {
     /* A large reply is not copied: the message holds {Tag, (its aux
      * bytes) and takes the handler's buffer over for the reply, which
@@ -698,7 +698,7 @@ static void fail_remote_call(cn__dist *d, cn__conn *c, cn_pid to,
 static cn__msg *msg_of(cn__conn *c, int kind, cn_term t, bool *adopted) {
   cn_buf *a = c->adopt;
   cn__msg *m;
-  if (a && a->data && t.len >= CN__BLOCK_MIN && t.ptr >= a->data &&
+  if (a && a->data && t.len >= CN__ADOPT_MIN && t.ptr >= a->data &&
       t.ptr + t.len <= a->data + a->len &&
       (m = cn__msg_adopt(kind, a->data, a->cap, t.ptr, t.len)) != NULL) {
     cn_buf_init(a);

@@ -49,7 +49,7 @@ cn__msg *cn__msg_adopt(int kind, char *block, size_t cap, const char *data,
 
 cn__msg *cn__msg_from_buf(int kind, cn_buf *b) {
   cn__msg *m;
-  if (!b->on_heap || b->len < CN__BLOCK_MIN)
+  if (!b->on_heap || b->len < CN__ADOPT_MIN)
     return cn__msg_new(kind, b->data, b->len);
   if (!(m = cn__msg_adopt(kind, b->data, b->cap, b->data, b->len)))
     return NULL;

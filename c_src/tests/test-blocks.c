@@ -99,8 +99,9 @@ static void test_eviction(void **st) {
   cn__blocks_trim(true);
 }
 
-/* A message takes a large heap buffer over: the same bytes, no copy; a
- * small one is copied and the buffer stays its owner's. */
+/* A message takes a heap buffer of CN__ADOPT_MIN bytes or more over: the
+ * same bytes, no copy; a smaller one is copied and the buffer stays its
+ * owner's. */
 static void test_msg_from_buf(void **st) {
   cn_buf b = CN_BUF_INIT;
   cn__msg *m;
@@ -117,6 +118,29 @@ static void test_msg_from_buf(void **st) {
   assert_null(b.data);
   assert_int_equal(b.len, CN__BLOCK_MIN + 10); /* as it was */
   assert_int_equal(b.on_heap, 0);
+  cn__msg_free(m);
+  cn_buf_free(&b);
+
+  /* From CN__ADOPT_MIN up, on the heap: taken over too; below, copied. */
+  assert_int_equal(cn_buf_reserve(&b, CN__ADOPT_MIN), 0);
+  memset(b.data, 6, CN__ADOPT_MIN);
+  b.len = CN__ADOPT_MIN;
+  data = b.data;
+  m = cn__msg_from_buf(CN__M_REPLY, &b);
+  assert_non_null(m);
+  assert_ptr_equal(m->data, data);
+  assert_null(b.data);
+  cn__msg_free(m);
+  cn_buf_free(&b);
+  assert_int_equal(cn_buf_reserve(&b, CN__ADOPT_MIN), 0);
+  memset(b.data, 6, CN__ADOPT_MIN - 1);
+  b.len = CN__ADOPT_MIN - 1;
+  data = b.data;
+  m = cn__msg_from_buf(CN__M_REPLY, &b);
+  assert_non_null(m);
+  assert_ptr_not_equal(m->data, data);
+  assert_ptr_equal(b.data, data);
+  assert_memory_equal(m->data, data, CN__ADOPT_MIN - 1);
   cn__msg_free(m);
   cn_buf_free(&b);
 
