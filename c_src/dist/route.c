@@ -249,8 +249,11 @@ static void encode_exitish(cn__dist *d, cn__conn *c, cn_buf *b, int op,
 }
 
 /* Payloads this long and up, queued behind a stream, are not copied: the
- * frame ends with the message's own bytes (cn__conn_attach). */
+ * frame ends with the message's own bytes (cn__conn_attach).  A reply
+ * that cn__route_reply splits off its handler's buffer (CN__ADOPT_MIN
+ * and up) must go out that way too, or it would be copied after all. */
 #define TAIL_MIN ((size_t)16 << 10)
+_Static_assert(CN__ADOPT_MIN >= TAIL_MIN, "split replies go out uncopied");
 
 /* Ends a send frame opened at mark with m's data as its payload: a copy
  * in b, or, for a large one in a stream, m itself, which then belongs

@@ -73,9 +73,9 @@ static uint32_t find(const char *name, size_t len, uint32_t h) {
   return 0;
 }
 
-/* The names this thread found last, by length: every pid and reference
- * read from the wire interns its node's name, and a connection's frames
- * name the same one or two nodes over and over (a call from a BEAM
+/* The names this thread found last, in a few slots: every pid and
+ * reference read from the wire interns its node's name, and a connection's
+ * frames name the same one or two nodes over and over (a call from a BEAM
  * client: seven times).  A hit costs a compare instead of a keyed hash
  * and a bucket walk (those were 5% of the node's CPU per call at 16
  * callers).  Entries never change or go once published, so an index
