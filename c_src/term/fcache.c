@@ -3,7 +3,11 @@
  * address.  Formats are almost always string literals, so the address
  * finds the entry; a copy of the text tells a reused address (a char
  * array rewritten) from the format compiled, so that the cache never
- * changes a result.
+ * changes a result.  A format in read-only memory that stays mapped for
+ * the whole run (a string literal of the program or of libcnode) cannot
+ * change, so its entry skips that compare; formats anywhere else, such as
+ * the literals of an object that dlclose may unload and another object
+ * may replace at the same address, are compared on every use.
  *
  * Each thread has its own table: no locks, no atomics, and nothing for
  * TSan to see.  The table is 4-way set associative (SETS x WAYS entries,
@@ -13,6 +17,10 @@
  */
 #include <pthread.h>
 #include <stdint.h>
+#if defined(__linux__)
+#include <link.h> /* dl_iterate_phdr */
+#define HAVE_PHDR 1
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +32,7 @@
 typedef struct slot {
   const char *key; /* the format's address */
   int which;       /* CN__FC_BUILD or CN__FC_MATCH */
+  int fixed;       /* key's text cannot change: no compare */
   cn__prog *prog;  /* owned; NULL when the slot is empty */
 } slot;
 
@@ -37,12 +46,57 @@ static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 static int cache_key_ok;
 static _Thread_local fcache *cache;
 
+/* The read-only segments of the objects that are never unloaded: the
+ * program itself (dl_iterate_phdr's first object) and the object holding
+ * this code.  Found once, before any cache exists. */
+#define MAX_FIXED 8
+static struct { uintptr_t lo, hi; } fixed[MAX_FIXED];
+static size_t nfixed;
+
+#if HAVE_PHDR
+static int add_fixed(struct dl_phdr_info *info, size_t size, void *arg) {
+  uintptr_t self = (uintptr_t)&cn__fcache_get;
+  int *first = arg, ours = *first;
+  size_t i;
+  (void)size;
+
+  *first = 0;
+  for (i = 0; !ours && i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+    ours = ph->p_type == PT_LOAD && self - lo < ph->p_memsz;
+  }
+  for (i = 0; ours && i < info->dlpi_phnum && nfixed < MAX_FIXED; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type == PT_LOAD && !(ph->p_flags & PF_W) && ph->p_memsz != 0) {
+      fixed[nfixed].lo = info->dlpi_addr + ph->p_vaddr;
+      fixed[nfixed].hi = fixed[nfixed].lo + ph->p_memsz;
+      nfixed++;
+    }
+  }
+  return 0;
+}
+#endif
+
+static void cache_init_key(void);
+
+int cn__fcache_fixed(const char *p, size_t n) {
+  uintptr_t a = (uintptr_t)p;
+  size_t i;
+  if (pthread_once(&cache_once, cache_init_key) != 0)
+    return 0;
+  for (i = 0; i < nfixed; i++)
+    if (a >= fixed[i].lo && a < fixed[i].hi && n <= fixed[i].hi - a)
+      return 1;
+  return 0;
+}
+
 static void cache_flush(fcache *c) {
   size_t i, j;
   for (i = 0; i < SETS; i++)
     for (j = 0; j < WAYS; j++) {
       free(c->set[i][j].prog);
-      c->set[i][j] = (slot){NULL, 0, NULL};
+      c->set[i][j] = (slot){NULL, 0, 0, NULL};
     }
 }
 
@@ -53,6 +107,10 @@ static void cache_free(void *arg) {
 }
 
 static void cache_init_key(void) {
+#if HAVE_PHDR
+  int first = 1;
+  dl_iterate_phdr(add_fixed, &first);
+#endif
   cache_key_ok = pthread_key_create(&cache_key, cache_free) == 0;
 }
 
@@ -100,20 +158,21 @@ lookup(fcache *c, int which, const char *fmt) {
   s = set_of(c, which, fmt);
   for (i = 0; i < WAYS && s[i].prog != NULL; i++)
     if (s[i].key == fmt && s[i].which == which &&
-        strcmp(s[i].prog->text, fmt) == 0)
+        (s[i].fixed || strcmp(s[i].prog->text, fmt) == 0))
       break;
   if (i == WAYS || s[i].prog == NULL) {
     /* A miss: compile, and put the result in the least recently used
      * way.  A format too long to keep is interpreted each time. */
     cn__prog *p;
-    if (strnlen(fmt, CN__PROG_MAX_TEXT + 1) > CN__PROG_MAX_TEXT)
+    size_t len = strnlen(fmt, CN__PROG_MAX_TEXT + 1);
+    if (len > CN__PROG_MAX_TEXT)
       return NULL;
     p = which == CN__FC_BUILD ? cn__build_compile(fmt) : cn__match_compile(fmt);
     if (p == NULL)
       return NULL;
     i = WAYS - 1;
     free(s[i].prog);
-    s[i] = (slot){fmt, which, p};
+    s[i] = (slot){fmt, which, cn__fcache_fixed(fmt, len + 1), p};
   }
   hit = s[i]; /* the way becomes the most recently used */
   memmove(s + 1, s, i * sizeof *s);
@@ -125,7 +184,8 @@ const cn__prog *cn__fcache_get(int which, const char *fmt) {
   fcache *c = cache;
   if (c != NULL) { /* the common case: way 0 holds it */
     slot *s = set_of(c, which, fmt);
-    if (s->key == fmt && s->which == which && strcmp(s->prog->text, fmt) == 0)
+    if (s->key == fmt && s->which == which &&
+        (s->fixed || strcmp(s->prog->text, fmt) == 0))
       return s->prog->nops != 0 ? s->prog : NULL;
   }
   return lookup(c, which, fmt);

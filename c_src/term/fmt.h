@@ -152,6 +152,11 @@ typedef struct cn__prog {
  * compilable, too long, out of memory, or the cache is off). */
 const cn__prog *cn__fcache_get(int which, const char *fmt);
 
+/* 1 when the n bytes at p lie in read-only memory that stays mapped for
+ * the whole run (the program's and libcnode's own read-only segments), so
+ * that a format there can be kept without comparing its text again. */
+int cn__fcache_fixed(const char *p, size_t n);
+
 /* Turns the calling thread's cache off (0) or on (1), for tests that
  * compare the interpreter with the programs. */
 void cn__fcache_enable(int on);

@@ -3360,6 +3360,42 @@ static void test_fcache_reused(void **state) {
   cn_buf_free(&b);
 }
 
+/* Only formats in read-only memory that stays mapped skip the compare of
+ * their text: the program's literals and const arrays, never a writable
+ * array (static, on the stack or on the heap), whose text may change. */
+static char fixed_data[] = "{a, ~i}";
+static const char fixed_rodata[] = "{a, ~i}";
+
+static void test_fcache_fixed(void **state) {
+  const char *lit = "{get, ~i}";
+  char stack[] = "{a, ~i}";
+  char *heap = strdup("{a, ~i}");
+  (void)state;
+
+  assert_non_null(heap);
+  assert_true(cn__fcache_fixed(lit, strlen(lit) + 1));
+  assert_true(cn__fcache_fixed(fixed_rodata, sizeof fixed_rodata));
+  assert_false(cn__fcache_fixed(lit, SIZE_MAX / 2)); /* runs off the end */
+  assert_false(cn__fcache_fixed(fixed_data, sizeof fixed_data));
+  assert_false(cn__fcache_fixed(stack, sizeof stack));
+  assert_false(cn__fcache_fixed(heap, strlen(heap) + 1));
+  free(heap);
+
+  /* A writable static array rewritten in place gives the new result. */
+  {
+    cn_buf b = CN_BUF_INIT;
+    cn__fcache_enable(1);
+    assert_int_equal(cn_build(&b, fixed_data, (int64_t)1), 0);
+    assert_text(cn_buf_term(&b), "{a,1}");
+    memcpy(fixed_data, "[~i, b]", sizeof fixed_data);
+    cn_buf_reset(&b);
+    assert_int_equal(cn_build(&b, fixed_data, (int64_t)2), 0);
+    assert_text(cn_buf_term(&b), "[2,b]");
+    memcpy(fixed_data, "{a, ~i}", sizeof fixed_data);
+    cn_buf_free(&b);
+  }
+}
+
 /* More formats than the cache holds: each still builds and matches as
  * the interpreter does, after its entry was evicted, and again. */
 static void test_fcache_many(void **state) {
@@ -3495,6 +3531,7 @@ int main(void) {
       cmocka_unit_test(test_fcache_build),
       cmocka_unit_test(test_fcache_match),
       cmocka_unit_test(test_fcache_reused),
+      cmocka_unit_test(test_fcache_fixed),
       cmocka_unit_test(test_fcache_many),
       cmocka_unit_test(test_fcache_threads),
       cmocka_unit_test(test_validate_flat),
