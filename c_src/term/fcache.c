@@ -10,10 +10,11 @@
  * may replace at the same address, are compared on every use.
  *
  * Each thread has its own table: no locks, no atomics, and nothing for
- * TSan to see.  The table is 4-way set associative (SETS x WAYS entries,
- * least recently used out), so that a few hot formats never evict each
- * other; an entry holds a format of at most CN__PROG_MAX_TEXT bytes, which
- * bounds a thread's memory.  The table is freed when its thread exits.
+ * TSan to see.  The table (fmt.h) is 4-way set associative (CN__FC_SETS x
+ * CN__FC_WAYS entries, least recently used out), so that a few hot formats
+ * never evict each other; an entry holds a format of at most CN__PROG_MAX_TEXT
+ * bytes, which bounds a thread's memory.  The table is freed when its thread
+ * exits.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -26,25 +27,10 @@
 
 #include "fmt.h"
 
-#define SETS 16
-#define WAYS 4
-
-typedef struct slot {
-  const char *key; /* the format's address */
-  int which;       /* CN__FC_BUILD or CN__FC_MATCH */
-  int fixed;       /* key's text cannot change: no compare */
-  cn__prog *prog;  /* owned; NULL when the slot is empty */
-} slot;
-
-typedef struct fcache {
-  slot set[SETS][WAYS]; /* way 0 is the most recently used */
-  int off;              /* cn__fcache_enable(0): every lookup misses */
-} fcache;
-
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 static int cache_key_ok;
-static _Thread_local fcache *cache;
+_Thread_local cn__fcache *cn__fcache_tls;
 
 /* The read-only segments of the objects that are never unloaded: the
  * program itself (dl_iterate_phdr's first object) and the object holding
@@ -55,7 +41,7 @@ static size_t nfixed;
 
 #if HAVE_PHDR
 static int add_fixed(struct dl_phdr_info *info, size_t size, void *arg) {
-  uintptr_t self = (uintptr_t)&cn__fcache_get;
+  uintptr_t self = (uintptr_t)&cn__fcache_lookup;
   int *first = arg, ours = *first;
   size_t i;
   (void)size;
@@ -91,19 +77,19 @@ int cn__fcache_fixed(const char *p, size_t n) {
   return 0;
 }
 
-static void cache_flush(fcache *c) {
+static void cache_flush(cn__fcache *c) {
   size_t i, j;
-  for (i = 0; i < SETS; i++)
-    for (j = 0; j < WAYS; j++) {
+  for (i = 0; i < CN__FC_SETS; i++)
+    for (j = 0; j < CN__FC_WAYS; j++) {
       free(c->set[i][j].prog);
-      c->set[i][j] = (slot){NULL, 0, 0, NULL};
+      c->set[i][j] = (cn__fslot){NULL, 0, 0, NULL};
     }
 }
 
 static void cache_free(void *arg) {
   cache_flush(arg);
   free(arg);
-  cache = NULL; /* a later destructor may still build: it starts again */
+  cn__fcache_tls = NULL; /* a later destructor may build: it starts again */
 }
 
 static void cache_init_key(void) {
@@ -114,8 +100,8 @@ static void cache_init_key(void) {
   cache_key_ok = pthread_key_create(&cache_key, cache_free) == 0;
 }
 
-static fcache *cache_new(void) {
-  fcache *c;
+static cn__fcache *cache_new(void) {
+  cn__fcache *c;
   if (pthread_once(&cache_once, cache_init_key) != 0 || !cache_key_ok)
     return NULL;
   if ((c = calloc(1, sizeof *c)) == NULL)
@@ -124,43 +110,31 @@ static fcache *cache_new(void) {
     free(c);
     return NULL;
   }
-  return cache = c;
+  return cn__fcache_tls = c;
 }
 
 void cn__fcache_enable(int on) {
-  fcache *c = cache != NULL ? cache : cache_new();
+  cn__fcache *c = cn__fcache_tls != NULL ? cn__fcache_tls : cache_new();
   if (c != NULL) {
     cache_flush(c);
     c->off = !on;
   }
 }
 
-static slot *set_of(fcache *c, int which, const char *fmt) {
-  uintptr_t h = (uintptr_t)fmt;
-  h ^= h >> 4 ^ h >> 9; /* literals sit a few bytes apart */
-  return c->set[(h ^ (uintptr_t)which) % SETS];
-}
-
-/* The lookup past way 0: the other ways, or a compile.  Kept out of line,
- * so that the common case saves no registers. */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static const cn__prog *
-lookup(fcache *c, int which, const char *fmt) {
-  slot *s, hit;
+const cn__prog *cn__fcache_lookup(cn__fcache *c, int which, const char *fmt) {
+  cn__fslot *s, hit;
   size_t i;
 
   if (c == NULL && (c = cache_new()) == NULL)
     return NULL;
   if (c->off)
     return NULL;
-  s = set_of(c, which, fmt);
-  for (i = 0; i < WAYS && s[i].prog != NULL; i++)
+  s = cn__fcache_set(c, which, fmt);
+  for (i = 0; i < CN__FC_WAYS && s[i].prog != NULL; i++)
     if (s[i].key == fmt && s[i].which == which &&
         (s[i].fixed || strcmp(s[i].prog->text, fmt) == 0))
       break;
-  if (i == WAYS || s[i].prog == NULL) {
+  if (i == CN__FC_WAYS || s[i].prog == NULL) {
     /* A miss: compile, and put the result in the least recently used
      * way.  A format too long to keep is interpreted each time. */
     cn__prog *p;
@@ -170,25 +144,14 @@ lookup(fcache *c, int which, const char *fmt) {
     p = which == CN__FC_BUILD ? cn__build_compile(fmt) : cn__match_compile(fmt);
     if (p == NULL)
       return NULL;
-    i = WAYS - 1;
+    i = CN__FC_WAYS - 1;
     free(s[i].prog);
-    s[i] = (slot){fmt, which, cn__fcache_fixed(fmt, len + 1), p};
+    s[i] = (cn__fslot){fmt, which, cn__fcache_fixed(fmt, len + 1), p};
   }
   hit = s[i]; /* the way becomes the most recently used */
   memmove(s + 1, s, i * sizeof *s);
   s[0] = hit;
   return hit.prog->nops != 0 ? hit.prog : NULL;
-}
-
-const cn__prog *cn__fcache_get(int which, const char *fmt) {
-  fcache *c = cache;
-  if (c != NULL) { /* the common case: way 0 holds it */
-    slot *s = set_of(c, which, fmt);
-    if (s->key == fmt && s->which == which &&
-        (s->fixed || strcmp(s->prog->text, fmt) == 0))
-      return s->prog->nops != 0 ? s->prog : NULL;
-  }
-  return lookup(c, which, fmt);
 }
 
 /* ---- Writing programs ---------------------------------------------------- */

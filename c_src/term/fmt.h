@@ -147,10 +147,51 @@ typedef struct cn__prog {
   cn__tok ops[]; /* nops of them */
 } cn__prog;
 
+/* A thread's cache (fcache.c): 4-way set associative, SETS x WAYS
+ * entries, least recently used out. */
+#define CN__FC_SETS 16
+#define CN__FC_WAYS 4
+
+typedef struct cn__fslot {
+  const char *key; /* the format's address */
+  int which;       /* CN__FC_BUILD or CN__FC_MATCH */
+  int fixed;       /* key's text cannot change: no compare */
+  cn__prog *prog;  /* owned; NULL when the slot is empty */
+} cn__fslot;
+
+typedef struct cn__fcache {
+  cn__fslot set[CN__FC_SETS][CN__FC_WAYS]; /* way 0: most recently used */
+  int off; /* cn__fcache_enable(0): every lookup misses */
+} cn__fcache;
+
+extern _Thread_local cn__fcache *cn__fcache_tls; /* NULL until first use */
+
+/* The set where fmt's entry would be. */
+static inline cn__fslot *cn__fcache_set(cn__fcache *c, int which,
+                                        const char *fmt) {
+  uintptr_t h = (uintptr_t)fmt;
+  h ^= h >> 4 ^ h >> 9; /* literals sit a few bytes apart */
+  return c->set[(h ^ (uintptr_t)which) % CN__FC_SETS];
+}
+
+/* The lookup past way 0: the other ways, or a compile (and the thread's
+ * first lookup, which makes its cache). */
+const cn__prog *cn__fcache_lookup(cn__fcache *c, int which, const char *fmt);
+
 /* The program for the format fmt (build or match), from the calling
  * thread's cache, compiled on a miss; NULL when fmt is interpreted (not
- * compilable, too long, out of memory, or the cache is off). */
-const cn__prog *cn__fcache_get(int which, const char *fmt);
+ * compilable, too long, out of memory, or the cache is off).  The common
+ * case, way 0 of its set holding fmt, is inline. */
+static inline const cn__prog *cn__fcache_get(int which, const char *fmt) {
+  cn__fcache *c = cn__fcache_tls;
+  if (c != NULL) {
+    const cn__fslot *s = cn__fcache_set(c, which, fmt);
+    if (s->key == fmt && s->which == which &&
+        (s->fixed || strcmp(s->prog->text, fmt) == 0))
+      return s->prog->nops != 0 ? s->prog : NULL;
+  }
+  return cn__fcache_lookup(c, which, fmt);
+}
 
 /* 1 when the n bytes at p lie in read-only memory that stays mapped for
  * the whole run (the program's and libcnode's own read-only segments), so

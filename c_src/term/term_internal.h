@@ -191,6 +191,13 @@ static inline int cn__ascii_only(const unsigned char *s, size_t n) {
   return any < 0x80;
 }
 
+/* The commonest messages, such as {get, 1} and {ok, 1}, checked without
+ * cn_term_validate's walk: a small integer, an ASCII atom or [], or a
+ * tuple of them at p.  Returns where the term ends, or NULL when it is not
+ * such a term inside lim; cn_term_validate then decides (it accepts every
+ * term this accepts). */
+const char *cn__term_flat(const char *p, const char *lim);
+
 /* Counts the characters of a UTF-8 string, or returns -1 when it is not
  * valid UTF-8 (overlong forms, surrogates and code points above U+10FFFF
  * are rejected, as erts does). */

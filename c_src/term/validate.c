@@ -297,11 +297,8 @@ out:
   return rc;
 }
 
-/* The commonest messages, such as {get, 1} and {ok, 1}, checked without
- * the walk: a small integer, an ASCII atom or [], or a tuple of them.
- * Returns where the term ends, or NULL when it is not such a term inside
- * lim; validate() then decides (it accepts every term this accepts). */
-static const char *flat(const char *p, const char *lim) {
+/* The commonest messages (term_internal.h). */
+const char *cn__term_flat(const char *p, const char *lim) {
   size_t n = 1, k;
 
   if (lim - p >= 2 && (unsigned char)p[0] == ETF_SMALL_TUPLE) {
@@ -356,7 +353,7 @@ int cn_term_validate(const char *buf, size_t len, size_t *off,
   start = buf + *off;
   end = buf + len;
   stop = (size_t)(end - start) > max_size ? start + max_size : end;
-  if ((after = flat(start, stop)) != NULL) {
+  if ((after = cn__term_flat(start, stop)) != NULL) {
     *off = (size_t)(after - buf);
     return 0;
   }
