@@ -14,7 +14,9 @@
 #                -lcnode pointed at libcnode.a (-l:libcnode.a).
 #    The DESTDIR tree is used through pkg-config's
 #    --define-variable=prefix=..., exactly as a relocated install would be.
-# 3. Runs every binary with c_src/tests/run.sh (so the counts add up in
+# 3. Builds dlopen-smoke, which is not linked against libcnode and
+#    dlopens the installed libcnode.so to run a server and two calls.
+# 4. Runs every binary with c_src/tests/run.sh (so the counts add up in
 #    `make test`), then `make uninstall` and checks that nothing is left.
 set -eu
 
@@ -153,6 +155,94 @@ for src in src/*.c; do
     fail "$name-static: still needs libcnode.so"
   fi
 done
+
+# libcnode.so keeps its thread-local state in the static TLS block
+# (-ftls-model=initial-exec, which spares each access a __tls_get_addr
+# call).  A program that was not linked against it may still dlopen it:
+# glibc keeps spare static TLS for such libraries.  This program does, and
+# runs a server and a call in two threads through what dlsym finds.
+cat >"$work/dlopen-smoke.c" <<'EOF2'
+#include <cnode.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+
+static int (*rt_new)(const cn_runtime_options *, cn_runtime **);
+static void (*rt_free)(cn_runtime *);
+static int (*start)(cn_runtime *, const cn_server_ops *, void *,
+                    const cn_start_options *, cn_pid *);
+static int (*call)(cn_runtime *, cn_dest, cn_term, cn_ms, cn_buf *);
+static int (*build)(cn_buf *, const char *, ...);
+static int (*match)(cn_term, const char *, ...);
+static void (*buf_free)(cn_buf *);
+static cn_runtime *rt;
+static cn_pid server;
+
+static int handle_call(cn_proc *self, void *state, cn_term req,
+                       cn_from *from, cn_buf *reply) {
+  int64_t n;
+  (void)self, (void)state, (void)from;
+  if (match(req, "{get, ~i}", &n) != 0 || build(reply, "{ok, ~i}", n) != 0)
+    return CN_STOP;
+  return CN_REPLY;
+}
+
+static const cn_server_ops ops = {.name = "smoke", .handle_call = handle_call};
+
+/* Calls the server with {get, n}; 0 when the reply is {ok, n}. */
+static int get(int64_t n) {
+  cn_buf req = CN_BUF_INIT, reply = CN_BUF_INIT;
+  int64_t got = -1;
+  int rc = build(&req, "{get, ~i}", n);
+  if (rc == 0)
+    rc = call(rt, cn_to_pid(server), cn_buf_term(&req), 5000, &reply);
+  if (rc == 0 && (match(cn_buf_term(&reply), "{ok, ~i}", &got) != 0 ||
+                  got != n))
+    rc = -1;
+  buf_free(&req);
+  buf_free(&reply);
+  return rc;
+}
+
+static void *thread_main(void *arg) {
+  (void)arg;
+  return (void *)(long)get(2);
+}
+
+int main(void) {
+  void *h = dlopen(CNODE_SO, RTLD_NOW | RTLD_LOCAL), *trc = NULL;
+  pthread_t th;
+  if (h == NULL) {
+    fprintf(stderr, "dlopen-smoke: %s\n", dlerror());
+    return 1;
+  }
+  *(void **)&rt_new = dlsym(h, "cn_runtime_new");
+  *(void **)&rt_free = dlsym(h, "cn_runtime_free");
+  *(void **)&start = dlsym(h, "cn_start");
+  *(void **)&call = dlsym(h, "cn_call");
+  *(void **)&build = dlsym(h, "cn_build");
+  *(void **)&match = dlsym(h, "cn_match");
+  *(void **)&buf_free = dlsym(h, "cn_buf_free");
+  if (!rt_new || !rt_free || !start || !call || !build || !match ||
+      !buf_free || rt_new(NULL, &rt) != 0 ||
+      start(rt, &ops, NULL, NULL, &server) != 0 || get(1) != 0 ||
+      pthread_create(&th, NULL, thread_main, NULL) != 0 ||
+      pthread_join(th, &trc) != 0 || trc != NULL) {
+    fprintf(stderr, "dlopen-smoke: a call through the dlopened library failed\n");
+    return 1;
+  }
+  rt_free(rt);
+  printf("dlopen-smoke: two calls through a dlopened %s\n", CNODE_SO);
+  return 0;
+}
+EOF2
+echo "  CC      dlopen-smoke (no libcnode at link time)"
+$CC -O2 -Wall -o bin/dlopen-smoke "$work/dlopen-smoke.c" $cflags \
+  -DCNODE_SO="\"$root$prefix/lib/$soname\"" -ldl -pthread ||
+  fail "dlopen-smoke: build failed"
+if readelf -d bin/dlopen-smoke | grep -q 'NEEDED.*libcnode'; then
+  fail "dlopen-smoke: linked against libcnode"
+fi
 
 status=0
 sh "$top/c_src/tests/run.sh" bin/* || status=$?
