@@ -93,7 +93,7 @@ LIBS := -L$(EI_DIR)/lib -lei $(UV_LIBS) -lssl -lcrypto -lm -lpthread
 # stay hidden there: the public headers do not expose ei, and a program
 # that links its own libei must not pick up ours.  The release .so must
 # also resolve every symbol itself; sanitizer runtimes are left alone.
-SO_LDFLAGS := -Wl,--exclude-libs,libei.a
+SO_LDFLAGS := -Wl,--exclude-libs,libei.a -Wl,-Bsymbolic-functions
 ifeq ($(SANITIZER),)
 SO_LDFLAGS += -Wl,--no-undefined
 endif
@@ -175,7 +175,13 @@ $(BUILD)/%.o: %.c
 # slower than through libcnode.a.  A program may still dlopen
 # libcnode.so: glibc keeps spare static TLS for that, more than the 144
 # bytes libcnode uses (install-check's dlopen-smoke proves it).
-$(LIB_OBJS): CFLAGS += -ftls-model=initial-exec
+#
+# The library's calls to its own cn_* functions are bound inside it: the
+# compiler may inline them (-fno-semantic-interposition) and the linker
+# calls them directly instead of through the PLT (-Bsymbolic-functions,
+# in SO_LDFLAGS).  A program cannot interpose a cn_* function on the
+# library's own calls; it never could on libcnode.a's.
+$(LIB_OBJS): CFLAGS += -ftls-model=initial-exec -fno-semantic-interposition
 
 $(LIB_A): $(LIB_OBJS)
 	@echo "  AR      $@"
