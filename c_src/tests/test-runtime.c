@@ -1520,6 +1520,33 @@ static void test_reply_too_large(void **st) {
   cn_runtime_free(rt);
 }
 
+/* A flat term (a tuple of atoms and small integers, which the runtime
+ * checks without the validator's walk) is held to max_message too. */
+static void test_flat_term_too_large(void **st) {
+  cn_runtime_options o;
+  cn_runtime *rt = NULL;
+  cn_buf b = CN_BUF_INIT, r = CN_BUF_INIT;
+  cn_pid pid;
+  (void)st;
+  memset(&o, 0, sizeof(o));
+  o.schedulers = 1;
+  o.limits.max_size = 40;
+  assert_int_equal(cn_runtime_new(&o, &rt), 0);
+  pid = start_srv(rt, NULL);
+  /* 2 + 4 * 12 = 50 bytes, flat */
+  T(&b, "{aaaaaaaaaa, bbbbbbbbbb, cccccccccc, dddddddddd}");
+  assert_int_equal(b.len, 50);
+  assert_int_equal(cn_send(rt, cn_to_pid(pid), cn_buf_term(&b)), CN_ETOOBIG);
+  assert_int_equal(cn_call(rt, cn_to_pid(pid), cn_buf_term(&b), tmo(5000), &r),
+                   CN_ETOOBIG);
+  /* 2 + 12 + 2 = 16 bytes: under the limit, and answered. */
+  assert_int_equal(call_expect(rt, cn_to_pid(pid), "{add, 7}", "{ok, 7}"), 0);
+  assert_int_equal(cn_send(rt, cn_to_pid(pid), T(&b, "{aaaaaaaaaa, 1}")), 0);
+  cn_buf_free(&b);
+  cn_buf_free(&r);
+  cn_runtime_free(rt);
+}
+
 /* The library says which version it is, as the headers do. */
 static void test_version(void **st) {
   char want[32];
@@ -1546,6 +1573,7 @@ int main(void) {
       cmocka_unit_test(test_many_links),
       cmocka_unit_test(test_handle_continue),
       cmocka_unit_test(test_reply_too_large),
+      cmocka_unit_test(test_flat_term_too_large),
       cmocka_unit_test(test_node_identity),
       cmocka_unit_test(test_bad_terms),
       cmocka_unit_test(test_stop_timeout_kills),
