@@ -143,7 +143,8 @@ enum { CN__FC_BUILD, CN__FC_MATCH };
 typedef struct cn__prog {
   char *text;    /* the format, to tell a reused address */
   size_t nops;   /* 0: not compiled (interpret the text) */
-  int tuples;    /* match: the only containers are tuples */
+  int tuples;    /* match: the only containers are tuples (2: one tuple of
+                  * scalars) */
   cn__tok ops[]; /* nops of them */
 } cn__prog;
 

@@ -191,6 +191,11 @@ static void commit(cn__stack *o) {
   size_t i;
   for (i = 0; i < o->n; i++) {
     pending *q = (pending *)(void *)o->base + i;
+    if (q->kind == 'i' || q->kind == 'u' || q->kind == 'f') {
+      if (q->o1 != NULL) /* all three are 8 bytes */
+        memcpy(q->o1, &q->v, 8);
+      continue;
+    }
     if (q->kind == 'a')
       cn_get_atom_n((cn_term){q->v.t.ptr, 1}, q->o1, q->v.t.len, NULL);
     else if (q->kind == 'b' && q->o2 != NULL)
@@ -487,6 +492,19 @@ static int compile_key(cn__pgen *g, const char **fp) {
   return cn__pgen_op(g, CN_TK_PUNCT, '=', NULL, 0) != NULL ? 0 : -1;
 }
 
+/* A program that is one tuple of scalars: { x (, x)* }. */
+static int is_flat(const cn__prog *p) {
+  size_t i;
+  if (p->nops < 3 || p->nops % 2 == 0 || p->ops[0].kind != CN_TK_OPEN)
+    return 0;
+  for (i = 1; i < p->nops; i += 2)
+    if (p->ops[i].kind == CN_TK_OPEN || p->ops[i].kind == CN_TK_PUNCT ||
+        p->ops[i + 1].kind != CN_TK_PUNCT ||
+        p->ops[i + 1].c != (i + 2 == p->nops ? '}' : ','))
+      return 0;
+  return 1;
+}
+
 cn__prog *cn__match_compile(const char *fmt) {
   char st[MAX_NEST], tmp[4 * 255]; /* open containers: { [ | # */
   const char *f = fmt;
@@ -532,8 +550,62 @@ cn__prog *cn__match_compile(const char *fmt) {
   } while (rc == 0 && sp > 0);
   p = cn__pgen_done(&g, rc == 0 && *cn__fmt_ws(f) == '\0');
   if (p != NULL)
-    p->tuples = tuples;
+    p->tuples = tuples && is_flat(p) ? 2 : tuples;
   return p;
+}
+
+/* A scalar element x of a tuple, against op: the commonest inline (an
+ * atom that matches, and ~i on a small integer); match_scalar does the
+ * rest, and says why not. */
+static inline int match_elem(const cn__tok *op, va_list *ap, const char *x,
+                             const char **end, cn__stack *o) {
+  unsigned char tag = (unsigned char)x[0];
+  pending *q;
+  size_t k = 0;
+  if (op->kind == CN_TK_ATOM && tag == ETF_SMALL_ATOM_UTF8 &&
+      (unsigned char)x[1] == op->n) {
+    while (k < op->n && x[2 + k] == op->s[k])
+      k++;
+  }
+  if (k != 0 && k == op->n) {
+    *end = x + 2 + k;
+    return 0;
+  }
+  if (op->kind == CN_TK_HOLE && op->c == 'i' &&
+      (tag == ETF_SMALL_INTEGER || tag == ETF_INTEGER) &&
+      (q = CN__STACK_PUSH(o, pending)) != NULL) {
+    q->kind = 'i'; /* as match_hole queues it */
+    q->o1 = va_arg(*ap, int64_t *);
+    q->o2 = NULL;
+    q->v.i = tag == ETF_SMALL_INTEGER ? (unsigned char)x[1]
+                                      : (int32_t)cn__get32(x + 1);
+    *end = x + (tag == ETF_SMALL_INTEGER ? 2 : 5);
+    return 0;
+  }
+  return match_scalar(op, ap, x, end, o);
+}
+
+/* match_tuples() for a flat pattern, one tuple of scalars ({ok, ~i}):
+ * the same steps, with no stack of open tuples. */
+static int match_flat(cn_term t, const cn__tok *op, va_list *ap, cn__stack *o) {
+  const char *x = t.ptr, *lim = t.ptr + t.len, *end;
+  uint32_t left;
+  int rc;
+
+  if (cn__class(x) != CLS_TUPLE)
+    return CN_ENOMATCH;
+  left = cn__tuple_arity(x);
+  x += (unsigned char)x[0] == ETF_SMALL_TUPLE ? 2 : 5;
+  for (op++;; op += 2) {
+    if (left == 0)
+      return CN_ENOMATCH; /* the tuple is shorter than the pattern */
+    end = --left == 0 ? lim : NULL;
+    if ((rc = match_elem(op, ap, x, &end, o)) != 0)
+      return rc;
+    if (op[1].c == '}')
+      return left != 0 ? CN_ENOMATCH : 0;
+    x = end != NULL ? end : cn__skip_fast(x);
+  }
 }
 
 /* match() for a program whose only containers are tuples: the same steps
@@ -558,30 +630,8 @@ static int match_tuples(cn_term t, const cn__tok *op, va_list *ap,
       st[sp].pos = x + ((unsigned char)x[0] == ETF_SMALL_TUPLE ? 2 : 5);
       st[sp].lim = end;
     } else {
-      unsigned char tag = (unsigned char)x[0];
-      pending *q;
-      size_t k = 0;
-      /* The commonest scalars inline: an atom that matches, and ~i on a
-       * small integer; match_scalar does the rest, and says why not. */
-      if (op->kind == CN_TK_ATOM && tag == ETF_SMALL_ATOM_UTF8 &&
-          (unsigned char)x[1] == op->n) {
-        while (k < op->n && x[2 + k] == op->s[k])
-          k++;
-      }
-      if (k != 0 && k == op->n) {
-        end = x + 2 + k;
-      } else if (op->kind == CN_TK_HOLE && op->c == 'i' &&
-                 (tag == ETF_SMALL_INTEGER || tag == ETF_INTEGER) &&
-                 (q = CN__STACK_PUSH(o, pending)) != NULL) {
-        q->kind = 'i'; /* as match_hole queues it */
-        q->o1 = va_arg(*ap, int64_t *);
-        q->o2 = NULL;
-        q->v.i = tag == ETF_SMALL_INTEGER ? (unsigned char)x[1]
-                                          : (int32_t)cn__get32(x + 1);
-        end = x + (tag == ETF_SMALL_INTEGER ? 2 : 5);
-      } else if ((rc = match_scalar(op, ap, x, &end, o)) != 0) {
+      if ((rc = match_elem(op, ap, x, &end, o)) != 0)
         return rc;
-      }
       for (; sp >= 0; sp--) {
         st[sp].pos = end != NULL ? end : cn__skip_fast(x);
         if ((++op)->c == ',')
@@ -617,8 +667,12 @@ static int vmatch(cn_term t, const char *pattern, va_list *ap) {
   cn__stack_init(&o, inl);
   src.f = pattern;
   src.op = (p = cn__fcache_get(CN__FC_MATCH, pattern)) ? p->ops : NULL;
-  rc = p != NULL && p->tuples ? match_tuples(t, p->ops, ap, &o)
-                              : match(t, &src, ap, &o);
+  if (p != NULL && p->tuples == 2)
+    rc = match_flat(t, p->ops, ap, &o);
+  else if (p != NULL && p->tuples)
+    rc = match_tuples(t, p->ops, ap, &o);
+  else
+    rc = match(t, &src, ap, &o);
   if (rc == 0)
     commit(&o);
   cn__stack_free(&o);

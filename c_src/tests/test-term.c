@@ -3270,6 +3270,13 @@ static void match_all(cn_term t) {
   same_match(t, "{~a, x}", outs.a, sizeof outs.a);
   same_match(t, "{~p, x}", &outs.p);
   same_match(t, "{_, _}");
+  /* Flat tuples (match_flat): one element, a term hole first and last,
+   * three elements, and a hole after a skipped element. */
+  same_match(t, "{~t}", &outs.t);
+  same_match(t, "{~t, _}", &outs.t);
+  same_match(t, "{_, ~t}", &outs.t);
+  same_match(t, "{~a, _, _}", outs.a, sizeof outs.a);
+  same_match(t, "{_, ~i, _}", &outs.i);
   same_match(t, "{~i, ~u}", &outs.i, &outs.u);
   same_match(t, "[~i, ~i]", &outs.i, &outs.j);
   same_match(t, "[~i, ~i | _]", &outs.i, &outs.j);
