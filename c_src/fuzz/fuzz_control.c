@@ -84,6 +84,8 @@ static int op_fields(int op) {
     return F_FROM | F_REF | F_MFA | P_MSG;
   case CN__DOP_SPAWN_REQUEST_TT:
     return F_FROM | F_REF | F_MFA | F_TOKEN | P_MSG;
+  case CN__DOP_ALTACT_SIG_SEND: /* an exit to an alias or a name */
+    return F_FROM | F_TO | P_REASON;
   default:
     return 0; /* not accepted */
   }
@@ -155,6 +157,9 @@ static void check_types(const cn__ctl *c) {
   case CN__DOP_ALIAS_SEND_TT:
     FZ_CHECK(to == CN_T_REF);
     break;
+  case CN__DOP_ALTACT_SIG_SEND:
+    FZ_CHECK(to == ((c->altact & CN__ALTACT_ALIAS) ? CN_T_REF : CN_T_ATOM));
+    break;
   case CN__DOP_SPAWN_REQUEST:
   case CN__DOP_SPAWN_REQUEST_TT:
     FZ_CHECK(to == CN_T_INVALID);
@@ -203,7 +208,10 @@ static int parse_checked(const char *frame, size_t len,
   check_field(frame, len, out->from, (f & F_FROM) != 0);
   check_field(frame, len, out->to, (f & F_TO) != 0);
   check_field(frame, len, out->ref, (f & F_REF) != 0);
-  check_field(frame, len, out->token, (f & F_TOKEN) != 0);
+  /* An ALTACT_SIG_SEND, read as an older op, has a token when its flags
+   * say so. */
+  check_field(frame, len, out->token,
+              (f & F_TOKEN) != 0 || (out->altact & CN__ALTACT_TOKEN) != 0);
   check_field(frame, len, out->mfa, (f & F_MFA) != 0);
   check_field(frame, len, out->opts, (f & F_MFA) != 0);
   if (!(f & F_ID))
