@@ -159,7 +159,11 @@ int cn_node_find(const char *name, size_t len, uint32_t *idx) {
 const char *cn_node_name(uint32_t idx) {
   if (idx == 0)
     return nonode_name;
-  if (idx >= atomic_load_explicit(&count, memory_order_acquire))
+  /* count never passes CN_MAX_NODES; the first test says so to the
+   * compiler, which otherwise sees chunks[] indexed past its end when it
+   * inlines a constant idx (link-time optimisation). */
+  if (idx >= CN_MAX_NODES ||
+      idx >= atomic_load_explicit(&count, memory_order_acquire))
     return NULL;
   return entry_at(idx)->name;
 }

@@ -403,8 +403,8 @@ static void test_large_messages(void **st) {
       cn_call(a, cn_to_remote("echo", b_name), cn_buf_term(&q), tmo(10000), &r),
       0);
   {
-    const char *p;
-    size_t n;
+    const char *p = NULL;
+    size_t n = 0;
     assert_int_equal(cn_get_binary(cn_buf_term(&r), &p, &n), 0);
     assert_int_equal(n, 3 << 20);
     assert_memory_equal(p, z, n);
@@ -513,7 +513,7 @@ static void test_back_pressure(void **st) {
   cn_pid flooder;
   sink s = {0};
   int64_t got = 0;
-  int i, rc;
+  int i, rc = 0;
   (void)st;
   a = node_new_held(a_name, b_name, sizeof(a_name), "bp", 64 << 10, &b);
   start_sink(b, "sink", &sink_ops, &s);

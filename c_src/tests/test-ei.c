@@ -274,7 +274,7 @@ static void test_atoms(void **state) {
   char big[4 * 255 + 1], buf[MAXATOMLEN_UTF8], got[4 * 255 + 1];
   cn_buf b = CN_BUF_INIT;
   erlang_char_encoding was;
-  size_t k, len;
+  size_t k, len = 0;
   int i, n;
   (void)state;
 
@@ -358,7 +358,7 @@ static void test_binaries_and_charlists(void **state) {
     size_t n = sizes[k];
     const char *p;
     long got;
-    size_t len;
+    size_t len = 0;
     cn_term t;
     int i = 0;
 

@@ -248,7 +248,7 @@ static void test_peer_killed_under_calls(void **st) {
   cn_runtime_options o;
   cn_dist_options d;
   cn_dist_stats s;
-  cn_runtime *rt;
+  cn_runtime *rt = NULL;
   uint64_t t0, deadline;
   size_t n = 0, i;
   int64_t held = 0;

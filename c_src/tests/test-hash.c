@@ -581,7 +581,7 @@ static void test_names_flood(void **state) {
     assert_int_equal(cn_start(rt, &idle_ops, NULL, &o, &pids[i]), 0);
   }
   for (i = 0; i < NKEYS; i++) {
-    cn_pid p;
+    cn_pid p = {0};
     assert_int_equal(cn_whereis(rt, names[i], &p), 0);
     assert_true(cn_pid_equal(&p, &pids[i]));
   }

@@ -207,7 +207,7 @@ static void test_depth(void **state) {
 static void test_large(void **state) {
   cn_buf text = CN_BUF_INIT, b = CN_BUF_INIT;
   cn_iter it;
-  size_t i, n;
+  size_t i, n = 0;
   char num[32];
 
   /* A tuple of 1000 elements is LARGE_TUPLE_EXT; a 300-digit integer. */

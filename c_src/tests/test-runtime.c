@@ -1396,7 +1396,7 @@ static void test_max_mailbox(void **st) {
   cn_runtime *rt = NULL;
   cn_buf b = CN_BUF_INIT, r = CN_BUF_INIT;
   cn_proc_info pi;
-  cn_runtime_stats rs;
+  cn_runtime_stats rs = {0};
   cn_pid pid, caller;
   int i;
   (void)st;
@@ -1470,7 +1470,7 @@ static void test_reply_too_large(void **st) {
   cn_runtime_options o;
   cn_runtime *rt = NULL;
   cn_buf b = CN_BUF_INIT, r = CN_BUF_INIT;
-  cn_runtime_stats rs;
+  cn_runtime_stats rs = {0};
   cn_pid pid, caller;
   (void)st;
   memset(&o, 0, sizeof(o));

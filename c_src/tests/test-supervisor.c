@@ -250,7 +250,7 @@ static void call_until(cn_runtime *rt, cn_pid server, const char *req,
 }
 
 static cn_pid whereis(cn_runtime *rt, const char *name) {
-  cn_pid p;
+  cn_pid p = {0};
   assert_int_equal(cn_whereis(rt, name, &p), 0);
   return p;
 }

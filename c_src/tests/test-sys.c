@@ -365,7 +365,7 @@ static void test_get_status(void **st) {
  * order, and run on resume. */
 static void test_suspend_resume(void **st) {
   cn_pid pid = start_ctr(&ctr_ops, NULL);
-  cn_proc_info info;
+  cn_proc_info info = {0};
   caller c;
   (void)st;
   expect_reply(cn_to_pid(pid), "suspend", "ok");

@@ -212,8 +212,8 @@ static void tls_calls(unsigned versions) {
   tls_conf ca, cb;
   cn_runtime *a, *b;
   cn_buf q = CN_BUF_INIT, r = CN_BUF_INIT;
-  const char *bin;
-  size_t n;
+  const char *bin = NULL;
+  size_t n = 0;
   cn_dist_stats s;
   conf(&ca, "node.pem", versions);
   conf(&cb, "node.pem", versions);
