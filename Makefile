@@ -200,7 +200,7 @@ $(LIB_OBJS): CFLAGS += $(LIB_CFLAGS) $(LTO)
 # and libcnode.a and libcnode.so are made of it.  A local cn_call
 # crosses a dozen small functions in other files of the runtime (the
 # process lookup, references, the record caches, the term checks), and
-# inlining them where they are called made it about 14% faster
+# inlining them where they are called made it 11-16% faster
 # (bench/README, "Profiling").  Programs, tests included, link ordinary
 # code: they need no -flto, and their links cost nothing more, where an
 # LTO of every test binary added 85 s to a build.  The price: a static

@@ -229,7 +229,7 @@ run(call_1m_payload, _, T, _) ->
 run(cast, _, T, _) ->
     #{cast => casts(T, 100000)};
 run(syscalls_per_call_16, _, T, _) ->
-    #{syscalls_per_call_16 => syscalls(T, 16, n(10000))};
+    #{syscalls_per_call_16 => syscalls(T, 16, n(60000))};
 run(hol_p99, _, T, _) ->
     #{hol_p99 => hol(T, round(3000 * scale()))};
 run(c_client_call, cnode, _, Sides) ->
