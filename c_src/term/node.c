@@ -159,9 +159,11 @@ int cn_node_find(const char *name, size_t len, uint32_t *idx) {
 const char *cn_node_name(uint32_t idx) {
   if (idx == 0)
     return nonode_name;
-  /* count never passes CN_MAX_NODES; the first test says so to the
-   * compiler, which otherwise sees chunks[] indexed past its end when it
-   * inlines a constant idx (link-time optimisation). */
+  /* count never passes CN_MAX_NODES, but a compiler that inlines this
+   * into a caller with a constant idx cannot know it, and warns that
+   * chunks[] is indexed past its end: gcc did so for test-term's
+   * cn_node_name(CN_MAX_NODES) when every program was optimised whole at
+   * link time.  The first test keeps such a build warning-free. */
   if (idx >= CN_MAX_NODES ||
       idx >= atomic_load_explicit(&count, memory_order_acquire))
     return NULL;
