@@ -36,11 +36,12 @@
 %%   id             the child id in child_spec/1 (default cnode)
 %%
 %% node_name(Pid) is the node to call: gen_server:call({kv, Node}, Req).
+%% dist_stats(Pid | Node) reads the node's distribution counters.
 -module(cnode).
 -behaviour(gen_server).
 
 -export([start_link/1, child_spec/1, node_name/1, os_pid/1, stop/1,
-         exe/1]).
+         exe/1, dist_stats/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2,
          terminate/2]).
 
@@ -85,6 +86,18 @@ node_name(Pid) ->
 -spec os_pid(pid()) -> non_neg_integer().
 os_pid(Pid) ->
     gen_server:call(Pid, os_pid).
+
+%% The node's distribution counters since it started (frames, bytes,
+%% fragments, dropped and refused messages, failed handshakes, times a
+%% connection became busy) and what it holds now (nodes_up, links,
+%% monitors, queued), as a map: the C API's cn_dist_stats, read by
+%% erpc:call(Node, cnode, dist_stats, []).  Takes the pid start_link
+%% returned or the node's name; works for any cnode node.
+-spec dist_stats(pid() | node()) -> #{atom() => non_neg_integer()}.
+dist_stats(Pid) when is_pid(Pid) ->
+    dist_stats(node_name(Pid));
+dist_stats(Node) when is_atom(Node) ->
+    erpc:call(Node, cnode, dist_stats, [], 5000).
 
 %% Stops the node cleanly (and Pid with it).
 -spec stop(pid()) -> ok.

@@ -69,7 +69,7 @@ init({sup, Spec}) ->
 %% ---- cases -----------------------------------------------------------------
 
 %% start_link returns once the node serves; node_name is the node to call;
-%% stop/1 stops it cleanly.
+%% dist_stats reads its counters; stop/1 stops it cleanly.
 start_call_stop(_Config) ->
     Pid = start([{log_level, warning}]),
     N = cnode:node_name(Pid),
@@ -77,6 +77,10 @@ start_call_stop(_Config) ->
     ok = gen_server:call({kv, N}, {put, a, 1}),
     {ok, 1} = gen_server:call({kv, N}, {get, a}),
     pong = net_adm:ping(N),
+    %% Its counters, by the pid: our connection and the two calls.
+    #{connections := 1, nodes_up := 1, frames_in := In, frames_out := Out} =
+        cnode:dist_stats(Pid),
+    ?assert(In >= 6 andalso Out >= 2),
     stop_and_check(Pid),
     pang = net_adm:ping(N).
 

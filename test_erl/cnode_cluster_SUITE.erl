@@ -341,6 +341,7 @@ disconnect_fires_monitors_and_links(Config) ->
 
 wrong_cookie(Config) ->
     N = ?config(node, Config),
+    #{handshakes_failed := F0, connections := C0} = cnode:dist_stats(N),
     {_, P} = start_peer(),
     true = erpc:call(P, erlang, set_cookie, [N, 'not_the_cookie']),
     pang = erpc:call(P, net_adm, ping, [N]),
@@ -353,7 +354,11 @@ wrong_cookie(Config) ->
     true = erpc:call(P, erlang, set_cookie,
                      [N, cn_node:cookie(?config(cn, Config))]),
     pong = erpc:call(P, net_adm, ping, [N]),
-    right = erpc:call(P, gen_server, call, [{echo, N}, {echo, right}]).
+    right = erpc:call(P, gen_server, call, [{echo, N}, {echo, right}]),
+    %% The node counted the refused handshakes and the one that got in.
+    #{handshakes_failed := F1, connections := C1} = cnode:dist_stats(N),
+    ?assert(F1 > F0),
+    ?assertEqual(C0 + 1, C1).
 
 %% The node's OS process dies under its callers: monitors, links and the
 %% pending call all see noconnection / nodedown, and the node is gone from

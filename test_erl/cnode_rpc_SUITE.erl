@@ -15,7 +15,8 @@
 -export([erpc_call/1, erpc_classes/1, undef_like_beam/1, rpc_call/1,
          casts/1, send_request_and_multicall/1, remote_spawn/1,
          exports_block_concurrently/1, builtins/1, gen_server_via_rpc/1,
-         rex_classic/1, erl_call/1, init_stop/1, too_large_result/1]).
+         rex_classic/1, erl_call/1, init_stop/1, too_large_result/1,
+         dist_stats/1]).
 
 suite() ->
     [{timetrap, {seconds, 60}}].
@@ -23,8 +24,8 @@ suite() ->
 all() ->
     [erpc_call, erpc_classes, undef_like_beam, rpc_call, casts,
      send_request_and_multicall, remote_spawn, exports_block_concurrently,
-     builtins, gen_server_via_rpc, rex_classic, erl_call, init_stop,
-     too_large_result].
+     builtins, dist_stats, gen_server_via_rpc, rex_classic, erl_call,
+     init_stop, too_large_result].
 
 init_per_suite(Config) ->
     CN = cn_node:start(),
@@ -255,6 +256,38 @@ builtins(Config) ->
     ?assert(Wall > 0),
     {_, _} = Call(erlang, statistics, [runtime]),
     {0, 0} = Call(erlang, statistics, [reductions]).
+
+%% cnode:dist_stats/0 on the node: cn_dist_get_stats as a map, counting
+%% what this test sends and receives.
+dist_stats(Config) ->
+    N = ?config(node, Config),
+    Keys = [connections, handshakes_failed, frames_in, frames_out, bytes_in,
+            bytes_out, dropped, bad_frames, too_large, fragments_in,
+            fragments_out, busy, nodes_up, links, monitors, queued],
+    S0 = erpc:call(N, cnode, dist_stats, []),
+    ?assertEqual(lists:sort(Keys), lists:sort(maps:keys(S0))),
+    [?assert(is_integer(V) andalso V >= 0) || V <- maps:values(S0)],
+    ?assert(maps:get(nodes_up, S0) >= 1),
+    ?assert(maps:get(connections, S0) >= 1),
+    %% 100 calls by name: each is at least a monitor, the request and the
+    %% demonitor in, and the reply out.
+    [X = gen_server:call({echo, N}, {echo, X}) || X <- lists:seq(1, 100)],
+    Mon = erlang:monitor(process, {kv, N}),
+    S1 = cnode:dist_stats(N), % the application's wrapper, the same map
+    Delta = fun(K) -> maps:get(K, S1) - maps:get(K, S0) end,
+    ?assert(Delta(frames_in) >= 300),
+    ?assert(Delta(frames_out) >= 100),
+    ?assert(Delta(bytes_in) > 100 * 10),
+    ?assert(Delta(bytes_out) > 100 * 10),
+    ?assertEqual(0, Delta(dropped)),
+    ?assertEqual(0, Delta(bad_frames)),
+    %% The gauge holds our monitor, and lets it go with the demonitor (which
+    %% reaches the node before the next request on this connection).
+    true = erlang:demonitor(Mon),
+    S2 = erpc:call(N, cnode, dist_stats, []),
+    ?assertEqual(maps:get(monitors, S1) - 1, maps:get(monitors, S2)),
+    ?assertEqual({exception, undef},
+                 catch_erpc(N, cnode, dist_stats, [extra])).
 
 catch_erpc(N, M, F, A) ->
     try erpc:call(N, M, F, A) of

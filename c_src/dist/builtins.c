@@ -1280,6 +1280,28 @@ static int am_start(cn_runtime *rt, cn_term args, cn_buf *out, void *arg) {
   return CN_RETURN;
 }
 
+/* cnode:dist_stats(): cn_dist_get_stats as a map, for an operator on a BEAM
+ * node (erpc:call(N, cnode, dist_stats, [])), with the struct's field
+ * names as keys. */
+static int bi_dist_stats(cn_runtime *rt, cn_term args, cn_buf *out, void *arg) {
+  cn_dist_stats st;
+  (void)arg;
+  (void)args;
+  if (cn_dist_get_stats(rt, &st) != 0)
+    memset(&st, 0, sizeof(st));
+  cn_build(out,
+           "#{connections => ~u, handshakes_failed => ~u, frames_in => ~u, "
+           "frames_out => ~u, bytes_in => ~u, bytes_out => ~u, "
+           "dropped => ~u, bad_frames => ~u, too_large => ~u, "
+           "fragments_in => ~u, fragments_out => ~u, busy => ~u, "
+           "nodes_up => ~u, links => ~u, monitors => ~u, queued => ~u}",
+           st.connections, st.handshakes_failed, st.frames_in, st.frames_out,
+           st.bytes_in, st.bytes_out, st.dropped, st.bad_frames, st.too_large,
+           st.fragments_in, st.fragments_out, st.busy, st.nodes_up, st.links,
+           st.monitors, st.queued);
+  return CN_RETURN;
+}
+
 /* ---- The table -------------------------------------------------------- */
 
 static const struct {
@@ -1316,6 +1338,7 @@ static const struct {
     {"proc_lib", "translate_initial_call", 1, bi_translate_ic},
     {"sys", "get_status", 1, bi_get_status},
     {"sys", "get_status", 2, bi_get_status},
+    {"cnode", "dist_stats", 0, bi_dist_stats},
 };
 
 int cn__builtins_export(cn__dist *d) {
