@@ -335,7 +335,8 @@ stdin_eof_port_close(_Config) ->
     ok = cn_node:wait_until(fun() -> not os_alive(OsPid) end, 5000),
     {ok, Log} = file:read_file(Err),
     ?assertNotEqual(nomatch, binary:match(Log, <<"stdin reached its end">>)),
-    ?assertNotEqual(nomatch, binary:match(Log, <<"info cnode: stopped">>)).
+    ?assertNotEqual(nomatch, binary:match(Log, <<"info cnode: stopped">>)),
+    ?assertEqual(nomatch, binary:match(Log, <<"SIGTERM: stopping">>)).
 
 %% With --stdin-eof, SIGTERM still stops the node with status 0, and so
 %% does the end of stdin that follows it (the port closing after the
@@ -355,9 +356,13 @@ stdin_eof_sigterm(_Config) ->
 %% Without the flag, the end of stdin changes nothing.
 no_stdin_eof_keeps_running(_Config) ->
     F = cookie_file("y", 8#400),
+    Log = new_log(),
     Cmd = "\"" ++ cn_node:exe() ++ "\" --sname " ++ name() ++ " --cookie-file " ++ F ++
-        " </dev/null 2>>" ++ new_log() ++ " & P=$!; sleep 1.5; kill -0 $P && echo alive; "
+        " </dev/null 2>>" ++ Log ++ " & P=$!; sleep 1.5; kill -0 $P && echo alive; "
         "kill -TERM $P; wait $P; echo status=$?",
     Out = os:cmd(Cmd),
     ct:log("~s", [Out]),
-    {match, _} = re:run(Out, "alive\nstatus=0\n$").
+    {match, _} = re:run(Out, "alive\nstatus=0\n$"),
+    %% An operator's signal is logged as such.
+    {ok, Text} = file:read_file(Log),
+    {match, _} = re:run(Text, "Z info cnode: SIGTERM: stopping\n", [multiline]).

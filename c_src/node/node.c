@@ -231,10 +231,17 @@ static int wait_for_end(cn_runtime *rt, const sigset_t *sigs,
   int sig, rc = 0;
 
   for (;;) {
-    sig = sigtimedwait(sigs, NULL, watch ? &tick : NULL);
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    sig = sigtimedwait(sigs, &si, watch ? &tick : NULL);
     if (sig == SIGINT || sig == SIGTERM) {
-      cn_log(CN_LOG_INFO, DOMAIN, "%s: stopping",
-             sig == SIGINT ? "SIGINT" : "SIGTERM");
+      /* One the program raised itself (init:stop, --stdin-eof, a thread's
+       * kill(getpid(), ...)) comes after the line that said why: logging
+       * "SIGTERM" at info would name a signal nobody sent. */
+      bool own = si.si_code == SI_USER && si.si_pid == getpid();
+      cn_log(own ? CN_LOG_DEBUG : CN_LOG_INFO, DOMAIN, "%s%s: stopping",
+             sig == SIGINT ? "SIGINT" : "SIGTERM",
+             own ? " (raised by the program)" : "");
       break;
     }
     if (sig < 0 && errno != EAGAIN && errno != EINTR) {

@@ -183,7 +183,10 @@ typedef struct cn_node_options {
  * a signal sent to the process may go to one of them and kill it), and
  * from one thread at a time: it changes process-wide signal state.
  * Threads that start does start inherit the mask; a plain thread that
- * wants the node to stop sends kill(getpid(), SIGTERM). */
+ * wants the node to stop sends kill(getpid(), SIGTERM), after logging
+ * why: a signal the process sent itself is logged at CN_LOG_DEBUG
+ * ("SIGTERM (raised by the program): stopping"), one from another process
+ * at CN_LOG_INFO ("SIGTERM: stopping"). */
 CN_EXTERN int cn_node_run(const cn_node_options *opts, cn_node_start_fn start,
                           void *arg);
 
