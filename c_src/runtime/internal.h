@@ -758,8 +758,13 @@ int cn__thread_wait_ref(cn__thread *t, const cn_ref *ref, int timeout_ms,
 
 /* Pids and refs.  cn__ref_number is a number no other call returns,
  * from rt's counter (a scheduler, and a plain thread with a cn__thread in
- * rt, takes them a block at a time). */
+ * rt, takes them a block at a time); cn__thread_ref_number is the same
+ * for a plain thread whose context the caller already holds (no lookup).
+ * cn__ref_of makes rt's reference numbered n; cn__make_ref makes a new
+ * one. */
 uint64_t cn__ref_number(cn_runtime *rt);
+uint64_t cn__thread_ref_number(cn_runtime *rt, cn__thread *t);
+void cn__ref_of(cn_runtime *rt, uint64_t n, cn_ref *r);
 void cn__make_ref(cn_runtime *rt, cn_ref *r);
 cn_pid cn__caller_pid(cn_runtime *rt, int *err);
 

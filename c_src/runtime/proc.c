@@ -789,7 +789,10 @@ void cn__proc_exit(cn_proc *p, cn_term reason_in, bool run_terminate) {
 /* ---- Pids and refs ---------------------------------------------------- */
 
 void cn__make_ref(cn_runtime *rt, cn_ref *r) {
-  uint64_t n = cn__ref_number(rt);
+  cn__ref_of(rt, cn__ref_number(rt), r);
+}
+
+void cn__ref_of(cn_runtime *rt, uint64_t n, cn_ref *r) {
   r->node = rt->node;
   r->creation = rt->creation;
   r->len = 3;

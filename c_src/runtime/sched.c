@@ -141,6 +141,15 @@ static void recs_free(cn__sched *s) {
 /* Numbers a plain thread takes at once (see cn__thread). */
 #define REF_BLOCK_PLAIN 64
 
+uint64_t cn__thread_ref_number(cn_runtime *rt, cn__thread *t) {
+  if (t->ref_next == t->ref_end) {
+    t->ref_next = atomic_fetch_add_explicit(&rt->ref_counter, REF_BLOCK_PLAIN,
+                                            memory_order_relaxed);
+    t->ref_end = t->ref_next + REF_BLOCK_PLAIN;
+  }
+  return t->ref_next++;
+}
+
 uint64_t cn__ref_number(cn_runtime *rt) {
   cn__sched *s = tls_sched;
   cn__thread *t;
@@ -152,14 +161,8 @@ uint64_t cn__ref_number(cn_runtime *rt) {
     }
     return s->ref_next++;
   }
-  if (rt->key_ok && (t = pthread_getspecific(rt->thread_key)) != NULL) {
-    if (t->ref_next == t->ref_end) {
-      t->ref_next = atomic_fetch_add_explicit(&rt->ref_counter, REF_BLOCK_PLAIN,
-                                              memory_order_relaxed);
-      t->ref_end = t->ref_next + REF_BLOCK_PLAIN;
-    }
-    return t->ref_next++;
-  }
+  if (rt->key_ok && (t = pthread_getspecific(rt->thread_key)) != NULL)
+    return cn__thread_ref_number(rt, t);
   return atomic_fetch_add_explicit(&rt->ref_counter, 1, memory_order_relaxed);
 }
 

@@ -1227,7 +1227,7 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, cn_ms timeout,
   if (where == REMOTE) {
     /* The distribution layer monitors the server for the call and sends
      * it with our ref as the alias. */
-    cn__make_ref(rt, &ref);
+    cn__ref_of(rt, cn__thread_ref_number(rt, t), &ref);
     if (!(m = request_new(rt, CN__M_CALL, req, t->proc->pid, &ref, pid)))
       return CN_ENOMEM;
     if ((rc = deliver_remote(rt, to, pid, m)) != 0)
@@ -1238,7 +1238,7 @@ int cn_call(cn_runtime *rt, cn_dest to, cn_term req, cn_ms timeout,
     return CN_EDEADLK;
   if (!(p = cn__thread_take_server(t, pid)) && !(p = cn__lookup(rt, pid)))
     return CN_ENOPROC;
-  cn__make_ref(rt, &ref);
+  cn__ref_of(rt, cn__thread_ref_number(rt, t), &ref);
 
   {
     uint32_t st = 0;
