@@ -1284,22 +1284,23 @@ static int am_start(cn_runtime *rt, cn_term args, cn_buf *out, void *arg) {
  * node (erpc:call(N, cnode, dist_stats, [])), with the struct's field
  * names as keys. */
 static int bi_dist_stats(cn_runtime *rt, cn_term args, cn_buf *out, void *arg) {
+  static const char fmt[] =
+      "#{connections => ~u, handshakes_failed => ~u, frames_in => ~u, "
+      "frames_out => ~u, bytes_in => ~u, bytes_out => ~u, dropped => ~u, "
+      "bad_frames => ~u, too_large => ~u, fragments_in => ~u, "
+      "fragments_out => ~u, busy => ~u, nodes_up => ~u, links => ~u, "
+      "monitors => ~u, queued => ~u}";
   cn_dist_stats st;
+  int rc;
   (void)arg;
   (void)args;
   if (cn_dist_get_stats(rt, &st) != 0)
     memset(&st, 0, sizeof(st));
-  cn_build(out,
-           "#{connections => ~u, handshakes_failed => ~u, frames_in => ~u, "
-           "frames_out => ~u, bytes_in => ~u, bytes_out => ~u, "
-           "dropped => ~u, bad_frames => ~u, too_large => ~u, "
-           "fragments_in => ~u, fragments_out => ~u, busy => ~u, "
-           "nodes_up => ~u, links => ~u, monitors => ~u, queued => ~u}",
-           st.connections, st.handshakes_failed, st.frames_in, st.frames_out,
-           st.bytes_in, st.bytes_out, st.dropped, st.bad_frames, st.too_large,
-           st.fragments_in, st.fragments_out, st.busy, st.nodes_up, st.links,
-           st.monitors, st.queued);
-  return CN_RETURN;
+  rc = cn_build(out, fmt, st.connections, st.handshakes_failed, st.frames_in,
+                st.frames_out, st.bytes_in, st.bytes_out, st.dropped,
+                st.bad_frames, st.too_large, st.fragments_in, st.fragments_out,
+                st.busy, st.nodes_up, st.links, st.monitors, st.queued);
+  return rc == 0 ? CN_RETURN : CN_ERROR;
 }
 
 /* ---- The table -------------------------------------------------------- */
