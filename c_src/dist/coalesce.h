@@ -29,7 +29,12 @@
  * repeated for a while (1, 2, 4 ... 16 windows).  Under light load (fewer
  * than CN__CO_LIGHT_FRAMES frames in a window) it holds nothing.  A single
  * caller never gains from a hold (its next request waits for our reply),
- * and its turns are too small for one anyway.
+ * and its turns are too small for one anyway: a demonitor, a monitor and
+ * a request at most.  That holds for a large request too, because a
+ * "frame" here is a signal, and a message in fragments counts once
+ * (dist/conn.c); counted by pieces, one caller's 64 KiB echoes (a
+ * monitor, two fragments, the last demonitor) were held now and then,
+ * and whole rounds of them ran at half speed.
  *
  * One-way traffic (casts, plain sends) is the other case.  A sender that
  * streams messages wakes the loop with nearly every write it makes, and

@@ -898,6 +898,7 @@ static void process_input(cn__conn *c) {
     size_t avail = c->in.len - c->in_off;
     const char *p = c->in.data + c->in_off;
     bool hdr = (c->peer_flags & CN__DFLAG_FRAGMENTS) != 0;
+    cn__frame_kind what;
     uint32_t len;
     int rc;
     if (c->skip > 0) {
@@ -948,18 +949,18 @@ static void process_input(cn__conn *c) {
       break;
     }
     c->in_off += 4 + (size_t)len;
-    d->turn_frames++;
     atomic_fetch_add_explicit(&d->st_frames_in, 1, memory_order_relaxed);
-    /* As erts: a peer that took fragments sends distribution headers,
-     * one that did not sends pass-through frames; nothing else. */
-    if ((unsigned char)p[4] != (hdr ? 131 : 'p'))
+    what = cn__frame_kind_of(p + 4, len, hdr);
+    /* Coalescing counts signals, not pieces: a fragmented message counts
+     * once, or one caller's large request would look like several
+     * callers' and be held for (coalesce.h). */
+    d->turn_frames += what != CN__FRAME_FRAG_CONT;
+    if (what == CN__FRAME_BAD)
       rc = CN_EPROTO;
-    else if (hdr && len >= 2 &&
-             ((unsigned char)p[5] == CN__DIST_FRAG_HEADER ||
-              (unsigned char)p[5] == CN__DIST_FRAG_CONT))
-      rc = take_fragment(c, p + 4, len);
-    else
+    else if (what == CN__FRAME_WHOLE)
       rc = cn__route_in(d, c, p + 4, len);
+    else
+      rc = take_fragment(c, p + 4, len);
     if (rc != 0) {
       atomic_fetch_add(&d->st_bad_frames, 1);
       cn__conn_close(c, cn_strerror(rc));

@@ -260,7 +260,8 @@ struct cn__dist {
   size_t nodes_cap;
   cn__conn *conns;          /* every connection */
   cn__conn *dirty;          /* connections with output this turn */
-  unsigned turn_frames;     /* frames handled since the last flush */
+  unsigned turn_frames;     /* signals read since the last flush (a
+                             * fragmented message counts once) */
   cn__coalesce co;          /* the hold after a busy turn */
   unsigned pending_accepts; /* accepted, handshake not done */
   cn_pid net_kernel;        /* the built-in net_kernel process */

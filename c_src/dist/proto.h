@@ -283,6 +283,28 @@ typedef struct cn__ctl {
 #define CN__DIST_FRAG_HEADER 69 /* 'E' */
 #define CN__DIST_FRAG_CONT 70   /* 'F' */
 
+/* What a frame's content (the bytes after the 4-byte length) is, from its
+ * first bytes, before anything parses it.  As erts: a peer that took
+ * fragments (hdr) sends distribution headers (131), one that did not
+ * pass-through frames ('p'); nothing else. */
+typedef enum cn__frame_kind {
+  CN__FRAME_BAD,       /* neither: the connection must close */
+  CN__FRAME_WHOLE,     /* a control message (and payload) in one frame */
+  CN__FRAME_FRAG_HEAD, /* the first fragment of a message */
+  CN__FRAME_FRAG_CONT  /* a later fragment */
+} cn__frame_kind;
+
+static inline cn__frame_kind cn__frame_kind_of(const char *frame, size_t len,
+                                               bool hdr) {
+  if (len < 1 || (unsigned char)frame[0] != (hdr ? 131 : 'p'))
+    return CN__FRAME_BAD;
+  if (hdr && len >= 2 && (unsigned char)frame[1] == CN__DIST_FRAG_HEADER)
+    return CN__FRAME_FRAG_HEAD;
+  if (hdr && len >= 2 && (unsigned char)frame[1] == CN__DIST_FRAG_CONT)
+    return CN__FRAME_FRAG_CONT;
+  return CN__FRAME_WHOLE;
+}
+
 /* Parses one frame's content: the bytes after the 4-byte length.  Either
  * a pass-through frame, 'p' (112) then the control term (with its version
  * byte 131) and, for ops that have one, the payload term (also with 131);

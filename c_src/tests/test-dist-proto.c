@@ -2616,6 +2616,44 @@ static void test_coalesce_noisy_rates(void **state) {
   }
 }
 
+/* What a frame is, before anything parses it; and what it counts for in a
+ * coalescing turn: a message cut in fragments counts once, as one caller's
+ * large request is one request (dist/conn.c). */
+static void test_frame_kinds(void **state) {
+  static const char whole_hdr[] = {(char)131, CN__DIST_HEADER, 0};
+  static const char pass[] = {'p', (char)131, 104, 0};
+  char first[CN__FRAG_HDR_FIRST], next[CN__FRAG_HDR_FIRST];
+  unsigned i, turn = 0;
+  (void)state;
+
+  assert_int_equal(cn__frame_kind_of(whole_hdr, sizeof whole_hdr, true),
+                   CN__FRAME_WHOLE);
+  assert_int_equal(cn__frame_kind_of(pass, sizeof pass, false),
+                   CN__FRAME_WHOLE);
+  /* The other framing than the one the flags agreed on, or nothing. */
+  assert_int_equal(cn__frame_kind_of(pass, sizeof pass, true), CN__FRAME_BAD);
+  assert_int_equal(cn__frame_kind_of(whole_hdr, sizeof whole_hdr, false),
+                   CN__FRAME_BAD);
+  assert_int_equal(cn__frame_kind_of(pass, 0, false), CN__FRAME_BAD);
+  /* A lone version byte is a frame for the parser to refuse. */
+  assert_int_equal(cn__frame_kind_of(whole_hdr, 1, true), CN__FRAME_WHOLE);
+
+  /* The fragments our own sender writes: the first, then three more. */
+  cn__frag_header(first, 1, 7, 4);
+  assert_int_equal(cn__frame_kind_of(first, sizeof first, true),
+                   CN__FRAME_FRAG_HEAD);
+  assert_int_equal(cn__frame_kind_of(first, sizeof first, false),
+                   CN__FRAME_BAD);
+  turn += cn__frame_kind_of(first, sizeof first, true) != CN__FRAME_FRAG_CONT;
+  for (i = 3; i >= 1; i--) {
+    cn__frag_header(next, 0, 7, i);
+    assert_int_equal(cn__frame_kind_of(next, sizeof next, true),
+                     CN__FRAME_FRAG_CONT);
+    turn += cn__frame_kind_of(next, sizeof next, true) != CN__FRAME_FRAG_CONT;
+  }
+  assert_int_equal(turn, 1);
+}
+
 static void test_coalesce_one_caller_stays_at_zero(void **state) {
   /* A single caller only loses by a hold. */
   static const double rate[] = {12000, 9800, 8000, 6000, 4000};
@@ -2747,6 +2785,7 @@ int main(void) {
       cmocka_unit_test(test_coalesce_climbs_to_the_best_hold),
       cmocka_unit_test(test_coalesce_crosses_a_flat_stretch),
       cmocka_unit_test(test_coalesce_noisy_rates),
+      cmocka_unit_test(test_frame_kinds),
       cmocka_unit_test(test_coalesce_one_caller_stays_at_zero),
       cmocka_unit_test(test_coalesce_flat_rate_prefers_shorter),
       cmocka_unit_test(test_coalesce_light_load_and_limits),
