@@ -154,24 +154,35 @@ print_figure(Fig, Kind, Fmt, Unit, Rs, Suffix) ->
     CV = Vals(cnode),
     BV = Vals(beam),
     Show = fun(Vs) -> string:join([fmt(Fmt, V) || V <- Vs], " ") end,
-    io:format("# ~s~s: ~s; median of ~b round(s) (cnode: ~s | beam: ~s)~n",
-              [Fig, Suffix, Unit, length(Rs), Show(CV), Show(BV)]),
+    %% Each round measures one side right after the other, so a round's
+    %% own ratio does not see the VM's speed drift between rounds; shown
+    %% beside the headline ratio (of the two medians) for that reason.
+    Paired = [ratio(Kind, C, B) || {C, B} <- lists:zip(CV, BV)],
+    PairedM = case lists:member("FAIL", Paired) orelse
+                  lists:member("inf", Paired) of
+                  true -> "-";
+                  false -> fmt(2, median([list_to_float(P) || P <- Paired]))
+              end,
+    io:format("# ~s~s: ~s; median of ~b round(s) (cnode: ~s | beam: ~s); "
+              "rounds' ratios ~s, median ~s~n",
+              [Fig, Suffix, Unit, length(Rs), Show(CV), Show(BV),
+               string:join(Paired, " "), PairedM]),
     CM = median(CV),
     BM = median(BV),
-    Ratio = case {CM, BM} of
-                {failed, _} -> "FAIL";
-                {_, failed} -> "FAIL";
-                _ ->
-                    {Num, Den} = case Kind of
-                                     higher -> {CM, BM};
-                                     lower -> {BM, CM}
-                                 end,
-                    if Den == 0 -> "inf";
-                       true -> fmt(2, Num / Den)
-                    end
-            end,
     io:format("~s~s: cnode=~s beam=~s ratio=~s~n",
-              [Fig, Suffix, fmt(Fmt, CM), fmt(Fmt, BM), Ratio]).
+              [Fig, Suffix, fmt(Fmt, CM), fmt(Fmt, BM), ratio(Kind, CM, BM)]).
+
+%% r > 1 when cnode is better: cnode/beam for rates, beam/cnode for costs.
+ratio(_, failed, _) -> "FAIL";
+ratio(_, _, failed) -> "FAIL";
+ratio(Kind, C, B) ->
+    {Num, Den} = case Kind of
+                     higher -> {C, B};
+                     lower -> {B, C}
+                 end,
+    if Den == 0 -> "inf";
+       true -> fmt(2, Num / Den)
+    end.
 
 as_map(M) when is_map(M) -> M;
 as_map(failed) -> #{}.
