@@ -268,6 +268,7 @@ wrong_cookie_digest(Config) ->
 %% A frame over the frame limit is dropped as its bytes come, and the
 %% connection goes on: the next frame is served.  One that claims 4 GiB
 %% keeps its connection busy swallowing, without harm to anyone else.
+%% One that says it is a fragment closes its connection.
 oversized_frame_skipped(Config) ->
     {S, Pid} = raw(Config),
     Junk = crypto:strong_rand_bytes(?FRAME_LIMIT - 2),
@@ -278,6 +279,12 @@ oversized_frame_skipped(Config) ->
     ok = cn_raw_dist:send_raw(S2, <<16#ffffffff:32, $p, 131, 104, 1>>),
     false = cn_raw_dist:closed_within(S2, 1000),
     gen_tcp:close(S2),
+    %% A fragment is small by nature: a fragment header (first or later)
+    %% on a frame this big closes its connection at once, and the others
+    %% are served.
+    closes_after(Config, <<(?FRAME_LIMIT + 1):32, 131, 69, 1:64>>, 3000),
+    closes_after(Config, <<(?FRAME_LIMIT + 1):32, 131, 70, 1:64>>, 3000),
+    {ok, still} = cn_raw_dist:gen_call(S, Pid, echo, {echo, still}),
     gen_tcp:close(S).
 
 truncated_control_term(Config) ->

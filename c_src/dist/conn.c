@@ -915,11 +915,11 @@ static void process_input(cn__conn *c) {
       continue;
     }
     if (len > d->frame_limit) {
-      unsigned char kind = avail > 5 ? (unsigned char)p[5] : 0;
       if (avail < 6)
         break;
-      if ((unsigned char)p[4] == 131 &&
-          (kind == CN__DIST_FRAG_HEADER || kind == CN__DIST_FRAG_CONT)) {
+      /* Whatever the flags said: any fragment header this big closes. */
+      what = cn__frame_kind_of(p + 4, 2, true);
+      if (what == CN__FRAME_FRAG_HEAD || what == CN__FRAME_FRAG_CONT) {
         /* Fragments are small by nature; one this big is no fragment. */
         atomic_fetch_add(&d->st_bad_frames, 1);
         cn__conn_close(c, "fragment over the frame limit");
