@@ -158,31 +158,35 @@ print_figure(Fig, Kind, Fmt, Unit, Rs, Suffix) ->
     %% own ratio does not see the VM's speed drift between rounds; shown
     %% beside the headline ratio (of the two medians) for that reason.
     Paired = [ratio(Kind, C, B) || {C, B} <- lists:zip(CV, BV)],
-    PairedM = case lists:member("FAIL", Paired) orelse
-                  lists:member("inf", Paired) of
-                  true -> "-";
-                  false -> fmt(2, median([list_to_float(P) || P <- Paired]))
+    PairedM = case lists:all(fun is_float/1, Paired) of
+                  true -> median(Paired);
+                  false -> failed
               end,
     io:format("# ~s~s: ~s; median of ~b round(s) (cnode: ~s | beam: ~s); "
               "rounds' ratios ~s, median ~s~n",
               [Fig, Suffix, Unit, length(Rs), Show(CV), Show(BV),
-               string:join(Paired, " "), PairedM]),
+               string:join([show_ratio(R) || R <- Paired], " "),
+               show_ratio(PairedM)]),
     CM = median(CV),
     BM = median(BV),
     io:format("~s~s: cnode=~s beam=~s ratio=~s~n",
-              [Fig, Suffix, fmt(Fmt, CM), fmt(Fmt, BM), ratio(Kind, CM, BM)]).
+              [Fig, Suffix, fmt(Fmt, CM), fmt(Fmt, BM),
+               show_ratio(ratio(Kind, CM, BM))]).
 
 %% r > 1 when cnode is better: cnode/beam for rates, beam/cnode for costs.
-ratio(_, failed, _) -> "FAIL";
-ratio(_, _, failed) -> "FAIL";
+ratio(_, failed, _) -> failed;
+ratio(_, _, failed) -> failed;
 ratio(Kind, C, B) ->
     {Num, Den} = case Kind of
                      higher -> {C, B};
                      lower -> {B, C}
                  end,
-    if Den == 0 -> "inf";
-       true -> fmt(2, Num / Den)
+    if Den == 0 -> inf;
+       true -> Num / Den
     end.
+
+show_ratio(inf) -> "inf";
+show_ratio(R) -> fmt(2, R).
 
 as_map(M) when is_map(M) -> M;
 as_map(failed) -> #{}.
