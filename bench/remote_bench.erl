@@ -9,8 +9,8 @@
 %%   beam   a BEAM peer node (peer:start, -hidden, as the node program is
 %%          hidden) running the gen_server echo below, registered as echo.
 %%
-%% and measures each figure against one then the other, BENCH_ROUNDS
-%% rounds, interleaved, then prints the medians and their ratio in the
+%% and measures each figure against both, BENCH_ROUNDS rounds, in turn
+%% (cnode first in odd rounds, the peer in even ones), then prints the medians and their ratio in the
 %% format of bench/run.sh:
 %%
 %%   <figure>: cnode=<x> beam=<y> ratio=<r>
@@ -137,13 +137,20 @@ run_all() ->
 %% Runs one run Rounds times for each side, interleaved, and prints its
 %% figures.  Returns ok or failed.
 run_figure({Run, Figs}, Sides, Rounds, Suffix) ->
-    Rs = [[{Side, measure(Run, Side, T, Sides)} || {Side, T} <- Sides]
-          || _ <- lists:seq(1, Rounds)],
+    Rs = [[{Side, measure(Run, Side, T, Sides)}
+           || {Side, T} <- round_order(I, Sides)]
+          || I <- lists:seq(1, Rounds)],
     Failed = lists:member(failed, [V || Round <- Rs, {_, V} <- Round]),
     lists:foreach(fun({Fig, Kind, Fmt, Unit}) ->
                           print_figure(Fig, Kind, Fmt, Unit, Rs, Suffix)
                   end, Figs),
     case Failed of true -> failed; false -> ok end.
+
+%% The side that goes first in round I: cnode in odd rounds, the BEAM
+%% peer in even ones, so that neither always runs right after the other
+%% on the client's connections and schedulers.
+round_order(I, Sides) when I rem 2 =:= 1 -> Sides;
+round_order(_, Sides) -> lists:reverse(Sides).
 
 print_figure(Fig, Kind, Fmt, Unit, Rs, Suffix) ->
     Vals = fun(Side) ->
