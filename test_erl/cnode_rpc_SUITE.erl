@@ -217,6 +217,20 @@ builtins(Config) ->
     ?assertEqual(undefined, Call(erlang, whereis, [no_such_name])),
     Pids = Call(erlang, processes, []),
     ?assert(lists:member(Kv, Pids)),
+    %% is_process_alive/1: as erts, badarg for a pid of another node.
+    ?assert(Call(erlang, is_process_alive, [Kv])),
+    ?assertEqual({exception, badarg},
+                 catch_erpc(N, erlang, is_process_alive, [self()])),
+    ?assertEqual({exception, badarg},
+                 catch_erpc(N, erlang, is_process_alive, [kv])),
+    Echo = Call(erlang, whereis, [echo]),
+    EchoMon = erlang:monitor(process, Echo),
+    gen_server:cast({echo, N}, {stop, normal}),
+    receive {'DOWN', EchoMon, process, Echo, normal} -> ok
+    after 5000 -> ct:fail(echo_did_not_stop)
+    end,
+    ?assertNot(Call(erlang, is_process_alive, [Echo])),
+    _ = cn_node:wait_restarted(N, Echo),
     ?assertEqual([{registered_name, kv}, {message_queue_len, 0}],
                  Call(erlang, process_info,
                       [Kv, [registered_name, message_queue_len]])),

@@ -159,6 +159,22 @@ static int bi_whereis(cn_runtime *rt, cn_term args, cn_buf *out, void *arg) {
   return CN_RETURN;
 }
 
+/* As erts: true while the process (or a thread's pid) lives and is not
+ * exiting; badarg for anything but a pid of this node. */
+static int bi_is_alive(cn_runtime *rt, cn_term args, cn_buf *out, void *arg) {
+  cn_pid pid;
+  cn_proc *p;
+  bool alive;
+  (void)arg;
+  if (cn_match(args, "[~p]", &pid) != 0 || pid.node != cn_runtime_node(rt))
+    return badarg(out);
+  if (!(p = cn__lookup(rt, pid)))
+    return ret_atom(out, "false");
+  alive = !(atomic_load(&p->state) & CN__P_EXITING);
+  cn__proc_unref(p);
+  return ret_atom(out, alive ? "true" : "false");
+}
+
 static void put_pid_cell(cn_proc *p, void *arg) {
   cn_buf *out = arg;
   cn_put_list(out, 1);
@@ -1316,6 +1332,7 @@ static const struct {
     {"erlang", "registered", 0, bi_registered},
     {"erlang", "whereis", 1, bi_whereis},
     {"erlang", "processes", 0, bi_processes},
+    {"erlang", "is_process_alive", 1, bi_is_alive},
     {"erlang", "process_info", 1, bi_pinfo1},
     {"erlang", "process_info", 2, bi_pinfo2},
     {"erlang", "system_info", 1, bi_sysinfo},
