@@ -297,9 +297,23 @@ out:
   return rc;
 }
 
+/* The node of a pid or reference at p, in the form erts sends (a
+ * SMALL_ATOM_UTF8 of ASCII, which is valid): its length, or 0 when it is
+ * another form or runs past lim. */
+static size_t flat_node(const char *p, const char *lim) {
+  size_t k;
+  if (lim - p < 2 || (unsigned char)p[0] != ETF_SMALL_ATOM_UTF8)
+    return 0;
+  k = 2 + (unsigned char)p[1];
+  if ((size_t)(lim - p) < k ||
+      !cn__ascii_only((const unsigned char *)p + 2, k - 2))
+    return 0;
+  return k;
+}
+
 /* The commonest messages (term_internal.h). */
 const char *cn__term_flat(const char *p, const char *lim) {
-  size_t n = 1, k;
+  size_t n = 1, k, w;
 
   if (lim - p >= 2 && (unsigned char)p[0] == ETF_SMALL_TUPLE) {
     n = (unsigned char)p[1]; /* a depth of 1: any max_depth allows it */
@@ -325,6 +339,19 @@ const char *cn__term_flat(const char *p, const char *lim) {
       if ((size_t)(lim - p) >= k &&
           !cn__ascii_only((const unsigned char *)p + 2, k - 2))
         return NULL;
+      break;
+    case ETF_NEW_PID: /* node, then id, serial and creation */
+      if ((k = flat_node(p + 1, lim)) == 0)
+        return NULL;
+      k += 1 + 12;
+      break;
+    case ETF_NEWER_REFERENCE: /* words, node, creation, 1..5 words */
+      if (lim - p < 3)
+        return NULL;
+      w = cn__get16(p + 1);
+      if (w == 0 || w > CN_REF_MAX_WORDS || (k = flat_node(p + 3, lim)) == 0)
+        return NULL;
+      k += 3 + 4 + 4 * w;
       break;
     default:
       return NULL;

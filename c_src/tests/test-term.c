@@ -3478,14 +3478,50 @@ static void test_validate_flat(void **state) {
       "{ok, 300}", "{get, 1}",     "ok", "[]",
       "{}",        "{'', -1, []}", "7",  "{'\xc3\xa9', 1}"};
   static const char bad_utf8[] = {104, 2, 119, 1, (char)0xff, 97, 1};
+  /* Pids and references as erts sends them in control messages (of
+   * nonode@nohost: test_nodes_full has filled the table); the references
+   * of 1 and 5 words bound what the walk allows. */
+  static const char *const idents[] = {"{19, ~p, echo, ~r}",
+                                       "{6, ~p, '', echo}", "{~r, ~r}", "~p"};
+  /* What the flat check leaves to the walk: a node in another form (an
+   * ATOM_EXT; valid UTF-8 that is not ASCII), which the walk accepts, and
+   * what it refuses: a reference of 0 or 6 words, a node that is not
+   * UTF-8. */
+  static const char ok_latin1_node[] = {88, 100, 0, 1, 'a', 0, 0, 0, 1,
+                                        0,  0,   0, 0, 0,   0, 0, 0};
+  static const char ok_utf8_node[] = {
+      88, 119, 2, (char)0xc3, (char)0xa9, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0};
+  static const char bad_utf8_node[] = {88, 119, 1, (char)0xff, 0, 0, 0, 1,
+                                       0,  0,   0, 0,          0, 0, 0, 0};
+  static const char ref0[] = {90, 0, 0, 119, 1, 'a', 0, 0, 0, 1};
+  char ref6[10 + 24] = {90, 0, 6, 119, 1, 'a', 0, 0, 0, 1};
+  static const struct {
+    const char *bytes;
+    size_t len;
+    int rc;
+  } walked[] = {{ok_latin1_node, sizeof ok_latin1_node, 0},
+                {ok_utf8_node, sizeof ok_utf8_node, 0},
+                {bad_utf8_node, sizeof bad_utf8_node, CN_EBADTERM},
+                {ref0, sizeof ref0, CN_EBADTERM}};
+  cn_pid pid = {0, 37, 2, 7};
+  cn_ref r1 = {0, 9, 1, {42}}, r5 = {0, 9, 5, {1, 2, 3, 4, 5}};
   cn_term_limits lim = {0, 0};
   cn_buf b = CN_BUF_INIT;
   size_t i, cut, off;
   (void)state;
 
-  for (i = 0; i < COUNT(fmts); i++) {
+  for (i = 0; i < COUNT(fmts) + COUNT(idents); i++) {
     cn_buf_reset(&b);
-    assert_int_equal(cn_build(&b, fmts[i]), 0);
+    if (i < COUNT(fmts))
+      assert_int_equal(cn_build(&b, fmts[i]), 0);
+    else if (i == COUNT(fmts))
+      assert_int_equal(cn_build(&b, idents[0], &pid, &r1), 0);
+    else if (i == COUNT(fmts) + 1)
+      assert_int_equal(cn_build(&b, idents[1], &pid), 0);
+    else if (i == COUNT(fmts) + 2)
+      assert_int_equal(cn_build(&b, idents[2], &r1, &r5), 0);
+    else
+      assert_int_equal(cn_build(&b, idents[3], &pid), 0);
     off = 0;
     assert_int_equal(cn_term_validate(b.data, b.len, &off, NULL), 0);
     assert_int_equal(off, b.len);
@@ -3500,6 +3536,17 @@ static void test_validate_flat(void **state) {
   }
   off = 0;
   assert_int_equal(cn_term_validate(bad_utf8, sizeof bad_utf8, &off, NULL),
+                   CN_EBADTERM);
+  for (i = 0; i < COUNT(walked); i++) {
+    off = 0;
+    assert_int_equal(
+        cn_term_validate(walked[i].bytes, walked[i].len, &off, NULL),
+        walked[i].rc);
+    if (walked[i].rc == 0)
+      assert_int_equal(off, walked[i].len);
+  }
+  off = 0;
+  assert_int_equal(cn_term_validate(ref6, sizeof ref6, &off, NULL),
                    CN_EBADTERM);
   cn_buf_free(&b);
 }
