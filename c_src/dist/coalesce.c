@@ -7,7 +7,7 @@ void cn__coalesce_init(cn__coalesce *k, unsigned max_us, uint64_t now) {
   uint8_t top = 0;
   while (top + 1 < CN__CO_NLEVELS && levels[top + 1] <= max_us)
     top++;
-  *k = (cn__coalesce){.top = top, .dir = 1, .win_start = now};
+  *k = (cn__coalesce){.top = top, .dir = 1, .win_start = now, .last_turn = now};
 }
 
 unsigned cn__coalesce_hold_us(const cn__coalesce *k) {
@@ -89,6 +89,15 @@ void cn__coalesce_window(cn__coalesce *k, uint64_t frames, double rate) {
 void cn__coalesce_turn(cn__coalesce *k, uint64_t now, unsigned frames,
                        bool wrote) {
   uint64_t ns;
+  if (now - k->last_turn >= CN__CO_WINDOW_NS) {
+    /* Idle for a window or more: light load, whatever came before. */
+    k->oneway = 0;
+    cn__coalesce_window(k, 0, 0.0);
+    k->win_start = now;
+    k->win_frames = 0;
+    k->win_turns = k->win_wrote = 0;
+  }
+  k->last_turn = now;
   k->win_frames += frames;
   k->win_turns++;
   k->win_wrote += wrote;

@@ -27,7 +27,8 @@
  * with is the kept hold's, averaged over its last windows, as one
  * window's rate is noisy (about 20% on this VM).  A failed try is not
  * repeated for a while (1, 2, 4 ... 16 windows).  Under light load (fewer
- * than CN__CO_LIGHT_FRAMES frames in a window) it holds nothing.  A single
+ * than CN__CO_LIGHT_FRAMES frames in a window, or a window's worth of
+ * time without a turn) it holds nothing, and starts again from there.  A single
  * caller never gains from a hold (its next request waits for our reply),
  * and its turns are too small for one anyway: a demonitor, a monitor and
  * a request at most.  That holds for a large request too, because a
@@ -77,6 +78,7 @@ typedef struct cn__coalesce {
   uint8_t backoff;    /* failed tries in a row */
   uint8_t oneway;     /* the last window was one-way */
   uint64_t win_start; /* ns, CLOCK_MONOTONIC (uv_hrtime) */
+  uint64_t last_turn; /* ns, the turn before */
   uint64_t win_frames;
   uint32_t win_turns; /* turns that handled frames, this window */
   uint32_t win_wrote; /* those of them that wrote */
@@ -96,7 +98,12 @@ unsigned cn__coalesce_read_hold_us(const cn__coalesce *k);
 
 /* A turn of the loop handled frames, and wrote or not; now is
  * uv_hrtime().  Closes the window when it has run CN__CO_WINDOW_NS, and
- * decides the next holds. */
+ * decides the next holds.  A turn after CN__CO_WINDOW_NS or more without
+ * one ends the window as light load, whatever it held, and starts the
+ * next: the rate of a window that spans an idle stretch is mostly the
+ * idle stretch (a burst, 60 ms of nothing, then a turn: a hundredth of
+ * the burst's rate, which halved the kept rate and let the next try
+ * win). */
 void cn__coalesce_turn(cn__coalesce *k, uint64_t now, unsigned frames,
                        bool wrote);
 

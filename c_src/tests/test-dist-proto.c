@@ -2708,6 +2708,48 @@ static void test_coalesce_light_load_and_limits(void **state) {
   assert_int_equal(cn__coalesce_hold_us(&k), 50); /* the first try */
 }
 
+/* Phases of load with idle stretches between them, as make bench runs
+ * them: a window that spans an idle stretch is light load, so its rate
+ * (mostly the stretch) is never averaged into the kept hold's. */
+static void test_coalesce_idle_stretch(void **state) {
+  cn__coalesce k;
+  uint64_t now = 1000, t;
+  unsigned i;
+  (void)state;
+  cn__coalesce_init(&k, 400, now);
+  /* A busy phase, every turn 1 ms apart. */
+  for (i = 0; i < 120; i++) {
+    now += 1000000;
+    cn__coalesce_turn(&k, now, 100, true);
+  }
+  assert_true(k.base > 0);
+  /* 60 ms of nothing, then a turn of 5,000 frames (more than light load
+   * allows in a window): light load all the same, from the start. */
+  now += 60000000;
+  cn__coalesce_turn(&k, now, 5000, true);
+  assert_int_equal(k.level, 0);
+  assert_int_equal(cn__coalesce_hold_us(&k), 0);
+  assert_true(k.base == 0);
+  assert_int_equal(k.win_frames, 5000); /* the next window's first turn */
+  assert_int_equal(k.win_start, now);
+  /* Busy again: the window closes at its length, on the new phase's
+   * rate alone. */
+  t = now;
+  for (i = 0; i < 50; i++) {
+    now += 1000000;
+    cn__coalesce_turn(&k, now, 100, true);
+  }
+  assert_int_equal(k.win_start, t + CN__CO_WINDOW_NS);
+  assert_true(k.base > 0.9 * (5000.0 + 49 * 100) * 1e9 / CN__CO_WINDOW_NS);
+  /* Turns just under a window apart are not idle. */
+  cn__coalesce_init(&k, 400, now);
+  for (i = 0; i < 3; i++) {
+    now += CN__CO_WINDOW_NS - 1;
+    cn__coalesce_turn(&k, now, 5000, true);
+  }
+  assert_true(k.base > 0);
+}
+
 /* Runs one window of turns, each of which handled frames, and wrote
  * when i % every == 0 (never when every is 0); returns the read hold
  * that follows. */
@@ -2787,6 +2829,7 @@ int main(void) {
       cmocka_unit_test(test_coalesce_noisy_rates),
       cmocka_unit_test(test_frame_kinds),
       cmocka_unit_test(test_coalesce_one_caller_stays_at_zero),
+      cmocka_unit_test(test_coalesce_idle_stretch),
       cmocka_unit_test(test_coalesce_flat_rate_prefers_shorter),
       cmocka_unit_test(test_coalesce_light_load_and_limits),
       cmocka_unit_test(test_coalesce_one_way_streams),
