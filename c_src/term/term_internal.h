@@ -183,9 +183,18 @@ static inline int cn__atom_char(uint32_t c, int first) {
 }
 
 /* True when the bytes are plain ASCII (a Latin-1 name that is also
- * UTF-8).  Most names are: one pass of ORs tells, eight bytes at a time
- * (a node name in a pid is about twenty). */
+ * UTF-8).  Most names are: one pass of ORs tells, without branches. */
 static inline int cn__ascii_only(const unsigned char *s, size_t n) {
+  unsigned any = 0;
+  while (n-- > 0)
+    any |= s[n];
+  return any < 0x80;
+}
+
+/* The same, eight bytes at a time, for names that are often longer (a
+ * node's, in a pid, is about twenty bytes); for {get, 1}'s, the loop's
+ * extra test costs more than it saves. */
+static inline int cn__ascii_only_long(const unsigned char *s, size_t n) {
   uint64_t any = 0, w;
   for (; n >= 8; n -= 8, s += 8) {
     memcpy(&w, s, 8);
