@@ -16,7 +16,7 @@
          casts/1, send_request_and_multicall/1, remote_spawn/1,
          exports_block_concurrently/1, builtins/1, gen_server_via_rpc/1,
          rex_classic/1, erl_call/1, init_stop/1, too_large_result/1,
-         dist_stats/1]).
+         dist_stats/1, call_monitors/1]).
 
 suite() ->
     [{timetrap, {seconds, 60}}].
@@ -24,8 +24,8 @@ suite() ->
 all() ->
     [erpc_call, erpc_classes, undef_like_beam, rpc_call, casts,
      send_request_and_multicall, remote_spawn, exports_block_concurrently,
-     builtins, dist_stats, gen_server_via_rpc, rex_classic, erl_call,
-     init_stop, too_large_result].
+     builtins, dist_stats, call_monitors, gen_server_via_rpc, rex_classic,
+     erl_call, init_stop, too_large_result].
 
 init_per_suite(Config) ->
     CN = cn_node:start(),
@@ -302,6 +302,25 @@ dist_stats(Config) ->
     ?assertEqual(maps:get(monitors, S1) - 1, maps:get(monitors, S2)),
     ?assertEqual({exception, undef},
                  catch_erpc(N, cnode, dist_stats, [extra])).
+
+%% Many callers at once: each call's monitor and demonitor reach echo in
+%% its own table by reference (past 8 at once, with the hash its
+%% connection's table took), and every one is gone when the calls are.
+call_monitors(Config) ->
+    N = ?config(node, Config),
+    Echo = erpc:call(N, erlang, whereis, [echo]),
+    M0 = maps:get(monitors, erpc:call(N, cnode, dist_stats, [])),
+    Self = self(),
+    Pids = [spawn_link(fun() ->
+                               [X = gen_server:call({echo, N}, {echo, X})
+                                || X <- lists:seq(1, 200)],
+                               Self ! {done, self()}
+                       end) || _ <- lists:seq(1, 32)],
+    [receive {done, P} -> ok after 30000 -> ct:fail(callers_timeout) end
+     || P <- Pids],
+    ?assertEqual({monitored_by, []},
+                 erpc:call(N, erlang, process_info, [Echo, monitored_by])),
+    ?assertEqual(M0, maps:get(monitors, erpc:call(N, cnode, dist_stats, []))).
 
 catch_erpc(N, M, F, A) ->
     try erpc:call(N, M, F, A) of

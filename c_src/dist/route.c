@@ -116,9 +116,12 @@ void cn__rtab_free(cn__rtab *t) { cn__htab_drain(t, free_rec, NULL); }
 
 /* ---- Signals to local processes --------------------------------------- */
 
-static void local_signal(cn__dist *d, int kind, cn_pid to, cn_pid from,
-                         const cn_ref *ref, const char *name, cn_term data,
-                         int flags) {
+/* A signal to a local process: a monitor's or demonitor's carries the
+ * hash its record in the connection's table took (ref_hash, else 0), so
+ * that the process's own table need not hash the reference again. */
+static void hashed_signal(cn__dist *d, int kind, cn_pid to, cn_pid from,
+                          const cn_ref *ref, uint64_t ref_hash,
+                          const char *name, cn_term data, int flags) {
   cn__msg *m = cn__msg_new(kind, data.ptr, data.len);
   if (!m)
     return;
@@ -126,6 +129,8 @@ static void local_signal(cn__dist *d, int kind, cn_pid to, cn_pid from,
   m->flags = (uint8_t)flags;
   if (ref)
     m->ref = *ref;
+  if (kind == CN__S_MONITOR || kind == CN__S_DEMONITOR)
+    m->ref_hash = ref_hash;
   if (name && !(m->name = strdup(name))) {
     cn__msg_free(m);
     return;
@@ -134,6 +139,12 @@ static void local_signal(cn__dist *d, int kind, cn_pid to, cn_pid from,
     cn__signal(d->rt, to, m);
   else
     cn__deliver(d->rt, to, m);
+}
+
+static void local_signal(cn__dist *d, int kind, cn_pid to, cn_pid from,
+                         const cn_ref *ref, const char *name, cn_term data,
+                         int flags) {
+  hashed_signal(d, kind, to, from, ref, 0, name, data, flags);
 }
 
 static const cn_term no_term = {NULL, 0};
@@ -993,15 +1004,16 @@ int cn__route_in(cn__dist *d, cn__conn *c, const char *frame, size_t len) {
       break;
     }
     r->byname = byname != NULL;
-    local_signal(d, CN__S_MONITOR, to, from, &ref, byname, no_term,
-                 byname ? CN__F_BYNAME : 0);
+    hashed_signal(d, CN__S_MONITOR, to, from, &ref, r->node.hash, byname,
+                  no_term, byname ? CN__F_BYNAME : 0);
     break;
   }
   case CN__DOP_DEMONITOR_P:
     if (remote_pid(dn, ctl.from, &from) || cn__get_ref_known(ctl.ref, &ref))
       return CN_EPROTO;
     if ((r = mon_take(&dn->mons, &ref, REC_TMON)) != NULL) {
-      local_signal(d, CN__S_DEMONITOR, r->local, from, &ref, NULL, no_term, 0);
+      hashed_signal(d, CN__S_DEMONITOR, r->local, from, &ref, r->node.hash,
+                    NULL, no_term, 0);
       rec_free(r);
     }
     break;

@@ -119,8 +119,12 @@ typedef struct cn__msg {
                      * block */
   char *block;      /* a large message's own buffer (cn__block_alloc),
                      * or NULL */
-  size_t block_cap; /* its capacity */
-  char inline_[];   /* a small message's term */
+  union {
+    size_t block_cap;  /* with block: its capacity */
+    uint64_t ref_hash; /* S_MONITOR, S_DEMONITOR: cn__ref_hash(&ref) when
+                        * the sender had it, else 0 */
+  };
+  char inline_[]; /* a small message's term */
 } cn__msg;
 
 /* A term of this many bytes and up that lies in a buffer about to be
@@ -608,6 +612,8 @@ uint64_t cn__ref_hash(const cn_ref *r);
 int cn__add_mon(cn__monset *s, const cn_ref *ref, cn_pid pid, const char *name);
 /* Unlinks and returns the monitor with ref, or NULL. */
 cn__mon *cn__take_mon(cn__monset *s, const cn_ref *ref);
+/* The same, with cn__ref_hash(ref) already known (0: not known). */
+cn__mon *cn__take_mon_hashed(cn__monset *s, const cn_ref *ref, uint64_t hash);
 /* Unlinks and returns the newest monitor, or NULL when s is empty. */
 cn__mon *cn__pop_mon(cn__monset *s);
 void cn__mon_free(cn__mon *mo);

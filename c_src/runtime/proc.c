@@ -518,6 +518,13 @@ static void mon_unindex(cn__monset *s) {
   }
 }
 
+/* A monitor's hash: known (a signal from the distribution carries the
+ * one its own table took; a monitor keeps the one it had), else 0 and
+ * computed now. */
+static uint64_t mon_hash(uint64_t known, const cn_ref *ref) {
+  return known ? known : cn__ref_hash(ref);
+}
+
 /* Builds the table once the list passes CN__MON_INDEX_AT.  Without
  * memory the list alone serves, only slower. */
 static void mon_index(cn__monset *s) {
@@ -528,15 +535,17 @@ static void mon_index(cn__monset *s) {
   if (n <= CN__MON_INDEX_AT || !(s->index = calloc(1, sizeof(cn__htab))))
     return;
   for (mo = s->list; mo; mo = mo->next)
-    if (cn__htab_add(s->index, &mo->node, cn__ref_hash(&mo->ref)) != 0) {
+    if (cn__htab_add(s->index, &mo->node, mon_hash(mo->node.hash, &mo->ref)) !=
+        0) {
       mon_unindex(s);
       return;
     }
 }
 
-/* cn__add_mon with a name it owns from now on, even on failure. */
-static int add_mon_owning(cn__monset *s, const cn_ref *ref, cn_pid pid,
-                          const char *name) {
+/* cn__add_mon with a name it owns from now on, even on failure, and the
+ * reference's hash when known (else 0). */
+static int add_mon_owning(cn__monset *s, const cn_ref *ref, uint64_t hash,
+                          cn_pid pid, const char *name) {
   cn__mon *mo = malloc(sizeof(*mo));
   if (!mo) {
     free((void *)name);
@@ -545,7 +554,8 @@ static int add_mon_owning(cn__monset *s, const cn_ref *ref, cn_pid pid,
   mo->ref = *ref;
   mo->pid = pid;
   mo->name = name;
-  if (s->index && cn__htab_add(s->index, &mo->node, cn__ref_hash(ref)) != 0) {
+  mo->node.hash = hash;
+  if (s->index && cn__htab_add(s->index, &mo->node, mon_hash(hash, ref)) != 0) {
     cn__mon_free(mo);
     return CN_ENOMEM;
   }
@@ -564,7 +574,7 @@ int cn__add_mon(cn__monset *s, const cn_ref *ref, cn_pid pid,
   char *copy = NULL;
   if (name && !(copy = strdup(name)))
     return CN_ENOMEM;
-  return add_mon_owning(s, ref, pid, copy);
+  return add_mon_owning(s, ref, 0, pid, copy);
 }
 
 static void mon_unlink(cn__monset *s, cn__mon *mo) {
@@ -579,9 +589,13 @@ static void mon_unlink(cn__monset *s, cn__mon *mo) {
 }
 
 cn__mon *cn__take_mon(cn__monset *s, const cn_ref *ref) {
+  return cn__take_mon_hashed(s, ref, 0);
+}
+
+cn__mon *cn__take_mon_hashed(cn__monset *s, const cn_ref *ref, uint64_t hash) {
   cn__mon *mo;
   if (s->index) {
-    cn__hnode *n = cn__htab_take(s->index, cn__ref_hash(ref), mon_is, ref);
+    cn__hnode *n = cn__htab_take(s->index, mon_hash(hash, ref), mon_is, ref);
     if (!n)
       return NULL;
     mo = cn__container_of(n, cn__mon, node);
@@ -628,13 +642,15 @@ bool cn__link_signal(cn_proc *p, cn__msg *m) {
   case CN__S_MONITOR:
     /* The monitor takes the message's copy of the name. */
     if (cn__ext(p)) {
-      add_mon_owning(&p->ext->mon_on_me, &m->ref, m->from, m->name);
+      add_mon_owning(&p->ext->mon_on_me, &m->ref, m->ref_hash, m->from,
+                     m->name);
       m->name = NULL;
     }
     return true;
   case CN__S_DEMONITOR:
     if (p->ext)
-      cn__mon_free(cn__take_mon(&p->ext->mon_on_me, &m->ref));
+      cn__mon_free(
+          cn__take_mon_hashed(&p->ext->mon_on_me, &m->ref, m->ref_hash));
     return true;
   default:
     return false;
