@@ -52,13 +52,21 @@ static bool link_is(const cn__hnode *n, const void *key) {
          cn_pid_equal(&r->remote, &k->remote);
 }
 
+/* Records come from the schedulers' caches (a call from a BEAM client
+ * adds one and takes it again). */
+_Static_assert(sizeof(cn__rec) <= CN__REC_DIST_SIZE,
+               "a connection's record fits CN__REC_DIST");
+
+static void rec_free(cn__rec *r);
+
 static cn__rec *rec_add(cn__rtab *t, int kind, const cn_ref *ref, cn_pid local,
                         cn_pid remote, const char *name) {
   cn__rec *r;
-  if (!(r = calloc(1, sizeof(*r))))
+  if (!(r = cn__rec_alloc(CN__REC_DIST)))
     return NULL;
+  memset(r, 0, sizeof(*r));
   if (name && !(r->name = strdup(name))) {
-    free(r);
+    cn__rec_free(CN__REC_DIST, r);
     return NULL;
   }
   r->kind = (uint8_t)kind;
@@ -69,8 +77,7 @@ static cn__rec *rec_add(cn__rtab *t, int kind, const cn_ref *ref, cn_pid local,
   if (cn__htab_add(t, &r->node,
                    kind == REC_LINK ? link_hash(local, remote)
                                     : cn__ref_hash(&r->ref)) != 0) {
-    free(r->name);
-    free(r);
+    rec_free(r);
     return NULL;
   }
   return r;
@@ -78,7 +85,7 @@ static cn__rec *rec_add(cn__rtab *t, int kind, const cn_ref *ref, cn_pid local,
 
 static void rec_free(cn__rec *r) {
   free(r->name);
-  free(r);
+  cn__rec_free(CN__REC_DIST, r);
 }
 
 /* Takes the monitor record for ref (of the given kind) out of t. */

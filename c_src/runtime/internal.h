@@ -349,8 +349,13 @@ typedef enum cn__rec_kind {
   CN__REC_MSG,     /* cn__msg with CN__MSG_POOL_INLINE bytes inline */
   CN__REC_FROM,    /* cn_from */
   CN__REC_PENDING, /* cn__pending */
+  CN__REC_MON,     /* cn__mon: a remote caller's monitor, each call */
+  CN__REC_DIST,    /* a connection's link or monitor record (the dist
+                    * layer's, of at most CN__REC_DIST_SIZE bytes) */
   CN__NREC
 } cn__rec_kind;
+
+#define CN__REC_DIST_SIZE 112
 
 /* Records of a kind a scheduler keeps at most; the rest are freed. */
 #define CN__REC_KEEP 512

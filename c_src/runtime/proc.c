@@ -546,7 +546,7 @@ static void mon_index(cn__monset *s) {
  * reference's hash when known (else 0). */
 static int add_mon_owning(cn__monset *s, const cn_ref *ref, uint64_t hash,
                           cn_pid pid, const char *name) {
-  cn__mon *mo = malloc(sizeof(*mo));
+  cn__mon *mo = cn__rec_alloc(CN__REC_MON);
   if (!mo) {
     free((void *)name);
     return CN_ENOMEM;
@@ -660,7 +660,7 @@ bool cn__link_signal(cn_proc *p, cn__msg *m) {
 void cn__mon_free(cn__mon *mo) {
   if (mo) {
     free((void *)mo->name);
-    free(mo);
+    cn__rec_free(CN__REC_MON, mo);
   }
 }
 

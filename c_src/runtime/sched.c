@@ -41,6 +41,8 @@ static const size_t rec_size[CN__NREC] = {
     [CN__REC_MSG] = sizeof(cn__msg) + CN__MSG_POOL_INLINE,
     [CN__REC_FROM] = sizeof(cn_from),
     [CN__REC_PENDING] = sizeof(cn__pending),
+    [CN__REC_MON] = sizeof(cn__mon),
+    [CN__REC_DIST] = CN__REC_DIST_SIZE,
 };
 
 /* A thread that is no scheduler keeps its records here; the key's
