@@ -10,8 +10,8 @@
 %%          hidden) running the gen_server echo below, registered as echo.
 %%
 %% and measures each figure against both, BENCH_ROUNDS rounds, in turn
-%% (cnode first in odd rounds, the peer in even ones), then prints the medians and their ratio in the
-%% format of bench/run.sh:
+%% (cnode first in odd rounds, the peer in even ones), then prints the
+%% medians and their ratio in the format of bench/run.sh:
 %%
 %%   <figure>: cnode=<x> beam=<y> ratio=<r>
 %%
