@@ -634,6 +634,57 @@ static void test_names(void **st) {
   cn_runtime_free(rt);
 }
 
+/* Each thread keeps its last lookup that found a name (names.c): every
+ * change to the names, and another runtime, must miss it. */
+static void test_names_last_hit(void **st) {
+  static const char long_name[] = "a_name_longer_than_the_thirty_one_kept";
+  cn_runtime *rt = rt_new(2), *rt2 = rt_new(1);
+  cn_pid a = start_srv(rt, NULL), b = start_srv(rt, NULL);
+  cn_pid c = start_srv(rt2, NULL), w;
+  int i;
+
+  /* Two runtimes number their processes alike: b is not c's twin. */
+  assert_false(cn_pid_equal(&b, &c));
+  assert_int_equal(cn_register(rt, "n", b), 0);
+  assert_int_equal(cn_register(rt2, "n", c), 0);
+  for (i = 0; i < 3; i++) { /* the same name in two runtimes, in turn */
+    assert_int_equal(cn_whereis(rt, "n", &w), 0);
+    assert_true(cn_pid_equal(&w, &b));
+    assert_int_equal(cn_whereis(rt2, "n", &w), 0);
+    assert_true(cn_pid_equal(&w, &c));
+  }
+  assert_int_equal(cn_whereis(rt, "n", &w), 0);
+  /* Moved to another process: the new holder at once. */
+  assert_int_equal(cn_unregister(rt, "n"), 0);
+  assert_int_equal(cn_register(rt, "n", a), 0);
+  assert_int_equal(cn_whereis(rt, "n", &w), 0);
+  assert_true(cn_pid_equal(&w, &a));
+  assert_int_equal(cn_unregister(rt, "n"), 0);
+  assert_int_equal(cn_register(rt, "n", b), 0);
+  assert_int_equal(cn_whereis(rt, "n", &w), 0);
+  assert_true(cn_pid_equal(&w, &b));
+  /* A prefix or an extension of the kept name is another name. */
+  assert_int_equal(cn_whereis(rt, "", &w), CN_ENOENT);
+  assert_int_equal(cn_whereis(rt, "nn", &w), CN_ENOENT);
+  /* A name too long to keep is found each time. */
+  assert_int_equal(cn_register(rt, long_name, a), 0);
+  for (i = 0; i < 2; i++) {
+    assert_int_equal(cn_whereis(rt, long_name, &w), 0);
+    assert_true(cn_pid_equal(&w, &a));
+  }
+  /* Its holder stops: the name goes, whoever looked it up last. */
+  assert_int_equal(cn_whereis(rt, "n", &w), 0);
+  assert_int_equal(cn_stop(rt, cn_to_pid(b), NULL, tmo(1000)), 0);
+  assert_int_equal(cn_whereis(rt, "n", &w), CN_ENOENT);
+  /* A runtime made after rt2 ends (perhaps at its address) has no "n". */
+  assert_int_equal(cn_whereis(rt2, "n", &w), 0);
+  cn_runtime_free(rt2);
+  rt2 = rt_new(1);
+  assert_int_equal(cn_whereis(rt2, "n", &w), CN_ENOENT);
+  cn_runtime_free(rt2);
+  cn_runtime_free(rt);
+}
+
 static void test_monitors(void **st) {
   cn_runtime *rt = rt_new(2);
   cn_pid pid = start_srv(rt, NULL), got;
@@ -1585,6 +1636,7 @@ int main(void) {
       cmocka_unit_test(test_exit_reason_reaches_caller),
       cmocka_unit_test(test_deadlock_detected),
       cmocka_unit_test(test_names),
+      cmocka_unit_test(test_names_last_hit),
       cmocka_unit_test(test_monitors),
       cmocka_unit_test(test_many_monitors),
       cmocka_unit_test(test_links_and_exits),
